@@ -1,0 +1,36 @@
+"""The ``scheduler0`` command: ``noun verb`` sub-commands built from small modules.
+
+Exit codes: 0 ok, 1 refused or failed, 2 invalid configuration, 3 node unreachable.
+The daemon is imported only by ``start``, so the other commands stay fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from scheduler0.cli.init_commands import config_app, credential_app
+from scheduler0.cli.node_commands import create_app, start
+
+app = typer.Typer(
+    name="scheduler0",
+    help=(
+        "A distributed cron-job server on Raft and SQLite.\n\n"
+        "First run: scheduler0 config init; scheduler0 credential init; scheduler0 start"
+    ),
+    epilog="Exit codes: 0 ok, 1 failed, 2 invalid configuration, 3 node unreachable.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app, name="config")
+app.add_typer(credential_app, name="credential")
+app.add_typer(create_app, name="create")
+app.command("start")(start)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

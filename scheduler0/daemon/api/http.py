@@ -1,0 +1,169 @@
+"""Shared HTTP plumbing: the response envelope, bodies, paging and auth.
+
+Every answer is an envelope: ``{"success": true, "data": ...}`` or
+``{"success": false, "data": null, "error": {"code", "message", "details"}}``.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from scheduler0.daemon.security import same_text, secret_matches
+from scheduler0.errors import (
+    BadRequest,
+    FieldError,
+    Forbidden,
+    PayloadTooLarge,
+    Scheduler0Error,
+    Unauthorized,
+    ValidationFailed,
+)
+
+if TYPE_CHECKING:
+    from scheduler0.daemon.node import Node
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def ok(data: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps({"success": True, "data": data}),
+        status_code=status,
+        media_type="application/json",
+    )
+
+
+def failure(error: Scheduler0Error) -> Response:
+    return Response(
+        orjson.dumps({"success": False, "data": None, "error": error.to_dict()}),
+        status_code=error.status,
+        media_type="application/json",
+    )
+
+
+async def json_body(request: Request, max_bytes: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise BadRequest("request body is empty; expected JSON")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"malformed JSON: {exc}") from None
+
+
+def int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(
+            f"{name}: must be an integer", [FieldError(name, "must be an integer")]
+        ) from None
+    if not lo <= value <= hi:
+        message = f"must be between {lo} and {hi}"
+        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
+    return value
+
+
+def paging(request: Request, max_limit: int = 1000) -> tuple[int, int]:
+    limit = int_param(request, "limit", 100, 1, max_limit)
+    offset = int_param(request, "offset", 0, 0, 2**62)
+    assert limit is not None and offset is not None
+    return limit, offset
+
+
+def time_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        message = "must be unix seconds or an ISO 8601 time"
+        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)]) from None
+
+
+def path_id(request: Request, name: str = "id") -> int:
+    raw = request.path_params[name]
+    try:
+        value = int(raw)
+    except (TypeError, ValueError):
+        value = 0
+    if value < 1:
+        raise ValidationFailed(
+            f"{name}: must be a positive integer", [FieldError(name, "must be a positive integer")]
+        )
+    return value
+
+
+# -- auth -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    kind: str  # "client" | "operator"
+    credential_id: int | None = None
+
+
+def authenticate(request: Request, node: Node) -> Caller:
+    """Client: ``x-api-key`` + ``x-secret-key``. Operator/peer: HTTP Basic
+    with the node's AuthUsername/AuthPassword plus ``x-peer: cmd|peer``."""
+    settings = node.settings
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("basic "):
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except Exception:
+            raise Unauthorized("malformed basic authorization header") from None
+        if request.headers.get("x-peer") not in ("cmd", "peer"):
+            raise Unauthorized("operator requests need the x-peer header (cmd or peer)")
+        if (
+            settings.auth_username
+            and settings.auth_password
+            and same_text(user, settings.auth_username)
+            and same_text(password, settings.auth_password)
+        ):
+            return Caller("operator")
+        raise Unauthorized("wrong operator username or password")
+    api_key = request.headers.get("x-api-key")
+    api_secret = request.headers.get("x-secret-key")
+    if not api_key or not api_secret:
+        raise Unauthorized("missing credentials: send x-api-key and x-secret-key")
+    row = node.queries.credential_by_key(api_key)
+    assert settings.secret_key is not None
+    if row is None or not secret_matches(settings.secret_key, api_secret, row["secret_hash"]):
+        raise Unauthorized("unknown api key or wrong secret")
+    if row["archived"]:
+        raise Unauthorized("this credential is archived")
+    return Caller("client", row["id"])
+
+
+def require_operator(request: Request, node: Node) -> Caller:
+    caller = authenticate(request, node)
+    if caller.kind != "operator":
+        raise Forbidden("this route needs operator authentication (HTTP Basic + x-peer)")
+    return caller

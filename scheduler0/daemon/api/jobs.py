@@ -1,0 +1,211 @@
+"""Jobs: batch creation, reads, updates, pause/resume, per-job history.
+
+``POST /jobs`` takes a JSON array of jobs (or one object). Every item is
+validated before anything is applied; the whole batch is then ONE command,
+applied atomically: all jobs are created or none.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scheduler0.daemon.api.http import (
+    authenticate,
+    int_param,
+    json_body,
+    ok,
+    paging,
+    path_id,
+    time_param,
+)
+from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
+from scheduler0.daemon.state import commands as c
+from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from scheduler0.models import JobIn, JobPatch, invalid, parse_one
+
+if TYPE_CHECKING:
+    from scheduler0.daemon.node import Node
+
+
+@lru_cache(maxsize=4096)
+def _schedule_error(spec: str, timezone: str) -> FieldError | None:
+    try:
+        parse_schedule(spec, timezone, 0)
+    except ScheduleError as exc:
+        return FieldError(exc.field, exc.message)
+    return None
+
+
+def check_schedule(spec: str, timezone: str, index: int | None = None) -> FieldError | None:
+    error = _schedule_error(spec, timezone)
+    if error is None:
+        return None
+    return FieldError(error.field, error.message, index)
+
+
+def encode_data(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def validate_jobs(items: list[Any], node: Node) -> list[JobIn]:
+    """All items valid, or one ValidationFailed naming every bad field and index."""
+    jobs: list[JobIn] = []
+    details: list[FieldError] = []
+    for index, item in enumerate(items):
+        try:
+            job = parse_one(JobIn, item, index)
+        except ValidationFailed as exc:
+            details.extend(exc.details)
+            continue
+        problem = check_schedule(job.spec, job.timezone, index)
+        if problem is not None:
+            details.append(problem)
+        jobs.append(job)
+    if not details:
+        known = node.queries.existing_project_ids([job.project_id for job in jobs])
+        details = [
+            FieldError("project_id", f"no project with id {job.project_id}", index)
+            for index, job in enumerate(jobs)
+            if job.project_id not in known
+        ]
+    if details:
+        raise invalid(details)
+    return jobs
+
+
+def routes(node: Node) -> list[Route]:
+    settings = node.settings
+    max_body = int(settings.max_request_body_mb * 2**20)
+
+    async def create_jobs(request: Request) -> Response:
+        authenticate(request, node)
+        body = await json_body(request, max_body)
+        single = isinstance(body, dict)
+        items = [body] if single else body
+        if not isinstance(items, list):
+            raise ValidationFailed(
+                "body: expected a JSON array of jobs or one job object",
+                [FieldError("body", "must be an array of job objects or one job object")],
+            )
+        if not items:
+            raise ValidationFailed(
+                "body: the array holds no jobs", [FieldError("body", "must hold at least one job")]
+            )
+        if len(items) > settings.max_jobs_per_request:
+            raise PayloadTooLarge(
+                f"{len(items)} jobs in one request; the limit is {settings.max_jobs_per_request}"
+            )
+        jobs = validate_jobs(items, node)
+        now = time.time()
+        anchor = int(now)
+        result = await node.propose(
+            c.JobsCreated(
+                now=now,
+                jobs=[
+                    {
+                        "project_id": job.project_id,
+                        "spec": job.spec,
+                        "timezone": job.timezone,
+                        "data": encode_data(job.data),
+                        "callback_url": job.callback_url,
+                        "execution_type": job.execution_type,
+                        "anchor": anchor,
+                    }
+                    for job in jobs
+                ],
+            )
+        )
+        first, last = result["ids"]
+        created = node.queries.jobs_range(first, last)
+        return ok(created[0] if single else created, 201)
+
+    async def list_jobs(request: Request) -> Response:
+        authenticate(request, node)
+        await node.read_barrier(request)
+        project_id = int_param(request, "projectId", None, 1, 2**62)
+        if project_id is None:
+            project_id = int_param(request, "project_id", None, 1, 2**62)
+        limit, offset = paging(request, max_limit=10_000)
+        if project_id is not None:
+            node.queries.project(project_id)  # 404 for an unknown project
+        return ok(node.queries.jobs(project_id, limit, offset))
+
+    async def get_job(request: Request) -> Response:
+        authenticate(request, node)
+        await node.read_barrier(request)
+        return ok(node.queries.job(path_id(request)))
+
+    async def update_job(request: Request) -> Response:
+        authenticate(request, node)
+        job_id = path_id(request)
+        patch = parse_one(JobPatch, await json_body(request, max_body))
+        current = node.queries.job_row(job_id)
+        if current is None:
+            raise NotFound(f"no job with id {job_id}")
+        changes: dict[str, Any] = {}
+        for name in ("spec", "timezone", "callback_url", "execution_type"):
+            value = getattr(patch, name)
+            if value is not None:
+                changes[name] = value
+        if "data" in patch.model_fields_set:
+            changes["data"] = encode_data(patch.data)
+        if "spec" in changes or "timezone" in changes:
+            spec = changes.get("spec", current["spec"])
+            timezone = changes.get("timezone", current["timezone"])
+            problem = check_schedule(spec, timezone)
+            if problem is not None:
+                raise invalid([problem])
+            # The new schedule applies from the next slot after now, on a grid
+            # anchored now (for @every).
+            changes["anchor"] = changes["not_before"] = int(time.time())
+        await node.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
+        return ok(node.queries.job(job_id))
+
+    async def delete_job(request: Request) -> Response:
+        authenticate(request, node)
+        job_id = path_id(request)
+        await node.propose(c.JobDeleted(now=time.time(), job_id=job_id))
+        return ok({"id": job_id, "deleted": True})
+
+    def pauser(paused: bool) -> Any:
+        async def handler(request: Request) -> Response:
+            authenticate(request, node)
+            job_id = path_id(request)
+            await node.propose(c.JobPaused(now=time.time(), job_id=job_id, paused=paused))
+            return ok(node.queries.job(job_id))
+
+        return handler
+
+    async def job_executions(request: Request) -> Response:
+        authenticate(request, node)
+        await node.read_barrier(request)
+        job_id = path_id(request)
+        node.queries.job(job_id)
+        limit, offset = paging(request)
+        return ok(
+            node.queries.executions(
+                job_id=job_id,
+                since=time_param(request, "since"),
+                until=time_param(request, "until"),
+                limit=limit,
+                offset=offset,
+            )
+        )
+
+    return [
+        Route("/jobs", create_jobs, methods=["POST"]),
+        Route("/jobs", list_jobs, methods=["GET"]),
+        Route("/jobs/{id}", get_job, methods=["GET"]),
+        Route("/jobs/{id}", update_job, methods=["PUT", "PATCH"]),
+        Route("/jobs/{id}", delete_job, methods=["DELETE"]),
+        Route("/jobs/{id}/pause", pauser(True), methods=["POST"]),
+        Route("/jobs/{id}/resume", pauser(False), methods=["POST"]),
+        Route("/jobs/{id}/executions", job_executions, methods=["GET"]),
+    ]

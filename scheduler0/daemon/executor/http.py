@@ -1,0 +1,354 @@
+"""Deliver accepted fires as batched, signed HTTP callbacks.
+
+The scheduler hands accepted fires to :meth:`Executor.submit` and collects
+:class:`FireResult` records with :meth:`Executor.drain_results` once per tick.
+
+Wire format (the seed contract, see ARCHITECTURE §6):
+
+- Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` form a
+  batch, sent as ``POST callback_url`` with a JSON array of their payloads.
+- A batch whose array would exceed ``payload_max_bytes`` is split into chunks,
+  each body at most ``payload_max_bytes`` (a single payload larger than that is
+  sent alone, as a one-item array: it cannot be split further).
+- Headers of every chunk POST:
+
+  ``content-type: application/json``, ``user-agent: scheduler0``,
+  ``x-payload-chunk-id: <n>/<total>`` (1-based chunk number / chunk count of
+  the batch, e.g. ``1/1``, ``2/3``), ``x-scheduler0-batch-id: <hex>`` (the same
+  for every chunk of one batch, and across retries), and the signing headers of
+  :mod:`scheduler0.signing` (re-signed on each attempt).
+
+Attempts and retries: a 2xx answer is success. Any other status, a timeout
+(the whole attempt bounded by ``timeout`` seconds) or a transport error is a
+failed attempt. A chunk gets at most ``1 + retry_max`` attempts; retry ``k``
+(k = 1, 2, ...) waits ``min(retry_delay * 2**(k-1), max(30, retry_delay))``
+seconds, without holding a worker, so a failing receiver never delays other
+chunks. An invalid URL fails at once (retrying cannot help). After the final
+attempt every fire in the chunk gets one result carrying that attempt's status
+code and error.
+
+Accounting: ``queue_depth`` counts fires waiting for a worker; ``in_flight``
+counts fires being posted or waiting for their next attempt. Fires still queued
+or in flight when :meth:`Executor.stop` gives up produce no result; the caller
+treats them as lost (delivery is at-least-once, receivers de-duplicate by
+``execution_id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+from scheduler0 import signing
+
+ERROR_MAX_CHARS = 200
+BACKOFF_CAP_SECONDS = 30.0
+_BODY_SNIPPET_CHARS = 120
+_RESPONSE_READ_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One accepted (job, slot) to call back."""
+
+    execution_id: str
+    job_id: int
+    slot: int  # unix seconds of the scheduled slot
+    callback_url: str
+    signing_secret: str  # per project; fires batch by (callback_url, signing_secret)
+    payload: dict[str, Any]  # the job object sent to the receiver
+
+
+@dataclass(frozen=True, slots=True)
+class FireResult:
+    """How the delivery of one fire ended."""
+
+    execution_id: str
+    job_id: int
+    slot: int
+    state: str  # "success" | "failed"
+    status_code: int | None  # of the last attempt; None when no answer came
+    attempts: int
+    latency_ms: int  # duration of the last attempt
+    error: str | None  # capped at ERROR_MAX_CHARS
+    finished_at: float  # clock() when the last attempt ended
+
+
+@dataclass(slots=True)
+class _Chunk:
+    """One POST to make: a slice of a batch, with its serialized body."""
+
+    url: str
+    secret: str
+    fires: list[Fire]
+    body: bytes
+    headers: dict[str, str]
+    attempts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    ok: bool
+    status_code: int | None
+    error: str | None
+    latency_ms: int
+    retryable: bool = True
+
+
+class Executor:
+    """Bounded pool of workers posting chunks through one pooled httpx client."""
+
+    def __init__(
+        self,
+        *,
+        max_workers: int,
+        max_queue: int,
+        timeout: float,
+        retry_max: int,
+        retry_delay: float,
+        payload_max_bytes: int,
+        clock: Callable[[], float] = time.time,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if max_workers < 1 or max_queue < 1 or payload_max_bytes < 2:
+            raise ValueError("max_workers, max_queue and payload_max_bytes must be positive")
+        self._max_workers = max_workers
+        self._max_queue = max_queue
+        self._timeout = timeout
+        self._retry_max = max(0, retry_max)
+        self._retry_delay = max(0.0, retry_delay)
+        self._payload_max_bytes = payload_max_bytes
+        self._clock = clock
+        self._transport = transport
+        self._queue: asyncio.Queue[_Chunk] = asyncio.Queue()
+        self._queued_fires = 0
+        self._in_flight_fires = 0
+        self._results: list[FireResult] = []
+        self._workers: list[asyncio.Task[None]] = []
+        self._retry_timers: dict[int, asyncio.TimerHandle] = {}  # by id(chunk)
+        self._client: httpx.AsyncClient | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopped = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pooled client and start ``max_workers`` worker tasks."""
+        limits = httpx.Limits(
+            max_connections=self._max_workers, max_keepalive_connections=self._max_workers
+        )
+        self._client = httpx.AsyncClient(
+            limits=limits,
+            timeout=httpx.Timeout(self._timeout),
+            transport=self._transport,
+            follow_redirects=False,
+            headers={"user-agent": "scheduler0"},
+        )
+        self._workers = [
+            asyncio.create_task(self._work(), name=f"executor-worker-{i}")
+            for i in range(self._max_workers)
+        ]
+
+    async def stop(self, drain_timeout: float = 5.0) -> None:
+        """Let queued and in-flight chunks finish for up to ``drain_timeout``, then cancel.
+
+        Retries falling due within the drain window still run. Whatever is left
+        afterwards produces no result. New ``submit`` calls are refused.
+        """
+        self._stopped = True
+        if drain_timeout > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), drain_timeout)
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    # -- scheduler-facing API ----------------------------------------------
+
+    @property
+    def queue_depth(self) -> int:
+        """Fires waiting for a free worker."""
+        return self._queued_fires
+
+    @property
+    def in_flight(self) -> int:
+        """Fires being posted, or waiting between attempts."""
+        return self._in_flight_fires
+
+    def free_capacity(self) -> int:
+        """How many more fires the scheduler may submit now (never negative)."""
+        return max(0, self._max_queue - self._queued_fires - self._in_flight_fires)
+
+    def submit(self, fires: Sequence[Fire]) -> None:
+        """Queue ``fires`` for delivery, batched by (callback_url, signing_secret).
+
+        Call on the event loop. Never drops: it may exceed ``max_queue`` when the
+        caller ignores :meth:`free_capacity`. Raises RuntimeError after ``stop``.
+        """
+        if self._stopped:
+            raise RuntimeError("executor is stopped")
+        batches: dict[tuple[str, str], list[Fire]] = {}
+        for fire in fires:
+            batches.setdefault((fire.callback_url, fire.signing_secret), []).append(fire)
+        for (url, secret), batch in batches.items():
+            for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes):
+                self._enqueue(chunk)
+
+    def drain_results(self) -> list[FireResult]:
+        """Return the results finished since the last call, and forget them."""
+        results, self._results = self._results, []
+        return results
+
+    # -- internals ---------------------------------------------------------
+
+    def _enqueue(self, chunk: _Chunk) -> None:
+        self._queued_fires += len(chunk.fires)
+        self._idle.clear()
+        self._queue.put_nowait(chunk)
+
+    def _requeue(self, chunk: _Chunk) -> None:
+        self._retry_timers.pop(id(chunk), None)
+        self._in_flight_fires -= len(chunk.fires)
+        self._enqueue(chunk)
+
+    def _settle(self, count: int) -> None:
+        self._in_flight_fires -= count
+        if self._queued_fires == 0 and self._in_flight_fires == 0:
+            self._idle.set()
+
+    async def _work(self) -> None:
+        while True:
+            chunk = await self._queue.get()
+            count = len(chunk.fires)
+            self._queued_fires -= count
+            self._in_flight_fires += count
+            outcome = await self._attempt(chunk)
+            if outcome.ok or not outcome.retryable or chunk.attempts > self._retry_max:
+                self._record(chunk, outcome)
+                self._settle(count)
+            else:
+                self._schedule_retry(chunk)
+
+    def _schedule_retry(self, chunk: _Chunk) -> None:
+        delay = self._backoff(chunk.attempts)
+        timer = asyncio.get_running_loop().call_later(delay, self._requeue, chunk)
+        self._retry_timers[id(chunk)] = timer
+
+    def _backoff(self, retry_number: int) -> float:
+        cap = max(BACKOFF_CAP_SECONDS, self._retry_delay)
+        # The exponent is clamped so a huge retry_max cannot overflow the float.
+        return float(min(self._retry_delay * 2 ** min(retry_number - 1, 32), cap))
+
+    async def _attempt(self, chunk: _Chunk) -> _Outcome:
+        chunk.attempts += 1
+        headers = chunk.headers | signing.sign(chunk.secret, chunk.body, int(self._clock()))
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._timeout):
+                status_code, snippet = await self._post(chunk.url, chunk.body, headers)
+        except (TimeoutError, httpx.TimeoutException):
+            return _failure(started, f"timeout after {self._timeout:g}s")
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
+            return _failure(started, f"invalid callback url: {exc}", retryable=False)
+        except Exception as exc:  # any transport failure is a failed attempt, never a crash
+            return _failure(started, f"{type(exc).__name__}: {exc}".rstrip(": "))
+        latency_ms = _elapsed_ms(started)
+        if 200 <= status_code < 300:
+            return _Outcome(True, status_code, None, latency_ms)
+        error = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
+        return _Outcome(False, status_code, error, latency_ms)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """POST ``body``; return the status and the start of the response text.
+
+        The response is read up to ``_RESPONSE_READ_LIMIT`` bytes only: small bodies
+        are drained so the connection is reused, huge ones are abandoned (the
+        connection is then closed) instead of being buffered.
+        """
+        assert self._client is not None, "Executor.start() was not awaited"
+        async with self._client.stream("POST", url, content=body, headers=headers) as response:
+            head = b""
+            read = 0
+            async for part in response.aiter_bytes():
+                if len(head) < _BODY_SNIPPET_CHARS:
+                    head += part[:_BODY_SNIPPET_CHARS]
+                read += len(part)
+                if read > _RESPONSE_READ_LIMIT:
+                    break
+            snippet = head[:_BODY_SNIPPET_CHARS].decode("utf-8", "replace").strip()
+            return response.status_code, snippet
+
+    def _record(self, chunk: _Chunk, outcome: _Outcome) -> None:
+        state = "success" if outcome.ok else "failed"
+        error = outcome.error[:ERROR_MAX_CHARS] if outcome.error else None
+        finished_at = self._clock()
+        self._results.extend(
+            FireResult(
+                fire.execution_id,
+                fire.job_id,
+                fire.slot,
+                state,
+                outcome.status_code,
+                chunk.attempts,
+                outcome.latency_ms,
+                error,
+                finished_at,
+            )
+            for fire in chunk.fires
+        )
+
+
+def _chunk_batch(url: str, secret: str, fires: list[Fire], max_bytes: int) -> Iterable[_Chunk]:
+    """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``."""
+    encoded = [orjson.dumps(fire.payload) for fire in fires]
+    groups = _split_by_size(encoded, max_bytes)
+    batch_id = os.urandom(8).hex()
+    total = len(groups)
+    start = 0
+    for number, end in enumerate(groups, start=1):
+        body = b"[" + b",".join(encoded[start:end]) + b"]"
+        headers = {
+            "content-type": "application/json",
+            "x-payload-chunk-id": f"{number}/{total}",
+            "x-scheduler0-batch-id": batch_id,
+        }
+        yield _Chunk(url, secret, fires[start:end], body, headers)
+        start = end
+
+
+def _split_by_size(encoded: list[bytes], max_bytes: int) -> list[int]:
+    """Return the end index of each chunk; a body is ``[`` + items joined by ``,`` + ``]``."""
+    ends: list[int] = []
+    size = 1  # the opening "["; each item then adds its length plus "," or "]"
+    for index, item in enumerate(encoded):
+        grown = size + len(item) + 1
+        if grown > max_bytes and size > 1:
+            ends.append(index)
+            grown = 1 + len(item) + 1
+        size = grown
+    ends.append(len(encoded))
+    return ends
+
+
+def _elapsed_ms(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
+
+
+def _failure(started: float, error: str, *, retryable: bool = True) -> _Outcome:
+    return _Outcome(False, None, error, _elapsed_ms(started), retryable)

@@ -1,0 +1,274 @@
+"""Raft, by pysyncobj. The only module that imports pysyncobj.
+
+Why the settings are what they are (measured, see DESIGN.md):
+
+* ``appendEntriesUseBatch=False``: batch mode ships entries only every
+  ``appendEntriesPeriod`` and adds ~100 ms to every write.
+* ``appendEntriesBatchSizeBytes`` raised to 32 MiB: a single entry at or over
+  this size takes a chunked path that misjudges its end; our largest command
+  (a compressed batch of jobs) stays far below it.
+* ``password`` always set (else the wire is zlib(pickle), i.e. remote code
+  execution), ``bindAddress`` always the configured address (else 0.0.0.0),
+  ``maxBindRetries`` finite (else a taken port hangs start-up forever).
+* ONE replicated method, ``apply_command``: pysyncobj numbers replicated
+  methods by sorted name, so a second one would renumber the journal.
+* The database is rebuilt at every start from snapshot + journal (pysyncobj
+  replays the journal after the snapshot through ``apply_command``), so no
+  command is applied twice to the same file.
+* The SyncObj must be built on the main thread: its tick thread stops when
+  the constructing thread exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.tcp_connection import CONNECTION_STATE
+from pysyncobj.transport import TCPTransport
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.errors import NoQuorum, Scheduler0Error, error_from_dict
+
+log = logging.getLogger(__name__)
+
+_FAIL_NAMES = {value: name for name, value in vars(FAIL_REASON).items() if name.isupper()}
+
+
+@dataclass(frozen=True)
+class RaftOptions:
+    self_address: str
+    partner_addresses: list[str]
+    data_dir: Path
+    password: str
+    apply_timeout: float
+    snapshot_min_entries: int
+    snapshot_min_time: float
+    connection_timeout: float = 3.5
+    raft_min_timeout: float = 0.4
+    raft_max_timeout: float = 1.4
+    leader_fallback_timeout: float = 3.0
+    connection_retry_time: float = 1.0
+    dynamic_membership: bool = True
+
+
+class _KeepaliveTransport(TCPTransport):  # type: ignore[misc]
+    """Sends a tiny message of a type the receiver ignores to every connected
+    partner about once a second. Without it, links between followers sit idle,
+    pysyncobj drops them on the first send after ``connectionTimeout``, and
+    the first RequestVote of every election is lost (elections take two rounds).
+    Relies on TCPTransport internals: pysyncobj is pinned to 0.3.17."""
+
+    _KEEPALIVE_EVERY = 1.0
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._last_keepalive = 0.0
+        syncObj.addOnTickCallback(self._keepalive_tick)
+
+    def _keepalive_tick(self) -> None:
+        now = time.monotonic()
+        if now - self._last_keepalive < self._KEEPALIVE_EVERY:
+            return
+        self._last_keepalive = now
+        for node in list(self._nodes):
+            connection = self._connections.get(node)
+            if connection is not None and connection.state == CONNECTION_STATE.CONNECTED:
+                self.send(node, {"type": "scheduler0_keepalive"})
+
+
+class _ReplicatedLog(SyncObj):  # type: ignore[misc]
+    def __init__(
+        self,
+        self_address: str,
+        partners: list[str],
+        conf: Any,
+        machine: StateMachine,
+    ) -> None:
+        self._machine = machine
+        super().__init__(self_address, partners, conf, transportClass=_KeepaliveTransport)
+
+    @replicated  # type: ignore[misc,untyped-decorator]
+    def apply_command(self, payload: bytes) -> dict[str, Any]:
+        return self._machine.apply(payload)
+
+
+class RaftNode:
+    """The node's raft member: proposes commands and reports raft status."""
+
+    def __init__(self, options: RaftOptions, machine: StateMachine) -> None:
+        self.options = options
+        self.machine = machine
+        self._ready = threading.Event()
+        self._sync: _ReplicatedLog | None = None
+
+    def start(self) -> None:
+        """Build the SyncObj. Call on the main thread."""
+        opts = self.options
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        conf = SyncObjConf(
+            password=opts.password,
+            bindAddress=opts.self_address,
+            maxBindRetries=5,
+            bindRetryTime=0.5,
+            appendEntriesUseBatch=False,
+            appendEntriesBatchSizeBytes=32 * 2**20,
+            sendBufferSize=2**20,
+            recvBufferSize=2**20,
+            journalFile=str(opts.data_dir / "raft.journal"),
+            fullDumpFile=str(opts.data_dir / "raft.snapshot"),
+            serializer=self.machine.save_snapshot,
+            deserializer=self.machine.load_snapshot,
+            logCompactionMinEntries=opts.snapshot_min_entries,
+            logCompactionMinTime=opts.snapshot_min_time,
+            logCompactionSplit=True,
+            dynamicMembershipChange=opts.dynamic_membership,
+            connectionTimeout=opts.connection_timeout,
+            connectionRetryTime=opts.connection_retry_time,
+            raftMinTimeout=opts.raft_min_timeout,
+            raftMaxTimeout=opts.raft_max_timeout,
+            leaderFallbackTimeout=opts.leader_fallback_timeout,
+            commandsWaitLeader=True,
+            onReady=self._ready.set,
+            tcp_keepalive=(16, 3, 5),
+        )
+        self._sync = _ReplicatedLog(opts.self_address, opts.partner_addresses, conf, self.machine)
+
+    def wait_bound(self) -> None:
+        """Block until the raft port is bound; raise a clear error if it cannot be."""
+        assert self._sync is not None
+        try:
+            self._sync.waitBinded()
+        except Exception as exc:
+            raise Scheduler0Error(
+                f"RaftAddress: cannot bind {self.options.self_address}: {exc}"
+            ) from exc
+
+    def stop(self) -> None:
+        if self._sync is not None:
+            self._sync.destroy()
+            self._sync = None
+
+    # -- proposing -----------------------------------------------------------------------
+
+    async def propose(self, command: c.Command, timeout: float | None = None) -> Any:
+        """Replicate ``command`` and return its apply result.
+
+        Raises the ``Scheduler0Error`` apply returned, or ``NoQuorum`` when the
+        cluster cannot commit within ``timeout`` (default: RaftApplyTimeout).
+        A timed-out command may still be applied later: callers that retry
+        must be idempotent.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.propose_with_callback(command, lambda outcome: _settle(loop, future, outcome))
+        try:
+            outcome = await asyncio.wait_for(future, timeout or self.options.apply_timeout)
+        except TimeoutError:
+            raise NoQuorum(
+                "the cluster could not commit the write in time (no quorum or no leader);"
+                " it may still be applied"
+            ) from None
+        return _unwrap(outcome)
+
+    def propose_with_callback(
+        self, command: c.Command, done: Callable[[tuple[Any, int]], None]
+    ) -> None:
+        """Replicate ``command``; ``done((result, fail_reason))`` runs on the raft thread."""
+        sync = self._sync
+        if sync is None:
+            done((None, -1))
+            return
+        sync.apply_command(c.encode(command), callback=lambda res, err: done((res, err)))
+
+    async def barrier(self) -> None:
+        """Wait until this node has applied everything committed before now."""
+        await self.propose(c.Noop(now=time.time()))
+
+    # -- status ---------------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def is_leader(self) -> bool:
+        return bool(self._sync is not None and self._sync._isLeader())
+
+    def leader_address(self) -> str | None:
+        if self._sync is None:
+            return None
+        leader = self._sync._getLeader()
+        return None if leader is None else str(getattr(leader, "address", leader))
+
+    def status(self) -> dict[str, Any]:
+        if self._sync is None:
+            return {}
+        for _ in range(20):
+            try:
+                raw = self._sync.getStatus()
+                break
+            except RuntimeError:  # the tick thread mutated a dict we iterate
+                continue
+        else:
+            return {}
+        state = {0: "follower", 1: "candidate", 2: "leader"}.get(raw.get("state"), "unknown")
+        partners = {
+            key.removeprefix("partner_node_status_server_"): value == 2
+            for key, value in raw.items()
+            if key.startswith("partner_node_status_server_")
+        }
+        leader = raw.get("leader")
+        return {
+            "state": state,
+            "leader": None if leader is None else str(getattr(leader, "address", leader)),
+            "has_quorum": bool(raw.get("has_quorum")),
+            "term": raw.get("raft_term"),
+            "commit_index": raw.get("commit_idx"),
+            "applied_index": raw.get("last_applied"),
+            "log_length": raw.get("log_len"),
+            "partners_connected": partners,
+            "ready": self.ready,
+        }
+
+    def add_member(self, raft_address: str, done: Callable[[tuple[Any, int]], None]) -> None:
+        assert self._sync is not None
+        self._sync.addNodeToCluster(raft_address, callback=lambda res, err: done((res, err)))
+
+    def remove_member(self, raft_address: str, done: Callable[[tuple[Any, int]], None]) -> None:
+        assert self._sync is not None
+        self._sync.removeNodeFromCluster(raft_address, callback=lambda res, err: done((res, err)))
+
+
+def raft_password(secret_key: str) -> str:
+    """The raft wire password, derived from the cluster secret (never the secret itself)."""
+    return hashlib.sha256(b"scheduler0-raft\x00" + secret_key.encode()).hexdigest()
+
+
+def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: Any) -> None:
+    def set_result() -> None:
+        if not future.done():
+            future.set_result(outcome)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(set_result)
+
+
+def _unwrap(outcome: tuple[Any, int]) -> Any:
+    result, fail = outcome
+    if fail != FAIL_REASON.SUCCESS:
+        raise NoQuorum(
+            f"the write was not committed ({_FAIL_NAMES.get(fail, fail)}); it may still be applied"
+        )
+    if isinstance(result, dict) and "error" in result:
+        raise error_from_dict(result["error"])
+    return result["ok"] if isinstance(result, dict) else result

@@ -1,0 +1,538 @@
+"""Next-fire maths for job schedules: pure functions, no I/O, no clock reads.
+
+A job's schedule is a *grid* of instants (unix seconds, ``int``);
+``Schedule.next_after(after)`` returns the smallest slot on that grid strictly
+greater than ``after``. Callers resume a job from its last recorded slot, so a
+node that comes back before the due time fires at the expected instant.
+
+Accepted specs (``parse_schedule``)
+-----------------------------------
+* 5 fields, standard crontab ``min hour dom month dow`` (``*/5 * * * *``),
+  interpreted in the job's IANA timezone.
+* 6 fields, **seconds first**, as the original Go server (robfig/cron):
+  ``sec min hour dom month dow`` (``*/10 * * * * *`` = every 10 seconds,
+  ``0 30 9 * * 1-5`` = 09:30:00 on weekdays).
+* Descriptors, case-insensitive: ``@yearly @annually @monthly @weekly @daily
+  @midnight @hourly`` (the same instants as their 5-field crontab forms).
+* ``@every <Go duration>`` (``1h30m10s``, ``1m``, ``90s``, ``1.5h``; units ns,
+  us, µs, ms, s, m, h). It must be a whole number of seconds and at least 1s.
+  The grid is ``anchor + k * period`` for ``k >= 1``: the first run is one
+  period after the anchor (the job's creation), like Go's ``@every``. The
+  timezone plays no part.
+
+Field syntax is croniter's: lists, ranges, steps, month/day names, ``?``, and
+also ``L``, ``W`` and ``#``. Hashed / random fields (``H``, ``R``) are refused:
+a schedule must be deterministic. Day-of-month and day-of-week combine as in
+Vixie cron / croniter: when both are restricted a day matching *either* fires;
+when one is ``*`` only the other counts. A spec that can never fire
+(``0 0 30 2 *``) is refused at parse time.
+
+Daylight-saving time (as croniter does it; checked for America/New_York in
+``tests/test_cron.py``)
+--------------------------------------------------------------------------------
+* Spring forward (2024-03-10, 02:00 EST -> 03:00 EDT): a daily ``30 2 * * *``
+  job, whose wall time 02:30 does not exist that day, fires at **03:00 EDT**
+  (the first existing wall time after the gap), once; the next day it is back
+  at 02:30 EDT. Jobs whose hour field is ``*`` (``*/30 * * * *``) simply skip
+  the missing hour: ... 01:30 EST, 03:00 EDT ...
+* Fall back (2024-11-03, 02:00 EDT -> 01:00 EST): ``30 2 * * *`` fires once,
+  at 02:30 EST (02:30 occurs only once). A job whose wall time falls inside
+  the repeated hour, e.g. ``30 1 * * *``, fires **twice**: 01:30 EDT and
+  01:30 EST, an hour apart.
+
+Performance
+-----------
+``next_after`` is on the fire path. Parsed schedules are cached per
+``(spec, timezone)``; ``@every`` is pure integer arithmetic; cron schedules are
+computed from croniter's expanded field sets with table look-ups. Only the
+rare instants where the wall clock of ``after`` and of the candidate slot do
+not share one unambiguous UTC offset (a DST transition in between), and specs
+using ``L``/``W``/``#``, defer to croniter itself, which therefore defines the
+DST behaviour above.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import threading
+from fractions import Fraction
+from functools import lru_cache
+from typing import Any, Final, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import CroniterBadDateError, CroniterError, croniter
+
+__all__ = [
+    "CronSchedule",
+    "EverySchedule",
+    "Schedule",
+    "ScheduleError",
+    "parse_duration",
+    "parse_schedule",
+    "validate_timezone",
+]
+
+
+class ScheduleError(ValueError):
+    """A spec or timezone that cannot be scheduled.
+
+    ``field`` is ``"spec"`` or ``"timezone"``; ``message`` is a human sentence
+    without the field prefix (``str(exc)`` is ``"<field>: <message>"``).
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@runtime_checkable
+class Schedule(Protocol):
+    spec: str
+
+    def next_after(self, after: int) -> int:
+        """The smallest slot on the grid strictly greater than ``after``."""
+        ...
+
+
+# --------------------------------------------------------------------------- #
+# timezones
+
+
+_UTC_KEYS: Final = frozenset(
+    {"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Etc/Zulu", "Zulu"}
+)
+
+
+@lru_cache(maxsize=1024)
+def _zone(timezone: str) -> ZoneInfo:
+    return ZoneInfo(timezone)
+
+
+def validate_timezone(timezone: str) -> ZoneInfo:
+    """The ``ZoneInfo`` for an IANA name, or ``ScheduleError(field="timezone")``."""
+    if not isinstance(timezone, str) or not timezone.strip():
+        raise ScheduleError("timezone", "must be an IANA timezone name such as 'UTC'")
+    try:
+        return _zone(timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        raise ScheduleError("timezone", f"unknown IANA timezone {timezone!r}") from None
+
+
+# --------------------------------------------------------------------------- #
+# @every
+
+
+_NS_PER_UNIT: Final = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,  # U+00B5 micro sign
+    "μs": 1_000,  # U+03BC greek mu
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60 * 1_000_000_000,
+    "h": 3600 * 1_000_000_000,
+}
+_DURATION_PART: Final = re.compile(r"(\d*(?:\.\d*)?)(ns|us|µs|μs|ms|s|m|h)")
+_MAX_NS: Final = 2**63 - 1  # Go's time.Duration is an int64 of nanoseconds
+
+
+def parse_duration(text: str) -> int:
+    """Parse a Go duration (``1h30m10s``, ``1.5h``, ``90s``) into whole seconds.
+
+    Raises ``ScheduleError(field="spec")`` unless it is a whole number of
+    seconds and at least one second.
+    """
+    s = text.strip()
+    if not s:
+        raise ScheduleError("spec", "@every needs a duration, e.g. '@every 1h30m'")
+    body = s[1:] if s[0] in "+-" else s
+    total = Fraction(0)
+    pos = 0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if m is None or m.group(1) in ("", "."):
+            raise ScheduleError(
+                "spec",
+                f"invalid duration {text.strip()!r}: expected Go syntax like "
+                "'1h30m10s', '90s' or '1.5h' (units ns, us, ms, s, m, h)",
+            )
+        total += Fraction(m.group(1)) * _NS_PER_UNIT[m.group(2)]
+        pos = m.end()
+    if s[0] == "-":
+        total = -total
+    if total > _MAX_NS:
+        raise ScheduleError("spec", f"duration {s!r} is too large")
+    if total < 1_000_000_000:
+        raise ScheduleError("spec", f"@every duration must be at least 1s, got {s!r}")
+    seconds, rest = divmod(total, 1_000_000_000)
+    if rest:
+        raise ScheduleError("spec", f"@every duration must be a whole number of seconds, got {s!r}")
+    return int(seconds)
+
+
+class EverySchedule:
+    """``@every <period>`` anchored at ``anchor``: slots ``anchor + k*period``, k >= 1.
+
+    ``next_after(after)`` is the smallest such slot strictly greater than
+    ``after``. For any ``after < anchor`` it is ``anchor + period``: the job
+    fires one period after its creation (like Go's ``@every``), never at the
+    anchor itself.
+    """
+
+    __slots__ = ("anchor", "period", "spec")
+
+    def __init__(self, spec: str, period: int, anchor: int) -> None:
+        self.spec = spec
+        self.period = period
+        self.anchor = anchor
+
+    def next_after(self, after: int) -> int:
+        anchor = self.anchor
+        period = self.period
+        if after < anchor:
+            return anchor + period
+        return anchor + ((after - anchor) // period + 1) * period
+
+    def __repr__(self) -> str:
+        return f"EverySchedule(spec={self.spec!r}, period={self.period}, anchor={self.anchor})"
+
+
+# --------------------------------------------------------------------------- #
+# cron
+
+
+_DESCRIPTORS: Final = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+_FIELD_NAMES_5: Final = ("minute", "hour", "day of month", "month", "day of week")
+_FIELD_NAMES_6: Final = ("second", *_FIELD_NAMES_5)
+_BOUNDS_5: Final = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+_BOUNDS_6: Final = ((0, 59), *_BOUNDS_5)
+_FIELD_CHARS: Final = re.compile(r"^[0-9a-z*?,/#\-]+$")
+_HASHED: Final = re.compile(r"^[hr](?:\(|/|$)")
+_NUMBER: Final = re.compile(r"\d+")
+_EQUAL_RANGE: Final = re.compile(r"^([0-9a-z]+)-\1(?:/\d+)?$")
+
+_EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
+_DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_SEARCH_YEARS: Final = 50  # croniter's default max_years_between_matches
+
+
+def _next_table(values: list[Any] | None, lo: int, hi: int) -> tuple[int, ...]:
+    """``t[x]`` = smallest allowed value >= x (or -1), for x in ``lo-?..hi+1``.
+
+    Indexed directly by the field value; index ``hi + 1`` is always -1 so an
+    overflowing counter (second 60, minute 60, hour 24, month 13) carries.
+    """
+    allowed = set(range(lo, hi + 1)) if values is None else {int(v) for v in values}
+    table = [-1] * (hi + 2)
+    nxt = -1
+    for x in range(hi, -1, -1):
+        if x >= lo and x in allowed:
+            nxt = x
+        table[x] = nxt
+    return tuple(table)
+
+
+def _normalize_fields(spec: str, fields: list[str], six: bool) -> list[str]:
+    """Check the fields (clear messages for common mistakes) and normalize them.
+
+    An equal range ``a-a`` (``1-1``, ``mon-mon``) means just ``a``, as in
+    standard cron and robfig/cron; croniter would read it as the whole cycle.
+    """
+    names = _FIELD_NAMES_6 if six else _FIELD_NAMES_5
+    bounds = _BOUNDS_6 if six else _BOUNDS_5
+    out: list[str] = []
+    for name, (lo, hi), raw in zip(names, bounds, fields, strict=True):
+        field = raw.lower()
+        if not _FIELD_CHARS.match(field):
+            raise ScheduleError("spec", f"invalid {name} field {raw!r} in {spec!r}")
+        parts = field.split(",")
+        for i, part in enumerate(parts):
+            eq = _EQUAL_RANGE.match(part)
+            if eq:
+                parts[i] = eq.group(1)
+        out.append(",".join(parts))
+        for part in parts:
+            if _HASHED.match(part):
+                raise ScheduleError(
+                    "spec", f"hashed/random values ({raw!r}) are not supported in {spec!r}"
+                )
+            if "#" in part or "w" in part or part.startswith("l"):
+                continue  # croniter's nth-weekday / nearest-weekday / last forms
+            range_part, _, step = part.partition("/")
+            if step and (not step.isdigit() or int(step) == 0):
+                raise ScheduleError("spec", f"invalid step in {name} field {raw!r} of {spec!r}")
+            for num in _NUMBER.findall(range_part):
+                if not lo <= int(num) <= hi:
+                    raise ScheduleError(
+                        "spec",
+                        f"{name} value {num} out of range {lo}-{hi} in {spec!r}",
+                    )
+    return out
+
+
+class CronSchedule:
+    """A crontab-style schedule in an IANA timezone (see the module docstring)."""
+
+    __slots__ = (
+        "_cron",
+        "_days_all",
+        "_dom_ok",
+        "_dow_ok",
+        "_fast",
+        "_lock",
+        "_nhour",
+        "_nmin",
+        "_nmon",
+        "_nsec",
+        "_or_days",
+        "_seconds",
+        "_utc",
+        "_zone",
+        "spec",
+        "timezone",
+    )
+
+    def __init__(self, spec: str, timezone: str) -> None:
+        self.spec = spec
+        self.timezone = timezone
+        self._zone = validate_timezone(timezone)
+        self._utc = timezone in _UTC_KEYS
+
+        text = spec.strip()
+        desc = _DESCRIPTORS.get(text.lower())
+        if desc is not None:
+            text = desc
+        elif text.startswith("@"):
+            raise ScheduleError(
+                "spec",
+                f"unknown descriptor {text.split()[0]!r}; expected one of "
+                + ", ".join(sorted(_DESCRIPTORS))
+                + " or '@every <duration>'",
+            )
+        fields = text.split()
+        if len(fields) not in (5, 6):
+            raise ScheduleError(
+                "spec",
+                f"expected 5 fields (crontab) or 6 (seconds first), got {len(fields)}",
+            )
+        six = len(fields) == 6
+        self._seconds = six
+        fields = _normalize_fields(spec, fields, six)
+        try:
+            self._cron = croniter(
+                " ".join(fields),
+                _dt.datetime(2000, 1, 1, tzinfo=self._zone),
+                second_at_beginning=six,
+            )
+        except CroniterError as exc:
+            raise ScheduleError("spec", f"invalid cron spec {spec!r}: {exc}") from None
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            raise ScheduleError("spec", f"invalid cron spec {spec!r}: {exc}") from None
+        self._lock = threading.Lock()
+
+        c = self._cron
+        expanded: list[list[Any]] = c.expanded
+        flat = [v for f in expanded for v in f if v != "*"]
+        self._fast = (
+            not c.nth_weekday_of_month
+            and not c.nearest_weekday
+            and all(isinstance(v, int) for v in flat)
+        )
+
+        def values(index: int) -> list[Any] | None:
+            f = expanded[index]
+            return None if f == ["*"] else f
+
+        dom, dow = values(2), values(4)
+        self._nsec = _next_table(values(5), 0, 59) if six else _next_table([0], 0, 59)
+        self._nmin = _next_table(values(0), 0, 59)
+        self._nhour = _next_table(values(1), 0, 23)
+        self._nmon = _next_table(values(3), 1, 12)
+        if self._fast:
+            dom_set = set(range(1, 32)) if dom is None else {int(v) for v in dom}
+            dow_set = set(range(7)) if dow is None else {int(v) % 7 for v in dow}
+        else:
+            dom_set, dow_set = set(), set()
+        self._dom_ok = tuple(d in dom_set for d in range(32))
+        self._dow_ok = tuple(d in dow_set for d in range(7))
+        self._or_days = dom is not None and dow is not None
+        self._days_all = dom is None and dow is None
+
+        # A spec that can never fire (31 February) is refused here, not at run time.
+        try:
+            self.next_after(946684800)  # 2000-01-01T00:00:00Z
+        except ScheduleError:
+            raise ScheduleError("spec", f"{spec!r} never fires (no matching date)") from None
+
+    def __repr__(self) -> str:
+        return f"CronSchedule(spec={self.spec!r}, timezone={self.timezone!r})"
+
+    # -- the fire path ------------------------------------------------------ #
+
+    def next_after(self, after: int) -> int:
+        """The smallest instant > ``after`` whose wall clock in the zone matches.
+
+        DST transitions follow croniter (see the module docstring).
+        Raises ``ScheduleError(field="spec")`` if no slot exists within 50 years.
+        """
+        after = int(after)
+        if not self._fast:
+            return self._next_croniter(after)
+        if self._utc:
+            days, sod = divmod(after, 86400)
+            day = _dt.date.fromordinal(days + _EPOCH_ORDINAL)
+            y, mo, d = day.year, day.month, day.day
+            h, rem = divmod(sod, 3600)
+            mi, s = divmod(rem, 60)
+            offset = 0
+        else:
+            local = _dt.datetime.fromtimestamp(after, self._zone)
+            y, mo, d, h, mi, s = (
+                local.year,
+                local.month,
+                local.day,
+                local.hour,
+                local.minute,
+                local.second,
+            )
+            off = local.utcoffset()
+            assert off is not None
+            offset = off.days * 86400 + off.seconds
+        if self._seconds:
+            s += 1
+        else:
+            mi += 1
+            s = 0
+        found = self._next_wall(y, mo, d, h, mi, s)
+        if found is None:
+            return self._next_croniter(after)
+        y, mo, d, h, mi, s = found
+        naive = (_dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL) * 86400 + h * 3600 + mi * 60 + s
+        if self._utc:
+            return naive
+        cand = _dt.datetime(y, mo, d, h, mi, s, tzinfo=self._zone)
+        off0 = cand.utcoffset()
+        off1 = cand.replace(fold=1).utcoffset()
+        if off0 != off1 or off0 is None or off0.days * 86400 + off0.seconds != offset:
+            # A DST transition lies between `after` and the candidate, or the
+            # candidate wall time is skipped/repeated: croniter decides.
+            return self._next_croniter(after)
+        return naive - offset
+
+    def _next_wall(
+        self, y: int, mo: int, d: int, h: int, mi: int, s: int
+    ) -> tuple[int, int, int, int, int, int] | None:
+        """The first wall-clock time >= the given one matching every field.
+
+        Counters may overflow by one (s=60, mi=60, h=24, mo=13); the tables
+        carry them. ``None`` if nothing matches within the search horizon.
+        """
+        nmon, nhour, nmin, nsec = self._nmon, self._nhour, self._nmin, self._nsec
+        dom_ok, dow_ok = self._dom_ok, self._dow_ok
+        days_all, or_days = self._days_all, self._or_days
+        limit = y + _SEARCH_YEARS
+        while y <= limit:
+            m2 = nmon[mo]
+            if m2 < 0:
+                y += 1
+                mo, d, h, mi, s = 1, 1, 0, 0, 0
+                continue
+            if m2 != mo:
+                mo, d, h, mi, s = m2, 1, 0, 0, 0
+            dim = _DAYS_IN_MONTH[mo]
+            if mo == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0):
+                dim = 29
+            if d > dim:
+                mo += 1
+                d, h, mi, s = 1, 0, 0, 0
+                continue
+            if not days_all:
+                wd = (_dt.date(y, mo, d).weekday() + 1) % 7  # cron: 0 = Sunday
+                d2 = d
+                while d2 <= dim:
+                    if or_days:
+                        if dom_ok[d2] or dow_ok[wd]:
+                            break
+                    elif dom_ok[d2] and dow_ok[wd]:
+                        break
+                    d2 += 1
+                    wd = (wd + 1) % 7
+                if d2 > dim:
+                    mo += 1
+                    d, h, mi, s = 1, 0, 0, 0
+                    continue
+                if d2 != d:
+                    d, h, mi, s = d2, 0, 0, 0
+            h2 = nhour[h]
+            if h2 < 0:
+                d += 1
+                h, mi, s = 0, 0, 0
+                continue
+            if h2 != h:
+                h, mi, s = h2, 0, 0
+            m3 = nmin[mi]
+            if m3 < 0:
+                h += 1
+                mi, s = 0, 0
+                continue
+            if m3 != mi:
+                mi, s = m3, 0
+            s2 = nsec[s]
+            if s2 < 0:
+                mi += 1
+                s = 0
+                continue
+            return y, mo, d, h, mi, s2
+        return None
+
+    def _next_croniter(self, after: int) -> int:
+        start = _dt.datetime.fromtimestamp(after, self._zone)
+        try:
+            with self._lock:  # croniter objects are stateful
+                result: float = self._cron.get_next(float, start_time=start, update_current=False)
+        except CroniterBadDateError:
+            raise ScheduleError("spec", f"{self.spec!r} has no slot after {after}") from None
+        return round(result)
+
+
+# --------------------------------------------------------------------------- #
+# entry point
+
+
+@lru_cache(maxsize=8192)
+def _cron_schedule(spec: str, timezone: str) -> CronSchedule:
+    return CronSchedule(spec, timezone)
+
+
+@lru_cache(maxsize=4096)
+def _every_period(rest: str) -> int:
+    return parse_duration(rest)
+
+
+def parse_schedule(spec: str, timezone: str = "UTC", anchor: int = 0) -> Schedule:
+    """Parse ``spec`` into a ``Schedule`` (see the module docstring for the syntax).
+
+    ``anchor`` (unix seconds, normally the job's creation time) only matters
+    for ``@every``. The timezone is validated for every kind of spec.
+    Raises ``ScheduleError`` whose ``field`` is ``"spec"`` or ``"timezone"``.
+    """
+    if not isinstance(spec, str):
+        raise ScheduleError("spec", "must be a string")
+    validate_timezone(timezone)
+    text = spec.strip()
+    if not text:
+        raise ScheduleError("spec", "must not be empty")
+    head, *rest = text.split(None, 1)
+    if head.lower() == "@every":
+        return EverySchedule(spec, _every_period(rest[0] if rest else ""), int(anchor))
+    return _cron_schedule(spec, timezone)

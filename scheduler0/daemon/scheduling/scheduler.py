@@ -1,0 +1,401 @@
+"""The worker side of firing: owned jobs, a due-time heap, one command per tick.
+
+Every tick the scheduler pops the jobs whose next slot is due, applies the
+misfire policy, and proposes ONE ``SlotsFired`` for all of them. Only the
+entries the state machine accepted are handed to the executor, so a stale
+owner or a double tick can never fire a slot twice (ARCHITECTURE.md §4).
+Callback outcomes go back as one ``ResultsRecorded`` per tick.
+
+Misfire policy (per job, whenever more than one slot is due at once, e.g.
+after a restart): the latest due slot is fired if it is no older than
+``misfire_grace`` seconds; every other due slot is recorded as ``missed``.
+At most ``MISSED_LISTED`` missed slots per job and tick become execution
+rows; the rest only add to the job's ``missed_count``.
+
+What the scheduler holds in memory is derived from replicated state and
+refreshed from change notifications; it never decides ownership itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler0.daemon.executor.http import Executor, Fire
+from scheduler0.daemon.raft import RaftNode
+from scheduler0.daemon.scheduling.cron import EverySchedule, Schedule, parse_schedule
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state.queries import Queries, decode_data, iso
+from scheduler0.daemon.state.schema import execution_id
+
+log = logging.getLogger(__name__)
+
+MISSED_LISTED = 100
+_SCAN_LIMIT = 10_000
+
+
+class _Job:
+    __slots__ = ("id", "last_fired", "next_slot", "pending", "schedule", "version")
+
+    def __init__(self, job_id: int, schedule: Schedule, last_fired: int | None, version: int):
+        self.id = job_id
+        self.schedule = schedule
+        self.last_fired = last_fired
+        self.version = version
+        self.next_slot = 0
+        self.pending = False
+
+
+@dataclass
+class SchedulerStats:
+    fired: int = 0
+    missed: int = 0
+    rejected: int = 0
+    lag_seconds: float = 0.0
+    last_tick_at: float = 0.0
+    results_backlog: int = 0
+    proposals_failed: int = 0
+    redispatched: int = 0
+    recent_lag: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        raft: RaftNode,
+        machine: StateMachine,
+        queries: Queries,
+        executor: Executor,
+        misfire_grace: float,
+        tick: float = 0.1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.node_id = node_id
+        self._raft = raft
+        self._machine = machine
+        self._queries = queries
+        self._executor = executor
+        self._grace = misfire_grace
+        self._tick = tick
+        self._clock = clock
+        self._jobs: dict[int, _Job] = {}
+        self._heap: list[tuple[int, int, int]] = []
+        self._version = 0
+        self._epoch = -1
+        self._buckets: frozenset[int] = frozenset()
+        self._lock = threading.Lock()
+        self._dirty: set[int] = set()
+        self._reload_all = True
+        self._fire_in_flight = False
+        self._results: list[list[Any]] = []
+        self._results_in_flight = False
+        self._sent: set[tuple[int, int]] = set()
+        self.stats = SchedulerStats()
+        self._stopping = False
+
+    # -- notifications from the state machine (raft thread) ---------------------------------
+
+    def on_change(self, kind: str, detail: Any) -> None:
+        with self._lock:
+            if kind == "jobs":
+                self._dirty.update(detail)
+            elif kind in ("assignment", "reset"):
+                self._reload_all = True
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    @property
+    def owned_jobs(self) -> int:
+        return len(self._jobs)
+
+    @property
+    def owned_buckets(self) -> int:
+        return len(self._buckets)
+
+    @property
+    def due_backlog(self) -> int:
+        now = self._clock()
+        return sum(1 for slot, _, _ in self._heap if slot <= now)
+
+    async def run(self) -> None:
+        while not self._stopping:
+            started = time.monotonic()
+            try:
+                self.tick_once()
+            except Exception:
+                log.exception("scheduler tick failed")
+            elapsed = time.monotonic() - started
+            await asyncio.sleep(max(0.0, self._tick - elapsed))
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def tick_once(self) -> None:
+        if not self._raft.ready:
+            return
+        self.stats.last_tick_at = self._clock()
+        self._refresh()
+        self._flush_results()
+        if not self._fire_in_flight:
+            self._fire_due()
+
+    # -- keeping the owned set in step with replicated state ---------------------------
+
+    def _refresh(self) -> None:
+        with self._lock:
+            reload_all, self._reload_all = self._reload_all, False
+            dirty, self._dirty = self._dirty, set()
+        if reload_all:
+            epoch = self._machine.epoch
+            owners = self._machine.owners
+            self._epoch = epoch
+            self._buckets = frozenset(b for b, owner in enumerate(owners) if owner == self.node_id)
+            self._jobs.clear()
+            self._heap.clear()
+            self._load(None)
+            self._recover_dispatched()
+        elif dirty:
+            for job_id in dirty:
+                self._jobs.pop(job_id, None)
+            self._load(sorted(dirty))
+
+    def _load(self, ids: list[int] | None) -> None:
+        if not self._buckets:
+            return
+        for row in self._queries.jobs_for_scheduling(ids, sorted(self._buckets)):
+            if row["paused"]:
+                continue
+            try:
+                schedule = parse_schedule(row["spec"], row["timezone"], row["anchor"])
+            except ValueError:
+                log.error(
+                    "job %s has an invalid schedule %r; not scheduling it", row["id"], row["spec"]
+                )
+                continue
+            self._version += 1
+            job = _Job(row["id"], schedule, row["last_fired_slot"], self._version)
+            base = max(row["not_before"], job.last_fired or row["not_before"])
+            self._push(job, schedule.next_after(base))
+
+    def _push(self, job: _Job, slot: int) -> None:
+        job.next_slot = slot
+        job.pending = False
+        self._jobs[job.id] = job
+        heapq.heappush(self._heap, (slot, job.id, job.version))
+
+    def _recover_dispatched(self) -> None:
+        """Executions left ``dispatched`` by a crashed or deposed owner: re-send
+        those still within the grace window with the same execution id; the
+        rest are recorded ``lost``."""
+        if not self._buckets:
+            return
+        now = self._clock()
+        resend: list[list[int]] = []
+        lost: list[list[int]] = []
+        for row in self._queries.dispatched(sorted(self._buckets)):
+            key = (row["job_id"], row["slot"])
+            if key in self._sent:
+                continue
+            (resend if now - row["slot"] <= self._grace else lost).append(list(key))
+        if lost:
+            self._raft.propose_with_callback(c.ExecutionsLost(now=now, executions=lost), _ignore)
+        if resend:
+            self.stats.redispatched += len(resend)
+            self._dispatch(resend, {})
+
+    # -- firing -----------------------------------------------------------------------------------
+
+    def _fire_due(self) -> None:
+        now = self._clock()
+        capacity = self._executor.free_capacity()
+        fires: list[list[int]] = []
+        missed: list[list[Any]] = []
+        batch: dict[int, tuple[_Job, int]] = {}
+        heap = self._heap
+        while heap and heap[0][0] <= now and len(fires) < capacity:
+            _slot, job_id, version = heapq.heappop(heap)
+            job = self._jobs.get(job_id)
+            if job is None or job.version != version or job.pending:
+                continue
+            fire_slot, listed, uncounted, following = self._due_slots(job, now)
+            if listed or uncounted:
+                missed.append([job.id, listed, uncounted])
+            if fire_slot is not None:
+                fires.append([job.id, fire_slot])
+                self.stats.recent_lag.append(now - fire_slot)
+            job.pending = True
+            batch[job.id] = (job, following)
+        if not batch:
+            return
+        command = c.SlotsFired(
+            now=now, node_id=self.node_id, epoch=self._epoch, fires=fires, missed=missed
+        )
+        self._fire_in_flight = True
+        loop = asyncio.get_running_loop()
+
+        def done(outcome: tuple[Any, int]) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._fired, batch, fires, outcome)
+
+        self._raft.propose_with_callback(command, done)
+
+    def _due_slots(self, job: _Job, now: float) -> tuple[int | None, list[int], int, int]:
+        """Split the job's due slots into (slot to fire, listed missed, uncounted
+        missed, first slot after now)."""
+        schedule = job.schedule
+        slot = job.next_slot
+        if isinstance(schedule, EverySchedule):
+            due = int((now - slot) // schedule.period) + 1
+            latest = slot + (due - 1) * schedule.period
+            following = latest + schedule.period
+            first_listed = max(slot, latest - MISSED_LISTED * schedule.period)
+            listed = list(range(first_listed, latest, schedule.period))
+            uncounted = due - 1 - len(listed)
+        else:
+            recent: deque[int] = deque(maxlen=MISSED_LISTED + 1)
+            count = 0
+            while slot <= now and count < _SCAN_LIMIT:
+                recent.append(slot)
+                slot = schedule.next_after(slot)
+                count += 1
+            if slot <= now:  # an enormous backlog: give up counting, resume after now
+                slot = schedule.next_after(int(now))
+            following = slot
+            latest = recent.pop()
+            listed = list(recent)
+            uncounted = count - 1 - len(listed)
+        if now - latest > self._grace:
+            listed.append(latest)
+            return (
+                None,
+                listed[-MISSED_LISTED:],
+                uncounted + max(0, len(listed) - MISSED_LISTED),
+                following,
+            )
+        return latest, listed, uncounted, following
+
+    def _fired(
+        self,
+        batch: dict[int, tuple[_Job, int]],
+        fires: list[list[int]],
+        outcome: tuple[Any, int],
+    ) -> None:
+        self._fire_in_flight = False
+        result, fail = outcome
+        if fail != 0 or not isinstance(result, dict) or "ok" not in result:
+            # Ambiguous: the command may still be applied later. Re-read the
+            # jobs from state; anything applied but unsent is recovered as a
+            # dispatched execution on the next full reload.
+            self.stats.proposals_failed += 1
+            with self._lock:
+                self._dirty.update(batch)
+                self._reload_all = True
+            return
+        accepted = result["ok"].get("accepted", [])
+        previous = {job_id: job.last_fired for job_id, (job, _) in batch.items()}
+        accepted_ids = {job_id for job_id, _ in accepted}
+        self.stats.fired += len(accepted)
+        self.stats.rejected += len(fires) - len(accepted)
+        stale: list[int] = []
+        for job_id, (job, following) in batch.items():
+            if self._jobs.get(job_id) is not job:
+                continue  # changed or removed meanwhile; it was reloaded
+            wanted = any(f[0] == job_id for f in fires)
+            if wanted and job_id not in accepted_ids:
+                stale.append(job_id)
+                continue
+            self._push(job, following)
+        for job_id, slot in accepted:
+            fired_job = self._jobs.get(job_id)
+            if fired_job is not None:
+                fired_job.last_fired = slot
+        if stale:
+            with self._lock:
+                self._dirty.update(stale)
+        if accepted:
+            self._dispatch(accepted, previous)
+
+    def _dispatch(self, accepted: list[list[int]], previous: dict[int, int | None]) -> None:
+        rows = self._queries.fire_payloads(accepted)
+        out: list[Fire] = []
+        for job_id, slot in accepted:
+            row = rows.get(job_id)
+            if row is None:
+                continue
+            exec_id = execution_id(job_id, slot)
+            self._sent.add((job_id, slot))
+            out.append(
+                Fire(
+                    execution_id=exec_id,
+                    job_id=job_id,
+                    slot=slot,
+                    callback_url=row["callback_url"],
+                    signing_secret=row["signing_secret"],
+                    payload={
+                        "id": job_id,
+                        "project_id": row["project_id"],
+                        "spec": row["spec"],
+                        "data": decode_data(row["data"]),
+                        "timezone": row["timezone"],
+                        "callback_url": row["callback_url"],
+                        "execution_type": row["execution_type"],
+                        "execution_id": exec_id,
+                        "scheduled_at": iso(slot),
+                        "last_execution_date": iso(previous.get(job_id)),
+                    },
+                )
+            )
+        if out:
+            self._executor.submit(out)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def _flush_results(self) -> None:
+        for r in self._executor.drain_results():
+            self._results.append(
+                [r.job_id, r.slot, r.state, r.status_code, r.attempts, r.latency_ms, r.error]
+            )
+        self.stats.results_backlog = len(self._results)
+        if not self._results or self._results_in_flight:
+            return
+        results, self._results = self._results, []
+        self._results_in_flight = True
+        loop = asyncio.get_running_loop()
+
+        def done(outcome: tuple[Any, int]) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._recorded, results, outcome)
+
+        self._raft.propose_with_callback(
+            c.ResultsRecorded(now=self._clock(), node_id=self.node_id, results=results), done
+        )
+
+    def _recorded(self, results: list[list[Any]], outcome: tuple[Any, int]) -> None:
+        self._results_in_flight = False
+        if outcome[1] != 0:
+            # Recording a result twice is harmless (same row, same values): retry.
+            self._results[:0] = results
+            return
+        for result in results:
+            self._sent.discard((result[0], result[1]))
+
+    def lag_p99(self) -> float:
+        values = sorted(self.stats.recent_lag)
+        if not values:
+            return 0.0
+        return values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def _ignore(outcome: tuple[Any, int]) -> None:
+    return None

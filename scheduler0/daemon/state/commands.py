@@ -1,0 +1,255 @@
+"""Commands: the only way durable state changes.
+
+Every command is a frozen record named in the past tense. The proposer stamps
+everything apply would otherwise have to invent (``now``, generated keys,
+random values), so that applying the same log gives the same database on
+every node.
+
+On the wire a command is ``{"v": VERSION, "t": <type name>, "a": <fields>}``,
+encoded with orjson and, above a small size, zlib-compressed (first byte
+``z``; otherwise ``j``). The single replicated raft method receives these
+bytes; see ``machine.StateMachine.apply``.
+
+Adding a command type is safe; renaming one, or changing the meaning of a
+field of an existing one, is not: old journals replay through ``decode``.
+Bump ``VERSION`` and keep reading the old form instead.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar
+
+import orjson
+
+VERSION = 1
+_COMPRESS_ABOVE = 4096
+
+
+@dataclass(frozen=True)
+class Command:
+    type_name: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class Noop(Command):
+    """A barrier: once applied here, everything committed before it is too."""
+
+    type_name: ClassVar[str] = "Noop"
+    now: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProjectCreated(Command):
+    type_name: ClassVar[str] = "ProjectCreated"
+    now: float
+    name: str
+    description: str
+    signing_secret: str
+
+
+@dataclass(frozen=True)
+class ProjectUpdated(Command):
+    type_name: ClassVar[str] = "ProjectUpdated"
+    now: float
+    project_id: int
+    name: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class ProjectDeleted(Command):
+    type_name: ClassVar[str] = "ProjectDeleted"
+    now: float
+    project_id: int
+
+
+@dataclass(frozen=True)
+class CredentialCreated(Command):
+    type_name: ClassVar[str] = "CredentialCreated"
+    now: float
+    api_key: str
+    secret_hash: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CredentialArchived(Command):
+    type_name: ClassVar[str] = "CredentialArchived"
+    now: float
+    credential_id: int
+    archived: bool = True
+
+
+@dataclass(frozen=True)
+class CredentialDeleted(Command):
+    type_name: ClassVar[str] = "CredentialDeleted"
+    now: float
+    credential_id: int
+
+
+@dataclass(frozen=True)
+class JobsCreated(Command):
+    """Jobs already validated by the proposer; apply re-checks only what state
+    decides (the project exists). Each job is a dict with project_id, spec,
+    timezone, data, callback_url, execution_type, anchor."""
+
+    type_name: ClassVar[str] = "JobsCreated"
+    now: float
+    jobs: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JobUpdated(Command):
+    """``changes`` holds only the fields being set. A new spec or timezone
+    takes effect from the next slot: ``anchor`` is re-stamped by the proposer
+    for ``@every`` specs."""
+
+    type_name: ClassVar[str] = "JobUpdated"
+    now: float
+    job_id: int
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobDeleted(Command):
+    type_name: ClassVar[str] = "JobDeleted"
+    now: float
+    job_id: int
+
+
+@dataclass(frozen=True)
+class JobPaused(Command):
+    type_name: ClassVar[str] = "JobPaused"
+    now: float
+    job_id: int
+    paused: bool
+
+
+@dataclass(frozen=True)
+class SlotsFired(Command):
+    """One scheduler tick of one node. ``fires`` are ``[job_id, slot]`` to
+    dispatch; ``missed`` are ``[job_id, [slots...], uncounted]`` recorded as
+    missed (``uncounted`` = further missed slots not listed one by one)."""
+
+    type_name: ClassVar[str] = "SlotsFired"
+    now: float
+    node_id: int
+    epoch: int
+    fires: list[list[int]]
+    missed: list[list[Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ResultsRecorded(Command):
+    """Callback outcomes of one tick: ``[job_id, slot, state, status_code,
+    attempts, latency_ms, error]``."""
+
+    type_name: ClassVar[str] = "ResultsRecorded"
+    now: float
+    node_id: int
+    results: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class AssignmentChanged(Command):
+    """Bucket ``i`` is owned by ``owners[i]`` from ``epoch`` on."""
+
+    type_name: ClassVar[str] = "AssignmentChanged"
+    now: float
+    epoch: int
+    owners: list[int]
+
+
+@dataclass(frozen=True)
+class MemberJoined(Command):
+    type_name: ClassVar[str] = "MemberJoined"
+    now: float
+    node_id: int
+    address: str
+    raft_address: str
+
+
+@dataclass(frozen=True)
+class MemberLeft(Command):
+    type_name: ClassVar[str] = "MemberLeft"
+    now: float
+    node_id: int
+
+
+@dataclass(frozen=True)
+class ExecutionsLost(Command):
+    """Dispatched executions whose lease ran out: ``[job_id, slot]``."""
+
+    type_name: ClassVar[str] = "ExecutionsLost"
+    now: float
+    executions: list[list[int]]
+
+
+@dataclass(frozen=True)
+class ExecutionsPruned(Command):
+    """Retention: drop rows past the global cap and older than ``before``."""
+
+    type_name: ClassVar[str] = "ExecutionsPruned"
+    now: float
+    keep_rows: int
+    before: float
+    per_job: int
+    job_id_from: int
+    job_id_to: int
+
+
+COMMAND_TYPES: dict[str, type[Command]] = {
+    cls.type_name: cls
+    for cls in (
+        Noop,
+        ProjectCreated,
+        ProjectUpdated,
+        ProjectDeleted,
+        CredentialCreated,
+        CredentialArchived,
+        CredentialDeleted,
+        JobsCreated,
+        JobUpdated,
+        JobDeleted,
+        JobPaused,
+        SlotsFired,
+        ResultsRecorded,
+        AssignmentChanged,
+        MemberJoined,
+        MemberLeft,
+        ExecutionsLost,
+        ExecutionsPruned,
+    )
+}
+
+
+class UndecodableCommand(ValueError):
+    pass
+
+
+def encode(command: Command) -> bytes:
+    body = orjson.dumps({"v": VERSION, "t": command.type_name, "a": asdict(command)})
+    if len(body) > _COMPRESS_ABOVE:
+        return b"z" + zlib.compress(body, 1)
+    return b"j" + body
+
+
+def decode(payload: bytes) -> Command:
+    try:
+        kind, body = payload[:1], payload[1:]
+        if kind == b"z":
+            body = zlib.decompress(body)
+        elif kind != b"j":
+            raise UndecodableCommand(f"unknown command framing {kind!r}")
+        record = orjson.loads(body)
+        if record.get("v") != VERSION:
+            raise UndecodableCommand(f"unsupported command version {record.get('v')!r}")
+        cls = COMMAND_TYPES[record["t"]]
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record["a"].items() if k in known})
+    except UndecodableCommand:
+        raise
+    except Exception as exc:  # any malformed payload is one kind of error to apply
+        raise UndecodableCommand(str(exc)) from exc

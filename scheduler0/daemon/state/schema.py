@@ -1,0 +1,110 @@
+"""The replicated SQLite schema and the connection settings every node uses.
+
+The database is a pure function of the raft log: it is rebuilt from the last
+snapshot plus the journal at every start, so it needs no fsync of its own
+(``synchronous=OFF``); the raft journal is what makes writes durable.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+BUCKETS = 1024
+"""Jobs hash into this many buckets; the assignment maps each to one worker."""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projects (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL UNIQUE,
+    description TEXT NOT NULL DEFAULT '',
+    signing_secret TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS credentials (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    api_key TEXT NOT NULL UNIQUE,
+    secret_hash TEXT NOT NULL,
+    description TEXT NOT NULL DEFAULT '',
+    archived INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL REFERENCES projects(id),
+    bucket INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    timezone TEXT NOT NULL,
+    data TEXT,
+    callback_url TEXT NOT NULL,
+    execution_type TEXT NOT NULL DEFAULT 'http',
+    paused INTEGER NOT NULL DEFAULT 0,
+    anchor INTEGER NOT NULL,
+    not_before INTEGER NOT NULL,
+    last_fired_slot INTEGER,
+    last_state TEXT,
+    last_status_code INTEGER,
+    last_finished_at REAL,
+    fired_count INTEGER NOT NULL DEFAULT 0,
+    success_count INTEGER NOT NULL DEFAULT 0,
+    failed_count INTEGER NOT NULL DEFAULT 0,
+    missed_count INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(project_id, id);
+CREATE INDEX IF NOT EXISTS jobs_by_bucket ON jobs(bucket);
+CREATE TABLE IF NOT EXISTS executions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id INTEGER NOT NULL,
+    project_id INTEGER NOT NULL,
+    slot INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    node_id INTEGER,
+    epoch INTEGER,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    status_code INTEGER,
+    latency_ms INTEGER,
+    error TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (job_id, slot)
+);
+CREATE INDEX IF NOT EXISTS executions_by_state ON executions(state, id);
+CREATE INDEX IF NOT EXISTS executions_by_slot ON executions(slot);
+CREATE TABLE IF NOT EXISTS members (
+    node_id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL,
+    raft_address TEXT NOT NULL,
+    joined_at REAL NOT NULL
+);
+"""
+
+
+def execution_id(job_id: int, slot: int) -> str:
+    """The deterministic id of one run: the same on every node and every retry."""
+    return f"{job_id}-{slot}"
+
+
+def bucket_of(job_id: int) -> int:
+    return job_id % BUCKETS
+
+
+def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=OFF")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-16000")
+    if writer:
+        conn.executescript(SCHEMA)
+    else:
+        conn.execute("PRAGMA query_only=ON")
+    return conn

@@ -1,0 +1,140 @@
+"""Wire models: what clients may send, validated at the edge.
+
+Input accepts snake_case and the original server's camelCase
+(``project_id`` / ``projectId``). Output is always snake_case.
+Validation errors become one ``ValidationFailed`` whose details name each
+field and, in a batch, the item's index.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+)
+
+from scheduler0.errors import FieldError, ValidationFailed
+
+M = TypeVar("M", bound=BaseModel)
+
+_ALIASES = {
+    "project_id": "projectId",
+    "callback_url": "callbackUrl",
+    "execution_type": "executionType",
+}
+
+
+def _alias(name: str) -> AliasChoices:
+    camel = _ALIASES.get(name)
+    return AliasChoices(name, camel) if camel else AliasChoices(name)
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an absolute http(s) URL")
+    if len(value) > 2048:
+        raise ValueError("must be at most 2048 characters")
+    return value
+
+
+class ProjectIn(_Input):
+    name: StrictStr = Field(min_length=1, max_length=255)
+    description: StrictStr = Field(default="", max_length=4096)
+
+
+class ProjectPatch(_Input):
+    name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
+    description: StrictStr | None = Field(default=None, max_length=4096)
+
+
+class CredentialIn(_Input):
+    description: StrictStr = Field(default="", max_length=1024)
+
+
+class CredentialPatch(_Input):
+    archived: bool
+
+
+class JobIn(_Input):
+    project_id: StrictInt = Field(validation_alias=_alias("project_id"), ge=1)
+    spec: StrictStr = Field(min_length=1, max_length=256)
+    timezone: StrictStr = Field(default="UTC", max_length=64)
+    data: Any = None
+    callback_url: StrictStr = Field(validation_alias=_alias("callback_url"))
+    execution_type: Literal["http"] = Field(
+        default="http", validation_alias=_alias("execution_type")
+    )
+
+    _url = field_validator("callback_url")(_check_url)
+
+
+class JobPatch(_Input):
+    spec: StrictStr | None = Field(default=None, min_length=1, max_length=256)
+    timezone: StrictStr | None = Field(default=None, max_length=64)
+    data: Any = None
+    callback_url: StrictStr | None = Field(default=None, validation_alias=_alias("callback_url"))
+    execution_type: Literal["http"] | None = Field(
+        default=None, validation_alias=_alias("execution_type")
+    )
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+
+def field_errors(exc: ValidationError, index: int | None = None) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"]]
+        name = _canonical(loc[0]) if loc else "body"
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown field"
+        out.append(FieldError(".".join([name, *loc[1:]]), message, index))
+    return out
+
+
+def _canonical(name: str) -> str:
+    for snake, camel in _ALIASES.items():
+        if name == camel:
+            return snake
+    return name
+
+
+def parse_one(model: type[M], body: Any, index: int | None = None) -> M:
+    """Validate one object; raise ``ValidationFailed`` naming every bad field."""
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            "expected a JSON object", [FieldError("body", "must be a JSON object", index)]
+        )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        details = field_errors(exc, index)
+        raise ValidationFailed(_summary(details), details) from None
+
+
+def _summary(details: list[FieldError]) -> str:
+    first = details[0]
+    where = f"item {first.index}: " if first.index is not None else ""
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return f"{where}{first.field}: {first.message}{more}"
+
+
+def invalid(details: list[FieldError]) -> ValidationFailed:
+    return ValidationFailed(_summary(details), details)

@@ -1,0 +1,252 @@
+"""A real HTTP callback receiver, for tests and benches.
+
+Run it as its own process::
+
+    python -m tests.support.receiver --port 8099 --out /tmp/calls.jsonl \\
+        [--status 200] [--fail-first N] [--delay SECONDS] [--secret S]
+
+It listens on 127.0.0.1, accepts ``POST`` on any path, parses the JSON array
+body, and appends one JSON line per item to ``--out`` (flushed before it
+answers)::
+
+    {"t": <receive unix time>, "path": "/cb", "chunk": "1/2", "batch": "<hex>",
+     "status": <status answered>, "execution_id": ..., "id": ..., "slot": ...,
+     "verified": <bool, only with --secret>}
+
+Items of requests answered with an error are recorded too (``status`` tells
+them apart), so tests can count attempts. ``--fail-first N`` answers 500 to the
+first N POSTs; ``--status`` is the answer otherwise; ``--delay`` waits that long
+before answering (after recording). ``GET /stats`` returns
+``{"requests", "items", "concurrency", "max_concurrency"}``.
+
+In tests, :func:`run_receiver` starts it as a subprocess on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from scheduler0 import signing
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_ITEM_FIELDS = ("execution_id", "id", "slot")
+
+
+@dataclass
+class ReceiverOptions:
+    out: Path
+    status: int = 200
+    fail_first: int = 0
+    delay: float = 0.0
+    secret: str | None = None
+
+
+class _Recorder:
+    """Request handlers plus the counters behind ``/stats``."""
+
+    def __init__(self, options: ReceiverOptions, sink: BinaryIO) -> None:
+        self.options = options
+        self.sink = sink
+        self.requests = 0
+        self.items = 0
+        self.concurrency = 0
+        self.max_concurrency = 0
+
+    async def stats(self, request: Request) -> Response:
+        return JSONResponse(
+            {
+                "requests": self.requests,
+                "items": self.items,
+                "concurrency": self.concurrency,
+                "max_concurrency": self.max_concurrency,
+            }
+        )
+
+    async def callback(self, request: Request) -> Response:
+        self.concurrency += 1
+        self.max_concurrency = max(self.max_concurrency, self.concurrency)
+        try:
+            return await self._handle(request)
+        finally:
+            self.concurrency -= 1
+
+    async def _handle(self, request: Request) -> Response:
+        received_at = time.time()
+        body = await request.body()
+        self.requests += 1
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return JSONResponse({"error": "body is not JSON"}, status_code=400)
+        items = parsed if isinstance(parsed, list) else [parsed]
+        failing = self.requests <= self.options.fail_first
+        status = 500 if failing else self.options.status
+        common: dict[str, Any] = {
+            "t": received_at,
+            "path": request.url.path,
+            "chunk": request.headers.get("x-payload-chunk-id"),
+            "batch": request.headers.get("x-scheduler0-batch-id"),
+            "status": status,
+        }
+        if self.options.secret is not None:
+            common["verified"] = signing.verify(
+                self.options.secret, body, request.headers, int(time.time())
+            )
+        self._write(common, items)
+        if self.options.delay > 0:
+            await asyncio.sleep(self.options.delay)
+        return Response(status_code=status)
+
+    def _write(self, common: dict[str, Any], items: list[Any]) -> None:
+        lines = []
+        for item in items:
+            record = dict(common)
+            if isinstance(item, dict):
+                record.update({key: item[key] for key in _ITEM_FIELDS if key in item})
+            lines.append(orjson.dumps(record))
+        self.items += len(items)
+        self.sink.write(b"\n".join(lines) + b"\n")
+        self.sink.flush()
+
+
+def create_app(options: ReceiverOptions, sink: BinaryIO) -> Starlette:
+    recorder = _Recorder(options, sink)
+    return Starlette(
+        routes=[
+            Route("/stats", recorder.stats, methods=["GET"]),
+            Route("/{path:path}", recorder.callback, methods=["POST"]),
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="scheduler0 test callback receiver")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--status", type=int, default=200)
+    parser.add_argument("--fail-first", type=int, default=0)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--secret", default=None)
+    args = parser.parse_args(argv)
+    options = ReceiverOptions(args.out, args.status, args.fail_first, args.delay, args.secret)
+    with args.out.open("ab") as sink:
+        config = uvicorn.Config(
+            create_app(options, sink),
+            host="127.0.0.1",
+            port=args.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=1,
+        )
+        uvicorn.Server(config).run()
+
+
+# -- in-test helper -----------------------------------------------------------
+
+
+class RunningReceiver:
+    """Handle on a receiver subprocess: where it listens and what it recorded."""
+
+    def __init__(self, port: int, out: Path) -> None:
+        self.port = port
+        self.out = out
+        self.url = f"http://127.0.0.1:{port}"
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every item recorded so far, in arrival order."""
+        if not self.out.exists():
+            return []
+        return [orjson.loads(line) for line in self.out.read_bytes().splitlines() if line]
+
+    def stats(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.url}/stats", timeout=5)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+@contextlib.contextmanager
+def run_receiver(
+    tmp_path: Path, *, ready_timeout: float = 20.0, **opts: Any
+) -> Iterator[RunningReceiver]:
+    """Start a receiver subprocess on a free port; stop it on exit.
+
+    ``opts`` map to flags: ``status=500`` -> ``--status 500``,
+    ``fail_first=2`` -> ``--fail-first 2``, ``delay``, ``secret``.
+    """
+    flags = [
+        item
+        for key, value in opts.items()
+        if value is not None
+        for item in (f"--{key.replace('_', '-')}", str(value))
+    ]
+    for _ in range(3):  # a free port can be taken before the child binds it
+        port = _free_port()
+        out = tmp_path / f"receiver-{port}.jsonl"
+        log_path = tmp_path / f"receiver-{port}.log"
+        command = [sys.executable, "-m", "tests.support.receiver", "--port", str(port)]
+        command += ["--out", str(out), *flags]
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log)
+        try:
+            receiver = RunningReceiver(port, out)
+            if _wait_ready(process, receiver, ready_timeout):
+                yield receiver
+                return
+        finally:
+            _stop(process)
+    raise RuntimeError(f"receiver did not start: {log_path.read_text()}")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(process: subprocess.Popen[bytes], receiver: RunningReceiver, limit: float) -> bool:
+    """Poll ``/stats`` until it answers (True) or the process exits (False)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with contextlib.suppress(httpx.HTTPError):
+            receiver.stats()
+            return True
+        time.sleep(0.05)  # poll interval, not a synchronisation sleep
+    raise TimeoutError(f"receiver on port {receiver.port} not ready after {limit}s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""The HTTP executor against a real receiver process (and a mock transport for accounting)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from scheduler0.daemon.executor.http import Executor, Fire, FireResult, _chunk_batch
+from tests.support.receiver import run_receiver
+
+SECRET = "s3cret"
+
+
+def make_fires(
+    base_url: str, count: int, *, path: str = "/cb", secret: str = SECRET, start: int = 0
+) -> list[Fire]:
+    return [
+        Fire(
+            execution_id=f"{i}-1700000000",
+            job_id=i,
+            slot=1_700_000_000,
+            callback_url=f"{base_url}{path}",
+            signing_secret=secret,
+            payload={"id": i, "execution_id": f"{i}-1700000000", "slot": 1_700_000_000},
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def make_executor(**overrides: Any) -> Executor:
+    options: dict[str, Any] = {
+        "max_workers": 4,
+        "max_queue": 10_000,
+        "timeout": 5.0,
+        "retry_max": 0,
+        "retry_delay": 0.0,
+        "payload_max_bytes": 1_000_000,
+    }
+    return Executor(**(options | overrides))
+
+
+async def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.005)
+
+
+async def deliver(
+    executor: Executor, fires: Sequence[Fire], timeout: float = 15.0
+) -> list[FireResult]:
+    """Submit ``fires`` and collect one result per fire (bounded wait)."""
+    results: list[FireResult] = []
+    executor.submit(fires)
+
+    def all_done() -> bool:
+        results.extend(executor.drain_results())
+        return len(results) >= len(fires)
+
+    await wait_for(all_done, timeout)
+    return results
+
+
+def run(scenario: Callable[[Executor], Awaitable[Any]], **overrides: Any) -> Any:
+    async def main() -> Any:
+        executor = make_executor(**overrides)
+        await executor.start()
+        try:
+            return await scenario(executor)
+        finally:
+            await executor.stop(drain_timeout=0)
+
+    return asyncio.run(main())
+
+
+def test_fires_sharing_url_and_secret_go_in_one_post(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver:
+        fires = (
+            make_fires(receiver.url, 3, path="/a")
+            + make_fires(receiver.url, 2, path="/b", start=3)
+            + make_fires(receiver.url, 1, path="/a", secret="other", start=5)
+        )
+        results = run(lambda ex: deliver(ex, fires))
+        assert receiver.stats()["requests"] == 3
+        records = receiver.records()
+
+    assert {r.execution_id for r in results} == {f.execution_id for f in fires}
+    assert all(r.state == "success" and r.attempts == 1 for r in results)
+    assert all(r.status_code == 200 and r.error is None for r in results)
+    per_batch: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        per_batch[record["batch"]].append(record)
+    sizes = sorted((items[0]["path"], len(items)) for items in per_batch.values())
+    assert sizes == [("/a", 1), ("/a", 3), ("/b", 2)]
+    assert {record["chunk"] for record in records} == {"1/1"}
+
+
+def test_large_batches_split_into_numbered_chunks_delivered_once(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver:
+        fires = make_fires(receiver.url, 40)
+        results = run(lambda ex: deliver(ex, fires), payload_max_bytes=400)
+        records = receiver.records()
+        requests = receiver.stats()["requests"]
+
+    assert all(r.state == "success" for r in results)
+    assert Counter(r["execution_id"] for r in records) == Counter(f.execution_id for f in fires)
+    chunk_ids = {r["chunk"] for r in records}
+    total = len(chunk_ids)
+    assert total == requests > 1
+    assert chunk_ids == {f"{n}/{total}" for n in range(1, total + 1)}
+    assert len({r["batch"] for r in records}) == 1
+
+
+def test_chunk_bodies_fit_the_limit_and_keep_order() -> None:
+    fires = make_fires("http://x", 50)
+    chunks = list(_chunk_batch("http://x/cb", SECRET, fires, 250))
+    assert len(chunks) > 1
+    assert all(len(chunk.body) <= 250 for chunk in chunks)
+    delivered = [item for chunk in chunks for item in orjson.loads(chunk.body)]
+    assert delivered == [fire.payload for fire in fires]
+    assert [chunk.headers["x-payload-chunk-id"] for chunk in chunks] == [
+        f"{n}/{len(chunks)}" for n in range(1, len(chunks) + 1)
+    ]
+
+
+def test_payload_larger_than_the_limit_goes_alone() -> None:
+    fires = make_fires("http://x", 3)
+    big = Fire("big", 99, 1, "http://x/cb", SECRET, {"id": 99, "data": "x" * 500})
+    chunks = list(_chunk_batch("http://x/cb", SECRET, [fires[0], big, *fires[1:]], 200))
+    assert [len(chunk.fires) for chunk in chunks] == [1, 1, 2]
+    assert chunks[1].fires == [big]
+
+
+def test_failed_attempts_are_retried_until_success(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, fail_first=2) as receiver:
+        fires = make_fires(receiver.url, 3)
+        results = run(lambda ex: deliver(ex, fires), retry_max=3, retry_delay=0.01)
+        assert receiver.stats()["requests"] == 3
+        statuses = Counter(r["status"] for r in receiver.records())
+
+    assert statuses == {500: 6, 200: 3}
+    assert all(r.state == "success" and r.attempts == 3 for r in results)
+    assert all(r.status_code == 200 and r.error is None for r in results)
+
+
+def test_always_failing_receiver_gives_failed_after_all_attempts(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, status=500) as receiver:
+        fires = make_fires(receiver.url, 2)
+        results = run(lambda ex: deliver(ex, fires), retry_max=2, retry_delay=0.01)
+        assert receiver.stats()["requests"] == 3
+
+    assert len(results) == 2
+    for result in results:
+        assert (result.state, result.status_code, result.attempts) == ("failed", 500, 3)
+        assert result.error is not None and result.error.startswith("HTTP 500")
+        assert len(result.error) <= 200
+
+
+def test_slow_receiver_times_out_each_attempt(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, delay=5) as receiver:
+        fires = make_fires(receiver.url, 1)
+        started = time.monotonic()
+        results = run(lambda ex: deliver(ex, fires), timeout=0.3, retry_max=1)
+        elapsed = time.monotonic() - started
+        assert receiver.stats()["requests"] == 2
+
+    [result] = results
+    assert (result.state, result.status_code, result.attempts) == ("failed", None, 2)
+    assert result.error is not None and "timeout" in result.error
+    assert elapsed < 4
+
+
+def test_concurrent_posts_bounded_by_max_workers(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, delay=0.3) as receiver:
+        fires = [fire for n in range(6) for fire in make_fires(receiver.url, 1, path=f"/{n}")]
+        results = run(lambda ex: deliver(ex, fires), max_workers=2)
+        stats = receiver.stats()
+
+    assert all(r.state == "success" for r in results)
+    assert stats["requests"] == 6
+    assert stats["max_concurrency"] == 2
+
+
+def test_retry_wait_does_not_hold_a_worker(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, fail_first=1) as receiver:
+        first = make_fires(receiver.url, 1, path="/first")
+        second = make_fires(receiver.url, 1, path="/second", start=1)
+        results = run(
+            lambda ex: deliver(ex, first + second), max_workers=1, retry_max=1, retry_delay=1.0
+        )
+
+    assert [r.execution_id for r in results] == [second[0].execution_id, first[0].execution_id]
+    assert [r.attempts for r in results] == [1, 2]
+    assert all(r.state == "success" for r in results)
+
+
+def test_posts_are_signed_with_the_project_secret(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, secret=SECRET) as receiver:
+        good = make_fires(receiver.url, 2, path="/good")
+        bad = make_fires(receiver.url, 1, path="/bad", secret="not-the-secret", start=2)
+        run(lambda ex: deliver(ex, good + bad))
+        records = receiver.records()
+
+    verified = {r["path"]: r["verified"] for r in records}
+    assert verified == {"/good": True, "/bad": False}
+
+
+def test_connection_refused_is_a_failed_attempt() -> None:
+    with_closed_port = make_fires("http://127.0.0.1:9", 1)
+    [result] = run(lambda ex: deliver(ex, with_closed_port), retry_max=1)
+    assert (result.state, result.status_code, result.attempts) == ("failed", None, 2)
+    assert result.error
+
+
+def test_invalid_url_fails_without_retrying() -> None:
+    fires = make_fires("ftp://127.0.0.1", 1)
+    [result] = run(lambda ex: deliver(ex, fires), retry_max=3, retry_delay=5)
+    assert (result.state, result.attempts) == ("failed", 1)
+    assert result.error is not None and "invalid callback url" in result.error
+
+
+# -- accounting and headers, with a gated mock transport --------------------
+
+
+class GatedTransport(httpx.AsyncBaseTransport):
+    """Holds every request until ``gate`` is set; remembers what was sent."""
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.requests: list[httpx.Request] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        await request.aread()
+        await self.gate.wait()
+        return httpx.Response(204)
+
+
+def test_capacity_queue_depth_and_in_flight_accounting() -> None:
+    async def scenario() -> None:
+        transport = GatedTransport()
+        executor = make_executor(max_workers=1, max_queue=10, transport=transport)
+        await executor.start()
+        executor.submit(
+            make_fires("http://r", 2, path="/a") + make_fires("http://r", 3, path="/b", start=2)
+        )
+        await wait_for(lambda: len(transport.requests) == 1)
+        assert (executor.in_flight, executor.queue_depth) == (2, 3)
+        assert executor.free_capacity() == 5
+        executor.submit(make_fires("http://r", 8, path="/c", start=5))
+        assert executor.free_capacity() == 0
+        transport.gate.set()
+        await wait_for(lambda: executor.in_flight + executor.queue_depth == 0)
+        assert executor.free_capacity() == 10
+        assert len(executor.drain_results()) == 13
+        assert executor.drain_results() == []
+        await executor.stop()
+
+    asyncio.run(scenario())
+
+
+def test_requests_carry_the_documented_headers() -> None:
+    async def scenario() -> httpx.Request:
+        transport = GatedTransport()
+        transport.gate.set()
+        executor = make_executor(transport=transport, clock=lambda: 1_700_000_123.9)
+        await executor.start()
+        results = await deliver(executor, make_fires("http://r", 2))
+        await executor.stop()
+        assert results[0].finished_at == 1_700_000_123.9
+        return transport.requests[0]
+
+    request = asyncio.run(scenario())
+    assert request.method == "POST"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"] == "scheduler0"
+    assert request.headers["x-payload-chunk-id"] == "1/1"
+    assert len(request.headers["x-scheduler0-batch-id"]) == 16
+    assert request.headers["x-scheduler0-timestamp"] == "1700000123"
+    assert request.headers["x-scheduler0-signature"].startswith("v1=")
+    assert [item["id"] for item in orjson.loads(request.content)] == [0, 1]
+
+
+def test_stop_abandons_unsent_fires_without_results() -> None:
+    async def scenario() -> None:
+        transport = GatedTransport()
+        executor = make_executor(max_workers=1, transport=transport)
+        await executor.start()
+        executor.submit(
+            make_fires("http://r", 1, path="/a") + make_fires("http://r", 1, path="/b", start=1)
+        )
+        await wait_for(lambda: len(transport.requests) == 1)
+        started = time.monotonic()
+        await executor.stop(drain_timeout=0.2)
+        assert time.monotonic() - started < 2
+        assert executor.drain_results() == []
+        with pytest.raises(RuntimeError):
+            executor.submit(make_fires("http://r", 1))
+
+    asyncio.run(scenario())
+
+
+def test_stop_drains_work_that_finishes_in_time() -> None:
+    async def scenario() -> None:
+        transport = GatedTransport()
+        executor = make_executor(max_workers=1, transport=transport)
+        await executor.start()
+        executor.submit(
+            make_fires("http://r", 1, path="/a") + make_fires("http://r", 1, path="/b", start=1)
+        )
+        asyncio.get_running_loop().call_soon(transport.gate.set)
+        await executor.stop(drain_timeout=10)
+        assert len(executor.drain_results()) == 2
+
+    asyncio.run(scenario())
+
+
+def test_error_text_is_capped_and_huge_bodies_are_not_buffered() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, content=b"overloaded " * 200_000)
+
+    transport = httpx.MockTransport(handler)
+    [result] = run(lambda ex: deliver(ex, make_fires("http://r", 1)), transport=transport)
+    assert (result.state, result.status_code, result.attempts) == ("failed", 503, 1)
+    assert result.error is not None and result.error.startswith("HTTP 503: overloaded")
+    assert len(result.error) <= 200
