@@ -1,0 +1,211 @@
+"""Real scheduler0 node processes for tests and benchmarks.
+
+``NodeProcess`` runs ``scheduler0 start`` in its own directory on 127.0.0.1,
+waits for it by polling the health check (bounded), and always stops it.
+``Cluster`` forms N of them sharing one set of secrets.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+SECRETS = {
+    "SCHEDULER0_SECRET_KEY": "0" * 64,
+    "SCHEDULER0_AUTH_USERNAME": "operator",
+    "SCHEDULER0_AUTH_PASSWORD": "test-password",
+}
+
+
+def scheduler0_command() -> list[str]:
+    """The installed ``scheduler0`` console script, as a user runs it."""
+    script = Path(sys.executable).parent / "scheduler0"
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "scheduler0.cli.main"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(
+    condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition"
+) -> Any:
+    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+            if value:
+                return value
+        except Exception as exc:  # not up yet
+            last_error = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
+
+
+def operator_headers() -> dict[str, str]:
+    token = base64.b64encode(
+        f"{SECRETS['SCHEDULER0_AUTH_USERNAME']}:{SECRETS['SCHEDULER0_AUTH_PASSWORD']}".encode()
+    ).decode()
+    return {"authorization": f"Basic {token}", "x-peer": "cmd"}
+
+
+@dataclass
+class NodeProcess:
+    workdir: Path
+    node_id: int = 1
+    port: int = field(default_factory=free_port)
+    raft_port: int = field(default_factory=free_port)
+    extra_env: dict[str, str] = field(default_factory=dict)
+    replicas: list[dict[str, Any]] | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api(self) -> str:
+        return f"{self.url}/api/v1"
+
+    @property
+    def raft_address(self) -> str:
+        return f"127.0.0.1:{self.raft_port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCHEDULER0_")}
+        env.update(SECRETS)
+        env.update(
+            {
+                "SCHEDULER0_NODE_ID": str(self.node_id),
+                "SCHEDULER0_PORT": str(self.port),
+                "SCHEDULER0_HOST": "127.0.0.1",
+                "SCHEDULER0_RAFT_ADDRESS": self.raft_address,
+                "SCHEDULER0_DATA_DIR": str(self.workdir / "data"),
+                "SCHEDULER0_LOG_LEVEL": "INFO",
+            }
+        )
+        if self.replicas is not None:
+            import json
+
+            env["SCHEDULER0_REPLICAS"] = json.dumps(self.replicas)
+        env.update(self.extra_env)
+        return env
+
+    def start(self, wait: bool = True) -> NodeProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "node.log", "ab")  # noqa: SIM115 - lives with the process
+        self.proc = subprocess.Popen(
+            [*scheduler0_command(), "start"],
+            cwd=self.workdir,
+            env=self.env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        if wait:
+            self.wait_ready()
+        return self
+
+    def health(self) -> dict[str, Any]:
+        response = httpx.get(f"{self.api}/healthcheck", timeout=1.0)
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"node exited with {self.proc.returncode}: {self.log_tail()}")
+            return bool(self.health().get("ready"))
+
+        wait_until(ready, timeout, what=f"node {self.node_id} ready")
+
+    def log_tail(self, lines: int = 30) -> str:
+        path = self.workdir / "node.log"
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """kill -9: no clean shutdown of anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        return self.proc.returncode
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.terminate()
+
+
+class Client:
+    """A thin test client speaking the envelope."""
+
+    def __init__(self, base: str, headers: dict[str, str]) -> None:
+        self.http = httpx.Client(base_url=base, headers=headers, timeout=30.0)
+
+    def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return self.http.request(method, path, **kwargs)
+
+    def data(self, method: str, path: str, expect: int = 200, **kwargs: Any) -> Any:
+        response = self.call(method, path, **kwargs)
+        assert response.status_code == expect, (response.status_code, response.text[:500])
+        body = response.json()
+        assert body["success"] is True
+        return body["data"]
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def create_credential(node: NodeProcess) -> dict[str, str]:
+    """Through the real CLI, as an operator would."""
+    out = subprocess.run(
+        [*scheduler0_command(), "create", "credential", "--json", "--node", node.url],
+        cwd=node.workdir,
+        env=node.env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    import json
+
+    data: dict[str, str] = json.loads(out.stdout)
+    return {"x-api-key": data["api_key"], "x-secret-key": data["api_secret"]}
+
+
+@contextlib.contextmanager
+def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
+    node = NodeProcess(workdir, **kwargs)
+    try:
+        node.start()
+        yield node
+    finally:
+        node.kill()
