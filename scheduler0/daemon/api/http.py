@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+MAX_ID = 2**63 - 1
+"""The largest row id SQLite stores; larger ids in paths or queries are invalid input."""
+
 
 def ok(data: Any, status: int = 200) -> Response:
     return Response(
@@ -109,14 +112,10 @@ def time_param(request: Request, name: str) -> float | None:
 
 def path_id(request: Request, name: str = "id") -> int:
     raw = request.path_params[name]
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = 0
-    if value < 1:
-        raise ValidationFailed(
-            f"{name}: must be a positive integer", [FieldError(name, "must be a positive integer")]
-        )
+    value = int(raw) if raw.isascii() and raw.isdigit() else 0
+    if not 1 <= value <= MAX_ID:
+        message = f"must be an integer between 1 and {MAX_ID}"
+        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
     return value
 
 
