@@ -16,10 +16,12 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictInt,
     StrictStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from scheduler0.errors import FieldError, ValidationFailed
@@ -43,12 +45,38 @@ class _Input(BaseModel):
 
 
 def _check_url(value: str) -> str:
+    if len(value) > 2048:
+        raise ValueError("must be at most 2048 characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in value):
+        raise ValueError("must not contain spaces or control characters")
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("must be an absolute http(s) URL")
-    if len(value) > 2048:
-        raise ValueError("must be at most 2048 characters")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("has an invalid port (must be 1-65535)")
     return value
+
+
+def _not_null(value: Any) -> Any:
+    """Patches leave absent fields alone; an explicit null is a mistake, not a no-op."""
+    if value is None:
+        raise ValueError("must not be null; leave the field out to keep its value")
+    return value
+
+
+class _Patch(_Input):
+    """A partial update: at least one field, none of them null (except ``data``)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_empty(cls, body: Any) -> Any:
+        if isinstance(body, dict) and not body:
+            raise ValueError("must set at least one field")
+        return body
 
 
 class ProjectIn(_Input):
@@ -56,9 +84,11 @@ class ProjectIn(_Input):
     description: StrictStr = Field(default="", max_length=4096)
 
 
-class ProjectPatch(_Input):
+class ProjectPatch(_Patch):
     name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
     description: StrictStr | None = Field(default=None, max_length=4096)
+
+    _present = field_validator("name", "description", mode="before")(_not_null)
 
 
 class CredentialIn(_Input):
@@ -66,7 +96,7 @@ class CredentialIn(_Input):
 
 
 class CredentialPatch(_Input):
-    archived: bool
+    archived: StrictBool
 
 
 class JobIn(_Input):
@@ -82,13 +112,17 @@ class JobIn(_Input):
     _url = field_validator("callback_url")(_check_url)
 
 
-class JobPatch(_Input):
+class JobPatch(_Patch):
     spec: StrictStr | None = Field(default=None, min_length=1, max_length=256)
     timezone: StrictStr | None = Field(default=None, max_length=64)
     data: Any = None
     callback_url: StrictStr | None = Field(default=None, validation_alias=_alias("callback_url"))
     execution_type: Literal["http"] | None = Field(
         default=None, validation_alias=_alias("execution_type")
+    )
+
+    _present = field_validator("spec", "timezone", "callback_url", "execution_type", mode="before")(
+        _not_null
     )
 
     @field_validator("callback_url")
@@ -105,6 +139,8 @@ def field_errors(exc: ValidationError, index: int | None = None) -> list[FieldEr
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field"
+        elif err["type"] == "value_error":
+            message = str(err.get("ctx", {}).get("error", message))
         out.append(FieldError(".".join([name, *loc[1:]]), message, index))
     return out
 
@@ -122,11 +158,19 @@ def parse_one(model: type[M], body: Any, index: int | None = None) -> M:
         raise ValidationFailed(
             "expected a JSON object", [FieldError("body", "must be a JSON object", index)]
         )
+    twice = [(snake, camel) for snake, camel in _ALIASES.items() if snake in body and camel in body]
+    details = [
+        FieldError(snake, f"given twice, as {snake} and {camel}", index) for snake, camel in twice
+    ]
+    if twice:
+        body = {k: v for k, v in body.items() if k not in {camel for _, camel in twice}}
     try:
-        return model.model_validate(body)
+        parsed = model.model_validate(body)
     except ValidationError as exc:
-        details = field_errors(exc, index)
-        raise ValidationFailed(_summary(details), details) from None
+        details += field_errors(exc, index)
+    if details:
+        raise invalid(details)
+    return parsed
 
 
 def _summary(details: list[FieldError]) -> str:

@@ -24,6 +24,7 @@ from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries
+from scheduler0.daemon.state.schema import remove_database
 from scheduler0.errors import NoQuorum
 
 log = logging.getLogger("scheduler0")
@@ -49,8 +50,7 @@ class Node:
         self.db_path = data_dir / "state.db"
         # The database is a function of snapshot + journal: rebuild it, so that
         # the journal replay pysyncobj does at start never applies a command twice.
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{self.db_path}{suffix}").unlink(missing_ok=True)
+        remove_database(self.db_path)
         self.machine = StateMachine(self.db_path, on_change=self._on_change)
         self.queries = Queries(self.db_path)
         assert settings.secret_key is not None

@@ -15,6 +15,7 @@ from scheduler0.daemon.api.http import (
     ok,
     paging,
     path_id,
+    read_barrier,
     require_operator,
 )
 from scheduler0.daemon.security import hash_secret, new_api_key, new_api_secret, new_signing_secret
@@ -43,14 +44,15 @@ def routes(node: Node) -> list[Route]:
 
     async def list_projects(request: Request) -> Response:
         authenticate(request, node)
-        await node.read_barrier(request)
         limit, offset = paging(request)
+        await read_barrier(request, node)
         return ok(node.queries.projects(limit, offset))
 
     async def get_project(request: Request) -> Response:
         authenticate(request, node)
-        await node.read_barrier(request)
-        return ok(node.queries.project(path_id(request)))
+        project_id = path_id(request)
+        await read_barrier(request, node)
+        return ok(node.queries.project(project_id))
 
     async def update_project(request: Request) -> Response:
         authenticate(request, node)
@@ -92,14 +94,15 @@ def routes(node: Node) -> list[Route]:
 
     async def list_credentials(request: Request) -> Response:
         require_operator(request, node)
-        await node.read_barrier(request)
         limit, offset = paging(request)
+        await read_barrier(request, node)
         return ok(node.queries.credentials(limit, offset))
 
     async def get_credential(request: Request) -> Response:
         require_operator(request, node)
-        await node.read_barrier(request)
-        return ok(node.queries.credential(path_id(request)))
+        credential_id = path_id(request)
+        await read_barrier(request, node)
+        return ok(node.queries.credential(credential_id))
 
     async def update_credential(request: Request) -> Response:
         require_operator(request, node)

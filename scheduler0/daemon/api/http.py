@@ -7,9 +7,10 @@ Every answer is an envelope: ``{"success": true, "data": ...}`` or
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -88,6 +89,15 @@ def int_param(request: Request, name: str, default: int | None, lo: int, hi: int
     return value
 
 
+def id_param(request: Request, snake: str, camel: str) -> int | None:
+    """An optional id filter accepted as ``project_id`` or ``projectId``; both must agree."""
+    given = {int_param(request, name, None, 1, MAX_ID) for name in (camel, snake)} - {None}
+    if len(given) > 1:
+        message = f"{camel} and {snake} disagree; send one"
+        raise ValidationFailed(f"{snake}: {message}", [FieldError(snake, message)])
+    return given.pop() if given else None
+
+
 def paging(request: Request, max_limit: int = 1000) -> tuple[int, int]:
     limit = int_param(request, "limit", 100, 1, max_limit)
     offset = int_param(request, "offset", 0, 0, 2**62)
@@ -96,18 +106,32 @@ def paging(request: Request, max_limit: int = 1000) -> tuple[int, int]:
 
 
 def time_param(request: Request, name: str) -> float | None:
+    """Unix seconds or ISO 8601; an ISO time without an offset is UTC."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError:
+        try:
+            moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+            value = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        except (ValueError, OverflowError):
+            value = math.nan
+    if not math.isfinite(value):
         message = "must be unix seconds or an ISO 8601 time"
-        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)]) from None
+        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
+    return value
+
+
+async def read_barrier(request: Request, node: Node) -> None:
+    """``?consistency=strong`` waits for everything committed so far; ``local`` (the
+    default) reads this replica as it is."""
+    consistency = request.query_params.get("consistency") or "local"
+    if consistency not in ("local", "strong"):
+        message = "must be 'local' or 'strong'"
+        raise ValidationFailed(f"consistency: {message}", [FieldError("consistency", message)])
+    await node.read_barrier(request)
 
 
 def path_id(request: Request, name: str = "id") -> int:

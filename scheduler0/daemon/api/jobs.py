@@ -18,11 +18,12 @@ from starlette.routing import Route
 
 from scheduler0.daemon.api.http import (
     authenticate,
-    int_param,
+    id_param,
     json_body,
     ok,
     paging,
     path_id,
+    read_barrier,
     time_param,
 )
 from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
@@ -128,19 +129,18 @@ def routes(node: Node) -> list[Route]:
 
     async def list_jobs(request: Request) -> Response:
         authenticate(request, node)
-        await node.read_barrier(request)
-        project_id = int_param(request, "projectId", None, 1, 2**62)
-        if project_id is None:
-            project_id = int_param(request, "project_id", None, 1, 2**62)
+        project_id = id_param(request, "project_id", "projectId")
         limit, offset = paging(request, max_limit=10_000)
+        await read_barrier(request, node)
         if project_id is not None:
             node.queries.project(project_id)  # 404 for an unknown project
         return ok(node.queries.jobs(project_id, limit, offset))
 
     async def get_job(request: Request) -> Response:
         authenticate(request, node)
-        await node.read_barrier(request)
-        return ok(node.queries.job(path_id(request)))
+        job_id = path_id(request)
+        await read_barrier(request, node)
+        return ok(node.queries.job(job_id))
 
     async def update_job(request: Request) -> Response:
         authenticate(request, node)
@@ -185,17 +185,14 @@ def routes(node: Node) -> list[Route]:
 
     async def job_executions(request: Request) -> Response:
         authenticate(request, node)
-        await node.read_barrier(request)
         job_id = path_id(request)
-        node.queries.job(job_id)
         limit, offset = paging(request)
+        since, until = time_param(request, "since"), time_param(request, "until")
+        await read_barrier(request, node)
+        node.queries.job(job_id)  # 404 for an unknown job
         return ok(
             node.queries.executions(
-                job_id=job_id,
-                since=time_param(request, "since"),
-                until=time_param(request, "until"),
-                limit=limit,
-                offset=offset,
+                job_id=job_id, since=since, until=until, limit=limit, offset=offset
             )
         )
 

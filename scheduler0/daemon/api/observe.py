@@ -8,7 +8,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from scheduler0.daemon.api.http import authenticate, int_param, ok, paging, time_param
+from scheduler0.daemon.api.http import (
+    authenticate,
+    id_param,
+    ok,
+    paging,
+    read_barrier,
+    time_param,
+)
 from scheduler0.daemon.state.queries import EXECUTION_STATES
 from scheduler0.errors import FieldError, ValidationFailed
 
@@ -19,25 +26,22 @@ if TYPE_CHECKING:
 def routes(node: Node) -> list[Route]:
     async def list_executions(request: Request) -> Response:
         authenticate(request, node)
-        await node.read_barrier(request)
         state = request.query_params.get("state") or None
         if state is not None and state not in EXECUTION_STATES:
             message = f"must be one of {', '.join(EXECUTION_STATES)}"
             raise ValidationFailed(f"state: {message}", [FieldError("state", message)])
-        job_id = int_param(request, "jobId", None, 1, 2**62) or int_param(
-            request, "job_id", None, 1, 2**62
-        )
-        project_id = int_param(request, "projectId", None, 1, 2**62) or int_param(
-            request, "project_id", None, 1, 2**62
-        )
+        job_id = id_param(request, "job_id", "jobId")
+        project_id = id_param(request, "project_id", "projectId")
+        since, until = time_param(request, "since"), time_param(request, "until")
         limit, offset = paging(request)
+        await read_barrier(request, node)
         return ok(
             node.queries.executions(
                 job_id=job_id,
                 project_id=project_id,
                 state=state,
-                since=time_param(request, "since"),
-                until=time_param(request, "until"),
+                since=since,
+                until=until,
                 limit=limit,
                 offset=offset,
             )

@@ -96,6 +96,12 @@ def bucket_of(job_id: int) -> int:
     return job_id % BUCKETS
 
 
+def remove_database(path: Path) -> None:
+    """Delete the database and its WAL files: the start of every rebuild."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
 def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
     conn.row_factory = sqlite3.Row

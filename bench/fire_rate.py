@@ -1,0 +1,296 @@
+"""Bench: sustained fire rate of one real node into one real receiver.
+
+For each step J of ``--jobs`` (fresh node and receiver per step): create J jobs
+``@every 1s`` whose callback is the receiver, let them run ``--duration``
+seconds, wait ``--drain`` seconds more, then read what the receiver recorded.
+
+Steady state = the slots from ``--warmup`` s after the last job was created to
+1 s before the end of the run. For those slots it reports: delivered fires/s
+(unique execution ids per second of slots), lateness = receive time - slot
+(p50/p99/max), missed slots (J x slots expected vs delivered, counting a slot
+delivered after the drain as missed), and duplicates by execution_id over the
+whole run (must be 0). It also reports CPU% of the node and of the receiver
+over the window (the machine has ``os.cpu_count()`` cores shared by both).
+
+"Sustained fires/s" = the delivered rate of the highest step with p99 lateness
+<= 1 s, no duplicates and missed slots <= 0.1 %.
+
+    python bench/fire_rate.py [--jobs 1000,2000,5000,10000,20000] [--duration 20]
+        [--receiver lean|starlette] [--warmup 5] [--drain 5]
+
+``--receiver lean`` (default) is ``bench/lean_receiver.py`` (raw asyncio);
+``starlette`` is ``tests.support.receiver`` (uvicorn + Starlette, one JSON line
+per item).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import _common as common  # noqa: E402  (puts the repo root on sys.path)
+import httpx
+import orjson
+
+from tests.support.nodes import NodeProcess, create_credential, free_port, wait_until
+
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+def start_receiver(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    port = free_port()
+    out = workdir / "receiver.jsonl"
+    log = (workdir / "receiver.log").open("wb")
+    if kind == "lean":
+        command = [sys.executable, str(BENCH_DIR / "lean_receiver.py")]
+    else:
+        command = [sys.executable, "-m", "tests.support.receiver"]
+    command += ["--port", str(port), "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=common.REPO_ROOT, stdout=log, stderr=log)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited: {(workdir / 'receiver.log').read_text()}")
+        return httpx.get(f"{url}/stats", timeout=1).status_code == 200
+
+    wait_until(ready, 20, what="receiver ready")
+    return proc, url, out
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def read_deliveries(kind: str, out: Path) -> list[tuple[float, str]]:
+    """(receive time, execution_id) for every item answered 2xx."""
+    deliveries: list[tuple[float, str]] = []
+    if not out.exists():
+        return deliveries
+    for line in out.read_bytes().splitlines():
+        if not line:
+            continue
+        record = orjson.loads(line)
+        if kind == "lean":
+            t, status, ids = record
+            if 200 <= status < 300:
+                deliveries.extend((t, eid) for eid in ids)
+        elif 200 <= record.get("status", 200) < 300:
+            deliveries.append((record["t"], record["execution_id"]))
+    return deliveries
+
+
+def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{jobs}-"))
+    node = NodeProcess(workdir / "node")
+    receiver: subprocess.Popen[bytes] | None = None
+    try:
+        receiver, receiver_url, out = start_receiver(args.receiver, workdir)
+        node.start()
+        headers = create_credential(node)
+        http = httpx.Client(base_url=node.api, headers=headers, timeout=120.0)
+        response = http.post("/projects", json={"name": "bench", "description": "fire rate"})
+        response.raise_for_status()
+        project_id = response.json()["data"]["id"]
+        callback = f"{receiver_url}/cb"
+        created = 0
+        create_started = time.time()
+        while created < jobs:
+            n = min(args.post_batch, jobs - created)
+            body = orjson.dumps(
+                [
+                    {
+                        "spec": "@every 1s",
+                        "project_id": project_id,
+                        "timezone": "America/New_York",
+                        "data": {"n": created + i},
+                        "callback_url": callback,
+                    }
+                    for i in range(n)
+                ]
+            )
+            r = http.post("/jobs", content=body, headers={"content-type": "application/json"})
+            if r.status_code != 201:
+                raise RuntimeError(f"job creation failed: {r.status_code} {r.text[:300]}")
+            created += n
+        created_at = time.time()
+        end_at = created_at + args.duration
+        window_first = math.ceil(created_at + args.warmup)
+        window_last = math.floor(end_at) - 1
+        if window_last < window_first:
+            raise SystemExit("--duration must exceed --warmup by at least 2 s")
+        # CPU of node and receiver over the window (wall clock window_first .. window_last+1)
+        time.sleep(max(0.0, window_first - time.time()))
+        npid, rpid = node.proc.pid, receiver.pid  # type: ignore[union-attr]
+        cpu0 = (common.cpu_seconds(npid), common.cpu_seconds(rpid), time.time())
+        time.sleep(max(0.0, window_last + 1 - time.time()))
+        cpu1 = (common.cpu_seconds(npid), common.cpu_seconds(rpid), time.time())
+        status_end = http.get("/status").json()["data"]["node"]
+        time.sleep(max(0.0, end_at - time.time()) + args.drain)
+        status_drained = http.get("/status").json()["data"]["node"]
+        rss = common.proc_status(npid)
+        http.close()
+    finally:
+        node.kill()
+        stop(receiver)
+    log_text = (workdir / "node" / "node.log").read_text(errors="replace")
+    deliveries = read_deliveries(args.receiver, out)
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        print(f"  kept {workdir}")
+
+    counts = Counter(eid for _, eid in deliveries)
+    duplicates = sum(c - 1 for c in counts.values() if c > 1)
+    first_seen: dict[str, float] = {}
+    for t, eid in deliveries:
+        if eid not in first_seen or t < first_seen[eid]:
+            first_seen[eid] = t
+    lateness: list[float] = []
+    per_slot: Counter[int] = Counter()
+    for eid, t in first_seen.items():
+        slot = int(eid.rsplit("-", 1)[1])
+        if window_first <= slot <= window_last:
+            lateness.append(t - slot)
+            per_slot[slot] += 1
+    slots = window_last - window_first + 1
+    expected = jobs * slots
+    delivered = sum(per_slot.values())
+    received_in_window = sum(1 for t, _ in deliveries if window_first <= t < window_last + 1)
+    wall = cpu1[2] - cpu0[2]
+    problems = [
+        line
+        for line in log_text.splitlines()
+        if " ERROR " in line or " WARNING " in line or "Traceback" in line
+    ]
+    result = {
+        "jobs": jobs,
+        "window_slots": slots,
+        "expected": expected,
+        "delivered": delivered,
+        "missed": expected - delivered,
+        "missed_fraction": (expected - delivered) / expected,
+        "duplicates": duplicates,
+        "delivered_fires_per_second": delivered / slots,
+        "received_items_per_second": received_in_window / slots,
+        "lateness_p50_seconds": common.percentile(lateness, 50),
+        "lateness_p99_seconds": common.percentile(lateness, 99),
+        "lateness_max_seconds": max(lateness) if lateness else None,
+        "node_cpu_percent": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "receiver_cpu_percent": 100 * (cpu1[1] - cpu0[1]) / wall,
+        "node_vmhwm_bytes": rss.get("VmHWM", 0),
+        "status_at_end": {
+            k: status_end[k]
+            for k in ("fired", "rejected", "queue_depth", "in_flight", "fire_lag_p99_seconds",
+                      "results_backlog", "jobs_owned")
+        },
+        "status_after_drain": {
+            k: status_drained[k]
+            for k in ("fired", "rejected", "queue_depth", "in_flight", "fire_lag_p99_seconds",
+                      "results_backlog", "counts")
+        },
+        "create_seconds": created_at - create_started,
+        "node_log_problems": len(problems),
+        "node_log_problem_excerpt": problems[:10],
+    }
+    result["ok"] = (
+        result["lateness_p99_seconds"] <= 1.0
+        and duplicates == 0
+        and result["missed_fraction"] <= 0.001
+        and delivered > 0
+    )
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", default="1000,2000,5000,10000,20000")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--drain", type=float, default=5.0)
+    parser.add_argument("--receiver", choices=("lean", "starlette"), default="lean")
+    parser.add_argument("--post-batch", type=int, default=5000)
+    parser.add_argument("--stop-after-failures", type=int, default=2,
+                        help="skip higher steps after this many failed steps")
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--name", default="fire_rate")
+    args = parser.parse_args(argv)
+    steps = [int(s) for s in args.jobs.split(",") if s.strip()]
+
+    results = []
+    failures = 0
+    for jobs in steps:
+        if failures >= args.stop_after_failures:
+            print(f"step {jobs}: skipped after {failures} failed steps")
+            continue
+        print(f"step {jobs} jobs @every 1s for {args.duration:g}s ...", flush=True)
+        r = one_step(jobs, args)
+        results.append(r)
+        failures += 0 if r["ok"] else 1
+        print(
+            f"  delivered {r['delivered_fires_per_second']:.0f}/s p99 late "
+            f"{r['lateness_p99_seconds']:.3f}s missed {r['missed']} dup {r['duplicates']} "
+            f"node cpu {r['node_cpu_percent']:.0f}% receiver cpu {r['receiver_cpu_percent']:.0f}%",
+            flush=True,
+        )
+    rows = [
+        [
+            r["jobs"],
+            r["delivered_fires_per_second"],
+            r["lateness_p50_seconds"],
+            r["lateness_p99_seconds"],
+            r["lateness_max_seconds"],
+            r["missed"],
+            f"{100 * r['missed_fraction']:.2f}%",
+            r["duplicates"],
+            f"{r['node_cpu_percent']:.0f}%",
+            f"{r['receiver_cpu_percent']:.0f}%",
+            r["node_vmhwm_bytes"] / 2**20,
+            "yes" if r["ok"] else "NO",
+        ]
+        for r in results
+    ]
+    headers = ["jobs", "fires/s", "late p50 s", "late p99 s", "late max s", "missed",
+               "missed%", "dups", "node cpu", "recv cpu", "VmHWM MiB", "ok"]
+    print()
+    print(common.table(headers, rows))
+    good = [r for r in results if r["ok"]]
+    sustained = max((r["delivered_fires_per_second"] for r in good), default=0.0)
+    best = max(good, key=lambda r: r["jobs"]) if good else None
+    print(
+        f"\nsustained fires/s (p99 lateness <= 1 s, 0 dups, missed <= 0.1%): {sustained:,.0f}"
+        + (f" at {best['jobs']} jobs" if best else "")
+        + f"; {common.machine_info()['cpus']} cores shared by node and {args.receiver} receiver"
+    )
+    path = common.write_result(
+        args.name,
+        {
+            "bench": "fire_rate",
+            "command": "python bench/fire_rate.py " + " ".join(sys.argv[1:]),
+            "params": vars(args),
+            "sustained_fires_per_second": sustained,
+            "sustained_at_jobs": best["jobs"] if best else None,
+            "steps": results,
+        },
+    )
+    print(f"wrote {path}")
+    return 0 if all(r["duplicates"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""The state machine on real SQLite files: determinism, atomicity, snapshots."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state.schema import BUCKETS
+
+NOW = 1_800_000_000.0
+
+
+def dump(path: Path) -> list[str]:
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def ok(machine: StateMachine, command: c.Command) -> Any:
+    result = machine.apply(c.encode(command))
+    assert "ok" in result, result
+    return result["ok"]
+
+
+def error(machine: StateMachine, command: c.Command) -> dict[str, Any]:
+    result = machine.apply(c.encode(command))
+    assert "error" in result, result
+    err: dict[str, Any] = result["error"]
+    return err
+
+
+def job(project_id: int = 1, spec: str = "@every 1s") -> dict[str, Any]:
+    return {
+        "project_id": project_id,
+        "spec": spec,
+        "timezone": "UTC",
+        "data": '"x"',
+        "callback_url": "http://127.0.0.1:1/cb",
+        "execution_type": "http",
+        "anchor": int(NOW),
+    }
+
+
+def history(node_id: int = 1) -> list[c.Command]:
+    return [
+        c.AssignmentChanged(now=NOW, epoch=1, owners=[node_id] * BUCKETS),
+        c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"),
+        c.JobsCreated(now=NOW, jobs=[job() for _ in range(50)]),
+        c.SlotsFired(now=NOW + 1, node_id=node_id, epoch=1, fires=[[1, 1], [2, 1]]),
+        c.ResultsRecorded(
+            now=NOW + 2, node_id=node_id, results=[[1, 1, "success", 200, 1, 3, None]]
+        ),
+        c.JobPaused(now=NOW + 3, job_id=3, paused=True),
+        c.JobDeleted(now=NOW + 4, job_id=4),
+    ]
+
+
+@pytest.fixture
+def machine(tmp_path: Path) -> StateMachine:
+    m = StateMachine(tmp_path / "a.db")
+    yield m
+    m.close()
+
+
+def test_the_same_log_gives_the_same_database_on_every_node(tmp_path: Path) -> None:
+    a, b = StateMachine(tmp_path / "a.db"), StateMachine(tmp_path / "b.db")
+    for command in history():
+        assert a.apply(c.encode(command)) == b.apply(c.encode(command))
+    a.close()
+    b.close()
+    assert dump(tmp_path / "a.db") == dump(tmp_path / "b.db")
+
+
+def test_apply_never_raises_on_garbage(machine: StateMachine) -> None:
+    for payload in (b"", b"x", b"j{", b"z\x00\x01", c.encode(c.Noop())[:-3]):
+        assert "error" in machine.apply(payload)
+    assert "ok" in machine.apply(c.encode(c.Noop(now=NOW)))
+
+
+def test_a_failing_command_changes_nothing(machine: StateMachine, tmp_path: Path) -> None:
+    for command in history():
+        ok(machine, command)
+    before = dump(tmp_path / "a.db")
+    err = error(machine, c.JobsCreated(now=NOW, jobs=[job(), job(project_id=99), job()]))
+    assert err["code"] == "validation_failed"
+    assert err["details"] == [
+        {"field": "project_id", "message": "no project with id 99", "index": 1}
+    ]
+    assert (
+        error(machine, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))[
+            "code"
+        ]
+        == "conflict"
+    )
+    assert error(machine, c.ProjectDeleted(now=NOW, project_id=1))["code"] == "conflict"
+    assert error(machine, c.JobDeleted(now=NOW, job_id=4))["code"] == "not_found"
+    assert dump(tmp_path / "a.db") == before
+
+
+def test_an_unexpected_exception_rolls_back_and_is_returned(
+    machine: StateMachine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ok(machine, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+
+    def half_then_boom(db: sqlite3.Connection, cmd: Any) -> None:
+        db.execute("DELETE FROM projects")
+        raise RuntimeError("boom")
+
+    monkeypatch.setitem(machine._handlers, c.Noop, half_then_boom)
+    err = error(machine, c.Noop(now=NOW))
+    assert "boom" in err["message"]
+    monkeypatch.undo()
+    rows = sqlite3.connect(tmp_path / "a.db").execute("SELECT name FROM projects").fetchall()
+    assert rows == [("p",)]
+
+
+def test_slots_are_accepted_once_and_only_from_the_owner(machine: StateMachine) -> None:
+    for command in history(node_id=1):
+        ok(machine, command)
+    fired = ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[1, 2], [1, 2], [5, 2]]))
+    assert fired["accepted"] == [[1, 2], [5, 2]]
+    # The same slot again, an older slot, a paused job, a deleted job: refused.
+    again = ok(
+        machine,
+        c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[1, 2], [1, 1], [3, 5], [4, 5]]),
+    )
+    assert again["accepted"] == []
+    # Another node, or a stale epoch, fires nothing.
+    assert ok(machine, c.SlotsFired(now=NOW, node_id=2, epoch=1, fires=[[6, 9]]))["accepted"] == []
+    assert ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=0, fires=[[6, 9]]))["accepted"] == []
+    # After a reassignment node 2 owns everything and node 1 nothing.
+    ok(machine, c.AssignmentChanged(now=NOW, epoch=2, owners=[2] * BUCKETS))
+    assert ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=2, fires=[[6, 9]]))["accepted"] == []
+    assert ok(machine, c.SlotsFired(now=NOW, node_id=2, epoch=2, fires=[[6, 9]]))["accepted"] == [
+        [6, 9]
+    ]
+
+
+def test_missed_slots_are_recorded_and_advance_the_job(
+    machine: StateMachine, tmp_path: Path
+) -> None:
+    for command in history():
+        ok(machine, command)
+    ok(
+        machine,
+        c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[7, 10]], missed=[[7, [7, 8, 9], 5]]),
+    )
+    db = sqlite3.connect(tmp_path / "a.db")
+    states = db.execute(
+        "SELECT slot, state FROM executions WHERE job_id = 7 ORDER BY slot"
+    ).fetchall()
+    assert states == [(7, "missed"), (8, "missed"), (9, "missed"), (10, "dispatched")]
+    assert db.execute("SELECT missed_count, last_fired_slot FROM jobs WHERE id = 7").fetchone() == (
+        8,
+        10,
+    )
+
+
+def test_a_snapshot_restores_the_same_database(machine: StateMachine, tmp_path: Path) -> None:
+    for command in history():
+        ok(machine, command)
+    snapshot = tmp_path / "snap"
+    machine.save_snapshot(str(snapshot), ("raft", [1, 2], {"x": 1}))
+    restored = StateMachine(tmp_path / "b.db")
+    assert restored.load_snapshot(str(snapshot)) == ("raft", [1, 2], {"x": 1})
+    assert restored.epoch == 1 and restored.owners == [1] * BUCKETS
+    # The restored copy keeps applying like the original.
+    for m in (machine, restored):
+        ok(m, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[8, 3]]))
+    restored.close()
+    assert dump(tmp_path / "a.db") == dump(tmp_path / "b.db")
