@@ -396,11 +396,12 @@ class StateMachine:
             ),
         )
         db.executemany(
-            "UPDATE jobs SET last_state = ?, last_status_code = ?, last_finished_at = ?,"
-            " success_count = success_count + ?, failed_count = failed_count + ?"
-            " WHERE id = ? AND last_fired_slot = ?",
+            "UPDATE jobs SET success_count = success_count + ?, failed_count = failed_count + ?,"
+            " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
+            " last_status_code = CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
+            " last_finished_at = ? WHERE id = ?",
             (
-                (state, code, cmd.now, state == "success", state != "success", job_id, slot)
+                (state == "success", state != "success", slot, state, slot, code, cmd.now, job_id)
                 for job_id, slot, state, code, _attempts, _latency, _error in cmd.results
             ),
         )
