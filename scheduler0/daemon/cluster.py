@@ -44,19 +44,68 @@ def plan_assignment(owners: list[int], workers: list[int]) -> list[int]:
             held[owner] += 1
         else:
             free.append(bucket)
-    needy = [w for w in workers for _ in range(quota[w] - held[w])]
+    # Round-robin over the workers still short, so each gets scattered buckets.
+    deficit = {w: quota[w] - held[w] for w in workers}
+    needy: list[int] = []
+    while any(deficit.values()):
+        for w in workers:
+            if deficit[w]:
+                needy.append(w)
+                deficit[w] -= 1
     for bucket, worker in zip(free, needy, strict=True):
         plan[bucket] = worker
     return plan
 
 
+HEARTBEAT_DEADLINE = 1.5
+"""Seconds a worker may be unreachable over raft before its buckets move."""
+
+RETURN_AFTER = 1.0
+"""Seconds a returning worker must stay connected and caught up to get buckets back."""
+
+CAUGHT_UP_ENTRIES = 200
+"""A worker whose replicated log trails the leader's commit index by more is not
+given buckets yet (it could not fire on current state)."""
+
+
+class WorkerHealth:
+    """The leader's view of each worker, from raft connectivity and replication."""
+
+    def __init__(self) -> None:
+        self._since: dict[str, tuple[bool, float]] = {}
+        self.last_contact: dict[str, float] = {}
+
+    def observe(self, address: str, up: bool, now: float) -> None:
+        state = self._since.get(address)
+        if state is None or state[0] != up:
+            self._since[address] = (up, now)
+        if up:
+            self.last_contact[address] = time.time()
+
+    def healthy(self, address: str, now: float, currently_owner: bool) -> bool:
+        """An owner keeps its buckets until down past the deadline; a newcomer
+        or returning worker gets buckets after staying up for a while."""
+        state = self._since.get(address)
+        if state is None:
+            return False
+        up, since = state
+        if currently_owner:
+            return up or now - since < HEARTBEAT_DEADLINE
+        return up and now - since >= RETURN_AFTER
+
+    def forget(self) -> None:
+        self._since.clear()
+
+
 class Coordinator:
-    def __init__(self, node: Node, period: float = 0.5) -> None:
+    def __init__(self, node: Node, period: float = 0.25) -> None:
         self._node = node
         self._period = period
         self._stopping = False
         self._last_prune = time.monotonic()
         self._prune_from = 0
+        self.health = WorkerHealth()
+        self._was_leader = False
 
     def stop(self) -> None:
         self._stopping = True
@@ -64,7 +113,11 @@ class Coordinator:
     async def run(self) -> None:
         while not self._stopping:
             try:
-                if self._node.raft.ready and self._node.raft.is_leader():
+                leading = self._node.raft.ready and self._node.raft.is_leader()
+                if leading and not self._was_leader:
+                    self.health.forget()  # views from an earlier term are stale
+                self._was_leader = leading
+                if leading:
                     await self.lead_once()
             except Scheduler0Error as exc:
                 log.info("leader duty deferred: %s", exc.message)
@@ -73,32 +126,60 @@ class Coordinator:
             await asyncio.sleep(self._period)
 
     def workers(self) -> list[int]:
-        """Nodes that should fire jobs. One node: itself. More: all but the leader."""
-        settings = self._node.settings
-        members = [m["node_id"] for m in self._node.queries.members()]
-        if len(members) <= 1:
+        """Nodes that should fire jobs. A one-node cluster: itself. Otherwise
+        every healthy member but the leader (the seed's promise)."""
+        node = self._node
+        settings = node.settings
+        raft = node.raft.status()
+        connected: dict[str, bool] = raft.get("partners_connected", {})
+        if not connected:
             return [settings.node_id]
-        return [m for m in members if m != settings.node_id]
+        commit = raft.get("commit_index") or 0
+        match: dict[str, int] = raft.get("partners_match_index", {})
+        now = time.monotonic()
+        owners = set(node.machine.owners)
+        out = []
+        for member in node.queries.members():
+            address = member["raft_address"]
+            if member["node_id"] == settings.node_id or address not in connected:
+                continue
+            up = connected[address] and match.get(address, 0) >= commit - CAUGHT_UP_ENTRIES
+            self.health.observe(address, up, now)
+            if self.health.healthy(address, now, member["node_id"] in owners):
+                out.append(member["node_id"])
+        return out
+
+    async def register_members(self) -> None:
+        """Record this node, and the configured replicas raft knows, as members."""
+        node = self._node
+        settings = node.settings
+        known = {m["node_id"] for m in node.queries.members()}
+        partners = set(node.raft.status().get("partners_connected", {}))
+        wanted = [(settings.node_id, settings.http_base_url, settings.raft_address)]
+        wanted += [
+            (r.node_id, str(r.address), r.raft_address)
+            for r in settings.replicas
+            if r.raft_address in partners
+        ]
+        for node_id, address, raft_address in wanted:
+            if node_id not in known:
+                await node.raft.propose(
+                    c.MemberJoined(
+                        now=time.time(), node_id=node_id, address=address, raft_address=raft_address
+                    )
+                )
 
     async def lead_once(self) -> None:
         node = self._node
-        settings = node.settings
-        members = {m["node_id"] for m in node.queries.members()}
-        if settings.node_id not in members:
-            await node.raft.propose(
-                c.MemberJoined(
-                    now=time.time(),
-                    node_id=settings.node_id,
-                    address=settings.http_base_url,
-                    raft_address=settings.raft_address,
-                )
-            )
+        await self.register_members()
         machine = node.machine
-        plan = plan_assignment(machine.owners, self.workers())
-        if plan != machine.owners or machine.epoch == 0:
-            await node.raft.propose(
-                c.AssignmentChanged(now=time.time(), epoch=machine.epoch + 1, owners=plan)
-            )
+        workers = self.workers()
+        if workers:
+            plan = plan_assignment(machine.owners, workers)
+            if plan != machine.owners or machine.epoch == 0:
+                await node.raft.propose(
+                    c.AssignmentChanged(now=time.time(), epoch=machine.epoch + 1, owners=plan)
+                )
         if time.monotonic() - self._last_prune >= PRUNE_EVERY:
             await self.prune()
 

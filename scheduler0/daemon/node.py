@@ -77,6 +77,7 @@ class Node:
             retry_max=settings.job_execution_retry_max,
             retry_delay=settings.job_execution_retry_delay,
             payload_max_bytes=int(settings.http_executor_payload_max_size_mb * 2**20),
+            node_id=settings.node_id,
         )
         self.scheduler = Scheduler(
             node_id=settings.node_id,
@@ -130,6 +131,27 @@ class Node:
                 f" MaxMemory ({self.settings.max_memory} MB) and takes no new jobs"
             )
         return await self.raft.propose(command)
+
+    async def change_membership(self, action: str, raft_address: str) -> None:
+        """Add or remove a raft member, one at a time; 503 if not committed in time."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+
+        def settle(outcome: tuple[Any, int]) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        def done(outcome: tuple[Any, int]) -> None:
+            loop.call_soon_threadsafe(settle, outcome)
+
+        change = self.raft.add_member if action == "add" else self.raft.remove_member
+        change(raft_address, done)
+        try:
+            _, fail = await asyncio.wait_for(future, self.settings.raft_apply_timeout * 5)
+        except TimeoutError:
+            raise NoQuorum(f"the membership change ({action} {raft_address}) timed out") from None
+        if fail != 0:
+            raise NoQuorum(f"the membership change ({action} {raft_address}) failed ({fail})")
 
     async def read_barrier(self, request: Request) -> None:
         if request.query_params.get("consistency") == "strong":

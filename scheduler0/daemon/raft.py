@@ -227,6 +227,11 @@ class RaftNode:
             for key, value in raw.items()
             if key.startswith("partner_node_status_server_")
         }
+        match_index = {
+            key.removeprefix("match_idx_server_"): value
+            for key, value in raw.items()
+            if key.startswith("match_idx_server_")
+        }
         leader = raw.get("leader")
         return {
             "state": state,
@@ -237,6 +242,7 @@ class RaftNode:
             "applied_index": raw.get("last_applied"),
             "log_length": raw.get("log_len"),
             "partners_connected": partners,
+            "partners_match_index": match_index,
             "ready": self.ready,
         }
 

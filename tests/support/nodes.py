@@ -209,3 +209,74 @@ def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
         yield node
     finally:
         node.kill()
+
+
+class Cluster:
+    """N real node processes forming one raft cluster on 127.0.0.1."""
+
+    def __init__(self, root: Path, size: int, extra_env: dict[str, str] | None = None) -> None:
+        self.root = root
+        ports = [(free_port(), free_port()) for _ in range(size)]
+        self.replicas = [
+            {"Address": f"http://127.0.0.1:{p}", "RaftAddress": f"127.0.0.1:{r}", "NodeId": i + 1}
+            for i, (p, r) in enumerate(ports)
+        ]
+        self.nodes = [
+            NodeProcess(
+                root / f"node{i + 1}",
+                node_id=i + 1,
+                port=p,
+                raft_port=r,
+                replicas=self.replicas,
+                extra_env=dict(extra_env or {}),
+            )
+            for i, (p, r) in enumerate(ports)
+        ]
+
+    def start(self, timeout: float = 60.0) -> Cluster:
+        for node in self.nodes:
+            node.start(wait=False)
+        for node in self.nodes:
+            node.wait_ready(timeout)
+        self.wait_leader(timeout)
+        return self
+
+    def by_id(self, node_id: int) -> NodeProcess:
+        return next(n for n in self.nodes if n.node_id == node_id)
+
+    def alive(self) -> list[NodeProcess]:
+        return [n for n in self.nodes if n.proc is not None and n.proc.poll() is None]
+
+    def leader(self) -> NodeProcess | None:
+        for node in self.alive():
+            try:
+                health = node.health()
+            except Exception:
+                continue
+            if health.get("role") == "leader" and health.get("has_quorum"):
+                return node
+        return None
+
+    def wait_leader(self, timeout: float = 30.0) -> NodeProcess:
+        leader: NodeProcess = wait_until(self.leader, timeout, what="a leader with quorum")
+        return leader
+
+    def status(self, via: NodeProcess | None = None) -> dict[str, Any]:
+        node = via or self.wait_leader()
+        response = httpx.get(f"{node.api}/cluster", headers=operator_headers(), timeout=10)
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    def kill_all(self) -> None:
+        for node in self.nodes:
+            node.kill()
+
+
+@contextlib.contextmanager
+def running_cluster(root: Path, size: int, **kwargs: Any) -> Iterator[Cluster]:
+    cluster = Cluster(root, size, **kwargs)
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.kill_all()

@@ -103,6 +103,7 @@ class _Recorder:
             "path": request.url.path,
             "chunk": request.headers.get("x-payload-chunk-id"),
             "batch": request.headers.get("x-scheduler0-batch-id"),
+            "node": request.headers.get("x-scheduler0-node"),
             "status": status,
         }
         if self.options.secret is not None:

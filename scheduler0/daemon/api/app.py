@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
 
-from scheduler0.daemon.api import accounts, jobs, observe
+from scheduler0.daemon.api import accounts, cluster, jobs, observe
 from scheduler0.daemon.api.http import failure
 from scheduler0.errors import (
     BadRequest,
@@ -55,7 +55,12 @@ def create_app(node: Node) -> Starlette:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return failure(Scheduler0Error("internal error; see the node's log"))
 
-    api = [*accounts.routes(node), *jobs.routes(node), *observe.routes(node)]
+    api = [
+        *accounts.routes(node),
+        *jobs.routes(node),
+        *observe.routes(node),
+        *cluster.routes(node),
+    ]
     return Starlette(
         routes=[Mount("/api/v1", routes=api)],
         exception_handlers={

@@ -58,5 +58,4 @@ def routes(node: Node) -> list[Route]:
         Route("/executions", list_executions, methods=["GET"]),
         Route("/healthcheck", healthcheck, methods=["GET"]),
         Route("/status", status, methods=["GET"]),
-        Route("/cluster", status, methods=["GET"]),
     ]

@@ -13,6 +13,7 @@ Wire format (the seed contract, see ARCHITECTURE §6):
 - Headers of every chunk POST:
 
   ``content-type: application/json``, ``user-agent: scheduler0``,
+  ``x-scheduler0-node: <node id>`` (the node that sent it),
   ``x-payload-chunk-id: <n>/<total>`` (1-based chunk number / chunk count of
   the batch, e.g. ``1/1``, ``2/3``), ``x-scheduler0-batch-id: <hex>`` (the same
   for every chunk of one batch, and across retries), and the signing headers of
@@ -117,6 +118,7 @@ class Executor:
         payload_max_bytes: int,
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
+        node_id: int | None = None,
     ) -> None:
         if max_workers < 1 or max_queue < 1 or payload_max_bytes < 2:
             raise ValueError("max_workers, max_queue and payload_max_bytes must be positive")
@@ -128,6 +130,9 @@ class Executor:
         self._payload_max_bytes = payload_max_bytes
         self._clock = clock
         self._transport = transport
+        self._headers = {"user-agent": "scheduler0"}
+        if node_id is not None:
+            self._headers["x-scheduler0-node"] = str(node_id)
         self._queue: asyncio.Queue[_Chunk] = asyncio.Queue()
         self._queued_fires = 0
         self._in_flight_fires = 0
@@ -151,7 +156,7 @@ class Executor:
             timeout=httpx.Timeout(self._timeout),
             transport=self._transport,
             follow_redirects=False,
-            headers={"user-agent": "scheduler0"},
+            headers=self._headers,
         )
         self._workers = [
             asyncio.create_task(self._work(), name=f"executor-worker-{i}")

@@ -35,7 +35,7 @@ from scheduler0.daemon.scheduling.cron import EverySchedule, Schedule, parse_sch
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries, decode_data, iso
-from scheduler0.daemon.state.schema import execution_id
+from scheduler0.daemon.state.schema import bucket_of, execution_id
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ class Scheduler:
         self._lock = threading.Lock()
         self._dirty: set[int] = set()
         self._reload_all = True
+        self._reassigned = False
         self._fire_in_flight = False
         self._results: list[list[Any]] = []
         self._results_in_flight = False
@@ -110,7 +111,9 @@ class Scheduler:
         with self._lock:
             if kind == "jobs":
                 self._dirty.update(detail)
-            elif kind in ("assignment", "reset"):
+            elif kind == "assignment":
+                self._reassigned = True
+            elif kind == "reset":
                 self._reload_all = True
 
     # -- the loop -------------------------------------------------------------------------------
@@ -155,33 +158,41 @@ class Scheduler:
     def _refresh(self) -> None:
         with self._lock:
             reload_all, self._reload_all = self._reload_all, False
+            reassigned, self._reassigned = self._reassigned, False
             dirty, self._dirty = self._dirty, set()
-        if reload_all:
-            epoch = self._machine.epoch
-            owners = self._machine.owners
-            self._epoch = epoch
-            self._buckets = frozenset(b for b, owner in enumerate(owners) if owner == self.node_id)
-            self._jobs.clear()
-            self._heap.clear()
-            self._load(None)
-            self._recover_dispatched()
-        elif dirty:
+        if reload_all or reassigned:
+            self._epoch = self._machine.epoch
+            owned = frozenset(
+                b for b, owner in enumerate(self._machine.owners) if owner == self.node_id
+            )
+            if reload_all:
+                self._jobs.clear()
+                self._heap.clear()
+                gained = owned
+            else:
+                lost = self._buckets - owned
+                gained = owned - self._buckets
+                for job_id in [j for j in self._jobs if bucket_of(j) in lost]:
+                    del self._jobs[job_id]  # its heap entries go stale
+            self._buckets = owned
+            if gained:
+                self._load(None, gained)
+                self._recover_dispatched(gained)
+        if dirty:
             for job_id in dirty:
                 self._jobs.pop(job_id, None)
-            self._load(sorted(dirty))
+            self._load(sorted(dirty), self._buckets)
 
-    def _load(self, ids: list[int] | None) -> None:
-        if not self._buckets:
+    def _load(self, ids: list[int] | None, buckets: frozenset[int]) -> None:
+        if not buckets:
             return
-        for row in self._queries.jobs_for_scheduling(ids, sorted(self._buckets)):
+        for row in self._queries.jobs_for_scheduling(ids, sorted(buckets)):
             if row["paused"]:
                 continue
             try:
                 schedule = parse_schedule(row["spec"], row["timezone"], row["anchor"])
             except ValueError:
-                log.error(
-                    "job %s has an invalid schedule %r; not scheduling it", row["id"], row["spec"]
-                )
+                log.error("job %s has an invalid schedule %r", row["id"], row["spec"])
                 continue
             self._version += 1
             job = _Job(row["id"], schedule, row["last_fired_slot"], self._version)
@@ -194,16 +205,14 @@ class Scheduler:
         self._jobs[job.id] = job
         heapq.heappush(self._heap, (slot, job.id, job.version))
 
-    def _recover_dispatched(self) -> None:
+    def _recover_dispatched(self, buckets: frozenset[int]) -> None:
         """Executions left ``dispatched`` by a crashed or deposed owner: re-send
         those still within the grace window with the same execution id; the
         rest are recorded ``lost``."""
-        if not self._buckets:
-            return
         now = self._clock()
         resend: list[list[int]] = []
         lost: list[list[int]] = []
-        for row in self._queries.dispatched(sorted(self._buckets)):
+        for row in self._queries.dispatched(sorted(buckets)):
             key = (row["job_id"], row["slot"])
             if key in self._sent:
                 continue

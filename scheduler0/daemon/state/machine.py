@@ -317,10 +317,13 @@ class StateMachine:
 
     def _slots_fired(self, db: sqlite3.Connection, cmd: c.SlotsFired) -> dict[str, Any]:
         """Accept a slot only if the job is active, its bucket belongs to the
-        proposing node under the current epoch, and the slot is later than the
-        job's last fired slot. Missed slots advance the job the same way."""
-        if cmd.epoch != self.epoch:
-            return {"accepted": [], "rejected": "epoch", "epoch": self.epoch}
+        proposing node in the CURRENT assignment, and the slot is later than the
+        job's last fired slot. Missed slots advance the job the same way.
+
+        The proposer's epoch is recorded but not required to be current: a
+        bucket that did not move in a reassignment keeps firing, and a slot is
+        still accepted at most once, because acceptance is decided here in log
+        order against ``last_fired_slot``."""
         ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
         jobs = {
             row[0]: [row[1], row[2], row[3]]

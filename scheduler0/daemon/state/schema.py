@@ -93,7 +93,9 @@ def execution_id(job_id: int, slot: int) -> str:
 
 
 def bucket_of(job_id: int) -> int:
-    return job_id % BUCKETS
+    """Knuth's multiplicative hash: consecutive ids land in scattered buckets,
+    so a batch of new jobs spreads over every worker."""
+    return ((job_id * 2654435761) & 0xFFFFFFFF) % BUCKETS
 
 
 def remove_database(path: Path) -> None:

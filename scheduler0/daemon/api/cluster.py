@@ -1,0 +1,151 @@
+"""Cluster routes: status gathered from every member, membership changes.
+
+``GET /cluster`` (any auth) asks each member's ``GET /peer/status`` (peer auth)
+concurrently, each bounded by PeerAuthRequestTimeoutMs; a member that does not
+answer in time is listed as unreachable, never waited for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from scheduler0.daemon.api.http import authenticate, json_body, ok, path_id, require_operator
+from scheduler0.daemon.state import commands as c
+from scheduler0.errors import FieldError, NotFound, ValidationFailed
+
+if TYPE_CHECKING:
+    from scheduler0.daemon.node import Node
+
+
+async def _peer_status(
+    client: httpx.AsyncClient, member: dict[str, Any], node: Node
+) -> dict[str, Any]:
+    settings = node.settings
+    started = time.monotonic()
+    try:
+        response = await client.get(
+            f"{member['address']}/api/v1/peer/status",
+            auth=(settings.auth_username or "", settings.auth_password or ""),
+            headers={"x-peer": "peer"},
+        )
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()["data"]
+        data["reachable"] = True
+    except Exception as exc:
+        data = {"node_id": member["node_id"], "reachable": False, "error": str(exc)[:200]}
+    data["address"] = member["address"]
+    data["raft_address"] = member["raft_address"]
+    data["response_ms"] = int((time.monotonic() - started) * 1000)
+    return data
+
+
+async def cluster_status(node: Node) -> dict[str, Any]:
+    local = node.local_status()
+    members = node.queries.members()
+    timeout = node.settings.peer_auth_request_timeout_ms / 1000
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        peers = await asyncio.gather(
+            *(
+                _peer_status(client, m, node)
+                for m in members
+                if m["node_id"] != node.settings.node_id
+            )
+        )
+    local.update(reachable=True, response_ms=0)
+    nodes = sorted([local, *peers], key=lambda n: n["node_id"])
+    health = node.coordinator.health
+    raft = local["raft"]
+    leader = raft.get("leader")
+    for entry in nodes:
+        address = entry["raft_address"]
+        entry["role"] = (
+            "leader"
+            if address == leader or (entry is local and raft.get("state") == "leader")
+            else "follower"
+        )
+        if entry is not local:
+            connected = raft.get("partners_connected", {}).get(address)
+            entry["raft_connected"] = connected
+            contact = health.last_contact.get(address)
+            entry["last_contact"] = None if contact is None else round(contact, 3)
+    buckets: dict[str, int] = {}
+    for owner in node.machine.owners:
+        buckets[str(owner)] = buckets.get(str(owner), 0) + 1
+    return {
+        "node_id": node.settings.node_id,
+        "leader": leader,
+        "leader_node_id": next((n["node_id"] for n in nodes if n["role"] == "leader"), None),
+        "term": raft.get("term"),
+        "has_quorum": raft.get("has_quorum"),
+        "commit_index": raft.get("commit_index"),
+        "applied_index": raft.get("applied_index"),
+        "epoch": node.machine.epoch,
+        "buckets_per_node": buckets,
+        "members": nodes,
+    }
+
+
+def routes(node: Node) -> list[Route]:
+    async def status(request: Request) -> Response:
+        authenticate(request, node)
+        return ok(await cluster_status(node))
+
+    async def peer_status(request: Request) -> Response:
+        require_operator(request, node)
+        return ok(node.local_status())
+
+    async def add_member(request: Request) -> Response:
+        require_operator(request, node)
+        body = await json_body(request, 64 * 1024)
+        member = _member_fields(body)
+        if member["node_id"] in {m["node_id"] for m in node.queries.members()}:
+            raise ValidationFailed(
+                f"node_id: node {member['node_id']} is already a member",
+                [FieldError("node_id", "already a member")],
+            )
+        await node.change_membership("add", member["raft_address"])
+        await node.propose(c.MemberJoined(now=time.time(), **member))
+        return ok(member, 201)
+
+    async def remove_member(request: Request) -> Response:
+        require_operator(request, node)
+        node_id = path_id(request)
+        member = next((m for m in node.queries.members() if m["node_id"] == node_id), None)
+        if member is None:
+            raise NotFound(f"no member with node id {node_id}")
+        await node.change_membership("remove", member["raft_address"])
+        await node.propose(c.MemberLeft(now=time.time(), node_id=node_id))
+        return ok({"node_id": node_id, "removed": True})
+
+    return [
+        Route("/cluster", status, methods=["GET"]),
+        Route("/peer/status", peer_status, methods=["GET"]),
+        Route("/cluster/members", add_member, methods=["POST"]),
+        Route("/cluster/members/{id}", remove_member, methods=["DELETE"]),
+    ]
+
+
+def _member_fields(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationFailed("body: expected a JSON object", [FieldError("body", "object")])
+    errors = []
+    node_id = body.get("node_id", body.get("nodeId", body.get("NodeId")))
+    address = body.get("address", body.get("Address"))
+    raft_address = body.get("raft_address", body.get("raftAddress", body.get("RaftAddress")))
+    if not isinstance(node_id, int) or isinstance(node_id, bool) or node_id < 1:
+        errors.append(FieldError("node_id", "must be an integer >= 1"))
+    if not isinstance(address, str) or not address.startswith(("http://", "https://")):
+        errors.append(FieldError("address", "must be the node's http(s) base URL"))
+    if not isinstance(raft_address, str) or ":" not in raft_address:
+        errors.append(FieldError("raft_address", "must be host:port"))
+    if errors:
+        raise ValidationFailed(f"{errors[0].field}: {errors[0].message}", errors)
+    assert isinstance(address, str)
+    return {"node_id": node_id, "address": address.rstrip("/"), "raft_address": raft_address}
