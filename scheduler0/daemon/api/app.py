@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler0.daemon.api import accounts, cluster, jobs, observe
 from scheduler0.daemon.api.http import failure
@@ -25,6 +27,35 @@ if TYPE_CHECKING:
     from scheduler0.daemon.node import Node
 
 log = logging.getLogger(__name__)
+
+
+class _CatchAll:
+    """Answer an unexpected exception with the 500 envelope and keep the
+    connection: Starlette's outermost error middleware re-raises after
+    answering, which makes the server drop a kept-alive connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = failure(Scheduler0Error("internal error; see the node's log"))
+            await response(scope, receive, send)
 
 
 class MethodNotAllowed(Scheduler0Error):
@@ -52,8 +83,7 @@ def create_app(node: Node) -> Starlette:
             error = BadRequest(str(exc.detail))
             error.status = exc.status_code
             return failure(error)
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return failure(Scheduler0Error("internal error; see the node's log"))
+        raise exc  # not ours to map: _CatchAll answers it
 
     api = [
         *accounts.routes(node),
@@ -66,7 +96,7 @@ def create_app(node: Node) -> Starlette:
         exception_handlers={
             Scheduler0Error: on_error,
             HTTPException: on_error,
-            Exception: on_error,
         },
+        middleware=[Middleware(_CatchAll)],
         lifespan=lifespan,
     )
