@@ -174,6 +174,7 @@ class Coordinator:
         await self.register_members()
         machine = node.machine
         workers = self.workers()
+        await self.declare_dead_workers_lost(workers)
         if workers:
             plan = plan_assignment(machine.owners, workers)
             if plan != machine.owners or machine.epoch == 0:
@@ -182,6 +183,24 @@ class Coordinator:
                 )
         if time.monotonic() - self._last_prune >= PRUNE_EVERY:
             await self.prune()
+
+    async def declare_dead_workers_lost(self, workers: list[int]) -> None:
+        """A worker down past the heartbeat deadline will not report on the
+        executions it dispatched: record them ``lost`` so their new owner
+        re-sends them (same execution id)."""
+        node = self._node
+        if workers == [node.settings.node_id]:
+            return
+        for member in node.queries.members():
+            node_id = member["node_id"]
+            if node_id in workers or node_id == node.settings.node_id:
+                continue
+            orphans = [
+                [r["job_id"], r["slot"]] for r in node.queries.unsettled("dispatched", node_id)
+            ]
+            if orphans:
+                log.info("node %s is down: %d dispatched executions lost", node_id, len(orphans))
+                await node.raft.propose(c.ExecutionsLost(now=time.time(), executions=orphans))
 
     async def prune(self) -> None:
         node = self._node

@@ -40,6 +40,8 @@ from scheduler0.daemon.state.schema import bucket_of, execution_id
 log = logging.getLogger(__name__)
 
 MISSED_LISTED = 100
+ADOPT_EVERY = 1.0
+"""Seconds between looks for ``lost`` executions to re-send."""
 _SCAN_LIMIT = 10_000
 
 
@@ -102,6 +104,7 @@ class Scheduler:
         self._results: list[list[Any]] = []
         self._results_in_flight = False
         self._sent: set[tuple[int, int]] = set()
+        self._last_adopt = 0.0
         self.stats = SchedulerStats()
         self._stopping = False
 
@@ -149,6 +152,7 @@ class Scheduler:
             return
         self.stats.last_tick_at = self._clock()
         self._refresh()
+        self._adopt_lost()
         self._flush_results()
         if not self._fire_in_flight:
             self._fire_due()
@@ -177,7 +181,8 @@ class Scheduler:
             self._buckets = owned
             if gained:
                 self._load(None, gained)
-                self._recover_dispatched(gained)
+            if reload_all:
+                self._declare_own_lost()
         if dirty:
             for job_id in dirty:
                 self._jobs.pop(job_id, None)
@@ -205,23 +210,50 @@ class Scheduler:
         self._jobs[job.id] = job
         heapq.heappush(self._heap, (slot, job.id, job.version))
 
-    def _recover_dispatched(self, buckets: frozenset[int]) -> None:
-        """Executions left ``dispatched`` by a crashed or deposed owner: re-send
-        those still within the grace window with the same execution id; the
-        rest are recorded ``lost``."""
+    def _declare_own_lost(self) -> None:
+        """After a restart this node's earlier ``dispatched`` executions have no
+        sender any more: record them ``lost`` so that their owner re-sends them."""
+        mine = [
+            [row["job_id"], row["slot"]]
+            for row in self._queries.unsettled("dispatched", self.node_id)
+            if (row["job_id"], row["slot"]) not in self._sent
+        ]
+        if mine:
+            self._raft.propose_with_callback(
+                c.ExecutionsLost(now=self._clock(), executions=mine), _ignore
+            )
+
+    def _adopt_lost(self) -> None:
+        """Re-send, with the same execution id, ``lost`` executions of owned
+        buckets still within the grace window; older ones stay ``lost``."""
         now = self._clock()
-        resend: list[list[int]] = []
-        lost: list[list[int]] = []
-        for row in self._queries.dispatched(sorted(buckets)):
-            key = (row["job_id"], row["slot"])
-            if key in self._sent:
-                continue
-            (resend if now - row["slot"] <= self._grace else lost).append(list(key))
-        if lost:
-            self._raft.propose_with_callback(c.ExecutionsLost(now=now, executions=lost), _ignore)
-        if resend:
-            self.stats.redispatched += len(resend)
-            self._dispatch(resend, {})
+        if now - self._last_adopt < ADOPT_EVERY or not self._buckets:
+            return
+        self._last_adopt = now
+        wanted = [
+            [row["job_id"], row["slot"]]
+            for row in self._queries.unsettled("lost")
+            if bucket_of(row["job_id"]) in self._buckets and now - row["slot"] <= self._grace
+        ]
+        if not wanted:
+            return
+        loop = asyncio.get_running_loop()
+
+        def done(outcome: tuple[Any, int]) -> None:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._adopted, outcome)
+
+        self._raft.propose_with_callback(
+            c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted), done
+        )
+
+    def _adopted(self, outcome: tuple[Any, int]) -> None:
+        result, fail = outcome
+        if fail == 0 and isinstance(result, dict) and "ok" in result:
+            accepted = result["ok"]["accepted"]
+            self.stats.redispatched += len(accepted)
+            if accepted:
+                self._dispatch(accepted, {})
 
     # -- firing -----------------------------------------------------------------------------------
 
@@ -304,8 +336,8 @@ class Scheduler:
         result, fail = outcome
         if fail != 0 or not isinstance(result, dict) or "ok" not in result:
             # Ambiguous: the command may still be applied later. Re-read the
-            # jobs from state; anything applied but unsent is recovered as a
-            # dispatched execution on the next full reload.
+            # jobs from state; anything applied but unsent is declared lost
+            # by the full reload and then re-sent.
             self.stats.proposals_failed += 1
             with self._lock:
                 self._dirty.update(batch)

@@ -188,6 +188,17 @@ class ExecutionsLost(Command):
 
 
 @dataclass(frozen=True)
+class ExecutionsRedispatched(Command):
+    """A node takes over ``lost`` executions of buckets it owns, to send them
+    again with the same execution id: ``[job_id, slot]``."""
+
+    type_name: ClassVar[str] = "ExecutionsRedispatched"
+    now: float
+    node_id: int
+    executions: list[list[int]]
+
+
+@dataclass(frozen=True)
 class ExecutionsPruned(Command):
     """Retention: drop rows past the global cap and older than ``before``."""
 
@@ -220,6 +231,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         MemberJoined,
         MemberLeft,
         ExecutionsLost,
+        ExecutionsRedispatched,
         ExecutionsPruned,
     )
 }

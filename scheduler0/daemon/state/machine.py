@@ -76,6 +76,7 @@ class StateMachine:
             c.MemberJoined: self._member_joined,
             c.MemberLeft: self._member_left,
             c.ExecutionsLost: self._executions_lost,
+            c.ExecutionsRedispatched: self._executions_redispatched,
             c.ExecutionsPruned: self._executions_pruned,
         }
         self._pending_changes: list[tuple[str, Any]] = []
@@ -417,6 +418,23 @@ class StateMachine:
             ((cmd.now, job_id, slot) for job_id, slot in cmd.executions),
         )
         return {"lost": len(cmd.executions)}
+
+    def _executions_redispatched(
+        self, db: sqlite3.Connection, cmd: c.ExecutionsRedispatched
+    ) -> dict[str, Any]:
+        """Hand ``lost`` executions to the current owner of their bucket, once."""
+        accepted = []
+        for job_id, slot in cmd.executions:
+            if self.owners[bucket_of(job_id)] != cmd.node_id:
+                continue
+            cur = db.execute(
+                "UPDATE executions SET state = 'dispatched', node_id = ?, updated_at = ?"
+                " WHERE job_id = ? AND slot = ? AND state = 'lost'",
+                (cmd.node_id, cmd.now, job_id, slot),
+            )
+            if cur.rowcount:
+                accepted.append([job_id, slot])
+        return {"accepted": accepted}
 
     def _executions_pruned(self, db: sqlite3.Connection, cmd: c.ExecutionsPruned) -> dict[str, Any]:
         before = db.total_changes

@@ -180,13 +180,14 @@ class Queries:
         ).fetchall()
         return _page(total, limit, offset, "executions", [execution_out(r) for r in rows])
 
-    def dispatched(self, buckets: Sequence[int]) -> list[sqlite3.Row]:
-        return self.db.execute(
-            "SELECT e.job_id, e.slot, e.node_id, e.created_at FROM executions e"
-            " JOIN jobs j ON j.id = e.job_id WHERE e.state = 'dispatched'"
-            " AND j.bucket IN (SELECT value FROM json_each(?))",
-            (orjson.dumps(list(buckets)).decode(),),
-        ).fetchall()
+    def unsettled(self, state: str, node_id: int | None = None) -> list[sqlite3.Row]:
+        """Executions in ``state`` (``dispatched`` or ``lost``), optionally of one node."""
+        sql = "SELECT job_id, slot, node_id, created_at FROM executions WHERE state = ?"
+        args: list[Any] = [state]
+        if node_id is not None:
+            sql += " AND node_id = ?"
+            args.append(node_id)
+        return self.db.execute(sql, args).fetchall()
 
     def counts(self) -> dict[str, int]:
         db = self.db
