@@ -1,0 +1,295 @@
+"""A real 3-node cluster on 127.0.0.1: who fires, failover, exactly-once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.audit import all_executions, audit
+from tests.support.nodes import (
+    Client,
+    Cluster,
+    NodeProcess,
+    create_credential,
+    operator_headers,
+    running_cluster,
+    wait_until,
+)
+from tests.support.receiver import run_receiver
+
+pytestmark = pytest.mark.slow
+
+ENV = {"SCHEDULER0_EXECUTION_RETENTION_PER_JOB": "1000"}
+
+
+def setup_jobs(node: NodeProcess, url: str, count: int) -> tuple[dict[str, str], set[int]]:
+    credential = create_credential(node)
+    client = Client(node.api, credential)
+    project = client.data("POST", "/projects", 201, json={"name": "cluster"})
+    jobs = client.data(
+        "POST",
+        "/jobs",
+        201,
+        json=[{"spec": "@every 1s", "project_id": project["id"], "callback_url": f"{url}/cb"}]
+        * count,
+    )
+    client.close()
+    return credential, {job["id"] for job in jobs}
+
+
+def deliveries_after(receiver: Any, start: float) -> int:
+    return sum(1 for r in receiver.records() if r["t"] > start)
+
+
+def wait_fires(receiver: Any, count: int, timeout: float = 30) -> None:
+    start = time.time()
+    wait_until(
+        lambda: deliveries_after(receiver, start) >= count,
+        timeout,
+        interval=0.2,
+        what=f"{count} deliveries",
+    )
+
+
+def first_write_ok(nodes: list[NodeProcess], credential: dict[str, str], name: str) -> float:
+    """Seconds until some live node accepts a write."""
+    start = time.monotonic()
+
+    def write() -> bool:
+        for node in nodes:
+            try:
+                r = httpx.post(
+                    f"{node.api}/projects", json={"name": name}, headers=credential, timeout=2.5
+                )
+            except httpx.HTTPError:
+                continue
+            if r.status_code == 201:
+                return True
+        return False
+
+    wait_until(write, timeout=20, interval=0.05, what="an accepted write")
+    return time.monotonic() - start
+
+
+def test_the_leader_fires_nothing_and_each_slot_is_delivered_once(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        credential, ids = setup_jobs(leader, receiver.url, 300)
+        wait_fires(receiver, 300 * 8)
+        status = cl.status()
+        client = Client(leader.api, credential)
+        executions = all_executions(client)
+        client.close()
+        records = receiver.records()
+
+    assert status["leader_node_id"] == leader.node_id
+    workers = {str(n.node_id) for n in cl.nodes} - {str(leader.node_id)}
+    assert set(status["buckets_per_node"]) == workers
+    assert sorted(status["buckets_per_node"].values()) == [512, 512]
+    result = audit(records, executions, ids)
+    assert set(result["senders"]) == workers  # both workers send; the leader never
+    assert result["duplicate_deliveries"] == 0
+    assert result["holes"] == 0
+    assert result["states"].get("missed", 0) == 0
+
+
+def test_killing_the_leader_repeatedly_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    kills = 5
+    write_times = []
+    with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        credential, ids = setup_jobs(cl.wait_leader(), receiver.url, 300)
+        wait_fires(receiver, 600)
+        for round_ in range(kills):
+            leader = cl.wait_leader()
+            leader.kill()
+            others = [n for n in cl.nodes if n is not leader]
+            write_times.append(first_write_ok(others, credential, f"after-kill-{round_}"))
+            wait_fires(receiver, 600)
+            leader.start(wait=False)
+            leader.wait_ready()
+            wait_fires(receiver, 300)
+        client = Client(cl.wait_leader().api, credential)
+        executions = all_executions(client)
+        client.close()
+        records = receiver.records()
+
+    result = audit(records, executions, ids)
+    assert sorted(write_times)[kills // 2] < 2.0, write_times  # median
+    assert result["holes"] == 0, result
+    # Re-deliveries only of runs cut short by a crash, never a second run of a slot.
+    assert result["duplicate_deliveries"] <= kills * len(ids), result
+
+
+def test_a_killed_worker_hands_over_its_buckets_and_gets_them_back(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        credential, ids = setup_jobs(leader, receiver.url, 300)
+        wait_fires(receiver, 600)
+        worker = next(n for n in cl.nodes if n is not leader)
+        other = next(n for n in cl.nodes if n is not leader and n is not worker)
+        worker.kill()
+        killed_at = time.monotonic()
+        wait_until(
+            lambda: cl.status(leader)["buckets_per_node"] == {str(other.node_id): 1024},
+            timeout=10,
+            what="buckets moved to the surviving worker",
+        )
+        moved_after = time.monotonic() - killed_at
+        # Its jobs keep firing from the other worker.
+        start = time.time()
+        wait_fires(receiver, 900)
+        assert all(
+            r["node"] == str(other.node_id) for r in receiver.records() if r["t"] > start + 1
+        )
+        worker.start()
+        wait_until(
+            lambda: sorted(cl.status(leader)["buckets_per_node"].values()) == [512, 512],
+            timeout=15,
+            what="buckets back on the returned worker",
+        )
+        start = time.time()
+        wait_fires(receiver, 900)
+        client = Client(leader.api, credential)
+        executions = all_executions(client)
+        client.close()
+        records = receiver.records()
+
+    assert moved_after < 5.0
+    senders = {r["node"] for r in records if r["t"] > start + 1}
+    assert senders == {str(worker.node_id), str(other.node_id)}
+    result = audit(records, executions, ids)
+    assert result["holes"] == 0, result
+    assert result["duplicate_deliveries"] <= len(ids), result
+
+
+def test_all_nodes_killed_and_restarted_continue_on_grid(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        credential, ids = setup_jobs(cl.wait_leader(), receiver.url, 300)
+        acknowledged = set(ids)
+        wait_fires(receiver, 600)
+        cl.kill_all()
+        restarted = time.monotonic()
+        for node in cl.nodes:
+            node.start(wait=False)
+        cl.wait_leader(timeout=20)
+        leader_after = time.monotonic() - restarted
+        wait_fires(receiver, 900)
+        client = Client(cl.wait_leader().api, credential)
+        listed = client.data("GET", "/jobs", params={"limit": 1000, "consistency": "strong"})
+        executions = all_executions(client)
+        client.close()
+        records = receiver.records()
+
+    assert leader_after < 10.0
+    assert {job["id"] for job in listed["jobs"]} == acknowledged
+    result = audit(records, executions, ids)
+    assert result["holes"] == 0, result
+
+
+def test_adding_then_removing_a_node_rebalances_without_loss(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        credential, ids = setup_jobs(leader, receiver.url, 300)
+        wait_fires(receiver, 600)
+        fourth = _new_member(cl, tmp_path / "node4", node_id=4)
+        response = httpx.post(
+            f"{leader.api}/cluster/members",
+            headers=operator_headers(),
+            json={"node_id": 4, "address": fourth.url, "raft_address": fourth.raft_address},
+            timeout=20,
+        )
+        assert response.status_code == 201, response.text
+        fourth.start()
+        wait_until(
+            lambda: sorted(cl.status(leader)["buckets_per_node"].values()) == [341, 341, 342],
+            timeout=20,
+            what="buckets spread over three workers",
+        )
+        start = time.time()
+        wait_fires(receiver, 900)
+        assert str(fourth.node_id) in {r["node"] for r in receiver.records() if r["t"] > start}
+        # Remove one of the original workers.
+        leaving = next(n for n in cl.nodes if n is not leader)
+        response = httpx.delete(
+            f"{leader.api}/cluster/members/{leaving.node_id}",
+            headers=operator_headers(),
+            timeout=20,
+        )
+        assert response.status_code == 200, response.text
+        wait_until(
+            lambda: sorted(cl.status(leader)["buckets_per_node"].values()) == [512, 512],
+            timeout=20,
+            what="buckets spread over the two remaining workers",
+        )
+        leaving.kill()
+        wait_fires(receiver, 900)
+        client = Client(leader.api, credential)
+        executions = all_executions(client)
+        client.close()
+        records = receiver.records()
+        fourth.kill()
+
+    result = audit(records, executions, ids)
+    assert result["holes"] == 0, result
+    assert result["duplicate_deliveries"] == 0, result
+
+
+def _new_member(cl: Cluster, workdir: Path, node_id: int) -> NodeProcess:
+    node = NodeProcess(workdir, node_id=node_id, extra_env=dict(ENV))
+    node.replicas = [
+        *cl.replicas,
+        {"Address": node.url, "RaftAddress": node.raft_address, "NodeId": node_id},
+    ]
+    cl.nodes.append(node)
+    return node
+
+
+def test_a_failing_apply_does_not_stop_the_cluster(tmp_path: Path) -> None:
+    with running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        credential = create_credential(leader)
+        for node in cl.nodes:
+            client = Client(node.api, credential)
+            client.data("POST", "/projects", 201, json={"name": f"p{node.node_id}"})
+            # Refused inside apply, on every node's replica: a conflict, not a wedge.
+            assert client.call("POST", "/projects", json={"name": "p1"}).status_code == 409
+            client.close()
+        views = []
+        for node in cl.nodes:
+            client = Client(node.api, credential)
+            views.append(client.data("GET", "/projects", params={"consistency": "strong"}))
+            client.close()
+    assert all(view == views[0] for view in views)
+    assert views[0]["total"] == 3
+
+
+def test_a_write_to_a_cut_off_node_answers_503_in_time(tmp_path: Path) -> None:
+    env = {**ENV, "SCHEDULER0_RAFT_APPLY_TIMEOUT": "2"}
+    with running_cluster(tmp_path, 3, extra_env=env) as cl:
+        leader = cl.wait_leader()
+        credential = create_credential(leader)
+        lonely = cl.nodes[0]
+        others = [n for n in cl.nodes if n is not lonely]
+        for node in others:  # freeze them: the lonely node can reach no one
+            assert node.proc is not None
+            node.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            response = httpx.post(
+                f"{lonely.api}/projects", json={"name": "cut-off"}, headers=credential, timeout=10
+            )
+            took = time.monotonic() - started
+        finally:
+            for node in others:
+                assert node.proc is not None
+                node.proc.send_signal(signal.SIGCONT)
+        assert response.status_code == 503, response.text
+        assert response.json()["error"]["code"] == "no_quorum"
+        assert took < 2.0 + 1.0
+        # Healed: writes work again.
+        assert first_write_ok(cl.nodes, credential, "healed") < 10
