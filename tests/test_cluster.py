@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from tests.support.nodes import (
     create_credential,
     operator_headers,
     running_cluster,
+    scheduler0_command,
     wait_until,
 )
 from tests.support.receiver import run_receiver
@@ -82,12 +85,28 @@ def test_the_leader_fires_nothing_and_each_slot_is_delivered_once(tmp_path: Path
         credential, ids = setup_jobs(leader, receiver.url, 300)
         wait_fires(receiver, 300 * 8)
         status = cl.status()
+        follower = next(n for n in cl.nodes if n is not leader)
+        printed = subprocess.run(
+            [*scheduler0_command(), "cluster", "status", "--json", "--node", follower.url],
+            env=follower.env(),
+            cwd=follower.workdir,
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
         client = Client(leader.api, credential)
         executions = all_executions(client)
         client.close()
         records = receiver.records()
 
     assert status["leader_node_id"] == leader.node_id
+    # Any node answers cluster status, the same as the leader does.
+    via_follower = json.loads(printed.stdout)
+    assert via_follower["leader_node_id"] == leader.node_id
+    assert [m["node_id"] for m in via_follower["members"]] == [1, 2, 3]
+    assert all(m["reachable"] for m in via_follower["members"])
+    assert via_follower["buckets_per_node"] == status["buckets_per_node"]
+    assert {m["node_id"]: m["role"] for m in via_follower["members"]}[leader.node_id] == "leader"
     workers = {str(n.node_id) for n in cl.nodes} - {str(leader.node_id)}
     assert set(status["buckets_per_node"]) == workers
     assert sorted(status["buckets_per_node"].values()) == [512, 512]

@@ -197,6 +197,7 @@ def run_seed_client(
         all_hit_once_at: float | None = None
         jobs_counted_at: float | None = None
         last_print = 0.0
+        status_failures = 0
         with httpx.Client(base_url=node.api, headers=headers, timeout=10.0) as http:
             while time.time() < deadline:
                 if client.poll() is not None:
@@ -206,10 +207,16 @@ def run_seed_client(
                     )
                 if node.proc is not None and node.proc.poll() is not None:
                     raise SeedClientError(f"scheduler0 node exited: {node.log_tail()}")
+                asked = time.time()
                 try:
                     status = http.get("/status").json()["data"]["node"]
+                    status_ok = True
                 except (httpx.HTTPError, ValueError, KeyError):
-                    status = status or {}
+                    status = status or {}  # keep the last answer; flagged stale below
+                    status_ok = False
+                status_seconds = time.time() - asked
+                if not status_ok:
+                    status_failures += 1
                 now = time.time()
                 jobs = status.get("counts", {}).get("jobs", 0)
                 if jobs >= JOBS and jobs_counted_at is None:
@@ -221,6 +228,8 @@ def run_seed_client(
                     last_print = now
                     entry = {
                         "t": round(now - client_started, 1),
+                        "status_ok": status_ok,
+                        "status_seconds": round(status_seconds, 3),
                         "jobs": jobs,
                         "fired": status.get("fired"),
                         "executions": status.get("counts", {}).get("executions"),
@@ -283,6 +292,10 @@ def run_seed_client(
         },
         "node_log_problems": len(problems),
         "node_log_problem_excerpt": problems[:10],
+        "status_poll_failures": status_failures,
+        "callback_line_times_after_created": [
+            [round(t - listening, 1), p["size"], p["min"], p["max"]] for t, p in parsed
+        ] if listening else [],
         "timeline": timeline,
         "total_seconds": time.time() - started,
     }
@@ -320,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
                                   f"{summary['node_status']['rejected']}"),
         ("node counts", summary["node_status"]["counts"]),
         ("node log warnings/errors", summary["node_log_problems"]),
+        ("/status polls that failed (10 s timeout)", summary["status_poll_failures"]),
+        ("callback lines [s after creation, size, min, max]",
+         summary["callback_line_times_after_created"]),
     ]
     print()
     for k, v in rows:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from scheduler0.cli.cluster_commands import cluster_app
 from scheduler0.cli.init_commands import config_app, credential_app
 from scheduler0.cli.node_commands import create_app, start
 
@@ -26,6 +27,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(credential_app, name="credential")
 app.add_typer(create_app, name="create")
 app.command("start")(start)
+app.add_typer(cluster_app, name="cluster")
 
 
 def main() -> None:

@@ -1,0 +1,168 @@
+"""``scheduler0 cluster status|members|add|remove``: operator views and changes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from scheduler0.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE, fail, say, stdout
+from scheduler0.client import ApiClient, Unreachable
+from scheduler0.config import load_settings
+from scheduler0.errors import ConfigError, Scheduler0Error
+
+cluster_app = typer.Typer(
+    help="See and change the cluster: status, members, add, remove.",
+    no_args_is_help=True,
+)
+
+NodeOption = Annotated[
+    str | None, typer.Option("--node", help="Any node's base URL (default: this config's).")
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="config.yml to read (default: ./config.yml).")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw data as JSON.")]
+
+
+def _client(node: str | None, config: Path | None) -> ApiClient:
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        fail(exc.message, EXIT_CONFIG)
+    if not (settings.auth_username and settings.auth_password):
+        fail("no operator username/password (.scheduler0 or SCHEDULER0_AUTH_*)", EXIT_CONFIG)
+    return ApiClient(
+        node or settings.http_base_url,
+        username=settings.auth_username,
+        password=settings.auth_password,
+    )
+
+
+def _call(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
+    try:
+        with client:
+            return client.request(method, path, json=body) if body else client.request(method, path)
+    except Unreachable as exc:
+        fail(exc.message, EXIT_UNREACHABLE)
+    except Scheduler0Error as exc:
+        fail(exc.message, EXIT_FAILED)
+
+
+def _ago(timestamp: float | None) -> str:
+    import time
+
+    return "-" if timestamp is None else f"{max(0.0, time.time() - timestamp):.1f}s ago"
+
+
+@cluster_app.command("status")
+def status(
+    node: NodeOption = None, as_json: JsonOption = False, config: ConfigOption = None
+) -> None:
+    """Members, leader, term, epoch, buckets, queue depth and fire lag of every node.
+
+    Example: scheduler0 cluster status --node http://127.0.0.1:9091 --json
+    """
+    data = _call(_client(node, config), "GET", "/cluster")
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    say(
+        f"leader node {data['leader_node_id']} · term {data['term']} · epoch {data['epoch']}"
+        f" · quorum {'yes' if data['has_quorum'] else 'NO'}"
+        f" · commit {data['commit_index']} applied {data['applied_index']}"
+    )
+    table = Table(
+        "node",
+        "address",
+        "role",
+        "health",
+        "last contact",
+        "buckets",
+        "jobs",
+        "queue",
+        "in flight",
+        "lag p99",
+    )
+    for m in data["members"]:
+        table.add_row(
+            str(m["node_id"]),
+            m.get("address", ""),
+            m.get("role", "?"),
+            "up" if m.get("reachable") else "UNREACHABLE",
+            "self" if m["node_id"] == data["node_id"] else _ago(m.get("last_contact")),
+            str(m.get("buckets_owned", "-")),
+            str(m.get("jobs_owned", "-")),
+            str(m.get("queue_depth", "-")),
+            str(m.get("in_flight", "-")),
+            f"{m['fire_lag_p99_seconds']:.2f}s" if "fire_lag_p99_seconds" in m else "-",
+        )
+    stdout().print(table)
+
+
+@cluster_app.command("members")
+def members(
+    node: NodeOption = None, as_json: JsonOption = False, config: ConfigOption = None
+) -> None:
+    """The members: node id, HTTP address, raft address.
+
+    Example: scheduler0 cluster members --json
+    """
+    data = _call(_client(node, config), "GET", "/cluster")
+    rows = [
+        {k: m.get(k) for k in ("node_id", "address", "raft_address", "role", "reachable")}
+        for m in data["members"]
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("node", "address", "raft address", "role", "reachable")
+    for r in rows:
+        table.add_row(
+            str(r["node_id"]),
+            r["address"],
+            r["raft_address"],
+            r["role"],
+            "yes" if r["reachable"] else "no",
+        )
+    stdout().print(table)
+
+
+@cluster_app.command("add")
+def add(
+    node_id: Annotated[int, typer.Option("--node-id", help="Id of the new node.")],
+    address: Annotated[str, typer.Option("--address", help="Its HTTP base URL.")],
+    raft_address: Annotated[str, typer.Option("--raft-address", help="Its raft host:port.")],
+    node: NodeOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Add a node to the running cluster (one at a time), then start it.
+
+    Start the new node with Replicas listing every member and itself.
+
+    Example: scheduler0 cluster add --node-id 4 --address http://127.0.0.1:9094
+    --raft-address 127.0.0.1:7074
+    """
+    body = {"node_id": node_id, "address": address, "raft_address": raft_address}
+    _call(_client(node, config), "POST", "/cluster/members", body)
+    say(f"node {node_id} added; start it with its Replicas listing every member")
+
+
+@cluster_app.command("remove")
+def remove(
+    node_id: Annotated[int, typer.Argument(help="Id of the node to remove.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    node: NodeOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Remove a node from the cluster; its buckets move to the others.
+
+    Example: scheduler0 cluster remove 4 --yes
+    """
+    if not yes and not typer.confirm(f"Remove node {node_id} from the cluster?"):
+        raise typer.Exit(EXIT_FAILED)
+    _call(_client(node, config), "DELETE", f"/cluster/members/{node_id}")
+    say(f"node {node_id} removed")

@@ -1,0 +1,90 @@
+"""A small synchronous client of the scheduler0 HTTP API (CLI, console, scripts).
+
+It speaks the envelope: ``data`` on success; otherwise the node's error is
+raised as the matching ``Scheduler0Error`` subclass. ``Unreachable`` means no
+answer at all.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from scheduler0.errors import Scheduler0Error, error_from_dict
+
+
+class Unreachable(Scheduler0Error):
+    code = "unreachable"
+
+
+class ApiClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        api_secret: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        url = base_url.strip().rstrip("/")
+        if "://" not in url:
+            url = f"http://{url}"
+        self.base_url = url
+        headers = {}
+        auth: tuple[str, str] | None = None
+        if api_key and api_secret:
+            headers = {"x-api-key": api_key, "x-secret-key": api_secret}
+        elif username and password:
+            headers = {"x-peer": "cmd"}
+            auth = (username, password)
+        self._http = httpx.Client(
+            base_url=f"{url}/api/v1", headers=headers, auth=auth, timeout=timeout
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise Unreachable(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+        try:
+            envelope = response.json()
+        except ValueError:
+            raise Scheduler0Error(
+                f"HTTP {response.status_code} from {self.base_url}: {response.text[:200]}"
+            ) from None
+        if response.is_success and isinstance(envelope, dict) and envelope.get("success"):
+            return envelope.get("data")
+        error = envelope.get("error") if isinstance(envelope, dict) else None
+        if isinstance(error, dict):
+            raise error_from_dict(error)
+        raise Scheduler0Error(f"HTTP {response.status_code}: {envelope!r:.200}")
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.request("POST", path, json=body)
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.request("PUT", path, json=body)
+
+    def delete(self, path: str) -> Any:
+        return self.request("DELETE", path)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ApiClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
