@@ -289,6 +289,12 @@ def test_a_failing_apply_does_not_stop_the_cluster(tmp_path: Path) -> None:
             client = Client(node.api, credential)
             views.append(client.data("GET", "/projects", params={"consistency": "strong"}))
             client.close()
+        # Peer and operator routes refuse client keys.
+        client = Client(leader.api, credential)
+        assert client.call("GET", "/peer/status").status_code == 403
+        assert client.call("POST", "/cluster/members", json={}).status_code == 403
+        assert client.call("DELETE", "/cluster/members/2").status_code == 403
+        client.close()
     assert all(view == views[0] for view in views)
     assert views[0]["total"] == 3
 
