@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -25,7 +26,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, int(round(q / 100.0 * len(ordered) + 0.5)) - 1))
+    rank = max(0, min(len(ordered) - 1, round(q / 100.0 * len(ordered) + 0.5) - 1))
     return ordered[rank]
 
 
@@ -60,7 +61,7 @@ def cpu_seconds(pid: int) -> float:
 
 def machine_info() -> dict[str, Any]:
     git = "unknown"
-    try:
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
         git = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
             cwd=REPO_ROOT,
@@ -68,8 +69,6 @@ def machine_info() -> dict[str, Any]:
             text=True,
             timeout=5,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
     return {
         "cpus": os.cpu_count(),
         "python": platform.python_version(),

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import _common as common  # noqa: E402  (puts the repo root on sys.path)
+import _common as common
 import httpx
 import orjson
 

@@ -36,7 +36,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import _common as common  # noqa: E402  (puts the repo root on sys.path)
+import _common as common
 import httpx
 import orjson
 
@@ -196,13 +196,27 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         "node_vmhwm_bytes": rss.get("VmHWM", 0),
         "status_at_end": {
             k: status_end[k]
-            for k in ("fired", "rejected", "queue_depth", "in_flight", "fire_lag_p99_seconds",
-                      "results_backlog", "jobs_owned")
+            for k in (
+                "fired",
+                "rejected",
+                "queue_depth",
+                "in_flight",
+                "fire_lag_p99_seconds",
+                "results_backlog",
+                "jobs_owned",
+            )
         },
         "status_after_drain": {
             k: status_drained[k]
-            for k in ("fired", "rejected", "queue_depth", "in_flight", "fire_lag_p99_seconds",
-                      "results_backlog", "counts")
+            for k in (
+                "fired",
+                "rejected",
+                "queue_depth",
+                "in_flight",
+                "fire_lag_p99_seconds",
+                "results_backlog",
+                "counts",
+            )
         },
         "create_seconds": created_at - create_started,
         "node_log_problems": len(problems),
@@ -225,8 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain", type=float, default=5.0)
     parser.add_argument("--receiver", choices=("lean", "starlette"), default="lean")
     parser.add_argument("--post-batch", type=int, default=5000)
-    parser.add_argument("--stop-after-failures", type=int, default=2,
-                        help="skip higher steps after this many failed steps")
+    parser.add_argument(
+        "--stop-after-failures",
+        type=int,
+        default=2,
+        help="skip higher steps after this many failed steps",
+    )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--name", default="fire_rate")
     args = parser.parse_args(argv)
@@ -265,8 +283,20 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for r in results
     ]
-    headers = ["jobs", "fires/s", "late p50 s", "late p99 s", "late max s", "missed",
-               "missed%", "dups", "node cpu", "recv cpu", "VmHWM MiB", "ok"]
+    headers = [
+        "jobs",
+        "fires/s",
+        "late p50 s",
+        "late p99 s",
+        "late max s",
+        "missed",
+        "missed%",
+        "dups",
+        "node cpu",
+        "recv cpu",
+        "VmHWM MiB",
+        "ok",
+    ]
     print()
     print(common.table(headers, rows))
     good = [r for r in results if r["ok"]]

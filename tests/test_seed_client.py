@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -25,7 +26,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_DIR = REPO_ROOT / "bench" / "seed_client"
-README_REFERENCE = Path("/work/shared/reference/000_c4dad139654708ca.txt")
+README_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "000_c4dad139654708ca.txt"
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +35,7 @@ def _runner() -> ModuleType:
     spec = importlib.util.spec_from_file_location("seed_client_run", CLIENT_DIR / "run.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 

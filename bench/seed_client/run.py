@@ -240,9 +240,12 @@ def run_seed_client(
                     if progress:
                         print(json.dumps(entry), flush=True)
                 created = output.listening_at
-                if created is not None and all_hit_once_at is not None:
-                    if stop_when_all_hit_once or now >= created + after_created:
-                        break
+                if (
+                    created is not None
+                    and all_hit_once_at is not None
+                    and (stop_when_all_hit_once or now >= created + after_created)
+                ):
+                    break
                 time.sleep(1.0)
             else:
                 raise SeedClientError(
@@ -265,7 +268,8 @@ def run_seed_client(
     last = parsed[-1] if parsed else None
     log_text = (workdir / "node" / "node.log").read_text(errors="replace")
     problems = [
-        line for line in log_text.splitlines()
+        line
+        for line in log_text.splitlines()
         if " ERROR " in line or " WARNING " in line or "Traceback" in line
     ]
     listening = output.listening_at
@@ -287,15 +291,25 @@ def run_seed_client(
         "stdout_other_lines": [t for _, t in output.lines if not parse_line(t)][:5],
         "node_status": {
             k: status.get(k)
-            for k in ("fired", "rejected", "queue_depth", "in_flight", "fire_lag_p99_seconds",
-                      "results_backlog", "counts", "rss_bytes")
+            for k in (
+                "fired",
+                "rejected",
+                "queue_depth",
+                "in_flight",
+                "fire_lag_p99_seconds",
+                "results_backlog",
+                "counts",
+                "rss_bytes",
+            )
         },
         "node_log_problems": len(problems),
         "node_log_problem_excerpt": problems[:10],
         "status_poll_failures": status_failures,
         "callback_line_times_after_created": [
             [round(t - listening, 1), p["size"], p["min"], p["max"]] for t, p in parsed
-        ] if listening else [],
+        ]
+        if listening
+        else [],
         "timeline": timeline,
         "total_seconds": time.time() - started,
     }
@@ -304,8 +318,12 @@ def run_seed_client(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--after-created", type=float, default=150.0,
-                        help="keep running this long after the client created its jobs")
+    parser.add_argument(
+        "--after-created",
+        type=float,
+        default=150.0,
+        help="keep running this long after the client created its jobs",
+    )
     parser.add_argument("--timeout", type=float, default=420.0)
     parser.add_argument("--keep", action="store_true", help="keep the temp work dir")
     args = parser.parse_args(argv)
@@ -329,13 +347,17 @@ def main(argv: list[str] | None = None) -> int:
         ("hitCounts", last.get("hit_counts")),
         ("min / max", f"{last.get('min')} / {last.get('max')}"),
         ("last line (raw)", summary["last_line_raw"]),
-        ("node fired / rejected", f"{summary['node_status']['fired']} / "
-                                  f"{summary['node_status']['rejected']}"),
+        (
+            "node fired / rejected",
+            f"{summary['node_status']['fired']} / {summary['node_status']['rejected']}",
+        ),
         ("node counts", summary["node_status"]["counts"]),
         ("node log warnings/errors", summary["node_log_problems"]),
         ("/status polls that failed (10 s timeout)", summary["status_poll_failures"]),
-        ("callback lines [s after creation, size, min, max]",
-         summary["callback_line_times_after_created"]),
+        (
+            "callback lines [s after creation, size, min, max]",
+            summary["callback_line_times_after_created"],
+        ),
     ]
     print()
     for k, v in rows:
@@ -345,8 +367,12 @@ def main(argv: list[str] | None = None) -> int:
 
     path = common.write_result(
         "seed_client",
-        {"bench": "seed_client", "command": "python bench/seed_client/run.py "
-         + " ".join(sys.argv[1:]), "params": vars(args), **summary},
+        {
+            "bench": "seed_client",
+            "command": "python bench/seed_client/run.py " + " ".join(sys.argv[1:]),
+            "params": vars(args),
+            **summary,
+        },
     )
     print(f"\nwrote {path}")
     if args.keep:

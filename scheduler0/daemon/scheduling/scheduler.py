@@ -348,12 +348,12 @@ class Scheduler:
         accepted_ids = {job_id for job_id, _ in accepted}
         self.stats.fired += len(accepted)
         self.stats.rejected += len(fires) - len(accepted)
+        wanted_ids = {job_id for job_id, _ in fires}
         stale: list[int] = []
         for job_id, (job, following) in batch.items():
             if self._jobs.get(job_id) is not job:
                 continue  # changed or removed meanwhile; it was reloaded
-            wanted = any(f[0] == job_id for f in fires)
-            if wanted and job_id not in accepted_ids:
+            if job_id in wanted_ids and job_id not in accepted_ids:
                 stale.append(job_id)
                 continue
             self._push(job, following)

@@ -18,7 +18,7 @@ Bump ``VERSION`` and keep reading the old form instead.
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
 import orjson
@@ -242,7 +242,10 @@ class UndecodableCommand(ValueError):
 
 
 def encode(command: Command) -> bytes:
-    body = orjson.dumps({"v": VERSION, "t": command.type_name, "a": asdict(command)})
+    # A shallow field map: orjson walks the nested lists itself (asdict would
+    # deep-copy every job of a batch first).
+    fields_ = {f.name: getattr(command, f.name) for f in fields(command)}
+    body = orjson.dumps({"v": VERSION, "t": command.type_name, "a": fields_})
     if len(body) > _COMPRESS_ABOVE:
         return b"z" + zlib.compress(body, 1)
     return b"j" + body

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,8 +24,11 @@ EXECUTION_STATES = ("dispatched", "success", "failed", "missed", "lost")
 
 
 def iso(ts: float | int | None) -> str | None:
+    """UTC ISO 8601 with a Z; whole seconds stay whole (slots), others keep microseconds."""
     if ts is None:
         return None
+    if isinstance(ts, int):
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
     return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
