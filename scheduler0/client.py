@@ -7,6 +7,7 @@ answer at all.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -74,6 +75,32 @@ class ApiClient:
 
     def delete(self, path: str) -> Any:
         return self.request("DELETE", path)
+
+    def pages(
+        self,
+        path: str,
+        key: str,
+        *,
+        offset: int = 0,
+        page_size: int = 1000,
+        **params: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of a list route (``{"total", "offset", "limit", key: [...]}``).
+
+        Starts at ``offset`` and stops after a short or empty page, or once
+        ``total`` rows were passed.
+        """
+        while True:
+            page = self.get(path, limit=page_size, offset=offset, **params)
+            if not isinstance(page, dict):
+                raise Scheduler0Error(f"GET {path}: expected a page object, got {page!r:.200}")
+            yield page
+            items = page.get(key) or []
+            offset += len(items)
+            total, limit = page.get("total"), page.get("limit")
+            short = len(items) < (limit if isinstance(limit, int) else page_size)
+            if not items or short or (isinstance(total, int) and offset >= total):
+                return
 
     def close(self) -> None:
         self._http.close()

@@ -30,6 +30,7 @@ JOB_KEYS = {
     "execution_type",
     "paused",
     "last_execution_date",
+    "next_run_at",
     "last_state",
     "last_status_code",
     "fired_count",

@@ -171,3 +171,36 @@ def test_kill_and_restart_fires_no_slot_twice_and_keeps_the_grid(tmp_path: Path)
         slots = sorted(by_job[job_id])
         assert all(s % 2 == 0 for s in slots)  # on the job's own grid
         assert slots == list(range(slots[0], slots[-1] + 1, 2)), job_id
+
+
+def test_run_now_calls_back_once_outside_the_schedule(tmp_path: Path) -> None:
+    with run_receiver(tmp_path) as receiver:
+        node = NodeProcess(tmp_path / "node").start()
+        try:
+            client = Client(node.api, create_credential(node))
+            project = client.data("POST", "/projects", 201, json={"name": "manual"})
+            job = client.data(
+                "POST",
+                "/jobs",
+                201,
+                json={
+                    "spec": "0 0 1 1 *",
+                    "project_id": project["id"],
+                    "callback_url": f"{receiver.url}/run",
+                },
+            )
+            run = client.data("POST", f"/jobs/{job['id']}/run", 202)
+            wait_until(
+                lambda: any(r["execution_id"] == run["execution_id"] for r in receiver.records()),
+                timeout=15,
+                what="the manual run's callback",
+            )
+            # The same second again is the same run: refused, not sent twice.
+            again = client.call("POST", f"/jobs/{job['id']}/run")
+            history = client.data("GET", f"/jobs/{job['id']}/executions")
+            client.close()
+        finally:
+            node.kill()
+    assert again.status_code in (202, 409)
+    assert [r["execution_id"] for r in receiver.records()].count(run["execution_id"]) == 1
+    assert run["execution_id"] in {f"{e['job_id']}-{e['slot']}" for e in history["executions"]}

@@ -165,6 +165,8 @@ def run_seed_client(
     workdir.mkdir(parents=True, exist_ok=True)
     node = NodeProcess(workdir / "node", port=API_PORT, raft_port=free_port())
     client: subprocess.Popen[bytes] | None = None
+    pump: threading.Thread | None = None
+    sink: Any = None
     output = ClientOutput()
     started = time.time()
     status: dict[str, Any] = {}
@@ -263,6 +265,12 @@ def run_seed_client(
             except subprocess.TimeoutExpired:
                 client.kill()
                 client.wait(timeout=5)
+        if pump is not None:
+            pump.join(timeout=5)
+        if sink is not None:
+            sink.close()
+        if client is not None and client.stdout is not None:
+            client.stdout.close()
         node.kill()
     parsed = output.parsed()
     last = parsed[-1] if parsed else None

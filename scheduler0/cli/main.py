@@ -9,8 +9,12 @@ from __future__ import annotations
 import typer
 
 from scheduler0.cli.cluster_commands import cluster_app
+from scheduler0.cli.credentials_commands import credentials_app
+from scheduler0.cli.executions_commands import executions_app
 from scheduler0.cli.init_commands import config_app, credential_app
+from scheduler0.cli.jobs_commands import jobs_app
 from scheduler0.cli.node_commands import create_app, start
+from scheduler0.cli.projects_commands import projects_app
 
 app = typer.Typer(
     name="scheduler0",
@@ -28,6 +32,10 @@ app.add_typer(credential_app, name="credential")
 app.add_typer(create_app, name="create")
 app.command("start")(start)
 app.add_typer(cluster_app, name="cluster")
+app.add_typer(projects_app, name="projects")
+app.add_typer(jobs_app, name="jobs")
+app.add_typer(executions_app, name="executions")
+app.add_typer(credentials_app, name="credentials")
 
 
 def main() -> None:

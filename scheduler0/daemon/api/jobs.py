@@ -28,6 +28,7 @@ from scheduler0.daemon.api.http import (
 )
 from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.schema import execution_id
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import JobIn, JobPatch, invalid, parse_one
 
@@ -183,6 +184,13 @@ def routes(node: Node) -> list[Route]:
 
         return handler
 
+    async def run_now(request: Request) -> Response:
+        authenticate(request, node)
+        job_id = path_id(request)
+        now = time.time()
+        result = await node.propose(c.JobTriggered(now=now, job_id=job_id, slot=int(now)))
+        return ok({**result, "execution_id": execution_id(job_id, result["slot"])}, 202)
+
     async def job_executions(request: Request) -> Response:
         authenticate(request, node)
         job_id = path_id(request)
@@ -204,5 +212,6 @@ def routes(node: Node) -> list[Route]:
         Route("/jobs/{id}", delete_job, methods=["DELETE"]),
         Route("/jobs/{id}/pause", pauser(True), methods=["POST"]),
         Route("/jobs/{id}/resume", pauser(False), methods=["POST"]),
+        Route("/jobs/{id}/run", run_now, methods=["POST"]),
         Route("/jobs/{id}/executions", job_executions, methods=["GET"]),
     ]

@@ -40,8 +40,8 @@ from scheduler0.daemon.state.schema import bucket_of, execution_id
 log = logging.getLogger(__name__)
 
 MISSED_LISTED = 100
-ADOPT_EVERY = 1.0
-"""Seconds between looks for ``lost`` executions to re-send."""
+ADOPT_EVERY = 0.5
+"""Seconds between looks for ``lost`` or ``pending`` (run-now) executions to send."""
 _SCAN_LIMIT = 10_000
 
 
@@ -230,9 +230,10 @@ class Scheduler:
         if now - self._last_adopt < ADOPT_EVERY or not self._buckets:
             return
         self._last_adopt = now
+        rows = [*self._queries.unsettled("lost"), *self._queries.unsettled("pending")]
         wanted = [
             [row["job_id"], row["slot"]]
-            for row in self._queries.unsettled("lost")
+            for row in rows
             if bucket_of(row["job_id"]) in self._buckets and now - row["slot"] <= self._grace
         ]
         if not wanted:

@@ -128,6 +128,17 @@ class JobPaused(Command):
 
 
 @dataclass(frozen=True)
+class JobTriggered(Command):
+    """Run a job once now, outside its schedule: a ``pending`` execution at
+    ``slot`` that the bucket's owner picks up and sends."""
+
+    type_name: ClassVar[str] = "JobTriggered"
+    now: float
+    job_id: int
+    slot: int
+
+
+@dataclass(frozen=True)
 class SlotsFired(Command):
     """One scheduler tick of one node. ``fires`` are ``[job_id, slot]`` to
     dispatch; ``missed`` are ``[job_id, [slots...], uncounted]`` recorded as
@@ -225,6 +236,7 @@ COMMAND_TYPES: dict[str, type[Command]] = {
         JobUpdated,
         JobDeleted,
         JobPaused,
+        JobTriggered,
         SlotsFired,
         ResultsRecorded,
         AssignmentChanged,

@@ -70,6 +70,7 @@ class StateMachine:
             c.JobUpdated: self._job_updated,
             c.JobDeleted: self._job_deleted,
             c.JobPaused: self._job_paused,
+            c.JobTriggered: self._job_triggered,
             c.SlotsFired: self._slots_fired,
             c.ResultsRecorded: self._results_recorded,
             c.AssignmentChanged: self._assignment_changed,
@@ -314,6 +315,19 @@ class StateMachine:
         self._changed("jobs", [cmd.job_id])
         return {"id": cmd.job_id, "paused": cmd.paused}
 
+    def _job_triggered(self, db: sqlite3.Connection, cmd: c.JobTriggered) -> dict[str, Any]:
+        row = db.execute("SELECT project_id FROM jobs WHERE id = ?", (cmd.job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no job with id {cmd.job_id}")
+        cur = db.execute(
+            "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, created_at,"
+            " updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+            (cmd.job_id, row[0], cmd.slot, cmd.now, cmd.now),
+        )
+        if not cur.rowcount:
+            raise Conflict(f"job {cmd.job_id} already has a run at slot {cmd.slot}")
+        return {"job_id": cmd.job_id, "slot": cmd.slot}
+
     # -- firing -------------------------------------------------------------------------------
 
     def _slots_fired(self, db: sqlite3.Connection, cmd: c.SlotsFired) -> dict[str, Any]:
@@ -422,14 +436,15 @@ class StateMachine:
     def _executions_redispatched(
         self, db: sqlite3.Connection, cmd: c.ExecutionsRedispatched
     ) -> dict[str, Any]:
-        """Hand ``lost`` executions to the current owner of their bucket, once."""
+        """Hand ``lost`` or ``pending`` executions to the current owner of their
+        bucket, once."""
         accepted = []
         for job_id, slot in cmd.executions:
             if self.owners[bucket_of(job_id)] != cmd.node_id:
                 continue
             cur = db.execute(
                 "UPDATE executions SET state = 'dispatched', node_id = ?, updated_at = ?"
-                " WHERE job_id = ? AND slot = ? AND state = 'lost'",
+                " WHERE job_id = ? AND slot = ? AND state IN ('lost', 'pending')",
                 (cmd.node_id, cmd.now, job_id, slot),
             )
             if cur.rowcount:

@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
+from scheduler0.daemon.scheduling.cron import parse_schedule
 from scheduler0.daemon.state.schema import connect, execution_id
 from scheduler0.errors import NotFound
 
-EXECUTION_STATES = ("dispatched", "success", "failed", "missed", "lost")
+EXECUTION_STATES = ("pending", "dispatched", "success", "failed", "missed", "lost")
 
 
 def iso(ts: float | int | None) -> str | None:
@@ -185,7 +186,8 @@ class Queries:
         return _page(total, limit, offset, "executions", [execution_out(r) for r in rows])
 
     def unsettled(self, state: str, node_id: int | None = None) -> list[sqlite3.Row]:
-        """Executions in ``state`` (``dispatched`` or ``lost``), optionally of one node."""
+        """Executions in ``state`` (``pending``, ``dispatched`` or ``lost``),
+        optionally of one node."""
         sql = "SELECT job_id, slot, node_id, created_at FROM executions WHERE state = ?"
         args: list[Any] = [state]
         if node_id is not None:
@@ -245,6 +247,7 @@ def job_out(row: sqlite3.Row) -> dict[str, Any]:
         "execution_type": row["execution_type"],
         "paused": bool(row["paused"]),
         "last_execution_date": iso(row["last_fired_slot"]),
+        "next_run_at": None if row["paused"] else iso(next_run(row)),
         "last_state": row["last_state"],
         "last_status_code": row["last_status_code"],
         "fired_count": row["fired_count"],
@@ -254,6 +257,16 @@ def job_out(row: sqlite3.Row) -> dict[str, Any]:
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
+
+
+def next_run(row: sqlite3.Row) -> int | None:
+    """The next slot on the job's grid after its last fired slot (or its start)."""
+    try:
+        schedule = parse_schedule(row["spec"], row["timezone"], row["anchor"])
+    except ValueError:
+        return None
+    base = max(row["not_before"], row["last_fired_slot"] or row["not_before"])
+    return schedule.next_after(base)
 
 
 def execution_out(row: sqlite3.Row) -> dict[str, Any]:

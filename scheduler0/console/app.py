@@ -1,0 +1,462 @@
+"""The console app, built by ``create_console(source)`` (the command and the tests).
+
+Every second a tick starts one thread worker per view (cluster, jobs, log, the
+open job's history; projects every fifth tick), unless that view's previous
+fetch is still in flight, so a slow or dead node never piles up requests or
+freezes the UI. Workers only call the source and post a message; the handlers
+below are the only code that touches widgets. Failures are shown where the data
+would be (the bar turns red and counts retries; panels keep their last rows).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from functools import partial
+from typing import Any
+
+from textual import on, work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.message import Message
+from textual.screen import ModalScreen, Screen
+from textual.widgets import DataTable, Input
+
+from scheduler0.client import Unreachable
+from scheduler0.console.forms import FormScreen, JobForm, ProjectForm
+from scheduler0.console.messages import (
+    ClusterRefreshed,
+    FetchFailed,
+    HistoryRefreshed,
+    JobActionFailed,
+    JobActionSucceeded,
+    JobsRefreshed,
+    LogRefreshed,
+    ProjectsRefreshed,
+)
+from scheduler0.console.screens import (
+    ALL_PROJECTS,
+    NEW_PROJECT,
+    ConfirmScreen,
+    HelpScreen,
+    JobScreen,
+    MainScreen,
+    ProjectsScreen,
+    SwitchNodeScreen,
+)
+from scheduler0.console.source import EXECUTION_STATES, ConsoleSource, Job, Project
+from scheduler0.console.widgets import (
+    Clock,
+    ClusterBar,
+    Connection,
+    ExecutionTable,
+    JobsTable,
+    NodesTable,
+)
+from scheduler0.errors import Scheduler0Error
+
+REFRESH_SECONDS = 1.0
+PROJECTS_EVERY_TICKS = 5
+JOB_VERBS = ("pause", "resume", "run", "delete")
+
+
+class ConsoleApp(App[None]):
+    TITLE = "scheduler0 console"
+    BINDINGS = [
+        Binding("q", "quit", "Quit", id="app.quit"),
+        Binding("question_mark", "help", "Help", id="app.help"),
+        Binding("r", "refresh", "Refresh now", id="app.refresh", show=False),
+        Binding("s", "switch_node", "Switch node", id="app.switch-node"),
+        Binding("f", "projects", "Projects", id="jobs.projects"),
+        Binding("slash", "filter_jobs", "Filter", id="jobs.filter"),
+        Binding("n", "new_job", "New job", id="jobs.new"),
+        Binding("o", "open_job", "Open job (or enter)", id="jobs.open", show=False),
+        Binding("e", "edit_job", "Edit", id="jobs.edit"),
+        Binding("p", "job_verb('pause')", "Pause", id="jobs.pause"),
+        Binding("u", "job_verb('resume')", "Resume", id="jobs.resume"),
+        Binding("x", "job_verb('run')", "Run now", id="jobs.run"),
+        Binding("d", "job_verb('delete')", "Delete", id="jobs.delete"),
+        Binding("t", "cycle_log_state", "Log: state", id="log.state", show=False),
+        Binding("j", "toggle_log_job", "Log: this job", id="log.job", show=False),
+    ]
+
+    def __init__(
+        self,
+        source: ConsoleSource,
+        *,
+        clock: Clock = time.time,
+        refresh_seconds: float | None = REFRESH_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.clock = clock
+        self.refresh_seconds = refresh_seconds
+        self.connection = Connection(source.url)
+        self.projects: dict[int, Project] = {}
+        self.jobs: dict[int, Job] = {}
+        self.jobs_total = 0
+        self.project_filter: int | None = None
+        self.text_filter = ""
+        self.log_job: int | None = None
+        self.log_state: str | None = None
+        self.ticks = 0
+        self._in_flight: set[str] = set()
+        self.main = MainScreen(self.connection, clock)
+
+    # -- lifecycle and polling ----------------------------------------------
+
+    def get_default_screen(self) -> Screen[Any]:
+        return self.main
+
+    def on_mount(self) -> None:
+        self._retitle()
+        self.tick()
+        if self.refresh_seconds:
+            self.set_interval(self.refresh_seconds, self.tick)
+
+    def tick(self) -> None:
+        """Start the fetches that are due and not already in flight."""
+        if self.ticks % PROJECTS_EVERY_TICKS == 0:
+            self._fetch("projects", lambda: ProjectsRefreshed(self.source.projects()))
+        self.ticks += 1
+        self._fetch("cluster", lambda: ClusterRefreshed(self.source.cluster()))
+        project, text = self.project_filter, self.text_filter
+        self._fetch("jobs", lambda: JobsRefreshed(self.source.jobs(project, text), project, text))
+        job, state = self.log_job, self.log_state
+        self._fetch("log", lambda: LogRefreshed(self.source.executions(job, state), job, state))
+        screen = self.screen
+        if isinstance(screen, JobScreen):
+            job_id = screen.job.id
+            self._fetch(
+                "history",
+                lambda: HistoryRefreshed(job_id, self.source.executions(job_id, None)),
+            )
+        self._repaint_bars()
+
+    def _fetch(self, what: str, call: Callable[[], Message]) -> None:
+        if what not in self._in_flight:
+            self._in_flight.add(what)
+            self._fetch_in_thread(what, call)
+
+    @work(thread=True, exit_on_error=False, group="fetch")
+    def _fetch_in_thread(self, what: str, call: Callable[[], Message]) -> None:
+        try:
+            message = call()
+        except Scheduler0Error as exc:
+            message = FetchFailed(what, exc)
+        except Exception as exc:  # a bad answer must not take the console down
+            message = FetchFailed(what, Scheduler0Error(f"{type(exc).__name__}: {exc}"))
+        self.post_message(message)
+
+    def _landed(self, what: str) -> None:
+        self._in_flight.discard(what)
+
+    # -- fetch results --------------------------------------------------------
+
+    def on_cluster_refreshed(self, message: ClusterRefreshed) -> None:
+        self._landed("cluster")
+        c = self.connection
+        c.view, c.fetched_at, c.failures, c.error, c.unreachable = (
+            message.view,
+            self.clock(),
+            0,
+            None,
+            False,
+        )
+        self._repaint_bars()
+        self.main.query_one(NodesTable).show(message.view, self.clock())
+        self.main.show_error("nodes", "")
+
+    def on_projects_refreshed(self, message: ProjectsRefreshed) -> None:
+        self._landed("projects")
+        self.projects = {p.id: p for p in message.projects}
+        if isinstance(self.screen, ProjectsScreen):
+            self.screen.show(message.projects)
+
+    def on_jobs_refreshed(self, message: JobsRefreshed) -> None:
+        self._landed("jobs")
+        if (message.project, message.text) != (self.project_filter, self.text_filter):
+            self.refresh_jobs()  # the filter changed while this was in flight
+            return
+        self.jobs = {job.id: job for job in message.page.jobs}
+        self.jobs_total = message.page.total
+        self.main.query_one(JobsTable).show(message.page.jobs, self.projects, self.clock())
+        self.main.show_error("jobs", "")
+        self._retitle()
+        for screen in self.screen_stack:
+            if isinstance(screen, JobScreen) and screen.job.id in self.jobs:
+                screen.show_job(self.jobs[screen.job.id])
+
+    def on_log_refreshed(self, message: LogRefreshed) -> None:
+        self._landed("log")
+        if (message.job, message.state) != (self.log_job, self.log_state):
+            self._fetch_log()
+            return
+        self.main.query_one("#log", ExecutionTable).show(message.executions, self.clock())
+        self.main.show_error("log", "")
+
+    def on_history_refreshed(self, message: HistoryRefreshed) -> None:
+        self._landed("history")
+        for screen in self.screen_stack:
+            if isinstance(screen, JobScreen) and screen.job.id == message.job_id:
+                screen.show_history(message.executions)
+                screen.show_error("")
+
+    def on_fetch_failed(self, message: FetchFailed) -> None:
+        self._landed(message.what)
+        error = message.error.message or type(message.error).__name__
+        if message.what == "cluster":
+            c = self.connection
+            c.failures += 1
+            c.unreachable = isinstance(message.error, Unreachable)
+            c.error = error
+            self._repaint_bars()
+            self.main.show_error("nodes", f"could not refresh: {error}")
+        elif message.what in ("jobs", "log"):
+            self.main.show_error(message.what, f"could not refresh: {error}")
+        elif message.what == "history":
+            for screen in self.screen_stack:
+                if isinstance(screen, JobScreen):
+                    screen.show_error(f"could not refresh: {error}")
+
+    def _repaint_bars(self) -> None:
+        for screen in self.screen_stack:
+            for bar in screen.query(ClusterBar):
+                bar.changed()
+
+    # -- selection ------------------------------------------------------------
+
+    def current_job(self) -> Job | None:
+        """The job the job keys act on: the open job page's, else the table's cursor."""
+        for screen in reversed(self.screen_stack):
+            if isinstance(screen, JobScreen):
+                return screen.job
+        key = self.main.query_one(JobsTable).selected_key()
+        return self.jobs.get(int(key)) if key else None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "quit" or action not in _OWN_ACTIONS:
+            return True
+        if isinstance(self.screen, ModalScreen):
+            return False  # a dialog is open: its own keys only
+        on_job_page = isinstance(self.screen, JobScreen)
+        if on_job_page and action in ("projects", "filter_jobs", "new_job", "open_job"):
+            return False
+        if action in ("edit_job", "job_verb", "open_job", "toggle_log_job"):
+            return None if self.current_job() is None else True
+        return True
+
+    # -- actions: refresh, help, node ---------------------------------------
+
+    def action_refresh(self) -> None:
+        self.tick()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_rows()))
+
+    def help_rows(self) -> Iterator[tuple[str, str, str]]:
+        """(key, description, where) for every binding the console declares."""
+        places: list[tuple[str, list[Any]]] = [
+            ("everywhere", [*ConsoleApp.BINDINGS, *App.BINDINGS, *Screen.BINDINGS]),
+            ("jobs list", MainScreen.BINDINGS),
+            ("job page", JobScreen.BINDINGS),
+            ("forms", FormScreen.BINDINGS),
+            ("confirmations", ConfirmScreen.BINDINGS),
+            ("projects", ProjectsScreen.BINDINGS),
+            ("switch node", SwitchNodeScreen.BINDINGS),
+            ("this help", HelpScreen.BINDINGS),
+        ]
+        for where, bindings in places:
+            for binding in bindings:
+                if isinstance(binding, Binding) and binding.description:
+                    keys = [replace(binding, key=k.strip()) for k in binding.key.split(",")]
+                    shown = " / ".join(self.get_key_display(k) for k in keys)
+                    yield shown, binding.description, where
+        yield self.get_key_display(Binding(self.COMMAND_PALETTE_BINDING, "")), "Commands", "all"
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterator[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in self.BINDINGS:
+            if isinstance(binding, Binding) and binding.action not in ("quit", "help"):
+                key = self.get_key_display(binding)
+                run = partial(self.run_action, binding.action)
+                yield SystemCommand(binding.description, f"key: {key}", run)
+
+    def action_switch_node(self) -> None:
+        screen = SwitchNodeScreen(self.connection.view, self.source.url)
+        self.push_screen(screen, self._switch_to)
+
+    def _switch_to(self, url: str | None) -> None:
+        if not url:
+            return
+        try:
+            self.source.switch(url)
+        except Scheduler0Error as exc:
+            self.notify(exc.message, title="cannot switch", severity="error")
+            return
+        self.connection.url = self.source.url
+        self.connection.view = None
+        self.connection.fetched_at = None
+        self.connection.failures = 0
+        self._repaint_bars()
+        self.tick()
+
+    # -- actions: projects and filters ----------------------------------------
+
+    def action_projects(self) -> None:
+        self._fetch("projects", lambda: ProjectsRefreshed(self.source.projects()))
+        self.push_screen(ProjectsScreen(list(self.projects.values())), self._project_picked)
+
+    def _project_picked(self, choice: str | int | None) -> None:
+        if choice == NEW_PROJECT:
+            self.push_screen(ProjectForm(self.source), self._project_created)
+            return
+        if choice is None:
+            return
+        self.project_filter = choice if isinstance(choice, int) else None
+        assert choice == ALL_PROJECTS or isinstance(choice, int)
+        self._retitle()
+        self.refresh_jobs()
+
+    def _project_created(self, project: Project | None) -> None:
+        if project is None:
+            return
+        self.projects[project.id] = project
+        self.notify(f"project {project.id} {project.name} created")
+        self._project_picked(project.id)
+        self._fetch("projects", lambda: ProjectsRefreshed(self.source.projects()))
+
+    def action_filter_jobs(self) -> None:
+        box = self.main.query_one("#job-filter", Input)
+        box.add_class("-shown")
+        box.focus()
+
+    @on(Input.Changed, "#job-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.text_filter = event.value
+        self._retitle()
+        self.refresh_jobs()
+
+    @on(Input.Submitted, "#job-filter")
+    def _filter_done(self, event: Input.Submitted) -> None:
+        if not event.value:
+            event.input.remove_class("-shown")
+        self.main.query_one(JobsTable).focus()
+
+    def refresh_jobs(self) -> None:
+        project, text = self.project_filter, self.text_filter
+        self._fetch("jobs", lambda: JobsRefreshed(self.source.jobs(project, text), project, text))
+
+    def _fetch_log(self) -> None:
+        job, state = self.log_job, self.log_state
+        self._fetch("log", lambda: LogRefreshed(self.source.executions(job, state), job, state))
+
+    def action_cycle_log_state(self) -> None:
+        states: list[str | None] = [None, *EXECUTION_STATES]
+        self.log_state = states[(states.index(self.log_state) + 1) % len(states)]
+        self._retitle()
+        self._fetch_log()
+
+    def action_toggle_log_job(self) -> None:
+        job = self.current_job()
+        self.log_job = None if self.log_job is not None or job is None else job.id
+        self._retitle()
+        self._fetch_log()
+
+    def _retitle(self) -> None:
+        project = self.projects.get(self.project_filter) if self.project_filter else None
+        scope = "all projects"
+        if self.project_filter is not None:
+            scope = f"project {self.project_filter}" + (f" {project.name}" if project else "")
+        text = f' · matching "{self.text_filter}"' if self.text_filter else ""
+        count = f" · {len(self.jobs)} shown of {self.jobs_total}"
+        self.main.query_one("#jobs-panel").border_title = f"Jobs — {scope}{text}{count}"
+        job = f"job {self.log_job}" if self.log_job is not None else "all jobs"
+        state = self.log_state or "all states"
+        self.main.query_one(
+            "#log-panel"
+        ).border_title = f"Executions — {job} · {state} · newest first (t: state, j: this job)"
+
+    # -- actions: jobs --------------------------------------------------------
+
+    @on(DataTable.RowSelected, "#jobs")
+    def action_open_job(self) -> None:
+        job = self.current_job()
+        if job is not None and not isinstance(self.screen, JobScreen):
+            self.push_screen(JobScreen(job, self.connection, self.clock))
+            self.call_after_refresh(self.tick)
+
+    def action_new_job(self) -> None:
+        default = self.project_filter
+        if default is None and len(self.projects) == 1:
+            default = next(iter(self.projects))
+        form = JobForm(self.source, list(self.projects.values()), project_id=default)
+        self.push_screen(form, self._job_saved)
+
+    def action_edit_job(self) -> None:
+        job = self.current_job()
+        if job is not None:
+            form = JobForm(self.source, list(self.projects.values()), job=job)
+            self.push_screen(form, self._job_saved)
+
+    def _job_saved(self, job: Job | None) -> None:
+        if job is not None:
+            self.notify(f"job {job.id} saved ({job.spec})")
+            self.refresh_jobs()
+
+    def action_job_verb(self, verb: str) -> None:
+        job = self.current_job()
+        if job is None or verb not in JOB_VERBS:
+            return
+        question = f"{verb.capitalize()} job {job.id} ({job.spec} → {job.callback_url})?"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._job_action(verb, job.id)
+
+        self.push_screen(ConfirmScreen(question), answered)
+
+    @work(thread=True, exit_on_error=False, group="job-actions")
+    def _job_action(self, verb: str, job_id: int) -> None:
+        calls: dict[str, Callable[[int], Job | None]] = {
+            "pause": self.source.pause_job,
+            "resume": self.source.resume_job,
+            "run": self.source.run_job,
+            "delete": self.source.delete_job,
+        }
+        try:
+            job = calls[verb](job_id)
+        except Scheduler0Error as exc:
+            self.post_message(JobActionFailed(verb, job_id, exc))
+        except Exception as exc:  # a bad answer must not take the console down
+            error = Scheduler0Error(f"{type(exc).__name__}: {exc}")
+            self.post_message(JobActionFailed(verb, job_id, error))
+        else:
+            self.post_message(JobActionSucceeded(verb, job_id, job))
+
+    def on_job_action_succeeded(self, message: JobActionSucceeded) -> None:
+        self.notify(f"job {message.job_id}: {message.verb} done")
+        if message.verb == "delete":
+            while isinstance(self.screen, JobScreen) and self.screen.job.id == message.job_id:
+                self.pop_screen()
+        self.refresh_jobs()
+
+    def on_job_action_failed(self, message: JobActionFailed) -> None:
+        text = f"{message.verb} job {message.job_id} failed: {message.error.message}"
+        self.notify(text, severity="error")
+        self.main.show_error("jobs", text)
+
+
+_OWN_ACTIONS = {b.action.split("(")[0] for b in ConsoleApp.BINDINGS if isinstance(b, Binding)}
+
+
+def create_console(
+    source: ConsoleSource,
+    *,
+    clock: Clock = time.time,
+    refresh_seconds: float | None = REFRESH_SECONDS,
+) -> ConsoleApp:
+    """The console over ``source``. Tests pass a fake source and a frozen ``clock``;
+    ``refresh_seconds=None`` turns the periodic refresh off (``r`` still refreshes)."""
+    return ConsoleApp(source, clock=clock, refresh_seconds=refresh_seconds)

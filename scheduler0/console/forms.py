@@ -1,0 +1,196 @@
+"""Modal forms that save through the source and show the node's validation
+errors under the field they name (``error.details[].field``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any, Generic, TypeVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.screen import ModalScreen
+from textual.widget import Widget
+from textual.widgets import Button, Input, Label, Select
+
+from scheduler0.console.source import ConsoleSource, Job, JobDraft, Project
+from scheduler0.errors import Scheduler0Error
+
+T = TypeVar("T")
+
+FORM_CSS = """
+FormScreen { align: center middle; }
+FormScreen #form { width: 80; height: auto; max-height: 90%; border: thick $primary;
+                   background: $surface; padding: 0 1; }
+FormScreen #form-title { text-style: bold; margin-bottom: 1; }
+FormScreen .field-label { margin-top: 1; }
+FormScreen .field-error { color: $error; height: auto; }
+FormScreen .field-error.-empty { display: none; }
+FormScreen #buttons { height: auto; margin-top: 1; align-horizontal: right; }
+FormScreen #buttons Button { margin-left: 1; }
+"""
+
+
+class FormScreen(ModalScreen[T], Generic[T]):
+    """Fields with an error line under each. Save runs ``submit`` in a thread
+    worker, which posts ``Saved`` (the form closes with the result) or
+    ``Rejected`` (the errors are shown and the form stays)."""
+
+    DEFAULT_CSS = FORM_CSS
+    BINDINGS = [
+        Binding("escape", "cancel", "Cancel", id="form.cancel"),
+        Binding("ctrl+s", "save", "Save", id="form.save"),
+    ]
+    heading = ""
+
+    class Saved(Message):
+        def __init__(self, result: Any) -> None:
+            super().__init__()
+            self.result = result
+
+    class Rejected(Message):
+        def __init__(self, error: Scheduler0Error) -> None:
+            super().__init__()
+            self.error = error
+
+    def __init__(self, source: ConsoleSource) -> None:
+        super().__init__()
+        self.source = source
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="form"):
+            yield Label(self.heading, id="form-title")
+            yield Label("", id="error-form", classes="field-error -empty")
+            yield from self.fields()
+            with Horizontal(id="buttons"):
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    def fields(self) -> Iterator[Widget]:
+        """The field widgets, each from ``field``."""
+        raise NotImplementedError
+
+    def field(self, name: str, label: str, widget: Widget) -> Iterator[Widget]:
+        widget.id = f"field-{name}"
+        yield Label(label, classes="field-label")
+        yield widget
+        yield Label("", id=f"error-{name}", classes="field-error -empty")
+
+    def values(self) -> dict[str, Any]:
+        """The fields' values, read on the UI thread."""
+        raise NotImplementedError
+
+    def submit(self, values: dict[str, Any]) -> Any:
+        """Save ``values`` through the source (runs in a worker thread)."""
+        raise NotImplementedError
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel_pressed(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#save")
+    @on(Input.Submitted)
+    def action_save(self) -> None:
+        self.query_one("#save", Button).disabled = True
+        self._show_errors({}, "")
+        self._save(self.values())
+
+    @work(thread=True, exit_on_error=False, group="form")
+    def _save(self, values: dict[str, Any]) -> None:
+        try:
+            result = self.submit(values)
+        except Scheduler0Error as exc:
+            self.post_message(self.Rejected(exc))
+        except Exception as exc:  # a bad answer must not take the console down
+            self.post_message(self.Rejected(Scheduler0Error(f"{type(exc).__name__}: {exc}")))
+        else:
+            self.post_message(self.Saved(result))
+
+    def on_form_screen_saved(self, message: Saved) -> None:
+        self.dismiss(message.result)
+
+    def on_form_screen_rejected(self, message: Rejected) -> None:
+        self.query_one("#save", Button).disabled = False
+        by_field: dict[str, list[str]] = {}
+        for detail in message.error.details:
+            by_field.setdefault(detail.field, []).append(detail.message)
+        unplaced = [f for f in by_field if not self.query(f"#error-{f}")]
+        general = message.error.message if unplaced or not by_field else ""
+        self._show_errors(by_field, general)
+
+    def _show_errors(self, by_field: dict[str, list[str]], general: str) -> None:
+        for label in self.query(".field-error").results(Label):
+            name = (label.id or "").removeprefix("error-")
+            text = general if name == "form" else "; ".join(by_field.get(name, []))
+            label.update(text)
+            label.set_class(not text, "-empty")
+
+
+class JobForm(FormScreen[Job | None]):
+    """Create a job, or edit one (its project cannot change)."""
+
+    def __init__(
+        self,
+        source: ConsoleSource,
+        projects: Sequence[Project],
+        job: Job | None = None,
+        project_id: int | None = None,
+    ) -> None:
+        super().__init__(source)
+        self.projects = list(projects)
+        self.job = job
+        self.project_id = job.project_id if job else project_id
+        self.heading = f"Edit job {job.id}" if job else "New job"
+
+    def fields(self) -> Iterator[Widget]:
+        job = self.job
+        options = [(f"{p.id} {p.name}", p.id) for p in self.projects]
+        known = {p.id for p in self.projects}
+        project = Select(
+            options,
+            prompt="project",
+            value=self.project_id if self.project_id in known else Select.NULL,
+            disabled=job is not None,
+        )
+        yield from self.field("project_id", "Project", project)
+        spec = Input(job.spec if job else "", placeholder="*/5 * * * *  or  @every 10s")
+        yield from self.field("spec", "Schedule (cron spec)", spec)
+        timezone = Input(job.timezone if job else "", placeholder="UTC")
+        yield from self.field("timezone", "Timezone", timezone)
+        callback = Input(job.callback_url if job else "", placeholder="https://example.com/hook")
+        yield from self.field("callback_url", "Callback URL", callback)
+        yield from self.field("data", "Data (sent with each call)", Input(job.data if job else ""))
+
+    def values(self) -> dict[str, Any]:
+        project = self.query_one("#field-project_id", Select).value
+        values: dict[str, Any] = {
+            name: self.query_one(f"#field-{name}", Input).value
+            for name in ("spec", "timezone", "callback_url", "data")
+        }
+        values["project_id"] = project if isinstance(project, int) else None
+        return values
+
+    def submit(self, values: dict[str, Any]) -> Job:
+        draft = JobDraft(**values)
+        if self.job is not None:
+            return self.source.update_job(self.job.id, draft)
+        return self.source.create_job(draft)
+
+
+class ProjectForm(FormScreen[Project | None]):
+    heading = "New project"
+
+    def fields(self) -> Iterator[Widget]:
+        yield from self.field("name", "Name", Input(placeholder="unique name"))
+        yield from self.field("description", "Description", Input())
+
+    def values(self) -> dict[str, Any]:
+        return {n: self.query_one(f"#field-{n}", Input).value for n in ("name", "description")}
+
+    def submit(self, values: dict[str, Any]) -> Project:
+        return self.source.create_project(values["name"], values["description"])

@@ -1,0 +1,116 @@
+"""``ConsoleSource`` over a node's HTTP API, through ``scheduler0.client.ApiClient``."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from scheduler0.client import ApiClient
+from scheduler0.console.source import ClusterView, Execution, Job, JobDraft, JobPage, Project
+
+REQUEST_TIMEOUT_SECONDS = 2.0
+"""A console refresh is about a second; a node slower than this is shown as failing."""
+
+JOBS_PAGE_LIMIT = 500
+"""The jobs table shows at most this many (the first by id); its title says of how many."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """A client key pair, or the operator's HTTP Basic username and password."""
+
+    api_key: str | None = None
+    api_secret: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+
+class HttpSource:
+    """Thread-safe: workers call it concurrently. ``switch`` swaps the client; the
+    old one keeps serving requests already in flight and is closed by ``close``."""
+
+    def __init__(self, node_url: str, credentials: Credentials) -> None:
+        self._credentials = credentials
+        self._lock = threading.Lock()
+        self._retired: list[ApiClient] = []
+        self._client = self._connect(node_url)
+
+    def _connect(self, node_url: str) -> ApiClient:
+        c = self._credentials
+        return ApiClient(
+            node_url,
+            api_key=c.api_key,
+            api_secret=c.api_secret,
+            username=c.username,
+            password=c.password,
+            timeout=REQUEST_TIMEOUT_SECONDS,
+        )
+
+    @property
+    def url(self) -> str:
+        return self._client.base_url
+
+    def _api(self) -> ApiClient:
+        with self._lock:
+            return self._client
+
+    def cluster(self) -> ClusterView:
+        return ClusterView.from_api(self._api().get("/cluster"))
+
+    def projects(self) -> list[Project]:
+        data = self._api().get("/projects", limit=1000)
+        return [Project.from_api(p) for p in data.get("projects", [])]
+
+    def create_project(self, name: str, description: str) -> Project:
+        body = {"name": name, "description": description}
+        return Project.from_api(self._api().post("/projects", body))
+
+    def jobs(self, project: int | None, text: str) -> JobPage:
+        data = self._api().get("/jobs", projectId=project, limit=JOBS_PAGE_LIMIT)
+        jobs = (Job.from_api(j) for j in data.get("jobs", []))
+        return JobPage(tuple(j for j in jobs if j.matches(text)), int(data.get("total", 0)))
+
+    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
+        data = self._api().get("/executions", jobId=job, state=state, limit=limit)
+        return [Execution.from_api(e) for e in data.get("executions", [])]
+
+    def create_job(self, draft: JobDraft) -> Job:
+        return Job.from_api(_one(self._api().post("/jobs", draft.to_body())))
+
+    def update_job(self, job_id: int, draft: JobDraft) -> Job:
+        body = draft.to_body(with_project=False)
+        return Job.from_api(self._api().put(f"/jobs/{job_id}", body))
+
+    def delete_job(self, job_id: int) -> None:
+        self._api().delete(f"/jobs/{job_id}")
+
+    def pause_job(self, job_id: int) -> Job:
+        return Job.from_api(self._api().post(f"/jobs/{job_id}/pause"))
+
+    def resume_job(self, job_id: int) -> Job:
+        return Job.from_api(self._api().post(f"/jobs/{job_id}/resume"))
+
+    def run_job(self, job_id: int) -> None:
+        self._api().post(f"/jobs/{job_id}/run")
+
+    def switch(self, node_url: str) -> None:
+        fresh = self._connect(node_url)
+        with self._lock:
+            self._retired.append(self._client)
+            self._client = fresh
+
+    def close(self) -> None:
+        with self._lock:
+            clients = [*self._retired, self._client]
+            self._retired = []
+        for client in clients:
+            client.close()
+
+
+def _one(data: Any) -> dict[str, Any]:
+    """``POST /jobs`` answers an object for an object; tolerate a one-item list."""
+    if isinstance(data, list):
+        data = data[0]
+    result: dict[str, Any] = data
+    return result

@@ -1,0 +1,86 @@
+"""What workers tell the app. Workers only fetch and post these; handlers alone
+touch widgets. ``what`` names the fetch (``cluster``, ``jobs``, ``log``,
+``history``, ``projects``) so the app knows which one is no longer in flight."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from scheduler0.console.source import ClusterView, Execution, Job, JobPage, Project
+from scheduler0.errors import Scheduler0Error
+
+
+class Fetched(Message):
+    """Base of a successful read; ``what`` names it."""
+
+    what = ""
+
+
+class ClusterRefreshed(Fetched):
+    what = "cluster"
+
+    def __init__(self, view: ClusterView) -> None:
+        super().__init__()
+        self.view = view
+
+
+class JobsRefreshed(Fetched):
+    what = "jobs"
+
+    def __init__(self, page: JobPage, project: int | None, text: str) -> None:
+        super().__init__()
+        self.page = page
+        self.project = project
+        self.text = text
+
+
+class LogRefreshed(Fetched):
+    what = "log"
+
+    def __init__(self, executions: list[Execution], job: int | None, state: str | None) -> None:
+        super().__init__()
+        self.executions = executions
+        self.job = job
+        self.state = state
+
+
+class HistoryRefreshed(Fetched):
+    what = "history"
+
+    def __init__(self, job_id: int, executions: list[Execution]) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.executions = executions
+
+
+class ProjectsRefreshed(Fetched):
+    what = "projects"
+
+    def __init__(self, projects: list[Project]) -> None:
+        super().__init__()
+        self.projects = projects
+
+
+class FetchFailed(Message):
+    def __init__(self, what: str, error: Scheduler0Error) -> None:
+        super().__init__()
+        self.what = what
+        self.error = error
+
+
+class JobActionSucceeded(Message):
+    """A confirmed pause/resume/run/delete went through."""
+
+    def __init__(self, verb: str, job_id: int, job: Job | None) -> None:
+        super().__init__()
+        self.verb = verb
+        self.job_id = job_id
+        self.job = job
+
+
+class JobActionFailed(Message):
+    def __init__(self, verb: str, job_id: int, error: Scheduler0Error) -> None:
+        super().__init__()
+        self.verb = verb
+        self.job_id = job_id
+        self.error = error

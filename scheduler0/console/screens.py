@@ -1,0 +1,333 @@
+"""Screens: the main one (bar, nodes, jobs, log), a job's page, and the modal
+pickers. They lay widgets out and answer their own keys; the app feeds them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from scheduler0.console import format as fmt
+from scheduler0.console.source import ClusterView, Execution, Job, Project
+from scheduler0.console.widgets import (
+    Clock,
+    ClusterBar,
+    Connection,
+    ExecutionTable,
+    JobsTable,
+    NodesTable,
+    sync_rows,
+)
+
+PANEL_CSS = """
+.panel { border: round $primary-lighten-1; border-title-color: $text; padding: 0 0; }
+.panel:focus-within { border: round $accent; }
+.panel .panel-error { color: $error; height: auto; }
+.panel .panel-error.-empty { display: none; }
+"""
+
+
+class MainScreen(Screen[None]):
+    DEFAULT_CSS = (
+        PANEL_CSS
+        + """
+    MainScreen #nodes-panel { height: auto; max-height: 10; }
+    MainScreen #nodes { height: auto; max-height: 8; }
+    MainScreen #jobs-panel { height: 1fr; min-height: 8; }
+    MainScreen #job-filter { dock: top; display: none; }
+    MainScreen #job-filter.-shown { display: block; }
+    MainScreen #log-panel { height: 14; }
+    """
+    )
+    BINDINGS = [
+        Binding("escape", "clear_filter", "Clear filter", id="jobs.clear-filter", show=False)
+    ]
+
+    def __init__(self, connection: Connection, clock: Clock) -> None:
+        super().__init__()
+        self.connection = connection
+        self.clock = clock
+
+    def compose(self) -> ComposeResult:
+        yield ClusterBar(self.connection, self.clock)
+        with Vertical(id="nodes-panel", classes="panel"):
+            yield Label("", classes="panel-error -empty")
+            yield NodesTable(id="nodes")
+        with Vertical(id="jobs-panel", classes="panel"):
+            yield Input(placeholder="filter jobs: id, spec, timezone, URL, data", id="job-filter")
+            yield Label("", classes="panel-error -empty")
+            yield JobsTable(id="jobs")
+        with Vertical(id="log-panel", classes="panel"):
+            yield Label("", classes="panel-error -empty")
+            yield ExecutionTable(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#nodes-panel").border_title = "Nodes"
+        self.query_one("#jobs-panel").border_title = "Jobs"
+        self.query_one("#log-panel").border_title = "Executions"
+        self.query_one(JobsTable).focus()
+
+    def action_clear_filter(self) -> None:
+        box = self.query_one("#job-filter", Input)
+        box.value = ""
+        box.remove_class("-shown")
+        self.query_one(JobsTable).focus()
+
+    def show_error(self, panel: str, error: str) -> None:
+        """An error in place: a red line at the top of the panel; '' clears it."""
+        label = self.query_one(f"#{panel}-panel .panel-error", Label)
+        label.update(error)
+        label.set_class(not error, "-empty")
+
+
+class JobScreen(Screen[None]):
+    """One job: its fields and its execution history. Job keys act on this job."""
+
+    DEFAULT_CSS = (
+        PANEL_CSS
+        + """
+    JobScreen #job-detail { height: auto; padding: 0 1; }
+    JobScreen #history-panel { height: 1fr; }
+    """
+    )
+    BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="job.back")]
+
+    def __init__(self, job: Job, connection: Connection, clock: Clock) -> None:
+        super().__init__()
+        self.job = job
+        self.connection = connection
+        self.clock = clock
+
+    def compose(self) -> ComposeResult:
+        yield ClusterBar(self.connection, self.clock)
+        with Vertical(id="detail-panel", classes="panel"):
+            yield Static(self._detail(), id="job-detail")
+        with Vertical(id="history-panel", classes="panel"):
+            yield Label("", classes="panel-error -empty")
+            yield ExecutionTable(id="history")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#detail-panel").border_title = f"Job {self.job.id}"
+        self.query_one("#history-panel").border_title = "History (newest first)"
+        self.query_one(ExecutionTable).focus()
+
+    def show_job(self, job: Job) -> None:
+        self.job = job
+        self.query_one("#job-detail", Static).update(self._detail())
+
+    def show_history(self, executions: Sequence[Execution]) -> None:
+        self.query_one(ExecutionTable).show(executions, self.clock())
+
+    def show_error(self, error: str) -> None:
+        label = self.query_one("#history-panel .panel-error", Label)
+        label.update(error)
+        label.set_class(not error, "-empty")
+
+    def _detail(self) -> Text:
+        job, now = self.job, self.clock()
+        rows = [
+            ("project", str(job.project_id)),
+            ("spec", job.spec),
+            ("timezone", job.timezone),
+            ("callback", job.callback_url),
+            ("data", job.data or "-"),
+            ("paused", "yes" if job.paused else "no"),
+            ("next run", "-" if job.paused else fmt.clock_time(job.next_run_at, now) + " UTC"),
+            ("last run", fmt.clock_time(job.last_execution_date, now)),
+        ]
+        text = Text()
+        for name, value in rows:
+            text.append(f"{name:>10}  ", style="bold")
+            text.append(f"{value}\n")
+        text.append(f"{'last state':>10}  ", style="bold")
+        text.append_text(fmt.state_text(job.last_state, job.last_status_code))
+        return text
+
+
+MODAL_CSS = """
+{name} {{ align: center middle; }}
+{name} > Vertical {{ width: 90; height: auto; max-height: 80%; border: thick $primary;
+                    background: $surface; padding: 0 1; }}
+{name} .title {{ text-style: bold; margin-bottom: 1; }}
+{name} .hint {{ color: $text-muted; margin-top: 1; }}
+"""
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="ConfirmScreen")
+        + """
+    ConfirmScreen #buttons { height: auto; margin-top: 1; align-horizontal: right; }
+    ConfirmScreen #buttons Button { margin-left: 1; }
+    """
+    )
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes", id="confirm.yes"),
+        Binding("n,escape", "answer(False)", "No", id="confirm.no"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, classes="title")
+            with Horizontal(id="buttons"):
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+ALL_PROJECTS = "all"
+NEW_PROJECT = "new"
+
+
+class ProjectsScreen(ModalScreen[str | int | None]):
+    """The projects: pick one to filter the jobs by, all of them, or create one.
+    Dismisses with a project id, ``ALL_PROJECTS``, ``NEW_PROJECT`` or None."""
+
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="ProjectsScreen")
+        + """
+    ProjectsScreen DataTable { height: auto; max-height: 20; }
+    """
+    )
+    BINDINGS = [
+        Binding("a", "pick_all", "All projects", id="projects.all"),
+        Binding("n", "new_project", "New project", id="projects.new"),
+        Binding("escape", "close", "Close", id="projects.close"),
+    ]
+
+    def __init__(self, projects: Sequence[Project]) -> None:
+        super().__init__()
+        self.projects = projects
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Projects — enter filters the jobs by one", classes="title")
+            yield DataTable[Any](id="projects", cursor_type="row")
+            yield Label("a: all projects   n: new project   esc: close", classes="hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_column("id", key="id")
+        table.add_column("name", key="name")
+        table.add_column("description", key="description")
+        self.show(self.projects)
+        table.focus()
+
+    def show(self, projects: Sequence[Project]) -> None:
+        self.projects = projects
+        rows = [(str(p.id), [str(p.id), p.name, p.description]) for p in projects]
+        sync_rows(self.query_one(DataTable), rows)
+
+    @on(DataTable.RowSelected)
+    def _picked(self, event: DataTable.RowSelected) -> None:
+        key = event.row_key.value
+        self.dismiss(int(key) if key else None)
+
+    def action_pick_all(self) -> None:
+        self.dismiss(ALL_PROJECTS)
+
+    def action_new_project(self) -> None:
+        self.dismiss(NEW_PROJECT)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class SwitchNodeScreen(ModalScreen[str | None]):
+    """Pick a member, or type any node's URL; dismisses with the URL."""
+
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="SwitchNodeScreen")
+        + """
+    SwitchNodeScreen OptionList { height: auto; max-height: 12; }
+    """
+    )
+    BINDINGS = [Binding("escape", "close", "Close", id="switch.close")]
+
+    def __init__(self, view: ClusterView | None, current_url: str) -> None:
+        super().__init__()
+        self.view = view
+        self.current_url = current_url
+
+    def compose(self) -> ComposeResult:
+        members = self.view.members if self.view else ()
+        options = [
+            Option(
+                f"node {m.node_id}  {m.address}  {m.role}"
+                + ("" if m.reachable else "  (unreachable)")
+                + ("  ← connected" if m.address == self.current_url else ""),
+                id=m.address,
+            )
+            for m in members
+        ]
+        with Vertical():
+            yield Label(f"Switch node (connected: {self.current_url})", classes="title")
+            yield OptionList(*options, id="members")
+            yield Input(placeholder="or another node's URL, e.g. http://127.0.0.1:9092", id="url")
+
+    def on_mount(self) -> None:
+        members = self.query_one(OptionList)
+        (members if members.option_count else self.query_one(Input)).focus()
+
+    @on(OptionList.OptionSelected)
+    def _picked(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+    @on(Input.Submitted)
+    def _typed(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key, generated from the bindings (``rows``): none is written twice."""
+
+    DEFAULT_CSS = (
+        MODAL_CSS.format(name="HelpScreen")
+        + """
+    HelpScreen DataTable { height: auto; max-height: 34; }
+    """
+    )
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close", id="help.close")]
+
+    def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        super().__init__()
+        self.rows = list(rows)
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label("Keys (ctrl+p opens the command palette)", classes="title")
+            yield DataTable[Any](id="keys", cursor_type="none", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("key", "does", "where")
+        for row in self.rows:
+            table.add_row(*row)
+        table.focus()
+
+    def action_close(self) -> None:
+        self.dismiss(None)

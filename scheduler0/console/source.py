@@ -1,0 +1,246 @@
+"""What the console shows, and the seam it reads it through.
+
+The records are frozen and built from the API's JSON at the edge
+(``from_api``), so widgets never index raw dicts. ``ConsoleSource`` is the one
+interface the app talks to: ``HttpSource`` speaks to a node, tests pass a fake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+EXECUTION_STATES = ("dispatched", "success", "failed", "missed", "lost")
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _float(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One node of the cluster as ``GET /cluster`` reports it."""
+
+    node_id: int
+    address: str
+    role: str
+    reachable: bool
+    over_memory: bool = False
+    last_contact: float | None = None
+    buckets_owned: int | None = None
+    jobs_owned: int | None = None
+    queue_depth: int | None = None
+    in_flight: int | None = None
+    fire_lag_p99_seconds: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Member:
+        return cls(
+            node_id=int(data["node_id"]),
+            address=str(data.get("address", "")),
+            role=str(data.get("role", "?")),
+            reachable=bool(data.get("reachable")),
+            over_memory=bool(data.get("over_memory")),
+            last_contact=_float(data.get("last_contact")),
+            buckets_owned=_int(data.get("buckets_owned")),
+            jobs_owned=_int(data.get("jobs_owned")),
+            queue_depth=_int(data.get("queue_depth")),
+            in_flight=_int(data.get("in_flight")),
+            fire_lag_p99_seconds=_float(data.get("fire_lag_p99_seconds")),
+            error=_str(data.get("error")),
+        )
+
+
+@dataclass(frozen=True)
+class ClusterView:
+    """The connected node's view of the cluster."""
+
+    node_id: int
+    leader_node_id: int | None
+    term: int | None
+    has_quorum: bool
+    epoch: int | None
+    commit_index: int | None = None
+    applied_index: int | None = None
+    members: tuple[Member, ...] = ()
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> ClusterView:
+        return cls(
+            node_id=int(data["node_id"]),
+            leader_node_id=_int(data.get("leader_node_id")),
+            term=_int(data.get("term")),
+            has_quorum=bool(data.get("has_quorum")),
+            epoch=_int(data.get("epoch")),
+            commit_index=_int(data.get("commit_index")),
+            applied_index=_int(data.get("applied_index")),
+            members=tuple(Member.from_api(m) for m in data.get("members", [])),
+        )
+
+
+@dataclass(frozen=True)
+class Project:
+    id: int
+    name: str
+    description: str = ""
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Project:
+        return cls(int(data["id"]), str(data.get("name", "")), str(data.get("description") or ""))
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    project_id: int
+    spec: str
+    timezone: str = "UTC"
+    callback_url: str = ""
+    data: str = ""
+    paused: bool = False
+    next_run_at: str | None = None
+    last_state: str | None = None
+    last_status_code: int | None = None
+    last_execution_date: str | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Job:
+        return cls(
+            id=int(data["id"]),
+            project_id=int(data["project_id"]),
+            spec=str(data.get("spec", "")),
+            timezone=str(data.get("timezone") or "UTC"),
+            callback_url=str(data.get("callback_url") or ""),
+            data=str(data.get("data") or ""),
+            paused=bool(data.get("paused")),
+            next_run_at=_str(data.get("next_run_at")),
+            last_state=_str(data.get("last_state")),
+            last_status_code=_int(data.get("last_status_code")),
+            last_execution_date=_str(data.get("last_execution_date")),
+        )
+
+    def matches(self, text: str) -> bool:
+        """The ``/`` filter: a case-insensitive substring of id, spec, timezone, URL or data."""
+        needle = text.strip().lower()
+        haystack = (str(self.id), self.spec, self.timezone, self.callback_url, self.data)
+        return not needle or any(needle in part.lower() for part in haystack)
+
+
+@dataclass(frozen=True)
+class JobPage:
+    """The jobs shown (after filtering) and how many the node holds for the project."""
+
+    jobs: tuple[Job, ...]
+    total: int
+
+
+@dataclass(frozen=True)
+class Execution:
+    id: int
+    execution_id: str
+    job_id: int
+    scheduled_at: str
+    state: str
+    status_code: int | None = None
+    attempts: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    node_id: int | None = None
+
+    @classmethod
+    def from_api(cls, data: dict[str, Any]) -> Execution:
+        return cls(
+            id=int(data["id"]),
+            execution_id=str(data.get("execution_id", "")),
+            job_id=int(data["job_id"]),
+            scheduled_at=str(data.get("scheduled_at", "")),
+            state=str(data.get("state", "?")),
+            status_code=_int(data.get("status_code")),
+            attempts=_int(data.get("attempts")),
+            latency_ms=_int(data.get("latency_ms")),
+            error=_str(data.get("error")),
+            node_id=_int(data.get("node_id")),
+        )
+
+
+@dataclass(frozen=True)
+class JobDraft:
+    """What the job form sends. Blank optional fields are left out so the node's
+    defaults (``UTC``, no data) apply and its validation names the field."""
+
+    spec: str
+    callback_url: str
+    project_id: int | None = None
+    timezone: str = ""
+    data: str = ""
+
+    def to_body(self, *, with_project: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {"spec": self.spec, "callback_url": self.callback_url}
+        if with_project:
+            body["project_id"] = self.project_id
+        if self.timezone.strip():
+            body["timezone"] = self.timezone.strip()
+        if self.data:
+            body["data"] = self.data
+        return body
+
+
+class ConsoleSource(Protocol):
+    """Everything the console reads and changes. Implementations block (the app
+    calls them from worker threads), answer within a couple of seconds, and raise
+    ``scheduler0.errors.Scheduler0Error`` subclasses: ``Unreachable`` when the
+    node does not answer, ``ValidationFailed`` (with ``details`` naming fields)
+    for invalid input, anything else for a refusal. They are called from several
+    threads at once."""
+
+    @property
+    def url(self) -> str:
+        """Base URL of the node currently connected to."""
+        ...
+
+    def cluster(self) -> ClusterView:
+        """``GET /cluster`` on the connected node."""
+        ...
+
+    def projects(self) -> list[Project]: ...
+
+    def create_project(self, name: str, description: str) -> Project: ...
+
+    def jobs(self, project: int | None, text: str) -> JobPage:
+        """Jobs of ``project`` (all when None) whose fields contain ``text``."""
+        ...
+
+    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
+        """Newest first, across the cluster; ``job``/``state`` narrow it."""
+        ...
+
+    def create_job(self, draft: JobDraft) -> Job: ...
+
+    def update_job(self, job_id: int, draft: JobDraft) -> Job: ...
+
+    def delete_job(self, job_id: int) -> None: ...
+
+    def pause_job(self, job_id: int) -> Job: ...
+
+    def resume_job(self, job_id: int) -> Job: ...
+
+    def run_job(self, job_id: int) -> None:
+        """Fire the job now, once, outside its schedule."""
+        ...
+
+    def switch(self, node_url: str) -> None:
+        """Talk to another node from now on, with the same credentials. No I/O."""
+        ...
+
+    def close(self) -> None: ...

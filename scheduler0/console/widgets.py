@@ -1,0 +1,238 @@
+"""The console's panels. Each table is filled by ``show(...)`` from a message
+handler and keeps its rows keyed, so a refresh updates cells in place and the
+cursor stays on the row it was on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import DataTable
+
+from scheduler0.console import format as fmt
+from scheduler0.console.source import ClusterView, Execution, Job, Member, Project
+
+Clock = Callable[[], float]
+Row = tuple[str, Sequence[Any]]
+
+
+def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> None:
+    """Make ``table`` show ``rows`` (key, cells) in this order.
+
+    Rows that stay are updated cell by cell and new rows are appended, so the
+    cursor does not move. Only when the order itself changes (new rows on top)
+    is the table rebuilt, and then the cursor is put back on the same key.
+    """
+    wanted = dict(rows)
+    current = [key.value for key in table.rows if key.value is not None]
+    kept = [key for key in current if key in wanted]
+    new = [key for key, _ in rows if key not in set(current)]
+    if [key for key, _ in rows] != kept + new:
+        _rebuild(table, rows)
+        return
+    for key in current:
+        if key not in wanted:
+            table.remove_row(key)
+    columns = [column.key for column in table.ordered_columns]
+    for key in kept:
+        for column, value in zip(columns, wanted[key], strict=True):
+            if table.get_cell(key, column) != value:
+                table.update_cell(key, column, value)
+    for key in new:
+        table.add_row(*wanted[key], key=key)
+
+
+def _rebuild(table: DataTable[Any], rows: Sequence[Row]) -> None:
+    selected: str | None = None
+    if table.row_count and table.is_valid_row_index(table.cursor_row):
+        selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+    table.clear()
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
+    if selected is not None and selected in dict(rows):
+        table.move_cursor(row=table.get_row_index(selected), scroll=False)
+
+
+@dataclass
+class Connection:
+    """What the cluster bar shows; the app updates it, every bar renders it."""
+
+    url: str
+    view: ClusterView | None = None
+    fetched_at: float | None = None
+    failures: int = 0
+    error: str | None = None
+    unreachable: bool = False
+
+
+class ClusterBar(Widget):
+    """One line, always on screen: node, leader, term, quorum, epoch, freshness."""
+
+    DEFAULT_CSS = """
+    ClusterBar { dock: top; height: 1; padding: 0 1; background: $primary-darken-2; }
+    ClusterBar.-failing { background: $error-darken-1; }
+    """
+
+    def __init__(self, connection: Connection, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.connection = connection
+        self.clock = clock
+
+    def render(self) -> Text:
+        c = self.connection
+        text = Text.assemble(("scheduler0 ", "bold"))
+        view = c.view
+        node = f"node {view.node_id} " if view else ""
+        text.append(f"{node}{c.url}")
+        if view is not None:
+            leader = f"node {view.leader_node_id}" if view.leader_node_id else "none"
+            quorum = ("yes", "green") if view.has_quorum else ("NO", "bold red")
+            text.append(f" │ leader {leader} │ term {fmt.number(view.term)} │ quorum ")
+            text.append(*quorum)
+            text.append(f" │ epoch {fmt.number(view.epoch)} │ ")
+        else:
+            text.append(" │ ")
+        text.append(self.freshness())
+        return text
+
+    def changed(self) -> None:
+        """The connection changed: repaint (the age is repainted by the app's tick)."""
+        self.set_class(self.connection.failures > 0, "-failing")
+        self.refresh()
+
+    def freshness(self) -> str:
+        c = self.connection
+        if c.failures:
+            problem = "node unreachable" if c.unreachable else f"error: {c.error}"
+            return f"{problem} — retrying {c.failures}/∞"
+        if c.fetched_at is None:
+            return "connecting…"
+        return f"updated {max(0, int(self.clock() - c.fetched_at))} s ago"
+
+
+class NodesTable(DataTable[Any]):
+    COLUMNS = (
+        ("node", "node"),
+        ("address", "address"),
+        ("role", "role"),
+        ("health", "health"),
+        ("last contact", "contact"),
+        ("buckets", "buckets"),
+        ("jobs", "jobs"),
+        ("queue", "queue"),
+        ("in flight", "in_flight"),
+        ("fire lag p99", "lag"),
+    )
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, view: ClusterView, now: float) -> None:
+        sync_rows(self, [(str(m.node_id), _member_cells(m, view, now)) for m in view.members])
+
+
+def _member_cells(m: Member, view: ClusterView, now: float) -> list[Any]:
+    if not m.reachable:
+        health = Text("unreachable", style="bold red")
+    elif m.over_memory:
+        health = Text("over memory", style="yellow")
+    else:
+        health = Text("up", style="green")
+    role = Text(m.role, style="bold" if m.role == "leader" else "")
+    contact = "self" if m.node_id == view.node_id else fmt.ago(m.last_contact, now)
+    return [
+        str(m.node_id),
+        m.address,
+        role,
+        health,
+        contact,
+        fmt.number(m.buckets_owned),
+        fmt.number(m.jobs_owned),
+        fmt.number(m.queue_depth),
+        fmt.number(m.in_flight),
+        fmt.seconds(m.fire_lag_p99_seconds),
+    ]
+
+
+class JobsTable(DataTable[Any]):
+    COLUMNS = (
+        ("id", "id"),
+        ("project", "project"),
+        ("spec", "spec"),
+        ("timezone", "timezone"),
+        ("next run (UTC)", "next_run"),
+        ("last status", "last_status"),
+        ("paused", "paused"),
+        ("callback", "callback"),
+    )
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, jobs: Sequence[Job], projects: dict[int, Project], now: float) -> None:
+        sync_rows(self, [(str(job.id), job_cells(job, projects, now)) for job in jobs])
+
+    def selected_key(self) -> str | None:
+        if not self.row_count or not self.is_valid_row_index(self.cursor_row):
+            return None
+        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
+        return key
+
+
+def job_cells(job: Job, projects: dict[int, Project], now: float) -> list[Any]:
+    project = projects.get(job.project_id)
+    return [
+        str(job.id),
+        f"{job.project_id} {project.name}" if project else str(job.project_id),
+        job.spec,
+        job.timezone,
+        "-" if job.paused else fmt.clock_time(job.next_run_at, now),
+        fmt.state_text(job.last_state, job.last_status_code),
+        fmt.yes_no(job.paused),
+        job.callback_url,
+    ]
+
+
+class ExecutionTable(DataTable[Any]):
+    """Executions, newest first, state coloured (the log and a job's history)."""
+
+    COLUMNS = (
+        ("scheduled (UTC)", "scheduled"),
+        ("job", "job"),
+        ("execution", "execution"),
+        ("state", "state"),
+        ("code", "code"),
+        ("attempts", "attempts"),
+        ("latency", "latency"),
+        ("node", "node"),
+        ("error", "error"),
+    )
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def show(self, executions: Sequence[Execution], now: float) -> None:
+        sync_rows(self, [(str(e.id), _execution_cells(e, now)) for e in executions])
+
+
+def _execution_cells(e: Execution, now: float) -> list[Any]:
+    return [
+        fmt.clock_time(e.scheduled_at, now),
+        str(e.job_id),
+        e.execution_id,
+        fmt.state_text(e.state),
+        fmt.number(e.status_code),
+        fmt.number(e.attempts),
+        "-" if e.latency_ms is None else f"{e.latency_ms} ms",
+        fmt.number(e.node_id),
+        Text(e.error or "", style="red"),
+    ]
