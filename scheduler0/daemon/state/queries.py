@@ -10,14 +10,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from scheduler0.daemon.scheduling.cron import parse_schedule
+from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule
 from scheduler0.daemon.state.schema import connect, execution_id
 from scheduler0.errors import NotFound
 
@@ -29,8 +29,22 @@ def iso(ts: float | int | None) -> str | None:
     if ts is None:
         return None
     if isinstance(ts, int):
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+        return _iso_seconds(ts)
+    whole, micro = divmod(round(ts * 1_000_000), 1_000_000)
+    return f"{_iso_seconds(whole)[:-1]}.{micro:06d}Z"
+
+
+@lru_cache(maxsize=8192)
+def _iso_seconds(ts: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+@lru_cache(maxsize=8192)
+def _schedule(spec: str, timezone: str, anchor: int) -> Schedule | None:
+    try:
+        return parse_schedule(spec, timezone, anchor)
+    except ValueError:
+        return None
 
 
 def decode_data(raw: str | None) -> Any:
@@ -236,7 +250,27 @@ def _credential(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def job_out(row: sqlite3.Row) -> dict[str, Any]:
+def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The row ``JobsCreated`` writes for ``job``: lets the API answer without
+    reading it back. Keep in step with ``StateMachine._jobs_created``."""
+    return {
+        **job,
+        "id": job_id,
+        "paused": 0,
+        "not_before": job["anchor"],
+        "last_fired_slot": None,
+        "last_state": None,
+        "last_status_code": None,
+        "fired_count": 0,
+        "success_count": 0,
+        "failed_count": 0,
+        "missed_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def job_out(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "id": row["id"],
         "project_id": row["project_id"],
@@ -259,11 +293,10 @@ def job_out(row: sqlite3.Row) -> dict[str, Any]:
     }
 
 
-def next_run(row: sqlite3.Row) -> int | None:
+def next_run(row: Mapping[str, Any]) -> int | None:
     """The next slot on the job's grid after its last fired slot (or its start)."""
-    try:
-        schedule = parse_schedule(row["spec"], row["timezone"], row["anchor"])
-    except ValueError:
+    schedule = _schedule(row["spec"], row["timezone"], row["anchor"])
+    if schedule is None:
         return None
     base = max(row["not_before"], row["last_fired_slot"] or row["not_before"])
     return schedule.next_after(base)
