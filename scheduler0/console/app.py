@@ -53,6 +53,7 @@ from scheduler0.console.widgets import (
     ExecutionTable,
     JobsTable,
     NodesTable,
+    selected_key,
 )
 from scheduler0.errors import Scheduler0Error
 
@@ -110,6 +111,9 @@ class ConsoleApp(App[None]):
         return self.main
 
     def on_mount(self) -> None:
+        self.call_after_refresh(self._start)  # once the main screen is composed
+
+    def _start(self) -> None:
         self._retitle()
         self.tick()
         if self.refresh_seconds:
@@ -232,7 +236,7 @@ class ConsoleApp(App[None]):
         for screen in reversed(self.screen_stack):
             if isinstance(screen, JobScreen):
                 return screen.job
-        key = self.main.query_one(JobsTable).selected_key()
+        key = selected_key(self.main.query_one(JobsTable))
         return self.jobs.get(int(key)) if key else None
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -258,7 +262,7 @@ class ConsoleApp(App[None]):
     def help_rows(self) -> Iterator[tuple[str, str, str]]:
         """(key, description, where) for every binding the console declares."""
         places: list[tuple[str, list[Any]]] = [
-            ("everywhere", [*ConsoleApp.BINDINGS, *App.BINDINGS, *Screen.BINDINGS]),
+            ("console", [*ConsoleApp.BINDINGS, *App.BINDINGS, *Screen.BINDINGS]),
             ("jobs list", MainScreen.BINDINGS),
             ("job page", JobScreen.BINDINGS),
             ("forms", FormScreen.BINDINGS),

@@ -49,7 +49,9 @@ def ago(timestamp: float | None, now: float) -> str:
 def state_text(state: str | None, status_code: int | None = None) -> Text:
     if not state:
         return Text("-", style="dim")
-    label = state if status_code is None else f"{state} {status_code}"
+    # A dispatched or missed run has no answer yet: its code would be the previous run's.
+    shown = status_code is not None and state in ("success", "failed")
+    label = f"{state} {status_code}" if shown else state
     return Text(label, style=STATE_STYLES.get(state, ""))
 
 

@@ -68,6 +68,13 @@ class FormScreen(ModalScreen[T], Generic[T]):
                 yield Button("Save", variant="primary", id="save")
                 yield Button("Cancel", id="cancel")
 
+    def on_mount(self) -> None:
+        # The first field the user can change, not the scrolling container.
+        for widget in self.query("Input, Select"):
+            if not widget.disabled:
+                widget.focus()
+                break
+
     def fields(self) -> Iterator[Widget]:
         """The field widgets, each from ``field``."""
         raise NotImplementedError
@@ -153,7 +160,7 @@ class JobForm(FormScreen[Job | None]):
         known = {p.id for p in self.projects}
         project = Select(
             options,
-            prompt="project",
+            prompt="choose a project",
             value=self.project_id if self.project_id in known else Select.NULL,
             disabled=job is not None,
         )

@@ -30,7 +30,7 @@ from scheduler0.console.widgets import (
 PANEL_CSS = """
 .panel { border: round $primary-lighten-1; border-title-color: $text; padding: 0 0; }
 .panel:focus-within { border: round $accent; }
-.panel .panel-error { color: $error; height: auto; }
+.panel .panel-error { color: $error; height: auto; padding: 0 1; }
 .panel .panel-error.-empty { display: none; }
 """
 
@@ -44,7 +44,7 @@ class MainScreen(Screen[None]):
     MainScreen #jobs-panel { height: 1fr; min-height: 8; }
     MainScreen #job-filter { dock: top; display: none; }
     MainScreen #job-filter.-shown { display: block; }
-    MainScreen #log-panel { height: 14; }
+    MainScreen #log-panel { height: 1fr; min-height: 8; }
     """
     )
     BINDINGS = [
@@ -95,6 +95,7 @@ class JobScreen(Screen[None]):
     DEFAULT_CSS = (
         PANEL_CSS
         + """
+    JobScreen #detail-panel { height: auto; }
     JobScreen #job-detail { height: auto; padding: 0 1; }
     JobScreen #history-panel { height: 1fr; }
     """

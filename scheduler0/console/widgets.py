@@ -22,38 +22,37 @@ Row = tuple[str, Sequence[Any]]
 def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> None:
     """Make ``table`` show ``rows`` (key, cells) in this order.
 
-    Rows that stay are updated cell by cell and new rows are appended, so the
-    cursor does not move. Only when the order itself changes (new rows on top)
-    is the table rebuilt, and then the cursor is put back on the same key.
+    Rows that stay are updated cell by cell and new rows are appended; when the
+    order itself changes (new rows on top) the table is rebuilt. Either way the
+    cursor ends on the same row key it was on, if that row is still there.
     """
+    selected = selected_key(table)
     wanted = dict(rows)
     current = [key.value for key in table.rows if key.value is not None]
     kept = [key for key in current if key in wanted]
     new = [key for key, _ in rows if key not in set(current)]
     if [key for key, _ in rows] != kept + new:
-        _rebuild(table, rows)
-        return
+        table.clear()
+        kept, new = [], [key for key, _ in rows]
     for key in current:
-        if key not in wanted:
+        if key not in wanted and key in table.rows:
             table.remove_row(key)
     columns = [column.key for column in table.ordered_columns]
     for key in kept:
         for column, value in zip(columns, wanted[key], strict=True):
             if table.get_cell(key, column) != value:
-                table.update_cell(key, column, value)
+                table.update_cell(key, column, value, update_width=True)
     for key in new:
         table.add_row(*wanted[key], key=key)
-
-
-def _rebuild(table: DataTable[Any], rows: Sequence[Row]) -> None:
-    selected: str | None = None
-    if table.row_count and table.is_valid_row_index(table.cursor_row):
-        selected = table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
-    table.clear()
-    for key, cells in rows:
-        table.add_row(*cells, key=key)
-    if selected is not None and selected in dict(rows):
+    if selected in wanted and selected_key(table) != selected:
         table.move_cursor(row=table.get_row_index(selected), scroll=False)
+
+
+def selected_key(table: DataTable[Any]) -> str | None:
+    """The row key under the cursor, if any."""
+    if not table.row_count or not table.is_valid_row_index(table.cursor_row):
+        return None
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
 
 
 @dataclass
@@ -83,20 +82,27 @@ class ClusterBar(Widget):
 
     def render(self) -> Text:
         c = self.connection
-        text = Text.assemble(("scheduler0 ", "bold"))
         view = c.view
-        node = f"node {view.node_id} " if view else ""
-        text.append(f"{node}{c.url}")
+        text = Text.assemble(("scheduler0 ", "bold"))
+        text.append(f"node {view.node_id} {c.url}" if view else c.url)
+        text.append(" │ ")
+        if c.failures:
+            text.append(self.freshness(), style="bold")
+            if view is not None:
+                text.append(f" │ last known: {self._summary(view)}")
+            return text
         if view is not None:
-            leader = f"node {view.leader_node_id}" if view.leader_node_id else "none"
-            quorum = ("yes", "green") if view.has_quorum else ("NO", "bold red")
-            text.append(f" │ leader {leader} │ term {fmt.number(view.term)} │ quorum ")
-            text.append(*quorum)
-            text.append(f" │ epoch {fmt.number(view.epoch)} │ ")
-        else:
+            text.append(self._summary(view))
+            text.append(" │ quorum ")
+            text.append(*(("yes", "green") if view.has_quorum else ("NO", "bold red")))
             text.append(" │ ")
         text.append(self.freshness())
         return text
+
+    @staticmethod
+    def _summary(view: ClusterView) -> str:
+        leader = f"node {view.leader_node_id}" if view.leader_node_id else "none"
+        return f"leader {leader} │ term {fmt.number(view.term)} │ epoch {fmt.number(view.epoch)}"
 
     def changed(self) -> None:
         """The connection changed: repaint (the age is repainted by the app's tick)."""
@@ -178,12 +184,6 @@ class JobsTable(DataTable[Any]):
 
     def show(self, jobs: Sequence[Job], projects: dict[int, Project], now: float) -> None:
         sync_rows(self, [(str(job.id), job_cells(job, projects, now)) for job in jobs])
-
-    def selected_key(self) -> str | None:
-        if not self.row_count or not self.is_valid_row_index(self.cursor_row):
-            return None
-        key = self.coordinate_to_cell_key(self.cursor_coordinate).row_key.value
-        return key
 
 
 def job_cells(job: Job, projects: dict[int, Project], now: float) -> list[Any]:

@@ -1,0 +1,343 @@
+"""The console's screens, pinned: a fake source with fixed data, a fixed terminal
+size and a frozen clock, so each SVG is the same on every run. Review the SVGs
+under ``tests/__snapshots__/`` after ``pytest --snapshot-update``.
+
+Also here, fast and without a node: keyed rows keep the cursor across
+refreshes, and a failing source is shown in place without stopping the app.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from scheduler0.client import Unreachable
+from scheduler0.console.app import ConsoleApp, create_console
+from scheduler0.console.forms import JobForm, ProjectForm
+from scheduler0.console.screens import JobScreen, ProjectsScreen, SwitchNodeScreen
+from scheduler0.console.source import (
+    ClusterView,
+    Execution,
+    Job,
+    JobDraft,
+    JobPage,
+    Member,
+    Project,
+)
+from scheduler0.console.widgets import ClusterBar
+from scheduler0.errors import FieldError, NotFound, ValidationFailed
+
+SIZE = (140, 45)
+NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC).timestamp()
+
+
+def frozen_clock() -> float:
+    return NOW
+
+
+def iso(offset: float) -> str:
+    return datetime.fromtimestamp(NOW + offset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class FakeSource:
+    """A ``ConsoleSource`` over fixed, in-memory data; ``cluster_error`` makes the
+    cluster call fail as a dead node does."""
+
+    def __init__(self) -> None:
+        self.url = "http://127.0.0.1:9091"
+        self.lock = threading.Lock()
+        self.cluster_error: Exception | None = None
+        self.calls: list[str] = []
+        self.members = (
+            Member(1, "http://127.0.0.1:9091", "leader", True, False, None, 342, 1204, 3, 1, 0.04),
+            Member(2, "http://127.0.0.1:9092", "follower", True, False, NOW - 0.3, 341, 1187, 0, 0),
+            Member(3, "http://127.0.0.1:9093", "follower", False, error="connect refused"),
+        )
+        self.project_list = [Project(1, "billing", "invoices"), Project(2, "reports", "")]
+        states = ["success", "failed", None, "missed", "success", "success"]
+        self.job_list = [
+            Job(
+                id=i,
+                project_id=1 if i <= 4 else 2,
+                spec=["@every 5s", "*/10 * * * * *", "0 3 * * *", "@hourly", "*/5 * * * *"][i % 5],
+                timezone="UTC" if i % 2 else "Europe/Paris",
+                callback_url=f"http://hooks.example/{i}",
+                data=f'{{"job": {i}}}',
+                paused=i == 3,
+                next_run_at=None if i == 3 else iso(i * 7),
+                last_state=states[i - 1],
+                last_status_code={"success": 200, "failed": 500}.get(states[i - 1] or ""),
+                last_execution_date=iso(-i * 11),
+            )
+            for i in range(1, 7)
+        ]
+        kinds = ["success", "success", "failed", "dispatched", "missed", "lost", "success"]
+        self.execution_list = [
+            Execution(
+                id=100 - n,
+                execution_id=f"{n % 6 + 1}-{int(NOW) - n * 5}",
+                job_id=n % 6 + 1,
+                scheduled_at=iso(-n * 5),
+                state=kinds[n % 7],
+                status_code={"success": 200, "failed": 503}.get(kinds[n % 7]),
+                attempts=1 if kinds[n % 7] != "failed" else 3,
+                latency_ms=12 + n,
+                error="HTTP 503 from http://hooks.example/4" if kinds[n % 7] == "failed" else None,
+                node_id=1 + n % 2,
+            )
+            for n in range(12)
+        ]
+
+    def cluster(self) -> ClusterView:
+        self.calls.append("cluster")
+        if self.cluster_error is not None:
+            raise self.cluster_error
+        return ClusterView(1, 1, 7, True, 3, 5120, 5120, self.members)
+
+    def projects(self) -> list[Project]:
+        return list(self.project_list)
+
+    def create_project(self, name: str, description: str) -> Project:
+        project = Project(len(self.project_list) + 1, name, description)
+        self.project_list.append(project)
+        return project
+
+    def jobs(self, project: int | None, text: str) -> JobPage:
+        with self.lock:
+            jobs = [j for j in self.job_list if project in (None, j.project_id)]
+        return JobPage(tuple(j for j in jobs if j.matches(text)), len(jobs))
+
+    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
+        return [
+            e for e in self.execution_list if job in (None, e.job_id) and state in (None, e.state)
+        ][:limit]
+
+    def create_job(self, draft: JobDraft) -> Job:
+        errors = []
+        if len(draft.spec.split()) not in (5, 6) and not draft.spec.startswith("@"):
+            errors.append(FieldError("spec", "expected 5 fields (crontab) or 6 (seconds first)", 0))
+        if not draft.callback_url.startswith("http"):
+            errors.append(FieldError("callback_url", "must be an absolute http(s) URL", 0))
+        if errors:
+            raise ValidationFailed("invalid job", errors)
+        with self.lock:
+            job = Job(len(self.job_list) + 1, draft.project_id or 1, draft.spec)
+            self.job_list.append(job)
+        return job
+
+    def update_job(self, job_id: int, draft: JobDraft) -> Job:
+        return self._change(job_id, spec=draft.spec)
+
+    def _change(self, job_id: int, **changes: Any) -> Job:
+        with self.lock:
+            for n, job in enumerate(self.job_list):
+                if job.id == job_id:
+                    self.job_list[n] = replace(job, **changes)
+                    return self.job_list[n]
+        raise NotFound(f"no job {job_id}")
+
+    def delete_job(self, job_id: int) -> None:
+        with self.lock:
+            self.job_list = [j for j in self.job_list if j.id != job_id]
+
+    def pause_job(self, job_id: int) -> Job:
+        return self._change(job_id, paused=True)
+
+    def resume_job(self, job_id: int) -> Job:
+        return self._change(job_id, paused=False)
+
+    def run_job(self, job_id: int) -> None:
+        self.calls.append(f"run {job_id}")
+
+    def switch(self, node_url: str) -> None:
+        self.url = node_url
+
+    def close(self) -> None:
+        pass
+
+
+def console(source: FakeSource | None = None) -> ConsoleApp:
+    return create_console(source or FakeSource(), clock=frozen_clock, refresh_seconds=None)
+
+
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until ``condition`` holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for the console")
+        await pilot.pause(0.02)
+
+
+def loaded(app: ConsoleApp) -> Callable[[], bool]:
+    """Every first fetch has landed: cluster, projects, jobs and the log."""
+
+    def check() -> bool:
+        tables = {t.id: t.row_count for t in app.main.query(DataTable)}
+        return (
+            bool(app.connection.view and app.projects and tables["jobs"] and tables["log"])
+            and not app._in_flight
+        )
+
+    return check
+
+
+def after(
+    *steps: Callable[[Pilot[Any]], Awaitable[None]],
+) -> Callable[[Pilot[Any]], Awaitable[None]]:
+    async def run(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ConsoleApp)
+        await until(pilot, loaded(app))
+        app.tick()  # a second pass, so job rows show project names
+        await until(pilot, loaded(app))
+        for step in steps:
+            await step(pilot)
+
+    return run
+
+
+# -- snapshots --------------------------------------------------------------
+
+
+def test_main_screen(snap_compare: Any) -> None:
+    assert snap_compare(console(), terminal_size=SIZE, run_before=after())
+
+
+def test_help_lists_every_key(snap_compare: Any) -> None:
+    assert snap_compare(console(), press=["question_mark"], terminal_size=SIZE, run_before=after())
+
+
+def test_job_form_shows_validation_errors_by_field(snap_compare: Any) -> None:
+    async def fill_badly(pilot: Pilot[Any]) -> None:
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(pilot.app.screen, JobForm))
+        await pilot.click("#field-spec")
+        await pilot.press(*"every day")
+        await pilot.click("#field-callback_url")
+        await pilot.press(*"hooks.example")
+        await pilot.press("ctrl+s")
+        await until(
+            pilot, lambda: "-empty" not in pilot.app.screen.query_one("#error-spec").classes
+        )
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=after(fill_badly))
+
+
+def test_job_page_with_history(snap_compare: Any) -> None:
+    async def open_job(pilot: Pilot[Any]) -> None:
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(pilot.app.screen, JobScreen))
+        await until(pilot, lambda: pilot.app.screen.query_one("#history", DataTable).row_count > 0)
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=after(open_job))
+
+
+def test_unreachable_node(snap_compare: Any) -> None:
+    source = FakeSource()
+
+    async def kill(pilot: Pilot[Any]) -> None:
+        app = pilot.app
+        assert isinstance(app, ConsoleApp)
+        source.cluster_error = Unreachable("cannot reach http://127.0.0.1:9091: connection refused")
+        for _ in range(3):
+            app.tick()
+            await until(pilot, lambda: not app._in_flight)
+
+    assert snap_compare(console(source), terminal_size=SIZE, run_before=after(kill))
+
+
+# -- behaviour, without a node ------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_refresh_updates_rows_in_place_and_keeps_the_cursor() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("down", "down", "down")
+        table = app.main.query_one("#jobs", DataTable)
+        assert table.cursor_row == 3
+        source.resume_job(4)
+        source.delete_job(1)  # a row above the cursor goes away
+        source.pause_job(4)
+        app.tick()
+        await until(pilot, lambda: table.row_count == 5)
+        assert app.current_job() is not None
+        assert app.current_job().id == 4  # type: ignore[union-attr]
+        assert str(table.get_cell("4", "paused")) == "yes"
+
+
+@pytest.mark.anyio
+async def test_a_dead_node_is_shown_in_place_and_the_app_keeps_running() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        source.cluster_error = Unreachable("connection refused")
+        for _ in range(2):
+            app.tick()
+            await until(pilot, lambda: not app._in_flight)
+        bar = app.main.query_one(ClusterBar)
+        assert "node unreachable — retrying 2/∞" in str(bar.render())
+        assert app.main.query_one("#nodes", DataTable).row_count == 3  # last rows kept
+        source.cluster_error = None
+        app.tick()
+        await until(pilot, lambda: app.connection.failures == 0)
+        assert "updated 0 s ago" in str(bar.render())
+
+
+@pytest.mark.anyio
+async def test_run_now_asks_first_then_calls_the_node() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("x", "n")  # asked, declined
+        await pilot.press("x", "y")
+        await until(pilot, lambda: "run 1" in source.calls)
+        assert source.calls.count("run 1") == 1
+
+
+@pytest.mark.anyio
+async def test_projects_are_listed_created_and_filter_the_jobs() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ProjectsScreen))
+        assert app.screen.query_one(DataTable).row_count == 2
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, ProjectForm))
+        await pilot.press(*"audit", "ctrl+s")
+        await until(pilot, lambda: app.project_filter == 3)
+        await until(pilot, lambda: app.main.query_one("#jobs", DataTable).row_count == 0)
+        assert "project 3 audit" in str(app.main.query_one("#jobs-panel").border_title)
+        await pilot.press("f")
+        await until(pilot, lambda: isinstance(app.screen, ProjectsScreen))
+        await pilot.press("a")
+        await until(pilot, lambda: app.main.query_one("#jobs", DataTable).row_count == 6)
+
+
+@pytest.mark.anyio
+async def test_switching_node_talks_to_the_chosen_member() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SwitchNodeScreen))
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: source.url == "http://127.0.0.1:9092")
+        await until(pilot, lambda: app.connection.view is not None)
+        assert "http://127.0.0.1:9092" in str(app.main.query_one(ClusterBar).render())
