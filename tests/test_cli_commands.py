@@ -1,8 +1,10 @@
 """The resource commands (projects, jobs, executions, credentials) against one real node.
 
-Each test runs the installed ``scheduler0`` executable, as a user or a script
-would, and checks stdout (data), stderr (messages), ``--json`` shapes and exit
-codes: 0 ok, 1 the API refused, 2 bad usage, 3 node unreachable.
+Each check runs the installed ``scheduler0`` executable, as a user or a script
+would, and looks at stdout (data), stderr (messages), ``--json`` shapes and exit
+codes: 0 ok, 1 the API refused, 2 bad usage, 3 node unreachable. Fixtures are
+set up through the HTTP API directly, and independent runs go in parallel, to
+keep the module short.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ import queue
 import signal
 import subprocess
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +26,10 @@ from typer.testing import CliRunner
 
 from scheduler0.cli.main import app
 from tests.support.nodes import (
+    Client,
     NodeProcess,
-    create_credential,
     free_port,
+    operator_headers,
     running_node,
     scheduler0_command,
 )
@@ -37,6 +41,8 @@ FAR_SPEC = "0 0 1 1 *"
 PAGE_KEYS = {"total", "offset", "limit"}
 JOB_KEYS = {"id", "project_id", "spec", "timezone", "data", "callback_url", "paused"}
 
+Run = subprocess.CompletedProcess[str]
+
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
@@ -45,21 +51,27 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
 
 
 @pytest.fixture(scope="module")
-def cwd(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An empty directory: no config.yml, no .scheduler0; secrets come from env."""
-    return tmp_path_factory.mktemp("cli-cwd")
+def api(node: NodeProcess) -> Iterator[Client]:
+    client = Client(node.api, operator_headers())
+    yield client
+    client.close()
 
 
 class Cli:
+    """Runs ``scheduler0 ... --node URL`` in an empty directory, stdin closed."""
+
     def __init__(self, node: NodeProcess, cwd: Path) -> None:
         self.node = node
         self.cwd = cwd
 
     def env(self, **extra: str) -> dict[str, str]:
-        env = self.node.env()
+        env = self.node.env()  # the operator secrets, no config file needed
+        env["COLUMNS"] = "200"  # tables wide enough to show whole values
         env.update(extra)
-        env["COLUMNS"] = "200"  # rich tables wide enough to show whole values
         return env
+
+    def command(self, args: Sequence[str], node_url: str | None = None) -> list[str]:
+        return [*scheduler0_command(), *args, "--node", node_url or self.node.url]
 
     def __call__(
         self,
@@ -67,10 +79,9 @@ class Cli:
         node_url: str | None = None,
         env: dict[str, str] | None = None,
         stdin: str | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        command = [*scheduler0_command(), *args, "--node", node_url or self.node.url]
+    ) -> Run:
         return subprocess.run(
-            command,
+            self.command(args, node_url),
             cwd=self.cwd,
             env=env or self.env(),
             input=stdin,
@@ -80,7 +91,7 @@ class Cli:
             timeout=60,
         )
 
-    def ok(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def ok(self, *args: str, **kwargs: Any) -> Run:
         out = self(*args, **kwargs)
         assert out.returncode == 0, (args, out.returncode, out.stdout[-2000:], out.stderr[-2000:])
         return out
@@ -88,99 +99,124 @@ class Cli:
     def json(self, *args: str, **kwargs: Any) -> Any:
         return json.loads(self.ok(*args, "--json", **kwargs).stdout)
 
+    def many(self, *calls: Sequence[str], **kwargs: Any) -> list[Run]:
+        """Independent runs (same keyword arguments), in parallel; results in order."""
+        return parallel(*(partial(self, *args, **kwargs) for args in calls))
+
+
+def parallel(*calls: Callable[[], Run]) -> list[Run]:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return list(pool.map(lambda call: call(), calls))
+
 
 @pytest.fixture(scope="module")
-def cli(node: NodeProcess, cwd: Path) -> Cli:
-    return Cli(node, cwd)
+def cli(node: NodeProcess, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    # An empty directory: no config.yml, no .scheduler0; the secrets come from env.
+    return Cli(node, tmp_path_factory.mktemp("cli-cwd"))
 
 
 @pytest.fixture(scope="module")
-def project(cli: Cli) -> dict[str, Any]:
-    data: dict[str, Any] = cli.json("projects", "create", "--name", "jobs-home")
+def project(api: Client) -> dict[str, Any]:
+    data: dict[str, Any] = api.data("POST", "/projects", 201, json={"name": "jobs-home"})
     return data
 
 
-def _job(cli: Cli, project_id: int, spec: str = FAR_SPEC) -> dict[str, Any]:
-    data: dict[str, Any] = cli.json(
-        "jobs",
-        "create",
-        "--project",
-        str(project_id),
-        "--spec",
-        spec,
-        "--callback-url",
-        CALLBACK,
-    )
+def new_job(api: Client, project_id: int) -> dict[str, Any]:
+    body = {"project_id": project_id, "spec": FAR_SPEC, "callback_url": CALLBACK}
+    data: dict[str, Any] = api.data("POST", "/jobs", 201, json=body)
     return data
 
 
-def _refused(out: subprocess.CompletedProcess[str], code: int, text: str) -> None:
-    assert out.returncode == code, (out.returncode, out.stdout, out.stderr)
-    assert out.stdout == ""
-    assert text in out.stderr, out.stderr
+def refused(out: Run, code: int, text: str) -> None:
+    """Exit ``code``, nothing on stdout, the reason on stderr."""
+    assert out.returncode == code, (out.args, out.returncode, out.stdout, out.stderr)
+    assert out.stdout == "", out.stdout
+    assert text in out.stderr, (out.args, out.stderr)
 
 
 # --- projects --------------------------------------------------------------------------
 
 
-def test_projects_create_list_get_update(cli: Cli) -> None:
+def test_projects_create_list_get_update(cli: Cli, api: Client) -> None:
     created = cli.json("projects", "create", "--name", "calendar", "--description", "demo")
     assert {"id", "name", "description", "signing_secret"} <= set(created)
-    assert created["name"] == "calendar"
-
-    human = cli.ok("projects", "list")
-    assert "calendar" in human.stdout
-    assert "projects" in human.stderr  # "N of N projects" is a message, not data
-
-    page = cli.json("projects", "list")
-    assert PAGE_KEYS | {"projects"} <= set(page)
-    assert created["id"] in [p["id"] for p in page["projects"]]
-
-    got = cli.json("projects", "get", str(created["id"]))
-    assert got["signing_secret"] == created["signing_secret"]
-    assert "calendar" in cli.ok("projects", "get", str(created["id"])).stdout
-
-    updated = cli.json("projects", "update", str(created["id"]), "--description", "changed")
-    assert updated["description"] == "changed" and updated["name"] == "calendar"
-
-
-def test_projects_errors_and_paging(cli: Cli) -> None:
-    _refused(cli("projects", "get", "999999"), 1, "no project with id 999999")
-    _refused(cli("projects", "update", "1"), 2, "nothing to change")
-    _refused(cli("projects", "create"), 2, "--name")
-    _refused(cli("projects", "get", "not-a-number"), 2, "not-a-number")
-    _refused(cli("projects", "list", "--limit", "5000"), 1, "limit")  # the API's 422
-
+    pid = str(created["id"])
     for i in range(3):
-        cli.ok("projects", "create", "--name", f"paged-{i}")
-    first = cli.json("projects", "list", "--limit", "2", "--offset", "1")
-    assert (first["limit"], first["offset"], len(first["projects"])) == (2, 1, 2)
-    everything = cli.json("projects", "list", "--all")
-    assert len(everything["projects"]) == everything["total"] >= 4
-    assert everything["projects"][1] == first["projects"][0]
+        api.data("POST", "/projects", 201, json={"name": f"paged-{i}"})
+
+    human, page, got, got_human, updated, first, everything = cli.many(
+        ("projects", "list"),
+        ("projects", "list", "--json"),
+        ("projects", "get", pid, "--json"),
+        ("projects", "get", pid),
+        ("projects", "update", pid, "--description", "changed", "--json"),
+        ("projects", "list", "--limit", "2", "--offset", "1", "--json"),
+        ("projects", "list", "--all", "--json"),
+    )
+    assert human.returncode == 0
+    assert "calendar" in human.stdout and "paged-2" in human.stdout
+    assert "projects" in human.stderr  # "N of N projects": a message, not data
+    data = json.loads(page.stdout)
+    assert set(data) >= PAGE_KEYS | {"projects"}
+    assert created["id"] in [p["id"] for p in data["projects"]]
+    assert json.loads(got.stdout)["signing_secret"] == created["signing_secret"]
+    assert created["signing_secret"] in got_human.stdout
+    assert json.loads(updated.stdout)["description"] == "changed"
+    one_page = json.loads(first.stdout)
+    assert (one_page["limit"], one_page["offset"], len(one_page["projects"])) == (2, 1, 2)
+    whole = json.loads(everything.stdout)
+    assert len(whole["projects"]) == whole["total"] >= 4
+    assert whole["projects"][1] == one_page["projects"][0]
 
 
-def test_projects_delete_needs_yes(cli: Cli) -> None:
-    doomed = cli.json("projects", "create", "--name", "doomed")
-    pid = str(doomed["id"])
+def test_projects_and_jobs_refusals(cli: Cli, project: dict[str, Any]) -> None:
+    pid = str(project["id"])
+    outs = cli.many(
+        ("projects", "get", "999999"),
+        ("projects", "update", pid),
+        ("projects", "get", "not-a-number"),
+        ("jobs", "get", "999999"),
+        ("jobs", "create", "--project", pid, "--spec", "nope", "--callback-url", CALLBACK),  # 422
+        ("jobs", "create", "--project", "999999", "--spec", FAR_SPEC, "--callback-url", CALLBACK),
+        ("jobs", "create", "--project", pid),
+        ("jobs", "frobnicate"),
+        ("executions", "list", "--state", "bogus"),
+        ("executions", "list", "--since", "yesterday"),
+    )
+    expected = [
+        (1, "no project with id 999999"),  # 404
+        (2, "nothing to change"),
+        (2, "integer"),  # typer's own usage error
+        (1, "no job with id 999999"),
+        (1, "spec"),
+        (1, "no project with id 999999"),
+        (2, "--spec"),
+        (2, "frobnicate"),
+        (2, "--state"),
+        (1, "since"),
+    ]
+    for out, (code, text) in zip(outs, expected, strict=True):
+        refused(out, code, text)
 
-    refused = cli("projects", "delete", pid)  # stdin closed: no one to say yes
-    assert refused.returncode == 1
-    assert "--yes" in refused.stderr
-    cli.ok("projects", "get", pid)  # still there
 
+def test_projects_delete_needs_yes(cli: Cli, api: Client) -> None:
+    pid = str(api.data("POST", "/projects", 201, json={"name": "doomed"})["id"])
+
+    closed = cli("projects", "delete", pid)  # stdin closed: no one to say yes
+    refused(closed, 1, "--yes")
     declined = cli("projects", "delete", pid, stdin="n\n")
     assert declined.returncode == 1
-    cli.ok("projects", "get", pid)
+    api.data("GET", f"/projects/{pid}")  # still there
 
-    cli.ok("projects", "delete", pid, stdin="y\n")
-    _refused(cli("projects", "get", pid), 1, "no project")
+    deleted = cli("projects", "delete", pid, stdin="y\n")
+    assert deleted.returncode == 0 and "deleted" in deleted.stderr
+    assert api.call("GET", f"/projects/{pid}").status_code == 404
 
 
 # --- jobs ---------------------------------------------------------------------------------
 
 
-def test_jobs_create_get_update_from_flags(cli: Cli, project: dict[str, Any]) -> None:
+def test_jobs_create_get_update_list(cli: Cli, project: dict[str, Any]) -> None:
     job = cli.json(
         "jobs",
         "create",
@@ -195,79 +231,59 @@ def test_jobs_create_get_update_from_flags(cli: Cli, project: dict[str, Any]) ->
         "--data",
         '{"user": 7}',
     )
-    assert JOB_KEYS <= set(job)
-    assert (job["spec"], job["timezone"], job["data"]) == (
-        "*/5 * * * *",
-        "Europe/Paris",
-        '{"user": 7}',
+    assert set(job) >= JOB_KEYS
+    assert (job["spec"], job["timezone"]) == ("*/5 * * * *", "Europe/Paris")
+    assert job["data"] == '{"user": 7}'
+    jid = str(job["id"])
+
+    got, human, updated = cli.many(
+        ("jobs", "get", jid, "--json"),
+        ("jobs", "get", jid),
+        ("jobs", "update", jid, "--spec", "@every 2h", "--json"),
     )
-
-    assert cli.json("jobs", "get", str(job["id"]))["id"] == job["id"]
-    human = cli.ok("jobs", "get", str(job["id"]))
+    assert json.loads(got.stdout)["id"] == job["id"]
     assert "Europe/Paris" in human.stdout
+    changed = json.loads(updated.stdout)
+    assert (changed["spec"], changed["timezone"]) == ("@every 2h", "Europe/Paris")
 
-    updated = cli.json("jobs", "update", str(job["id"]), "--spec", "@every 2h")
-    assert updated["spec"] == "@every 2h" and updated["timezone"] == "Europe/Paris"
-
-    page = cli.json("jobs", "list", "--project", str(project["id"]))
-    assert PAGE_KEYS | {"jobs"} <= set(page)
-    assert job["id"] in [j["id"] for j in page["jobs"]]
-    listed = cli.ok("jobs", "list", "--project", str(project["id"]))
+    page, listed = cli.many(
+        ("jobs", "list", "--project", str(project["id"]), "--json"),
+        ("jobs", "list", "--project", str(project["id"])),
+    )
+    data = json.loads(page.stdout)
+    assert set(data) >= PAGE_KEYS | {"jobs"}
+    assert job["id"] in [j["id"] for j in data["jobs"]]
     assert "@every 2h" in listed.stdout
 
 
-def test_jobs_errors(cli: Cli, project: dict[str, Any]) -> None:
-    pid = str(project["id"])
-    _refused(cli("jobs", "get", "999999"), 1, "no job with id 999999")
-    _refused(
-        cli("jobs", "create", "--project", pid, "--spec", "not a spec", "--callback-url", CALLBACK),
-        1,
-        "spec",
-    )
-    _refused(
-        cli(
-            "jobs", "create", "--project", "999999", "--spec", FAR_SPEC, "--callback-url", CALLBACK
-        ),
-        1,
-        "no project with id 999999",
-    )
-    _refused(cli("jobs", "create", "--project", pid), 2, "--spec")
-    _refused(cli("jobs", "update", "1"), 2, "nothing to change")
-    _refused(cli("jobs", "list", "--limit", "0"), 2, "--limit")
-    _refused(cli("jobs", "frobnicate"), 2, "frobnicate")
-
-
-def test_jobs_pause_resume_run_delete(cli: Cli, project: dict[str, Any]) -> None:
-    job = _job(cli, project["id"])
-    jid = str(job["id"])
+def test_jobs_pause_resume_run_delete(cli: Cli, api: Client, project: dict[str, Any]) -> None:
+    jid = str(new_job(api, project["id"])["id"])
 
     assert cli.json("jobs", "pause", jid)["paused"] is True
-    paused = cli.ok("jobs", "resume", jid)
-    assert "resumed" in paused.stderr
-    assert cli.json("jobs", "get", jid)["paused"] is False
+    resumed = cli.ok("jobs", "resume", jid)
+    assert "resumed" in resumed.stderr
+    assert api.data("GET", f"/jobs/{jid}")["paused"] is False
 
     run = cli.ok("jobs", "run", jid)
     execution_id = run.stdout.strip()
     assert execution_id.startswith(f"{jid}-"), run.stdout
-    rows = cli.json("executions", "list", "--job", jid)["executions"]
+    rows = api.data("GET", "/executions", params={"jobId": jid})["executions"]
     assert execution_id in [r["execution_id"] for r in rows]
 
-    refused = cli("jobs", "delete", jid)
-    assert refused.returncode == 1 and "--yes" in refused.stderr
-    cli.ok("jobs", "get", jid)
+    refused(cli("jobs", "delete", jid), 1, "--yes")
+    api.data("GET", f"/jobs/{jid}")  # still there
 
     deleted = cli.ok("jobs", "delete", jid, "--yes")
     assert "deleted" in deleted.stderr
-    _refused(cli("jobs", "get", jid), 1, "no job")
-    _refused(cli("jobs", "pause", jid), 1, "no job")
+    refused(cli("jobs", "pause", jid), 1, "no job")
 
 
-def test_jobs_bulk_create_from_yaml(cli: Cli, cwd: Path) -> None:
-    bulk = cli.json("projects", "create", "--name", "bulk")
+def test_jobs_bulk_create_from_yaml(cli: Cli, api: Client) -> None:
+    bulk = api.data("POST", "/projects", 201, json={"name": "bulk"})
     jobs = [
         {"spec": FAR_SPEC, "callback_url": f"{CALLBACK}/{i}", "data": {"i": i}} for i in range(2500)
     ]
-    path = cwd / "jobs.yaml"
+    path = cli.cwd / "jobs.yaml"
     path.write_text(yaml.safe_dump(jobs))
 
     created = cli.json("jobs", "create", "--file", str(path), "--project", str(bulk["id"]))
@@ -275,179 +291,175 @@ def test_jobs_bulk_create_from_yaml(cli: Cli, cwd: Path) -> None:
     ids = [j["id"] for j in created]
     assert len(set(ids)) == 2500
     assert [j["data"] for j in created] == [{"i": i} for i in range(2500)]
+    assert {j["project_id"] for j in created} == {bulk["id"]}
 
-    everything = cli.json("jobs", "list", "--project", str(bulk["id"]), "--all")
-    assert everything["total"] == 2500
-    assert [j["id"] for j in everything["jobs"]] == sorted(ids)
-    page = cli.json("jobs", "list", "--project", str(bulk["id"]), "--limit", "10", "--offset", "5")
-    assert [j["id"] for j in page["jobs"]] == sorted(ids)[5:15]
-
-    human = cli.ok("jobs", "create", "--file", str(path), "--project", str(bulk["id"]))
-    assert "created 2500 jobs" in human.stderr
-    assert human.stdout.strip()  # the new ids, as ranges
-
-
-def test_jobs_file_errors(cli: Cli, project: dict[str, Any], cwd: Path) -> None:
-    one = cwd / "one.json"
-    one.write_text(
-        json.dumps({"spec": FAR_SPEC, "projectId": project["id"], "callbackUrl": CALLBACK})
+    everything, page = cli.many(
+        ("jobs", "list", "--project", str(bulk["id"]), "--all", "--json"),
+        ("jobs", "list", "--project", str(bulk["id"]), "--limit", "10", "--offset", "5", "--json"),
     )
-    single = cli.json("jobs", "create", "--file", str(one))
-    assert isinstance(single, dict) and single["project_id"] == project["id"]
+    whole = json.loads(everything.stdout)
+    assert whole["total"] == 2500
+    assert [j["id"] for j in whole["jobs"]] == sorted(ids)
+    assert [j["id"] for j in json.loads(page.stdout)["jobs"]] == sorted(ids)[5:15]
 
-    bad = cwd / "bad.yaml"
-    bad.write_text(
-        yaml.safe_dump([{"spec": FAR_SPEC, "callback_url": CALLBACK}] * 3 + [{"spec": "x"}])
+
+def test_jobs_create_from_files(cli: Cli, project: dict[str, Any]) -> None:
+    cwd, pid = cli.cwd, project["id"]
+    (cwd / "one.json").write_text(
+        json.dumps({"spec": FAR_SPEC, "projectId": pid, "callbackUrl": CALLBACK})
     )
-    out = cli("jobs", "create", "--file", str(bad), "--project", str(project["id"]))
-    _refused(out, 1, "item 3")
-    assert "no job was created" in out.stderr
-
+    (cwd / "some.yaml").write_text(
+        yaml.safe_dump([{"spec": FAR_SPEC, "callback_url": CALLBACK}] * 25)
+    )
+    bad = [{"spec": FAR_SPEC, "callback_url": CALLBACK}] * 3 + [{"spec": "x"}]
+    (cwd / "bad.yaml").write_text(yaml.safe_dump(bad))
     (cwd / "broken.yaml").write_text("[unclosed")
-    _refused(cli("jobs", "create", "--file", str(cwd / "broken.yaml")), 2, "not valid YAML")
-    _refused(cli("jobs", "create", "--file", str(cwd / "missing.yaml")), 2, "missing.yaml")
+
+    one, some, invalid, broken, missing = cli.many(
+        ("jobs", "create", "--file", str(cwd / "one.json"), "--json"),
+        ("jobs", "create", "--file", str(cwd / "some.yaml"), "--project", str(pid)),
+        ("jobs", "create", "--file", str(cwd / "bad.yaml"), "--project", str(pid)),
+        ("jobs", "create", "--file", str(cwd / "broken.yaml")),
+        ("jobs", "create", "--file", str(cwd / "missing.yaml")),
+    )
+    single = json.loads(one.stdout)
+    assert isinstance(single, dict) and single["project_id"] == pid  # one in, one out
+    assert some.returncode == 0 and "created 25 jobs" in some.stderr
+    assert "-" in some.stdout  # the new ids, as ranges
+    refused(invalid, 1, "item 3")
+    assert "no job was created" in invalid.stderr
+    refused(broken, 2, "not valid YAML")
+    refused(missing, 2, "missing.yaml")
 
 
 # --- executions ---------------------------------------------------------------------------
 
 
-def test_executions_list_and_tail(cli: Cli, project: dict[str, Any]) -> None:
-    job = _job(cli, project["id"])
-    jid = str(job["id"])
-    execution_id = cli.ok("jobs", "run", jid).stdout.strip()
+def test_executions_list_and_tail(cli: Cli, api: Client, project: dict[str, Any]) -> None:
+    jid = str(new_job(api, project["id"])["id"])
+    execution_id = api.data("POST", f"/jobs/{jid}/run", 202)["execution_id"]
 
-    page = cli.json("executions", "list", "--job", jid)
-    assert PAGE_KEYS | {"executions"} <= set(page)
-    assert [r["execution_id"] for r in page["executions"]] == [execution_id]
-    assert execution_id in cli.ok("executions", "list", "--job", jid).stdout
-
-    tail = cli.ok("executions", "tail", "--job", jid, "-n", "5", "--json")
-    rows = [json.loads(line) for line in tail.stdout.splitlines()]
+    page, human, tail, tail_human = cli.many(
+        ("executions", "list", "--job", jid, "--json"),
+        ("executions", "list", "--job", jid),
+        ("executions", "tail", "--job", jid, "-n", "5", "--json"),
+        ("executions", "tail", "--job", jid),
+    )
+    data = json.loads(page.stdout)
+    assert set(data) >= PAGE_KEYS | {"executions"}
+    assert [r["execution_id"] for r in data["executions"]] == [execution_id]
+    assert execution_id in human.stdout
+    rows = [json.loads(line) for line in tail.stdout.splitlines()]  # JSON Lines
     assert [r["execution_id"] for r in rows] == [execution_id]
-    assert execution_id in cli.ok("executions", "tail", "--job", jid).stdout
-
-    _refused(cli("executions", "list", "--state", "bogus"), 2, "--state")
-    _refused(cli("executions", "list", "--since", "yesterday"), 1, "since")
+    assert execution_id in tail_human.stdout
 
 
-def test_executions_tail_follow_prints_new_rows_until_ctrl_c(
-    cli: Cli, project: dict[str, Any]
-) -> None:
-    job = _job(cli, project["id"])
-    jid = str(job["id"])
-    first = cli.ok("jobs", "run", jid).stdout.strip()
-    command = [
-        *scheduler0_command(),
-        "executions",
-        "tail",
-        "--follow",
-        "--json",
-        "--interval",
-        "0.2",
-        "--job",
-        jid,
-        "--node",
-        cli.node.url,
-    ]
-    proc = subprocess.Popen(
-        command,
+def test_executions_tail_follow_prints_new_rows_until_ctrl_c(cli: Cli, api: Client) -> None:
+    followed = api.data("POST", "/projects", 201, json={"name": "followed"})
+    first_job, second_job = new_job(api, followed["id"]), new_job(api, followed["id"])
+    first = api.data("POST", f"/jobs/{first_job['id']}/run", 202)["execution_id"]
+    args = ("executions", "tail", "--follow", "--json", "--interval", "0.2")
+    lines: queue.Queue[str] = queue.Queue()
+    with subprocess.Popen(
+        cli.command([*args, "--project", str(followed["id"])]),
         cwd=cli.cwd,
         env=cli.env(),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
+    ) as proc:
 
-    def pump() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.put(line)
+        def pump() -> None:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.put(line)
 
-    threading.Thread(target=pump, daemon=True).start()
-    try:
-        seen = [json.loads(lines.get(timeout=20))["execution_id"]]
-        assert seen == [first]
-        time.sleep(1.1)  # a run is one per job per second
-        second = cli.ok("jobs", "run", jid).stdout.strip()
-        deadline = time.monotonic() + 20
-        while second not in seen and time.monotonic() < deadline:
-            seen.append(json.loads(lines.get(timeout=20))["execution_id"])
-        assert second in seen
-        assert seen.index(first) < seen.index(second)  # newest last
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            seen = [json.loads(lines.get(timeout=20))["execution_id"]]
+            assert seen == [first]
+            second = api.data("POST", f"/jobs/{second_job['id']}/run", 202)["execution_id"]
+            while second not in seen:
+                seen.append(json.loads(lines.get(timeout=20))["execution_id"])
+            assert seen.index(first) < seen.index(second)  # newest last
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=10) == 0  # Ctrl-C ends following cleanly
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+            reader.join(timeout=10)
 
 
 # --- credentials and auth -------------------------------------------------------------
 
 
-def test_credentials_create_list_archive(cli: Cli) -> None:
+def test_credentials_create_list_archive(cli: Cli, api: Client) -> None:
     cred = cli.json("credentials", "create", "--description", "ci")
     assert {"id", "api_key", "api_secret", "archived"} <= set(cred)
-    human = cli.ok("credentials", "create")
-    assert "api secret" in human.stdout and "cannot be shown again" in human.stderr
-
-    page = cli.json("credentials", "list", "--all")
-    assert PAGE_KEYS | {"credentials"} <= set(page)
-    listed = {c["id"]: c for c in page["credentials"]}
-    assert listed[cred["id"]]["archived"] is False
-    assert all("api_secret" not in c for c in page["credentials"])
-
+    cid = str(cred["id"])
     as_client = cli.env(
         SCHEDULER0_API_KEY=cred["api_key"], SCHEDULER0_API_SECRET=cred["api_secret"]
     )
-    as_client.pop("SCHEDULER0_AUTH_PASSWORD")  # the client key alone must do
-    cli.ok("projects", "list", env=as_client)
+    del as_client["SCHEDULER0_AUTH_PASSWORD"]  # the client key alone must do
     flags = ("--api-key", cred["api_key"], "--api-secret", cred["api_secret"])
-    cli.ok("jobs", "list", *flags)
 
-    refused = cli("credentials", "archive", str(cred["id"]))
-    assert refused.returncode == 1 and "--yes" in refused.stderr
-    still = {c["id"]: c for c in cli.json("credentials", "list", "--all")["credentials"]}
-    assert still[cred["id"]]["archived"] is False
-    cli.ok("projects", "list", env=as_client)
-
-    archived = cli.json("credentials", "archive", str(cred["id"]), "--yes")
-    assert archived["archived"] is True
-    out = cli("projects", "list", env=as_client)
-    assert out.returncode == 1 and out.stderr.strip()
-    _refused(cli("credentials", "archive", "999999", "--yes"), 1, "no credential")
-
-
-def test_auth_and_usage_errors(cli: Cli, node: NodeProcess) -> None:
-    no_secrets = {k: v for k, v in cli.env().items() if not k.startswith("SCHEDULER0_AUTH")}
-    _refused(cli("projects", "list", env=no_secrets), 2, "no credentials")
-    _refused(cli("jobs", "list", "--api-key", "only-a-key"), 2, "--api-secret")
-    wrong = cli.env(SCHEDULER0_AUTH_PASSWORD="wrong")
-    _refused(cli("projects", "list", env=wrong), 1, "")
-    headers = create_credential(node)
-    client_key = cli.env(
-        SCHEDULER0_API_KEY=headers["x-api-key"], SCHEDULER0_API_SECRET=headers["x-secret-key"]
+    human, page, not_confirmed, by_env, by_flags = parallel(
+        partial(cli, "credentials", "create"),
+        partial(cli, "credentials", "list", "--all", "--json"),
+        partial(cli, "credentials", "archive", cid),
+        partial(cli, "projects", "list", env=as_client),
+        partial(cli, "jobs", "list", *flags),
     )
-    cli.ok("jobs", "list", env=client_key)
-    cli.ok("credentials", "list", env=client_key)  # credentials always use operator auth
+    assert "api secret" in human.stdout and "cannot be shown again" in human.stderr
+    data = json.loads(page.stdout)
+    assert set(data) >= PAGE_KEYS | {"credentials"}
+    assert {c["id"]: c["archived"] for c in data["credentials"]}[cred["id"]] is False
+    assert all("api_secret" not in c for c in data["credentials"])
+    refused(not_confirmed, 1, "--yes")
+    assert api.data("GET", f"/credentials/{cid}")["archived"] is False
+    assert by_env.returncode == 0 and by_flags.returncode == 0
+
+    assert cli.json("credentials", "archive", cid, "--yes")["archived"] is True
+    both = {**as_client, **{k: v for k, v in cli.env().items() if k.startswith("SCHEDULER0_AUTH")}}
+    archived_key, unknown = parallel(
+        partial(cli, "projects", "list", env=as_client),
+        partial(cli, "credentials", "archive", "999999", "--yes", env=both),
+    )
+    assert archived_key.returncode == 1 and archived_key.stderr.strip()  # 401 now
+    refused(unknown, 1, "no credential")  # operator auth despite the client key in env
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("projects", "list"),
+def test_auth_and_configuration_errors(cli: Cli, api: Client) -> None:
+    no_secrets = {k: v for k, v in cli.env().items() if not k.startswith("SCHEDULER0_AUTH")}
+    cred = api.data("POST", "/credentials", 201, json={})
+    client_key = cli.env(
+        SCHEDULER0_API_KEY=cred["api_key"], SCHEDULER0_API_SECRET=cred["api_secret"]
+    )
+    no_auth, half_key, wrong_password, with_key = parallel(
+        partial(cli, "projects", "list", env=no_secrets),
+        partial(cli, "jobs", "list", "--api-key", "only-a-key"),
+        partial(cli, "projects", "list", env=cli.env(SCHEDULER0_AUTH_PASSWORD="wrong")),
+        partial(cli, "jobs", "list", "--json", env=client_key),
+    )
+    refused(no_auth, 2, "no credentials")
+    refused(half_key, 2, "--api-secret")
+    assert wrong_password.returncode == 1 and wrong_password.stderr.strip()
+    assert set(json.loads(with_key.stdout)) >= PAGE_KEYS | {"jobs"}
+
+
+def test_an_unreachable_node_exits_3(cli: Cli) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    for out in cli.many(
         ("projects", "get", "1"),
-        ("jobs", "list", "--all"),
         ("jobs", "create", "--project", "1", "--spec", FAR_SPEC, "--callback-url", CALLBACK),
-        ("executions", "tail"),
-        ("credentials", "list"),
+        ("executions", "tail", "--follow"),
         ("credentials", "archive", "1", "--yes"),
-    ],
-)
-def test_unreachable_node_exits_3(cli: Cli, args: tuple[str, ...]) -> None:
-    _refused(cli(*args, node_url=f"http://127.0.0.1:{free_port()}"), 3, "cannot reach")
+        node_url=nowhere,
+    ):
+        refused(out, 3, "cannot reach")
 
 
 # --- help -----------------------------------------------------------------------------

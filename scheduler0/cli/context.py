@@ -14,6 +14,7 @@ The node is ``--node``, else this config's ``http://Host:Port``.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,12 +183,16 @@ def print_json(data: Any) -> None:
 
 def confirm(question: str) -> None:
     """Ask on stderr; anything but yes (EOF, Ctrl-C, "n") exits 1 having changed nothing."""
+    # Not typer.confirm: it writes part of its prompt to stdout, which holds only data.
+    sys.stderr.write(f"{question} [y/N]: ")
+    sys.stderr.flush()
     try:
-        agreed = typer.confirm(question, default=False, err=True)
-    except typer.Abort:  # EOF (stdin closed) or Ctrl-C
-        typer.echo(err=True)
-        agreed = False
-    if not agreed:
+        answer = sys.stdin.readline() if sys.stdin is not None else ""
+    except (KeyboardInterrupt, OSError, ValueError):
+        answer = ""
+    if not answer.endswith("\n"):  # EOF or Ctrl-C: end the prompt's line
+        sys.stderr.write("\n")
+    if answer.strip().lower() not in ("y", "yes"):
         fail("not confirmed, nothing changed (pass --yes to skip the question)", EXIT_FAILED)
 
 

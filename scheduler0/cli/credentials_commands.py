@@ -114,7 +114,9 @@ def list_credentials(
 
 @credentials_app.command("archive")
 def archive_credential(
-    credential_id: Annotated[int, typer.Argument(help="Id of the credential.", min=1)],
+    credential_id: Annotated[
+        int, typer.Argument(help="Id of the credential.", min=1, metavar="CREDENTIAL_ID")
+    ],
     yes: YesOption = False,
     as_json: JsonOption = False,
     node: NodeOption = None,

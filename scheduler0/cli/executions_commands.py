@@ -240,6 +240,8 @@ def tail(
         with api_errors():
             rows = _newest(client, lines, params)
         _emit(rows, as_json)
+        if not rows and not as_json:
+            say("no executions yet" + (", waiting for new ones (Ctrl-C stops)" if follow else ""))
         if not follow:
             return
         _remember(seen, rows)

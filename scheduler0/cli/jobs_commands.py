@@ -90,7 +90,7 @@ RECORD_KEYS = (
     "updated_at",
 )
 
-JobId = Annotated[int, typer.Argument(help="Id of the job.", min=1)]
+JobId = Annotated[int, typer.Argument(help="Id of the job.", min=1, metavar="JOB_ID")]
 SpecOption = Annotated[
     str | None,
     typer.Option("--spec", help="Cron spec: 5 or 6 fields (seconds first), @daily, @every 90s."),

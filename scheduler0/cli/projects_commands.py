@@ -46,7 +46,7 @@ COLUMNS = (
 )
 RECORD_KEYS = ("id", "name", "description", "signing_secret", "created_at", "updated_at")
 
-ProjectId = Annotated[int, typer.Argument(help="Id of the project.", min=1)]
+ProjectId = Annotated[int, typer.Argument(help="Id of the project.", min=1, metavar="PROJECT_ID")]
 
 
 @projects_app.command("list")
