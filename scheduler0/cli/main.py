@@ -1,6 +1,6 @@
 """The ``scheduler0`` command: ``noun verb`` sub-commands built from small modules.
 
-Exit codes: 0 ok, 1 refused or failed, 2 invalid configuration, 3 node unreachable.
+Exit codes: 0 ok, 1 refused or failed, 2 bad usage or configuration, 3 node unreachable.
 The daemon is imported only by ``start``, so the other commands stay fast.
 """
 
@@ -23,7 +23,7 @@ app = typer.Typer(
         "A distributed cron-job server on Raft and SQLite.\n\n"
         "First run: scheduler0 config init; scheduler0 credential init; scheduler0 start"
     ),
-    epilog="Exit codes: 0 ok, 1 failed, 2 invalid configuration, 3 node unreachable.",
+    epilog="Exit codes: 0 ok, 1 failed, 2 bad usage or configuration, 3 node unreachable.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
