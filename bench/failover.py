@@ -40,7 +40,9 @@ The machine's cores are shared by the 3 nodes, the receiver and this script.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -69,7 +71,14 @@ def start_receiver(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     out = workdir / "receiver.jsonl"
     log = (workdir / "receiver.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, str(BENCH_DIR / "lean_receiver.py"), "--port", str(port), "--out", str(out)],
+        [
+            sys.executable,
+            str(BENCH_DIR / "lean_receiver.py"),
+            "--port",
+            str(port),
+            "--out",
+            str(out),
+        ],
         cwd=common.REPO_ROOT,
         stdout=log,
         stderr=log,
@@ -146,16 +155,35 @@ class Tail:
     def steady(self, jobs: int, since: float) -> bool:
         """Two consecutive slots after ``since`` delivered in full."""
         full = sorted(s for s, n in self.per_slot.items() if s > since and n >= jobs)
-        return any(b == a + 1 for a, b in zip(full, full[1:], strict=False))
+        return any(b == a + 1 for a, b in itertools.pairwise(full))
 
 
 # -- API helpers -----------------------------------------------------------------------------
 
 
+READ_ERRORS: list[dict[str, Any]] = []
+
+
 def get_json(node: NodeProcess, path: str, headers: dict[str, str], **params: Any) -> Any:
-    r = httpx.get(f"{node.api}{path}", headers=headers, params=params, timeout=60)
-    r.raise_for_status()
-    return r.json()["data"]
+    """GET one API page; a 5xx (e.g. a ``consistency=strong`` barrier that timed
+    out) is recorded in ``READ_ERRORS`` and retried up to 5 times."""
+    for attempt in range(6):
+        r = httpx.get(f"{node.api}{path}", headers=headers, params=params, timeout=60)
+        if r.status_code < 500 or attempt == 5:
+            r.raise_for_status()
+            return r.json()["data"]
+        READ_ERRORS.append(
+            {
+                "at": time.time(),
+                "node": node.node_id,
+                "path": path,
+                "params": {k: v for k, v in params.items() if k != "headers"},
+                "status": r.status_code,
+                "body": r.text[:300],
+            }
+        )
+        time.sleep(1)
+    raise AssertionError("unreachable")
 
 
 def paged_executions(
@@ -238,7 +266,8 @@ class KillProbe:
                 self.write_attempts += 1
                 try:
                     r = http.post(
-                        f"{node.api}/projects", json={"name": f"{self.name}-{n}", "description": "w"}
+                        f"{node.api}/projects",
+                        json={"name": f"{self.name}-{n}", "description": "w"},
                     )
                 except httpx.HTTPError as exc:
                     self.write_errors[type(exc).__name__] += 1
@@ -294,6 +323,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     receiver: subprocess.Popen[bytes] | None = None
     cluster = Cluster(workdir, 3, extra_env=dict(ENV))
     kills: list[dict[str, Any]] = []
+    aborted: str | None = None
     try:
         receiver, receiver_url, out = start_receiver(workdir)
         tail = Tail(out)
@@ -331,7 +361,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ("worker", i) for i in range(args.kills)
         ]
         for kind, i in plan:
-            kills.append(one_kill(cluster, tail, collector, credential, kind, i, args))
+            try:
+                kills.append(one_kill(cluster, tail, collector, credential, kind, i, args))
+            except Aborted as exc:
+                print(f"ABORTED: {exc}", flush=True)
+                aborted = str(exc)
+                break
             k = kills[-1]
             print(
                 f"  {kind} kill {i + 1}: node {k['victim']} -> leader {fmt(k['leader_s'])}s "
@@ -375,7 +410,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     else:
         shutil.rmtree(workdir, ignore_errors=True)
 
-    return analyse(tail, collector, kills, job_ids, created_at, end_at, statuses, logs, args)
+    result = analyse(tail, collector, kills, job_ids, created_at, end_at, statuses, logs, args)
+    result["aborted"] = aborted
+    return result
 
 
 def fmt(v: float | None) -> str:
@@ -404,6 +441,33 @@ def wait_steady(
     return None
 
 
+def raft_term(node: NodeProcess, headers: dict[str, str]) -> int | None:
+    try:
+        return int(get_json(node, "/status", headers)["term"])
+    except Exception:
+        return None
+
+
+class Aborted(RuntimeError):
+    pass
+
+
+def restart(node: NodeProcess, attempts: int = 3) -> tuple[float | None, int]:
+    """Start ``node`` again; retry if the process exits at start (e.g. another
+    engineer's half-saved edit breaking the CLI import). Seconds until ready."""
+    t0 = time.time()
+    for attempt in range(1, attempts + 1):
+        node.start(wait=False)
+        try:
+            node.wait_ready(timeout=120)
+            return time.time() - t0, attempt
+        except (TimeoutError, RuntimeError) as exc:
+            print(f"    node {node.node_id} start attempt {attempt} failed: {str(exc)[-600:]}")
+            node.kill()
+            time.sleep(5)
+    return None, attempts
+
+
 def one_kill(
     cluster: Cluster,
     tail: Tail,
@@ -421,37 +485,40 @@ def one_kill(
         victim = workers[index % len(workers)]
     survivors = [n for n in cluster.nodes if n is not victim]
     survivors.sort(key=lambda n: n is not leader)  # the live leader first, if it survives
+    term_before = raft_term(leader, credential)
+    load_at_kill = os.getloadavg()[0]
     t_kill = time.time()
     victim.kill()
     probe = KillProbe(survivors, credential, f"{kind}-kill-{index}-{int(t_kill)}", t_kill)
     full_slot = None
+    full_slot_at: float | None = None
     try:
         deadline = t_kill + args.down_max
         while time.time() < deadline:
             tail.poll()
             if full_slot is None:
                 full_slot = tail.full_slot_after(t_kill, args.jobs)
+                full_slot_at = time.time()
             if probe.done() and full_slot is not None and time.time() - t_kill >= args.down_min:
                 break
             time.sleep(0.05)
     finally:
         probe.close()
     t_restart = time.time()
-    victim.start(wait=False)
-    ready_s: float | None
-    try:
-        victim.wait_ready(timeout=120)
-        ready_s = time.time() - t_restart
-    except (TimeoutError, RuntimeError) as exc:
-        print(f"    node {victim.node_id} not ready: {exc}")
-        ready_s = None
+    ready_s, start_attempts = restart(victim)
+    if ready_s is None:
+        raise Aborted(f"node {victim.node_id} did not come back after {kind} kill {index + 1}")
     steady_s = wait_steady(cluster, tail, collector.headers, args, t_restart)
     t_steady = time.time()
+    term_after = raft_term(live_leader(cluster), credential)
     collector.collect(cluster, until=time.time() - 2)
     time.sleep(args.settle)
     return {
         "kind": kind,
         "index": index,
+        "loadavg_1m_at_kill": load_at_kill,
+        "term_before": term_before,
+        "term_at_steady": term_after,
         "victim": victim.node_id,
         "leader_before": leader.node_id,
         "leader_after": probe.leader_id,
@@ -463,9 +530,10 @@ def one_kill(
         "write_attempts": probe.write_attempts,
         "write_errors": dict(probe.write_errors),
         "full_slot_after_kill": full_slot,
-        "full_slot_s": None if full_slot is None else full_slot - t_kill,
+        "full_slot_s": None if full_slot_at is None else full_slot_at - t_kill,
         "down_s": t_restart - t_kill,
         "restart_ready_s": ready_s,
+        "start_attempts": start_attempts,
         "steady_s": None if steady_s is None else t_steady - t_restart,
     }
 
@@ -496,7 +564,9 @@ def analyse(
         by_slot_first[slot].append((t, job))
 
     rows = list(collector.rows.values())
-    owner: dict[tuple[int, int], int | None] = {(r["job_id"], r["slot"]): r["node_id"] for r in rows}
+    owner: dict[tuple[int, int], int | None] = {
+        (r["job_id"], r["slot"]): r["node_id"] for r in rows
+    }
     row_count = Counter((r["job_id"], r["slot"]) for r in rows)
     # one fire record per (job, slot): distinct row ids for one key
     duplicated_slots = sum(n - 1 for n in row_count.values() if n > 1)
@@ -537,9 +607,7 @@ def analyse(
             continue
         job, slot = split_id(eid)
         for later in ts[1:]:
-            between = [
-                k for k in kills if ts[0] - 1 <= k["t_kill"] <= later
-            ]
+            between = [k for k in kills if ts[0] - 1 <= k["t_kill"] <= later]
             duplicates.append(
                 {
                     "execution_id": eid,
@@ -547,9 +615,7 @@ def analyse(
                     "again": later,
                     "fired_by": owner.get((job, slot)),
                     "kill": (
-                        f"{between[-1]['kind']} {between[-1]['index'] + 1}"
-                        if between
-                        else None
+                        f"{between[-1]['kind']} {between[-1]['index'] + 1}" if between else None
                     ),
                     "after_worker_crash": any(k["kind"] == "worker" for k in between),
                 }
@@ -571,12 +637,11 @@ def analyse(
         else:
             affected = set(job_ids)
         firsts = sorted(
-            (t, job)
-            for slot, items in by_slot_first.items()
-            if slot > t_kill
-            for t, job in items
+            (t, job) for slot, items in by_slot_first.items() if slot > t_kill for t, job in items
         )
         k["first_fire_s"] = firsts[0][0] - t_kill if firsts else None
+        full = k["full_slot_after_kill"]
+        k["full_slot_s"] = None if full is None else max(t for t, _ in by_slot_first[full]) - t_kill
         victim_first = next((t for t, job in firsts if job in affected), None)
         k["affected_jobs"] = len(affected)
         k["victim_first_fire_s"] = (
@@ -591,7 +656,31 @@ def analyse(
         )
         k["not_resumed"] = len(affected) - len(resumed)
         window_end = kills[i + 1]["t_kill"] if i + 1 < len(kills) else end_at
-        k["missed"] = sum(1 for r in missed_rows if t_kill - 1 <= r["slot"] < window_end)
+        mine = [r for r in missed_rows if t_kill - 1 <= r["slot"] < window_end]
+        k["missed"] = len(mine)
+        ready_at = (
+            k["t_restart"] + k["restart_ready_s"] if k["restart_ready_s"] is not None else end_at
+        )
+        phases: Counter[str] = Counter()
+        detail: Counter[str] = Counter()
+        for r in mine:
+            if r["slot"] < k["t_restart"]:
+                phase = "victim_down"
+            elif r["slot"] < ready_at:
+                phase = "victim_restarting"
+            elif r["slot"] < k["t_steady"]:
+                phase = "victim_ready_until_steady"
+            else:
+                phase = "steady"
+            phases[phase] += 1
+            detail[f"slot=kill+{r['slot'] - t_kill:.1f}s node={r['node_id']} {phase}"] += 1
+        k["missed_by_phase"] = dict(phases)
+        k["missed_detail"] = dict(detail)
+        k["extra_elections"] = (
+            None
+            if k["term_before"] is None or k["term_at_steady"] is None
+            else k["term_at_steady"] - k["term_before"] - (1 if k["kind"] == "leader" else 0)
+        )
         k["undelivered"] = sum(1 for _, s in undelivered if t_kill - 1 <= s < window_end)
         k["holes"] = sum(1 for _, s in holes if t_kill - 1 <= s < window_end)
         k["duplicate_deliveries"] = dup_per_kill.get(f"{k['kind']} {k['index'] + 1}", 0)
@@ -616,7 +705,9 @@ def analyse(
     medians = {kind: {key: med(kind, key) for key in keys} for kind in ("leader", "worker")}
     maxima = {
         kind: {
-            key: max((k[key] for k in kills if k["kind"] == kind and k[key] is not None), default=None)
+            key: max(
+                (k[key] for k in kills if k["kind"] == kind and k[key] is not None), default=None
+            )
             for key in keys
         }
         for kind in ("leader", "worker")
@@ -652,6 +743,7 @@ def analyse(
         "missed_examples": sorted(missed_rows, key=lambda r: r["slot"])[:10],
         "hole_examples": holes[:10],
         "collect_windows": collector.windows,
+        "read_errors": READ_ERRORS,
         "kills": kills,
         "node_status_at_end": statuses,
         "node_log_problems": logs,
@@ -689,6 +781,7 @@ def main(argv: list[str] | None = None) -> int:
                 k["missed"],
                 k["undelivered"],
                 k["duplicate_deliveries"],
+                k["extra_elections"],
             ]
         )
     for kind in ("leader", "worker"):
@@ -708,6 +801,7 @@ def main(argv: list[str] | None = None) -> int:
                 m["missed"],
                 m["undelivered"],
                 m["duplicate_deliveries"],
+                "",
             ]
         )
     rows = [["-" if v is None else v for v in row] for row in rows]
@@ -725,19 +819,30 @@ def main(argv: list[str] | None = None) -> int:
         "missed",
         "undeliv",
         "dup deliv",
+        "extra elections",
     ]
     print()
     print(common.table(headers, rows))
     t = result["totals"]
     print(
         f"\nwhole run ({t['run_seconds']:.0f} s, {t['unique_execution_ids']:,} fires): "
-        f"missed rows {t['missed_rows']:,} (before first kill {t['missed_rows_before_first_kill']}), "
+        f"missed rows {t['missed_rows']:,} "
+        f"(before first kill {t['missed_rows_before_first_kill']}), "
         f"duplicated slots {t['duplicated_slots']}, holes {t['holes']}, "
         f"undelivered {t['undelivered_slots']:,}, duplicated deliveries "
         f"{t['duplicate_deliveries']:,} (not after a worker crash: "
         f"{t['duplicate_deliveries_not_after_worker_crash']})"
     )
+    for k in result["kills"]:
+        if k["missed"]:
+            print(f"missed after {k['kind']} kill {k['index'] + 1}: {k['missed_detail']}")
     print(result["cores_note"])
+    if result["read_errors"]:
+        print(f"{len(result['read_errors'])} API reads answered 5xx (retried), e.g.:")
+        for e in result["read_errors"][:3]:
+            print(f"    node {e['node']} {e['path']} {e['status']}: {e['body'][:160]}")
+    if result.get("aborted"):
+        print(f"ABORTED: {result['aborted']}")
     for node_id, info in result["node_log_problems"].items():
         if info["problems"]:
             print(f"node {node_id}: {info['problems']} log problems, e.g.")

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.transport import TCPTransport
 
@@ -41,6 +42,10 @@ from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.errors import NoQuorum, Scheduler0Error, error_from_dict
 
 log = logging.getLogger(__name__)
+
+STARTUP_ELECTION_GRACE = 2.5
+"""Seconds a starting member of a multi-node cluster listens for a leader
+before it may call an election."""
 
 _FAIL_NAMES = {value: name for name, value in vars(FAIL_REASON).items() if name.isupper()}
 
@@ -97,6 +102,12 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
     ) -> None:
         self._machine = machine
         super().__init__(self_address, partners, conf, transportClass=_KeepaliveTransport)
+        if partners:
+            # pysyncobj has no pre-vote: a restarted node that times out before
+            # the leader has reconnected to it campaigns with a higher term and
+            # deposes a healthy leader when it connects. Give the leader time
+            # to reach us first (it retries every connectionRetryTime).
+            self._SyncObj__raftElectionDeadline = raft_clock() + STARTUP_ELECTION_GRACE
 
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_command(self, payload: bytes) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from scheduler0.errors import (
     BadRequest,
     FieldError,
     Forbidden,
+    NoQuorum,
     PayloadTooLarge,
     Scheduler0Error,
     Unauthorized,
@@ -179,6 +180,9 @@ def authenticate(request: Request, node: Node) -> Caller:
     row = node.queries.credential_by_key(api_key)
     assert settings.secret_key is not None
     if row is None or not secret_matches(settings.secret_key, api_secret, row["secret_hash"]):
+        if not node.raft.ready:
+            # A node still rebuilding its replica may not hold the key yet.
+            raise NoQuorum("this node is starting and has not caught up yet; retry shortly")
         raise Unauthorized("unknown api key or wrong secret")
     if row["archived"]:
         raise Unauthorized("this credential is archived")
