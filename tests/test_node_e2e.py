@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.audit import all_executions
 from tests.support.nodes import Client, NodeProcess, create_credential, wait_until
 from tests.support.receiver import run_receiver
 
@@ -80,15 +81,6 @@ def test_thousand_jobs_every_second_each_called_back_every_second(tmp_path: Path
     assert max(per_batch.values()) >= 500
 
 
-def _all_executions(client: Client) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    while True:
-        page = client.data("GET", "/executions", params={"limit": 1000, "offset": len(out)})
-        out.extend(page["executions"])
-        if not page["executions"] or len(out) >= page["total"]:
-            return out
-
-
 def test_kill_and_restart_fires_no_slot_twice_and_keeps_the_grid(tmp_path: Path) -> None:
     kills = 3
     with run_receiver(tmp_path) as receiver:
@@ -130,7 +122,7 @@ def test_kill_and_restart_fires_no_slot_twice_and_keeps_the_grid(tmp_path: Path)
             )
             client = Client(node.api, credential)
             jobs = client.data("GET", "/jobs", params={"limit": 1000})
-            executions = _all_executions(client)
+            executions = all_executions(client)
             client.close()
         finally:
             node.kill()

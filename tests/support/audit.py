@@ -9,16 +9,23 @@ from tests.support.nodes import Client
 
 
 def all_executions(client: Client) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
+    """Every execution row, each once (by row id).
+
+    Pages are newest first and shift while rows are added, so a row may come
+    twice; reading until an empty page (never stopping at ``total``) misses none.
+    """
+    rows: dict[int, dict[str, Any]] = {}
+    offset = 0
     while True:
         page = client.data(
             "GET",
             "/executions",
-            params={"limit": 1000, "offset": len(out), "consistency": "strong"},
-        )
-        out.extend(page["executions"])
-        if not page["executions"] or len(out) >= page["total"]:
-            return out
+            params={"limit": 1000, "offset": offset, "consistency": "strong"},
+        )["executions"]
+        if not page:
+            return list(rows.values())
+        rows.update((e["id"], e) for e in page)
+        offset += len(page)
 
 
 def split_id(execution_id: str) -> tuple[int, int]:
