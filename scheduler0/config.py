@@ -195,9 +195,10 @@ class Settings(BaseModel):
         description="Seconds to wait for a write to be committed by the cluster",
     )
     raft_snapshot_interval: PositiveFloat = _setting(
-        60.0,
+        15.0,
         alias="RaftSnapshotInterval",
-        description="Seconds between checks whether a Raft snapshot is due",
+        description="Seconds after which a Raft snapshot is taken even below the threshold"
+        " (bounds the journal replayed at restart)",
     )
     raft_snapshot_threshold: PositiveInt = _setting(
         5000,

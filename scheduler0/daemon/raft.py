@@ -101,6 +101,7 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         machine: StateMachine,
     ) -> None:
         self._machine = machine
+        self._has_partners = bool(partners)
         super().__init__(self_address, partners, conf, transportClass=_KeepaliveTransport)
         if partners:
             # pysyncobj has no pre-vote: a restarted node that times out before
@@ -111,6 +112,13 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
 
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_command(self, payload: bytes) -> dict[str, Any]:
+        if self._has_partners and self._getLeader() is None:
+            # Replaying the journal at start-up can take seconds, during which
+            # the election deadline would pass unnoticed: keep listening for
+            # the leader until the replay is over.
+            self._SyncObj__raftElectionDeadline = max(
+                self._SyncObj__raftElectionDeadline, raft_clock() + STARTUP_ELECTION_GRACE
+            )
         return self._machine.apply(payload)
 
 
