@@ -324,3 +324,39 @@ def test_a_write_to_a_cut_off_node_answers_503_in_time(tmp_path: Path) -> None:
         assert took < 2.0 + 1.0
         # Healed: writes work again.
         assert first_write_ok(cl.nodes, credential, "healed") < 10
+
+
+def test_a_replica_down_when_the_cluster_forms_joins_when_it_comes_up(tmp_path: Path) -> None:
+    cl = Cluster(tmp_path, 3, extra_env=ENV)
+    late = cl.nodes[2]
+    try:
+        with run_receiver(tmp_path) as receiver:
+            for node in cl.nodes[:2]:
+                node.start(wait=False)
+            for node in cl.nodes[:2]:
+                node.wait_ready()
+            leader = cl.wait_leader()
+            credential, ids = setup_jobs(leader, receiver.url, 100)
+            wait_fires(receiver, 300)  # two nodes: the non-leader fires everything
+            late.start()
+            wait_until(
+                lambda: cl.status(leader)["buckets_per_node"].get(str(late.node_id), 0) > 0,
+                timeout=20,
+                what="buckets for the late replica",
+            )
+            start = time.time()
+            wait_fires(receiver, 300)
+            senders = {r["node"] for r in receiver.records() if r["t"] > start + 1}
+            members = [m["node_id"] for m in cl.status(late)["members"]]
+            client = Client(leader.api, credential)
+            executions = all_executions(client)
+            client.close()
+            records = receiver.records()
+    finally:
+        cl.kill_all()
+    assert members == [1, 2, 3]
+    assert str(late.node_id) in senders
+    result = audit(records, executions, ids)
+    print(result)
+    assert result["holes"] == 0, result
+    assert result["duplicate_deliveries"] == 0, result
