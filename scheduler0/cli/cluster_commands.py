@@ -2,54 +2,29 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from scheduler0.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE, fail, say, stdout
-from scheduler0.client import ApiClient, Unreachable
-from scheduler0.config import load_settings
-from scheduler0.errors import ConfigError, Scheduler0Error
+from scheduler0.cli.context import (
+    EPILOG,
+    ConfigOption,
+    JsonOption,
+    NodeOption,
+    YesOption,
+    call,
+    confirm,
+    connect_operator,
+    print_json,
+)
+from scheduler0.cli.output import say, stdout
 
 cluster_app = typer.Typer(
     help="See and change the cluster: status, members, add, remove.",
+    epilog=EPILOG,
     no_args_is_help=True,
 )
-
-NodeOption = Annotated[
-    str | None, typer.Option("--node", help="Any node's base URL (default: this config's).")
-]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", help="config.yml to read (default: ./config.yml).")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw data as JSON.")]
-
-
-def _client(node: str | None, config: Path | None) -> ApiClient:
-    try:
-        settings = load_settings(config)
-    except ConfigError as exc:
-        fail(exc.message, EXIT_CONFIG)
-    if not (settings.auth_username and settings.auth_password):
-        fail("no operator username/password (.scheduler0 or SCHEDULER0_AUTH_*)", EXIT_CONFIG)
-    return ApiClient(
-        node or settings.http_base_url,
-        username=settings.auth_username,
-        password=settings.auth_password,
-    )
-
-
-def _call(client: ApiClient, method: str, path: str, body: Any = None) -> Any:
-    try:
-        with client:
-            return client.request(method, path, json=body) if body else client.request(method, path)
-    except Unreachable as exc:
-        fail(exc.message, EXIT_UNREACHABLE)
-    except Scheduler0Error as exc:
-        fail(exc.message, EXIT_FAILED)
 
 
 def _ago(timestamp: float | None) -> str:
@@ -66,9 +41,10 @@ def status(
 
     Example: scheduler0 cluster status --node http://127.0.0.1:9091 --json
     """
-    data = _call(_client(node, config), "GET", "/cluster")
+    with connect_operator(node, config) as client:
+        data = call(client, "GET", "/cluster")
     if as_json:
-        typer.echo(json.dumps(data, indent=2))
+        print_json(data)
         return
     say(
         f"leader node {data['leader_node_id']} · term {data['term']} · epoch {data['epoch']}"
@@ -111,13 +87,14 @@ def members(
 
     Example: scheduler0 cluster members --json
     """
-    data = _call(_client(node, config), "GET", "/cluster")
+    with connect_operator(node, config) as client:
+        data = call(client, "GET", "/cluster")
     rows = [
         {k: m.get(k) for k in ("node_id", "address", "raft_address", "role", "reachable")}
         for m in data["members"]
     ]
     if as_json:
-        typer.echo(json.dumps(rows, indent=2))
+        print_json(rows)
         return
     table = Table("node", "address", "raft address", "role", "reachable")
     for r in rows:
@@ -147,14 +124,15 @@ def add(
     --raft-address 127.0.0.1:7074
     """
     body = {"node_id": node_id, "address": address, "raft_address": raft_address}
-    _call(_client(node, config), "POST", "/cluster/members", body)
+    with connect_operator(node, config) as client:
+        call(client, "POST", "/cluster/members", body)
     say(f"node {node_id} added; start it with its Replicas listing every member")
 
 
 @cluster_app.command("remove")
 def remove(
     node_id: Annotated[int, typer.Argument(help="Id of the node to remove.")],
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    yes: YesOption = False,
     node: NodeOption = None,
     config: ConfigOption = None,
 ) -> None:
@@ -162,7 +140,8 @@ def remove(
 
     Example: scheduler0 cluster remove 4 --yes
     """
-    if not yes and not typer.confirm(f"Remove node {node_id} from the cluster?"):
-        raise typer.Exit(EXIT_FAILED)
-    _call(_client(node, config), "DELETE", f"/cluster/members/{node_id}")
+    if not yes:
+        confirm(f"Remove node {node_id} from the cluster?")
+    with connect_operator(node, config) as client:
+        call(client, "DELETE", f"/cluster/members/{node_id}")
     say(f"node {node_id} removed")
