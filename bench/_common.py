@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -102,3 +104,38 @@ def _fmt(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
+
+
+def start_receiver(workdir: Path, kind: str = "lean") -> tuple[subprocess.Popen[bytes], str, Path]:
+    """A callback receiver in its own process: the lean one, or the test suite's."""
+    from tests.support.nodes import free_port, wait_until
+
+    port = free_port()
+    out = workdir / "receiver.jsonl"
+    log = (workdir / "receiver.log").open("wb")
+    if kind == "lean":
+        command = [sys.executable, str(REPO_ROOT / "bench" / "lean_receiver.py")]
+    else:
+        command = [sys.executable, "-m", "tests.support.receiver"]
+    command += ["--port", str(port), "--out", str(out)]
+    proc = subprocess.Popen(command, cwd=REPO_ROOT, stdout=log, stderr=log)
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"receiver exited: {(workdir / 'receiver.log').read_text()}")
+        return httpx.get(f"{url}/stats", timeout=1).status_code == 200
+
+    wait_until(ready, 20, what="receiver ready")
+    return proc, url, out
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)

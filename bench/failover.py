@@ -57,52 +57,13 @@ import _common as common
 import httpx
 import orjson
 
-from tests.support.nodes import Cluster, NodeProcess, create_credential, free_port, wait_until
+from tests.support.nodes import Cluster, NodeProcess, create_credential
 
 BENCH_DIR = Path(__file__).resolve().parent
 ENV: dict[str, str] = {}
 
 
 # -- receiver --------------------------------------------------------------------------------
-
-
-def start_receiver(workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    out = workdir / "receiver.jsonl"
-    log = (workdir / "receiver.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(BENCH_DIR / "lean_receiver.py"),
-            "--port",
-            str(port),
-            "--out",
-            str(out),
-        ],
-        cwd=common.REPO_ROOT,
-        stdout=log,
-        stderr=log,
-    )
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {(workdir / 'receiver.log').read_text()}")
-        return httpx.get(f"{url}/stats", timeout=1).status_code == 200
-
-    wait_until(ready, 20, what="receiver ready")
-    return proc, url, out
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def split_id(execution_id: str) -> tuple[int, int]:
@@ -325,7 +286,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     kills: list[dict[str, Any]] = []
     aborted: str | None = None
     try:
-        receiver, receiver_url, out = start_receiver(workdir)
+        receiver, receiver_url, out = common.start_receiver(workdir)
         tail = Tail(out)
         cluster.start()
         leader = cluster.wait_leader()
@@ -394,7 +355,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 statuses[node.node_id] = {"error": repr(exc)}
     finally:
         cluster.kill_all()
-        stop(receiver)
+        common.stop(receiver)
 
     logs = {}
     for node in cluster.nodes:

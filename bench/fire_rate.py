@@ -40,41 +40,9 @@ import _common as common
 import httpx
 import orjson
 
-from tests.support.nodes import NodeProcess, create_credential, free_port, wait_until
+from tests.support.nodes import NodeProcess, create_credential
 
 BENCH_DIR = Path(__file__).resolve().parent
-
-
-def start_receiver(kind: str, workdir: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    port = free_port()
-    out = workdir / "receiver.jsonl"
-    log = (workdir / "receiver.log").open("wb")
-    if kind == "lean":
-        command = [sys.executable, str(BENCH_DIR / "lean_receiver.py")]
-    else:
-        command = [sys.executable, "-m", "tests.support.receiver"]
-    command += ["--port", str(port), "--out", str(out)]
-    proc = subprocess.Popen(command, cwd=common.REPO_ROOT, stdout=log, stderr=log)
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError(f"receiver exited: {(workdir / 'receiver.log').read_text()}")
-        return httpx.get(f"{url}/stats", timeout=1).status_code == 200
-
-    wait_until(ready, 20, what="receiver ready")
-    return proc, url, out
-
-
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
-    if proc is not None and proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
 
 
 def read_deliveries(kind: str, out: Path) -> list[tuple[float, str]]:
@@ -100,7 +68,7 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     node = NodeProcess(workdir / "node")
     receiver: subprocess.Popen[bytes] | None = None
     try:
-        receiver, receiver_url, out = start_receiver(args.receiver, workdir)
+        receiver, receiver_url, out = common.start_receiver(workdir, args.receiver)
         node.start()
         headers = create_credential(node)
         http = httpx.Client(base_url=node.api, headers=headers, timeout=120.0)
@@ -147,7 +115,7 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         http.close()
     finally:
         node.kill()
-        stop(receiver)
+        common.stop(receiver)
     log_text = (workdir / "node" / "node.log").read_text(errors="replace")
     deliveries = read_deliveries(args.receiver, out)
     if not args.keep:

@@ -40,8 +40,9 @@ from typing import Any
 
 import _common as common
 import httpx
+from _common import start_receiver, stop
 from create_jobs import seed_batch
-from failover import KillProbe, Tail, get_json, split_id, start_receiver, stop
+from failover import KillProbe, Tail, get_json, split_id
 
 from tests.support.nodes import Cluster, create_credential
 

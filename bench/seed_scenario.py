@@ -43,8 +43,9 @@ from typing import Any
 import _common as common
 import httpx
 import orjson
+from _common import start_receiver, stop
 from create_jobs import seed_batch
-from failover import get_json, split_id, start_receiver, stop
+from failover import get_json, split_id
 
 from tests.support.nodes import Cluster, NodeProcess, create_credential
 
