@@ -139,3 +139,20 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=5)
+
+
+def node_log_problems(nodes: Any) -> dict[str, Any]:
+    """Count (and quote the first) ERROR/WARNING/Traceback lines of each node's log."""
+    problems: dict[int, list[str]] = {}
+    for node in nodes:
+        path = node.workdir / "node.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        problems[node.node_id] = [
+            line
+            for line in text.splitlines()
+            if " ERROR " in line or " WARNING " in line or "Traceback" in line
+        ]
+    return {
+        "node_log_problems": {k: len(v) for k, v in problems.items()},
+        "node_log_excerpt": {k: v[:10] for k, v in problems.items() if v},
+    }

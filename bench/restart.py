@@ -264,17 +264,7 @@ def one_run(index: int, args: argparse.Namespace) -> dict[str, Any]:
     finally:
         cluster.kill_all()
         stop(receiver)
-        problems: dict[int, list[str]] = {}
-        for node in cluster.nodes:
-            path = node.workdir / "node.log"
-            text = path.read_text(errors="replace") if path.exists() else ""
-            problems[node.node_id] = [
-                line
-                for line in text.splitlines()
-                if " ERROR " in line or " WARNING " in line or "Traceback" in line
-            ]
-        result["node_log_problems"] = {k: len(v) for k, v in problems.items()}
-        result["node_log_excerpt"] = {k: v[:10] for k, v in problems.items() if v}
+        result.update(common.node_log_problems(cluster.nodes))
         if args.keep:
             print(f"  kept {workdir}")
         else:

@@ -206,9 +206,7 @@ class Coordinator:
         node = self._node
         settings = node.settings
         now = time.time()
-        top = node.queries.counts()["jobs"] and (
-            node.queries.db.execute("SELECT MAX(id) FROM jobs").fetchone()[0] or 0
-        )
+        top = node.queries.max_job_id()
         start = self._prune_from if self._prune_from <= top else 0
         await node.raft.propose(
             c.ExecutionsPruned(

@@ -218,6 +218,10 @@ class Queries:
         }
         return out
 
+    def max_job_id(self) -> int:
+        (top,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
+        return int(top)
+
     def members(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM members ORDER BY node_id")]
 
