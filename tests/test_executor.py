@@ -331,3 +331,29 @@ def test_error_text_is_capped_and_huge_bodies_are_not_buffered() -> None:
     assert (result.state, result.status_code, result.attempts) == ("failed", 503, 1)
     assert result.error is not None and result.error.startswith("HTTP 503: overloaded")
     assert len(result.error) <= 200
+
+
+def test_an_idle_executor_keeps_no_delivered_fire_alive() -> None:
+    """Once delivered and recorded, a fire (its payload and its chunk's body)
+    is garbage: idle workers must not hold their last chunk."""
+    import gc
+
+    def ok(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200)
+
+    async def scenario(executor: Executor) -> int:
+        fires = make_fires("http://127.0.0.1:9", 2_000)
+        results = await deliver(executor, fires)
+        assert len(results) == 2_000 and {r.state for r in results} == {"success"}
+        del fires, results
+        await asyncio.sleep(0)
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if isinstance(o, Fire))
+
+    alive = run(
+        scenario,
+        transport=httpx.MockTransport(ok),
+        max_workers=8,
+        payload_max_bytes=20_000,
+    )
+    assert alive == 0

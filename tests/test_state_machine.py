@@ -175,3 +175,50 @@ def test_a_snapshot_restores_the_same_database(machine: StateMachine, tmp_path: 
         ok(m, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[8, 3]]))
     restored.close()
     assert dump(tmp_path / "a.db") == dump(tmp_path / "b.db")
+
+
+def test_grouped_fires_and_results_write_every_row_and_counter(
+    machine: StateMachine, tmp_path: Path
+) -> None:
+    """Fires across two projects and several slots (one job twice), results
+    from POSTs with different outcomes: every (job, slot) row and every job
+    counter ends as if written one by one."""
+    for command in history():
+        ok(machine, command)
+    ok(machine, c.ProjectCreated(now=NOW, name="q", description="", signing_secret="t"))
+    ok(machine, c.JobsCreated(now=NOW, jobs=[job(project_id=2) for _ in range(3)]))  # 51..53
+    fires = [[10, 100], [11, 100], [51, 100], [52, 101], [10, 105], [53, 101]]
+    accepted = ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=fires))["accepted"]
+    assert accepted == fires
+    results = [
+        [10, 100, "success", 200, 1, 5, None],
+        [11, 100, "success", 200, 1, 5, None],
+        [51, 100, "failed", 500, 3, 40, "boom"],
+        [52, 101, "success", 204, 1, 7, None],
+        [10, 105, "failed", None, 2, 900, "timeout"],
+    ]
+    ok(machine, c.ResultsRecorded(now=NOW + 5, node_id=1, results=results))
+    db = sqlite3.connect(tmp_path / "a.db")
+    rows = db.execute(
+        "SELECT job_id, slot, project_id, state, status_code, attempts, latency_ms, error"
+        " FROM executions WHERE slot >= 100 ORDER BY job_id, slot"
+    ).fetchall()
+    assert rows == [
+        (10, 100, 1, "success", 200, 1, 5, None),
+        (10, 105, 1, "failed", None, 2, 900, "timeout"),
+        (11, 100, 1, "success", 200, 1, 5, None),
+        (51, 100, 2, "failed", 500, 3, 40, "boom"),
+        (52, 101, 2, "success", 204, 1, 7, None),
+        (53, 101, 2, "dispatched", None, 0, None, None),
+    ]
+    counters = db.execute(
+        "SELECT id, last_fired_slot, fired_count, success_count, failed_count, last_state,"
+        " last_status_code FROM jobs WHERE id IN (10, 11, 51, 52, 53) ORDER BY id"
+    ).fetchall()
+    assert counters == [
+        (10, 105, 2, 1, 1, "failed", None),
+        (11, 100, 1, 1, 0, "success", 200),
+        (51, 100, 1, 0, 1, "failed", 500),
+        (52, 101, 1, 1, 0, "success", 204),
+        (53, 101, 1, 0, 0, "dispatched", None),
+    ]

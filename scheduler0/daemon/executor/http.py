@@ -239,16 +239,21 @@ class Executor:
 
     async def _work(self) -> None:
         while True:
-            chunk = await self._queue.get()
-            count = len(chunk.fires)
-            self._queued_fires -= count
-            self._in_flight_fires += count
-            outcome = await self._attempt(chunk)
-            if outcome.ok or not outcome.retryable or chunk.attempts > self._retry_max:
-                self._record(chunk, outcome)
-                self._settle(count)
-            else:
-                self._schedule_retry(chunk)
+            # The chunk lives only in _deliver's frame: an idle worker that kept
+            # its last chunk (fires, payloads, body) held MaxWorkers x thousands
+            # of fires alive, ~250 MB at 10,000 fires/s.
+            await self._deliver(await self._queue.get())
+
+    async def _deliver(self, chunk: _Chunk) -> None:
+        count = len(chunk.fires)
+        self._queued_fires -= count
+        self._in_flight_fires += count
+        outcome = await self._attempt(chunk)
+        if outcome.ok or not outcome.retryable or chunk.attempts > self._retry_max:
+            self._record(chunk, outcome)
+            self._settle(count)
+        else:
+            self._schedule_retry(chunk)
 
     def _schedule_retry(self, chunk: _Chunk) -> None:
         delay = self._backoff(chunk.attempts)
