@@ -434,7 +434,8 @@ class StateMachine:
                 "UPDATE jobs SET success_count = success_count + ?,"
                 " failed_count = failed_count + ?,"
                 " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
-                " last_status_code = CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
+                " last_status_code ="
+                " CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
                 " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
                 (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
             )
