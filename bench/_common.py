@@ -156,3 +156,27 @@ def node_log_problems(nodes: Any) -> dict[str, Any]:
         "node_log_problems": {k: len(v) for k, v in problems.items()},
         "node_log_excerpt": {k: v[:10] for k, v in problems.items() if v},
     }
+
+
+def lateness_series(
+    pairs: list[tuple[int, float]], origin: float | None = None
+) -> list[list[float]]:
+    """Lateness over time for plotting: ``pairs`` are (slot, lateness seconds)
+    of first deliveries; returns one row per slot second,
+    ``[seconds since origin, deliveries, p50, p99, max]`` (origin: first slot)."""
+    by_slot: dict[int, list[float]] = {}
+    for slot, late in pairs:
+        by_slot.setdefault(slot, []).append(late)
+    if not by_slot:
+        return []
+    start = min(by_slot) if origin is None else origin
+    return [
+        [
+            round(slot - start, 3),
+            len(values),
+            round(percentile(values, 50), 4),
+            round(percentile(values, 99), 4),
+            round(max(values), 4),
+        ]
+        for slot, values in sorted(by_slot.items())
+    ]
