@@ -1,6 +1,6 @@
-"""Bench: sustained fire rate of one real node into one real receiver.
+"""Bench: sustained fire rate of one real node (or a 3-node cluster) into one real receiver.
 
-For each step J of ``--jobs`` (fresh node and receiver per step): create J jobs
+For each step J of ``--jobs`` (fresh node(s) and receiver per step): create J jobs
 ``@every 1s`` whose callback is the receiver, let them run ``--duration``
 seconds, wait ``--drain`` seconds more, then read what the receiver recorded.
 
@@ -10,12 +10,17 @@ Steady state = the slots from ``--warmup`` s after the last job was created to
 (p50/p99/max), missed slots (J x slots expected vs delivered, counting a slot
 delivered after the drain as missed), and duplicates by execution_id over the
 whole run (must be 0). It also reports CPU% of the node and of the receiver
-over the window (the machine has ``os.cpu_count()`` cores shared by both).
+over the window (the machine has ``os.cpu_count()`` cores shared by all), and a
+per-second lateness series (``series``) for the plots.
+
+``--nodes 3`` runs a real 3-node cluster on this machine (the leader fires
+nothing, the two workers fire; every node applies every command), POSTs to
+the leader, and sums the nodes' CPU.
 
 "Sustained fires/s" = the delivered rate of the highest step with p99 lateness
 <= 1 s, no duplicates and missed slots <= 0.1 %.
 
-    python bench/fire_rate.py [--jobs 1000,2000,5000,10000,20000] [--duration 20]
+    python bench/fire_rate.py [--nodes 1|3] [--jobs 1000,2000,5000,10000,20000] [--duration 20]
         [--receiver lean|starlette] [--warmup 5] [--drain 5]
 
 ``--receiver lean`` (default) is ``bench/lean_receiver.py`` (raw asyncio);
@@ -40,7 +45,7 @@ import _common as common
 import httpx
 import orjson
 
-from tests.support.nodes import NodeProcess, create_credential
+from tests.support.nodes import Cluster, NodeProcess, create_credential
 
 BENCH_DIR = Path(__file__).resolve().parent
 
@@ -64,14 +69,19 @@ def read_deliveries(kind: str, out: Path) -> list[tuple[float, str]]:
 
 
 def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{jobs}-"))
-    node = NodeProcess(workdir / "node")
+    workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{args.nodes}x{jobs}-"))
+    cluster = Cluster(workdir, args.nodes) if args.nodes > 1 else None
+    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir / "node")]
     receiver: subprocess.Popen[bytes] | None = None
     try:
         receiver, receiver_url, out = common.start_receiver(workdir, args.receiver)
-        node.start()
-        headers = create_credential(node)
-        http = httpx.Client(base_url=node.api, headers=headers, timeout=120.0)
+        if cluster is not None:
+            cluster.start()
+            target = cluster.wait_leader()
+        else:
+            target = nodes[0].start()
+        headers = create_credential(target)
+        http = httpx.Client(base_url=target.api, headers=headers, timeout=120.0)
         response = http.post("/projects", json={"name": "bench", "description": "fire rate"})
         response.raise_for_status()
         project_id = response.json()["data"]["id"]
@@ -102,21 +112,29 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         window_last = math.floor(end_at) - 1
         if window_last < window_first:
             raise SystemExit("--duration must exceed --warmup by at least 2 s")
-        # CPU of node and receiver over the window (wall clock window_first .. window_last+1)
+        # CPU of the node(s) and the receiver over the window (window_first .. window_last+1)
         time.sleep(max(0.0, window_first - time.time()))
-        npid, rpid = node.proc.pid, receiver.pid  # type: ignore[union-attr]
-        cpu0 = (common.cpu_seconds(npid), common.cpu_seconds(rpid), time.time())
+        pids = {n.node_id: n.proc.pid for n in nodes if n.proc is not None}
+        rpid = receiver.pid
+
+        def cpu() -> tuple[dict[int, float], float, float]:
+            per_node = {i: common.cpu_seconds(pid) for i, pid in pids.items()}
+            return per_node, common.cpu_seconds(rpid), time.time()
+
+        cpu0 = cpu()
         time.sleep(max(0.0, window_last + 1 - time.time()))
-        cpu1 = (common.cpu_seconds(npid), common.cpu_seconds(rpid), time.time())
-        status_end = http.get("/status").json()["data"]["node"]
+        cpu1 = cpu()
+        status_end = node_statuses(nodes, headers)
         time.sleep(max(0.0, end_at - time.time()) + args.drain)
-        status_drained = http.get("/status").json()["data"]["node"]
-        rss = common.proc_status(npid)
+        status_drained = node_statuses(nodes, headers)
+        rss = {i: common.proc_status(pid).get("VmHWM", 0) for i, pid in pids.items()}
+        leader = cluster.leader() if cluster is not None else target
         http.close()
     finally:
-        node.kill()
+        for node in nodes:
+            node.kill()
         common.stop(receiver)
-    log_text = (workdir / "node" / "node.log").read_text(errors="replace")
+    problems = common.node_log_problems(nodes)
     deliveries = read_deliveries(args.receiver, out)
     if not args.keep:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -131,8 +149,10 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
             first_seen[eid] = t
     lateness: list[float] = []
     per_slot: Counter[int] = Counter()
+    pairs: list[tuple[int, float]] = []
     for eid, t in first_seen.items():
         slot = int(eid.rsplit("-", 1)[1])
+        pairs.append((slot, t - slot))
         if window_first <= slot <= window_last:
             lateness.append(t - slot)
             per_slot[slot] += 1
@@ -141,12 +161,9 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     delivered = sum(per_slot.values())
     received_in_window = sum(1 for t, _ in deliveries if window_first <= t < window_last + 1)
     wall = cpu1[2] - cpu0[2]
-    problems = [
-        line
-        for line in log_text.splitlines()
-        if " ERROR " in line or " WARNING " in line or "Traceback" in line
-    ]
+    node_cpu = {i: 100 * (cpu1[0][i] - cpu0[0][i]) / wall for i in cpu0[0]}
     result = {
+        "nodes": args.nodes,
         "jobs": jobs,
         "window_slots": slots,
         "expected": expected,
@@ -159,36 +176,17 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         "lateness_p50_seconds": common.percentile(lateness, 50),
         "lateness_p99_seconds": common.percentile(lateness, 99),
         "lateness_max_seconds": max(lateness) if lateness else None,
-        "node_cpu_percent": 100 * (cpu1[0] - cpu0[0]) / wall,
+        "node_cpu_percent": sum(node_cpu.values()),
+        "node_cpu_percent_per_node": node_cpu,
         "receiver_cpu_percent": 100 * (cpu1[1] - cpu0[1]) / wall,
-        "node_vmhwm_bytes": rss.get("VmHWM", 0),
-        "status_at_end": {
-            k: status_end[k]
-            for k in (
-                "fired",
-                "rejected",
-                "queue_depth",
-                "in_flight",
-                "fire_lag_p99_seconds",
-                "results_backlog",
-                "jobs_owned",
-            )
-        },
-        "status_after_drain": {
-            k: status_drained[k]
-            for k in (
-                "fired",
-                "rejected",
-                "queue_depth",
-                "in_flight",
-                "fire_lag_p99_seconds",
-                "results_backlog",
-                "counts",
-            )
-        },
+        "node_vmhwm_bytes": max(rss.values(), default=0),
+        "node_vmhwm_bytes_per_node": rss,
+        "leader_at_end": leader.node_id if leader is not None else None,
+        "status_at_end": status_end,
+        "status_after_drain": status_drained,
         "create_seconds": created_at - create_started,
-        "node_log_problems": len(problems),
-        "node_log_problem_excerpt": problems[:10],
+        "series": common.lateness_series(pairs, origin=window_first),
+        **problems,
     }
     result["ok"] = (
         result["lateness_p99_seconds"] <= 1.0
@@ -199,9 +197,36 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+STATUS_KEYS = (
+    "fired",
+    "rejected",
+    "queue_depth",
+    "in_flight",
+    "fire_lag_p99_seconds",
+    "results_backlog",
+    "jobs_owned",
+)
+
+
+def node_statuses(nodes: list[NodeProcess], headers: dict[str, str]) -> dict[int, Any]:
+    """The scheduler figures of each node's ``/status`` (None if it did not answer)."""
+    out: dict[int, Any] = {}
+    for node in nodes:
+        try:
+            r = httpx.get(f"{node.api}/status", headers=headers, timeout=10.0)
+            status = r.json()["data"]["node"]
+            out[node.node_id] = {k: status.get(k) for k in STATUS_KEYS}
+        except (httpx.HTTPError, ValueError, KeyError):
+            out[node.node_id] = None
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="1000,2000,5000,10000,20000")
+    parser.add_argument(
+        "--nodes", type=int, default=1, help="1 = one node; 3 = a cluster (POSTs to the leader)"
+    )
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--drain", type=float, default=5.0)
@@ -214,8 +239,10 @@ def main(argv: list[str] | None = None) -> int:
         help="skip higher steps after this many failed steps",
     )
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--name", default="fire_rate")
+    parser.add_argument("--name", default=None, help="result name (fire_rate or fire_rate_3n)")
     args = parser.parse_args(argv)
+    if args.name is None:
+        args.name = "fire_rate" if args.nodes == 1 else f"fire_rate_{args.nodes}n"
     steps = [int(s) for s in args.jobs.split(",") if s.strip()]
 
     results = []
@@ -224,7 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         if failures >= args.stop_after_failures:
             print(f"step {jobs}: skipped after {failures} failed steps")
             continue
-        print(f"step {jobs} jobs @every 1s for {args.duration:g}s ...", flush=True)
+        print(
+            f"step {jobs} jobs @every 1s on {args.nodes} node(s) for {args.duration:g}s ...",
+            flush=True,
+        )
         r = one_step(jobs, args)
         results.append(r)
         failures += 0 if r["ok"] else 1
@@ -273,7 +303,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nsustained fires/s (p99 lateness <= 1 s, 0 dups, missed <= 0.1%): {sustained:,.0f}"
         + (f" at {best['jobs']} jobs" if best else "")
-        + f"; {common.machine_info()['cpus']} cores shared by node and {args.receiver} receiver"
+        + f"; {common.machine_info()['cpus']} cores shared by {args.nodes} node(s) and the"
+        + f" {args.receiver} receiver"
     )
     path = common.write_result(
         args.name,

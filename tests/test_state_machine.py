@@ -177,8 +177,9 @@ def test_a_snapshot_restores_the_same_database(machine: StateMachine, tmp_path: 
     assert dump(tmp_path / "a.db") == dump(tmp_path / "b.db")
 
 
+@pytest.mark.parametrize("form", ["groups", "results"])
 def test_grouped_fires_and_results_write_every_row_and_counter(
-    machine: StateMachine, tmp_path: Path
+    machine: StateMachine, tmp_path: Path, form: str
 ) -> None:
     """Fires across two projects and several slots (one job twice), results
     from POSTs with different outcomes: every (job, slot) row and every job
@@ -197,7 +198,16 @@ def test_grouped_fires_and_results_write_every_row_and_counter(
         [52, 101, "success", 204, 1, 7, None],
         [10, 105, "failed", None, 2, 900, "timeout"],
     ]
-    ok(machine, c.ResultsRecorded(now=NOW + 5, node_id=1, results=results))
+    if form == "results":  # as journals written before groups existed carry them
+        recorded = c.ResultsRecorded(now=NOW + 5, node_id=1, results=results)
+    else:
+        grouped: dict[tuple[Any, ...], list[int]] = {}
+        for job_id, slot, *outcome in results:
+            grouped.setdefault((slot, *outcome), []).append(job_id)
+        recorded = c.ResultsRecorded(
+            now=NOW + 5, node_id=1, groups=[[*key, ids] for key, ids in grouped.items()]
+        )
+    assert ok(machine, recorded) == {"recorded": 5}
     db = sqlite3.connect(tmp_path / "a.db")
     rows = db.execute(
         "SELECT job_id, slot, project_id, state, status_code, attempts, latency_ms, error"

@@ -101,7 +101,9 @@ class Scheduler:
         self._reload_all = True
         self._reassigned = False
         self._fire_in_flight = False
-        self._results: list[list[Any]] = []
+        self._results: dict[tuple[Any, ...], list[int]] = {}
+        """Callback outcomes not yet proposed: (slot, state, code, attempts,
+        latency_ms, error) -> job ids."""
         self._results_in_flight = False
         self._sent: set[tuple[int, int]] = set()
         self._last_adopt = 0.0
@@ -404,33 +406,38 @@ class Scheduler:
     # -- results -------------------------------------------------------------------------------
 
     def _flush_results(self) -> None:
+        groups = self._results
         for r in self._executor.drain_results():
-            self._results.append(
-                [r.job_id, r.slot, r.state, r.status_code, r.attempts, r.latency_ms, r.error]
-            )
-        self.stats.results_backlog = len(self._results)
-        if not self._results or self._results_in_flight:
+            key = (r.slot, r.state, r.status_code, r.attempts, r.latency_ms, r.error)
+            groups.setdefault(key, []).append(r.job_id)
+        self.stats.results_backlog = sum(len(ids) for ids in groups.values())
+        if not groups or self._results_in_flight:
             return
-        results, self._results = self._results, []
+        self._results = {}
         self._results_in_flight = True
         loop = asyncio.get_running_loop()
 
         def done(outcome: tuple[Any, int]) -> None:
             with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._recorded, results, outcome)
+                loop.call_soon_threadsafe(self._recorded, groups, outcome)
 
-        self._raft.propose_with_callback(
-            c.ResultsRecorded(now=self._clock(), node_id=self.node_id, results=results), done
+        command = c.ResultsRecorded(
+            now=self._clock(),
+            node_id=self.node_id,
+            groups=[[*key, ids] for key, ids in groups.items()],
         )
+        self._raft.propose_with_callback(command, done)
 
-    def _recorded(self, results: list[list[Any]], outcome: tuple[Any, int]) -> None:
+    def _recorded(self, groups: dict[tuple[Any, ...], list[int]], outcome: tuple[Any, int]) -> None:
         self._results_in_flight = False
         if outcome[1] != 0:
             # Recording a result twice is harmless (same row, same values): retry.
-            self._results[:0] = results
+            for key, ids in groups.items():
+                self._results.setdefault(key, [])[:0] = ids
             return
-        for result in results:
-            self._sent.discard((result[0], result[1]))
+        for (slot, *_), ids in groups.items():
+            for job_id in ids:
+                self._sent.discard((job_id, slot))
 
     def lag_p99(self) -> float:
         values = sorted(self.stats.recent_lag)

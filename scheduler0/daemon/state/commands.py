@@ -154,13 +154,28 @@ class SlotsFired(Command):
 
 @dataclass(frozen=True)
 class ResultsRecorded(Command):
-    """Callback outcomes of one tick: ``[job_id, slot, state, status_code,
-    attempts, latency_ms, error]``."""
+    """Callback outcomes of one tick. ``groups`` (what nodes propose): one
+    ``[slot, state, status_code, attempts, latency_ms, error, [job_ids]]`` per
+    distinct outcome, since every fire of one POST shares its outcome.
+    ``results`` (journals written before groups existed): one ``[job_id, slot,
+    state, status_code, attempts, latency_ms, error]`` per fire."""
 
     type_name: ClassVar[str] = "ResultsRecorded"
     now: float
     node_id: int
-    results: list[list[Any]]
+    results: list[list[Any]] = field(default_factory=list)
+    groups: list[list[Any]] = field(default_factory=list)
+
+    def outcome_groups(self) -> list[list[Any]]:
+        """Both forms as groups, ``groups`` last."""
+        merged: dict[tuple[Any, ...], list[int]] = {}
+        for job_id, slot, state, code, attempts, latency, error in self.results:
+            merged.setdefault((slot, state, code, attempts, latency, error), []).append(job_id)
+        return [[*key, ids] for key, ids in merged.items()] + self.groups
+
+    def executions(self) -> list[tuple[int, int]]:
+        """Every (job_id, slot) this command records."""
+        return [(job_id, group[0]) for group in self.outcome_groups() for job_id in group[6]]
 
 
 @dataclass(frozen=True)

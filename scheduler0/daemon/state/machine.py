@@ -416,12 +416,9 @@ class StateMachine:
         return {"accepted": accepted}
 
     def _results_recorded(self, db: sqlite3.Connection, cmd: c.ResultsRecorded) -> dict[str, Any]:
-        """Results of one POST share everything but (job, slot): group them and
-        write each group with one statement per table."""
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for job_id, slot, state, code, attempts, latency, error in cmd.results:
-            groups.setdefault((slot, state, code, attempts, latency, error), []).append(job_id)
-        for (slot, state, code, attempts, latency, error), ids in groups.items():
+        """Results of one POST share everything but (job, slot): each group is
+        written with one statement per table."""
+        for slot, state, code, attempts, latency, error, ids in cmd.outcome_groups():
             listed = _json_ids(ids)
             db.execute(
                 "UPDATE executions SET state = ?, status_code = ?, attempts = ?, latency_ms = ?,"
@@ -439,7 +436,7 @@ class StateMachine:
                 " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
                 (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
             )
-        return {"recorded": len(cmd.results)}
+        return {"recorded": len(cmd.results) + sum(len(g[6]) for g in cmd.groups)}
 
     def _executions_lost(self, db: sqlite3.Connection, cmd: c.ExecutionsLost) -> dict[str, Any]:
         db.executemany(
