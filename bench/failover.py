@@ -32,6 +32,11 @@ between a job's first and last row with no row at all), undelivered slots
 (never received) and duplicated deliveries (one ``execution_id`` received
 twice), each attributed to the kill it followed.
 
+For ``bench/plot.py``: ``series`` (per slot second of the whole run,
+``[s since series_origin, deliveries, p50, p99, max]`` of first deliveries;
+``series_origin`` = the first delivered slot) and ``series_kills`` (each
+kill's kind, victim and kill/restart/steady instants on the same axis).
+
     python bench/failover.py [--jobs 1000] [--kills 7] [--keep]
 
 The machine's cores are shared by the 3 nodes, the receiver and this script.
@@ -675,6 +680,24 @@ def analyse(
     }
     unexplained = [d for d in duplicates if not d["after_worker_crash"]]
     missed_pre = sum(1 for r in missed_rows if kills and r["slot"] < kills[0]["t_kill"] - 1)
+    # Lateness over the whole run for bench/plot.py: first delivery of every id, per slot
+    # second, from the first delivered slot; the kills on the same time axis.
+    pairs: list[tuple[int, float]] = []
+    for eid, t in first_seen.items():
+        slot = split_id(eid)[1]
+        pairs.append((slot, t - slot))
+    origin = min((slot for slot, _ in pairs), default=math.floor(created_at))
+    series_kills = [
+        {
+            "kind": k["kind"],
+            "index": k["index"],
+            "victim": k["victim"],
+            "t": round(k["t_kill"] - origin, 3),
+            "restart_t": round(k["t_restart"] - origin, 3),
+            "steady_t": round(k["t_steady"] - origin, 3),
+        }
+        for k in kills
+    ]
     return {
         "bench": "failover",
         "command": "python bench/failover.py " + " ".join(sys.argv[1:]),
@@ -706,6 +729,9 @@ def analyse(
         "collect_windows": collector.windows,
         "read_errors": READ_ERRORS,
         "kills": kills,
+        "series_origin": origin,
+        "series": common.lateness_series(pairs, origin=origin),
+        "series_kills": series_kills,
         "node_status_at_end": statuses,
         "node_log_problems": logs,
     }

@@ -21,6 +21,9 @@ Both sides use the same steady-state window: slots from ``--warmup`` s after
 the last job was created/started to 1 s before the end of the run; missed =
 J x slots expected minus fires executed (APScheduler) / delivered (ours) for
 those slots, a fire later than ``--drain`` s after the end counting as missed.
+Each side also stores ``series`` for ``bench/plot.py``: per slot second of the
+whole run, ``[s since the window's first slot, fires, p50, p99, max]`` of the
+lateness (``_common.lateness_series``; scheduler0's from fire_rate's one_step).
 
 Not like for like, on purpose: APScheduler's job does nothing (no I/O), while a
 scheduler0 fire is a real HTTP callback to another process, after Raft + SQLite
@@ -138,6 +141,14 @@ def run_apscheduler(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     duplicates = len(in_window) - delivered
     missed_ev = sum(1 for s in missed_events if window_first <= s <= window_last)
     max_inst = sum(1 for s in max_instance_events if window_first <= s <= window_last)
+    # Lateness per slot second for bench/plot.py, like fire_rate's: every slot run (first
+    # execution of each (job, slot)), in seconds from window_first.
+    first_run: dict[tuple[str, float], float] = {}
+    for job_id, slot, late in list(executed):
+        key = (job_id, slot)
+        if key not in first_run or late < first_run[key]:
+            first_run[key] = late
+    pairs = [(round(slot), late) for (_, slot), late in first_run.items()]
     wall = cpu1[1] - cpu0[1]
     result = {
         "jobs": jobs,
@@ -156,6 +167,7 @@ def run_apscheduler(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         "process_cpu_percent": 100 * (cpu1[0] - cpu0[0]) / wall,
         "vmhwm_bytes": rss.get("VmHWM", 0),
         "create_seconds": created_at - create_started,
+        "series": common.lateness_series(pairs, origin=window_first),
     }
     result["ok"] = (
         result["lateness_p99_seconds"] <= 1.0
@@ -171,6 +183,7 @@ def run_scheduler0(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     import fire_rate
 
     ns = argparse.Namespace(
+        nodes=1,
         duration=args.duration,
         warmup=args.warmup,
         drain=args.drain,
@@ -179,6 +192,9 @@ def run_scheduler0(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         keep=False,
     )
     result: dict[str, Any] = fire_rate.one_step(jobs, ns)
+    # fire_rate's one_step adds the same per-second lateness series (origin: its
+    # window_first); an older one_step has none.
+    result["series"] = result.get("series", [])
     return result
 
 

@@ -18,7 +18,11 @@ again and measures, from the restart instant:
 * ``all_fired_again_s``: until every job had a delivery of a slot after the
   kill (bounded by ``--round-timeout``);
 * VmHWM per node before the kill and after (when all fired again), missed
-  executions, jobs listed after restart, duplicated deliveries.
+  executions, jobs listed after restart, duplicated deliveries;
+* for ``bench/plot.py``: ``series``, per slot second,
+  ``[s since the kill, deliveries, p50, p99, max]`` of the first delivery of
+  every id before the kill and after the restart (``series_origin`` = the kill
+  instant), and ``series_marks`` (kill, restart, all ready; s since the kill).
 
     python bench/restart.py [--runs 3] [--posts 100] [--batch 1000]
 
@@ -222,6 +226,22 @@ def one_run(index: int, args: argparse.Namespace) -> dict[str, Any]:
         post = tail.deliveries[delivered_before_restart:]
         late_after = [t - split_id(eid)[1] for t, eid in post]
         ids = Counter(eid for _, eid in tail.deliveries)
+        # Lateness before the kill and after the restart for bench/plot.py: first delivery
+        # of every id, per slot second, in seconds from the kill (negative before it).
+        first_seen: dict[str, float] = {}
+        for t, eid in tail.deliveries:
+            if eid not in first_seen or t < first_seen[eid]:
+                first_seen[eid] = t
+        pairs: list[tuple[int, float]] = []
+        for eid, t in first_seen.items():
+            slot = split_id(eid)[1]
+            pairs.append((slot, t - slot))
+        marks = [
+            {"label": "kill -9 all", "t": 0.0},
+            {"label": "restart", "t": round(t_restart - t_kill, 3)},
+        ]
+        if len(ready_at) == len(cluster.nodes):
+            marks.append({"label": "all ready", "t": round(max(ready_at.values()) - t_kill, 3)})
         after_restart = Counter(eid for _, eid in tail.deliveries[delivered_before_restart:])
         result.update(
             {
@@ -259,6 +279,9 @@ def one_run(index: int, args: argparse.Namespace) -> dict[str, Any]:
                 "vmhwm_at_ready": {k: v.get("VmHWM", 0) for k, v in sorted(ready_hwm.items())},
                 "vmhwm_after": {k: v.get("VmHWM", 0) for k, v in after.items()},
                 "vmrss_after": {k: v.get("VmRSS", 0) for k, v in after.items()},
+                "series_origin": t_kill,
+                "series": common.lateness_series(pairs, origin=t_kill),
+                "series_marks": marks,
             }
         )
     finally:

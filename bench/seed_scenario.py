@@ -17,6 +17,9 @@ then lets the jobs fire for ``--minutes`` minutes and reports PER MINUTE
   extra deliveries); ``off_grid``: deliveries of slots not on a job's grid;
 * lateness p50/p99/max of the first delivery of each id (receive time - slot,
   slot = the number after the dash in the execution id);
+* ``series`` (per run, for ``bench/plot.py``): per slot second of the window,
+  ``[s since first_slot, deliveries, p50, p99, max]`` of the first deliveries
+  of on-grid execution ids (``_common.lateness_series``);
 
 and each node's peak RSS (VmHWM) at the end. It waits until every expected
 slot was delivered or ``--drain`` seconds after the last minute's end.
@@ -69,6 +72,7 @@ class Deliveries:
         self.on_grid = [0] * minutes  # distinct on-grid ids per minute
         self.off_grid = [0] * minutes
         self.lateness: list[list[float]] = [[] for _ in range(minutes)]
+        self.pairs: list[tuple[int, float]] = []  # (slot, lateness) of on-grid first deliveries
         self.minute_of: dict[str, int] = {}  # duplicated ids only
         self.outside = 0  # deliveries of slots outside the window
         self.non_2xx = 0
@@ -112,6 +116,7 @@ class Deliveries:
                 anchor = self.anchors.get(job)
                 if anchor is not None and slot >= anchor + PERIOD and (slot - anchor) % PERIOD == 0:
                     self.on_grid[k] += 1
+                    self.pairs.append((slot, t - slot))
                 else:
                     self.off_grid[k] += 1
 
@@ -287,6 +292,8 @@ def one_run(index: int, args: argparse.Namespace) -> dict[str, Any]:
                 "lateness_p50_s": common.percentile(all_late, 50),
                 "lateness_p99_s": common.percentile(all_late, 99),
                 "lateness_max_s": max(all_late, default=0.0),
+                # [s since first_slot, deliveries, p50, p99, max] per slot second
+                "series": common.lateness_series(deliveries.pairs, origin=first_slot),
             }
         )
     finally:

@@ -1,0 +1,259 @@
+"""Plot lateness over time from the bench results: one PNG per result file.
+
+Reads ``bench/results/*.json`` whose ``bench`` is ``fire_rate`` (one line per
+step), ``seed_scenario`` (per run), ``failover`` (the whole run, with the
+kills), ``restart`` (per run, with the kill / restart / ready instants) or
+``peers`` (APScheduler and scheduler0 per job count), and writes
+``bench/results/plots/<name>.png``: per slot second, the p99 lateness of first
+deliveries (thick) and the p50 (thin) against time, the 1 s target dashed,
+kills and restarts as vertical lines, the scenario and the results' git head
+in the title. The ``series`` rows are ``_common.lateness_series``'s
+``[seconds since origin, deliveries, p50, p99, max]``. A line is broken where
+a slot second had no delivery. Files without any series are skipped (and
+listed).
+
+    python bench/plot.py [--only NAME_OR_GLOB ...] [--linear] [--results DIR] [--out DIR]
+
+``--only`` matches file names without ``.json`` (``fire_rate*``, ``smoke_*``).
+Needs matplotlib (``pip install -e '.[bench]'``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import _common as common
+
+TARGET_S = 1.0
+FLOOR_S = 1e-3  # log scale: lateness below 1 ms is drawn at 1 ms
+
+Rows = list[list[float]]
+
+
+@dataclass
+class Mark:
+    x: float
+    label: str
+    color: str
+    style: str
+
+
+@dataclass
+class Plot:
+    xlabel: str
+    lines: list[tuple[str, Rows]] = field(default_factory=list)
+    marks: list[Mark] = field(default_factory=list)
+
+
+# -- one extractor per bench -----------------------------------------------------------------
+
+
+def fire_rate_plot(data: dict[str, Any]) -> Plot:
+    plot = Plot("seconds since the first slot of the steady-state window")
+    for step in data.get("steps", []):
+        nodes = step.get("nodes", 1)
+        label = f"{step['jobs']:,} jobs" + (f", {nodes} nodes" if nodes > 1 else "")
+        plot.lines.append((label, step.get("series", [])))
+    return plot
+
+
+def seed_scenario_plot(data: dict[str, Any]) -> Plot:
+    plot = Plot("seconds since the first slot on the jobs' grids (jobs @every 1m)")
+    for run in data.get("runs", []):
+        label = f"run {run['run']} ({run.get('mode', '?')}, {run.get('jobs', 0):,} jobs)"
+        plot.lines.append((label, run.get("series", [])))
+    return plot
+
+
+def failover_plot(data: dict[str, Any]) -> Plot:
+    plot = Plot("seconds since the first delivered slot")
+    jobs = data.get("params", {}).get("jobs")
+    plot.lines.append((f"{jobs:,} jobs @every 1s" if jobs else "all jobs", data.get("series", [])))
+    for k in data.get("series_kills", []):
+        color = "tab:red" if k["kind"] == "leader" else "tab:purple"
+        plot.marks.append(Mark(k["t"], f"{k['kind']} kill", color, "-"))
+        if k.get("restart_t") is not None:
+            plot.marks.append(Mark(k["restart_t"], "victim restarted", "tab:gray", ":"))
+    return plot
+
+
+RESTART_MARKS = {
+    "kill -9 all": ("black", "-"),
+    "restart": ("tab:gray", ":"),
+    "all ready": ("tab:green", "-."),
+}
+
+
+def restart_plot(data: dict[str, Any]) -> Plot:
+    plot = Plot("seconds since kill -9 of all nodes (jobs @every 1m)")
+    for run in data.get("runs", []):
+        label = f"run {run['run']} ({run.get('jobs', 0):,} jobs)"
+        plot.lines.append((label, run.get("series", [])))
+        for m in run.get("series_marks", []):
+            color, style = RESTART_MARKS.get(m["label"], ("tab:gray", "--"))
+            plot.marks.append(Mark(m["t"], m["label"], color, style))
+    return plot
+
+
+def peers_plot(data: dict[str, Any]) -> Plot:
+    plot = Plot("seconds since the first slot of the steady-state window")
+    for step in data.get("steps", []):
+        for side, name in (("apscheduler", "APScheduler"), ("scheduler0", "scheduler0")):
+            if side in step:
+                rows = step[side].get("series", [])
+                plot.lines.append((f"{name}, {step['jobs']:,} jobs", rows))
+    return plot
+
+
+EXTRACTORS = {
+    "fire_rate": fire_rate_plot,
+    "seed_scenario": seed_scenario_plot,
+    "failover": failover_plot,
+    "restart": restart_plot,
+    "peers": peers_plot,
+}
+
+
+# -- drawing ---------------------------------------------------------------------------------
+
+
+def broken(rows: Rows, column: int, floor: float) -> tuple[list[float], list[float]]:
+    """x and y of one column, with a NaN wherever a slot second had no delivery."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for row in rows:
+        if xs and row[0] - xs[-1] > 1.5:
+            xs.append(math.nan)
+            ys.append(math.nan)
+        xs.append(row[0])
+        ys.append(max(row[column], floor))
+    return xs, ys
+
+
+def render(
+    name: str, data: dict[str, Any], plot: Plot, out: Path, linear: bool, source: Path
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [(label, rows) for label, rows in plot.lines if rows]
+    cmap = plt.get_cmap("tab10" if len(lines) <= 10 else "tab20")
+    floor = 0.0 if linear else FLOOR_S
+    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    ymax = TARGET_S
+    for i, (label, rows) in enumerate(lines):
+        color = cmap(i % cmap.N)
+        xs, p99 = broken(rows, 3, floor)
+        _, p50 = broken(rows, 2, floor)
+        ms = 3.0 if len(rows) > 30 else 7.0  # sparse (e.g. @every 1m) series: visible dots
+        ax.plot(xs, p99, color=color, lw=1.6, marker=".", ms=ms, label=f"{label} p99")
+        ax.plot(xs, p50, color=color, lw=0.7, marker=".", ms=ms / 2, alpha=0.8)
+        ymax = max(ymax, *(y for y in p99 if not math.isnan(y)))
+    ax.axhline(TARGET_S, color="black", ls="--", lw=0.9, label="target 1 s")
+    seen: set[str] = set()
+    for m in sorted(plot.marks, key=lambda m: m.x):
+        ax.axvline(
+            m.x,
+            color=m.color,
+            ls=m.style,
+            lw=0.9,
+            alpha=0.8,
+            label=None if m.label in seen else m.label,
+        )
+        seen.add(m.label)
+    if linear:
+        ax.set_ylim(bottom=0, top=ymax * 1.1)
+        ax.set_ylabel("lateness (s)")
+    else:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=FLOOR_S, top=ymax * 2)
+        ax.set_ylabel("lateness (s, log; < 1 ms drawn at 1 ms)")
+    xs_all = [row[0] for _, rows in lines for row in rows] + [m.x for m in plot.marks]
+    lo, hi = min(xs_all), max(xs_all)
+    if hi - lo < 10:  # a single slot second (or a few): a readable 10 s wide axis
+        mid = (lo + hi) / 2
+        lo, hi = mid - 4, mid + 4
+    pad = max(1.0, 0.03 * (hi - lo))  # keep marks off the frame
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_xlabel(plot.xlabel)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=7,
+        title="thick: p99, thin: p50",
+        title_fontsize=7,
+        frameon=False,
+    )
+    machine = data.get("machine", {})
+    ax.set_title(
+        f"{data.get('bench', '?')}: {name} (git {machine.get('git_head', '?')}, "
+        f"{machine.get('when', '?')})",
+        fontsize=10,
+    )
+    command = data.get("command", "")
+    if command:
+        fig.text(0.01, 0.01, command[:150], fontsize=6, color="dimgray")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    skipped = [label for label, rows in plot.lines if not rows]
+    note = f" (no series for: {', '.join(skipped)})" if skipped else ""
+    print(f"wrote {path} from {source.name}: {len(lines)} line(s){note}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument(
+        "--only", nargs="+", metavar="NAME", help="result names or globs (without .json)"
+    )
+    parser.add_argument("--linear", action="store_true", help="linear y axis (default: log)")
+    parser.add_argument("--results", type=Path, default=common.RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=None, help="default: <results>/plots")
+    args = parser.parse_args(argv)
+    out = args.out or args.results / "plots"
+
+    files = sorted(args.results.glob("*.json"))
+    if args.only:
+        files = [f for f in files if any(fnmatch.fnmatch(f.stem, p) for p in args.only)]
+        if not files:
+            print(f"no result matches {' '.join(args.only)} in {args.results}", file=sys.stderr)
+            return 1
+    skipped: list[str] = []
+    written = 0
+    for path in files:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            skipped.append(f"{path.name} (unreadable: {exc})")
+            continue
+        bench = data.get("bench") if isinstance(data, dict) else None
+        extract = EXTRACTORS.get(str(bench))
+        if extract is None:
+            skipped.append(f"{path.name} (bench {bench!r} has no lateness series)")
+            continue
+        plot = extract(data)
+        if not any(rows for _, rows in plot.lines):
+            skipped.append(f"{path.name} (no series: results from before it was recorded?)")
+            continue
+        render(path.stem, data, plot, out, args.linear, path)
+        written += 1
+    for s in skipped:
+        print(f"skipped {s}")
+    print(f"{written} plot(s) written to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
