@@ -21,9 +21,11 @@ effect outside the replicated state and may lag it.
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -126,18 +128,30 @@ class StateMachine:
     # -- snapshots -------------------------------------------------------------------
 
     def save_snapshot(self, path: str, raft_data: Any) -> None:
-        """Write the whole database plus pysyncobj's own data to ``path``."""
+        """Write the whole database plus pysyncobj's own data to ``path``.
+
+        This runs on the raft thread and holds up every apply meanwhile, so the
+        copy is not fsynced: like pysyncobj's own journal (an mmap it never
+        msyncs) it survives a process crash, not a power cut."""
+        started = time.perf_counter()
         with self._lock:
             dest = sqlite3.connect(path)
             try:
+                dest.execute("PRAGMA synchronous=OFF")
                 self._conn.backup(dest)
                 dest.execute("PRAGMA journal_mode=DELETE")
+                dest.execute("PRAGMA synchronous=OFF")
                 dest.execute("CREATE TABLE IF NOT EXISTS _raft (data BLOB NOT NULL)")
                 dest.execute("DELETE FROM _raft")
                 dest.execute("INSERT INTO _raft (data) VALUES (?)", (pickle.dumps(raft_data),))
                 dest.commit()
             finally:
                 dest.close()
+        log.info(
+            "snapshot written: %.1f MB in %.2f s",
+            os.path.getsize(path) / 1e6,
+            time.perf_counter() - started,
+        )
 
     def load_snapshot(self, path: str) -> Any:
         """Replace the database with the snapshot at ``path``; return pysyncobj's data."""
