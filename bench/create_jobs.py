@@ -1,14 +1,16 @@
-"""Bench: create 100,000 jobs on one real node, like the seed Node.js client.
+"""Bench: create 100,000 jobs on one real node or a 3-node cluster, like the seed Node.js client.
 
-One node (fresh temp dir per run), one credential through the real CLI, one
+One node, or with ``--nodes 3`` a real 3-node cluster POSTed to through its
+leader (fresh temp dir per run), one credential through the real CLI, one
 project, then ``--posts`` POST /api/v1/jobs of ``--batch`` jobs each
 (``@every 1m``, America/New_York, seed-shaped items), sequentially, as the seed
 client does. Reports, per run and as the median over ``--runs``: total seconds,
-jobs/s, p50/p99/max per POST; the node's peak RSS (VmHWM) right after the
-last POST, and how long until the scheduler owned every job (``/status``
-``jobs_owned``) with VmHWM then.
+jobs/s, p50/p99/max per POST; the nodes' CPU seconds during the POSTs (summed),
+the highest peak RSS (VmHWM) of a node right after the last POST, and how long
+until the schedulers owned every job (``/status`` ``jobs_owned``, summed over
+the nodes) with VmHWM then.
 
-    python bench/create_jobs.py [--runs 3] [--posts 100] [--batch 1000]
+    python bench/create_jobs.py [--nodes 1|3] [--runs 3] [--posts 100] [--batch 1000]
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import _common as common
 import httpx
 import orjson
 
-from tests.support.nodes import NodeProcess, create_credential, free_port, wait_until
+from tests.support.nodes import Cluster, NodeProcess, create_credential, free_port, wait_until
 
 
 def seed_batch(project_id: int, batch: int, first: int, callback_url: str) -> bytes:
@@ -44,11 +46,17 @@ def seed_batch(project_id: int, batch: int, first: int, callback_url: str) -> by
     )
 
 
-def one_run(index: int, posts: int, batch: int, keep: bool) -> dict[str, Any]:
-    workdir = Path(tempfile.mkdtemp(prefix=f"s0-create-{index}-"))
-    node = NodeProcess(workdir)
+def one_run(index: int, posts: int, batch: int, keep: bool, size: int = 1) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix=f"s0-create-{size}x{index}-"))
+    cluster = Cluster(workdir, size) if size > 1 else None
+    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir)]
     try:
-        node.start()
+        if cluster is not None:
+            cluster.start()
+            node = cluster.wait_leader()
+        else:
+            node = nodes[0].start()
+        pids = [n.proc.pid for n in nodes if n.proc is not None]
         headers = create_credential(node)
         headers["content-type"] = "application/json"
         with httpx.Client(base_url=node.api, headers=headers, timeout=120.0) as http:
@@ -59,8 +67,8 @@ def one_run(index: int, posts: int, batch: int, keep: bool) -> dict[str, Any]:
             # after the measurement ends.
             callback = f"http://127.0.0.1:{free_port()}/callback"
             bodies = [seed_batch(project_id, batch, i * batch, callback) for i in range(posts)]
-            rss_before = common.proc_status(node.proc.pid)  # type: ignore[union-attr]
-            cpu_before = common.cpu_seconds(node.proc.pid)  # type: ignore[union-attr]
+            rss_before = max(common.proc_status(pid).get("VmRSS", 0) for pid in pids)
+            cpu_before = sum(common.cpu_seconds(pid) for pid in pids)
             latencies: list[float] = []
             failures = 0
             started = time.perf_counter()
@@ -72,14 +80,21 @@ def one_run(index: int, posts: int, batch: int, keep: bool) -> dict[str, Any]:
                     failures += 1
                     print(f"  POST failed {response.status_code}: {response.text[:200]}")
             total = time.perf_counter() - started
-            pid = node.proc.pid  # type: ignore[union-attr]
-            cpu_used = common.cpu_seconds(pid) - cpu_before
-            rss_after = common.proc_status(pid)
+            cpu_used = sum(common.cpu_seconds(pid) for pid in pids) - cpu_before
+            rss_after = peak_status(pids)
             expected = posts * batch
 
+            def jobs_owned() -> int:
+                return sum(
+                    httpx.get(f"{n.api}/status", headers=headers, timeout=10.0).json()["data"][
+                        "node"
+                    ]["jobs_owned"]
+                    for n in nodes
+                )
+
             def owned() -> int | None:
-                data = http.get("/status").json()["data"]["node"]
-                return data["jobs_owned"] if data["jobs_owned"] >= expected else None
+                count = jobs_owned()
+                return count if count >= expected else None
 
             t_owned = time.perf_counter()
             try:
@@ -88,9 +103,10 @@ def one_run(index: int, posts: int, batch: int, keep: bool) -> dict[str, Any]:
             except TimeoutError:
                 owned_after = None
             status = http.get("/status").json()["data"]["node"]
-            rss_owned = common.proc_status(pid)
+            rss_owned = peak_status(pids)
         return {
             "run": index,
+            "nodes": size,
             "jobs": posts * batch,
             "posts": posts,
             "batch": batch,
@@ -101,35 +117,45 @@ def one_run(index: int, posts: int, batch: int, keep: bool) -> dict[str, Any]:
             "post_p99_seconds": common.percentile(latencies, 99),
             "post_max_seconds": max(latencies),
             "node_cpu_seconds_during_posts": cpu_used,
-            "rss_before_bytes": rss_before.get("VmRSS", 0),
+            "rss_before_bytes": rss_before,
             "vmhwm_after_create_bytes": rss_after.get("VmHWM", 0),
             "vmrss_after_create_bytes": rss_after.get("VmRSS", 0),
             "seconds_until_scheduler_owned_all": owned_after,
             "vmhwm_after_owned_bytes": rss_owned.get("VmHWM", 0),
-            "jobs_owned": status["jobs_owned"],
+            "jobs_owned": jobs_owned(),
             "counts": status["counts"],
         }
     finally:
-        node.kill()
+        for n in nodes:
+            n.kill()
         if not keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:
             print(f"  kept {workdir}")
 
 
+def peak_status(pids: list[int]) -> dict[str, int]:
+    """The highest VmHWM and VmRSS over the nodes."""
+    statuses = [common.proc_status(pid) for pid in pids]
+    return {k: max(s.get(k, 0) for s in statuses) for k in ("VmHWM", "VmRSS")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=1, help="1 = one node; 3 = a cluster")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--posts", type=int, default=100)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep node work dirs")
-    parser.add_argument("--name", default="create_jobs")
+    parser.add_argument("--name", default=None, help="result name (create_jobs[_3n])")
     args = parser.parse_args(argv)
+    if args.name is None:
+        args.name = "create_jobs" if args.nodes == 1 else f"create_jobs_{args.nodes}n"
 
     runs = []
     for i in range(args.runs):
         print(f"run {i + 1}/{args.runs} ...", flush=True)
-        runs.append(one_run(i + 1, args.posts, args.batch, args.keep))
+        runs.append(one_run(i + 1, args.posts, args.batch, args.keep, args.nodes))
     mb = 2**20
     rows = [
         [

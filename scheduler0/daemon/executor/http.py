@@ -56,19 +56,20 @@ _BODY_SNIPPET_CHARS = 120
 _RESPONSE_READ_LIMIT = 64 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fire:
-    """One accepted (job, slot) to call back."""
+    """One accepted (job, slot) to call back. (Not frozen: a frozen dataclass
+    pays an ``object.__setattr__`` per field, thousands of times a second.)"""
 
     execution_id: str
     job_id: int
     slot: int  # unix seconds of the scheduled slot
     callback_url: str
     signing_secret: str  # per project; fires batch by (callback_url, signing_secret)
-    payload: dict[str, Any]  # the job object sent to the receiver
+    payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FireResult:
     """How the delivery of one fire ended."""
 
@@ -326,7 +327,10 @@ class Executor:
 
 def _chunk_batch(url: str, secret: str, fires: list[Fire], max_bytes: int) -> Iterable[_Chunk]:
     """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``."""
-    encoded = [orjson.dumps(fire.payload) for fire in fires]
+    encoded = [
+        fire.payload if isinstance(fire.payload, bytes) else orjson.dumps(fire.payload)
+        for fire in fires
+    ]
     groups = _split_by_size(encoded, max_bytes)
     batch_id = os.urandom(8).hex()
     total = len(groups)

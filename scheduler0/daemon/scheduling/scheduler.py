@@ -27,14 +27,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
+
+import orjson
 
 from scheduler0.daemon.executor.http import Executor, Fire
 from scheduler0.daemon.raft import RaftNode
 from scheduler0.daemon.scheduling.cron import EverySchedule, Schedule, parse_schedule
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
-from scheduler0.daemon.state.queries import Queries, decode_data, iso
+from scheduler0.daemon.state.queries import Queries, iso
 from scheduler0.daemon.state.schema import bucket_of, execution_id
 
 log = logging.getLogger(__name__)
@@ -106,6 +109,9 @@ class Scheduler:
         latency_ms, error) -> job ids."""
         self._results_in_flight = False
         self._sent: set[tuple[int, int]] = set()
+        self._payloads: dict[int, tuple[bytes, str, str]] = {}
+        """Per owned job: the fixed start of its callback item, URL and secret
+        (``payload_head``); dropped whenever the job changes or moves away."""
         self._last_adopt = 0.0
         self.stats = SchedulerStats()
         self._stopping = False
@@ -174,12 +180,15 @@ class Scheduler:
             if reload_all:
                 self._jobs.clear()
                 self._heap.clear()
+                self._payloads.clear()
                 gained = owned
             else:
                 lost = self._buckets - owned
                 gained = owned - self._buckets
                 for job_id in [j for j in self._jobs if bucket_of(j) in lost]:
                     del self._jobs[job_id]  # its heap entries go stale
+                for job_id in [j for j in self._payloads if bucket_of(j) in lost]:
+                    del self._payloads[job_id]
             self._buckets = owned
             if gained:
                 self._load(None, gained)
@@ -188,6 +197,7 @@ class Scheduler:
         if dirty:
             for job_id in dirty:
                 self._jobs.pop(job_id, None)
+                self._payloads.pop(job_id, None)
             self._load(sorted(dirty), self._buckets)
 
     def _load(self, ids: list[int] | None, buckets: frozenset[int]) -> None:
@@ -371,35 +381,22 @@ class Scheduler:
             self._dispatch(accepted, previous)
 
     def _dispatch(self, accepted: list[list[int]], previous: dict[int, int | None]) -> None:
-        rows = self._queries.fire_payloads(accepted)
+        payloads = self._payloads
+        missing = [entry for entry in accepted if entry[0] not in payloads]
+        if missing:
+            for job_id, row in self._queries.fire_payloads(missing).items():
+                payloads[job_id] = payload_head(row)
         out: list[Fire] = []
+        sent = self._sent
         for job_id, slot in accepted:
-            row = rows.get(job_id)
-            if row is None:
-                continue
+            cached = payloads.get(job_id)
+            if cached is None:
+                continue  # deleted meanwhile
+            head, callback_url, secret = cached
             exec_id = execution_id(job_id, slot)
-            self._sent.add((job_id, slot))
-            out.append(
-                Fire(
-                    execution_id=exec_id,
-                    job_id=job_id,
-                    slot=slot,
-                    callback_url=row["callback_url"],
-                    signing_secret=row["signing_secret"],
-                    payload={
-                        "id": job_id,
-                        "project_id": row["project_id"],
-                        "spec": row["spec"],
-                        "data": decode_data(row["data"]),
-                        "timezone": row["timezone"],
-                        "callback_url": row["callback_url"],
-                        "execution_type": row["execution_type"],
-                        "execution_id": exec_id,
-                        "scheduled_at": iso(slot),
-                        "last_execution_date": iso(previous.get(job_id)),
-                    },
-                )
-            )
+            body = callback_item(head, exec_id, slot, previous.get(job_id))
+            sent.add((job_id, slot))
+            out.append(Fire(exec_id, job_id, slot, callback_url, secret, body))
         if out:
             self._executor.submit(out)
 
@@ -448,3 +445,51 @@ class Scheduler:
 
 def _ignore(outcome: tuple[Any, int]) -> None:
     return None
+
+
+def payload_head(row: Any) -> tuple[bytes, str, str]:
+    """The JSON of a job's callback item up to its execution id (every field
+    that does not change from one fire to the next), with the callback URL
+    and the project's signing secret. ``data`` is spliced in as stored (it is
+    JSON already). Field order is the seed's."""
+    head = b"".join(
+        (
+            b'{"id":',
+            str(row["id"]).encode(),
+            b',"project_id":',
+            str(row["project_id"]).encode(),
+            b',"spec":',
+            orjson.dumps(row["spec"]),
+            b',"data":',
+            b"null" if row["data"] is None else row["data"].encode(),
+            b',"timezone":',
+            orjson.dumps(row["timezone"]),
+            b',"callback_url":',
+            orjson.dumps(row["callback_url"]),
+            b',"execution_type":',
+            orjson.dumps(row["execution_type"]),
+            b',"execution_id":"',
+        )
+    )
+    return head, row["callback_url"], row["signing_secret"]
+
+
+def callback_item(head: bytes, exec_id: str, slot: int, previous: int | None) -> bytes:
+    """One job object of a callback body: ``head`` (``payload_head``) plus
+    the fields of this fire."""
+    return b"".join(
+        (
+            head,
+            exec_id.encode(),
+            b'","scheduled_at":"',
+            _iso_bytes(slot),
+            b'","last_execution_date":',
+            b"null" if previous is None else b'"' + _iso_bytes(previous) + b'"',
+            b"}",
+        )
+    )
+
+
+@lru_cache(maxsize=8192)
+def _iso_bytes(slot: int) -> bytes:
+    return (iso(slot) or "").encode()
