@@ -8,6 +8,7 @@ field and, in a batch, the item's index.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -44,7 +45,10 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+@lru_cache(maxsize=4096)
 def _check_url(value: str) -> str:
+    """Cached: a batch of thousands of jobs usually shares one callback URL
+    (an invalid URL raises, and exceptions are not cached)."""
     if len(value) > 2048:
         raise ValueError("must be at most 2048 characters")
     if any(ch.isspace() or not ch.isprintable() for ch in value):

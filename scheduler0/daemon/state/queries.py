@@ -30,6 +30,12 @@ def iso(ts: float | int | None) -> str | None:
         return None
     if isinstance(ts, int):
         return _iso_seconds(ts)
+    return _iso_micro(ts)
+
+
+@lru_cache(maxsize=1024)
+def _iso_micro(ts: float) -> str:
+    """Cached: the rows of one command share their timestamps."""
     whole, micro = divmod(round(ts * 1_000_000), 1_000_000)
     return f"{_iso_seconds(whole)[:-1]}.{micro:06d}Z"
 
