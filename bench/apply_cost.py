@@ -1,0 +1,132 @@
+"""Bench: CPU cost of applying fires and their results, per node.
+
+Every node of a cluster applies every command, so this cost is paid once per
+node for each fire. On a fresh state machine (real SQLite file, no raft) with
+``--jobs`` jobs, it applies ``--rounds`` pairs of one ``SlotsFired`` of
+``--fires`` fires and one ``ResultsRecorded`` of their results (one POST's
+outcome), and reports the median milliseconds of each and microseconds per
+fire. ``--repo DIR`` runs the same measurement against another checkout (for
+before/after: ``git worktree add /tmp/old <commit>``); the command shapes are
+the ones every version accepts (``results`` rows, not ``groups``).
+
+    python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--repo DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import _common as common
+
+
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    from scheduler0.daemon.state import commands as c
+    from scheduler0.daemon.state.machine import StateMachine
+
+    workdir = Path(tempfile.mkdtemp(prefix="s0-apply-"))
+    machine = StateMachine(workdir / "state.db")
+    try:
+
+        def apply(command: Any) -> Any:
+            encoded = c.encode(command)
+            started = time.perf_counter()
+            result = machine.apply(encoded)
+            elapsed = time.perf_counter() - started
+            assert "ok" in result, result
+            return result["ok"], elapsed
+
+        apply(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s"))
+        job = {
+            "project_id": 1,
+            "spec": "@every 1m",
+            "timezone": "America/New_York",
+            "data": '{"jobId":1}',
+            "callback_url": "http://127.0.0.1:9/callback",
+            "execution_type": "http",
+            "anchor": 1_795_000_000,
+        }
+        for _ in range(args.jobs // 1000):
+            apply(c.JobsCreated(now=1.0, jobs=[job] * 1000))
+        apply(c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * 1024))
+        fired: list[float] = []
+        recorded: list[float] = []
+        blocks = max(1, args.jobs // args.fires)
+        for r in range(args.rounds):
+            slot = 1_795_000_060 + 60 * r
+            first = 1 + (r % blocks) * args.fires
+            ids = range(first, first + args.fires)
+            accepted, seconds = apply(
+                c.SlotsFired(now=slot + 0.1, node_id=1, epoch=1, fires=[[j, slot] for j in ids])
+            )
+            assert len(accepted["accepted"]) == args.fires
+            fired.append(seconds)
+            results = [[j, slot, "success", 200, 1, 12, None] for j in ids]
+            _, seconds = apply(c.ResultsRecorded(now=slot + 0.5, node_id=1, results=results))
+            recorded.append(seconds)
+        return {
+            "slots_fired_ms": statistics.median(fired) * 1000,
+            "results_recorded_ms": statistics.median(recorded) * 1000,
+            "us_per_fire": (statistics.median(fired) + statistics.median(recorded))
+            * 1e6
+            / args.fires,
+        }
+    finally:
+        machine.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=100_000)
+    parser.add_argument("--fires", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
+    parser.add_argument("--name", default=None, help="result name (apply_cost)")
+    args = parser.parse_args(argv)
+    if args.repo is not None:
+        sys.path.insert(0, str(args.repo.resolve()))
+        for module in [m for m in sys.modules if m.startswith("scheduler0")]:
+            del sys.modules[module]
+    import scheduler0
+
+    source = str(Path(scheduler0.__file__).resolve().parents[1])
+    result = measure(args)
+    print(
+        common.table(
+            ["checkout", "jobs", "fires", "SlotsFired ms", "ResultsRecorded ms", "µs per fire"],
+            [
+                [
+                    source,
+                    args.jobs,
+                    args.fires,
+                    result["slots_fired_ms"],
+                    result["results_recorded_ms"],
+                    result["us_per_fire"],
+                ]
+            ],
+        )
+    )
+    name = args.name or ("apply_cost" if args.repo is None else "apply_cost_other")
+    path = common.write_result(
+        name,
+        {
+            "bench": "apply_cost",
+            "command": "python bench/apply_cost.py " + " ".join(sys.argv[1:]),
+            "params": {k: str(v) for k, v in vars(args).items()},
+            "checkout": source,
+            **result,
+        },
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
