@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from scheduler0.daemon.state import commands as c
@@ -232,3 +233,68 @@ def test_grouped_fires_and_results_write_every_row_and_counter(
         (52, 101, 1, 1, 0, "success", 204),
         (53, 101, 1, 0, 0, "dispatched", None),
     ]
+
+
+@pytest.mark.parametrize("projects", [2, 40])
+def test_execution_rows_are_inserted_in_the_order_of_the_fires(
+    machine: StateMachine, tmp_path: Path, projects: int
+) -> None:
+    """Row ids are replicated state: whatever the grouping, rows get ids in
+    the order the command lists the fires (interleaved projects and slots,
+    few runs or many)."""
+    for command in history():
+        ok(machine, command)
+    for n in range(2, projects + 1):
+        ok(machine, c.ProjectCreated(now=NOW, name=f"p{n}", description="", signing_secret="s"))
+    jobs = [job(project_id=1 + i % projects) for i in range(4 * projects)]
+    first = ok(machine, c.JobsCreated(now=NOW, jobs=jobs))["ids"][0]
+    ids = list(range(first, first + len(jobs)))
+    # Two slots; within each, every project twice, interleaved with the others.
+    fires = [[j, 500 + k // (2 * projects)] for k, j in enumerate(reversed(ids))]
+    accepted = ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=fires))["accepted"]
+    assert accepted == fires
+    db = sqlite3.connect(tmp_path / "a.db")
+    rows = db.execute(
+        "SELECT job_id, slot, project_id FROM executions WHERE slot >= 500 ORDER BY id"
+    ).fetchall()
+    assert rows == [(j, s, 1 + (j - first) % projects) for j, s in fires]
+
+
+def test_version_1_results_apply_row_by_row_as_they_always_did(
+    machine: StateMachine, tmp_path: Path
+) -> None:
+    """A version-1 journal entry: the later row for the same execution wins,
+    and a repeated row counts twice, exactly as version 1 applied it."""
+    for command in history():
+        ok(machine, command)
+    ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[7, 10], [5, 10]]))
+    legacy = {
+        "v": 1,
+        "t": "ResultsRecorded",
+        "a": {
+            "now": NOW + 1,
+            "node_id": 1,
+            "results": [
+                [7, 10, "success", 200, 1, 5, None],
+                [5, 10, "failed", 500, 1, 5, "HTTP 500"],
+                [5, 10, "success", 201, 2, 9, None],
+                [7, 10, "success", 200, 1, 5, None],
+            ],
+        },
+    }
+    assert "ok" in machine.apply(b"j" + orjson.dumps(legacy))
+    db = sqlite3.connect(tmp_path / "a.db")
+    assert db.execute(
+        "SELECT id, success_count, failed_count, last_state, last_status_code FROM jobs"
+        " WHERE id IN (5, 7) ORDER BY id"
+    ).fetchall() == [(5, 1, 1, "success", 201), (7, 2, 0, "success", 200)]
+    assert db.execute(
+        "SELECT job_id, state, status_code, attempts FROM executions"
+        " WHERE slot = 10 ORDER BY job_id"
+    ).fetchall() == [(5, "success", 201, 2), (7, "success", 200, 1)]
+
+
+def test_commands_of_an_unknown_version_are_refused(machine: StateMachine) -> None:
+    future = {"v": 3, "t": "Noop", "a": {"now": NOW}}
+    result = machine.apply(b"j" + orjson.dumps(future))
+    assert "unsupported command version 3" in result["error"]["message"]

@@ -428,9 +428,12 @@ class Scheduler:
     def _recorded(self, groups: dict[tuple[Any, ...], list[int]], outcome: tuple[Any, int]) -> None:
         self._results_in_flight = False
         if outcome[1] != 0:
-            # Recording a result twice is harmless (same row, same values): retry.
-            for key, ids in groups.items():
-                self._results.setdefault(key, [])[:0] = ids
+            # Not known to be committed: propose again, ahead of what came since.
+            # (If it did commit, the rows get the same values again; the job's
+            # success/failed counters count it twice.)
+            for key, ids in self._results.items():
+                groups.setdefault(key, []).extend(ids)
+            self._results = groups
             return
         for (slot, *_), ids in groups.items():
             for job_id in ids:
@@ -461,7 +464,7 @@ def payload_head(row: Any) -> tuple[bytes, str, str]:
             b',"spec":',
             orjson.dumps(row["spec"]),
             b',"data":',
-            b"null" if row["data"] is None else row["data"].encode(),
+            _data_json(row["data"]),
             b',"timezone":',
             orjson.dumps(row["timezone"]),
             b',"callback_url":',
@@ -472,6 +475,18 @@ def payload_head(row: Any) -> tuple[bytes, str, str]:
         )
     )
     return head, row["callback_url"], row["signing_secret"]
+
+
+def _data_json(raw: str | None) -> bytes:
+    """``jobs.data`` as stored is JSON text (``encode_data``); anything else
+    goes out as a JSON string rather than break the whole POST."""
+    if raw is None:
+        return b"null"
+    try:
+        orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return orjson.dumps(raw)
+    return raw.encode()
 
 
 def callback_item(head: bytes, exec_id: str, slot: int, previous: int | None) -> bytes:

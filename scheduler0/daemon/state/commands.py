@@ -11,8 +11,15 @@ encoded with orjson and, above a small size, zlib-compressed (first byte
 bytes; see ``machine.StateMachine.apply``.
 
 Adding a command type is safe; renaming one, or changing the meaning of a
-field of an existing one, is not: old journals replay through ``decode``.
-Bump ``VERSION`` and keep reading the old form instead.
+field of an existing one, is not: old journals replay through ``decode``, and
+an old entry must apply exactly as the code that wrote it applied it (nodes
+rebuild from snapshots taken at different log indexes). Bump ``VERSION`` and
+keep reading the old forms instead.
+
+Versions: 1, the first; 2 adds ``ResultsRecorded.groups``. A node that only
+knows version 1 refuses version-2 commands (loudly) instead of dropping the
+field: upgrade a cluster by stopping every node, then starting them all on
+the new code.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from typing import Any, ClassVar
 
 import orjson
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
 _COMPRESS_ABOVE = 4096
 
 
@@ -157,25 +165,15 @@ class ResultsRecorded(Command):
     """Callback outcomes of one tick. ``groups`` (what nodes propose): one
     ``[slot, state, status_code, attempts, latency_ms, error, [job_ids]]`` per
     distinct outcome, since every fire of one POST shares its outcome.
-    ``results`` (journals written before groups existed): one ``[job_id, slot,
-    state, status_code, attempts, latency_ms, error]`` per fire."""
+    ``results`` (version-1 journals): one ``[job_id, slot, state, status_code,
+    attempts, latency_ms, error]`` per fire, applied row by row as version 1
+    did. Within a group a job id counts once."""
 
     type_name: ClassVar[str] = "ResultsRecorded"
     now: float
     node_id: int
     results: list[list[Any]] = field(default_factory=list)
     groups: list[list[Any]] = field(default_factory=list)
-
-    def outcome_groups(self) -> list[list[Any]]:
-        """Both forms as groups, ``groups`` last."""
-        merged: dict[tuple[Any, ...], list[int]] = {}
-        for job_id, slot, state, code, attempts, latency, error in self.results:
-            merged.setdefault((slot, state, code, attempts, latency, error), []).append(job_id)
-        return [[*key, ids] for key, ids in merged.items()] + self.groups
-
-    def executions(self) -> list[tuple[int, int]]:
-        """Every (job_id, slot) this command records."""
-        return [(job_id, group[0]) for group in self.outcome_groups() for job_id in group[6]]
 
 
 @dataclass(frozen=True)
@@ -286,7 +284,7 @@ def decode(payload: bytes) -> Command:
         elif kind != b"j":
             raise UndecodableCommand(f"unknown command framing {kind!r}")
         record = orjson.loads(body)
-        if record.get("v") != VERSION:
+        if record.get("v") not in READABLE_VERSIONS:
             raise UndecodableCommand(f"unsupported command version {record.get('v')!r}")
         cls = COMMAND_TYPES[record["t"]]
         known = {f.name for f in fields(cls)}
