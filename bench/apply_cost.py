@@ -6,8 +6,9 @@ node for each fire. On a fresh state machine (real SQLite file, no raft) with
 ``--fires`` fires and one ``ResultsRecorded`` of their results (one POST's
 outcome), and reports the median milliseconds of each and microseconds per
 fire. ``--repo DIR`` runs the same measurement against another checkout (for
-before/after: ``git worktree add /tmp/old <commit>``); the command shapes are
-the ones every version accepts (``results`` rows, not ``groups``).
+before/after: ``git worktree add /tmp/old <commit>``); each checkout gets the
+commands its own nodes propose (``ResultsRecorded.groups`` where it exists,
+one row per fire before).
 
     python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--repo DIR]
 """
@@ -20,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         apply(c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * 1024))
         fired: list[float] = []
         recorded: list[float] = []
+        grouped = "groups" in {f.name for f in fields(c.ResultsRecorded)}
         blocks = max(1, args.jobs // args.fires)
         for r in range(args.rounds):
             slot = 1_795_000_060 + 60 * r
@@ -67,8 +70,16 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
             assert len(accepted["accepted"]) == args.fires
             fired.append(seconds)
-            results = [[j, slot, "success", 200, 1, 12, None] for j in ids]
-            _, seconds = apply(c.ResultsRecorded(now=slot + 0.5, node_id=1, results=results))
+            if grouped:  # what nodes propose since ResultsRecorded has groups
+                recorded_command = c.ResultsRecorded(
+                    now=slot + 0.5,
+                    node_id=1,
+                    groups=[[slot, "success", 200, 1, 12, None, list(ids)]],
+                )
+            else:
+                results = [[j, slot, "success", 200, 1, 12, None] for j in ids]
+                recorded_command = c.ResultsRecorded(now=slot + 0.5, node_id=1, results=results)
+            _, seconds = apply(recorded_command)
             recorded.append(seconds)
         return {
             "slots_fired_ms": statistics.median(fired) * 1000,
