@@ -140,7 +140,6 @@ class StateMachine:
                 dest.execute("PRAGMA synchronous=OFF")
                 self._conn.backup(dest)
                 dest.execute("PRAGMA journal_mode=DELETE")
-                dest.execute("PRAGMA synchronous=OFF")
                 dest.execute("CREATE TABLE IF NOT EXISTS _raft (data BLOB NOT NULL)")
                 dest.execute("DELETE FROM _raft")
                 dest.execute("INSERT INTO _raft (data) VALUES (?)", (pickle.dumps(raft_data),))
