@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,7 @@ from typing import Any
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.tcp_connection import CONNECTION_STATE
+from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
 from scheduler0.daemon.state import commands as c
@@ -67,6 +69,24 @@ class RaftOptions:
     dynamic_membership: bool = True
 
 
+class _ClosingTcpServer(TcpServer):  # type: ignore[misc]
+    """pysyncobj's TcpServer with one leak fixed: when ``bind`` fails (the port is
+    still held, say by a process that is just stopping) it drops the new socket
+    without closing it, and ``maxBindRetries`` attempts leave that many open
+    sockets to the garbage collector. Relies on TcpServer internals: pysyncobj is
+    pinned to 0.3.17."""
+
+    def bind(self) -> None:
+        try:
+            super().bind()
+        except OSError:
+            sock: socket.socket | None = getattr(self, "_TcpServer__socket", None)
+            if sock is not None:
+                sock.close()
+                self._TcpServer__socket = None
+            raise
+
+
 class _KeepaliveTransport(TCPTransport):  # type: ignore[misc]
     """Sends a tiny message of a type the receiver ignores to every connected
     partner about once a second. Without it, links between followers sit idle,
@@ -80,6 +100,10 @@ class _KeepaliveTransport(TCPTransport):  # type: ignore[misc]
         super().__init__(syncObj, selfNode, otherNodes)
         self._last_keepalive = 0.0
         syncObj.addOnTickCallback(self._keepalive_tick)
+
+    def _createServer(self) -> None:
+        super()._createServer()
+        self._server.__class__ = _ClosingTcpServer
 
     def _keepalive_tick(self) -> None:
         now = time.monotonic()
@@ -173,10 +197,20 @@ class RaftNode:
                 f"RaftAddress: cannot bind {self.options.self_address}: {exc}"
             ) from exc
 
-    def stop(self) -> None:
-        if self._sync is not None:
-            self._sync.destroy()
-            self._sync = None
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the raft member and wait (at most ``timeout`` seconds) until its tick
+        thread has unbound the raft port and closed the journal. ``destroy`` alone
+        only asks the thread to stop: a node restarted in the same process would
+        then bind while the old server still holds the port."""
+        sync, self._sync = self._sync, None
+        if sync is None:
+            return
+        sync.destroy()
+        thread = sync._SyncObj__thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("raft tick thread still running %.0f s after stop", timeout)
 
     # -- proposing -----------------------------------------------------------------------
 
