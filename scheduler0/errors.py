@@ -11,6 +11,7 @@ Hierarchy (each maps to one HTTP status, in one place: ``Scheduler0Error.status`
     ├── PayloadTooLarge             413  body or batch over the limit
     ├── ValidationFailed            422  one or more invalid fields (``details``)
     ├── NoQuorum                    503  the cluster cannot commit a write now
+    │   └── NotCommitted            503  the log could not say a command committed
     └── ConfigError                 (start-up only) a config key is invalid
 """
 
@@ -90,6 +91,11 @@ class ValidationFailed(Scheduler0Error):
 class NoQuorum(Scheduler0Error):
     status = 503
     code = "no_quorum"
+
+
+class NotCommitted(NoQuorum):
+    """The replicated log did not report the command committed (no quorum or
+    leader in time, or it refused it). It may still be applied later."""
 
 
 class ConfigError(Scheduler0Error):

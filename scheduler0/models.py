@@ -8,6 +8,7 @@ field and, in a batch, the item's index.
 
 from __future__ import annotations
 
+import enum
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -28,6 +29,21 @@ from pydantic import (
 from scheduler0.errors import FieldError, ValidationFailed
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class ExecutionState(enum.StrEnum):
+    """The states of an execution row, as stored and as shown."""
+
+    PENDING = "pending"
+    """Run-now: waiting for the bucket's owner to send it."""
+    DISPATCHED = "dispatched"
+    SUCCESS = "success"
+    FAILED = "failed"
+    MISSED = "missed"
+    LOST = "lost"
+
+
+EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)
 
 _ALIASES = {
     "project_id": "projectId",

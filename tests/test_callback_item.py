@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from scheduler0.daemon.scheduling.scheduler import callback_item, payload_head
-from scheduler0.daemon.state.queries import iso
+from scheduler0.daemon.executor.callback_body import callback_item, payload_head
+from scheduler0.daemon.timefmt import iso
 
 
 @pytest.mark.parametrize(

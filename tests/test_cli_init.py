@@ -181,9 +181,9 @@ def test_start_generates_secrets_and_runs_the_node(
         started.append(settings)
         return 5
 
-    fake = types.ModuleType("scheduler0.daemon.node")
+    fake = types.ModuleType("scheduler0.daemon.serve")
     fake.run_node = run_node  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "scheduler0.daemon.node", fake)
+    monkeypatch.setitem(sys.modules, "scheduler0.daemon.serve", fake)
     args = ["start", "--port", "9999", "--node-id", "4", "--no-bootstrap", "--data-dir", "d"]
     result = runner.invoke(app, args)
     assert result.exit_code == 5, result.output

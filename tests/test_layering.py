@@ -15,7 +15,7 @@ def loaded_after(statement: str) -> set[str]:
 
 
 def test_the_daemon_never_loads_textual() -> None:
-    modules = loaded_after("import scheduler0.daemon.node, scheduler0.daemon.api.app")
+    modules = loaded_after("import scheduler0.daemon.serve")
     assert "pysyncobj" in modules  # the import did load the daemon
     assert not any(m == "textual" or m.startswith("textual.") for m in modules)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
-import threading
 from pathlib import Path
 from typing import Any
 
-from scheduler0.daemon.raft import RaftNode, RaftOptions
+from scheduler0.daemon.raft import RaftLog, RaftOptions
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import remove_database
@@ -16,11 +16,11 @@ from tests.support.nodes import free_port, wait_until
 NOW = 1_800_000_000.0
 
 
-def _start(data: Path, port: int, min_entries: int) -> tuple[RaftNode, StateMachine]:
+def _start(data: Path, port: int, min_entries: int) -> tuple[RaftLog, StateMachine]:
     db = data / "state.db"
     remove_database(db)  # as the node does at every start
     machine = StateMachine(db)
-    raft = RaftNode(
+    raft = RaftLog(
         RaftOptions(
             self_address=f"127.0.0.1:{port}",
             partner_addresses=[],
@@ -33,24 +33,12 @@ def _start(data: Path, port: int, min_entries: int) -> tuple[RaftNode, StateMach
         machine,
     )
     raft.start()
-    raft.wait_bound()
     wait_until(lambda: raft.ready and raft.is_leader(), timeout=20, what="single-node leader")
     return raft, machine
 
 
-def _propose(raft: RaftNode, command: c.Command) -> Any:
-    done = threading.Event()
-    box: list[Any] = []
-
-    def callback(outcome: tuple[Any, int]) -> None:
-        box.append(outcome)
-        done.set()
-
-    raft.propose_with_callback(command, callback)
-    assert done.wait(10), "command not committed"
-    result, fail = box[0]
-    assert fail == 0 and "ok" in result, box
-    return result["ok"]
+def _propose(raft: RaftLog, command: c.Command) -> Any:
+    return asyncio.run(raft.propose(command, timeout=10))
 
 
 def _jobs(db: Path) -> list[tuple[Any, ...]]:
@@ -61,7 +49,7 @@ def _jobs(db: Path) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def _create_job(raft: RaftNode, i: int) -> Any:
+def _create_job(raft: RaftLog, i: int) -> Any:
     job = {
         "project_id": 1,
         "spec": "@every 1s",

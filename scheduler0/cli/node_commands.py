@@ -81,7 +81,7 @@ def start(
                 "[yellow]warning:[/] every node of a cluster needs the same secrets; "
                 "copy that file to the others."
             )
-    from scheduler0.daemon.node import run_node  # heavy: only when a node really starts
+    from scheduler0.daemon.serve import run_node  # heavy: only when a node really starts
 
     raise typer.Exit(run_node(settings))
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-EXECUTION_STATES = ("dispatched", "success", "failed", "missed", "lost")
+from scheduler0.models import ExecutionState
+
+EXECUTION_STATES = tuple(s for s in ExecutionState if s is not ExecutionState.PENDING)
+"""The states the execution log can be filtered by."""
 
 
 def _int(value: Any) -> int | None:

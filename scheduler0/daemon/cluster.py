@@ -1,7 +1,7 @@
 """Leader duties: membership, the bucket assignment, retention.
 
 Only the raft leader acts, and only by proposing commands; every node derives
-what it owns from the assignment it has applied (ARCHITECTURE.md §3).
+what it owns from the assignment it has applied (see DESIGN.md, "Who runs what").
 """
 
 from __future__ import annotations
@@ -10,13 +10,16 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from scheduler0.config import Settings
+from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.machine import AssignmentView
+from scheduler0.daemon.state.queries import Queries
 from scheduler0.errors import Scheduler0Error
-
-if TYPE_CHECKING:
-    from scheduler0.daemon.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -97,12 +100,65 @@ class WorkerHealth:
         self._since.clear()
 
 
+class Proposer(Protocol):
+    def propose(self, command: c.Command) -> Awaitable[Any]: ...
+
+
+@dataclass(frozen=True)
+class CoordinatorSettings:
+    """What the leader's duties need to know of the node's configuration."""
+
+    node_id: int
+    address: str
+    raft_address: str
+    replicas: tuple[tuple[int, str, str], ...]
+    """Configured members: (node id, http address, raft address)."""
+    retention_rows: int
+    retention_seconds: float
+    retention_per_job: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CoordinatorSettings:
+        return cls(
+            node_id=settings.node_id,
+            address=settings.http_base_url,
+            raft_address=settings.raft_address,
+            replicas=tuple((r.node_id, str(r.address), r.raft_address) for r in settings.replicas),
+            retention_rows=settings.execution_retention_rows,
+            retention_seconds=settings.execution_retention_seconds,
+            retention_per_job=settings.execution_retention_per_job,
+        )
+
+
 class Coordinator:
-    def __init__(self, node: Node, period: float = 0.25) -> None:
-        self._node = node
+    """The leader's duties, run every ``period`` seconds while this node leads:
+    record members, keep the bucket assignment balanced over healthy workers,
+    declare a dead worker's dispatched executions lost, prune history.
+
+    Acts only by proposing commands through ``writes``; must never change state
+    or ownership any other way, and does nothing while not the leader.
+    """
+
+    def __init__(
+        self,
+        settings: CoordinatorSettings,
+        *,
+        log: ReplicatedLog,
+        writes: Proposer,
+        assignment: AssignmentView,
+        queries: Queries,
+        period: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._settings = settings
+        self._log = log
+        self._writes = writes
+        self._assignment = assignment
+        self._queries = queries
         self._period = period
+        self._clock = clock
         self._stopping = False
-        self._last_prune = time.monotonic()
+        self._last_prune = clock()
         self._prune_from = 0
         self.health = WorkerHealth()
         self._was_leader = False
@@ -113,7 +169,7 @@ class Coordinator:
     async def run(self) -> None:
         while not self._stopping:
             try:
-                leading = self._node.raft.ready and self._node.raft.is_leader()
+                leading = self._log.ready and self._log.is_leader()
                 if leading and not self._was_leader:
                     self.health.forget()  # views from an earlier term are stale
                 self._was_leader = leading
@@ -128,18 +184,17 @@ class Coordinator:
     def workers(self) -> list[int]:
         """Nodes that should fire jobs. A one-node cluster: itself. Otherwise
         every healthy member but the leader (the seed's promise)."""
-        node = self._node
-        settings = node.settings
-        raft = node.raft.status()
+        settings = self._settings
+        raft = self._log.status()
         connected: dict[str, bool] = raft.get("partners_connected", {})
         if not connected:
             return [settings.node_id]
         commit = raft.get("commit_index") or 0
         match: dict[str, int] = raft.get("partners_match_index", {})
-        now = time.monotonic()
-        owners = set(node.machine.owners)
+        now = self._clock()
+        owners = set(self._assignment.owners)
         out = []
-        for member in node.queries.members():
+        for member in self._queries.members():
             address = member["raft_address"]
             if member["node_id"] == settings.node_id or address not in connected:
                 continue
@@ -151,72 +206,65 @@ class Coordinator:
 
     async def register_members(self) -> None:
         """Record this node, and the configured replicas raft knows, as members."""
-        node = self._node
-        settings = node.settings
-        known = {m["node_id"] for m in node.queries.members()}
-        partners = set(node.raft.status().get("partners_connected", {}))
-        wanted = [(settings.node_id, settings.http_base_url, settings.raft_address)]
-        wanted += [
-            (r.node_id, str(r.address), r.raft_address)
-            for r in settings.replicas
-            if r.raft_address in partners
-        ]
+        settings = self._settings
+        known = {m["node_id"] for m in self._queries.members()}
+        partners = set(self._log.status().get("partners_connected", {}))
+        wanted = [(settings.node_id, settings.address, settings.raft_address)]
+        wanted += [r for r in settings.replicas if r[2] in partners]
         for node_id, address, raft_address in wanted:
             if node_id not in known:
-                await node.raft.propose(
+                await self._writes.propose(
                     c.MemberJoined(
                         now=time.time(), node_id=node_id, address=address, raft_address=raft_address
                     )
                 )
 
     async def lead_once(self) -> None:
-        node = self._node
         await self.register_members()
-        machine = node.machine
+        assignment = self._assignment
         workers = self.workers()
         await self.declare_dead_workers_lost(workers)
         if workers:
-            plan = plan_assignment(machine.owners, workers)
-            if plan != machine.owners or machine.epoch == 0:
-                await node.raft.propose(
-                    c.AssignmentChanged(now=time.time(), epoch=machine.epoch + 1, owners=plan)
+            plan = plan_assignment(assignment.owners, workers)
+            if plan != assignment.owners or assignment.epoch == 0:
+                await self._writes.propose(
+                    c.AssignmentChanged(now=time.time(), epoch=assignment.epoch + 1, owners=plan)
                 )
-        if time.monotonic() - self._last_prune >= PRUNE_EVERY:
+        if self._clock() - self._last_prune >= PRUNE_EVERY:
             await self.prune()
 
     async def declare_dead_workers_lost(self, workers: list[int]) -> None:
         """A worker down past the heartbeat deadline will not report on the
         executions it dispatched: record them ``lost`` so their new owner
         re-sends them (same execution id)."""
-        node = self._node
-        if workers == [node.settings.node_id]:
+        own_id = self._settings.node_id
+        if workers == [own_id]:
             return
-        for member in node.queries.members():
+        for member in self._queries.members():
             node_id = member["node_id"]
-            if node_id in workers or node_id == node.settings.node_id:
+            if node_id in workers or node_id == own_id:
                 continue
             orphans = [
-                [r["job_id"], r["slot"]] for r in node.queries.unsettled("dispatched", node_id)
+                [r["job_id"], r["slot"]] for r in self._queries.unsettled("dispatched", node_id)
             ]
             if orphans:
                 log.info("node %s is down: %d dispatched executions lost", node_id, len(orphans))
-                await node.raft.propose(c.ExecutionsLost(now=time.time(), executions=orphans))
+                await self._writes.propose(c.ExecutionsLost(now=time.time(), executions=orphans))
 
     async def prune(self) -> None:
-        node = self._node
-        settings = node.settings
+        settings = self._settings
         now = time.time()
-        top = node.queries.max_job_id()
+        top = self._queries.max_job_id()
         start = self._prune_from if self._prune_from <= top else 0
-        await node.raft.propose(
+        await self._writes.propose(
             c.ExecutionsPruned(
                 now=now,
-                keep_rows=settings.execution_retention_rows,
-                before=now - settings.execution_retention_seconds,
-                per_job=settings.execution_retention_per_job,
+                keep_rows=settings.retention_rows,
+                before=now - settings.retention_seconds,
+                per_job=settings.retention_per_job,
                 job_id_from=start,
                 job_id_to=start + PRUNE_JOBS_PER_ROUND - 1,
             )
         )
         self._prune_from = start + PRUNE_JOBS_PER_ROUND
-        self._last_prune = time.monotonic()
+        self._last_prune = self._clock()

@@ -1,4 +1,4 @@
-"""Raft, by pysyncobj. The only module that imports pysyncobj.
+"""The ``ReplicatedLog`` on pysyncobj. The only module that imports pysyncobj.
 
 Why the settings are what they are (measured, see DESIGN.md):
 
@@ -39,9 +39,9 @@ from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
+from scheduler0.daemon.replication import DEFAULT_TIMEOUT, ReplicatedStateMachine
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.machine import StateMachine
-from scheduler0.errors import NoQuorum, Scheduler0Error, error_from_dict
+from scheduler0.errors import NotCommitted, Scheduler0Error, error_from_dict
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         self_address: str,
         partners: list[str],
         conf: Any,
-        machine: StateMachine,
+        machine: ReplicatedStateMachine,
     ) -> None:
         self._machine = machine
         self._has_partners = bool(partners)
@@ -146,17 +146,25 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         return self._machine.apply(payload)
 
 
-class RaftNode:
-    """The node's raft member: proposes commands and reports raft status."""
+class RaftLog:
+    """The ``ReplicatedLog`` on pysyncobj: one raft member of the cluster.
 
-    def __init__(self, options: RaftOptions, machine: StateMachine) -> None:
+    Owns the SyncObj, its tick thread, its port and its journal and snapshot
+    files. Keeps pysyncobj's conventions inside: its ``(result, fail reason)``
+    callbacks run on the tick thread and are hopped onto the caller's event
+    loop here; callers only see awaitables, results and typed errors.
+    Never applies anything itself: the ``ReplicatedStateMachine`` does, on the
+    tick thread, in log order.
+    """
+
+    def __init__(self, options: RaftOptions, machine: ReplicatedStateMachine) -> None:
         self.options = options
         self.machine = machine
         self._ready = threading.Event()
         self._sync: _ReplicatedLog | None = None
 
     def start(self) -> None:
-        """Build the SyncObj. Call on the main thread."""
+        """Build the SyncObj and wait until its port is bound. Call on the main thread."""
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
         conf = SyncObjConf(
@@ -186,10 +194,6 @@ class RaftNode:
             tcp_keepalive=(16, 3, 5),
         )
         self._sync = _ReplicatedLog(opts.self_address, opts.partner_addresses, conf, self.machine)
-
-    def wait_bound(self) -> None:
-        """Block until the raft port is bound; raise a clear error if it cannot be."""
-        assert self._sync is not None
         try:
             self._sync.waitBinded()
         except Exception as exc:
@@ -214,39 +218,74 @@ class RaftNode:
 
     # -- proposing -----------------------------------------------------------------------
 
-    async def propose(self, command: c.Command, timeout: float | None = None) -> Any:
-        """Replicate ``command`` and return its apply result.
-
-        Raises the ``Scheduler0Error`` apply returned, or ``NoQuorum`` when the
-        cluster cannot commit within ``timeout`` (default: RaftApplyTimeout).
-        A timed-out command may still be applied later: callers that retry
-        must be idempotent.
-        """
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self.propose_with_callback(command, lambda outcome: _settle(loop, future, outcome))
-        try:
-            outcome = await asyncio.wait_for(future, timeout or self.options.apply_timeout)
-        except TimeoutError:
-            raise NoQuorum(
-                "the cluster could not commit the write in time (no quorum or no leader);"
+    async def propose(self, command: c.Command, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        """See ``ReplicatedLog.propose``."""
+        limit = self.options.apply_timeout if timeout == DEFAULT_TIMEOUT else timeout
+        outcome = await self._call(
+            lambda sync, callback: sync.apply_command(c.encode(command), callback=callback),
+            limit,
+            "the cluster could not commit the write in time (no quorum or no leader);"
+            " it may still be applied",
+        )
+        result, fail = outcome
+        if fail != FAIL_REASON.SUCCESS:
+            raise NotCommitted(
+                f"the write was not committed ({_FAIL_NAMES.get(fail, fail)});"
                 " it may still be applied"
-            ) from None
-        return _unwrap(outcome)
-
-    def propose_with_callback(
-        self, command: c.Command, done: Callable[[tuple[Any, int]], None]
-    ) -> None:
-        """Replicate ``command``; ``done((result, fail_reason))`` runs on the raft thread."""
-        sync = self._sync
-        if sync is None:
-            done((None, -1))
-            return
-        sync.apply_command(c.encode(command), callback=lambda res, err: done((res, err)))
+            )
+        if isinstance(result, dict) and "error" in result:
+            raise error_from_dict(result["error"])
+        return result["ok"] if isinstance(result, dict) else result
 
     async def barrier(self) -> None:
-        """Wait until this node has applied everything committed before now."""
+        """A committed no-op: pysyncobj has no ReadIndex."""
         await self.propose(c.Noop(now=time.time()))
+
+    async def add_member(self, address: str) -> None:
+        await self._change_membership("add", address)
+
+    async def remove_member(self, address: str) -> None:
+        await self._change_membership("remove", address)
+
+    async def _change_membership(self, action: str, address: str) -> None:
+        def change(sync: _ReplicatedLog, callback: Callable[[Any, int], None]) -> None:
+            if action == "add":
+                sync.addNodeToCluster(address, callback=callback)
+            else:
+                sync.removeNodeFromCluster(address, callback=callback)
+
+        what = f"the membership change ({action} {address})"
+        _, fail = await self._call(change, self.options.apply_timeout * 5, f"{what} timed out")
+        if fail != FAIL_REASON.SUCCESS:
+            raise NotCommitted(f"{what} failed ({_FAIL_NAMES.get(fail, fail)})")
+
+    async def _call(
+        self,
+        submit: Callable[[_ReplicatedLog, Callable[[Any, int], None]], None],
+        timeout: float | None,
+        timeout_message: str,
+    ) -> tuple[Any, int]:
+        """Run one pysyncobj call whose callback fires on the tick thread, and
+        await its ``(result, fail reason)`` on this event loop."""
+        sync = self._sync
+        if sync is None:
+            raise NotCommitted("the raft member is stopped")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[tuple[Any, int]] = loop.create_future()
+
+        def settle(outcome: tuple[Any, int]) -> None:
+            if not future.done():
+                future.set_result(outcome)
+
+        def callback(result: Any, fail: int) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                loop.call_soon_threadsafe(settle, (result, fail))
+
+        submit(sync, callback)
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise NotCommitted(timeout_message) from None
 
     # -- status ---------------------------------------------------------------------------
 
@@ -299,35 +338,7 @@ class RaftNode:
             "ready": self.ready,
         }
 
-    def add_member(self, raft_address: str, done: Callable[[tuple[Any, int]], None]) -> None:
-        assert self._sync is not None
-        self._sync.addNodeToCluster(raft_address, callback=lambda res, err: done((res, err)))
-
-    def remove_member(self, raft_address: str, done: Callable[[tuple[Any, int]], None]) -> None:
-        assert self._sync is not None
-        self._sync.removeNodeFromCluster(raft_address, callback=lambda res, err: done((res, err)))
-
 
 def raft_password(secret_key: str) -> str:
     """The raft wire password, derived from the cluster secret (never the secret itself)."""
     return hashlib.sha256(b"scheduler0-raft\x00" + secret_key.encode()).hexdigest()
-
-
-def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: Any) -> None:
-    def set_result() -> None:
-        if not future.done():
-            future.set_result(outcome)
-
-    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        loop.call_soon_threadsafe(set_result)
-
-
-def _unwrap(outcome: tuple[Any, int]) -> Any:
-    result, fail = outcome
-    if fail != FAIL_REASON.SUCCESS:
-        raise NoQuorum(
-            f"the write was not committed ({_FAIL_NAMES.get(fail, fail)}); it may still be applied"
-        )
-    if isinstance(result, dict) and "error" in result:
-        raise error_from_dict(result["error"])
-    return result["ok"] if isinstance(result, dict) else result

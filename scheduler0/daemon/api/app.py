@@ -1,30 +1,31 @@
-"""The node's HTTP application: routes under /api/v1, one error mapping."""
+"""The node's HTTP application: the route table under /api/v1 (each route with
+what it requires of its caller), authentication middleware, one error mapping.
+Handlers find the node's services in ``app.state.services``."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import NamedTuple
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount
+from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scheduler0.daemon.api import accounts, cluster, jobs, observe
-from scheduler0.daemon.api.http import failure
+from scheduler0.daemon.api.auth import Access, AuthMiddleware, guard
+from scheduler0.daemon.api.http import Handler, Services, failure
+from scheduler0.daemon.node import Node
 from scheduler0.errors import (
     BadRequest,
     NotFound,
     Scheduler0Error,
 )
-
-if TYPE_CHECKING:
-    from scheduler0.daemon.node import Node
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,64 @@ class MethodNotAllowed(Scheduler0Error):
     code = "method_not_allowed"
 
 
+class RouteSpec(NamedTuple):
+    path: str
+    methods: tuple[str, ...]
+    endpoint: Handler
+    access: Access
+
+
+CLIENT, OPERATOR, PUBLIC = Access.CLIENT, Access.OPERATOR, Access.PUBLIC
+
+ROUTES: tuple[RouteSpec, ...] = (
+    RouteSpec("/projects", ("POST",), accounts.create_project, CLIENT),
+    RouteSpec("/projects", ("GET",), accounts.list_projects, CLIENT),
+    RouteSpec("/projects/{id}", ("GET",), accounts.get_project, CLIENT),
+    RouteSpec("/projects/{id}", ("PUT", "PATCH"), accounts.update_project, CLIENT),
+    RouteSpec("/projects/{id}", ("DELETE",), accounts.delete_project, CLIENT),
+    RouteSpec("/credentials", ("POST",), accounts.create_credential, OPERATOR),
+    RouteSpec("/credentials", ("GET",), accounts.list_credentials, OPERATOR),
+    RouteSpec("/credentials/{id}", ("GET",), accounts.get_credential, OPERATOR),
+    RouteSpec("/credentials/{id}", ("PUT", "PATCH"), accounts.update_credential, OPERATOR),
+    RouteSpec("/credentials/{id}/archive", ("POST",), accounts.archive_credential, OPERATOR),
+    RouteSpec("/credentials/{id}", ("DELETE",), accounts.delete_credential, OPERATOR),
+    RouteSpec("/jobs", ("POST",), jobs.create_jobs, CLIENT),
+    RouteSpec("/jobs", ("GET",), jobs.list_jobs, CLIENT),
+    RouteSpec("/jobs/{id}", ("GET",), jobs.get_job, CLIENT),
+    RouteSpec("/jobs/{id}", ("PUT", "PATCH"), jobs.update_job, CLIENT),
+    RouteSpec("/jobs/{id}", ("DELETE",), jobs.delete_job, CLIENT),
+    RouteSpec("/jobs/{id}/pause", ("POST",), jobs.pause_job, CLIENT),
+    RouteSpec("/jobs/{id}/resume", ("POST",), jobs.resume_job, CLIENT),
+    RouteSpec("/jobs/{id}/run", ("POST",), jobs.run_now, CLIENT),
+    RouteSpec("/jobs/{id}/executions", ("GET",), jobs.job_executions, CLIENT),
+    RouteSpec("/executions", ("GET",), observe.list_executions, CLIENT),
+    RouteSpec("/healthcheck", ("GET",), observe.healthcheck, PUBLIC),
+    RouteSpec("/status", ("GET",), observe.status, CLIENT),
+    RouteSpec("/cluster", ("GET",), cluster.status, CLIENT),
+    RouteSpec("/peer/status", ("GET",), cluster.peer_status, OPERATOR),
+    RouteSpec("/cluster/members", ("POST",), cluster.add_member, OPERATOR),
+    RouteSpec("/cluster/members/{id}", ("DELETE",), cluster.remove_member, OPERATOR),
+)
+"""Every route of the API and what it requires of its caller, in one place."""
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, Scheduler0Error):
+        return failure(exc)
+    if isinstance(exc, HTTPException):
+        if exc.status_code == 404:
+            return failure(NotFound(f"no route {request.method} {request.url.path}"))
+        if exc.status_code == 405:
+            return failure(MethodNotAllowed(f"{request.method} is not allowed here"))
+        error = BadRequest(str(exc.detail))
+        error.status = exc.status_code
+        return failure(error)
+    raise exc  # not ours to map: _CatchAll answers it
+
+
 def create_app(node: Node) -> Starlette:
+    """The API of ``node``; its background work runs for the app's lifespan."""
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await node.start_background()
@@ -72,31 +130,22 @@ def create_app(node: Node) -> Starlette:
         finally:
             await node.stop_background()
 
-    async def on_error(request: Request, exc: Exception) -> Response:
-        if isinstance(exc, Scheduler0Error):
-            return failure(exc)
-        if isinstance(exc, HTTPException):
-            if exc.status_code == 404:
-                return failure(NotFound(f"no route {request.method} {request.url.path}"))
-            if exc.status_code == 405:
-                return failure(MethodNotAllowed(f"{request.method} is not allowed here"))
-            error = BadRequest(str(exc.detail))
-            error.status = exc.status_code
-            return failure(error)
-        raise exc  # not ours to map: _CatchAll answers it
-
-    api = [
-        *accounts.routes(node),
-        *jobs.routes(node),
-        *observe.routes(node),
-        *cluster.routes(node),
-    ]
-    return Starlette(
-        routes=[Mount("/api/v1", routes=api)],
+    app = Starlette(
+        routes=[
+            Mount(
+                "/api/v1",
+                routes=[
+                    Route(spec.path, guard(spec.endpoint, spec.access), methods=list(spec.methods))
+                    for spec in ROUTES
+                ],
+            )
+        ],
         exception_handlers={
-            Scheduler0Error: on_error,
-            HTTPException: on_error,
+            Scheduler0Error: _on_error,
+            HTTPException: _on_error,
         },
-        middleware=[Middleware(_CatchAll)],
+        middleware=[Middleware(_CatchAll), Middleware(AuthMiddleware)],
         lifespan=lifespan,
     )
+    app.state.services = Services(node.settings, node.queries, node.writes, node.status)
+    return app

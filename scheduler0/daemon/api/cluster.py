@@ -9,25 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
-from scheduler0.daemon.api.http import authenticate, json_body, ok, path_id, require_operator
+from scheduler0.config import Settings
+from scheduler0.daemon.api.http import Services, json_body, ok, path_id, services
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import FieldError, NotFound, ValidationFailed
 
-if TYPE_CHECKING:
-    from scheduler0.daemon.node import Node
-
 
 async def _peer_status(
-    client: httpx.AsyncClient, member: dict[str, Any], node: Node
+    client: httpx.AsyncClient, member: dict[str, Any], settings: Settings
 ) -> dict[str, Any]:
-    settings = node.settings
     started = time.monotonic()
     try:
         response = await client.get(
@@ -46,21 +42,21 @@ async def _peer_status(
     return data
 
 
-async def cluster_status(node: Node) -> dict[str, Any]:
-    local = node.local_status()
-    members = node.queries.members()
-    timeout = node.settings.peer_auth_request_timeout_ms / 1000
+async def cluster_status(svc: Services) -> dict[str, Any]:
+    settings = svc.settings
+    local = svc.status.local_status()
+    members = svc.queries.members()
+    timeout = settings.peer_auth_request_timeout_ms / 1000
     async with httpx.AsyncClient(timeout=timeout) as client:
         peers = await asyncio.gather(
             *(
-                _peer_status(client, m, node)
+                _peer_status(client, m, settings)
                 for m in members
-                if m["node_id"] != node.settings.node_id
+                if m["node_id"] != settings.node_id
             )
         )
     local.update(reachable=True, response_ms=0)
     nodes = sorted([local, *peers], key=lambda n: n["node_id"])
-    health = node.coordinator.health
     raft = local["raft"]
     leader = raft.get("leader")
     for entry in nodes:
@@ -73,63 +69,53 @@ async def cluster_status(node: Node) -> dict[str, Any]:
         if entry is not local:
             connected = raft.get("partners_connected", {}).get(address)
             entry["raft_connected"] = connected
-            contact = health.last_contact.get(address)
+            contact = svc.status.last_contact(address)
             entry["last_contact"] = None if contact is None else round(contact, 3)
-    buckets: dict[str, int] = {}
-    for owner in node.machine.owners:
-        buckets[str(owner)] = buckets.get(str(owner), 0) + 1
     return {
-        "node_id": node.settings.node_id,
+        "node_id": settings.node_id,
         "leader": leader,
         "leader_node_id": next((n["node_id"] for n in nodes if n["role"] == "leader"), None),
         "term": raft.get("term"),
         "has_quorum": raft.get("has_quorum"),
         "commit_index": raft.get("commit_index"),
         "applied_index": raft.get("applied_index"),
-        "epoch": node.machine.epoch,
-        "buckets_per_node": buckets,
+        "epoch": svc.status.epoch,
+        "buckets_per_node": svc.status.buckets_per_node(),
         "members": nodes,
     }
 
 
-def routes(node: Node) -> list[Route]:
-    async def status(request: Request) -> Response:
-        authenticate(request, node)
-        return ok(await cluster_status(node))
+async def status(request: Request) -> Response:
+    return ok(await cluster_status(services(request)))
 
-    async def peer_status(request: Request) -> Response:
-        require_operator(request, node)
-        return ok(node.local_status())
 
-    async def add_member(request: Request) -> Response:
-        require_operator(request, node)
-        body = await json_body(request, 64 * 1024)
-        member = _member_fields(body)
-        if member["node_id"] in {m["node_id"] for m in node.queries.members()}:
-            raise ValidationFailed(
-                f"node_id: node {member['node_id']} is already a member",
-                [FieldError("node_id", "already a member")],
-            )
-        await node.change_membership("add", member["raft_address"])
-        await node.propose(c.MemberJoined(now=time.time(), **member))
-        return ok(member, 201)
+async def peer_status(request: Request) -> Response:
+    return ok(services(request).status.local_status())
 
-    async def remove_member(request: Request) -> Response:
-        require_operator(request, node)
-        node_id = path_id(request)
-        member = next((m for m in node.queries.members() if m["node_id"] == node_id), None)
-        if member is None:
-            raise NotFound(f"no member with node id {node_id}")
-        await node.change_membership("remove", member["raft_address"])
-        await node.propose(c.MemberLeft(now=time.time(), node_id=node_id))
-        return ok({"node_id": node_id, "removed": True})
 
-    return [
-        Route("/cluster", status, methods=["GET"]),
-        Route("/peer/status", peer_status, methods=["GET"]),
-        Route("/cluster/members", add_member, methods=["POST"]),
-        Route("/cluster/members/{id}", remove_member, methods=["DELETE"]),
-    ]
+async def add_member(request: Request) -> Response:
+    svc = services(request)
+    body = await json_body(request, 64 * 1024)
+    member = _member_fields(body)
+    if member["node_id"] in {m["node_id"] for m in svc.queries.members()}:
+        raise ValidationFailed(
+            f"node_id: node {member['node_id']} is already a member",
+            [FieldError("node_id", "already a member")],
+        )
+    await svc.writes.add_member(member["raft_address"])
+    await svc.writes.propose(c.MemberJoined(now=time.time(), **member))
+    return ok(member, 201)
+
+
+async def remove_member(request: Request) -> Response:
+    svc = services(request)
+    node_id = path_id(request)
+    member = next((m for m in svc.queries.members() if m["node_id"] == node_id), None)
+    if member is None:
+        raise NotFound(f"no member with node id {node_id}")
+    await svc.writes.remove_member(member["raft_address"])
+    await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id))
+    return ok({"node_id": node_id, "removed": True})
 
 
 def _member_fields(body: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Shared HTTP plumbing: the response envelope, bodies, paging and auth.
+"""Shared HTTP plumbing: the services handlers use, the response envelope,
+bodies, paging and query parameters.
 
 Every answer is an envelope: ``{"success": true, "data": ...}`` or
 ``{"success": false, "data": null, "error": {"code", "message", "details"}}``.
@@ -6,33 +7,54 @@ Every answer is an envelope: ``{"success": true, "data": ...}`` or
 
 from __future__ import annotations
 
-import base64
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, ParamSpec, TypeVar
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scheduler0.daemon.security import same_text, secret_matches
+from scheduler0.config import Settings
+from scheduler0.daemon.node import NodeStatus, Writes
+from scheduler0.daemon.state.queries import Queries
 from scheduler0.errors import (
     BadRequest,
     FieldError,
-    Forbidden,
-    NoQuorum,
     PayloadTooLarge,
     Scheduler0Error,
-    Unauthorized,
     ValidationFailed,
 )
 
-if TYPE_CHECKING:
-    from scheduler0.daemon.node import Node
-
 Handler = Callable[[Request], Awaitable[Response]]
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Services:
+    """What handlers may use, kept in ``app.state.services``: the settings,
+    the replica's reads, the one write path and the node's status."""
+
+    settings: Settings
+    queries: Queries
+    writes: Writes
+    status: NodeStatus
+
+
+def services(request: Request) -> Services:
+    found: Services = request.app.state.services
+    return found
+
+
+async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Run a blocking read (SQLite, presenting many rows) in a worker thread, so
+    that the event loop, which also runs the scheduler and the executor, is free."""
+    return await run_in_threadpool(fn, *args, **kwargs)
+
 
 MAX_ID = 2**63 - 1
 """The largest row id SQLite stores; larger ids in paths or queries are invalid input."""
@@ -125,14 +147,15 @@ def time_param(request: Request, name: str) -> float | None:
     return value
 
 
-async def read_barrier(request: Request, node: Node) -> None:
+async def read_barrier(request: Request) -> None:
     """``?consistency=strong`` waits for everything committed so far; ``local`` (the
     default) reads this replica as it is."""
     consistency = request.query_params.get("consistency") or "local"
     if consistency not in ("local", "strong"):
         message = "must be 'local' or 'strong'"
         raise ValidationFailed(f"consistency: {message}", [FieldError("consistency", message)])
-    await node.read_barrier(request)
+    if consistency == "strong":
+        await services(request).writes.barrier()
 
 
 def path_id(request: Request, name: str = "id") -> int:
@@ -142,55 +165,3 @@ def path_id(request: Request, name: str = "id") -> int:
         message = f"must be an integer between 1 and {MAX_ID}"
         raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
     return value
-
-
-# -- auth -------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Caller:
-    kind: str  # "client" | "operator"
-    credential_id: int | None = None
-
-
-def authenticate(request: Request, node: Node) -> Caller:
-    """Client: ``x-api-key`` + ``x-secret-key``. Operator/peer: HTTP Basic
-    with the node's AuthUsername/AuthPassword plus ``x-peer: cmd|peer``."""
-    settings = node.settings
-    header = request.headers.get("authorization", "")
-    if header.lower().startswith("basic "):
-        try:
-            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
-        except Exception:
-            raise Unauthorized("malformed basic authorization header") from None
-        if request.headers.get("x-peer") not in ("cmd", "peer"):
-            raise Unauthorized("operator requests need the x-peer header (cmd or peer)")
-        if (
-            settings.auth_username
-            and settings.auth_password
-            and same_text(user, settings.auth_username)
-            and same_text(password, settings.auth_password)
-        ):
-            return Caller("operator")
-        raise Unauthorized("wrong operator username or password")
-    api_key = request.headers.get("x-api-key")
-    api_secret = request.headers.get("x-secret-key")
-    if not api_key or not api_secret:
-        raise Unauthorized("missing credentials: send x-api-key and x-secret-key")
-    row = node.queries.credential_by_key(api_key)
-    assert settings.secret_key is not None
-    if row is None or not secret_matches(settings.secret_key, api_secret, row["secret_hash"]):
-        if not node.raft.ready:
-            # A node still rebuilding its replica may not hold the key yet.
-            raise NoQuorum("this node is starting and has not caught up yet; retry shortly")
-        raise Unauthorized("unknown api key or wrong secret")
-    if row["archived"]:
-        raise Unauthorized("this credential is archived")
-    return Caller("client", row["id"])
-
-
-def require_operator(request: Request, node: Node) -> Caller:
-    caller = authenticate(request, node)
-    if caller.kind != "operator":
-        raise Forbidden("this route needs operator authentication (HTTP Basic + x-peer)")
-    return caller

@@ -9,33 +9,31 @@ from __future__ import annotations
 
 import time
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from scheduler0.daemon import views
 from scheduler0.daemon.api.http import (
-    authenticate,
     id_param,
     json_body,
+    off_loop,
     ok,
     paging,
     path_id,
     read_barrier,
+    services,
     time_param,
 )
 from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.queries import job_out, new_job_row
+from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import execution_id
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import JobIn, JobPatch, invalid, parse_one
-
-if TYPE_CHECKING:
-    from scheduler0.daemon.node import Node
 
 
 @lru_cache(maxsize=4096)
@@ -81,11 +79,11 @@ def _validate_fast(items: list[Any]) -> list[JobIn] | None:
     return jobs
 
 
-def validate_jobs(items: list[Any], node: Node) -> list[JobIn]:
+def validate_jobs(items: list[Any], queries: Queries) -> list[JobIn]:
     """All items valid, or one ValidationFailed naming every bad field and index."""
     fast = _validate_fast(items)
     if fast is not None:
-        known = node.queries.existing_project_ids([job.project_id for job in fast])
+        known = queries.existing_project_ids([job.project_id for job in fast])
         if all(job.project_id in known for job in fast):
             return fast
     jobs: list[JobIn] = []
@@ -101,7 +99,7 @@ def validate_jobs(items: list[Any], node: Node) -> list[JobIn]:
             details.append(problem)
         jobs.append(job)
     if not details:
-        known = node.queries.existing_project_ids([job.project_id for job in jobs])
+        known = queries.existing_project_ids([job.project_id for job in jobs])
         details = [
             FieldError("project_id", f"no project with id {job.project_id}", index)
             for index, job in enumerate(jobs)
@@ -112,133 +110,139 @@ def validate_jobs(items: list[Any], node: Node) -> list[JobIn]:
     return jobs
 
 
-def routes(node: Node) -> list[Route]:
-    settings = node.settings
-    max_body = int(settings.max_request_body_mb * 2**20)
+def _max_body(request: Request) -> int:
+    return int(services(request).settings.max_request_body_mb * 2**20)
 
-    async def create_jobs(request: Request) -> Response:
-        authenticate(request, node)
-        body = await json_body(request, max_body)
-        single = isinstance(body, dict)
-        items = [body] if single else body
-        if not isinstance(items, list):
-            raise ValidationFailed(
-                "body: expected a JSON array of jobs or one job object",
-                [FieldError("body", "must be an array of job objects or one job object")],
-            )
-        if not items:
-            raise ValidationFailed(
-                "body: the array holds no jobs", [FieldError("body", "must hold at least one job")]
-            )
-        if len(items) > settings.max_jobs_per_request:
-            raise PayloadTooLarge(
-                f"{len(items)} jobs in one request; the limit is {settings.max_jobs_per_request}"
-            )
-        jobs = validate_jobs(items, node)
-        now = time.time()
-        anchor = int(now)
-        rows = [
-            {
-                "project_id": job.project_id,
-                "spec": job.spec,
-                "timezone": job.timezone,
-                "data": encode_data(job.data),
-                "callback_url": job.callback_url,
-                "execution_type": job.execution_type,
-                "anchor": anchor,
-            }
-            for job in jobs
-        ]
-        result = await node.propose(c.JobsCreated(now=now, jobs=rows))
-        # Answer from what was committed, without reading 1,000 rows back.
-        first = result["ids"][0]
-        created = [job_out(new_job_row(first + i, row, now)) for i, row in enumerate(rows)]
-        return ok(created[0] if single else created, 201)
 
-    async def list_jobs(request: Request) -> Response:
-        authenticate(request, node)
-        project_id = id_param(request, "project_id", "projectId")
-        limit, offset = paging(request, max_limit=10_000)
-        await read_barrier(request, node)
-        if project_id is not None:
-            node.queries.project(project_id)  # 404 for an unknown project
-        return ok(node.queries.jobs(project_id, limit, offset))
-
-    async def get_job(request: Request) -> Response:
-        authenticate(request, node)
-        job_id = path_id(request)
-        await read_barrier(request, node)
-        return ok(node.queries.job(job_id))
-
-    async def update_job(request: Request) -> Response:
-        authenticate(request, node)
-        job_id = path_id(request)
-        patch = parse_one(JobPatch, await json_body(request, max_body))
-        current = node.queries.job_row(job_id)
-        if current is None:
-            raise NotFound(f"no job with id {job_id}")
-        changes: dict[str, Any] = {}
-        for name in ("spec", "timezone", "callback_url", "execution_type"):
-            value = getattr(patch, name)
-            if value is not None:
-                changes[name] = value
-        if "data" in patch.model_fields_set:
-            changes["data"] = encode_data(patch.data)
-        if "spec" in changes or "timezone" in changes:
-            spec = changes.get("spec", current["spec"])
-            timezone = changes.get("timezone", current["timezone"])
-            problem = check_schedule(spec, timezone)
-            if problem is not None:
-                raise invalid([problem])
-            # The new schedule applies from the next slot after now, on a grid
-            # anchored now (for @every).
-            changes["anchor"] = changes["not_before"] = int(time.time())
-        await node.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
-        return ok(node.queries.job(job_id))
-
-    async def delete_job(request: Request) -> Response:
-        authenticate(request, node)
-        job_id = path_id(request)
-        await node.propose(c.JobDeleted(now=time.time(), job_id=job_id))
-        return ok({"id": job_id, "deleted": True})
-
-    def pauser(paused: bool) -> Any:
-        async def handler(request: Request) -> Response:
-            authenticate(request, node)
-            job_id = path_id(request)
-            await node.propose(c.JobPaused(now=time.time(), job_id=job_id, paused=paused))
-            return ok(node.queries.job(job_id))
-
-        return handler
-
-    async def run_now(request: Request) -> Response:
-        authenticate(request, node)
-        job_id = path_id(request)
-        now = time.time()
-        result = await node.propose(c.JobTriggered(now=now, job_id=job_id, slot=int(now)))
-        return ok({**result, "execution_id": execution_id(job_id, result["slot"])}, 202)
-
-    async def job_executions(request: Request) -> Response:
-        authenticate(request, node)
-        job_id = path_id(request)
-        limit, offset = paging(request)
-        since, until = time_param(request, "since"), time_param(request, "until")
-        await read_barrier(request, node)
-        node.queries.job(job_id)  # 404 for an unknown job
-        return ok(
-            node.queries.executions(
-                job_id=job_id, since=since, until=until, limit=limit, offset=offset
-            )
+async def create_jobs(request: Request) -> Response:
+    svc = services(request)
+    body = await json_body(request, _max_body(request))
+    single = isinstance(body, dict)
+    items = [body] if single else body
+    if not isinstance(items, list):
+        raise ValidationFailed(
+            "body: expected a JSON array of jobs or one job object",
+            [FieldError("body", "must be an array of job objects or one job object")],
         )
-
-    return [
-        Route("/jobs", create_jobs, methods=["POST"]),
-        Route("/jobs", list_jobs, methods=["GET"]),
-        Route("/jobs/{id}", get_job, methods=["GET"]),
-        Route("/jobs/{id}", update_job, methods=["PUT", "PATCH"]),
-        Route("/jobs/{id}", delete_job, methods=["DELETE"]),
-        Route("/jobs/{id}/pause", pauser(True), methods=["POST"]),
-        Route("/jobs/{id}/resume", pauser(False), methods=["POST"]),
-        Route("/jobs/{id}/run", run_now, methods=["POST"]),
-        Route("/jobs/{id}/executions", job_executions, methods=["GET"]),
+    if not items:
+        raise ValidationFailed(
+            "body: the array holds no jobs", [FieldError("body", "must hold at least one job")]
+        )
+    if len(items) > svc.settings.max_jobs_per_request:
+        raise PayloadTooLarge(
+            f"{len(items)} jobs in one request; the limit is {svc.settings.max_jobs_per_request}"
+        )
+    jobs = validate_jobs(items, svc.queries)
+    now = time.time()
+    anchor = int(now)
+    rows = [
+        {
+            "project_id": job.project_id,
+            "spec": job.spec,
+            "timezone": job.timezone,
+            "data": encode_data(job.data),
+            "callback_url": job.callback_url,
+            "execution_type": job.execution_type,
+            "anchor": anchor,
+        }
+        for job in jobs
     ]
+    result = await svc.writes.propose(c.JobsCreated(now=now, jobs=rows))
+    # Answer from what was committed, without reading 1,000 rows back.
+    first = result["ids"][0]
+    created = [views.job_out(views.new_job_row(first + i, row, now)) for i, row in enumerate(rows)]
+    return ok(created[0] if single else created, 201)
+
+
+async def list_jobs(request: Request) -> Response:
+    queries = services(request).queries
+    project_id = id_param(request, "project_id", "projectId")
+    limit, offset = paging(request, max_limit=10_000)
+    await read_barrier(request)
+
+    def page() -> dict[str, Any]:
+        if project_id is not None:
+            queries.project(project_id)  # 404 for an unknown project
+        return views.page_out(queries.jobs(project_id, limit, offset), "jobs", views.job_out)
+
+    return ok(await off_loop(page))
+
+
+async def get_job(request: Request) -> Response:
+    job_id = path_id(request)
+    await read_barrier(request)
+    return ok(views.job_out(services(request).queries.job(job_id)))
+
+
+async def update_job(request: Request) -> Response:
+    svc = services(request)
+    job_id = path_id(request)
+    patch = parse_one(JobPatch, await json_body(request, _max_body(request)))
+    current = svc.queries.job_row(job_id)
+    if current is None:
+        raise NotFound(f"no job with id {job_id}")
+    changes: dict[str, Any] = {}
+    for name in ("spec", "timezone", "callback_url", "execution_type"):
+        value = getattr(patch, name)
+        if value is not None:
+            changes[name] = value
+    if "data" in patch.model_fields_set:
+        changes["data"] = encode_data(patch.data)
+    if "spec" in changes or "timezone" in changes:
+        spec = changes.get("spec", current["spec"])
+        timezone = changes.get("timezone", current["timezone"])
+        problem = check_schedule(spec, timezone)
+        if problem is not None:
+            raise invalid([problem])
+        # The new schedule applies from the next slot after now, on a grid
+        # anchored now (for @every).
+        changes["anchor"] = changes["not_before"] = int(time.time())
+    await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
+    return ok(views.job_out(svc.queries.job(job_id)))
+
+
+async def delete_job(request: Request) -> Response:
+    job_id = path_id(request)
+    await services(request).writes.propose(c.JobDeleted(now=time.time(), job_id=job_id))
+    return ok({"id": job_id, "deleted": True})
+
+
+async def _set_paused(request: Request, paused: bool) -> Response:
+    svc = services(request)
+    job_id = path_id(request)
+    await svc.writes.propose(c.JobPaused(now=time.time(), job_id=job_id, paused=paused))
+    return ok(views.job_out(svc.queries.job(job_id)))
+
+
+async def pause_job(request: Request) -> Response:
+    return await _set_paused(request, True)
+
+
+async def resume_job(request: Request) -> Response:
+    return await _set_paused(request, False)
+
+
+async def run_now(request: Request) -> Response:
+    job_id = path_id(request)
+    now = time.time()
+    result = await services(request).writes.propose(
+        c.JobTriggered(now=now, job_id=job_id, slot=int(now))
+    )
+    return ok({**result, "execution_id": execution_id(job_id, result["slot"])}, 202)
+
+
+async def job_executions(request: Request) -> Response:
+    queries = services(request).queries
+    job_id = path_id(request)
+    limit, offset = paging(request)
+    since, until = time_param(request, "since"), time_param(request, "until")
+    await read_barrier(request)
+
+    def page() -> dict[str, Any]:
+        queries.job(job_id)  # 404 for an unknown job
+        rows = queries.executions(
+            job_id=job_id, since=since, until=until, limit=limit, offset=offset
+        )
+        return views.page_out(rows, "executions", views.execution_out)
+
+    return ok(await off_loop(page))

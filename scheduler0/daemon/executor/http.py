@@ -3,7 +3,7 @@
 The scheduler hands accepted fires to :meth:`Executor.submit` and collects
 :class:`FireResult` records with :meth:`Executor.drain_results` once per tick.
 
-Wire format (the seed contract, see ARCHITECTURE §6):
+Wire format (the seed contract; each item is built by ``callback_body``):
 
 - Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` form a
   batch, sent as ``POST callback_url`` with a JSON array of their payloads.

@@ -3,7 +3,7 @@
 Every tick the scheduler pops the jobs whose next slot is due, applies the
 misfire policy, and proposes ONE ``SlotsFired`` for all of them. Only the
 entries the state machine accepted are handed to the executor, so a stale
-owner or a double tick can never fire a slot twice (ARCHITECTURE.md §4).
+owner or a double tick can never fire a slot twice (see DESIGN.md, "Firing exactly once").
 Callback outcomes go back as one ``ResultsRecorded`` per tick.
 
 Misfire policy (per job, whenever more than one slot is due at once, e.g.
@@ -19,7 +19,6 @@ refreshed from change notifications; it never decides ownership itself.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 import threading
@@ -27,18 +26,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
-import orjson
-
+from scheduler0.daemon.executor.callback_body import callback_item, payload_head
 from scheduler0.daemon.executor.http import Executor, Fire
-from scheduler0.daemon.raft import RaftNode
+from scheduler0.daemon.replication import WAIT_FOR_VERDICT, ReplicatedLog
 from scheduler0.daemon.scheduling.cron import EverySchedule, Schedule, parse_schedule
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.machine import StateMachine
-from scheduler0.daemon.state.queries import Queries, iso
+from scheduler0.daemon.state.machine import AssignmentView
+from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import bucket_of, execution_id
+from scheduler0.errors import NotCommitted, Scheduler0Error
 
 log = logging.getLogger(__name__)
 
@@ -73,13 +71,17 @@ class SchedulerStats:
     recent_lag: deque[float] = field(default_factory=lambda: deque(maxlen=256))
 
 
+Outcome = tuple[Any, Scheduler0Error | None]
+"""A proposal's apply result, or the error that stands for it."""
+
+
 class Scheduler:
     def __init__(
         self,
         *,
         node_id: int,
-        raft: RaftNode,
-        machine: StateMachine,
+        log: ReplicatedLog,
+        machine: AssignmentView,
         queries: Queries,
         executor: Executor,
         misfire_grace: float,
@@ -87,8 +89,9 @@ class Scheduler:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.node_id = node_id
-        self._raft = raft
+        self._log = log
         self._machine = machine
+        self._tasks: set[asyncio.Task[None]] = set()
         self._queries = queries
         self._executor = executor
         self._grace = misfire_grace
@@ -156,7 +159,7 @@ class Scheduler:
         self._stopping = True
 
     def tick_once(self) -> None:
-        if not self._raft.ready:
+        if not self._log.ready:
             return
         self.stats.last_tick_at = self._clock()
         self._refresh()
@@ -231,9 +234,7 @@ class Scheduler:
             if (row["job_id"], row["slot"]) not in self._sent
         ]
         if mine:
-            self._raft.propose_with_callback(
-                c.ExecutionsLost(now=self._clock(), executions=mine), _ignore
-            )
+            self._propose(c.ExecutionsLost(now=self._clock(), executions=mine), _ignore)
 
     def _adopt_lost(self) -> None:
         """Re-send, with the same execution id, ``lost`` executions of owned
@@ -250,20 +251,15 @@ class Scheduler:
         ]
         if not wanted:
             return
-        loop = asyncio.get_running_loop()
-
-        def done(outcome: tuple[Any, int]) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._adopted, outcome)
-
-        self._raft.propose_with_callback(
-            c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted), done
+        self._propose(
+            c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted),
+            self._adopted,
         )
 
-    def _adopted(self, outcome: tuple[Any, int]) -> None:
-        result, fail = outcome
-        if fail == 0 and isinstance(result, dict) and "ok" in result:
-            accepted = result["ok"]["accepted"]
+    def _adopted(self, outcome: Outcome) -> None:
+        result, error = outcome
+        if error is None:
+            accepted = result["accepted"]
             self.stats.redispatched += len(accepted)
             if accepted:
                 self._dispatch(accepted, {})
@@ -296,13 +292,7 @@ class Scheduler:
             now=now, node_id=self.node_id, epoch=self._epoch, fires=fires, missed=missed
         )
         self._fire_in_flight = True
-        loop = asyncio.get_running_loop()
-
-        def done(outcome: tuple[Any, int]) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._fired, batch, fires, outcome)
-
-        self._raft.propose_with_callback(command, done)
+        self._propose(command, lambda outcome: self._fired(batch, fires, outcome))
 
     def _due_slots(self, job: _Job, now: float) -> tuple[int | None, list[int], int, int]:
         """Split the job's due slots into (slot to fire, listed missed, uncounted
@@ -343,11 +333,11 @@ class Scheduler:
         self,
         batch: dict[int, tuple[_Job, int]],
         fires: list[list[int]],
-        outcome: tuple[Any, int],
+        outcome: Outcome,
     ) -> None:
         self._fire_in_flight = False
-        result, fail = outcome
-        if fail != 0 or not isinstance(result, dict) or "ok" not in result:
+        result, error = outcome
+        if error is not None:
             # Ambiguous: the command may still be applied later. Re-read the
             # jobs from state; anything applied but unsent is declared lost
             # by the full reload and then re-sent.
@@ -356,7 +346,7 @@ class Scheduler:
                 self._dirty.update(batch)
                 self._reload_all = True
             return
-        accepted = result["ok"].get("accepted", [])
+        accepted = result.get("accepted", [])
         previous = {job_id: job.last_fired for job_id, (job, _) in batch.items()}
         accepted_ids = {job_id for job_id, _ in accepted}
         self.stats.fired += len(accepted)
@@ -412,22 +402,16 @@ class Scheduler:
             return
         self._results = {}
         self._results_in_flight = True
-        loop = asyncio.get_running_loop()
-
-        def done(outcome: tuple[Any, int]) -> None:
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(self._recorded, groups, outcome)
-
         command = c.ResultsRecorded(
             now=self._clock(),
             node_id=self.node_id,
             groups=[[*key, ids] for key, ids in groups.items()],
         )
-        self._raft.propose_with_callback(command, done)
+        self._propose(command, lambda outcome: self._recorded(groups, outcome))
 
-    def _recorded(self, groups: dict[tuple[Any, ...], list[int]], outcome: tuple[Any, int]) -> None:
+    def _recorded(self, groups: dict[tuple[Any, ...], list[int]], outcome: Outcome) -> None:
         self._results_in_flight = False
-        if outcome[1] != 0:
+        if isinstance(outcome[1], NotCommitted):
             # Not known to be committed: propose again, ahead of what came since.
             # (If it did commit, the rows get the same values again; the job's
             # success/failed counters count it twice.)
@@ -439,6 +423,24 @@ class Scheduler:
             for job_id in ids:
                 self._sent.discard((job_id, slot))
 
+    def _propose(self, command: c.Command, then: Callable[[Outcome], None]) -> None:
+        """Propose without waiting: ``then`` gets the outcome on the event loop once
+        the log has a verdict (no deadline: an undecided fire stays in flight)."""
+
+        async def run() -> None:
+            try:
+                outcome: Outcome = (await self._log.propose(command, WAIT_FOR_VERDICT), None)
+            except Scheduler0Error as exc:
+                outcome = (None, exc)
+            try:
+                then(outcome)
+            except Exception:
+                log.exception("handling the outcome of %s failed", command.type_name)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def lag_p99(self) -> float:
         values = sorted(self.stats.recent_lag)
         if not values:
@@ -446,65 +448,5 @@ class Scheduler:
         return values[min(len(values) - 1, int(len(values) * 0.99))]
 
 
-def _ignore(outcome: tuple[Any, int]) -> None:
+def _ignore(outcome: Outcome) -> None:
     return None
-
-
-def payload_head(row: Any) -> tuple[bytes, str, str]:
-    """The JSON of a job's callback item up to its execution id (every field
-    that does not change from one fire to the next), with the callback URL
-    and the project's signing secret. ``data`` is spliced in as stored (it is
-    JSON already). Field order is the seed's."""
-    head = b"".join(
-        (
-            b'{"id":',
-            str(row["id"]).encode(),
-            b',"project_id":',
-            str(row["project_id"]).encode(),
-            b',"spec":',
-            orjson.dumps(row["spec"]),
-            b',"data":',
-            _data_json(row["data"]),
-            b',"timezone":',
-            orjson.dumps(row["timezone"]),
-            b',"callback_url":',
-            orjson.dumps(row["callback_url"]),
-            b',"execution_type":',
-            orjson.dumps(row["execution_type"]),
-            b',"execution_id":"',
-        )
-    )
-    return head, row["callback_url"], row["signing_secret"]
-
-
-def _data_json(raw: str | None) -> bytes:
-    """``jobs.data`` as stored is JSON text (``encode_data``); anything else
-    goes out as a JSON string rather than break the whole POST."""
-    if raw is None:
-        return b"null"
-    try:
-        orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return orjson.dumps(raw)
-    return raw.encode()
-
-
-def callback_item(head: bytes, exec_id: str, slot: int, previous: int | None) -> bytes:
-    """One job object of a callback body: ``head`` (``payload_head``) plus
-    the fields of this fire."""
-    return b"".join(
-        (
-            head,
-            exec_id.encode(),
-            b'","scheduled_at":"',
-            _iso_bytes(slot),
-            b'","last_execution_date":',
-            b"null" if previous is None else b'"' + _iso_bytes(previous) + b'"',
-            b"}",
-        )
-    )
-
-
-@lru_cache(maxsize=8192)
-def _iso_bytes(slot: int) -> bytes:
-    return (iso(slot) or "").encode()

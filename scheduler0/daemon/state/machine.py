@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -46,6 +46,15 @@ log = logging.getLogger(__name__)
 
 ChangeListener = Callable[[str, Any], None]
 """``(kind, detail)``: ``("jobs", [ids])``, ``("assignment", epoch)``, ``("reset", None)``."""
+
+
+class AssignmentView(Protocol):
+    """The bucket assignment as a node has applied it (``StateMachine`` is one):
+    bucket ``i`` is owned by node ``owners[i]`` since ``epoch``."""
+
+    epoch: int
+    owners: list[int]
+
 
 JOB_COLUMNS = ("spec", "timezone", "data", "callback_url", "execution_type", "anchor", "not_before")
 

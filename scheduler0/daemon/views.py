@@ -1,0 +1,141 @@
+"""What the API shows of stored rows: the JSON shape of projects, credentials,
+jobs, executions and pages. Presentation only: no reads, no writes.
+
+``next_run_at`` is computed here from the job's schedule (cached per
+spec/timezone/anchor), so the read model never needs the scheduling package.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping
+from functools import lru_cache
+from typing import Any
+
+import orjson
+
+from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule
+from scheduler0.daemon.state.queries import Page
+from scheduler0.daemon.state.schema import execution_id
+from scheduler0.daemon.timefmt import iso
+
+Row = sqlite3.Row | Mapping[str, Any]
+"""A stored row, or a dict of the same columns (a row not read back)."""
+
+
+@lru_cache(maxsize=8192)
+def _schedule(spec: str, timezone: str, anchor: int) -> Schedule | None:
+    try:
+        return parse_schedule(spec, timezone, anchor)
+    except ValueError:
+        return None
+
+
+def decode_data(raw: str | None) -> Any:
+    return None if raw is None else orjson.loads(raw)
+
+
+def page_out(page: Page, name: str, present: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
+    """``{"total", "offset", "limit", name: [...]}``."""
+    return {
+        "total": page.total,
+        "offset": page.offset,
+        "limit": page.limit,
+        name: [present(row) for row in page.rows],
+    }
+
+
+def project_out(row: Row, with_secret: bool = True) -> dict[str, Any]:
+    out = {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+    if with_secret:
+        out["signing_secret"] = row["signing_secret"]
+    return out
+
+
+def credential_out(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "api_key": row["api_key"],
+        "description": row["description"],
+        "archived": bool(row["archived"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, Any]:
+    """The row ``JobsCreated`` writes for ``job``: lets the API answer without
+    reading it back. Keep in step with the state machine's ``jobs_created``."""
+    return {
+        **job,
+        "id": job_id,
+        "paused": 0,
+        "not_before": job["anchor"],
+        "last_fired_slot": None,
+        "last_state": None,
+        "last_status_code": None,
+        "fired_count": 0,
+        "success_count": 0,
+        "failed_count": 0,
+        "missed_count": 0,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def job_out(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "project_id": row["project_id"],
+        "spec": row["spec"],
+        "timezone": row["timezone"],
+        "data": decode_data(row["data"]),
+        "callback_url": row["callback_url"],
+        "execution_type": row["execution_type"],
+        "paused": bool(row["paused"]),
+        "last_execution_date": iso(row["last_fired_slot"]),
+        "next_run_at": None if row["paused"] else iso(next_run(row)),
+        "last_state": row["last_state"],
+        "last_status_code": row["last_status_code"],
+        "fired_count": row["fired_count"],
+        "success_count": row["success_count"],
+        "failed_count": row["failed_count"],
+        "missed_count": row["missed_count"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def next_run(row: Row) -> int | None:
+    """The next slot on the job's grid after its last fired slot (or its start)."""
+    schedule = _schedule(row["spec"], row["timezone"], row["anchor"])
+    if schedule is None:
+        return None
+    base = max(row["not_before"], row["last_fired_slot"] or row["not_before"])
+    return schedule.next_after(base)
+
+
+def execution_out(row: Row) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "execution_id": execution_id(row["job_id"], row["slot"]),
+        "job_id": row["job_id"],
+        "project_id": row["project_id"],
+        "scheduled_at": iso(row["slot"]),
+        "slot": row["slot"],
+        "state": row["state"],
+        "node_id": row["node_id"],
+        "epoch": row["epoch"],
+        "attempts": row["attempts"],
+        "status_code": row["status_code"],
+        "latency_ms": row["latency_ms"],
+        "error": row["error"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
