@@ -7,7 +7,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scheduler0.daemon import views
+from scheduler0.daemon.api import views
 from scheduler0.daemon.api.http import (
     json_body,
     off_loop,

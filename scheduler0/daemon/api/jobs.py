@@ -16,7 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scheduler0.daemon import views
+from scheduler0.daemon.api import views
 from scheduler0.daemon.api.http import (
     id_param,
     json_body,

@@ -7,7 +7,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from scheduler0.daemon import views
+from scheduler0.daemon.api import views
 from scheduler0.daemon.api.http import (
     id_param,
     off_loop,
