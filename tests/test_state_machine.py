@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.apply import HANDLERS, ApplyContext
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import BUCKETS
 
@@ -110,11 +111,11 @@ def test_an_unexpected_exception_rolls_back_and_is_returned(
 ) -> None:
     ok(machine, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
 
-    def half_then_boom(db: sqlite3.Connection, cmd: Any) -> None:
-        db.execute("DELETE FROM projects")
+    def half_then_boom(ctx: ApplyContext, cmd: Any) -> None:
+        ctx.db.execute("DELETE FROM projects")
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(machine._handlers, c.Noop, half_then_boom)
+    monkeypatch.setitem(HANDLERS, c.Noop, half_then_boom)
     err = error(machine, c.Noop(now=NOW))
     assert "boom" in err["message"]
     monkeypatch.undo()

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
@@ -35,22 +35,34 @@ READABLE_VERSIONS = frozenset({1, 2})
 _COMPRESS_ABOVE = 4096
 
 
+COMMAND_TYPES: dict[str, type[Command]] = {}
+"""Every command type by its name on the wire; filled by the classes themselves."""
+
+
 @dataclass(frozen=True)
 class Command:
+    """Base of every command. A subclass registers itself under its class name,
+    which is its name on the wire: never rename one."""
+
     type_name: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__name__ in COMMAND_TYPES:
+            raise TypeError(f"two command types named {cls.__name__}")
+        cls.type_name = cls.__name__
+        COMMAND_TYPES[cls.__name__] = cls
 
 
 @dataclass(frozen=True)
 class Noop(Command):
     """A barrier: once applied here, everything committed before it is too."""
 
-    type_name: ClassVar[str] = "Noop"
     now: float = 0.0
 
 
 @dataclass(frozen=True)
 class ProjectCreated(Command):
-    type_name: ClassVar[str] = "ProjectCreated"
     now: float
     name: str
     description: str
@@ -59,7 +71,6 @@ class ProjectCreated(Command):
 
 @dataclass(frozen=True)
 class ProjectUpdated(Command):
-    type_name: ClassVar[str] = "ProjectUpdated"
     now: float
     project_id: int
     name: str | None = None
@@ -68,14 +79,12 @@ class ProjectUpdated(Command):
 
 @dataclass(frozen=True)
 class ProjectDeleted(Command):
-    type_name: ClassVar[str] = "ProjectDeleted"
     now: float
     project_id: int
 
 
 @dataclass(frozen=True)
 class CredentialCreated(Command):
-    type_name: ClassVar[str] = "CredentialCreated"
     now: float
     api_key: str
     secret_hash: str
@@ -84,7 +93,6 @@ class CredentialCreated(Command):
 
 @dataclass(frozen=True)
 class CredentialArchived(Command):
-    type_name: ClassVar[str] = "CredentialArchived"
     now: float
     credential_id: int
     archived: bool = True
@@ -92,7 +100,6 @@ class CredentialArchived(Command):
 
 @dataclass(frozen=True)
 class CredentialDeleted(Command):
-    type_name: ClassVar[str] = "CredentialDeleted"
     now: float
     credential_id: int
 
@@ -103,7 +110,6 @@ class JobsCreated(Command):
     decides (the project exists). Each job is a dict with project_id, spec,
     timezone, data, callback_url, execution_type, anchor."""
 
-    type_name: ClassVar[str] = "JobsCreated"
     now: float
     jobs: list[dict[str, Any]]
 
@@ -114,7 +120,6 @@ class JobUpdated(Command):
     takes effect from the next slot: ``anchor`` is re-stamped by the proposer
     for ``@every`` specs."""
 
-    type_name: ClassVar[str] = "JobUpdated"
     now: float
     job_id: int
     changes: dict[str, Any]
@@ -122,14 +127,12 @@ class JobUpdated(Command):
 
 @dataclass(frozen=True)
 class JobDeleted(Command):
-    type_name: ClassVar[str] = "JobDeleted"
     now: float
     job_id: int
 
 
 @dataclass(frozen=True)
 class JobPaused(Command):
-    type_name: ClassVar[str] = "JobPaused"
     now: float
     job_id: int
     paused: bool
@@ -140,10 +143,41 @@ class JobTriggered(Command):
     """Run a job once now, outside its schedule: a ``pending`` execution at
     ``slot`` that the bucket's owner picks up and sends."""
 
-    type_name: ClassVar[str] = "JobTriggered"
     now: float
     job_id: int
     slot: int
+
+
+class Missed(NamedTuple):
+    """One entry of ``SlotsFired.missed``."""
+
+    job_id: int
+    slots: list[int]
+    uncounted: int
+
+
+class ResultGroup(NamedTuple):
+    """One entry of ``ResultsRecorded.groups``: the outcome shared by ``job_ids``."""
+
+    slot: int
+    state: str
+    status_code: int | None
+    attempts: int
+    latency_ms: int | None
+    error: str | None
+    job_ids: list[int]
+
+
+class LegacyResult(NamedTuple):
+    """One entry of a version-1 ``ResultsRecorded.results``."""
+
+    job_id: int
+    slot: int
+    state: str
+    status_code: int | None
+    attempts: int
+    latency_ms: int | None
+    error: str | None
 
 
 @dataclass(frozen=True)
@@ -152,12 +186,14 @@ class SlotsFired(Command):
     dispatch; ``missed`` are ``[job_id, [slots...], uncounted]`` recorded as
     missed (``uncounted`` = further missed slots not listed one by one)."""
 
-    type_name: ClassVar[str] = "SlotsFired"
     now: float
     node_id: int
     epoch: int
     fires: list[list[int]]
     missed: list[list[Any]] = field(default_factory=list)
+
+    def missed_entries(self) -> list[Missed]:
+        return [Missed(*entry) for entry in self.missed]
 
 
 @dataclass(frozen=True)
@@ -169,18 +205,22 @@ class ResultsRecorded(Command):
     attempts, latency_ms, error]`` per fire, applied row by row as version 1
     did. Within a group a job id counts once."""
 
-    type_name: ClassVar[str] = "ResultsRecorded"
     now: float
     node_id: int
     results: list[list[Any]] = field(default_factory=list)
     groups: list[list[Any]] = field(default_factory=list)
+
+    def result_groups(self) -> list[ResultGroup]:
+        return [ResultGroup(*group) for group in self.groups]
+
+    def legacy_results(self) -> list[LegacyResult]:
+        return [LegacyResult(*row) for row in self.results]
 
 
 @dataclass(frozen=True)
 class AssignmentChanged(Command):
     """Bucket ``i`` is owned by ``owners[i]`` from ``epoch`` on."""
 
-    type_name: ClassVar[str] = "AssignmentChanged"
     now: float
     epoch: int
     owners: list[int]
@@ -188,7 +228,6 @@ class AssignmentChanged(Command):
 
 @dataclass(frozen=True)
 class MemberJoined(Command):
-    type_name: ClassVar[str] = "MemberJoined"
     now: float
     node_id: int
     address: str
@@ -197,7 +236,6 @@ class MemberJoined(Command):
 
 @dataclass(frozen=True)
 class MemberLeft(Command):
-    type_name: ClassVar[str] = "MemberLeft"
     now: float
     node_id: int
 
@@ -206,7 +244,6 @@ class MemberLeft(Command):
 class ExecutionsLost(Command):
     """Dispatched executions whose lease ran out: ``[job_id, slot]``."""
 
-    type_name: ClassVar[str] = "ExecutionsLost"
     now: float
     executions: list[list[int]]
 
@@ -216,7 +253,6 @@ class ExecutionsRedispatched(Command):
     """A node takes over ``lost`` executions of buckets it owns, to send them
     again with the same execution id: ``[job_id, slot]``."""
 
-    type_name: ClassVar[str] = "ExecutionsRedispatched"
     now: float
     node_id: int
     executions: list[list[int]]
@@ -226,40 +262,12 @@ class ExecutionsRedispatched(Command):
 class ExecutionsPruned(Command):
     """Retention: drop rows past the global cap and older than ``before``."""
 
-    type_name: ClassVar[str] = "ExecutionsPruned"
     now: float
     keep_rows: int
     before: float
     per_job: int
     job_id_from: int
     job_id_to: int
-
-
-COMMAND_TYPES: dict[str, type[Command]] = {
-    cls.type_name: cls
-    for cls in (
-        Noop,
-        ProjectCreated,
-        ProjectUpdated,
-        ProjectDeleted,
-        CredentialCreated,
-        CredentialArchived,
-        CredentialDeleted,
-        JobsCreated,
-        JobUpdated,
-        JobDeleted,
-        JobPaused,
-        JobTriggered,
-        SlotsFired,
-        ResultsRecorded,
-        AssignmentChanged,
-        MemberJoined,
-        MemberLeft,
-        ExecutionsLost,
-        ExecutionsRedispatched,
-        ExecutionsPruned,
-    )
-}
 
 
 class UndecodableCommand(ValueError):

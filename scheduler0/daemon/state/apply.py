@@ -1,0 +1,77 @@
+"""What a command handler gets and how handlers are registered.
+
+A handler is ``handler(ctx, command) -> result`` for one command type,
+registered with ``@handles(CommandType)`` in a module of ``state/handlers/``
+(one module per domain). The rules every handler keeps (the raft log depends on
+them) are ``StateMachine``'s: deterministic (only the command and the database,
+never the clock, randomness or node-local settings), one transaction per
+command opened and closed by the state machine, a domain error raised as a
+``Scheduler0Error`` (the transaction is rolled back and the error returned as a
+value), small results.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import orjson
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.schema import BUCKETS
+from scheduler0.errors import NotFound
+
+C = TypeVar("C", bound=c.Command)
+Handler = Callable[["ApplyContext", Any], Any]
+
+HANDLERS: dict[type[c.Command], Handler] = {}
+"""The handler of every command type; filled by ``@handles``."""
+
+
+@dataclass
+class Assignment:
+    """The replicated bucket assignment, as applied: bucket ``i`` is owned by
+    node ``owners[i]`` since ``epoch``. Changed only by ``AssignmentChanged``."""
+
+    epoch: int = 0
+    owners: list[int] = field(default_factory=lambda: [0] * BUCKETS)
+
+
+@dataclass
+class ApplyContext:
+    """One command's apply: the open transaction, the assignment, and the
+    changes to announce once it has committed."""
+
+    db: sqlite3.Connection
+    assignment: Assignment
+    changes: list[tuple[str, Any]] = field(default_factory=list)
+
+    def changed(self, kind: str, detail: Any) -> None:
+        """Announce ``(kind, detail)`` to the node after commit (``jobs``, ``assignment``...)."""
+        self.changes.append((kind, detail))
+
+
+def handles(command_type: type[C]) -> Callable[[Callable[[ApplyContext, C], Any]], Any]:
+    def register(fn: Callable[[ApplyContext, C], Any]) -> Callable[[ApplyContext, C], Any]:
+        if command_type in HANDLERS:
+            raise TypeError(f"two handlers for {command_type.type_name}")
+        HANDLERS[command_type] = fn
+        return fn
+
+    return register
+
+
+@handles(c.Noop)
+def noop(ctx: ApplyContext, cmd: c.Noop) -> None:
+    return None
+
+
+def require(db: sqlite3.Connection, table: str, row_id: int, noun: str) -> None:
+    if not db.execute(f"SELECT 1 FROM {table} WHERE id = ?", (row_id,)).fetchone():
+        raise NotFound(f"no {noun} with id {row_id}")
+
+
+def json_ids(ids: list[int]) -> str:
+    return orjson.dumps(ids).decode()

@@ -1,0 +1,89 @@
+"""Projects and client credentials."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.apply import ApplyContext, handles, require
+from scheduler0.errors import Conflict, FieldError
+
+
+@handles(c.ProjectCreated)
+def project_created(ctx: ApplyContext, cmd: c.ProjectCreated) -> dict[str, Any]:
+    db = ctx.db
+    if db.execute("SELECT 1 FROM projects WHERE name = ?", (cmd.name,)).fetchone():
+        raise Conflict(
+            f"a project named {cmd.name!r} already exists",
+            [FieldError("name", "already taken")],
+        )
+    cur = db.execute(
+        "INSERT INTO projects (name, description, signing_secret, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (cmd.name, cmd.description, cmd.signing_secret, cmd.now, cmd.now),
+    )
+    return {"id": cur.lastrowid}
+
+
+@handles(c.ProjectUpdated)
+def project_updated(ctx: ApplyContext, cmd: c.ProjectUpdated) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "projects", cmd.project_id, "project")
+    if cmd.name is not None:
+        clash = db.execute(
+            "SELECT 1 FROM projects WHERE name = ? AND id != ?", (cmd.name, cmd.project_id)
+        ).fetchone()
+        if clash:
+            raise Conflict(
+                f"a project named {cmd.name!r} already exists",
+                [FieldError("name", "already taken")],
+            )
+    db.execute(
+        "UPDATE projects SET name = COALESCE(?, name), description = COALESCE(?, description),"
+        " updated_at = ? WHERE id = ?",
+        (cmd.name, cmd.description, cmd.now, cmd.project_id),
+    )
+    return {"id": cmd.project_id}
+
+
+@handles(c.ProjectDeleted)
+def project_deleted(ctx: ApplyContext, cmd: c.ProjectDeleted) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "projects", cmd.project_id, "project")
+    (jobs,) = db.execute(
+        "SELECT COUNT(*) FROM jobs WHERE project_id = ?", (cmd.project_id,)
+    ).fetchone()
+    if jobs:
+        raise Conflict(f"project {cmd.project_id} still has {jobs} job(s); delete them first")
+    db.execute("DELETE FROM projects WHERE id = ?", (cmd.project_id,))
+    return {"id": cmd.project_id}
+
+
+@handles(c.CredentialCreated)
+def credential_created(ctx: ApplyContext, cmd: c.CredentialCreated) -> dict[str, Any]:
+    db = ctx.db
+    cur = db.execute(
+        "INSERT INTO credentials (api_key, secret_hash, description, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (cmd.api_key, cmd.secret_hash, cmd.description, cmd.now, cmd.now),
+    )
+    return {"id": cur.lastrowid}
+
+
+@handles(c.CredentialArchived)
+def credential_archived(ctx: ApplyContext, cmd: c.CredentialArchived) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "credentials", cmd.credential_id, "credential")
+    db.execute(
+        "UPDATE credentials SET archived = ?, updated_at = ? WHERE id = ?",
+        (int(cmd.archived), cmd.now, cmd.credential_id),
+    )
+    return {"id": cmd.credential_id}
+
+
+@handles(c.CredentialDeleted)
+def credential_deleted(ctx: ApplyContext, cmd: c.CredentialDeleted) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "credentials", cmd.credential_id, "credential")
+    db.execute("DELETE FROM credentials WHERE id = ?", (cmd.credential_id,))
+    return {"id": cmd.credential_id}

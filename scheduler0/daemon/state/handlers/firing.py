@@ -1,0 +1,217 @@
+"""Fires, their results, lost and re-dispatched executions, retention."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.apply import ApplyContext, handles, json_ids
+from scheduler0.daemon.state.schema import bucket_of
+
+MAX_RUN_STATEMENTS = 16
+"""Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
+
+
+@handles(c.SlotsFired)
+def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
+    """Accept a slot only if the job is active, its bucket belongs to the
+    proposing node in the CURRENT assignment, and the slot is later than the
+    job's last fired slot. Missed slots advance the job the same way.
+
+    The proposer's epoch is recorded but not required to be current: a
+    bucket that did not move in a reassignment keeps firing, and a slot is
+    still accepted at most once, because acceptance is decided here in log
+    order against ``last_fired_slot``."""
+    db = ctx.db
+    ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
+    jobs = {
+        row[0]: [row[1], row[2], row[3]]
+        for row in db.execute(
+            "SELECT id, project_id, paused, last_fired_slot FROM jobs"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(sorted(ids)).decode(),),
+        )
+    }
+    owners = ctx.assignment.owners
+    node_id = cmd.node_id
+
+    def owned(job_id: int) -> list[Any] | None:
+        job = jobs.get(job_id)
+        if job is None or job[1] or owners[bucket_of(job_id)] != node_id:
+            return None
+        return job
+
+    missed_rows: list[tuple[Any, ...]] = []
+    missed_counts: dict[int, int] = {}
+    for job_id, slots, uncounted in cmd.missed:
+        job = owned(job_id)
+        if job is None:
+            continue
+        fresh = [s for s in slots if job[2] is None or s > job[2]]
+        if not fresh:
+            continue
+        missed_rows.extend(
+            (job_id, job[0], s, "missed", node_id, cmd.epoch, cmd.now, cmd.now) for s in fresh
+        )
+        job[2] = max(fresh)
+        missed_counts[job_id] = len(fresh) + int(uncounted)
+
+    accepted: list[list[int]] = []
+    runs: list[tuple[int, int, list[int]]] = []  # (project, slot, ids), in fire order
+    by_slot: dict[int, list[int]] = {}
+    for job_id, slot in cmd.fires:
+        job = owned(job_id)
+        if job is None or (job[2] is not None and slot <= job[2]):
+            continue
+        job[2] = slot
+        accepted.append([job_id, slot])
+        if runs and runs[-1][0] == job[0] and runs[-1][1] == slot:
+            runs[-1][2].append(job_id)
+        else:
+            runs.append((job[0], slot, [job_id]))
+        by_slot.setdefault(slot, []).append(job_id)
+
+    insert = (
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    if missed_rows:
+        db.executemany(insert, missed_rows)
+        db.executemany(
+            "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
+            " last_state = 'missed' WHERE id = ?",
+            ((n, jobs[j][2], j) for j, n in missed_counts.items()),
+        )
+    # Rows are inserted in the order of ``fires`` (row ids are replicated
+    # state). A tick's fires come sorted by slot, so they form a few runs
+    # of one (project, slot): one set-based statement per run instead of
+    # one per row keeps apply cheap on every node. Many short runs (many
+    # projects interleaved) go as one statement over (job, project, slot).
+    if len(runs) <= MAX_RUN_STATEMENTS:
+        for project_id, slot, group in runs:
+            db.execute(
+                "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id,"
+                " epoch, created_at, updated_at) SELECT value, ?, ?, 'dispatched', ?, ?, ?, ?"
+                " FROM json_each(?) ORDER BY key",
+                (project_id, slot, node_id, cmd.epoch, cmd.now, cmd.now, json_ids(group)),
+            )
+    elif runs:
+        triples = [[j, project_id, slot] for project_id, slot, group in runs for j in group]
+        db.execute(
+            "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id,"
+            " epoch, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2,"
+            " 'dispatched', ?, ?, ?, ? FROM json_each(?) ORDER BY key",
+            (node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(triples).decode()),
+        )
+    # Ascending slots: a job accepted twice in one command ends on its latest.
+    for slot in sorted(by_slot):
+        db.execute(
+            "UPDATE jobs SET last_fired_slot = ?, fired_count = fired_count + 1,"
+            " last_state = 'dispatched' WHERE id IN (SELECT value FROM json_each(?))",
+            (slot, json_ids(by_slot[slot])),
+        )
+    return {"accepted": accepted}
+
+
+@handles(c.ResultsRecorded)
+def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any]:
+    """Version-1 ``results`` row by row, exactly as version 1 applied them
+    (journals replay them); ``groups`` with one statement per table each:
+    every fire of one POST shares its outcome."""
+    db = ctx.db
+    if cmd.results:
+        _legacy_results(ctx.db, cmd)
+    for slot, state, code, attempts, latency, error, ids in cmd.groups:
+        listed = json_ids(ids)
+        db.execute(
+            "UPDATE executions SET state = ?, status_code = ?, attempts = ?, latency_ms = ?,"
+            " error = ?, updated_at = ? WHERE slot = ?"
+            " AND job_id IN (SELECT value FROM json_each(?))",
+            (state, code, attempts, latency, error, cmd.now, slot, listed),
+        )
+        ok = state == "success"
+        db.execute(
+            "UPDATE jobs SET success_count = success_count + ?,"
+            " failed_count = failed_count + ?,"
+            " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
+            " last_status_code ="
+            " CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
+            " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
+        )
+    return {"recorded": len(cmd.results) + sum(len(g[6]) for g in cmd.groups)}
+
+
+@handles(c.ExecutionsLost)
+def executions_lost(ctx: ApplyContext, cmd: c.ExecutionsLost) -> dict[str, Any]:
+    db = ctx.db
+    db.executemany(
+        "UPDATE executions SET state = 'lost', updated_at = ?"
+        " WHERE job_id = ? AND slot = ? AND state = 'dispatched'",
+        ((cmd.now, job_id, slot) for job_id, slot in cmd.executions),
+    )
+    return {"lost": len(cmd.executions)}
+
+
+@handles(c.ExecutionsRedispatched)
+def executions_redispatched(ctx: ApplyContext, cmd: c.ExecutionsRedispatched) -> dict[str, Any]:
+    """Hand ``lost`` or ``pending`` executions to the current owner of their
+    bucket, once."""
+    db = ctx.db
+    accepted = []
+    for job_id, slot in cmd.executions:
+        if ctx.assignment.owners[bucket_of(job_id)] != cmd.node_id:
+            continue
+        cur = db.execute(
+            "UPDATE executions SET state = 'dispatched', node_id = ?, updated_at = ?"
+            " WHERE job_id = ? AND slot = ? AND state IN ('lost', 'pending')",
+            (cmd.node_id, cmd.now, job_id, slot),
+        )
+        if cur.rowcount:
+            accepted.append([job_id, slot])
+    return {"accepted": accepted}
+
+
+@handles(c.ExecutionsPruned)
+def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, Any]:
+    db = ctx.db
+    before = db.total_changes
+    (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM executions").fetchone()
+    db.execute(
+        "DELETE FROM executions WHERE id <= ? AND state != 'dispatched'",
+        (top - cmd.keep_rows,),
+    )
+    db.execute(
+        "DELETE FROM executions WHERE created_at < ? AND state != 'dispatched'", (cmd.before,)
+    )
+    db.execute(
+        "DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
+        " (PARTITION BY job_id ORDER BY slot DESC) AS rn FROM executions"
+        " WHERE job_id BETWEEN ? AND ?) WHERE rn > ?)",
+        (cmd.job_id_from, cmd.job_id_to, cmd.per_job),
+    )
+    return {"deleted": db.total_changes - before}
+
+
+def _legacy_results(db: sqlite3.Connection, cmd: c.ResultsRecorded) -> None:
+    db.executemany(
+        "UPDATE executions SET state = ?, status_code = ?, attempts = ?, latency_ms = ?,"
+        " error = ?, updated_at = ? WHERE job_id = ? AND slot = ?",
+        (
+            (state, code, attempts, latency, error, cmd.now, job_id, slot)
+            for job_id, slot, state, code, attempts, latency, error in cmd.results
+        ),
+    )
+    db.executemany(
+        "UPDATE jobs SET success_count = success_count + ?, failed_count = failed_count + ?,"
+        " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
+        " last_status_code = CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
+        " last_finished_at = ? WHERE id = ?",
+        (
+            (state == "success", state != "success", slot, state, slot, code, cmd.now, job_id)
+            for job_id, slot, state, code, _attempts, _latency, _error in cmd.results
+        ),
+    )

@@ -1,0 +1,118 @@
+"""Jobs: creation, changes, pause and run-now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.apply import ApplyContext, handles, require
+from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.errors import Conflict, FieldError, NotFound, ValidationFailed
+
+JOB_COLUMNS = ("spec", "timezone", "data", "callback_url", "execution_type", "anchor", "not_before")
+"""The columns a ``JobUpdated`` may change."""
+
+
+@handles(c.JobsCreated)
+def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
+    db = ctx.db
+    wanted = {job["project_id"] for job in cmd.jobs}
+    known = {
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM projects WHERE id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(sorted(wanted)).decode(),),
+        )
+    }
+    unknown = [
+        FieldError("project_id", f"no project with id {job['project_id']}", index)
+        for index, job in enumerate(cmd.jobs)
+        if job["project_id"] not in known
+    ]
+    if unknown:
+        raise ValidationFailed(f"{len(unknown)} job(s) name an unknown project", unknown)
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
+    first = (row[0] if row else 0) + 1
+    db.executemany(
+        "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
+        " execution_type, anchor, not_before, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            (
+                first + i,
+                job["project_id"],
+                bucket_of(first + i),
+                job["spec"],
+                job["timezone"],
+                job.get("data"),
+                job["callback_url"],
+                job.get("execution_type", "http"),
+                job["anchor"],
+                job["anchor"],
+                cmd.now,
+                cmd.now,
+            )
+            for i, job in enumerate(cmd.jobs)
+        ),
+    )
+    ids = list(range(first, first + len(cmd.jobs)))
+    ctx.changed("jobs", ids)
+    return {"ids": [first, first + len(cmd.jobs) - 1] if ids else []}
+
+
+@handles(c.JobUpdated)
+def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "jobs", cmd.job_id, "job")
+    changes = {k: v for k, v in cmd.changes.items() if k in JOB_COLUMNS}
+    if changes:
+        assignments = ", ".join(f"{column} = ?" for column in changes)
+        db.execute(
+            f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
+            (*changes.values(), cmd.now, cmd.job_id),
+        )
+    ctx.changed("jobs", [cmd.job_id])
+    return {"id": cmd.job_id}
+
+
+@handles(c.JobDeleted)
+def job_deleted(ctx: ApplyContext, cmd: c.JobDeleted) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "jobs", cmd.job_id, "job")
+    db.execute("DELETE FROM jobs WHERE id = ?", (cmd.job_id,))
+    db.execute("DELETE FROM executions WHERE job_id = ?", (cmd.job_id,))
+    ctx.changed("jobs", [cmd.job_id])
+    return {"id": cmd.job_id}
+
+
+@handles(c.JobPaused)
+def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
+    db = ctx.db
+    require(db, "jobs", cmd.job_id, "job")
+    # Resuming skips the slots that fell due while paused: they were not
+    # missed, they were not wanted.
+    db.execute(
+        "UPDATE jobs SET paused = ?, updated_at = ?,"
+        " not_before = CASE WHEN ? THEN not_before ELSE ? END WHERE id = ?",
+        (int(cmd.paused), cmd.now, int(cmd.paused), int(cmd.now), cmd.job_id),
+    )
+    ctx.changed("jobs", [cmd.job_id])
+    return {"id": cmd.job_id, "paused": cmd.paused}
+
+
+@handles(c.JobTriggered)
+def job_triggered(ctx: ApplyContext, cmd: c.JobTriggered) -> dict[str, Any]:
+    db = ctx.db
+    row = db.execute("SELECT project_id FROM jobs WHERE id = ?", (cmd.job_id,)).fetchone()
+    if row is None:
+        raise NotFound(f"no job with id {cmd.job_id}")
+    cur = db.execute(
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, created_at,"
+        " updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",
+        (cmd.job_id, row[0], cmd.slot, cmd.now, cmd.now),
+    )
+    if not cur.rowcount:
+        raise Conflict(f"job {cmd.job_id} already has a run at slot {cmd.slot}")
+    return {"job_id": cmd.job_id, "slot": cmd.slot}
