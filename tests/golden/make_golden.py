@@ -1,0 +1,332 @@
+"""Regenerate the golden journals and their dumps: ``python -m tests.golden.make_golden``.
+
+The checked-in files are the contract, not this script: the test replays the
+journals and compares with the checked dumps, and never calls this. Rewriting
+a journal or a dump is a change of what old log entries mean; review the diff
+(``git diff tests/golden``) as such. A new version of the commands gets a new
+journal (``v3.journal``); the old ones stay as they are.
+
+``v1.journal`` holds entries exactly as version-1 nodes wrote them (``"v": 1``,
+every field of the version-1 dataclasses, ``ResultsRecorded`` with per-fire
+``results`` rows; its last nodes, from 4f39fa8 to 456051c, proposed ``groups``
+under ``"v": 1`` instead, and one such entry is included). ``v2.journal`` holds
+every command type of version 2 at least once. Both include a zlib-framed
+entry (a ``JobsCreated`` above 4 KiB) and refused commands (a refusal is a
+result too, and must stay one).
+
+When ``v1.journal`` was made, its entries other than the ``groups`` one were
+checked against the version-1 code of c76916f (the last before apply was
+grouped): that code's ``encode`` writes them byte for byte, and its machine
+replaying them gives the same results and tables as ``v1.dump.json``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.schema import BUCKETS, bucket_of
+from tests.golden.journal import HERE, frame, render, replay, unframe, write_journal
+
+V1_ONLY_LACKS = {"ResultsRecorded": ("groups",)}
+"""Fields version 1 did not have (everything else is unchanged since version 1)."""
+
+
+def args_of(command: c.Command) -> dict[str, Any]:
+    return {f.name: getattr(command, f.name) for f in fields(command)}
+
+
+def v1(command: c.Command) -> bytes:
+    lacks = V1_ONLY_LACKS.get(command.type_name, ())
+    return frame(
+        1, command.type_name, {k: v for k, v in args_of(command).items() if k not in lacks}
+    )
+
+
+def v2(command: c.Command) -> bytes:
+    payload = frame(2, command.type_name, args_of(command))
+    if c.VERSION == 2:  # while version 2 is current, this is exactly what nodes propose
+        assert payload == c.encode(command), command.type_name
+    return payload
+
+
+def jobs(t: int, count: int) -> list[dict[str, Any]]:
+    """``count`` jobs of projects 1 and 2, interleaved (1, 2, 2, 1, 1, 2, ...)."""
+    return [
+        {
+            "project_id": 1 + (j // 2) % 2,
+            "spec": "@every 1m",
+            "timezone": "UTC" if j % 3 else "Europe/Paris",
+            "data": None if j % 4 == 0 else f'{{"job":{j}}}',
+            "callback_url": f"http://receiver.test/hooks/{j:02d}",
+            "execution_type": "http",
+            "anchor": t,
+        }
+        for j in range(1, count + 1)
+    ]
+
+
+def split_owners() -> list[int]:
+    """Node 1 owns the lower half of the buckets, node 2 the upper half."""
+    return [1 + 2 * b // BUCKETS for b in range(BUCKETS)]
+
+
+def owned(node: int, ids: range) -> list[int]:
+    return [j for j in ids if split_owners()[bucket_of(j)] == node]
+
+
+# Who owns which of the first jobs under ``split_owners`` (the entries below name them).
+assert owned(1, range(1, 27)) == [1, 3, 5, 8, 10, 12, 13, 15, 17, 19, 20, 22, 24]
+assert owned(2, range(1, 27)) == [2, 4, 6, 7, 9, 11, 14, 16, 18, 21, 23, 25, 26]
+
+
+def v1_journal() -> list[bytes]:
+    t = 1_700_000_000
+    node1, node2 = owned(1, range(1, 13)), owned(2, range(1, 13))
+    entries = [
+        v1(c.MemberJoined(now=t, node_id=1, address="http://n1:9090", raft_address="n1:7070")),
+        v1(c.MemberJoined(now=t, node_id=2, address="http://n2:9090", raft_address="n2:7070")),
+        v1(c.AssignmentChanged(now=t + 1, epoch=1, owners=split_owners())),
+        v1(c.ProjectCreated(now=t + 2, name="alpha", description="first", signing_secret="sec-a")),
+        v1(c.ProjectCreated(now=t + 2, name="beta", description="", signing_secret="sec-b")),
+        v1(c.ProjectCreated(now=t + 2, name="alpha", description="", signing_secret="x")),
+        v1(c.ProjectUpdated(now=t + 3, project_id=2, description="second")),
+        v1(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1", description="ci")),
+        v1(c.CredentialCreated(now=t + 3, api_key="key-2", secret_hash="hash-2")),
+        v1(c.CredentialArchived(now=t + 4, credential_id=1)),
+        v1(c.CredentialDeleted(now=t + 4, credential_id=2)),
+        v1(c.JobsCreated(now=t + 5, jobs=jobs(t, 26))),
+        v1(c.JobUpdated(now=t + 6, job_id=3, changes={"spec": "@every 2m", "not_before": t + 120})),
+        v1(c.JobUpdated(now=t + 6, job_id=99, changes={"spec": "@every 2m"})),
+        v1(c.JobPaused(now=t + 6, job_id=8, paused=True)),
+        # Node 1's tick: job 2 is node 2's, job 8 is paused; job 1 had missed slots.
+        v1(
+            c.SlotsFired(
+                now=t + 61,
+                node_id=1,
+                epoch=1,
+                fires=[[j, t + 60] for j in [*node1, 2]],
+                missed=[[1, [t - 60, t], 3]],
+            )
+        ),
+        v1(c.SlotsFired(now=t + 61.5, node_id=2, epoch=1, fires=[[j, t + 60] for j in node2])),
+        v1(c.SlotsFired(now=t + 62, node_id=1, epoch=1, fires=[[1, t + 60]])),  # again: refused
+        v1(
+            c.ResultsRecorded(
+                now=t + 63,
+                node_id=1,
+                results=[
+                    [1, t + 60, "success", 200, 1, 15, None],
+                    [3, t + 60, "failed", 500, 3, 120, "HTTP 500"],
+                    [3, t + 60, "success", 201, 4, 30, None],  # the later row wins; both count
+                    [5, t + 60, "success", 200, 1, 9, None],
+                    [5, t + 60, "success", 200, 1, 9, None],  # a repeated row counts twice
+                    [10, t + 60, "failed", None, 3, 10000, "timeout"],
+                    [1, t, "success", 200, 1, 1, None],  # a missed slot's row, not the last
+                ],
+            )
+        ),
+        v1(
+            c.ResultsRecorded(
+                now=t + 64,
+                node_id=2,
+                results=[[j, t + 60, "success", 204, 1, 7, None] for j in (2, 4, 6, 7)],
+            )
+        ),
+        v1(c.JobTriggered(now=t + 70.5, job_id=12, slot=t + 70)),
+        v1(c.JobTriggered(now=t + 70.9, job_id=12, slot=t + 70)),
+        # Node 2 dies: its dispatched runs are lost; job 6's is settled already.
+        v1(c.ExecutionsLost(now=t + 80, executions=[[9, t + 60], [11, t + 60], [6, t + 60]])),
+        v1(c.MemberLeft(now=t + 81, node_id=2)),
+        v1(c.AssignmentChanged(now=t + 82, epoch=2, owners=[1] * BUCKETS)),
+        v1(c.AssignmentChanged(now=t + 82, epoch=2, owners=[2] * BUCKETS)),
+        v1(
+            c.ExecutionsRedispatched(
+                now=t + 83,
+                node_id=1,
+                executions=[[9, t + 60], [11, t + 60], [12, t + 70], [7, t + 60]],
+            )
+        ),
+        v1(
+            c.ExecutionsRedispatched(
+                now=t + 84, node_id=1, executions=[[9, t + 60], [11, t + 60], [12, t + 70]]
+            )
+        ),
+        # As nodes from 4f39fa8 to 456051c wrote it: groups, still "v": 1.
+        frame(
+            1,
+            "ResultsRecorded",
+            {
+                "now": t + 90,
+                "node_id": 1,
+                "results": [],
+                "groups": [
+                    [t + 60, "success", 200, 2, 40, None, [9, 11]],
+                    [t + 70, "success", 202, 1, 5, None, [12]],
+                    [t + 60, "failed", 410, 1, 3, "HTTP 410", [13]],  # job 13 never fired
+                ],
+            },
+        ),
+        v1(c.JobPaused(now=t + 100.9, job_id=8, paused=False)),
+        v1(c.JobDeleted(now=t + 101, job_id=6)),
+        v1(c.ProjectCreated(now=t + 102, name="gamma", description="", signing_secret="sec-c")),
+        v1(c.ProjectDeleted(now=t + 103, project_id=3)),
+        v1(c.ProjectDeleted(now=t + 103, project_id=1)),
+        v1(
+            c.SlotsFired(
+                now=t + 121, node_id=1, epoch=2, fires=[[j, t + 120] for j in (1, 2, 3, 4, 5)]
+            )
+        ),
+        v1(
+            c.ExecutionsPruned(
+                now=t + 130,
+                keep_rows=24,
+                before=t + 61.2,
+                per_job=1,
+                job_id_from=1,
+                job_id_to=2,
+            )
+        ),
+        v1(c.Noop(now=t + 140)),
+    ]
+    assert all(unframe(p)["v"] == 1 for p in entries)
+    return entries
+
+
+def v2_journal() -> list[bytes]:
+    t = 1_800_000_000
+    many = list(range(1, 21))
+    entries = [
+        v2(c.Noop()),
+        v2(c.MemberJoined(now=t, node_id=1, address="http://n1:9090", raft_address="n1:7070")),
+        v2(c.AssignmentChanged(now=t, epoch=1, owners=[1] * BUCKETS)),
+        v2(c.AssignmentChanged(now=t, epoch=2, owners=[1] * (BUCKETS - 1))),
+        v2(c.ProjectCreated(now=t + 1, name="alpha", description="", signing_secret="sec-a")),
+        v2(c.ProjectCreated(now=t + 1, name="beta", description="b", signing_secret="sec-b")),
+        v2(c.ProjectUpdated(now=t + 2, project_id=1, name="alpha2", description="renamed")),
+        v2(c.ProjectUpdated(now=t + 2, project_id=2, name="alpha2")),
+        v2(c.ProjectUpdated(now=t + 2, project_id=7, description="x")),
+        v2(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1")),
+        v2(c.CredentialCreated(now=t + 3, api_key="key-2", secret_hash="hash-2", description="d")),
+        v2(c.CredentialArchived(now=t + 4, credential_id=2)),
+        v2(c.CredentialArchived(now=t + 5, credential_id=2, archived=False)),
+        v2(c.CredentialArchived(now=t + 5, credential_id=9)),
+        v2(c.CredentialDeleted(now=t + 6, credential_id=1)),
+        v2(c.CredentialDeleted(now=t + 6, credential_id=1)),
+        v2(c.JobsCreated(now=t + 7, jobs=jobs(t, 26))),
+        v2(c.JobsCreated(now=t + 7, jobs=[{**jobs(t, 1)[0], "project_id": 5}])),
+        v2(
+            c.JobUpdated(
+                now=t + 8,
+                job_id=21,
+                changes={"timezone": "Asia/Tokyo", "data": '"d"', "paused": 1, "bucket": 0},
+            )
+        ),
+        v2(c.JobPaused(now=t + 8, job_id=22, paused=True)),
+        # One node owns everything: 20 fires alternating projects (more than 16
+        # runs: one statement), then a short tick (a statement per run).
+        v2(
+            c.SlotsFired(
+                now=t + 60.1,
+                node_id=1,
+                epoch=1,
+                fires=[[j, t + 60] for j in many] + [[22, t + 60]],
+                missed=[[23, [t, t + 30], 0], [24, [t], 5]],
+            )
+        ),
+        v2(c.SlotsFired(now=t + 60.2, node_id=1, epoch=1, fires=[[23, t + 60], [25, t + 60]])),
+        v2(
+            c.ResultsRecorded(
+                now=t + 61,
+                node_id=1,
+                groups=[
+                    [t + 60, "success", 200, 1, 12, None, [1, 2, 3, 4, 5, 6, 7, 8, 8]],
+                    [t + 60, "failed", 500, 3, 90, "HTTP 500", [9, 10]],
+                    [t + 60, "failed", None, 3, 10000, "timeout", [11]],
+                ],
+            )
+        ),
+        v2(c.JobTriggered(now=t + 62.4, job_id=2, slot=t + 62)),
+        v2(c.JobTriggered(now=t + 62.6, job_id=2, slot=t + 62)),
+        v2(c.JobTriggered(now=t + 62.6, job_id=77, slot=t + 62)),
+        v2(c.MemberJoined(now=t + 63, node_id=2, address="http://n2:9090", raft_address="n2:7070")),
+        v2(
+            c.MemberJoined(now=t + 64, node_id=2, address="http://n2b:9090", raft_address="n2:7171")
+        ),
+        v2(c.AssignmentChanged(now=t + 65, epoch=2, owners=split_owners())),
+        v2(c.ExecutionsLost(now=t + 66, executions=[[j, t + 60] for j in range(12, 21)])),
+        v2(
+            c.ExecutionsRedispatched(
+                now=t + 67, node_id=2, executions=[[j, t + 60] for j in range(12, 21)]
+            )
+        ),
+        v2(
+            c.ExecutionsRedispatched(
+                now=t + 67.5,
+                node_id=1,
+                executions=[[j, t + 60] for j in range(12, 21)] + [[2, t + 62]],
+            )
+        ),
+        v2(c.ExecutionsRedispatched(now=t + 68, node_id=2, executions=[[2, t + 62], [12, t + 60]])),
+        v2(c.ExecutionsRedispatched(now=t + 68, node_id=2, executions=[[2, t + 62]])),
+        v2(
+            c.ResultsRecorded(
+                now=t + 69,
+                node_id=1,
+                groups=[[t + 60, "success", 200, 2, 30, None, [12, 14, 16, 18, 20, 15]]],
+            )
+        ),
+        v2(c.SlotsFired(now=t + 120.3, node_id=2, epoch=2, fires=[[j, t + 120] for j in many])),
+        v2(c.SlotsFired(now=t + 120.4, node_id=1, epoch=1, fires=[[j, t + 120] for j in many])),
+        v2(
+            c.ResultsRecorded(
+                now=t + 121, node_id=2, groups=[[t + 120, "success", 200, 1, 4, None, [2, 4, 6]]]
+            )
+        ),
+        v2(c.JobDeleted(now=t + 130, job_id=26)),
+        v2(c.JobDeleted(now=t + 130, job_id=26)),
+        v2(c.JobsCreated(now=t + 131, jobs=jobs(t, 1))),
+        v2(c.JobPaused(now=t + 140.5, job_id=22, paused=False)),
+        v2(c.MemberLeft(now=t + 150, node_id=2)),
+        v2(c.ProjectCreated(now=t + 151, name="gamma", description="", signing_secret="sec-c")),
+        v2(c.ProjectDeleted(now=t + 152, project_id=3)),
+        v2(c.ProjectDeleted(now=t + 152, project_id=2)),
+        v2(
+            c.ExecutionsPruned(
+                now=t + 160,
+                keep_rows=40,
+                before=t + 60.15,
+                per_job=1,
+                job_id_from=1,
+                job_id_to=3,
+            )
+        ),
+        v2(c.Noop(now=t + 170)),
+    ]
+    types = {unframe(p)["t"] for p in entries}
+    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert all(unframe(p)["v"] == 2 for p in entries)
+    return entries
+
+
+JOURNALS = {"v1": v1_journal, "v2": v2_journal}
+
+
+def main(argv: list[str]) -> None:
+    for name in argv or sorted(JOURNALS):
+        payloads = JOURNALS[name]()
+        assert any(p[:1] == b"z" for p in payloads), f"{name}: no compressed entry"
+        write_journal(HERE / f"{name}.journal", payloads)
+        with tempfile.TemporaryDirectory() as tmp:
+            dump = replay(payloads, Path(tmp) / "state.db")
+        (HERE / f"{name}.dump.json").write_text(render(dump))
+        rows = sum(len(t["rows"]) for t in dump["tables"].values())
+        print(f"{name}: {len(payloads)} entries, {rows} rows")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
