@@ -38,7 +38,11 @@ def plan_assignment(owners: list[int], workers: list[int]) -> list[int]:
         return list(owners)
     workers = sorted(set(workers))
     base, extra = divmod(len(owners), len(workers))
-    quota = {w: base + (1 if i < extra else 0) for i, w in enumerate(workers)}
+    # The extra buckets of an uneven split go to the workers holding the most
+    # already (then the lowest ids), so that no bucket moves that need not.
+    holding = Counter(owner for owner in owners if owner in workers)
+    richest = sorted(workers, key=lambda w: (-holding[w], w))
+    quota = {w: base + (1 if i < extra else 0) for i, w in enumerate(richest)}
     held: Counter[int] = Counter()
     plan = list(owners)
     free: list[int] = []
