@@ -1,7 +1,11 @@
-"""Wire models: what clients may send, validated at the edge.
+"""Wire models: what clients may send, validated at the edge, and what the
+node answers, read by the client side (CLI, console) with the same models.
 
 Input accepts snake_case and the original server's camelCase
-(``project_id`` / ``projectId``). Output is always snake_case.
+(``project_id`` / ``projectId``). Output is always snake_case; the server's
+views build exactly the fields of the ``...Out`` models (a test holds them
+together), and readers validate with them (unknown fields ignored, so a newer
+node can add fields).
 Validation errors become one ``ValidationFailed`` whose details name each
 field and, in a batch, the item's index.
 """
@@ -202,3 +206,70 @@ def _summary(details: list[FieldError]) -> str:
 
 def invalid(details: list[FieldError]) -> ValidationFailed:
     return ValidationFailed(_summary(details), details)
+
+
+# -- output ------------------------------------------------------------------------------
+
+
+class _Output(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ProjectOut(_Output):
+    id: int
+    name: str
+    description: str = ""
+    created_at: str | None = None
+    updated_at: str | None = None
+    signing_secret: str | None = None
+    """Shown to callers who may sign for the project."""
+
+
+class CredentialOut(_Output):
+    id: int
+    api_key: str
+    description: str = ""
+    archived: bool = False
+    created_at: str | None = None
+    updated_at: str | None = None
+    api_secret: str | None = None
+    """Only in the answer that created the credential."""
+
+
+class JobOut(_Output):
+    id: int
+    project_id: int
+    spec: str
+    timezone: str = "UTC"
+    data: Any = None
+    callback_url: str = ""
+    execution_type: str = "http"
+    paused: bool = False
+    last_execution_date: str | None = None
+    next_run_at: str | None = None
+    last_state: str | None = None
+    last_status_code: int | None = None
+    fired_count: int = 0
+    success_count: int = 0
+    failed_count: int = 0
+    missed_count: int = 0
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
+class ExecutionOut(_Output):
+    id: int
+    execution_id: str
+    job_id: int
+    project_id: int | None = None
+    scheduled_at: str
+    slot: int
+    state: ExecutionState
+    node_id: int | None = None
+    epoch: int | None = None
+    attempts: int | None = None
+    status_code: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None

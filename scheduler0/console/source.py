@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scheduler0.models import ExecutionState
+from scheduler0.models import ExecutionOut, ExecutionState, JobOut, ProjectOut
 
 EXECUTION_STATES = tuple(s for s in ExecutionState if s is not ExecutionState.PENDING)
 """The states the execution log can be filtered by."""
@@ -100,7 +100,8 @@ class Project:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Project:
-        return cls(int(data["id"]), str(data.get("name", "")), str(data.get("description") or ""))
+        out = ProjectOut.model_validate(data)
+        return cls(out.id, out.name, out.description or "")
 
 
 @dataclass(frozen=True)
@@ -119,18 +120,19 @@ class Job:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Job:
+        out = JobOut.model_validate(data)
         return cls(
-            id=int(data["id"]),
-            project_id=int(data["project_id"]),
-            spec=str(data.get("spec", "")),
-            timezone=str(data.get("timezone") or "UTC"),
-            callback_url=str(data.get("callback_url") or ""),
-            data=str(data.get("data") or ""),
-            paused=bool(data.get("paused")),
-            next_run_at=_str(data.get("next_run_at")),
-            last_state=_str(data.get("last_state")),
-            last_status_code=_int(data.get("last_status_code")),
-            last_execution_date=_str(data.get("last_execution_date")),
+            id=out.id,
+            project_id=out.project_id,
+            spec=out.spec,
+            timezone=out.timezone or "UTC",
+            callback_url=out.callback_url or "",
+            data=str(out.data or ""),
+            paused=out.paused,
+            next_run_at=out.next_run_at,
+            last_state=out.last_state,
+            last_status_code=out.last_status_code,
+            last_execution_date=out.last_execution_date,
         )
 
     def matches(self, text: str) -> bool:
@@ -163,17 +165,18 @@ class Execution:
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Execution:
+        out = ExecutionOut.model_validate(data)
         return cls(
-            id=int(data["id"]),
-            execution_id=str(data.get("execution_id", "")),
-            job_id=int(data["job_id"]),
-            scheduled_at=str(data.get("scheduled_at", "")),
-            state=str(data.get("state", "?")),
-            status_code=_int(data.get("status_code")),
-            attempts=_int(data.get("attempts")),
-            latency_ms=_int(data.get("latency_ms")),
-            error=_str(data.get("error")),
-            node_id=_int(data.get("node_id")),
+            id=out.id,
+            execution_id=out.execution_id,
+            job_id=out.job_id,
+            scheduled_at=out.scheduled_at,
+            state=str(out.state),
+            status_code=out.status_code,
+            attempts=out.attempts,
+            latency_ms=out.latency_ms,
+            error=out.error,
+            node_id=out.node_id,
         )
 
 

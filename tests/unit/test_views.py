@@ -1,0 +1,84 @@
+"""The API's JSON shapes are the wire models' fields, exactly: what the server
+builds in ``api/views.py`` is what the client side validates with
+``scheduler0.models``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from scheduler0.daemon.api import views
+from scheduler0.models import CredentialOut, ExecutionOut, JobOut, ProjectOut
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_800_000_000.5
+JOB = {
+    "project_id": 3,
+    "spec": "*/5 * * * *",
+    "timezone": "Europe/Paris",
+    "data": '{"a": 1}',
+    "callback_url": "http://127.0.0.1:3000/cb",
+    "execution_type": "http",
+    "anchor": 1_800_000_000,
+}
+PROJECT = {
+    "id": 1,
+    "name": "p",
+    "description": "",
+    "signing_secret": "s",
+    "created_at": NOW,
+    "updated_at": NOW,
+}
+CREDENTIAL = {
+    "id": 2,
+    "api_key": "k",
+    "description": "",
+    "archived": 0,
+    "created_at": NOW,
+    "updated_at": NOW,
+}
+EXECUTION = {
+    "id": 9,
+    "job_id": 7,
+    "project_id": 3,
+    "slot": 1_800_000_100,
+    "state": "success",
+    "node_id": 1,
+    "epoch": 2,
+    "attempts": 1,
+    "status_code": 200,
+    "latency_ms": 12,
+    "error": None,
+    "created_at": NOW,
+    "updated_at": NOW,
+}
+
+
+def same_fields(model: type[BaseModel], shown: dict[str, Any], optional: set[str]) -> None:
+    assert set(shown) <= set(model.model_fields), set(shown) - set(model.model_fields)
+    assert set(model.model_fields) - set(shown) <= optional
+    assert model.model_validate(shown).model_dump(include=set(shown), mode="json") == shown
+
+
+def test_a_job_is_shown_with_the_fields_of_job_out() -> None:
+    shown = views.job_out(views.new_job_row(7, JOB, NOW))
+    same_fields(JobOut, shown, optional=set())
+    assert shown["data"] == {"a": 1} and shown["next_run_at"] is not None
+
+
+def test_a_project_is_shown_with_the_fields_of_project_out() -> None:
+    same_fields(ProjectOut, views.project_out(PROJECT), optional=set())
+    same_fields(ProjectOut, views.project_out(PROJECT, False), optional={"signing_secret"})
+
+
+def test_a_credential_is_shown_with_the_fields_of_credential_out() -> None:
+    same_fields(CredentialOut, views.credential_out(CREDENTIAL), optional={"api_secret"})
+
+
+def test_an_execution_is_shown_with_the_fields_of_execution_out() -> None:
+    shown = views.execution_out(EXECUTION)
+    same_fields(ExecutionOut, shown, optional=set())
+    assert shown["execution_id"] == "7-1800000100"
