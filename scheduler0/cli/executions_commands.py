@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
+import signal
+import threading
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -245,10 +246,14 @@ def tail(
         if not follow:
             return
         _remember(seen, rows)
+        # Ctrl-C sets a flag the loop checks between polls, so it never lands
+        # inside a request or a half-written line.
+        stop = threading.Event()
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         try:
-            _follow(client, seen, params, interval, as_json)
-        except KeyboardInterrupt:
-            raise typer.Exit(0) from None
+            _follow(client, seen, params, interval, as_json, stop)
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
 
 def _follow(
@@ -257,10 +262,10 @@ def _follow(
     params: dict[str, Any],
     interval: float,
     as_json: bool,
+    stop: threading.Event,
 ) -> None:
     warned = False
-    while True:
-        time.sleep(interval)
+    while not stop.wait(interval):
         try:
             rows = _changed_since(client, seen, params)
         except Unreachable as exc:
