@@ -12,6 +12,7 @@ value), small results.
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,20 @@ from scheduler0.errors import NotFound
 
 C = TypeVar("C", bound=c.Command)
 Handler = Callable[["ApplyContext", Any], Any]
+
+
+class Change(enum.StrEnum):
+    """What an applied command changed, announced to the node after commit."""
+
+    JOBS = "jobs"
+    """Detail: the ids of the jobs created, changed or deleted."""
+    ASSIGNMENT = "assignment"
+    """Detail: the new epoch."""
+    MEMBERS = "members"
+    """Detail: the node id that joined or left."""
+    RESET = "reset"
+    """The whole state was replaced from a snapshot. Detail: None."""
+
 
 HANDLERS: dict[type[c.Command], Handler] = {}
 """The handler of every command type; filled by ``@handles``."""
@@ -46,10 +61,10 @@ class ApplyContext:
 
     db: sqlite3.Connection
     assignment: Assignment
-    changes: list[tuple[str, Any]] = field(default_factory=list)
+    changes: list[tuple[Change, Any]] = field(default_factory=list)
 
-    def changed(self, kind: str, detail: Any) -> None:
-        """Announce ``(kind, detail)`` to the node after commit (``jobs``, ``assignment``...)."""
+    def changed(self, kind: Change, detail: Any) -> None:
+        """Announce ``(kind, detail)`` to the node once the command has committed."""
         self.changes.append((kind, detail))
 
 

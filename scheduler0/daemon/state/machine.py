@@ -34,7 +34,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state import handlers  # noqa: F401  (registers every handler)
-from scheduler0.daemon.state.apply import HANDLERS, ApplyContext, Assignment
+from scheduler0.daemon.state.apply import HANDLERS, ApplyContext, Assignment, Change
 from scheduler0.daemon.state.schema import BUCKETS, connect
 from scheduler0.errors import (
     Scheduler0Error,
@@ -42,8 +42,8 @@ from scheduler0.errors import (
 
 log = logging.getLogger(__name__)
 
-ChangeListener = Callable[[str, Any], None]
-"""``(kind, detail)``: ``("jobs", [ids])``, ``("assignment", epoch)``, ``("reset", None)``."""
+ChangeListener = Callable[[Change, Any], None]
+"""``(kind, detail)`` after each commit; the kinds and their details are ``Change``'s."""
 
 
 class AssignmentView(Protocol):
@@ -121,7 +121,7 @@ class StateMachine:
             self._notify(kind, detail)
         return {"ok": result}
 
-    def _notify(self, kind: str, detail: Any) -> None:
+    def _notify(self, kind: Change, detail: Any) -> None:
         try:
             self._on_change(kind, detail)
         except Exception:  # a listener must never break apply
@@ -167,7 +167,7 @@ class StateMachine:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("DROP TABLE IF EXISTS _raft")
             self._load_assignment()
-        self._notify("reset", None)
+        self._notify(Change.RESET, None)
         return raft_data
 
     def close(self) -> None:

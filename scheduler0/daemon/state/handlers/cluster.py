@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.apply import ApplyContext, handles
+from scheduler0.daemon.state.apply import ApplyContext, Change, handles
 from scheduler0.daemon.state.schema import BUCKETS
 from scheduler0.errors import Conflict, ValidationFailed
 
@@ -25,7 +25,7 @@ def assignment_changed(ctx: ApplyContext, cmd: c.AssignmentChanged) -> dict[str,
     )
     ctx.assignment.epoch = cmd.epoch
     ctx.assignment.owners = list(cmd.owners)
-    ctx.changed("assignment", cmd.epoch)
+    ctx.changed(Change.ASSIGNMENT, cmd.epoch)
     return {"epoch": cmd.epoch}
 
 
@@ -38,7 +38,7 @@ def member_joined(ctx: ApplyContext, cmd: c.MemberJoined) -> dict[str, Any]:
         " raft_address = excluded.raft_address",
         (cmd.node_id, cmd.address, cmd.raft_address, cmd.now),
     )
-    ctx.changed("members", cmd.node_id)
+    ctx.changed(Change.MEMBERS, cmd.node_id)
     return {"node_id": cmd.node_id}
 
 
@@ -46,5 +46,5 @@ def member_joined(ctx: ApplyContext, cmd: c.MemberJoined) -> dict[str, Any]:
 def member_left(ctx: ApplyContext, cmd: c.MemberLeft) -> dict[str, Any]:
     db = ctx.db
     db.execute("DELETE FROM members WHERE node_id = ?", (cmd.node_id,))
-    ctx.changed("members", cmd.node_id)
+    ctx.changed(Change.MEMBERS, cmd.node_id)
     return {"node_id": cmd.node_id}

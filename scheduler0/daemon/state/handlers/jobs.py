@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.apply import ApplyContext, handles, require
+from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
 from scheduler0.daemon.state.schema import bucket_of
 from scheduler0.errors import Conflict, FieldError, NotFound, ValidationFailed
 
@@ -58,7 +58,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
         ),
     )
     ids = list(range(first, first + len(cmd.jobs)))
-    ctx.changed("jobs", ids)
+    ctx.changed(Change.JOBS, ids)
     return {"ids": [first, first + len(cmd.jobs) - 1] if ids else []}
 
 
@@ -73,7 +73,7 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
             f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
             (*changes.values(), cmd.now, cmd.job_id),
         )
-    ctx.changed("jobs", [cmd.job_id])
+    ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id}
 
 
@@ -83,7 +83,7 @@ def job_deleted(ctx: ApplyContext, cmd: c.JobDeleted) -> dict[str, Any]:
     require(db, "jobs", cmd.job_id, "job")
     db.execute("DELETE FROM jobs WHERE id = ?", (cmd.job_id,))
     db.execute("DELETE FROM executions WHERE job_id = ?", (cmd.job_id,))
-    ctx.changed("jobs", [cmd.job_id])
+    ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id}
 
 
@@ -98,7 +98,7 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
         " not_before = CASE WHEN ? THEN not_before ELSE ? END WHERE id = ?",
         (int(cmd.paused), cmd.now, int(cmd.paused), int(cmd.now), cmd.job_id),
     )
-    ctx.changed("jobs", [cmd.job_id])
+    ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id, "paused": cmd.paused}
 
 
