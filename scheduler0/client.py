@@ -8,16 +8,28 @@ answer at all.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx
 
 from scheduler0.errors import Scheduler0Error, error_from_dict
+from scheduler0.tls import client_context
 
 
 class Unreachable(Scheduler0Error):
     code = "unreachable"
+
+
+def unreachable(base_url: str, exc: httpx.HTTPError) -> Unreachable:
+    message = f"cannot reach {base_url}: {exc or type(exc).__name__}"
+    if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        message += (
+            " (the node's certificate is not trusted: set TLSCAFile, or"
+            " SCHEDULER0_TLS_CA_FILE, to the CA that signed it)"
+        )
+    return Unreachable(message)
 
 
 class ApiClient:
@@ -30,7 +42,10 @@ class ApiClient:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 10.0,
+        ca_file: Path | str | None = None,
     ) -> None:
+        """``ca_file`` (TLSCAFile) verifies an https node; without it the system
+        store does."""
         url = base_url.strip().rstrip("/")
         if "://" not in url:
             url = f"http://{url}"
@@ -43,14 +58,18 @@ class ApiClient:
             headers = {"x-peer": "cmd"}
             auth = (username, password)
         self._http = httpx.Client(
-            base_url=f"{url}/api/v1", headers=headers, auth=auth, timeout=timeout
+            base_url=f"{url}/api/v1",
+            headers=headers,
+            auth=auth,
+            timeout=timeout,
+            verify=client_context(ca_file),
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise Unreachable(f"cannot reach {self.base_url}: {exc or type(exc).__name__}") from exc
+            raise unreachable(self.base_url, exc) from exc
         try:
             envelope = response.json()
         except ValueError:
@@ -59,6 +78,35 @@ class ApiClient:
             ) from None
         if response.is_success and isinstance(envelope, dict) and envelope.get("success"):
             return envelope.get("data")
+        error = envelope.get("error") if isinstance(envelope, dict) else None
+        if isinstance(error, dict):
+            raise error_from_dict(error)
+        raise Scheduler0Error(f"HTTP {response.status_code}: {envelope!r:.200}")
+
+    def download(self, path: str, out: Path, *, timeout: float | None = None) -> httpx.Headers:
+        """Stream a binary answer (``GET path``) into the file ``out``; return its
+        headers. An error answer raises as ``request`` does."""
+        try:
+            with self._http.stream(
+                "GET", path, timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    self._raise_for(response)
+                with open(out, "wb") as f:
+                    for chunk in response.iter_bytes(1 << 20):
+                        f.write(chunk)
+                return response.headers
+        except httpx.HTTPError as exc:
+            raise unreachable(self.base_url, exc) from exc
+
+    def _raise_for(self, response: httpx.Response) -> None:
+        try:
+            envelope = response.json()
+        except ValueError:
+            raise Scheduler0Error(
+                f"HTTP {response.status_code} from {self.base_url}: {response.text[:200]}"
+            ) from None
         error = envelope.get("error") if isinstance(envelope, dict) else None
         if isinstance(error, dict):
             raise error_from_dict(error)

@@ -18,6 +18,7 @@ import json
 import math
 import os
 import secrets
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from scheduler0.errors import ConfigError
@@ -135,8 +137,11 @@ class Settings(BaseModel):
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = _setting(
         "INFO", alias="LogLevel", description="Log level: ERROR, WARN, INFO or DEBUG"
     )
-    protocol: Literal["http"] = _setting(
-        "http", alias="Protocol", description="Protocol nodes use to talk to each other (only http)"
+    protocol: Literal["http", "https"] = _setting(
+        "http",
+        alias="Protocol",
+        description="Protocol of the HTTP API, http or https (https needs TLSCertFile and"
+        " TLSKeyFile)",
     )
     host: str = _setting(
         "127.0.0.1",
@@ -145,6 +150,22 @@ class Settings(BaseModel):
         description="Interface the HTTP API binds to and the host peers reach it on",
     )
     port: int = _setting(9091, alias="Port", description="TCP port of the HTTP API (1-65535)")
+    tls_cert_file: Path | None = _setting(
+        None,
+        alias="TLSCertFile",
+        description="PEM certificate (chain) the API serves with Protocol: https; empty = none",
+    )
+    tls_key_file: Path | None = _setting(
+        None,
+        alias="TLSKeyFile",
+        description="PEM private key of TLSCertFile; empty = none",
+    )
+    tls_ca_file: Path | None = _setting(
+        None,
+        alias="TLSCAFile",
+        description="PEM CA bundle that verifies https nodes (peers, CLI, console);"
+        " empty = the system store",
+    )
 
     # Secrets: normally in .scheduler0, never in the generated config.yml, never in repr().
     secret_key: str | None = _setting(
@@ -325,6 +346,59 @@ class Settings(BaseModel):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_ca_file", mode="before")
+    @classmethod
+    def _blank_path_is_none(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_ca_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            try:
+                with open(value, "rb") as f:
+                    f.read(1)
+            except OSError as exc:
+                raise ValueError(f"cannot read the file ({exc.strerror or exc})") from None
+        return value
+
+    @model_validator(mode="after")
+    def _tls_consistent(self) -> Settings:
+        if self.protocol == "https":
+            missing = [
+                ALIASES[n] for n in ("tls_cert_file", "tls_key_file") if not getattr(self, n)
+            ]
+            if missing:
+                raise ValueError(
+                    f"Protocol: https needs TLSCertFile and TLSKeyFile; {' and '.join(missing)}"
+                    f" {'is' if len(missing) == 1 else 'are'} not set"
+                )
+            try:
+                context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+                context.load_cert_chain(str(self.tls_cert_file), str(self.tls_key_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"TLSCertFile/TLSKeyFile: {self.tls_cert_file} and {self.tls_key_file} are"
+                    f" not a PEM certificate and its private key: {exc}"
+                ) from None
+        else:
+            for name in ("tls_cert_file", "tls_key_file"):
+                if getattr(self, name) is not None:
+                    raise ValueError(
+                        f"{ALIASES[name]}: set Protocol: https to serve TLS (Protocol is"
+                        f" {self.protocol})"
+                    )
+        if self.tls_ca_file is not None:
+            try:
+                ssl.create_default_context(cafile=str(self.tls_ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(
+                    f"TLSCAFile: {self.tls_ca_file} is not a PEM CA bundle: {exc}"
+                ) from None
+        return self
 
     @field_validator("replicas")
     @classmethod
@@ -548,6 +622,11 @@ def _read_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:
 
 def _describe_error(error: Mapping[str, Any], origins: Mapping[str, str]) -> str:
     loc = list(error["loc"])
+    if not loc:  # a check across keys: its message starts with the key(s) it is about
+        message = str(error["msg"]).removeprefix("Value error, ")
+        first = message.partition(":")[0].partition("/")[0]
+        origin = origins.get(_NAMES_BY_ALIAS.get(first, ""))
+        return message + (f" (from {origin})" if origin else "")
     name = str(loc[0]) if loc else ""
     name = _NAMES_BY_ALIAS.get(name, name)
     key = ALIASES.get(name, name)

@@ -15,6 +15,7 @@ from scheduler0.config import (
     Secrets,
     Settings,
     ensure_secrets,
+    env_var_name,
     example_settings,
     load_settings,
     read_secrets_file,
@@ -23,6 +24,7 @@ from scheduler0.config import (
     write_secrets_file,
 )
 from scheduler0.errors import ConfigError
+from tests.support.tls import TlsFiles, make_tls_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO_ROOT / "config.yml.example"
@@ -36,6 +38,7 @@ SEED_KEYS = {
     "ExecutionLogFetchIntervalSeconds", "HTTPExecutorPayloadMaxSizeMb", "Replicas",
 }  # fmt: skip
 SECRET_KEYS = {ALIASES[name] for name in SECRET_FIELDS}
+_NAMES = {alias: name for name, alias in ALIASES.items()}
 
 
 def load(tmp_path: Path, yml: str | None = None, **kwargs: object) -> Settings:
@@ -287,3 +290,59 @@ def test_ensure_secrets_keeps_given_values_and_does_not_copy_them(tmp_path: Path
     on_disk = read_secrets_file(secrets_file_path(tmp_path))
     assert on_disk is not None and on_disk.secret_key != "from-env"
     assert on_disk.auth_password == completed.auth_password
+
+
+# --- TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
+
+
+def test_https_with_a_certificate_and_its_key_is_valid(tmp_path: Path, tls_files: TlsFiles) -> None:
+    settings = load(tmp_path, env=tls_files.node_env())
+    assert settings.protocol == "https"
+    assert settings.tls_cert_file == tls_files.server_cert
+    assert settings.tls_ca_file == tls_files.ca_cert
+    assert settings.http_base_url == "https://127.0.0.1:9091"
+
+
+def test_https_without_certificate_or_key_names_them(tmp_path: Path, tls_files: TlsFiles) -> None:
+    message = config_error(tmp_path, "Protocol: https\n")
+    assert message.startswith("Protocol: https needs TLSCertFile and TLSKeyFile"), message
+    assert "TLSCertFile and TLSKeyFile are not set" in message
+    message = config_error(tmp_path, f"Protocol: https\nTLSCertFile: {tls_files.server_cert}\n")
+    assert "; TLSKeyFile is not set (from" in message, message
+
+
+@pytest.mark.parametrize("key", ["TLSCertFile", "TLSKeyFile", "TLSCAFile"])
+def test_a_missing_or_unreadable_tls_file_names_its_key(
+    tmp_path: Path, tls_files: TlsFiles, key: str
+) -> None:
+    env = {**tls_files.node_env(), env_var_name(_NAMES[key]): str(tmp_path / "missing.pem")}
+    message = config_error(tmp_path, env=env)
+    assert message.startswith(f"{key}: cannot read the file (No such file or directory)"), message
+    assert "missing.pem" in message and env_var_name(_NAMES[key]) in message
+    env[env_var_name(_NAMES[key])] = str(tmp_path)  # a directory: not a readable file
+    message = config_error(tmp_path, env=env)
+    assert message.startswith(f"{key}: cannot read the file"), message
+
+
+def test_tls_files_that_are_not_pem_are_refused(tmp_path: Path, tls_files: TlsFiles) -> None:
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    env = {**tls_files.node_env(), "SCHEDULER0_TLS_KEY_FILE": str(junk)}
+    assert config_error(tmp_path, env=env).startswith("TLSCertFile/TLSKeyFile:")
+    env = {**tls_files.node_env(), "SCHEDULER0_TLS_CA_FILE": str(junk)}
+    assert config_error(tmp_path, env=env).startswith("TLSCAFile:")
+
+
+def test_a_certificate_without_protocol_https_is_refused(
+    tmp_path: Path, tls_files: TlsFiles
+) -> None:
+    yml = f"TLSCertFile: {tls_files.server_cert}\nTLSKeyFile: {tls_files.server_key}\n"
+    message = config_error(tmp_path, yml)
+    assert message.startswith("TLSCertFile: set Protocol: https"), message
+    # A CA alone is for clients (CLI, console, peers): fine with http.
+    assert load(tmp_path, f"TLSCAFile: {tls_files.ca_cert}\n").tls_ca_file == tls_files.ca_cert

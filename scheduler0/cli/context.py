@@ -8,12 +8,15 @@ Auth, first match wins:
    ``SCHEDULER0_AUTH_USERNAME``/``SCHEDULER0_AUTH_PASSWORD`` (HTTP Basic and
    ``x-peer: cmd``), which the node accepts on every route.
 
-The node is ``--node``, else this config's ``http://Host:Port``.
+The node is ``--node``, else this config's ``http://Host:Port``. An https node
+is verified against ``TLSCAFile`` (config.yml or ``SCHEDULER0_TLS_CA_FILE``),
+else against the system's trust store.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,6 +31,7 @@ from scheduler0.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE, fa
 from scheduler0.client import ApiClient, Unreachable
 from scheduler0.config import load_settings
 from scheduler0.errors import ConfigError, Scheduler0Error
+from scheduler0.tls import CA_FILE_ENV
 
 API_KEY_ENV = "SCHEDULER0_API_KEY"
 API_SECRET_ENV = "SCHEDULER0_API_SECRET"
@@ -94,14 +98,19 @@ def connect(
             f"give both (or {API_KEY_ENV} and {API_SECRET_ENV})", "--api-key", "--api-secret"
         )
     if api_key and api_secret and node:
-        return ApiClient(node, api_key=api_key, api_secret=api_secret, timeout=timeout)
+        # No settings needed: the CA, if any, comes from the environment alone.
+        ca_file = os.environ.get(CA_FILE_ENV) or None
+        return ApiClient(
+            node, api_key=api_key, api_secret=api_secret, timeout=timeout, ca_file=ca_file
+        )
     try:
         settings = load_settings(config)
     except ConfigError as exc:
         fail(exc.message, EXIT_CONFIG)
     url = node or settings.http_base_url
+    ca = settings.tls_ca_file
     if api_key and api_secret:
-        return ApiClient(url, api_key=api_key, api_secret=api_secret, timeout=timeout)
+        return ApiClient(url, api_key=api_key, api_secret=api_secret, timeout=timeout, ca_file=ca)
     if not (settings.auth_username and settings.auth_password):
         fail(
             "no credentials: pass --api-key/--api-secret (or set "
@@ -110,13 +119,17 @@ def connect(
             EXIT_CONFIG,
         )
     return ApiClient(
-        url, username=settings.auth_username, password=settings.auth_password, timeout=timeout
+        url,
+        username=settings.auth_username,
+        password=settings.auth_password,
+        timeout=timeout,
+        ca_file=ca,
     )
 
 
-def connect_operator(node: str | None, config: Path | None) -> ApiClient:
+def connect_operator(node: str | None, config: Path | None, timeout: float = 30.0) -> ApiClient:
     """Operator auth only (credential routes refuse client keys)."""
-    return connect(node, config)
+    return connect(node, config, timeout=timeout)
 
 
 def describe(exc: Scheduler0Error, shown: int = 20) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from scheduler0.cli.backup_commands import backup, restore
 from scheduler0.cli.cluster_commands import cluster_app
 from scheduler0.cli.credentials_commands import credentials_app
 from scheduler0.cli.executions_commands import executions_app
@@ -33,6 +34,8 @@ app.add_typer(credential_app, name="credential")
 app.add_typer(create_app, name="create")
 app.command("start")(start)
 app.add_typer(cluster_app, name="cluster")
+app.command("backup")(backup)
+app.command("restore")(restore)
 app.add_typer(projects_app, name="projects")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(executions_app, name="executions")

@@ -14,8 +14,10 @@ from rich.panel import Panel
 from rich.table import Table
 
 from scheduler0.cli.output import EXIT_CONFIG, EXIT_UNREACHABLE, fail, say, stdout
+from scheduler0.client import unreachable
 from scheduler0.config import Settings, ensure_secrets, load_settings, secrets_file_path
 from scheduler0.errors import ConfigError
+from scheduler0.tls import client_context
 
 create_app = typer.Typer(help="Create things on a running node.", no_args_is_help=True)
 
@@ -117,9 +119,10 @@ def _post_credential(url: str, settings: Settings) -> dict[str, Any]:
             auth=(settings.auth_username, settings.auth_password),
             headers={"x-peer": "cmd"},
             timeout=REQUEST_TIMEOUT_SECONDS,
+            verify=client_context(settings.tls_ca_file),
         )
     except httpx.HTTPError as exc:
-        fail(f"cannot reach the node at {url}: {exc or type(exc).__name__}", EXIT_UNREACHABLE)
+        fail(unreachable(url, exc).message, EXIT_UNREACHABLE)
     envelope: Any = None
     with contextlib.suppress(ValueError):
         envelope = response.json()

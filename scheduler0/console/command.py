@@ -3,8 +3,9 @@
 Credentials, highest first: ``--api-key``/``--api-secret``, then
 ``SCHEDULER0_API_KEY``/``SCHEDULER0_API_SECRET``, then the operator's
 username/password from the settings (``config.yml``, ``SCHEDULER0_AUTH_*``,
-``.scheduler0``). The node is ``--node``, else the config's ``http://Host:Port``.
-Textual is imported only when the console really starts.
+``.scheduler0``). The node is ``--node``, else the config's ``http://Host:Port``;
+an https node is verified against ``TLSCAFile`` (``SCHEDULER0_TLS_CA_FILE``), else
+the system store. Textual is imported only when the console really starts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import typer
 from scheduler0.config import load_settings
 from scheduler0.console.http_source import Credentials
 from scheduler0.errors import ConfigError
+from scheduler0.tls import CA_FILE_ENV
 
 EXIT_CONFIG = 2
 
@@ -37,13 +39,17 @@ def resolve_connection(
     if bool(api_key) != bool(api_secret):
         raise ConfigError("give both --api-key and --api-secret (or neither)")
     if api_key and api_secret and node:
-        return node, Credentials(api_key=api_key, api_secret=api_secret)
+        ca_file = env.get(CA_FILE_ENV) or None
+        return node, Credentials(api_key=api_key, api_secret=api_secret, ca_file=ca_file)
     settings = load_settings(config, env=env)
     url = node or settings.http_base_url
+    ca = str(settings.tls_ca_file) if settings.tls_ca_file else None
     if api_key and api_secret:
-        return url, Credentials(api_key=api_key, api_secret=api_secret)
+        return url, Credentials(api_key=api_key, api_secret=api_secret, ca_file=ca)
     if settings.auth_username and settings.auth_password:
-        return url, Credentials(username=settings.auth_username, password=settings.auth_password)
+        return url, Credentials(
+            username=settings.auth_username, password=settings.auth_password, ca_file=ca
+        )
     raise ConfigError(
         "no credentials: pass --api-key and --api-secret (or SCHEDULER0_API_KEY and "
         "SCHEDULER0_API_SECRET), or run where .scheduler0 holds the operator password"

@@ -18,12 +18,15 @@ JOBS_PAGE_LIMIT = 500
 
 @dataclass(frozen=True)
 class Credentials:
-    """A client key pair, or the operator's HTTP Basic username and password."""
+    """A client key pair, or the operator's HTTP Basic username and password;
+    and the CA bundle that verifies an https node (TLSCAFile; None = the
+    system store)."""
 
     api_key: str | None = None
     api_secret: str | None = None
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None
 
 
 class HttpSource:
@@ -45,6 +48,7 @@ class HttpSource:
             username=c.username,
             password=c.password,
             timeout=REQUEST_TIMEOUT_SECONDS,
+            ca_file=c.ca_file,
         )
 
     @property

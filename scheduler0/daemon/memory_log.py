@@ -75,7 +75,7 @@ class InMemoryLog:
             )
         payload = c.encode(command)
         self.entries.append(payload)
-        outcome = self.machine.apply(payload)
+        outcome = self.machine.apply(payload, self._snapshot_index + len(self.entries))
         await asyncio.sleep(0)  # answered on the loop, after other ready callbacks
         if "error" in outcome:
             raise error_from_dict(outcome["error"])
@@ -102,8 +102,8 @@ class InMemoryLog:
         if self._snapshot_dir is not None and self._snapshot_index:
             loaded = machine.load_snapshot(str(self._snapshot_dir / "memory.snapshot"))
             assert loaded == self._snapshot_index
-        for payload in self.entries:
-            machine.apply(payload)
+        for position, payload in enumerate(self.entries, start=self._snapshot_index + 1):
+            machine.apply(payload, position)
         self.machine = machine
         self._started = True
 

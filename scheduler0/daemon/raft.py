@@ -17,6 +17,9 @@ Why the settings are what they are (measured, see DESIGN.md):
   command is applied twice to the same file.
 * The SyncObj must be built on the main thread: its tick thread stops when
   the constructing thread exits.
+* A snapshot seeded by ``scheduler0 restore`` (``scheduler0/backup.py``)
+  carries a marker instead of pysyncobj's data; ``_load_snapshot`` turns it
+  into what pysyncobj expects (see there).
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.monotonic import monotonic as raft_clock
+from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
+from scheduler0.backup import JOURNAL_FILE, SNAPSHOT_FILE, is_seed_marker
 from scheduler0.daemon.replication import DEFAULT_TIMEOUT, ReplicatedStateMachine
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import NotCommitted, Scheduler0Error, error_from_dict
@@ -143,7 +149,9 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
             self._SyncObj__raftElectionDeadline = max(
                 self._SyncObj__raftElectionDeadline, raft_clock() + STARTUP_ELECTION_GRACE
             )
-        return self._machine.apply(payload)
+        # Called only from pysyncobj's apply loop, which counts raftLastApplied
+        # up after each entry: this entry's index is the next one.
+        return self._machine.apply(payload, self.raftLastApplied + 1)
 
 
 class RaftLog:
@@ -176,10 +184,10 @@ class RaftLog:
             appendEntriesBatchSizeBytes=32 * 2**20,
             sendBufferSize=2**20,
             recvBufferSize=2**20,
-            journalFile=str(opts.data_dir / "raft.journal"),
-            fullDumpFile=str(opts.data_dir / "raft.snapshot"),
+            journalFile=str(opts.data_dir / JOURNAL_FILE),
+            fullDumpFile=str(opts.data_dir / SNAPSHOT_FILE),
             serializer=self.machine.save_snapshot,
-            deserializer=self.machine.load_snapshot,
+            deserializer=self._load_snapshot,
             logCompactionMinEntries=opts.snapshot_min_entries,
             logCompactionMinTime=opts.snapshot_min_time,
             logCompactionSplit=True,
@@ -200,6 +208,36 @@ class RaftLog:
             raise Scheduler0Error(
                 f"RaftAddress: cannot bind {self.options.self_address}: {exc}"
             ) from exc
+
+    def _load_snapshot(self, path: str) -> Any:
+        """The state machine loads the snapshot; pysyncobj gets its own data back.
+
+        pysyncobj 0.3.17 keeps ``(last entry, entry before it, cluster)`` in a
+        snapshot, entries being ``(command, index, term)``: on load it replaces
+        a journal shorter than two entries by those two, sets lastApplied to
+        the last one's index and the members to ``cluster``. A snapshot seeded
+        by ``scheduler0 restore`` holds a marker with the backup's raft index
+        instead; it becomes two no-op entries at that index and the one before,
+        of term 0 (every term a new cluster elects is higher, so the log stays
+        ordered by term), and this node's configured members. Every node
+        restored from the same file thus starts with the same log and state,
+        and the first leader's entries follow the backup's index. pysyncobj
+        swallows (and logs) any exception raised here and starts empty, so a
+        failure is logged loudly.
+        """
+        try:
+            data = self.machine.load_snapshot(path)
+            if not is_seed_marker(data):
+                return data
+            index = max(2, int(data["raft_index"]))
+            noop = bytes([_COMMAND_TYPE.NO_OP])
+            opts = self.options
+            cluster = {TCPNode(a) for a in [opts.self_address, *opts.partner_addresses]}
+            log.info("starting from a restored backup at raft index %d", index)
+            return ((noop, index, 0), (noop, index - 1, 0), cluster)
+        except Exception:
+            log.exception("cannot load the raft snapshot %s: the node starts without it", path)
+            raise
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the raft member and wait (at most ``timeout`` seconds) until its tick

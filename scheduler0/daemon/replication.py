@@ -33,13 +33,15 @@ class ReplicatedStateMachine(Protocol):
       (all three run on the log's one apply thread).
     * ``apply`` is deterministic and never raises: a domain error is returned as
       ``{"error": {...}}`` (the same on every node); success is ``{"ok": result}``.
+      The log passes the entry's ``index`` (its position in the log, the same on
+      every node); the state records it with the command's changes.
     * ``save_snapshot(path, log_data)`` writes the whole state plus the log's own
       opaque ``log_data`` to ``path``; ``load_snapshot(path)`` replaces the state
       with the file's and returns that ``log_data``. After a load, entries after
       the snapshot are applied again through ``apply``, exactly once each.
     """
 
-    def apply(self, payload: bytes) -> dict[str, Any]: ...
+    def apply(self, payload: bytes, index: int | None = None) -> dict[str, Any]: ...
 
     def save_snapshot(self, path: str, log_data: Any) -> None: ...
 

@@ -36,6 +36,7 @@ def run_node(settings: Settings) -> int:
         log.error("%s", exc)
         node.machine.close()
         return 1
+    tls = settings.protocol == "https"
     config = uvicorn.Config(
         create_app(node),
         host=settings.host,
@@ -44,13 +45,15 @@ def run_node(settings: Settings) -> int:
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=5,
+        # Config validation made sure both files are there and belong together.
+        ssl_certfile=str(settings.tls_cert_file) if tls else None,
+        ssl_keyfile=str(settings.tls_key_file) if tls else None,
     )
     server = uvicorn.Server(config)
     log.info(
-        "node %s serving http://%s:%s (raft %s, data %s)",
+        "node %s serving %s (raft %s, data %s)",
         settings.node_id,
-        settings.host,
-        settings.port,
+        settings.http_base_url,
         settings.raft_address,
         settings.data_dir,
     )

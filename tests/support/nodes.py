@@ -12,6 +12,7 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -76,10 +77,22 @@ class NodeProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     replicas: list[dict[str, Any]] | None = None
     proc: subprocess.Popen[bytes] | None = None
+    ca_file: Path | None = None
+    """Set for a node serving https (its ``extra_env`` holds the TLS settings):
+    its URLs are https and the test's own requests verify against this CA."""
+
+    @property
+    def scheme(self) -> str:
+        return "http" if self.ca_file is None else "https"
+
+    @property
+    def verify(self) -> ssl.SSLContext | bool:
+        """``verify=`` for httpx requests to this node."""
+        return True if self.ca_file is None else ssl.create_default_context(cafile=self.ca_file)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def api(self) -> str:
@@ -125,7 +138,7 @@ class NodeProcess:
         return self
 
     def health(self) -> dict[str, Any]:
-        response = httpx.get(f"{self.api}/healthcheck", timeout=1.0)
+        response = httpx.get(f"{self.api}/healthcheck", timeout=1.0, verify=self.verify)
         data: dict[str, Any] = response.json()["data"]
         return data
 
@@ -168,8 +181,10 @@ class NodeProcess:
 class Client:
     """A thin test client speaking the envelope."""
 
-    def __init__(self, base: str, headers: dict[str, str]) -> None:
-        self.http = httpx.Client(base_url=base, headers=headers, timeout=30.0)
+    def __init__(
+        self, base: str, headers: dict[str, str], verify: ssl.SSLContext | bool = True
+    ) -> None:
+        self.http = httpx.Client(base_url=base, headers=headers, timeout=30.0, verify=verify)
 
     def call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return self.http.request(method, path, **kwargs)
@@ -214,11 +229,22 @@ def running_node(workdir: Path, **kwargs: Any) -> Iterator[NodeProcess]:
 class Cluster:
     """N real node processes forming one raft cluster on 127.0.0.1."""
 
-    def __init__(self, root: Path, size: int, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        size: int,
+        extra_env: dict[str, str] | None = None,
+        ca_file: Path | None = None,
+    ) -> None:
         self.root = root
         ports = [(free_port(), free_port()) for _ in range(size)]
+        scheme = "http" if ca_file is None else "https"
         self.replicas = [
-            {"Address": f"http://127.0.0.1:{p}", "RaftAddress": f"127.0.0.1:{r}", "NodeId": i + 1}
+            {
+                "Address": f"{scheme}://127.0.0.1:{p}",
+                "RaftAddress": f"127.0.0.1:{r}",
+                "NodeId": i + 1,
+            }
             for i, (p, r) in enumerate(ports)
         ]
         self.nodes = [
@@ -229,6 +255,7 @@ class Cluster:
                 raft_port=r,
                 replicas=self.replicas,
                 extra_env=dict(extra_env or {}),
+                ca_file=ca_file,
             )
             for i, (p, r) in enumerate(ports)
         ]
@@ -263,7 +290,9 @@ class Cluster:
 
     def status(self, via: NodeProcess | None = None) -> dict[str, Any]:
         node = via or self.wait_leader()
-        response = httpx.get(f"{node.api}/cluster", headers=operator_headers(), timeout=10)
+        response = httpx.get(
+            f"{node.api}/cluster", headers=operator_headers(), timeout=10, verify=node.verify
+        )
         data: dict[str, Any] = response.json()["data"]
         return data
 

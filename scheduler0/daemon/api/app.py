@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from scheduler0.daemon.api import accounts, cluster, jobs, observe
+from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe
 from scheduler0.daemon.api.auth import Access, AuthMiddleware, guard
 from scheduler0.daemon.api.http import Handler, Services, failure
 from scheduler0.daemon.node import Node
@@ -101,6 +101,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("/peer/status", ("GET",), cluster.peer_status, OPERATOR),
     RouteSpec("/cluster/members", ("POST",), cluster.add_member, OPERATOR),
     RouteSpec("/cluster/members/{id}", ("DELETE",), cluster.remove_member, OPERATOR),
+    RouteSpec("/backup", ("GET",), backup.download, OPERATOR),
 )
 """Every route of the API and what it requires of its caller, in one place."""
 
@@ -147,5 +148,7 @@ def create_app(node: Node) -> Starlette:
         middleware=[Middleware(_CatchAll), Middleware(AuthMiddleware)],
         lifespan=lifespan,
     )
-    app.state.services = Services(node.settings, node.queries, node.writes, node.status)
+    app.state.services = Services(
+        node.settings, node.queries, node.writes, node.status, node.backups
+    )
     return app

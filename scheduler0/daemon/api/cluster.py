@@ -2,7 +2,8 @@
 
 ``GET /cluster`` (any auth) asks each member's ``GET /peer/status`` (peer auth)
 concurrently, each bounded by PeerAuthRequestTimeoutMs; a member that does not
-answer in time is listed as unreachable, never waited for.
+answer in time is listed as unreachable, never waited for. An https member is
+verified against TLSCAFile (else the system store).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from scheduler0.config import Settings
 from scheduler0.daemon.api.http import Services, json_body, ok, path_id, services
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import FieldError, NotFound, ValidationFailed
+from scheduler0.tls import client_context
 
 
 async def _peer_status(
@@ -47,7 +49,8 @@ async def cluster_status(svc: Services) -> dict[str, Any]:
     local = svc.status.local_status()
     members = svc.queries.members()
     timeout = settings.peer_auth_request_timeout_ms / 1000
-    async with httpx.AsyncClient(timeout=timeout) as client:
+    verify = client_context(settings.tls_ca_file)
+    async with httpx.AsyncClient(timeout=timeout, verify=verify) as client:
         peers = await asyncio.gather(
             *(
                 _peer_status(client, m, settings)

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
-from scheduler0.daemon.node import NodeStatus, Writes
+from scheduler0.daemon.node import Backups, NodeStatus, Writes
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.errors import (
     BadRequest,
@@ -37,12 +37,13 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Services:
     """What handlers may use, kept in ``app.state.services``: the settings,
-    the replica's reads, the one write path and the node's status."""
+    the replica's reads, the one write path, the node's status and backups."""
 
     settings: Settings
     queries: Queries
     writes: Writes
     status: NodeStatus
+    backups: Backups
 
 
 def services(request: Request) -> Services:

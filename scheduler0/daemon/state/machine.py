@@ -93,8 +93,13 @@ class StateMachine:
 
     # -- the replicated entry point -------------------------------------------------
 
-    def apply(self, payload: bytes) -> dict[str, Any]:
-        """Apply one encoded command. Returns ``{"ok": result}`` or ``{"error": {...}}``."""
+    def apply(self, payload: bytes, index: int | None = None) -> dict[str, Any]:
+        """Apply one encoded command. Returns ``{"ok": result}`` or ``{"error": {...}}``.
+
+        ``index`` is the entry's position in the log (the same on every node).
+        A command that commits records it as ``meta.applied_index`` in its own
+        transaction, so any read transaction sees the state together with the
+        index of the last command in it (what ``GET /backup`` copies)."""
         with self._lock:
             self.applied_commands += 1
             try:
@@ -108,6 +113,11 @@ class StateMachine:
                 handler = HANDLERS[type(command)]
                 db.execute("BEGIN")
                 result = handler(ctx, command)
+                if index is not None:
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied_index', ?)",
+                        (str(index),),
+                    )
                 db.execute("COMMIT")
             except Scheduler0Error as exc:
                 db.execute("ROLLBACK")
