@@ -135,6 +135,14 @@ class Settings(BaseModel):
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = _setting(
         "INFO", alias="LogLevel", description="Log level: ERROR, WARN, INFO or DEBUG"
     )
+    log_format: Literal["text", "json"] = _setting(
+        "text",
+        alias="LogFormat",
+        description="Log lines as text, or as one JSON object per line (json)",
+    )
+    access_log: bool = _setting(
+        False, alias="AccessLog", description="Log one line per HTTP request (true or false)"
+    )
     protocol: Literal["http"] = _setting(
         "http", alias="Protocol", description="Protocol nodes use to talk to each other (only http)"
     )

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import resource
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from scheduler0 import __version__
 from scheduler0.config import Settings
 from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
 from scheduler0.daemon.executor.http import Executor
+from scheduler0.daemon.metrics import Metrics, Readings
 from scheduler0.daemon.raft import RaftLog, RaftOptions, raft_password
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
@@ -30,6 +32,7 @@ from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import remove_database
+from scheduler0.daemon.watch import Watch
 from scheduler0.errors import NoQuorum
 
 MEMORY_SOFT_LIMIT = 0.7
@@ -199,7 +202,8 @@ class Node:
         # The database is a function of snapshot + journal: rebuild it, so that
         # the journal replay at start never applies a command twice.
         remove_database(db_path)
-        self.machine = StateMachine(db_path, on_change=self._on_change)
+        self.metrics = Metrics()
+        self.machine = StateMachine(db_path, on_change=self._on_change, metrics=self.metrics)
         self.queries = Queries(db_path)
         self.log: ReplicatedLog = log or _raft_log(settings, data_dir, self.machine)
         memory = MemoryGuard(settings.max_memory)
@@ -212,6 +216,7 @@ class Node:
             retry_delay=settings.job_execution_retry_delay,
             payload_max_bytes=int(settings.http_executor_payload_max_size_mb * 2**20),
             node_id=settings.node_id,
+            metrics=self.metrics,
         )
         self.scheduler = Scheduler(
             node_id=settings.node_id,
@@ -238,7 +243,41 @@ class Node:
             self.coordinator,
             memory,
         )
+        self.watch = Watch(
+            node_id=settings.node_id,
+            raft=self.log.status,
+            buckets=lambda: (self.scheduler.owned_buckets, self.machine.epoch),
+            members=self.queries.members,
+            over_memory=memory.over,
+        )
+        self.metrics.read_from(
+            Readings(
+                scheduler=self._scheduler_totals,
+                executor=lambda: {
+                    "queue_depth": self.executor.queue_depth + self.scheduler.due_backlog,
+                    "in_flight": self.executor.in_flight,
+                },
+                raft=self.log.status,
+                counts=self.queries.counts,
+                guards=lambda: {
+                    "over_memory": memory.over(),
+                    "rss_bytes": rss_bytes(),
+                    "disk_free_bytes": shutil.disk_usage(data_dir).free,
+                },
+                leader_changes=lambda: self.watch.leader_changes,
+            )
+        )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _scheduler_totals(self) -> dict[str, int]:
+        stats = self.scheduler.stats
+        return {
+            "accepted": stats.fired,
+            "rejected": stats.rejected,
+            "missed": stats.missed,
+            "lost": getattr(stats, "lost", 0),
+            "redispatched": stats.redispatched,
+        }
 
     def _on_change(self, kind: str, detail: Any) -> None:
         scheduler = getattr(self, "scheduler", None)
@@ -255,11 +294,13 @@ class Node:
         self._tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
+            asyncio.create_task(self.watch.run(), name="watch"),
         ]
 
     async def stop_background(self) -> None:
         self.scheduler.stop()
         self.coordinator.stop()
+        self.watch.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

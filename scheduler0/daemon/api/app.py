@@ -97,6 +97,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("/executions", ("GET",), observe.list_executions, CLIENT),
     RouteSpec("/healthcheck", ("GET",), observe.healthcheck, PUBLIC),
     RouteSpec("/status", ("GET",), observe.status, CLIENT),
+    RouteSpec("/metrics", ("GET",), observe.metrics, OPERATOR),
     RouteSpec("/cluster", ("GET",), cluster.status, CLIENT),
     RouteSpec("/peer/status", ("GET",), cluster.peer_status, OPERATOR),
     RouteSpec("/cluster/members", ("POST",), cluster.add_member, OPERATOR),
@@ -147,5 +148,7 @@ def create_app(node: Node) -> Starlette:
         middleware=[Middleware(_CatchAll), Middleware(AuthMiddleware)],
         lifespan=lifespan,
     )
-    app.state.services = Services(node.settings, node.queries, node.writes, node.status)
+    app.state.services = Services(
+        node.settings, node.queries, node.writes, node.status, node.metrics
+    )
     return app

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
+from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.node import NodeStatus, Writes
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.errors import (
@@ -43,6 +44,7 @@ class Services:
     queries: Queries
     writes: Writes
     status: NodeStatus
+    metrics: Metrics
 
 
 def services(request: Request) -> Services:

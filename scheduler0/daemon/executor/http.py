@@ -39,16 +39,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from scheduler0 import signing
+from scheduler0.daemon.metrics import Metrics, status_class
+
+log = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 200
 BACKOFF_CAP_SECONDS = 30.0
@@ -120,6 +125,7 @@ class Executor:
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         node_id: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         if max_workers < 1 or max_queue < 1 or payload_max_bytes < 2:
             raise ValueError("max_workers, max_queue and payload_max_bytes must be positive")
@@ -131,6 +137,8 @@ class Executor:
         self._payload_max_bytes = payload_max_bytes
         self._clock = clock
         self._transport = transport
+        self._metrics = metrics
+        self._failures = FailureLog()
         self._headers = {"user-agent": "scheduler0"}
         if node_id is not None:
             self._headers["x-scheduler0-node"] = str(node_id)
@@ -280,6 +288,8 @@ class Executor:
         except Exception as exc:  # any transport failure is a failed attempt, never a crash
             return _failure(started, f"{type(exc).__name__}: {exc}".rstrip(": "))
         latency_ms = _elapsed_ms(started)
+        if self._metrics is not None:
+            self._metrics.callback_latency.observe(latency_ms / 1000)
         if 200 <= status_code < 300:
             return _Outcome(True, status_code, None, latency_ms)
         error = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
@@ -309,6 +319,13 @@ class Executor:
         state = "success" if outcome.ok else "failed"
         error = outcome.error[:ERROR_MAX_CHARS] if outcome.error else None
         finished_at = self._clock()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.callbacks.labels(status_class(outcome.status_code, error)).inc(len(chunk.fires))
+            if outcome.ok:
+                metrics.delivered((fire.slot for fire in chunk.fires), finished_at)
+        if not outcome.ok:
+            self._failures.failed(chunk.url, len(chunk.fires), chunk.attempts, error)
         self._results.extend(
             FireResult(
                 fire.execution_id,
@@ -366,3 +383,34 @@ def _elapsed_ms(started: float) -> int:
 
 def _failure(started: float, error: str, *, retryable: bool = True) -> _Outcome:
     return _Outcome(False, None, error, _elapsed_ms(started), retryable)
+
+
+class FailureLog:
+    """One WARNING per destination (scheme, host, port) per ``every`` seconds for
+    failed callbacks, with the count of failures it stood for: a receiver that
+    is down for an hour gives a line a minute, not a line per fire."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def failed(self, url: str, fires: int, attempts: int, error: str | None) -> None:
+        parts = urlsplit(url)
+        destination = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        now = self._clock()
+        last = self._last.get(destination)
+        if last is not None and now - last < self._every:
+            self._suppressed[destination] = self._suppressed.get(destination, 0) + fires
+            return
+        self._last[destination] = now
+        more = self._suppressed.pop(destination, 0)
+        log.warning(
+            "callbacks to %s failed: %d fire(s) after %d attempt(s): %s%s",
+            destination,
+            fires,
+            attempts,
+            error,
+            f" (and {more} more fire(s) failed since the last report)" if more else "",
+        )

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state import handlers  # noqa: F401  (registers every handler)
 from scheduler0.daemon.state.apply import HANDLERS, ApplyContext, Assignment, Change
@@ -73,8 +74,14 @@ class StateMachine:
     connections).
     """
 
-    def __init__(self, db_path: Path, on_change: ChangeListener | None = None) -> None:
+    def __init__(
+        self,
+        db_path: Path,
+        on_change: ChangeListener | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.db_path = db_path
+        self._metrics = metrics
         self._conn = connect(db_path, writer=True)
         self._conn.row_factory = None  # plain tuples: apply reads by position
         self._on_change = on_change or (lambda kind, detail: None)
@@ -104,6 +111,7 @@ class StateMachine:
                 return {"error": Scheduler0Error(f"undecodable command: {exc}").to_dict()}
             db = self._conn
             ctx = ApplyContext(db, self.assignment)
+            started = time.perf_counter()
             try:
                 handler = HANDLERS[type(command)]
                 db.execute("BEGIN")
@@ -117,6 +125,9 @@ class StateMachine:
                     db.execute("ROLLBACK")
                 log.exception("apply of %s failed; rolled back", command.type_name)
                 return {"error": Scheduler0Error(f"apply failed: {exc}").to_dict()}
+            if self._metrics is not None:
+                elapsed = time.perf_counter() - started
+                self._metrics.apply_duration.labels(command.type_name).observe(elapsed)
         for kind, detail in ctx.changes:
             self._notify(kind, detail)
         return {"ok": result}
@@ -148,11 +159,10 @@ class StateMachine:
                 dest.commit()
             finally:
                 dest.close()
-        log.info(
-            "snapshot written: %.1f MB in %.2f s",
-            os.path.getsize(path) / 1e6,
-            time.perf_counter() - started,
-        )
+        size, elapsed = os.path.getsize(path), time.perf_counter() - started
+        log.info("snapshot written: %.1f MB in %.2f s", size / 1e6, elapsed)
+        if self._metrics is not None:
+            self._metrics.snapshot_written(elapsed, size)
 
     def load_snapshot(self, path: str) -> Any:
         """Replace the database with the snapshot at ``path``; return pysyncobj's data."""
