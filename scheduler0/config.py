@@ -180,6 +180,11 @@ class Settings(BaseModel):
         alias="MaxMemory",
         description="Memory budget in MB; above 70% the node stops taking new work",
     )
+    min_free_disk_mb: NonNegativeInt = _setting(
+        100,
+        alias="MinFreeDiskMb",
+        description="Below this many MB free on the data disk, writes are refused (0: off)",
+    )
     bootstrap: bool = _setting(
         True,
         alias="Bootstrap",

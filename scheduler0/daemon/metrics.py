@@ -249,6 +249,11 @@ def _guard_families(guards: dict[str, Any]) -> Iterable[Metric]:
         "1 while the node refuses new jobs for being above its MaxMemory share.",
         1 if guards.get("over_memory") else 0,
     )
+    yield _gauge(
+        "scheduler0_disk_guard_active",
+        "1 while the node refuses writes for lack of free disk space (MinFreeDiskMb).",
+        1 if guards.get("low_disk") else 0,
+    )
     yield _gauge("scheduler0_resident_memory_bytes", "Resident memory.", guards["rss_bytes"])
     yield _gauge(
         "scheduler0_disk_free_bytes",

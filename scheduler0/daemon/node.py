@@ -16,6 +16,7 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,25 @@ def rss_bytes() -> int:
 
 
 @dataclass(frozen=True)
+class DiskGuard:
+    """``MinFreeDiskMb``: below this much free space on the data directory's file
+    system the node refuses new writes, before SQLite or the raft journal run
+    out of room (firing and results go on: they are what the space is for)."""
+
+    data_dir: Path
+    min_free_mb: int
+
+    def free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(self.data_dir).free
+        except OSError:
+            return 0
+
+    def low(self) -> bool:
+        return self.min_free_mb > 0 and self.free_bytes() < self.min_free_mb * 2**20
+
+
+@dataclass(frozen=True)
 class MemoryGuard:
     """``MaxMemory``: above ``MEMORY_SOFT_LIMIT`` of it the node takes no new jobs."""
 
@@ -57,18 +77,48 @@ class MemoryGuard:
         return rss_bytes() > self.max_memory_mb * 2**20 * MEMORY_SOFT_LIMIT
 
 
+GROWING = (
+    c.ProjectCreated,
+    c.ProjectUpdated,
+    c.CredentialCreated,
+    c.JobsCreated,
+    c.JobUpdated,
+    c.JobTriggered,
+)
+"""Commands from clients that add state: refused by the disk guard."""
+
+
 class Writes:
     """The one way anything on this node proposes a command: the API, the
     scheduler's leader duties and membership changes all come through here, so
     admission (the memory guard) is decided in one place."""
 
-    def __init__(self, log: ReplicatedLog, node_id: int, memory: MemoryGuard) -> None:
+    def __init__(
+        self,
+        log: ReplicatedLog,
+        node_id: int,
+        memory: MemoryGuard,
+        disk: DiskGuard,
+        halted: Callable[[], str | None],
+    ) -> None:
         self._log = log
         self._node_id = node_id
         self._memory = memory
+        self._disk = disk
+        self._halted = halted
 
     async def propose(self, command: c.Command) -> Any:
-        """Replicate ``command``; see ``ReplicatedLog.propose`` for what it raises."""
+        """Replicate ``command``; see ``ReplicatedLog.propose`` for what it raises.
+        Refused (503, naming the reason) while this replica is halted, and, for
+        commands that add state, while the disk or memory guard is on."""
+        reason = self._halted()
+        if reason is not None:
+            raise NoQuorum(f"node {self._node_id} has stopped applying ({reason})")
+        if isinstance(command, GROWING) and self._disk.low():
+            raise NoQuorum(
+                f"node {self._node_id} has {self._disk.free_bytes() // 2**20} MB free on its"
+                f" data disk, below MinFreeDiskMb ({self._disk.min_free_mb} MB): writes refused"
+            )
         if isinstance(command, c.JobsCreated) and self._memory.over():
             raise NoQuorum(
                 f"node {self._node_id} is above {int(MEMORY_SOFT_LIMIT * 100)}% of"
@@ -101,6 +151,8 @@ class NodeStatus:
         executor: Executor,
         coordinator: Coordinator,
         memory: MemoryGuard,
+        disk: DiskGuard,
+        halted: Callable[[], str | None],
     ) -> None:
         self._settings = settings
         self._log = log
@@ -110,6 +162,8 @@ class NodeStatus:
         self._executor = executor
         self._coordinator = coordinator
         self._memory = memory
+        self._disk = disk
+        self._halted = halted
         self.started_at = time.time()
 
     @property
@@ -138,8 +192,13 @@ class NodeStatus:
     def health(self) -> dict[str, Any]:
         raft = self._log.status()
         healthy = bool(raft.get("ready")) and bool(raft.get("has_quorum"))
+        halted = self._halted()
+        low_disk = self._disk.low()
+        ok = healthy and not self._memory.over() and not low_disk
         return {
-            "status": "ok" if healthy and not self._memory.over() else "degraded",
+            "status": "halted" if halted else "ok" if ok else "degraded",
+            "halted": halted,
+            "low_disk": low_disk,
             "node_id": self._settings.node_id,
             "version": __version__,
             "role": raft.get("state"),
@@ -169,6 +228,10 @@ class NodeStatus:
             "results_backlog": stats.results_backlog,
             "rss_bytes": rss_bytes(),
             "over_memory": self._memory.over(),
+            "low_disk": self._disk.low(),
+            "disk_free_bytes": self._disk.free_bytes(),
+            "halted": self._halted(),
+            "state_digest": self._machine.digest(),
             "counts": self._queries.counts(),
         }
 
@@ -207,7 +270,8 @@ class Node:
         self.queries = Queries(db_path)
         self.log: ReplicatedLog = log or _raft_log(settings, data_dir, self.machine)
         memory = MemoryGuard(settings.max_memory)
-        self.writes = Writes(self.log, settings.node_id, memory)
+        disk = DiskGuard(data_dir, settings.min_free_disk_mb)
+        self.writes = Writes(self.log, settings.node_id, memory, disk, halted=self.halted)
         self.executor = Executor(
             max_workers=settings.max_workers,
             max_queue=settings.max_queue,
@@ -242,6 +306,8 @@ class Node:
             self.executor,
             self.coordinator,
             memory,
+            disk,
+            self.halted,
         )
         self.watch = Watch(
             node_id=settings.node_id,
@@ -249,6 +315,8 @@ class Node:
             buckets=lambda: (self.scheduler.owned_buckets, self.machine.epoch),
             members=self.queries.members,
             over_memory=memory.over,
+            halted=self.halted,
+            low_disk=disk.low,
         )
         self.metrics.read_from(
             Readings(
@@ -262,12 +330,17 @@ class Node:
                 guards=lambda: {
                     "over_memory": memory.over(),
                     "rss_bytes": rss_bytes(),
-                    "disk_free_bytes": shutil.disk_usage(data_dir).free,
+                    "disk_free_bytes": disk.free_bytes(),
+                    "low_disk": disk.low(),
                 },
                 leader_changes=lambda: self.watch.leader_changes,
             )
         )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def halted(self) -> str | None:
+        """Why this node stopped applying or journaling, or None."""
+        return self.machine.halted or self.log.failure
 
     def _scheduler_totals(self) -> dict[str, int]:
         stats = self.scheduler.stats

@@ -16,6 +16,10 @@ from scheduler0.daemon.timefmt import iso
 
 log = logging.getLogger("scheduler0")
 
+HALTED_EXIT_CODE = 75
+"""Exit status of a node that stopped applying because its environment failed
+(EX_TEMPFAIL: restart it once the cause is fixed)."""
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC ISO 8601), level, logger, node, message
@@ -97,5 +101,9 @@ def run_node(settings: Settings) -> int:
         pass
     finally:
         node.close()
+    reason = node.halted()
+    if reason is not None:
+        log.critical("node %s stopped: %s", settings.node_id, reason)
+        return HALTED_EXIT_CODE
     log.info("node %s stopped", settings.node_id)
     return 0 if server.started else 1

@@ -42,6 +42,8 @@ class Watch:
         buckets: Callable[[], tuple[int, int]],
         members: Callable[[], list[dict[str, Any]]],
         over_memory: Callable[[], bool],
+        halted: Callable[[], str | None] = lambda: None,
+        low_disk: Callable[[], bool] = lambda: False,
         stop_node: Callable[[], None] | None = None,
         period: float = 0.5,
     ) -> None:
@@ -50,6 +52,9 @@ class Watch:
         self._buckets = buckets
         self._members = members
         self._over_memory = over_memory
+        self._halted = halted
+        self._low_disk = low_disk
+        self._seen_low_disk = False
         self._stop_node = stop_node or _terminate_self
         self._period = period
         self._seen = Observed()
@@ -69,6 +74,12 @@ class Watch:
             await asyncio.sleep(self._period)
 
     def check(self) -> None:
+        reason = self._halted()
+        if reason is not None:
+            log.critical("node %d stopped applying (%s); exiting", self._node_id, reason)
+            self._stopping = True
+            self._stop_node()
+            return
         self._check_raft()
         self._check_buckets()
         self._check_members()
@@ -131,6 +142,13 @@ class Watch:
             else:
                 log.info("memory guard off: new jobs are accepted again")
             self._seen.over_memory = over
+        low = self._low_disk()
+        if low != self._seen_low_disk:
+            if low:
+                log.warning("disk guard on: free space below MinFreeDiskMb; writes are refused")
+            else:
+                log.info("disk guard off: writes are accepted again")
+            self._seen_low_disk = low
 
 
 def _terminate_self() -> None:
