@@ -252,6 +252,19 @@ class Settings(BaseModel):
     max_queue: PositiveInt = _setting(
         100000, alias="MaxQueue", description="Fires that may wait in the executor queue (count)"
     )
+    callback_destination_share: float = _setting(
+        0.25,
+        alias="CallbackDestinationShare",
+        gt=0,
+        le=1,
+        description="Share of MaxWorkers one destination (scheme, host, port) may hold at once",
+    )
+    callback_queue_max_mb: PositiveInt = _setting(
+        64,
+        alias="CallbackQueueMaxMb",
+        description="MB of callback bodies that may wait for one destination; past it,"
+        " new fires for it are recorded failed",
+    )
     execution_log_fetch_fan_in: PositiveInt = _setting(
         2,
         alias="ExecutionLogFetchFanIn",

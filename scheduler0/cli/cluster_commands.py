@@ -62,6 +62,7 @@ def status(
         "queue",
         "in flight",
         "lag p99",
+        "delivery p99",
         "digest",
     )
     for m in data["members"]:
@@ -76,6 +77,7 @@ def status(
             str(m.get("queue_depth", "-")),
             str(m.get("in_flight", "-")),
             f"{m['fire_lag_p99_seconds']:.2f}s" if "fire_lag_p99_seconds" in m else "-",
+            f"{m['delivery_lag_p99_seconds']:.2f}s" if "delivery_lag_p99_seconds" in m else "-",
             _digest(m),
         )
     stdout().print(table)

@@ -209,6 +209,7 @@ class NodeStatus:
 
     def local_status(self) -> dict[str, Any]:
         scheduler = self._scheduler
+        delivery_p50, delivery_p99 = self._executor.lateness()
         stats = scheduler.stats
         settings = self._settings
         return {
@@ -222,6 +223,10 @@ class NodeStatus:
             "queue_depth": self._executor.queue_depth + scheduler.due_backlog,
             "in_flight": self._executor.in_flight,
             "fire_lag_p99_seconds": round(scheduler.lag_p99(), 3),
+            "delivery_lag_p50_seconds": round(delivery_p50, 3),
+            "delivery_lag_p99_seconds": round(delivery_p99, 3),
+            "callback_backlog_bytes": self._executor.backlog_bytes,
+            "worst_destinations": self._executor.destinations(),
             "fired": stats.fired,
             "rejected": stats.rejected,
             "redispatched": stats.redispatched,
@@ -281,6 +286,8 @@ class Node:
             payload_max_bytes=int(settings.http_executor_payload_max_size_mb * 2**20),
             node_id=settings.node_id,
             metrics=self.metrics,
+            destination_share=settings.callback_destination_share,
+            destination_max_bytes=settings.callback_queue_max_mb * 2**20,
         )
         self.scheduler = Scheduler(
             node_id=settings.node_id,
