@@ -28,8 +28,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CLIENT_DIR = REPO_ROOT / "bench" / "seed_client"
 README_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "000_c4dad139654708ca.txt"
 
-pytestmark = pytest.mark.slow
-
 
 def _runner() -> ModuleType:
     spec = importlib.util.spec_from_file_location("seed_client_run", CLIENT_DIR / "run.py")
