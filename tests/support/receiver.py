@@ -44,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scheduler0 import signing
+from tests.support.nodes import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _ITEM_FIELDS = ("execution_id", "id", "slot")
@@ -174,10 +175,16 @@ class RunningReceiver:
         self.url = f"http://127.0.0.1:{port}"
 
     def records(self) -> list[dict[str, Any]]:
-        """Every item recorded so far, in arrival order."""
+        """Every item recorded so far, in arrival order.
+
+        The receiver may be appending while this reads: a last line without its
+        newline is still being written and is left for the next call.
+        """
         if not self.out.exists():
             return []
-        return [orjson.loads(line) for line in self.out.read_bytes().splitlines() if line]
+        data = self.out.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        return [orjson.loads(line) for line in complete.splitlines() if line]
 
     def stats(self) -> dict[str, Any]:
         response = httpx.get(f"{self.url}/stats", timeout=5)
@@ -227,16 +234,16 @@ def _free_port() -> int:
 
 
 def _wait_ready(process: subprocess.Popen[bytes], receiver: RunningReceiver, limit: float) -> bool:
-    """Poll ``/stats`` until it answers (True) or the process exits (False)."""
-    deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    """Wait until ``/stats`` answers (True) or the process exits (False)."""
+
+    def answered_or_exited() -> str:
         if process.poll() is not None:
-            return False
-        with contextlib.suppress(httpx.HTTPError):
-            receiver.stats()
-            return True
-        time.sleep(0.05)  # poll interval, not a synchronisation sleep
-    raise TimeoutError(f"receiver on port {receiver.port} not ready after {limit}s")
+            return "exited"
+        receiver.stats()  # raises a "not up yet" error until it listens
+        return "answered"
+
+    outcome = wait_until(answered_or_exited, limit, what=f"receiver on port {receiver.port}")
+    return bool(outcome == "answered")
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
