@@ -299,6 +299,15 @@ def test_adding_then_removing_a_node_rebalances_without_loss(tmp_path: Path) -> 
             timeout=20,
             what="buckets spread over the two remaining workers",
         )
+        # The removed node says so and stops by itself (it would otherwise campaign).
+        wait_until(
+            lambda: leaving.proc is not None and leaving.proc.poll() is not None,
+            timeout=20,
+            what="the removed node to stop by itself",
+        )
+        assert (
+            "was removed from the cluster; stopping" in (leaving.workdir / "node.log").read_text()
+        )
         leaving.kill()
         crashes = {str(leaving.node_id): [time.time()]}
         wait_fires(receiver, 900)

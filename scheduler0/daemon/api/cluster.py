@@ -131,8 +131,10 @@ async def remove_member(request: Request) -> Response:
     member = next((m for m in svc.queries.members() if m["node_id"] == node_id), None)
     if member is None:
         raise NotFound(f"no member with node id {node_id}")
-    await svc.writes.remove_member(member["raft_address"])
+    # MemberLeft first, while the leaving node still receives the log: it sees
+    # itself removed, says so and stops (raft alone would leave it campaigning).
     await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id))
+    await svc.writes.remove_member(member["raft_address"])
     return ok({"node_id": node_id, "removed": True})
 
 
