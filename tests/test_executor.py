@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from scheduler0 import signing
 from scheduler0.daemon.executor.http import Executor, Fire, FireResult, _chunk_batch
 from tests.support.receiver import run_receiver
 
@@ -285,6 +286,12 @@ def test_requests_carry_the_documented_headers() -> None:
     assert len(request.headers["x-scheduler0-batch-id"]) == 16
     assert request.headers["x-scheduler0-timestamp"] == "1700000123"
     assert request.headers["x-scheduler0-signature"].startswith("v1=")
+    webhook_id = request.headers["x-scheduler0-batch-id"] + "-1"
+    assert request.headers["webhook-id"] == webhook_id
+    assert request.headers["webhook-timestamp"] == "1700000123"
+    assert request.headers["webhook-signature"] == signing.standard_signature(
+        SECRET, webhook_id, request.content, 1_700_000_123
+    )
     assert [item["id"] for item in orjson.loads(request.content)] == [0, 1]
 
 

@@ -17,7 +17,10 @@ Wire format (the seed contract; each item is built by ``callback_body``):
   ``x-payload-chunk-id: <n>/<total>`` (1-based chunk number / chunk count of
   the batch, e.g. ``1/1``, ``2/3``), ``x-scheduler0-batch-id: <hex>`` (the same
   for every chunk of one batch, and across retries), and the signing headers of
-  :mod:`scheduler0.signing` (re-signed on each attempt).
+  :mod:`scheduler0.signing` (re-signed on each attempt): ``x-scheduler0-timestamp``
+  and ``x-scheduler0-signature``, and the Standard Webhooks ``webhook-id:
+  <batch id>-<n>`` (stable across retries of the chunk), ``webhook-timestamp``
+  and ``webhook-signature``.
 
 Attempts and retries: a 2xx answer is success. Any other status, a timeout
 (the whole attempt bounded by ``timeout`` seconds) or a transport error is a
@@ -116,6 +119,7 @@ class _Chunk:
     fires: list[Fire]
     body: bytes
     headers: dict[str, str]
+    webhook_id: str  # "<batch id>-<chunk number>": the same on every attempt
     attempts: int = 0
 
 
@@ -453,7 +457,12 @@ class Executor:
 
     async def _attempt(self, chunk: _Chunk) -> _Outcome:
         chunk.attempts += 1
-        headers = chunk.headers | signing.sign(chunk.secret, chunk.body, int(self._clock()))
+        timestamp = int(self._clock())
+        headers = (
+            chunk.headers
+            | signing.sign(chunk.secret, chunk.body, timestamp)
+            | signing.sign_standard(chunk.secret, chunk.webhook_id, chunk.body, timestamp)
+        )
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
@@ -538,7 +547,7 @@ def _chunk_batch(url: str, secret: str, fires: list[Fire], max_bytes: int) -> It
             "x-payload-chunk-id": f"{number}/{total}",
             "x-scheduler0-batch-id": batch_id,
         }
-        yield _Chunk(url, secret, fires[start:end], body, headers)
+        yield _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}")
         start = end
 
 
