@@ -214,6 +214,7 @@ def _verifies(secret: str, body: bytes, headers: dict[str, str]) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_a_real_delivery_verifies_and_tampering_fails(tmp_path: Path) -> None:
     with run_receiver(tmp_path, keep_requests=True) as receiver:
         node = NodeProcess(tmp_path / "node").start()
