@@ -51,8 +51,9 @@ libraries take, is therefore ``"whsec_" + base64(signing_secret bytes)``
 Do not hand ``signing_secret`` itself to a Standard Webhooks library: it starts
 with ``whsec_`` but what follows is not the key in standard base64 (it is
 URL-safe text whose bytes are the key), so the library would derive another
-key and every verification would fail. Unlike ``x-scheduler0-signature``,
-this signature also covers the batch and chunk (through ``webhook-id``).
+key (or refuse the string as bad base64) and every verification would fail.
+Unlike ``x-scheduler0-signature``, this signature also covers the batch and
+chunk (through ``webhook-id``).
 """
 
 from __future__ import annotations
