@@ -19,6 +19,9 @@ the environment moved onto 127.0.0.1, mechanically (``localize``):
 
 Nothing else changes: names, ids, secrets and every other setting are the
 compose file's.
+
+Tiers: the checks of the two files are ``contract`` (the packaging surface, no
+node); running the compose services is ``cluster`` (and so ``slow``).
 """
 
 from __future__ import annotations
@@ -182,6 +185,7 @@ def localize(service: str, env: dict[str, str], layout: LocalLayout) -> dict[str
 # -- the files agree with each other and with the defaults --------------------------
 
 
+@pytest.mark.contract
 def test_image_is_python_311_slim_non_root_with_a_data_volume() -> None:
     assert dockerfile("FROM") == ["python:3.11-slim"]
     [user] = dockerfile("USER")
@@ -195,6 +199,7 @@ def test_image_is_python_311_slim_non_root_with_a_data_volume() -> None:
     assert json.loads(entrypoint) == ["scheduler0", "start"]
 
 
+@pytest.mark.contract
 def test_exposed_ports_and_healthcheck_match_compose_and_defaults() -> None:
     defaults = Settings()
     api_port, raft_port = defaults.port, defaults.raft_host_port[1]
@@ -217,6 +222,7 @@ def test_exposed_ports_and_healthcheck_match_compose_and_defaults() -> None:
         assert {r["RaftAddress"].rsplit(":", 1)[1] for r in replicas} == {str(raft_port)}
 
 
+@pytest.mark.contract
 def test_every_compose_variable_is_a_setting_and_each_node_is_in_replicas(
     tmp_path: Path,
 ) -> None:
@@ -239,6 +245,7 @@ def test_every_compose_variable_is_a_setting_and_each_node_is_in_replicas(
         container_environment("node1", {})
 
 
+@pytest.mark.contract
 def test_localize_rewrites_only_hosts_ports_and_the_data_path(tmp_path: Path) -> None:
     layout = LocalLayout(tmp_path)
     original = container_environment("node2", OPERATOR_VARIABLES)
@@ -342,6 +349,7 @@ def test_the_compose_services_form_a_cluster_and_fire_a_job(
     def formed() -> dict[str, Any] | None:
         for node in nodes:
             answer = httpx.get(f"{node.api}/cluster", timeout=5, **operator_auth(env))
+            answer.raise_for_status()
             status: dict[str, Any] = answer.json()["data"]
             members = status["members"]
             leaders = [m["node_id"] for m in members if m["role"] == "leader"]

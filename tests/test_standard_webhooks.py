@@ -1,5 +1,9 @@
 """Standard Webhooks headers on callbacks, checked with the official library.
 
+Tiers per test: the header computation is ``unit``; the executor against a real
+receiver process is ``contract`` (as in test_executor.py); a real node's
+delivery is ``integration``.
+
 The HMAC key is the UTF-8 bytes of the project's signing secret; its Standard
 Webhooks form is ``"whsec_" + base64(secret bytes)`` (``signing.standard_webhooks_secret``).
 """
@@ -36,6 +40,7 @@ def _webhook(secret: str = SECRET) -> Webhook:
 # -- the header computation ---------------------------------------------------
 
 
+@pytest.mark.unit
 def test_headers_verify_with_the_standardwebhooks_library() -> None:
     now = int(time.time())
     headers = signing.sign_standard(SECRET, WEBHOOK_ID, BODY, now)
@@ -47,6 +52,7 @@ def test_headers_verify_with_the_standardwebhooks_library() -> None:
     assert Webhook(SECRET.encode()).verify(BODY, headers) == orjson.loads(BODY)
 
 
+@pytest.mark.unit
 def test_signature_is_the_specified_hmac() -> None:
     headers = signing.sign_standard(SECRET, WEBHOOK_ID, BODY, 1_700_000_000)
     message = f"{WEBHOOK_ID}.1700000000.".encode() + BODY
@@ -54,6 +60,7 @@ def test_signature_is_the_specified_hmac() -> None:
     assert headers["webhook-signature"] == "v1," + base64.b64encode(digest).decode()
 
 
+@pytest.mark.unit
 def test_secret_mapping_is_whsec_base64_of_the_secret_bytes() -> None:
     secret = new_signing_secret()
     standard = signing.standard_webhooks_secret(secret)
@@ -63,6 +70,7 @@ def test_secret_mapping_is_whsec_base64_of_the_secret_bytes() -> None:
     assert len(key) >= 24  # the specification's minimum for a symmetric secret
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "change",
     [
@@ -86,6 +94,7 @@ def test_tampering_fails_verification(change: dict[str, str]) -> None:
         webhook.verify(body, headers | change)
 
 
+@pytest.mark.unit
 def test_stale_timestamp_fails() -> None:
     stale = int(time.time()) - 600
     headers = signing.sign_standard(SECRET, WEBHOOK_ID, BODY, stale)
@@ -93,6 +102,7 @@ def test_stale_timestamp_fails() -> None:
         _webhook().verify(BODY, headers)
 
 
+@pytest.mark.unit
 def test_the_raw_signing_secret_is_not_a_standard_webhooks_secret() -> None:
     """The documented pitfall: a project's secret starts with whsec_, but its tail
     is URL-safe text, not the key in base64: the library derives another key
@@ -105,6 +115,7 @@ def test_the_raw_signing_secret_is_not_a_standard_webhooks_secret() -> None:
         Webhook(signing.standard_webhooks_secret(secret)).verify(BODY, headers)
 
 
+@pytest.mark.unit
 def test_the_readme_example_verifies() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("### Verifying a callback", 1)[1]
@@ -118,11 +129,13 @@ def test_the_readme_example_verifies() -> None:
         namespace["verify"](secret, BODY + b" ", headers)
 
 
+@pytest.mark.unit
 def test_a_webhook_id_with_a_dot_is_refused() -> None:
     with pytest.raises(ValueError):
         signing.sign_standard(SECRET, "a.b", BODY, 1)
 
 
+@pytest.mark.unit
 def test_legacy_headers_are_unchanged() -> None:
     legacy = signing.sign(SECRET, BODY, 1_700_000_000)
     expected = hmac.new(SECRET.encode(), b"1700000000." + BODY, hashlib.sha256).hexdigest()
@@ -167,6 +180,7 @@ def _deliver(fires: list[Fire], **options: Any) -> None:
     asyncio.run(main())
 
 
+@pytest.mark.contract
 def test_each_chunk_has_its_own_id_covered_by_the_signature(tmp_path: Path) -> None:
     with run_receiver(tmp_path, secret=SECRET, keep_requests=True) as receiver:
         _deliver(_fires(f"{receiver.url}/cb", 20) + _fires(f"{receiver.url}/cb", 1, "other"))
@@ -194,6 +208,7 @@ def test_each_chunk_has_its_own_id_covered_by_the_signature(tmp_path: Path) -> N
     assert not _verifies(SECRET, first_body, first | {"webhook-id": second["webhook-id"]})
 
 
+@pytest.mark.contract
 def test_retries_keep_the_webhook_id_and_are_signed_afresh(tmp_path: Path) -> None:
     with run_receiver(tmp_path, secret=SECRET, keep_requests=True, fail_first=2) as receiver:
         _deliver(_fires(f"{receiver.url}/cb", 3), retry_max=2)
