@@ -137,6 +137,14 @@ class Settings(BaseModel):
     log_level: Literal["ERROR", "WARN", "INFO", "DEBUG"] = _setting(
         "INFO", alias="LogLevel", description="Log level: ERROR, WARN, INFO or DEBUG"
     )
+    log_format: Literal["text", "json"] = _setting(
+        "text",
+        alias="LogFormat",
+        description="Log lines as text, or as one JSON object per line (json)",
+    )
+    access_log: bool = _setting(
+        False, alias="AccessLog", description="Log one line per HTTP request (true or false)"
+    )
     protocol: Literal["http", "https"] = _setting(
         "http",
         alias="Protocol",
@@ -192,6 +200,11 @@ class Settings(BaseModel):
         5000,
         alias="MaxMemory",
         description="Memory budget in MB; above 70% the node stops taking new work",
+    )
+    min_free_disk_mb: NonNegativeInt = _setting(
+        100,
+        alias="MinFreeDiskMb",
+        description="Below this many MB free on the data disk, writes are refused (0: off)",
     )
     bootstrap: bool = _setting(
         True,
@@ -259,6 +272,19 @@ class Settings(BaseModel):
     )
     max_queue: PositiveInt = _setting(
         100000, alias="MaxQueue", description="Fires that may wait in the executor queue (count)"
+    )
+    callback_destination_share: float = _setting(
+        0.25,
+        alias="CallbackDestinationShare",
+        gt=0,
+        le=1,
+        description="Share of MaxWorkers one destination (scheme, host, port) may hold at once",
+    )
+    callback_queue_max_mb: PositiveInt = _setting(
+        64,
+        alias="CallbackQueueMaxMb",
+        description="MB of callback bodies that may wait for one destination; past it,"
+        " new fires for it are recorded failed",
     )
     execution_log_fetch_fan_in: PositiveInt = _setting(
         2,

@@ -40,17 +40,24 @@ class Scheduler0Error(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, details: list[FieldError] | None = None) -> None:
+    def __init__(
+        self, message: str, details: list[FieldError] | None = None, omitted: int = 0
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.omitted = omitted
+        """Further field errors not listed in ``details`` (they are capped)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "code": self.code,
             "message": self.message,
             "details": [d.to_dict() for d in self.details],
         }
+        if self.omitted:
+            out["details_omitted"] = self.omitted
+        return out
 
 
 class BadRequest(Scheduler0Error):
@@ -126,4 +133,4 @@ def error_from_dict(data: dict[str, Any]) -> Scheduler0Error:
         FieldError(str(d.get("field")), str(d.get("message")), d.get("index"))
         for d in data.get("details", [])
     ]
-    return cls(str(data.get("message", "")), details)
+    return cls(str(data.get("message", "")), details, int(data.get("details_omitted") or 0))

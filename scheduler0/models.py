@@ -13,6 +13,7 @@ field and, in a batch, the item's index.
 from __future__ import annotations
 
 import enum
+import itertools
 from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
@@ -188,6 +189,9 @@ def parse_one(model: type[M], body: Any, index: int | None = None) -> M:
     ]
     if twice:
         body = {k: v for k, v in body.items() if k not in {camel for _, camel in twice}}
+    if model.model_config.get("extra") == "forbid":
+        body, unknown = _unknown_keys(model, body, index)
+        details += unknown
     try:
         parsed = model.model_validate(body)
     except ValidationError as exc:
@@ -197,15 +201,62 @@ def parse_one(model: type[M], body: Any, index: int | None = None) -> M:
     return parsed
 
 
-def _summary(details: list[FieldError]) -> str:
+MAX_FIELD_ERRORS = 100
+"""A 422 lists at most this many field errors; ``details_omitted`` counts the rest."""
+
+UNKNOWN_KEYS_LISTED = 5
+"""Unknown keys of one object named in its error; the rest are only counted."""
+
+
+def _summary(details: list[FieldError], total: int) -> str:
     first = details[0]
     where = f"item {first.index}: " if first.index is not None else ""
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    more = f" (and {total - 1} more)" if total > 1 else ""
     return f"{where}{first.field}: {first.message}{more}"
 
 
-def invalid(details: list[FieldError]) -> ValidationFailed:
-    return ValidationFailed(_summary(details), details)
+def invalid(details: list[FieldError], omitted: int = 0) -> ValidationFailed:
+    """One ValidationFailed for ``details``, listing at most ``MAX_FIELD_ERRORS``."""
+    total = len(details) + omitted
+    listed = details[:MAX_FIELD_ERRORS]
+    return ValidationFailed(_summary(listed, total), listed, total - len(listed))
+
+
+@lru_cache(maxsize=64)
+def known_keys(model: type[BaseModel]) -> frozenset[str]:
+    keys: set[str] = set()
+    for name, info in model.model_fields.items():
+        keys.add(name)
+        alias = info.validation_alias
+        if isinstance(alias, AliasChoices):
+            keys.update(choice for choice in alias.choices if isinstance(choice, str))
+        elif isinstance(alias, str):
+            keys.add(alias)
+    return frozenset(keys)
+
+
+def _unknown_keys(
+    model: type[BaseModel], body: dict[str, Any], index: int | None
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Drop keys the model does not know, with one error per object (naming the
+    first few): thousands of unknown keys cost a set difference, not an error each."""
+    known = known_keys(model)
+    unknown = body.keys() - known
+    if not unknown:
+        return body, []
+    named = list(itertools.islice((k for k in body if k not in known), UNKNOWN_KEYS_LISTED))
+    if len(unknown) <= UNKNOWN_KEYS_LISTED:
+        errors = [FieldError(key, "unknown field", index) for key in named]
+    else:
+        errors = [
+            FieldError(
+                named[0],
+                f"unknown field (and {len(unknown) - 1} more unknown fields:"
+                f" {', '.join(named[1:])}, ...)",
+                index,
+            )
+        ]
+    return {key: body[key] for key in known if key in body}, errors
 
 
 # -- output ------------------------------------------------------------------------------

@@ -24,10 +24,41 @@ de-duplicate by ``execution_id``: delivery is at-least-once. In Python::
 or simply ``scheduler0.signing.verify(secret, body, headers, int(time.time()))``.
 The signature header may list several comma-separated ``v1=`` values (room for
 secret rotation); a receiver accepts the POST if any one of them matches.
+
+Standard Webhooks
+-----------------
+
+Every callback POST also carries the three headers of the Standard Webhooks
+specification (https://www.standardwebhooks.com), so any of its libraries can
+verify it:
+
+- ``webhook-id``: ``<batch id>-<chunk number>`` (e.g. ``3f09c2a1d4e5b687-2``),
+  the same on every retry of that chunk: an idempotency key for the POST.
+- ``webhook-timestamp``: the same unix seconds as ``x-scheduler0-timestamp``.
+- ``webhook-signature``: ``v1,<base64>``, where ``<base64>`` is the standard
+  base64 of ``HMAC_SHA256(key, b"<webhook-id>.<timestamp>." + raw_body)``.
+
+The key is the same as for ``x-scheduler0-signature``: the UTF-8 bytes of the
+project's ``signing_secret``, used as they are (the specification's migration
+advice: reuse the existing secret). Its Standard Webhooks form, the string the
+libraries take, is therefore ``"whsec_" + base64(signing_secret bytes)``
+(:func:`standard_webhooks_secret`)::
+
+    from standardwebhooks import Webhook
+    jobs = Webhook(standard_webhooks_secret(signing_secret)).verify(body, headers)
+    # or, the same key given as bytes: Webhook(signing_secret.encode())
+
+Do not hand ``signing_secret`` itself to a Standard Webhooks library: it starts
+with ``whsec_`` but what follows is not the key in standard base64 (it is
+URL-safe text whose bytes are the key), so the library would derive another
+key (or refuse the string as bad base64) and every verification would fail.
+Unlike ``x-scheduler0-signature``, this signature also covers the batch and
+chunk (through ``webhook-id``).
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -35,6 +66,11 @@ from collections.abc import Mapping
 TIMESTAMP_HEADER = "x-scheduler0-timestamp"
 SIGNATURE_HEADER = "x-scheduler0-signature"
 SCHEME = "v1"
+
+WEBHOOK_ID_HEADER = "webhook-id"
+WEBHOOK_TIMESTAMP_HEADER = "webhook-timestamp"
+WEBHOOK_SIGNATURE_HEADER = "webhook-signature"
+STANDARD_SECRET_PREFIX = "whsec_"
 
 
 def signature(secret: str, body: bytes, timestamp: int) -> str:
@@ -48,6 +84,31 @@ def sign(secret: str, body: bytes, timestamp: int) -> dict[str, str]:
     return {
         TIMESTAMP_HEADER: str(timestamp),
         SIGNATURE_HEADER: f"{SCHEME}={signature(secret, body, timestamp)}",
+    }
+
+
+def standard_webhooks_secret(secret: str) -> str:
+    """The Standard Webhooks form of a project's signing secret: ``whsec_`` plus
+    the standard base64 of its UTF-8 bytes (the HMAC key of both signatures)."""
+    return STANDARD_SECRET_PREFIX + base64.b64encode(secret.encode()).decode()
+
+
+def standard_signature(secret: str, webhook_id: str, body: bytes, timestamp: int) -> str:
+    """``v1,<base64 HMAC-SHA256 of b"<webhook_id>.<timestamp>." + body>``, keyed
+    with the UTF-8 bytes of ``secret``."""
+    if "." in webhook_id:
+        raise ValueError("a webhook id must not contain '.'")
+    message = f"{webhook_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def sign_standard(secret: str, webhook_id: str, body: bytes, timestamp: int) -> dict[str, str]:
+    """Return the Standard Webhooks headers for a POST of ``body`` sent at ``timestamp``."""
+    return {
+        WEBHOOK_ID_HEADER: webhook_id,
+        WEBHOOK_TIMESTAMP_HEADER: str(timestamp),
+        WEBHOOK_SIGNATURE_HEADER: standard_signature(secret, webhook_id, body, timestamp),
     }
 
 

@@ -16,8 +16,6 @@ from tests.support.nodes import (
     running_node,
 )
 
-pytestmark = pytest.mark.slow
-
 PROJECT_KEYS = {"id", "name", "description", "signing_secret", "created_at", "updated_at"}
 CREDENTIAL_KEYS = {"id", "api_key", "description", "archived", "created_at", "updated_at"}
 JOB_KEYS = {

@@ -24,8 +24,6 @@ from tests.support.nodes import (
     running_node,
 )
 
-pytestmark = pytest.mark.slow
-
 MAX_JOBS = 1500
 BIG_ID = str(2**63)  # one past SQLite's largest row id
 UNKNOWN = 999_999

@@ -43,7 +43,7 @@ from tests.support.nodes import (
 )
 from tests.support.receiver import RunningReceiver, run_receiver
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration, pytest.mark.cluster]
+pytestmark = pytest.mark.cluster  # three-node clusters (and so "slow")
 
 JOBS = 10_000
 BATCH = 1_000

@@ -9,6 +9,7 @@ keep the module short.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import signal
@@ -32,9 +33,8 @@ from tests.support.nodes import (
     operator_headers,
     running_node,
     scheduler0_command,
+    wait_until,
 )
-
-pytestmark = pytest.mark.slow
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never called: the specs here are far off
 FAR_SPEC = "0 0 1 1 *"
@@ -381,8 +381,13 @@ def test_executions_tail_follow_prints_new_rows_until_ctrl_c(cli: Cli, api: Clie
             seen = [json.loads(lines.get(timeout=20))["execution_id"]]
             assert seen == [first]
             second = api.data("POST", f"/jobs/{second_job['id']}/run", 202)["execution_id"]
-            while second not in seen:
-                seen.append(json.loads(lines.get(timeout=20))["execution_id"])
+
+            def second_seen() -> bool:
+                with contextlib.suppress(queue.Empty):  # no new line yet
+                    seen.append(json.loads(lines.get(timeout=0.2))["execution_id"])
+                return second in seen
+
+            wait_until(second_seen, timeout=20, interval=0, what="the second run in the tail")
             assert seen.index(first) < seen.index(second)  # newest last
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=10) == 0  # Ctrl-C ends following cleanly

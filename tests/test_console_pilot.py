@@ -23,7 +23,7 @@ from scheduler0.console.widgets import ClusterBar
 from tests.support.nodes import create_credential, running_node
 from tests.support.receiver import run_receiver
 
-pytestmark = [pytest.mark.slow, pytest.mark.anyio]
+pytestmark = pytest.mark.anyio
 
 SIZE = (140, 45)
 
@@ -31,11 +31,17 @@ SIZE = (140, 45)
 async def until(
     pilot: Pilot[Any], condition: Callable[[], object], timeout: float, what: str
 ) -> None:
-    """Let the app run until ``condition`` holds; fail after ``timeout`` seconds."""
+    """Let the app run until ``condition`` holds; ``TimeoutError`` after ``timeout`` s.
+
+    The async twin of ``tests.support.nodes.wait_until`` (it must await
+    ``pilot.pause`` so that the app runs meanwhile). The conditions read the
+    app in this process, so nothing is "not up yet": any exception a condition
+    raises, an ``AssertionError`` first of all, propagates at once.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         await pilot.pause(0.05)
 
 

@@ -169,11 +169,16 @@ def console(source: FakeSource | None = None) -> ConsoleApp:
 
 
 async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Let the app run until ``condition`` holds; fail after ``timeout`` seconds."""
+    """Let the app run until ``condition`` holds; ``TimeoutError`` after ``timeout`` s.
+
+    As in test_console_pilot: it awaits ``pilot.pause`` so that the app runs,
+    and any exception a condition raises (an ``AssertionError`` first of all)
+    propagates at once.
+    """
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for the console")
+            raise TimeoutError(f"timed out after {timeout}s waiting for the console")
         await pilot.pause(0.02)
 
 

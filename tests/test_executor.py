@@ -13,6 +13,7 @@ import httpx
 import orjson
 import pytest
 
+from scheduler0 import signing
 from scheduler0.daemon.executor.http import Executor, Fire, FireResult, _chunk_batch
 from tests.support.receiver import run_receiver
 
@@ -180,7 +181,7 @@ def test_slow_receiver_times_out_each_attempt(tmp_path: Path) -> None:
 def test_concurrent_posts_bounded_by_max_workers(tmp_path: Path) -> None:
     with run_receiver(tmp_path, delay=0.3) as receiver:
         fires = [fire for n in range(6) for fire in make_fires(receiver.url, 1, path=f"/{n}")]
-        results = run(lambda ex: deliver(ex, fires), max_workers=2)
+        results = run(lambda ex: deliver(ex, fires), max_workers=2, destination_share=1.0)
         stats = receiver.stats()
 
     assert all(r.state == "success" for r in results)
@@ -285,6 +286,12 @@ def test_requests_carry_the_documented_headers() -> None:
     assert len(request.headers["x-scheduler0-batch-id"]) == 16
     assert request.headers["x-scheduler0-timestamp"] == "1700000123"
     assert request.headers["x-scheduler0-signature"].startswith("v1=")
+    webhook_id = request.headers["x-scheduler0-batch-id"] + "-1"
+    assert request.headers["webhook-id"] == webhook_id
+    assert request.headers["webhook-timestamp"] == "1700000123"
+    assert request.headers["webhook-signature"] == signing.standard_signature(
+        SECRET, webhook_id, request.content, 1_700_000_123
+    )
     assert [item["id"] for item in orjson.loads(request.content)] == [0, 1]
 
 
@@ -357,3 +364,73 @@ def test_an_idle_executor_keeps_no_delivered_fire_alive() -> None:
         payload_max_bytes=20_000,
     )
     assert alive == 0
+
+
+# -- bulkheads per destination -------------------------------------------------------------
+
+
+def test_one_destination_gets_at_most_its_share_of_workers(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, delay=0.3) as receiver:
+        fires = [fire for n in range(8) for fire in make_fires(receiver.url, 1, path=f"/{n}")]
+        results = run(lambda ex: deliver(ex, fires), max_workers=4, destination_share=0.5)
+        stats = receiver.stats()
+    assert all(r.state == "success" for r in results)
+    assert stats["max_concurrency"] == 2
+
+
+def test_a_hung_destination_does_not_delay_a_healthy_one(tmp_path: Path) -> None:
+    (tmp_path / "hung").mkdir()
+    (tmp_path / "ok").mkdir()
+    with (
+        run_receiver(tmp_path / "hung", delay=30) as hung,
+        run_receiver(tmp_path / "ok") as healthy,
+    ):
+
+        async def scenario(executor: Executor) -> tuple[float, list[FireResult]]:
+            stuck = [f for n in range(40) for f in make_fires(hung.url, 1, path=f"/{n}")]
+            executor.submit(stuck)
+            await asyncio.sleep(0.2)  # every worker the hung destination may take is taken
+            started = time.monotonic()
+            results = await deliver(executor, make_fires(healthy.url, 5), timeout=10)
+            return time.monotonic() - started, results
+
+        elapsed, results = run(scenario, max_workers=8, destination_share=0.25, timeout=20.0)
+    assert [r.state for r in results] == ["success"] * 5
+    assert elapsed < 2.0, elapsed
+
+
+def test_a_full_backlog_records_fires_failed_with_the_reason(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, delay=2) as receiver:
+        fires = [f for n in range(10) for f in make_fires(receiver.url, 1, path=f"/{n}")]
+
+        async def scenario(executor: Executor) -> list[FireResult]:
+            return await deliver(executor, fires, timeout=30)
+
+        # Room for two chunks' bodies (and a half): the rest are refused.
+        body = next(iter(_chunk_batch(fires[0].callback_url, SECRET, fires[:1], 10**6))).body
+        room = int(len(body) * 2.5)
+        results = run(scenario, max_workers=1, destination_max_bytes=room, timeout=10.0)
+    refused = [r for r in results if r.state == "failed"]
+    sent = [r for r in results if r.state == "success"]
+    assert len(sent) == 2, results
+    assert len(refused) == 8
+    assert all(r.attempts == 0 and r.status_code is None for r in refused)
+    assert all("already waiting for http://127.0.0.1:" in (r.error or "") for r in refused)
+
+
+def test_a_destination_that_keeps_failing_opens_its_circuit() -> None:
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    fires = [f for n in range(12) for f in make_fires(closed, 1, path=f"/{n}")]
+    results = run(lambda ex: deliver(ex, fires), max_workers=1, timeout=2.0)
+    errors = [r.error or "" for r in sorted(results, key=lambda r: r.job_id)]
+    opened = [e for e in errors if "circuit open" in e]
+    assert len(opened) == 12 - 5, errors  # the first five tried, then the circuit opened
+    assert all(r.state == "failed" for r in results)
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -31,8 +31,6 @@ SEED_EXAMPLE_SHA256 = "bb4e11aad3fea5559067f8be3d83780abd27f94a61adba01cdc5be304
 """SHA-256 of the original project's README block "Example Usage In Node Server"
 (the ```javascript fence, 2,896 bytes), taken when index.js was copied from it."""
 
-pytestmark = pytest.mark.slow
-
 
 def _runner() -> ModuleType:
     spec = importlib.util.spec_from_file_location("seed_client_run", CLIENT_DIR / "run.py")

@@ -14,8 +14,6 @@ import pytest
 
 from tests.support.nodes import scheduler0_command, wait_until
 
-pytestmark = pytest.mark.slow
-
 
 def _taken(port: int) -> bool:
     with socket.socket() as s:

@@ -17,14 +17,12 @@ from scheduler0.console.http_source import Credentials, HttpSource
 from tests.support.nodes import (
     NodeProcess,
     operator_headers,
-    running_cluster,
     running_node,
     scheduler0_command,
-    wait_until,
 )
 from tests.support.tls import TlsFiles, make_tls_files
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
+pytestmark = pytest.mark.integration  # one real node (and so "slow")
 
 
 @pytest.fixture(scope="module")
@@ -101,30 +99,6 @@ def test_the_console_source_verifies_against_the_ca(node: NodeProcess) -> None:
     finally:
         source.close()
     assert view is not None
-
-
-@pytest.mark.cluster
-def test_peer_status_over_tls_in_a_three_node_cluster(tmp_path: Path, tls: TlsFiles) -> None:
-    with running_cluster(tmp_path, 3, extra_env=tls.node_env(), ca_file=tls.ca_cert) as cl:
-        leader = cl.wait_leader()
-
-        def every_member_reachable() -> dict[str, Any] | None:
-            status = cl.status(leader)
-            members = status["members"]
-            if len(members) == 3 and all(m["reachable"] for m in members):
-                return status
-            return None
-
-        status = wait_until(every_member_reachable, 30, interval=0.5, what="3 reachable members")
-        follower = next(n for n in cl.nodes if n is not leader)
-        printed = cli(follower, "cluster", "status", "--json")
-    assert printed.returncode == 0, printed.stderr
-    via_follower = json.loads(printed.stdout)
-    for view in (status, via_follower):
-        assert [m["node_id"] for m in view["members"]] == [1, 2, 3]
-        assert all(m["reachable"] for m in view["members"]), view["members"]
-        assert all(m["address"].startswith("https://") for m in view["members"])
-    assert via_follower["leader_node_id"] == leader.node_id
 
 
 def test_a_backup_over_https_needs_the_operator(node: NodeProcess, tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -62,6 +62,8 @@ def status(
         "queue",
         "in flight",
         "lag p99",
+        "delivery p99",
+        "digest",
     )
     for m in data["members"]:
         table.add_row(
@@ -75,8 +77,28 @@ def status(
             str(m.get("queue_depth", "-")),
             str(m.get("in_flight", "-")),
             f"{m['fire_lag_p99_seconds']:.2f}s" if "fire_lag_p99_seconds" in m else "-",
+            f"{m['delivery_lag_p99_seconds']:.2f}s" if "delivery_lag_p99_seconds" in m else "-",
+            _digest(m),
         )
     stdout().print(table)
+    differs = [
+        str(m["node_id"]) for m in data["members"] if m.get("digest_matches_leader") is False
+    ]
+    if differs:
+        say(
+            f"[red]node(s) {', '.join(differs)}: state digest DIFFERS from the leader's"
+            " at the same index (the replicas have diverged)[/]"
+        )
+
+
+def _digest(member: dict[str, Any]) -> str:
+    """The member's state digest against the leader's: same, DIFFERS, or - (not comparable)."""
+    match = member.get("digest_matches_leader")
+    state = member.get("state_digest") or {}
+    index = state.get("index", "?")
+    if match is None:
+        return f"- @{index}"
+    return f"same @{index}" if match else f"[red]DIFFERS[/] @{index}"
 
 
 @cluster_app.command("members")

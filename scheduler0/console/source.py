@@ -45,6 +45,10 @@ class Member:
     queue_depth: int | None = None
     in_flight: int | None = None
     fire_lag_p99_seconds: float | None = None
+    delivery_lag_p99_seconds: float | None = None
+    """Slot to completed callback, the lag a receiver sees."""
+    halted: bool = False
+    low_disk: bool = False
     error: str | None = None
 
     @classmethod
@@ -61,6 +65,9 @@ class Member:
             queue_depth=_int(data.get("queue_depth")),
             in_flight=_int(data.get("in_flight")),
             fire_lag_p99_seconds=_float(data.get("fire_lag_p99_seconds")),
+            delivery_lag_p99_seconds=_float(data.get("delivery_lag_p99_seconds")),
+            halted=bool(data.get("halted")),
+            low_disk=bool(data.get("low_disk")),
             error=_str(data.get("error")),
         )
 

@@ -131,6 +131,7 @@ class NodesTable(DataTable[Any]):
         ("queue", "queue"),
         ("in flight", "in_flight"),
         ("fire lag p99", "lag"),
+        ("delivery p99", "delivery"),
     )
 
     def on_mount(self) -> None:
@@ -145,8 +146,12 @@ class NodesTable(DataTable[Any]):
 def _member_cells(m: Member, view: ClusterView, now: float) -> list[Any]:
     if not m.reachable:
         health = Text("unreachable", style="bold red")
+    elif m.halted:
+        health = Text("halted", style="bold red")
     elif m.over_memory:
         health = Text("over memory", style="yellow")
+    elif m.low_disk:
+        health = Text("low disk", style="yellow")
     else:
         health = Text("up", style="green")
     role = Text(m.role, style="bold" if m.role == "leader" else "")
@@ -162,6 +167,7 @@ def _member_cells(m: Member, view: ClusterView, now: float) -> list[Any]:
         fmt.number(m.queue_depth),
         fmt.number(m.in_flight),
         fmt.seconds(m.fire_lag_p99_seconds),
+        fmt.seconds(m.delivery_lag_p99_seconds),
     ]
 
 

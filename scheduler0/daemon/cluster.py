@@ -231,8 +231,16 @@ class Coordinator:
         if workers:
             plan = plan_assignment(assignment.owners, workers)
             if plan != assignment.owners or assignment.epoch == 0:
+                epoch = assignment.epoch + 1
+                moved = sum(1 for a, b in zip(assignment.owners, plan, strict=True) if a != b)
                 await self._writes.propose(
-                    c.AssignmentChanged(now=time.time(), epoch=assignment.epoch + 1, owners=plan)
+                    c.AssignmentChanged(now=time.time(), epoch=epoch, owners=plan)
+                )
+                log.info(
+                    "assignment epoch %d: %d bucket(s) moved; buckets per node %s",
+                    epoch,
+                    moved,
+                    dict(sorted(Counter(plan).items())),
                 )
         if self._clock() - self._last_prune >= PRUNE_EVERY:
             await self.prune()

@@ -44,6 +44,7 @@ class InMemoryLog:
         self._started = False
         self._quorum = True
         self._members = {address}
+        self.failure: str | None = None
 
     # -- life cycle ---------------------------------------------------------------------
 

@@ -15,8 +15,10 @@ import contextlib
 import logging
 import os
 import resource
+import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from scheduler0.backup import BackupHeader, file_sha256, key_check
 from scheduler0.config import Settings
 from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
 from scheduler0.daemon.executor.http import Executor
+from scheduler0.daemon.metrics import Metrics, Readings
 from scheduler0.daemon.raft import RaftLog, RaftOptions, raft_password
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
@@ -34,6 +37,7 @@ from scheduler0.daemon.state.copy import copy_replica
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import remove_database
+from scheduler0.daemon.watch import Watch
 from scheduler0.errors import NoQuorum, NotCommitted
 
 log = logging.getLogger(__name__)
@@ -55,6 +59,25 @@ def rss_bytes() -> int:
 
 
 @dataclass(frozen=True)
+class DiskGuard:
+    """``MinFreeDiskMb``: below this much free space on the data directory's file
+    system the node refuses new writes, before SQLite or the raft journal run
+    out of room (firing and results go on: they are what the space is for)."""
+
+    data_dir: Path
+    min_free_mb: int
+
+    def free_bytes(self) -> int:
+        try:
+            return shutil.disk_usage(self.data_dir).free
+        except OSError:
+            return 0
+
+    def low(self) -> bool:
+        return self.min_free_mb > 0 and self.free_bytes() < self.min_free_mb * 2**20
+
+
+@dataclass(frozen=True)
 class MemoryGuard:
     """``MaxMemory``: above ``MEMORY_SOFT_LIMIT`` of it the node takes no new jobs."""
 
@@ -64,18 +87,48 @@ class MemoryGuard:
         return rss_bytes() > self.max_memory_mb * 2**20 * MEMORY_SOFT_LIMIT
 
 
+GROWING = (
+    c.ProjectCreated,
+    c.ProjectUpdated,
+    c.CredentialCreated,
+    c.JobsCreated,
+    c.JobUpdated,
+    c.JobTriggered,
+)
+"""Commands from clients that add state: refused by the disk guard."""
+
+
 class Writes:
     """The one way anything on this node proposes a command: the API, the
     scheduler's leader duties and membership changes all come through here, so
     admission (the memory guard) is decided in one place."""
 
-    def __init__(self, log: ReplicatedLog, node_id: int, memory: MemoryGuard) -> None:
+    def __init__(
+        self,
+        log: ReplicatedLog,
+        node_id: int,
+        memory: MemoryGuard,
+        disk: DiskGuard,
+        halted: Callable[[], str | None],
+    ) -> None:
         self._log = log
         self._node_id = node_id
         self._memory = memory
+        self._disk = disk
+        self._halted = halted
 
     async def propose(self, command: c.Command) -> Any:
-        """Replicate ``command``; see ``ReplicatedLog.propose`` for what it raises."""
+        """Replicate ``command``; see ``ReplicatedLog.propose`` for what it raises.
+        Refused (503, naming the reason) while this replica is halted, and, for
+        commands that add state, while the disk or memory guard is on."""
+        reason = self._halted()
+        if reason is not None:
+            raise NoQuorum(f"node {self._node_id} has stopped applying ({reason})")
+        if isinstance(command, GROWING) and self._disk.low():
+            raise NoQuorum(
+                f"node {self._node_id} has {self._disk.free_bytes() // 2**20} MB free on its"
+                f" data disk, below MinFreeDiskMb ({self._disk.min_free_mb} MB): writes refused"
+            )
         if isinstance(command, c.JobsCreated) and self._memory.over():
             raise NoQuorum(
                 f"node {self._node_id} is above {int(MEMORY_SOFT_LIMIT * 100)}% of"
@@ -168,6 +221,8 @@ class NodeStatus:
         executor: Executor,
         coordinator: Coordinator,
         memory: MemoryGuard,
+        disk: DiskGuard,
+        halted: Callable[[], str | None],
     ) -> None:
         self._settings = settings
         self._log = log
@@ -177,6 +232,8 @@ class NodeStatus:
         self._executor = executor
         self._coordinator = coordinator
         self._memory = memory
+        self._disk = disk
+        self._halted = halted
         self.started_at = time.time()
 
     @property
@@ -205,8 +262,13 @@ class NodeStatus:
     def health(self) -> dict[str, Any]:
         raft = self._log.status()
         healthy = bool(raft.get("ready")) and bool(raft.get("has_quorum"))
+        halted = self._halted()
+        low_disk = self._disk.low()
+        ok = healthy and not self._memory.over() and not low_disk
         return {
-            "status": "ok" if healthy and not self._memory.over() else "degraded",
+            "status": "halted" if halted else "ok" if ok else "degraded",
+            "halted": halted,
+            "low_disk": low_disk,
             "node_id": self._settings.node_id,
             "version": __version__,
             "role": raft.get("state"),
@@ -217,6 +279,7 @@ class NodeStatus:
 
     def local_status(self) -> dict[str, Any]:
         scheduler = self._scheduler
+        delivery_p50, delivery_p99 = self._executor.lateness()
         stats = scheduler.stats
         settings = self._settings
         return {
@@ -230,12 +293,20 @@ class NodeStatus:
             "queue_depth": self._executor.queue_depth + scheduler.due_backlog,
             "in_flight": self._executor.in_flight,
             "fire_lag_p99_seconds": round(scheduler.lag_p99(), 3),
+            "delivery_lag_p50_seconds": round(delivery_p50, 3),
+            "delivery_lag_p99_seconds": round(delivery_p99, 3),
+            "callback_backlog_bytes": self._executor.backlog_bytes,
+            "worst_destinations": self._executor.destinations(),
             "fired": stats.fired,
             "rejected": stats.rejected,
             "redispatched": stats.redispatched,
             "results_backlog": stats.results_backlog,
             "rss_bytes": rss_bytes(),
             "over_memory": self._memory.over(),
+            "low_disk": self._disk.low(),
+            "disk_free_bytes": self._disk.free_bytes(),
+            "halted": self._halted(),
+            "state_digest": self._machine.digest(),
             "counts": self._queries.counts(),
         }
 
@@ -269,11 +340,13 @@ class Node:
         # The database is a function of snapshot + journal: rebuild it, so that
         # the journal replay at start never applies a command twice.
         remove_database(db_path)
-        self.machine = StateMachine(db_path, on_change=self._on_change)
+        self.metrics = Metrics()
+        self.machine = StateMachine(db_path, on_change=self._on_change, metrics=self.metrics)
         self.queries = Queries(db_path)
         self.log: ReplicatedLog = log or _raft_log(settings, data_dir, self.machine)
         memory = MemoryGuard(settings.max_memory)
-        self.writes = Writes(self.log, settings.node_id, memory)
+        disk = DiskGuard(data_dir, settings.min_free_disk_mb)
+        self.writes = Writes(self.log, settings.node_id, memory, disk, halted=self.halted)
         self.backups = Backups(settings, self.writes, db_path, data_dir)
         self.executor = Executor(
             max_workers=settings.max_workers,
@@ -283,6 +356,9 @@ class Node:
             retry_delay=settings.job_execution_retry_delay,
             payload_max_bytes=int(settings.http_executor_payload_max_size_mb * 2**20),
             node_id=settings.node_id,
+            metrics=self.metrics,
+            destination_share=settings.callback_destination_share,
+            destination_max_bytes=settings.callback_queue_max_mb * 2**20,
         )
         self.scheduler = Scheduler(
             node_id=settings.node_id,
@@ -308,8 +384,51 @@ class Node:
             self.executor,
             self.coordinator,
             memory,
+            disk,
+            self.halted,
+        )
+        self.watch = Watch(
+            node_id=settings.node_id,
+            raft=self.log.status,
+            buckets=lambda: (self.scheduler.owned_buckets, self.machine.epoch),
+            members=self.queries.members,
+            over_memory=memory.over,
+            halted=self.halted,
+            low_disk=disk.low,
+        )
+        self.metrics.read_from(
+            Readings(
+                scheduler=self._scheduler_totals,
+                executor=lambda: {
+                    "queue_depth": self.executor.queue_depth + self.scheduler.due_backlog,
+                    "in_flight": self.executor.in_flight,
+                },
+                raft=self.log.status,
+                counts=self.queries.counts,
+                guards=lambda: {
+                    "over_memory": memory.over(),
+                    "rss_bytes": rss_bytes(),
+                    "disk_free_bytes": disk.free_bytes(),
+                    "low_disk": disk.low(),
+                },
+                leader_changes=lambda: self.watch.leader_changes,
+            )
         )
         self._tasks: list[asyncio.Task[None]] = []
+
+    def halted(self) -> str | None:
+        """Why this node stopped applying or journaling, or None."""
+        return self.machine.halted or self.log.failure
+
+    def _scheduler_totals(self) -> dict[str, int]:
+        stats = self.scheduler.stats
+        return {
+            "accepted": stats.fired,
+            "rejected": stats.rejected,
+            "missed": stats.missed,
+            "lost": getattr(stats, "lost", 0),
+            "redispatched": stats.redispatched,
+        }
 
     def _on_change(self, kind: str, detail: Any) -> None:
         scheduler = getattr(self, "scheduler", None)
@@ -326,11 +445,13 @@ class Node:
         self._tasks = [
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
+            asyncio.create_task(self.watch.run(), name="watch"),
         ]
 
     async def stop_background(self) -> None:
         self.scheduler.stop()
         self.coordinator.stop()
+        self.watch.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

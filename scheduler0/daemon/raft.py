@@ -10,6 +10,10 @@ Why the settings are what they are (measured, see DESIGN.md):
 * ``password`` always set (else the wire is zlib(pickle), i.e. remote code
   execution), ``bindAddress`` always the configured address (else 0.0.0.0),
   ``maxBindRetries`` finite (else a taken port hangs start-up forever).
+* ``dnsCacheTime`` 30 s instead of 600 s: a peer's host name is resolved
+  only when connecting to it, and a container recreated under the same name
+  (docker-compose.yml) usually gets a new address, which the default cache
+  would keep ignoring for up to 10 minutes (read from pysyncobj's resolver).
 * ONE replicated method, ``apply_command``: pysyncobj numbers replicated
   methods by sorted name, so a second one would renumber the journal.
 * The database is rebuilt at every start from snapshot + journal (pysyncobj
@@ -28,15 +32,19 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import mmap
+import os
 import socket
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj import journal as pysyncobj_journal
+from pysyncobj.journal import ResizableFile
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE
@@ -54,6 +62,9 @@ log = logging.getLogger(__name__)
 STARTUP_ELECTION_GRACE = 2.5
 """Seconds a starting member of a multi-node cluster listens for a leader
 before it may call an election."""
+
+DNS_CACHE_SECONDS = 30.0
+"""How long a peer's resolved address is reused for new connections."""
 
 _FAIL_NAMES = {value: name for name, value in vars(FAIL_REASON).items() if name.isupper()}
 
@@ -73,6 +84,57 @@ class RaftOptions:
     leader_fallback_timeout: float = 3.0
     connection_retry_time: float = 1.0
     dynamic_membership: bool = True
+
+
+class _ReservingFile(ResizableFile):  # type: ignore[misc]
+    """pysyncobj's journal file with its growth made safe: ``mmap.resize``
+    extends the file sparsely, and the first write to a page that the full file
+    system cannot back kills the process with SIGBUS. Reserving the new region
+    with ``posix_fallocate`` first turns a full disk into an ``OSError``
+    (ENOSPC) raised on the tick thread, before any byte is written, and
+    ``on_full`` halts the node cleanly. Relies on ResizableFile internals:
+    pysyncobj is pinned to 0.3.17."""
+
+    on_full: ClassVar[dict[str, Callable[[OSError], None]]] = {}
+    """By journal file name: what to do when the disk cannot hold it."""
+
+    def write(self, offset: int, values: bytes) -> None:
+        mm: mmap.mmap = getattr(self, "_ResizableFile__mm")  # noqa: B009
+        end = offset + len(values)
+        if end > len(mm):
+            current = len(mm)
+            grown = max(int(current * self._ResizableFile__resizeFactor), end)
+            fileno = self._ResizableFile__f.fileno()
+            try:
+                os.posix_fallocate(fileno, current, grown - current)
+            except OSError as exc:
+                handler = self.on_full.get(self._ResizableFile__fileName)
+                if handler is not None:
+                    handler(exc)
+                raise
+            # The file is ``grown`` bytes now (``mmap.size()`` reports the file's
+            # size, which ResizableFile takes for the mapping's): map all of it.
+            try:
+                mm.resize(grown)
+            except (SystemError, OSError):
+                mm.close()
+                setattr(self, "_ResizableFile__mm", mmap.mmap(fileno, 0))  # noqa: B010
+        super().write(offset, values)
+
+
+pysyncobj_journal.ResizableFile = _ReservingFile  # FileJournal builds its file by this name
+
+
+class _QuietWhenHalted(logging.Filter):
+    """pysyncobj logs a traceback on every tick (20 a second) while an entry
+    cannot be applied or journaled; after the one CRITICAL line, drop those."""
+
+    def __init__(self, halted: Callable[[], bool]) -> None:
+        super().__init__()
+        self._halted = halted
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and self._halted())
 
 
 class _ClosingTcpServer(TcpServer):  # type: ignore[misc]
@@ -170,11 +232,28 @@ class RaftLog:
         self.machine = machine
         self._ready = threading.Event()
         self._sync: _ReplicatedLog | None = None
+        self.failure: str | None = None
+        """Why this member stopped: its journal could not grow (the disk is full)."""
+
+    def _journal_full(self, exc: OSError) -> None:
+        if self.failure is None:
+            self.failure = f"raft journal cannot grow: {exc}"
+            log.critical(
+                "%s. This node stops (nothing is lost: the entry was not written) and"
+                " exits; free the disk and restart it",
+                self.failure,
+            )
 
     def start(self) -> None:
         """Build the SyncObj and wait until its port is bound. Call on the main thread."""
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
+        _ReservingFile.on_full[str(opts.data_dir / "raft.journal")] = self._journal_full
+        quiet = _QuietWhenHalted(
+            lambda: self.failure is not None or getattr(self.machine, "halted", None) is not None
+        )
+        logging.getLogger("pysyncobj").addFilter(quiet)
+        logging.getLogger("pysyncobj.syncobj").addFilter(quiet)
         conf = SyncObjConf(
             password=opts.password,
             bindAddress=opts.self_address,
@@ -200,6 +279,7 @@ class RaftLog:
             commandsWaitLeader=True,
             onReady=self._ready.set,
             tcp_keepalive=(16, 3, 5),
+            dnsCacheTime=DNS_CACHE_SECONDS,
         )
         self._sync = _ReplicatedLog(opts.self_address, opts.partner_addresses, conf, self.machine)
         try:

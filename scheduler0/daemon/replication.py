@@ -31,8 +31,11 @@ class ReplicatedStateMachine(Protocol):
     * ``apply`` is called once per committed entry, in log order, never
       concurrently with itself or with ``save_snapshot``/``load_snapshot``
       (all three run on the log's one apply thread).
-    * ``apply`` is deterministic and never raises: a domain error is returned as
-      ``{"error": {...}}`` (the same on every node); success is ``{"ok": result}``.
+    * ``apply`` is deterministic: a domain error is returned as ``{"error": {...}}``
+      (the same on every node); success is ``{"ok": result}``. It raises only
+      when this node's own environment failed (disk full, I/O error,
+      corruption): the entry is then neither applied nor skipped, and it keeps
+      raising, so the replica stops rather than diverge.
       The log passes the entry's ``index`` (its position in the log, the same on
       every node); the state records it with the command's changes.
     * ``save_snapshot(path, log_data)`` writes the whole state plus the log's own
@@ -65,6 +68,12 @@ class ReplicatedLog(Protocol):
     @property
     def ready(self) -> bool:
         """This node has rebuilt its state (snapshot + journal) and may serve it."""
+        ...
+
+    @property
+    def failure(self) -> str | None:
+        """Why this member stopped for good (its own disk failed), or None. The node
+        then exits rather than go on with a log it cannot keep."""
         ...
 
     def start(self) -> None:

@@ -7,28 +7,65 @@ import logging
 import signal
 import sys
 
+import orjson
+
 from scheduler0.config import Settings
 from scheduler0.daemon.api.app import create_app
 from scheduler0.daemon.node import Node
+from scheduler0.daemon.timefmt import iso
 
 log = logging.getLogger("scheduler0")
 
+HALTED_EXIT_CODE = 75
+"""Exit status of a node that stopped applying because its environment failed
+(EX_TEMPFAIL: restart it once the cause is fixed)."""
 
-def configure_logging(level: str) -> None:
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time (UTC ISO 8601), level, logger, node, message
+    (and the traceback, if any), for log pipelines that parse fields."""
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__()
+        self._node_id = node_id
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "node_id": self._node_id,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
+        return orjson.dumps(line).decode()
+
+
+def configure_logging(level: str, log_format: str = "text", node_id: int = 0) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter(node_id))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(
         level={"WARN": logging.WARNING}.get(level.upper(), getattr(logging, level.upper())),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        handlers=[handler],
     )
     logging.getLogger("pysyncobj").setLevel(logging.WARNING)
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # uvicorn's own loggers (errors, the optional access log) go through the same handler.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        logger.handlers = []
+        logger.propagate = True
 
 
 def run_node(settings: Settings) -> int:
     """Run a node until SIGINT/SIGTERM; returns the process exit code."""
     import uvicorn
 
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format, settings.node_id)
     node = Node(settings)
     try:
         node.start_log()
@@ -41,8 +78,9 @@ def run_node(settings: Settings) -> int:
         create_app(node),
         host=settings.host,
         port=settings.port,
-        log_level="warning",
-        access_log=False,
+        log_level="info" if settings.access_log else "warning",
+        access_log=settings.access_log,
+        log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=5,
         # Config validation made sure both files are there and belong together.
@@ -66,4 +104,9 @@ def run_node(settings: Settings) -> int:
         pass
     finally:
         node.close()
+    reason = node.halted()
+    if reason is not None:
+        log.critical("node %s stopped: %s", settings.node_id, reason)
+        return HALTED_EXIT_CODE
+    log.info("node %s stopped", settings.node_id)
     return 0 if server.started else 1

@@ -44,21 +44,60 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+NOT_UP_YET: tuple[type[BaseException], ...] = (
+    httpx.TransportError,
+    httpx.HTTPStatusError,
+    OSError,
+)
+"""The errors :func:`wait_until` retries: something is not up (yet, or again).
+
+* ``httpx.TransportError``: nothing listens on the port yet, the connection was
+  reset by a node being killed, or a request timed out on a busy node;
+* ``httpx.HTTPStatusError``: a node answered, but with an error status (e.g.
+  ``503`` while it has no quorum); callers turn that into an exception with
+  ``raise_for_status()`` rather than index into an error body;
+* ``OSError`` (which includes ``ConnectionError``): a socket, a pipe or a file
+  such as a receiver's output that is not there yet.
+
+Deliberately NOT retried: ``AssertionError`` (a condition that checks something
+and finds it wrong has failed; retrying would turn the failure into a timeout
+that hides the message), ``KeyError``/``ValueError``/``TypeError`` (a body of
+an unexpected shape is a bug in the node or in the test, not a slow start), and
+anything else unexpected (``RuntimeError`` from a node process that exited).
+These propagate at once, from the first call that raises them.
+"""
+
+
 def wait_until(
-    condition: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition"
+    condition: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.05,
+    what: str = "condition",
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout``."""
+    """Poll ``condition`` until it returns something truthy, and return that.
+
+    Bounded: raises ``TimeoutError`` after ``timeout`` seconds, naming ``what``
+    and the last "not up yet" error seen. Only the errors of :data:`NOT_UP_YET`
+    count as "not yet" and are retried; every other exception, assertion errors
+    first of all, propagates at once. ``interval`` is the polling period, not a
+    synchronisation sleep: the condition decides when the wait is over.
+    """
     deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
+    last_error: BaseException | None = None
+    while True:
         try:
             value = condition()
+        except NOT_UP_YET as exc:
+            last_error = exc
+        else:
             if value:
                 return value
-        except Exception as exc:  # not up yet
-            last_error = exc
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"timed out after {timeout}s waiting for {what}"
+                + (f" (last error: {last_error!r})" if last_error is not None else "")
+            )
         time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last error: {last_error})")
 
 
 def operator_headers() -> dict[str, str]:
@@ -139,6 +178,7 @@ class NodeProcess:
 
     def health(self) -> dict[str, Any]:
         response = httpx.get(f"{self.api}/healthcheck", timeout=1.0, verify=self.verify)
+        response.raise_for_status()
         data: dict[str, Any] = response.json()["data"]
         return data
 
@@ -278,7 +318,7 @@ class Cluster:
         for node in self.alive():
             try:
                 health = node.health()
-            except Exception:
+            except NOT_UP_YET:  # killed, stopped or still starting: not the leader
                 continue
             if health.get("role") == "leader" and health.get("has_quorum"):
                 return node
@@ -293,6 +333,7 @@ class Cluster:
         response = httpx.get(
             f"{node.api}/cluster", headers=operator_headers(), timeout=10, verify=node.verify
         )
+        response.raise_for_status()
         data: dict[str, Any] = response.json()["data"]
         return data
 

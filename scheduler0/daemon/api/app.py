@@ -97,6 +97,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec("/executions", ("GET",), observe.list_executions, CLIENT),
     RouteSpec("/healthcheck", ("GET",), observe.healthcheck, PUBLIC),
     RouteSpec("/status", ("GET",), observe.status, CLIENT),
+    RouteSpec("/metrics", ("GET",), observe.metrics, OPERATOR),
     RouteSpec("/cluster", ("GET",), cluster.status, CLIENT),
     RouteSpec("/peer/status", ("GET",), cluster.peer_status, OPERATOR),
     RouteSpec("/cluster/members", ("POST",), cluster.add_member, OPERATOR),
@@ -149,6 +150,6 @@ def create_app(node: Node) -> Starlette:
         lifespan=lifespan,
     )
     app.state.services = Services(
-        node.settings, node.queries, node.writes, node.status, node.backups
+        node.settings, node.queries, node.writes, node.status, node.metrics, node.backups
     )
     return app

@@ -74,6 +74,11 @@ async def cluster_status(svc: Services) -> dict[str, Any]:
             entry["raft_connected"] = connected
             contact = svc.status.last_contact(address)
             entry["last_contact"] = None if contact is None else round(contact, 3)
+    leading = next((n for n in nodes if n["role"] == "leader"), None)
+    for entry in nodes:
+        entry["digest_matches_leader"] = digest_matches(
+            entry.get("state_digest"), None if leading is None else leading.get("state_digest")
+        )
     return {
         "node_id": settings.node_id,
         "leader": leader,
@@ -86,6 +91,19 @@ async def cluster_status(svc: Services) -> dict[str, Any]:
         "buckets_per_node": svc.status.buckets_per_node(),
         "members": nodes,
     }
+
+
+def digest_matches(mine: Any, leader: Any) -> bool | None:
+    """Whether a member's state digest equals the leader's at one index: the
+    latest if both are at the same index, else the last common checkpoint;
+    None when they cannot be compared (yet)."""
+    if not isinstance(mine, dict) or not isinstance(leader, dict):
+        return None
+    if mine.get("index") == leader.get("index"):
+        return bool(mine.get("digest") == leader.get("digest"))
+    if mine.get("checkpoint_index") == leader.get("checkpoint_index"):
+        return bool(mine.get("checkpoint_digest") == leader.get("checkpoint_digest"))
+    return None
 
 
 async def status(request: Request) -> Response:
@@ -116,8 +134,10 @@ async def remove_member(request: Request) -> Response:
     member = next((m for m in svc.queries.members() if m["node_id"] == node_id), None)
     if member is None:
         raise NotFound(f"no member with node id {node_id}")
-    await svc.writes.remove_member(member["raft_address"])
+    # MemberLeft first, while the leaving node still receives the log: it sees
+    # itself removed, says so and stops (raft alone would leave it campaigning).
     await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id))
+    await svc.writes.remove_member(member["raft_address"])
     return ok({"node_id": node_id, "removed": True})
 
 

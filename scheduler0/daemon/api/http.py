@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
+from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.node import Backups, NodeStatus, Writes
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.errors import (
@@ -37,12 +38,14 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Services:
     """What handlers may use, kept in ``app.state.services``: the settings,
-    the replica's reads, the one write path, the node's status and backups."""
+    the replica's reads, the one write path, the node's status, its metrics and
+    backups."""
 
     settings: Settings
     queries: Queries
     writes: Writes
     status: NodeStatus
+    metrics: Metrics
     backups: Backups
 
 

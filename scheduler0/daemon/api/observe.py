@@ -17,6 +17,7 @@ from scheduler0.daemon.api.http import (
     services,
     time_param,
 )
+from scheduler0.daemon.metrics import CONTENT_TYPE
 from scheduler0.errors import FieldError, ValidationFailed
 from scheduler0.models import EXECUTION_STATES
 
@@ -54,3 +55,9 @@ async def healthcheck(request: Request) -> Response:
 
 async def status(request: Request) -> Response:
     return ok(services(request).status.status())
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus exposition (operator auth: it shows the cluster's shape and load)."""
+    exposition = await off_loop(services(request).metrics.exposition)
+    return Response(exposition, media_type=CONTENT_TYPE)

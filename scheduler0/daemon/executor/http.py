@@ -17,7 +17,10 @@ Wire format (the seed contract; each item is built by ``callback_body``):
   ``x-payload-chunk-id: <n>/<total>`` (1-based chunk number / chunk count of
   the batch, e.g. ``1/1``, ``2/3``), ``x-scheduler0-batch-id: <hex>`` (the same
   for every chunk of one batch, and across retries), and the signing headers of
-  :mod:`scheduler0.signing` (re-signed on each attempt).
+  :mod:`scheduler0.signing` (re-signed on each attempt): ``x-scheduler0-timestamp``
+  and ``x-scheduler0-signature``, and the Standard Webhooks ``webhook-id:
+  <batch id>-<n>`` (stable across retries of the chunk), ``webhook-timestamp``
+  and ``webhook-signature``.
 
 Attempts and retries: a 2xx answer is success. Any other status, a timeout
 (the whole attempt bounded by ``timeout`` seconds) or a transport error is a
@@ -27,6 +30,17 @@ seconds, without holding a worker, so a failing receiver never delays other
 chunks. An invalid URL fails at once (retrying cannot help). After the final
 attempt every fire in the chunk gets one result carrying that attempt's status
 code and error.
+
+Bulkheads: work is queued per destination (scheme, host, port). At most
+``ceil(max_workers * destination_share)`` POSTs go to one destination at once,
+and destinations with work take turns for free workers, so a receiver that
+hangs holds only its share of workers. Bodies waiting for one destination
+(queued, in flight or between retries) are bounded by ``destination_max_bytes``;
+past it new fires for it are recorded ``failed`` with the reason. After
+``CIRCUIT_AFTER_FAILURES`` timeouts or transport errors in a row a destination's
+circuit opens: its attempts fail at once (holding no worker) for 5 s, doubling
+up to 60 s while the probe after each opening fails. A fire's bytes are kept
+once, in its chunk's body.
 
 Accounting: ``queue_depth`` counts fires waiting for a worker; ``in_flight``
 counts fires being posted or waiting for their next attempt. Fires still queued
@@ -39,19 +53,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
 
 from scheduler0 import signing
+from scheduler0.daemon.metrics import Metrics, status_class
+
+log = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 200
 BACKOFF_CAP_SECONDS = 30.0
+CIRCUIT_AFTER_FAILURES = 5
+"""Timeouts or transport errors in a row that open a destination's circuit."""
+CIRCUIT_OPEN_SECONDS = 5.0
+CIRCUIT_OPEN_MAX_SECONDS = 60.0
+"""An open circuit stays open this long, doubling while probes keep failing."""
 _BODY_SNIPPET_CHARS = 120
 _RESPONSE_READ_LIMIT = 64 * 1024
 
@@ -93,7 +119,40 @@ class _Chunk:
     fires: list[Fire]
     body: bytes
     headers: dict[str, str]
+    webhook_id: str  # "<batch id>-<chunk number>": the same on every attempt
     attempts: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Destination:
+    """One callback destination (scheme, host, port): its bulkhead and breaker."""
+
+    key: str
+    chunks: deque[_Chunk] = field(default_factory=deque)
+    in_flight: int = 0
+    """POSTs to it now (at most the executor's per-destination share of workers)."""
+    queued_bytes: int = 0
+    """Bodies queued, being posted or waiting to retry (at most CallbackQueueMaxMb)."""
+    refused: int = 0
+    """Fires recorded failed because its backlog was full."""
+    failures: int = 0
+    """Timeouts and transport errors in a row."""
+    open_for: float = 0.0
+    open_until: float = 0.0
+    ready: bool = False
+    """In the executor's ready queue."""
+
+
+def destination_of(url: str) -> str:
+    """``scheme://host:port`` of ``url``: what one bulkhead and one breaker cover."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is None:
+        port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{parts.hostname or ''}:{port}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +179,9 @@ class Executor:
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         node_id: int | None = None,
+        metrics: Metrics | None = None,
+        destination_share: float = 0.25,
+        destination_max_bytes: int = 64 * 2**20,
     ) -> None:
         if max_workers < 1 or max_queue < 1 or payload_max_bytes < 2:
             raise ValueError("max_workers, max_queue and payload_max_bytes must be positive")
@@ -131,10 +193,16 @@ class Executor:
         self._payload_max_bytes = payload_max_bytes
         self._clock = clock
         self._transport = transport
+        self._metrics = metrics
+        self._failures = FailureLog()
         self._headers = {"user-agent": "scheduler0"}
         if node_id is not None:
             self._headers["x-scheduler0-node"] = str(node_id)
-        self._queue: asyncio.Queue[_Chunk] = asyncio.Queue()
+        self._per_destination = max(1, math.ceil(max_workers * destination_share))
+        self._destination_max_bytes = destination_max_bytes
+        self._destinations: dict[str, _Destination] = {}
+        self._ready: asyncio.Queue[_Destination] = asyncio.Queue()
+        self._lateness: deque[float] = deque(maxlen=4096)
         self._queued_fires = 0
         self._in_flight_fires = 0
         self._results: list[FireResult] = []
@@ -204,8 +272,11 @@ class Executor:
     def submit(self, fires: Sequence[Fire]) -> None:
         """Queue ``fires`` for delivery, batched by (callback_url, signing_secret).
 
-        Call on the event loop. Never drops: it may exceed ``max_queue`` when the
-        caller ignores :meth:`free_capacity`. Raises RuntimeError after ``stop``.
+        Call on the event loop. Never drops silently: it may exceed ``max_queue``
+        when the caller ignores :meth:`free_capacity`, and a chunk whose
+        destination already holds ``destination_max_bytes`` of waiting bodies is
+        recorded ``failed`` at once with that reason. Raises RuntimeError after
+        ``stop``.
         """
         if self._stopped:
             raise RuntimeError("executor is stopped")
@@ -215,6 +286,8 @@ class Executor:
         for (url, secret), batch in batches.items():
             for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes):
                 self._enqueue(chunk)
+            for fire in batch:
+                fire.payload = b""  # its bytes live on in the chunk's body only
 
     def drain_results(self) -> list[FireResult]:
         """Return the results finished since the last call, and forget them."""
@@ -223,15 +296,51 @@ class Executor:
 
     # -- internals ---------------------------------------------------------
 
+    def _destination(self, url: str) -> _Destination:
+        key = destination_of(url)
+        found = self._destinations.get(key)
+        if found is None:
+            found = self._destinations[key] = _Destination(key)
+        return found
+
     def _enqueue(self, chunk: _Chunk) -> None:
+        destination = self._destination(chunk.url)
+        size = len(chunk.body)
+        if destination.queued_bytes and destination.queued_bytes + size > (
+            self._destination_max_bytes
+        ):
+            # The destination's bulkhead is full: record these fires as failed
+            # now, with the reason, instead of holding them without bound.
+            error = (
+                f"not sent: {destination.queued_bytes // 2**20} MB already waiting for"
+                f" {destination.key} (CallbackQueueMaxMb)"
+            )
+            destination.refused += len(chunk.fires)
+            self._record(chunk, _Outcome(False, None, error, 0, retryable=False))
+            return
+        destination.queued_bytes += size
+        destination.chunks.append(chunk)
         self._queued_fires += len(chunk.fires)
         self._idle.clear()
-        self._queue.put_nowait(chunk)
+        self._offer(destination)
+
+    def _offer(self, destination: _Destination) -> None:
+        """Hand ``destination`` to a worker if it has work and room for one more POST."""
+        if (
+            destination.chunks
+            and not destination.ready
+            and destination.in_flight < self._per_destination
+        ):
+            destination.ready = True
+            self._ready.put_nowait(destination)
 
     def _requeue(self, chunk: _Chunk) -> None:
         self._retry_timers.pop(id(chunk), None)
         self._in_flight_fires -= len(chunk.fires)
-        self._enqueue(chunk)
+        destination = self._destination(chunk.url)
+        destination.chunks.append(chunk)
+        self._queued_fires += len(chunk.fires)
+        self._offer(destination)
 
     def _settle(self, count: int) -> None:
         self._in_flight_fires -= count
@@ -240,21 +349,101 @@ class Executor:
 
     async def _work(self) -> None:
         while True:
+            destination = await self._ready.get()
+            destination.ready = False
+            if not destination.chunks:
+                continue
+            destination.in_flight += 1
+            chunk = destination.chunks.popleft()
+            self._offer(destination)  # its next chunk, to another worker, within its share
             # The chunk lives only in _deliver's frame: an idle worker that kept
             # its last chunk (fires, payloads, body) held MaxWorkers x thousands
             # of fires alive, ~250 MB at 10,000 fires/s.
-            await self._deliver(await self._queue.get())
+            try:
+                await self._deliver(destination, chunk)
+                del chunk
+            finally:
+                destination.in_flight -= 1
+                self._offer(destination)
 
-    async def _deliver(self, chunk: _Chunk) -> None:
+    async def _deliver(self, destination: _Destination, chunk: _Chunk) -> None:
         count = len(chunk.fires)
         self._queued_fires -= count
         self._in_flight_fires += count
-        outcome = await self._attempt(chunk)
+        outcome = await self._attempt_guarded(destination, chunk)
         if outcome.ok or not outcome.retryable or chunk.attempts > self._retry_max:
+            destination.queued_bytes -= len(chunk.body)
             self._record(chunk, outcome)
             self._settle(count)
         else:
             self._schedule_retry(chunk)
+
+    async def _attempt_guarded(self, destination: _Destination, chunk: _Chunk) -> _Outcome:
+        """An attempt through the destination's circuit breaker: while the circuit
+        is open the attempt fails at once, holding no worker and no connection."""
+        now = time.monotonic()
+        if now < destination.open_until:
+            chunk.attempts += 1
+            return _Outcome(
+                False,
+                None,
+                f"not sent: {destination.key} failed {destination.failures} times in a row;"
+                f" circuit open for {destination.open_until - now:.0f} s more",
+                0,
+            )
+        outcome = await self._attempt(chunk)
+        if outcome.status_code is None and outcome.retryable:
+            destination.failures += 1
+            if destination.failures >= CIRCUIT_AFTER_FAILURES:
+                destination.open_for = min(
+                    max(destination.open_for * 2, CIRCUIT_OPEN_SECONDS), CIRCUIT_OPEN_MAX_SECONDS
+                )
+                destination.open_until = time.monotonic() + destination.open_for
+                log.warning(
+                    "circuit open for %s: %d failures in a row (%s); attempts fail at once"
+                    " for %.0f s",
+                    destination.key,
+                    destination.failures,
+                    outcome.error,
+                    destination.open_for,
+                )
+        else:
+            if destination.open_for:
+                log.info("circuit closed for %s: it answers again", destination.key)
+            destination.failures = 0
+            destination.open_for = 0.0
+        return outcome
+
+    def lateness(self) -> tuple[float, float]:
+        """(p50, p99) seconds from slot to completed callback, over recent deliveries."""
+        values = sorted(self._lateness)
+        if not values:
+            return 0.0, 0.0
+        return values[len(values) // 2], values[min(len(values) - 1, int(len(values) * 0.99))]
+
+    def destinations(self, limit: int = 5) -> list[dict[str, Any]]:
+        """The destinations with the most work waiting, worst first."""
+        busy = sorted(
+            (d for d in self._destinations.values() if d.queued_bytes or d.in_flight or d.refused),
+            key=lambda d: (d.queued_bytes, d.in_flight),
+            reverse=True,
+        )
+        return [
+            {
+                "destination": d.key,
+                "queued_chunks": len(d.chunks),
+                "in_flight_posts": d.in_flight,
+                "backlog_bytes": d.queued_bytes,
+                "refused_fires": d.refused,
+                "circuit_open": time.monotonic() < d.open_until,
+            }
+            for d in busy[:limit]
+        ]
+
+    @property
+    def backlog_bytes(self) -> int:
+        """Bytes of callback bodies waiting to be sent or retried, all destinations."""
+        return sum(d.queued_bytes for d in self._destinations.values())
 
     def _schedule_retry(self, chunk: _Chunk) -> None:
         delay = self._backoff(chunk.attempts)
@@ -268,7 +457,12 @@ class Executor:
 
     async def _attempt(self, chunk: _Chunk) -> _Outcome:
         chunk.attempts += 1
-        headers = chunk.headers | signing.sign(chunk.secret, chunk.body, int(self._clock()))
+        timestamp = int(self._clock())
+        headers = (
+            chunk.headers
+            | signing.sign(chunk.secret, chunk.body, timestamp)
+            | signing.sign_standard(chunk.secret, chunk.webhook_id, chunk.body, timestamp)
+        )
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
@@ -280,6 +474,8 @@ class Executor:
         except Exception as exc:  # any transport failure is a failed attempt, never a crash
             return _failure(started, f"{type(exc).__name__}: {exc}".rstrip(": "))
         latency_ms = _elapsed_ms(started)
+        if self._metrics is not None:
+            self._metrics.callback_latency.observe(latency_ms / 1000)
         if 200 <= status_code < 300:
             return _Outcome(True, status_code, None, latency_ms)
         error = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
@@ -309,6 +505,15 @@ class Executor:
         state = "success" if outcome.ok else "failed"
         error = outcome.error[:ERROR_MAX_CHARS] if outcome.error else None
         finished_at = self._clock()
+        metrics = self._metrics
+        if metrics is not None:
+            metrics.callbacks.labels(status_class(outcome.status_code, error)).inc(len(chunk.fires))
+            if outcome.ok:
+                metrics.delivered((fire.slot for fire in chunk.fires), finished_at)
+        if outcome.ok:
+            self._lateness.extend(finished_at - fire.slot for fire in chunk.fires)
+        if not outcome.ok:
+            self._failures.failed(chunk.url, len(chunk.fires), chunk.attempts, error)
         self._results.extend(
             FireResult(
                 fire.execution_id,
@@ -342,7 +547,7 @@ def _chunk_batch(url: str, secret: str, fires: list[Fire], max_bytes: int) -> It
             "x-payload-chunk-id": f"{number}/{total}",
             "x-scheduler0-batch-id": batch_id,
         }
-        yield _Chunk(url, secret, fires[start:end], body, headers)
+        yield _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}")
         start = end
 
 
@@ -366,3 +571,34 @@ def _elapsed_ms(started: float) -> int:
 
 def _failure(started: float, error: str, *, retryable: bool = True) -> _Outcome:
     return _Outcome(False, None, error, _elapsed_ms(started), retryable)
+
+
+class FailureLog:
+    """One WARNING per destination (scheme, host, port) per ``every`` seconds for
+    failed callbacks, with the count of failures it stood for: a receiver that
+    is down for an hour gives a line a minute, not a line per fire."""
+
+    def __init__(self, every: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._every = every
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def failed(self, url: str, fires: int, attempts: int, error: str | None) -> None:
+        parts = urlsplit(url)
+        destination = f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        now = self._clock()
+        last = self._last.get(destination)
+        if last is not None and now - last < self._every:
+            self._suppressed[destination] = self._suppressed.get(destination, 0) + fires
+            return
+        self._last[destination] = now
+        more = self._suppressed.pop(destination, 0)
+        log.warning(
+            "callbacks to %s failed: %d fire(s) after %d attempt(s): %s%s",
+            destination,
+            fires,
+            attempts,
+            error,
+            f" (and {more} more fire(s) failed since the last report)" if more else "",
+        )

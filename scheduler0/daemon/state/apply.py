@@ -39,6 +39,8 @@ class Change(enum.StrEnum):
     """Detail: the node id that joined or left."""
     RESET = "reset"
     """The whole state was replaced from a snapshot. Detail: None."""
+    HALTED = "halted"
+    """This replica stopped applying (its environment failed). Detail: the reason."""
 
 
 HANDLERS: dict[type[c.Command], Handler] = {}
@@ -62,6 +64,8 @@ class ApplyContext:
     db: sqlite3.Connection
     assignment: Assignment
     changes: list[tuple[Change, Any]] = field(default_factory=list)
+    elapsed: float = 0.0
+    """Seconds the handler and its commit took."""
 
     def changed(self, kind: Change, detail: Any) -> None:
         """Announce ``(kind, detail)`` to the node once the command has committed."""

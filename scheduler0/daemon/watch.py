@@ -1,0 +1,156 @@
+"""What an operator should read in the log without asking: one line when the
+leader changes, when this node's share of buckets changes, when a member joins
+or leaves, when the memory guard turns on or off. A node removed from the
+cluster says so and stops (it would otherwise campaign forever).
+
+Polls the node's own status (cheap reads) every ``period`` seconds on the event
+loop; it never proposes anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("scheduler0")
+
+
+@dataclass
+class Observed:
+    leader: str | None = None
+    term: Any = None
+    role: str | None = None
+    buckets: int | None = None
+    epoch: int | None = None
+    members: dict[int, str] | None = None
+    over_memory: bool = False
+
+
+class Watch:
+    """Turns changes of this node's view into log lines (and counts leader changes)."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        raft: Callable[[], dict[str, Any]],
+        buckets: Callable[[], tuple[int, int]],
+        members: Callable[[], list[dict[str, Any]]],
+        over_memory: Callable[[], bool],
+        halted: Callable[[], str | None] = lambda: None,
+        low_disk: Callable[[], bool] = lambda: False,
+        stop_node: Callable[[], None] | None = None,
+        period: float = 0.5,
+    ) -> None:
+        self._node_id = node_id
+        self._raft = raft
+        self._buckets = buckets
+        self._members = members
+        self._over_memory = over_memory
+        self._halted = halted
+        self._low_disk = low_disk
+        self._seen_low_disk = False
+        self._stop_node = stop_node or _terminate_self
+        self._period = period
+        self._seen = Observed()
+        self._was_member = False
+        self._stopping = False
+        self.leader_changes = 0
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    async def run(self) -> None:
+        while not self._stopping:
+            try:
+                self.check()
+            except Exception:
+                log.exception("watch failed")
+            await asyncio.sleep(self._period)
+
+    def check(self) -> None:
+        reason = self._halted()
+        if reason is not None:
+            log.critical("node %d stopped applying (%s); exiting", self._node_id, reason)
+            self._stopping = True
+            self._stop_node()
+            return
+        self._check_raft()
+        self._check_buckets()
+        self._check_members()
+        self._check_guards()
+
+    def _check_raft(self) -> None:
+        raft, seen = self._raft(), self._seen
+        if not raft.get("ready"):
+            return
+        leader, role = raft.get("leader"), raft.get("state")
+        if leader != seen.leader:
+            if leader is None:
+                log.warning("no leader (was %s, term %s)", seen.leader, raft.get("term"))
+            else:
+                log.info("leader is %s (term %s)", leader, raft.get("term"))
+            if seen.leader is not None or leader is not None:
+                self.leader_changes += 1
+            seen.leader = leader
+        if role != seen.role:
+            if role == "leader":
+                log.info("this node is the leader (term %s)", raft.get("term"))
+            elif seen.role == "leader":
+                log.warning("this node is no longer the leader (now %s)", role)
+            seen.role = role
+
+    def _check_buckets(self) -> None:
+        buckets, epoch = self._buckets()
+        seen = self._seen
+        if buckets != seen.buckets:
+            if seen.buckets is not None or buckets:
+                log.info(
+                    "this node owns %d bucket(s) (was %s) at epoch %d",
+                    buckets,
+                    seen.buckets if seen.buckets is not None else 0,
+                    epoch,
+                )
+            seen.buckets, seen.epoch = buckets, epoch
+
+    def _check_members(self) -> None:
+        members = {int(m["node_id"]): str(m["address"]) for m in self._members()}
+        seen = self._seen
+        if seen.members is not None:
+            for node_id in members.keys() - seen.members.keys():
+                log.info("member %d joined (%s)", node_id, members[node_id])
+            for node_id in seen.members.keys() - members.keys():
+                log.info("member %d left (%s)", node_id, seen.members[node_id])
+        seen.members = members
+        if self._node_id in members:
+            self._was_member = True
+        elif self._was_member and members:
+            log.warning("this node (%d) was removed from the cluster; stopping", self._node_id)
+            self._stopping = True
+            self._stop_node()
+
+    def _check_guards(self) -> None:
+        over = self._over_memory()
+        if over != self._seen.over_memory:
+            if over:
+                log.warning("memory guard on: above the MaxMemory share; new jobs are refused")
+            else:
+                log.info("memory guard off: new jobs are accepted again")
+            self._seen.over_memory = over
+        low = self._low_disk()
+        if low != self._seen_low_disk:
+            if low:
+                log.warning("disk guard on: free space below MinFreeDiskMb; writes are refused")
+            else:
+                log.info("disk guard off: writes are accepted again")
+            self._seen_low_disk = low
+
+
+def _terminate_self() -> None:
+    """Stop like an operator's SIGTERM would: the API drains, raft closes cleanly."""
+    os.kill(os.getpid(), signal.SIGTERM)

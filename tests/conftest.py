@@ -1,0 +1,124 @@
+"""Test tiers: every test is exactly one of unit, contract, integration, cluster.
+
+* ``unit``: one process, nothing real outside it: pure functions and in-process
+  objects (the state machine on SQLite files, the console on a fake source).
+* ``contract``: an interface checked from outside (the CLI surface, the import
+  layering, the callback wire format) with local helpers only: fresh
+  interpreters, a fake node on a socket, the receiver process. No node.
+* ``integration``: real scheduler0 node processes (one at a time), or a real
+  raft log restarted in this process.
+* ``cluster``: real clusters of three or more node processes.
+
+``slow`` is an alias kept for old habits: every ``integration`` and ``cluster``
+test (the ones with real nodes) is ``slow``, and nothing else is.
+
+A module gets its tier from :data:`MODULE_TIERS` (below), or from its own
+``pytestmark`` (new modules may declare one, e.g. ``pytestmark =
+pytest.mark.unit``); modules under ``tests/unit/`` are ``unit``. A test with no
+tier, or with two, stops the run at collection: no test goes untiered.
+
+In one ``pytest`` run the fast tiers go first: unit, contract, integration,
+cluster (collection order within a tier).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+TIERS = ("unit", "contract", "integration", "cluster")
+SLOW_TIERS = frozenset({"integration", "cluster"})
+
+TESTS = Path(__file__).resolve().parent
+
+MODULE_TIERS: dict[str, str] = {
+    # unit: in one process
+    "test_callback_item.py": "unit",
+    "test_config.py": "unit",
+    "test_console_snapshots.py": "unit",
+    "test_cron.py": "unit",
+    "test_signing.py": "unit",
+    "test_state_machine.py": "unit",
+    "test_support_helpers.py": "unit",
+    # contract: interfaces seen from outside, no node
+    "test_cli_init.py": "contract",
+    "test_console_command.py": "contract",
+    "test_executor.py": "contract",
+    "test_layering.py": "contract",
+    # integration: real node processes, or a real raft log restarted
+    "test_api_crud.py": "integration",
+    "test_api_inputs.py": "integration",
+    "test_cli_commands.py": "integration",
+    "test_console_pilot.py": "integration",
+    "test_node_e2e.py": "integration",
+    "test_raft_restart.py": "integration",
+    "test_seed_client.py": "integration",
+    "test_start_default.py": "integration",
+    # cluster: three or more node processes
+    "test_cluster.py": "cluster",
+    # every module of a directory
+    "unit/": "unit",
+}
+"""Tier by module path relative to ``tests/`` (a key ending in ``/``: every module
+below that directory). A module's own ``pytestmark`` tier must agree with it."""
+
+
+def _table_tier(path: Path) -> str | None:
+    try:
+        relative = path.resolve().relative_to(TESTS).as_posix()
+    except ValueError:
+        return None
+    if relative in MODULE_TIERS:
+        return MODULE_TIERS[relative]
+    for key, tier in MODULE_TIERS.items():
+        if key.endswith("/") and relative.startswith(key):
+            return tier
+    return None
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The one tier of ``item``; raises ``pytest.UsageError`` if it has none or two."""
+    marked = sorted({m.name for m in item.iter_markers() if m.name in TIERS})
+    table = _table_tier(item.path)
+    if len(marked) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: more than one tier marker: {marked}")
+    if marked and table is not None and marked[0] != table:
+        raise pytest.UsageError(
+            f"{item.nodeid}: marked {marked[0]!r} but tests/conftest.py MODULE_TIERS says {table!r}"
+        )
+    tier = marked[0] if marked else table
+    if tier is None:
+        raise pytest.UsageError(
+            f"{item.nodeid}: no test tier. Add its module to MODULE_TIERS in "
+            f"tests/conftest.py or give the module a pytestmark, one of {', '.join(TIERS)}"
+        )
+    return tier
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every item with its tier (and ``slow``), then order the items by tier.
+
+    ``tryfirst``: the markers must be on the items before ``-m`` deselects by them.
+    """
+    tiers: dict[str, str] = {}
+    untiered: list[str] = []
+    for item in items:
+        try:
+            tier = tier_of(item)
+        except pytest.UsageError as exc:
+            untiered.append(str(exc))
+            continue
+        tiers[item.nodeid] = tier
+        item.add_marker(getattr(pytest.mark, tier))
+        slow = item.get_closest_marker("slow") is not None
+        if tier in SLOW_TIERS and not slow:
+            item.add_marker(pytest.mark.slow)
+        elif slow and tier not in SLOW_TIERS:
+            untiered.append(f"{item.nodeid}: marked slow but its tier is {tier!r}")
+    if untiered:
+        shown = "\n  ".join(untiered[:20])
+        more = f"\n  ... and {len(untiered) - 20} more" if len(untiered) > 20 else ""
+        raise pytest.UsageError(f"tests without exactly one tier:\n  {shown}{more}")
+    items.sort(key=lambda item: TIERS.index(tiers[item.nodeid]))  # stable within a tier
