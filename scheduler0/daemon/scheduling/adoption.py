@@ -63,6 +63,7 @@ class Adoption:
             if (row["job_id"], row["slot"]) not in self._sent
         ]
         if mine:
+            self._stats.lost += len(mine)
             self._proposer.propose(c.ExecutionsLost(now=self._clock(), executions=mine), ignore)
 
     def adopt(self) -> None:

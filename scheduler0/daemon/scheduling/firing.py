@@ -101,9 +101,15 @@ class Firing:
             now=now, node_id=self.node_id, epoch=self._owned.epoch, fires=fires, missed=missed
         )
         self.in_flight = True
-        self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome))
+        self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))
 
-    def _fired(self, batch: Batch, fires: list[list[int]], outcome: Outcome) -> None:
+    def _fired(
+        self,
+        batch: Batch,
+        fires: list[list[int]],
+        outcome: Outcome,
+        missed: list[list[Any]] | None = None,
+    ) -> None:
         self.in_flight = False
         result, error = outcome
         if error is not None:
@@ -117,6 +123,8 @@ class Firing:
         previous = {job_id: job.last_fired for job_id, (job, _) in batch.items()}
         self._stats.fired += len(accepted)
         self._stats.rejected += len(fires) - len(accepted)
+        if missed:
+            self._stats.missed += sum(len(listed) + uncounted for _, listed, uncounted in missed)
         self._reschedule(batch, fires, accepted)
         if accepted:
             self._dispatcher.dispatch(accepted, previous)

@@ -12,6 +12,9 @@ class SchedulerStats:
     fired: int = 0
     """Fires the state machine accepted (firing)."""
     missed: int = 0
+    """Slots recorded missed by accepted ``SlotsFired`` proposals (firing)."""
+    lost: int = 0
+    """This node's own dispatched executions it declared lost after a restart (adoption)."""
     lag_seconds: float = 0.0
     rejected: int = 0
     """Fires proposed but not accepted: another owner, or an older slot (firing)."""
