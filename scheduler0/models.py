@@ -93,8 +93,23 @@ def _not_null(value: Any) -> Any:
     return value
 
 
+def _patch_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of a patch as validated: at least one field, and a field
+    is left out rather than null (``data`` may be null)."""
+    schema["minProperties"] = 1
+    for name, prop in schema.get("properties", {}).items():
+        prop.pop("default", None)
+        choices = prop.get("anyOf")
+        if name != "data" and choices:
+            kept = [choice for choice in choices if choice.get("type") != "null"]
+            prop.pop("anyOf")
+            prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+
+
 class _Patch(_Input):
     """A partial update: at least one field, none of them null (except ``data``)."""
+
+    model_config = ConfigDict(json_schema_extra=_patch_schema)
 
     @model_validator(mode="before")
     @classmethod

@@ -166,6 +166,8 @@ class Coordinator:
         self._prune_from = 0
         self.health = WorkerHealth()
         self._was_leader = False
+        self.lost_declared = 0
+        """Dispatched executions of dead workers this node declared lost as leader."""
 
     def stop(self) -> None:
         self._stopping = True
@@ -262,6 +264,7 @@ class Coordinator:
             if orphans:
                 log.info("node %s is down: %d dispatched executions lost", node_id, len(orphans))
                 await self._writes.propose(c.ExecutionsLost(now=time.time(), executions=orphans))
+                self.lost_declared += len(orphans)
 
     async def prune(self) -> None:
         settings = self._settings

@@ -426,7 +426,7 @@ class Node:
             "accepted": stats.fired,
             "rejected": stats.rejected,
             "missed": stats.missed,
-            "lost": getattr(stats, "lost", 0),
+            "lost": stats.lost + self.coordinator.lost_declared,
             "redispatched": stats.redispatched,
         }
 

@@ -5,26 +5,66 @@ Handlers find the node's services in ``app.state.services``."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
-from typing import NamedTuple
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.routing import Mount, Route, compile_path
+from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe
+from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe, openapi
 from scheduler0.daemon.api.auth import Access, AuthMiddleware, guard
-from scheduler0.daemon.api.http import Handler, Services, failure
+from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
+from scheduler0.daemon.api.http import (
+    CONSISTENCY,
+    JOB_ID,
+    JOBS_LIMIT,
+    LIMIT,
+    OFFSET,
+    PROJECT_ID,
+    SINCE,
+    STATE,
+    UNTIL,
+    Declared,
+    Services,
+    failure,
+)
+from scheduler0.daemon.api.shapes import (
+    ClusterStatus,
+    CredentialPage,
+    Deleted,
+    ExecutionPage,
+    Health,
+    JobPage,
+    Member,
+    MemberIn,
+    MemberRemoved,
+    NodeStatus,
+    ProjectPage,
+    Status,
+    Triggered,
+)
 from scheduler0.daemon.node import Node
 from scheduler0.errors import (
     BadRequest,
     NotFound,
     Scheduler0Error,
+)
+from scheduler0.models import (
+    CredentialIn,
+    CredentialOut,
+    CredentialPatch,
+    JobIn,
+    JobOut,
+    JobPatch,
+    ProjectIn,
+    ProjectOut,
+    ProjectPatch,
 )
 
 log = logging.getLogger(__name__)
@@ -64,47 +104,166 @@ class MethodNotAllowed(Scheduler0Error):
     code = "method_not_allowed"
 
 
-class RouteSpec(NamedTuple):
-    path: str
-    methods: tuple[str, ...]
-    endpoint: Handler
-    access: Access
-
-
 CLIENT, OPERATOR, PUBLIC = Access.CLIENT, Access.OPERATOR, Access.PUBLIC
+READ = (CONSISTENCY,)
+LIST = (LIMIT, OFFSET, CONSISTENCY)
+EXECUTIONS = (LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
 
 ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("/projects", ("POST",), accounts.create_project, CLIENT),
-    RouteSpec("/projects", ("GET",), accounts.list_projects, CLIENT),
-    RouteSpec("/projects/{id}", ("GET",), accounts.get_project, CLIENT),
-    RouteSpec("/projects/{id}", ("PUT", "PATCH"), accounts.update_project, CLIENT),
-    RouteSpec("/projects/{id}", ("DELETE",), accounts.delete_project, CLIENT),
-    RouteSpec("/credentials", ("POST",), accounts.create_credential, OPERATOR),
-    RouteSpec("/credentials", ("GET",), accounts.list_credentials, OPERATOR),
-    RouteSpec("/credentials/{id}", ("GET",), accounts.get_credential, OPERATOR),
-    RouteSpec("/credentials/{id}", ("PUT", "PATCH"), accounts.update_credential, OPERATOR),
-    RouteSpec("/credentials/{id}/archive", ("POST",), accounts.archive_credential, OPERATOR),
-    RouteSpec("/credentials/{id}", ("DELETE",), accounts.delete_credential, OPERATOR),
-    RouteSpec("/jobs", ("POST",), jobs.create_jobs, CLIENT),
-    RouteSpec("/jobs", ("GET",), jobs.list_jobs, CLIENT),
-    RouteSpec("/jobs/{id}", ("GET",), jobs.get_job, CLIENT),
-    RouteSpec("/jobs/{id}", ("PUT", "PATCH"), jobs.update_job, CLIENT),
-    RouteSpec("/jobs/{id}", ("DELETE",), jobs.delete_job, CLIENT),
-    RouteSpec("/jobs/{id}/pause", ("POST",), jobs.pause_job, CLIENT),
-    RouteSpec("/jobs/{id}/resume", ("POST",), jobs.resume_job, CLIENT),
-    RouteSpec("/jobs/{id}/run", ("POST",), jobs.run_now, CLIENT),
-    RouteSpec("/jobs/{id}/executions", ("GET",), jobs.job_executions, CLIENT),
-    RouteSpec("/executions", ("GET",), observe.list_executions, CLIENT),
-    RouteSpec("/healthcheck", ("GET",), observe.healthcheck, PUBLIC),
-    RouteSpec("/status", ("GET",), observe.status, CLIENT),
-    RouteSpec("/metrics", ("GET",), observe.metrics, OPERATOR),
-    RouteSpec("/cluster", ("GET",), cluster.status, CLIENT),
-    RouteSpec("/peer/status", ("GET",), cluster.peer_status, OPERATOR),
-    RouteSpec("/cluster/members", ("POST",), cluster.add_member, OPERATOR),
-    RouteSpec("/cluster/members/{id}", ("DELETE",), cluster.remove_member, OPERATOR),
-    RouteSpec("/backup", ("GET",), backup.download, OPERATOR),
-)
-"""Every route of the API and what it requires of its caller, in one place."""
+    RouteSpec(
+        "/projects", ("POST",), accounts.create_project, CLIENT,
+        "Create a project (names are unique)",
+        Reply(ProjectOut, 201, description="Created"), body=Body(ProjectIn), errors=(409,),
+    ),
+    RouteSpec(
+        "/projects", ("GET",), accounts.list_projects, CLIENT,
+        "List projects", Reply(ProjectPage), query=LIST,
+    ),
+    RouteSpec(
+        "/projects/{id}", ("GET",), accounts.get_project, CLIENT,
+        "Get a project", Reply(ProjectOut), query=READ,
+    ),
+    RouteSpec(
+        "/projects/{id}", ("PUT", "PATCH"), accounts.update_project, CLIENT,
+        "Change a project's name or description",
+        Reply(ProjectOut), body=Body(ProjectPatch), errors=(409,),
+    ),
+    RouteSpec(
+        "/projects/{id}", ("DELETE",), accounts.delete_project, CLIENT,
+        "Delete a project (refused while it has jobs)", Reply(Deleted), errors=(409,),
+    ),
+    RouteSpec(
+        "/credentials", ("POST",), accounts.create_credential, OPERATOR,
+        "Create a client credential (its secret is shown only here)",
+        Reply(CredentialOut, 201, description="Created, with api_secret"),
+        body=Body(CredentialIn, required=False),
+    ),
+    RouteSpec(
+        "/credentials", ("GET",), accounts.list_credentials, OPERATOR,
+        "List client credentials", Reply(CredentialPage), query=LIST,
+    ),
+    RouteSpec(
+        "/credentials/{id}", ("GET",), accounts.get_credential, OPERATOR,
+        "Get a client credential", Reply(CredentialOut), query=READ,
+    ),
+    RouteSpec(
+        "/credentials/{id}", ("PUT", "PATCH"), accounts.update_credential, OPERATOR,
+        "Archive or restore a client credential",
+        Reply(CredentialOut), body=Body(CredentialPatch),
+    ),
+    RouteSpec(
+        "/credentials/{id}/archive", ("POST",), accounts.archive_credential, OPERATOR,
+        "Archive a client credential (its keys stop working)", Reply(CredentialOut),
+    ),
+    RouteSpec(
+        "/credentials/{id}", ("DELETE",), accounts.delete_credential, OPERATOR,
+        "Delete a client credential", Reply(Deleted),
+    ),
+    RouteSpec(
+        "/jobs", ("POST",), jobs.create_jobs, CLIENT,
+        "Create one job or a batch (all validated first, then created atomically)",
+        Reply(JobOut, 201, many=True, description="Created: one job, or an array in order"),
+        body=Body(JobIn, many=True),
+    ),
+    RouteSpec(
+        "/jobs", ("GET",), jobs.list_jobs, CLIENT,
+        "List jobs, of one project or all",
+        Reply(JobPage), query=(PROJECT_ID, JOBS_LIMIT, OFFSET, CONSISTENCY), errors=(404,),
+    ),
+    RouteSpec(
+        "/jobs/{id}", ("GET",), jobs.get_job, CLIENT, "Get a job", Reply(JobOut), query=READ,
+    ),
+    RouteSpec(
+        "/jobs/{id}", ("PUT", "PATCH"), jobs.update_job, CLIENT,
+        "Change a job (a new schedule applies from the next slot after now)",
+        Reply(JobOut), body=Body(JobPatch),
+    ),
+    RouteSpec(
+        "/jobs/{id}", ("DELETE",), jobs.delete_job, CLIENT, "Delete a job", Reply(Deleted),
+    ),
+    RouteSpec(
+        "/jobs/{id}/pause", ("POST",), jobs.pause_job, CLIENT,
+        "Pause a job (no slot fires until it is resumed)", Reply(JobOut),
+    ),
+    RouteSpec(
+        "/jobs/{id}/resume", ("POST",), jobs.resume_job, CLIENT,
+        "Resume a paused job", Reply(JobOut),
+    ),
+    RouteSpec(
+        "/jobs/{id}/run", ("POST",), jobs.run_now, CLIENT,
+        "Run a job once now, outside its schedule",
+        Reply(Triggered, 202, description="Accepted"), errors=(409,),
+    ),
+    RouteSpec(
+        "/jobs/{id}/executions", ("GET",), jobs.job_executions, CLIENT,
+        "A job's executions, newest first", Reply(ExecutionPage), query=EXECUTIONS,
+    ),
+    RouteSpec(
+        "/executions", ("GET",), observe.list_executions, CLIENT,
+        "Executions, newest first, filtered",
+        Reply(ExecutionPage), query=(JOB_ID, PROJECT_ID, STATE, *EXECUTIONS),
+    ),
+    RouteSpec(
+        "/healthcheck", ("GET",), observe.healthcheck, PUBLIC,
+        "This node's health (no auth, no secrets)", Reply(Health),
+    ),
+    RouteSpec(
+        "/status", ("GET",), observe.status, CLIENT,
+        "This node: raft, buckets, queue depth, fire lag", Reply(Status),
+    ),
+    RouteSpec(
+        "/metrics", ("GET",), observe.metrics, OPERATOR,
+        "Prometheus metrics of this node (text exposition format)",
+        Reply(None, media_type="text/plain", enveloped=False),
+    ),
+    RouteSpec(
+        "/cluster", ("GET",), cluster.status, CLIENT,
+        "Every member's status, gathered over peer auth", Reply(ClusterStatus),
+    ),
+    RouteSpec(
+        "/peer/status", ("GET",), cluster.peer_status, OPERATOR,
+        "This node's own status, for its peers", Reply(NodeStatus),
+    ),
+    RouteSpec(
+        "/cluster/members", ("POST",), cluster.add_member, OPERATOR,
+        "Add a node to the cluster", Reply(Member, 201, description="Added"), body=Body(MemberIn),
+    ),
+    RouteSpec(
+        "/cluster/members/{id}", ("DELETE",), cluster.remove_member, OPERATOR,
+        "Remove a node from the cluster (by node id)", Reply(MemberRemoved),
+    ),
+    RouteSpec(
+        "/backup", ("GET",), backup.download, OPERATOR,
+        "A backup of the replicated state at one raft index (a versioned container:"
+        " magic SCHED0BK, format version, JSON header, SQLite database; see"
+        " `scheduler0 backup`)",
+        Reply(None, media_type="application/octet-stream", enveloped=False),
+    ),
+    RouteSpec(
+        "/openapi.json", ("GET",), openapi.openapi_json, PUBLIC,
+        "This document (OpenAPI 3.1)", Reply(None, enveloped=False),
+    ),
+    RouteSpec(
+        "/docs", ("GET",), openapi.docs, PUBLIC,
+        "A page showing this document (self-contained: no other site is reached)",
+        Reply(None, media_type="text/html", enveloped=False),
+    ),
+)  # fmt: skip
+"""Every route of the API, what it requires of its caller, reads and answers, in
+one place: the routes, the input checks (``http.Declared``) and the OpenAPI
+document are all made from it."""
+
+
+_PATHS = [(compile_path(openapi.BASE_PATH + spec.path)[0], spec.methods) for spec in ROUTES]
+
+
+def allowed_methods(path: str) -> str:
+    """The ``Allow`` header of a 405 (RFC 9110): every method of every route on
+    ``path``, not only those of the first route Starlette matched."""
+    methods = {method for regex, found in _PATHS if regex.match(path) for method in found}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 async def _on_error(request: Request, exc: Exception) -> Response:
@@ -114,11 +273,27 @@ async def _on_error(request: Request, exc: Exception) -> Response:
         if exc.status_code == 404:
             return failure(NotFound(f"no route {request.method} {request.url.path}"))
         if exc.status_code == 405:
-            return failure(MethodNotAllowed(f"{request.method} is not allowed here"))
+            refused = failure(MethodNotAllowed(f"{request.method} is not allowed here"))
+            refused.headers["allow"] = allowed_methods(request.url.path)
+            return refused
         error = BadRequest(str(exc.detail))
         error.status = exc.status_code
         return failure(error)
     raise exc  # not ours to map: _CatchAll answers it
+
+
+def _route(spec: RouteSpec) -> Route:
+    """``spec``'s handler behind its access check, with what it declares in the
+    request's scope for the input helpers."""
+    guarded = guard(spec.endpoint, spec.access)
+    declared = spec.declared()
+
+    @functools.wraps(guarded)
+    async def endpoint(request: Request) -> Response:
+        request.scope[Declared.SCOPE_KEY] = declared
+        return await guarded(request)
+
+    return Route(spec.path, endpoint, methods=list(spec.methods))
 
 
 def create_app(node: Node) -> Starlette:
@@ -132,16 +307,16 @@ def create_app(node: Node) -> Starlette:
         finally:
             await node.stop_background()
 
+    return build_app(
+        Services(node.settings, node.queries, node.writes, node.status, node.metrics, node.backups),
+        lifespan=lifespan,
+    )
+
+
+def build_app(services: Services, lifespan: Lifespan[Starlette] | None = None) -> Starlette:
+    """The API over ``services`` (``create_app`` gives it a node's)."""
     app = Starlette(
-        routes=[
-            Mount(
-                "/api/v1",
-                routes=[
-                    Route(spec.path, guard(spec.endpoint, spec.access), methods=list(spec.methods))
-                    for spec in ROUTES
-                ],
-            )
-        ],
+        routes=[Mount(openapi.BASE_PATH, routes=[_route(spec) for spec in ROUTES])],
         exception_handlers={
             Scheduler0Error: _on_error,
             HTTPException: _on_error,
@@ -149,7 +324,6 @@ def create_app(node: Node) -> Starlette:
         middleware=[Middleware(_CatchAll), Middleware(AuthMiddleware)],
         lifespan=lifespan,
     )
-    app.state.services = Services(
-        node.settings, node.queries, node.writes, node.status, node.metrics, node.backups
-    )
+    app.state.services = services
+    app.state.openapi = openapi.encode(openapi.build(ROUTES, services.settings))
     return app

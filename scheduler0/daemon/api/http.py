@@ -11,7 +11,7 @@ import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +29,7 @@ from scheduler0.errors import (
     Scheduler0Error,
     ValidationFailed,
 )
+from scheduler0.models import EXECUTION_STATES
 
 Handler = Callable[[Request], Awaitable[Response]]
 P = ParamSpec("P")
@@ -81,6 +82,7 @@ def failure(error: Scheduler0Error) -> Response:
 
 
 async def json_body(request: Request, max_bytes: int) -> Any:
+    _declared(request, None)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
@@ -100,40 +102,146 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         raise BadRequest(f"malformed JSON: {exc}") from None
 
 
-def int_param(request: Request, name: str, default: int | None, lo: int, hi: int) -> int | None:
+@dataclass(frozen=True)
+class Param:
+    """A query parameter, declared once: the route table lists the ones each
+    route reads, the helpers below read it by this declaration (bounds, default,
+    choices), and the OpenAPI document shows it from the same fields."""
+
+    name: str
+    description: str
+    type: Literal["integer", "number|string", "string"] = "integer"
+    default: int | str | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    alias: str | None = None
+    """The camelCase spelling also accepted (``projectId``); both must agree."""
+
+    def names(self) -> tuple[str, ...]:
+        return (self.name,) if self.alias is None else (self.alias, self.name)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What a route declares it reads of a request, put in the request's scope
+    by the route table: a handler that reads anything else is a bug (500)."""
+
+    query: tuple[Param, ...]
+    body: bool
+
+    SCOPE_KEY: ClassVar[str] = "scheduler0.declared"
+
+
+class Undeclared(RuntimeError):
+    """A handler read a query parameter or a body its route does not declare:
+    a bug, answered as an internal error (and logged)."""
+
+
+def _declared(request: Request, param: Param | None) -> None:
+    declared = request.scope.get(Declared.SCOPE_KEY)
+    if not isinstance(declared, Declared):
+        raise Undeclared(f"{request.url.path}: the route declares no inputs")
+    if param is None and not declared.body:
+        raise Undeclared(f"{request.url.path}: reads a body its route does not declare")
+    if param is not None and param not in declared.query:
+        raise Undeclared(
+            f"{request.url.path}: reads ?{param.name}, which its route does not declare"
+        )
+
+
+MAX_OFFSET = 2**62
+
+LIMIT = Param("limit", "Items per page.", default=100, minimum=1, maximum=1000)
+JOBS_LIMIT = Param("limit", "Items per page.", default=100, minimum=1, maximum=10_000)
+OFFSET = Param("offset", "Items to skip.", default=0, minimum=0, maximum=MAX_OFFSET)
+PROJECT_ID = Param(
+    "project_id",
+    "Only this project's items (also accepted as projectId).",
+    minimum=1,
+    maximum=MAX_ID,
+    alias="projectId",
+)
+JOB_ID = Param(
+    "job_id",
+    "Only this job's executions (also accepted as jobId).",
+    minimum=1,
+    maximum=MAX_ID,
+    alias="jobId",
+)
+SINCE = Param(
+    "since",
+    "Slots at or after this time: unix seconds or ISO 8601 (UTC without an offset).",
+    type="number|string",
+)
+UNTIL = Param(
+    "until",
+    "Slots before this time: unix seconds or ISO 8601 (UTC without an offset).",
+    type="number|string",
+)
+CONSISTENCY = Param(
+    "consistency",
+    "local (default) reads this replica as it is; strong first waits for everything committed.",
+    type="string",
+    default="local",
+    choices=("local", "strong"),
+)
+STATE = Param("state", "Only executions in this state.", type="string", choices=EXECUTION_STATES)
+
+
+def int_param(request: Request, param: Param, name: str | None = None) -> int | None:
+    """``param`` as an integer within its bounds (``name``: the spelling to read)."""
+    _declared(request, param)
+    name = name or param.name
     raw = request.query_params.get(name)
     if raw is None or raw == "":
-        return default
+        return param.default if isinstance(param.default, int) else None
     try:
         value = int(raw)
     except ValueError:
         raise ValidationFailed(
             f"{name}: must be an integer", [FieldError(name, "must be an integer")]
         ) from None
+    lo = -MAX_ID if param.minimum is None else param.minimum
+    hi = MAX_ID if param.maximum is None else param.maximum
     if not lo <= value <= hi:
         message = f"must be between {lo} and {hi}"
         raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
     return value
 
 
-def id_param(request: Request, snake: str, camel: str) -> int | None:
+def id_param(request: Request, param: Param) -> int | None:
     """An optional id filter accepted as ``project_id`` or ``projectId``; both must agree."""
-    given = {int_param(request, name, None, 1, MAX_ID) for name in (camel, snake)} - {None}
+    given = {int_param(request, param, name) for name in param.names()} - {None}
     if len(given) > 1:
-        message = f"{camel} and {snake} disagree; send one"
-        raise ValidationFailed(f"{snake}: {message}", [FieldError(snake, message)])
+        message = f"{param.alias} and {param.name} disagree; send one"
+        raise ValidationFailed(f"{param.name}: {message}", [FieldError(param.name, message)])
     return given.pop() if given else None
 
 
-def paging(request: Request, max_limit: int = 1000) -> tuple[int, int]:
-    limit = int_param(request, "limit", 100, 1, max_limit)
-    offset = int_param(request, "offset", 0, 0, 2**62)
-    assert limit is not None and offset is not None
-    return limit, offset
+def choice_param(request: Request, param: Param, message: str | None = None) -> str | None:
+    """One of ``param.choices``, or its default when absent or empty."""
+    _declared(request, param)
+    raw = request.query_params.get(param.name) or None
+    if raw is None:
+        return param.default if isinstance(param.default, str) else None
+    if raw not in param.choices:
+        message = message or f"must be one of {', '.join(param.choices)}"
+        raise ValidationFailed(f"{param.name}: {message}", [FieldError(param.name, message)])
+    return raw
 
 
-def time_param(request: Request, name: str) -> float | None:
+def paging(request: Request, limit: Param = LIMIT) -> tuple[int, int]:
+    size = int_param(request, limit)
+    offset = int_param(request, OFFSET)
+    assert size is not None and offset is not None
+    return size, offset
+
+
+def time_param(request: Request, param: Param) -> float | None:
     """Unix seconds or ISO 8601; an ISO time without an offset is UTC."""
+    _declared(request, param)
+    name = param.name
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return None
@@ -154,10 +262,7 @@ def time_param(request: Request, name: str) -> float | None:
 async def read_barrier(request: Request) -> None:
     """``?consistency=strong`` waits for everything committed so far; ``local`` (the
     default) reads this replica as it is."""
-    consistency = request.query_params.get("consistency") or "local"
-    if consistency not in ("local", "strong"):
-        message = "must be 'local' or 'strong'"
-        raise ValidationFailed(f"consistency: {message}", [FieldError("consistency", message)])
+    consistency = choice_param(request, CONSISTENCY, "must be 'local' or 'strong'")
     if consistency == "strong":
         await services(request).writes.barrier()
 

@@ -18,6 +18,10 @@ from starlette.responses import Response
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.http import (
+    JOBS_LIMIT,
+    PROJECT_ID,
+    SINCE,
+    UNTIL,
     id_param,
     json_body,
     off_loop,
@@ -165,8 +169,8 @@ async def create_jobs(request: Request) -> Response:
 
 async def list_jobs(request: Request) -> Response:
     queries = services(request).queries
-    project_id = id_param(request, "project_id", "projectId")
-    limit, offset = paging(request, max_limit=10_000)
+    project_id = id_param(request, PROJECT_ID)
+    limit, offset = paging(request, JOBS_LIMIT)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:
@@ -244,7 +248,7 @@ async def job_executions(request: Request) -> Response:
     queries = services(request).queries
     job_id = path_id(request)
     limit, offset = paging(request)
-    since, until = time_param(request, "since"), time_param(request, "until")
+    since, until = time_param(request, SINCE), time_param(request, UNTIL)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:

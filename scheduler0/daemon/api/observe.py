@@ -9,6 +9,12 @@ from starlette.responses import Response
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.http import (
+    JOB_ID,
+    PROJECT_ID,
+    SINCE,
+    STATE,
+    UNTIL,
+    choice_param,
     id_param,
     off_loop,
     ok,
@@ -18,19 +24,14 @@ from scheduler0.daemon.api.http import (
     time_param,
 )
 from scheduler0.daemon.metrics import CONTENT_TYPE
-from scheduler0.errors import FieldError, ValidationFailed
-from scheduler0.models import EXECUTION_STATES
 
 
 async def list_executions(request: Request) -> Response:
     queries = services(request).queries
-    state = request.query_params.get("state") or None
-    if state is not None and state not in EXECUTION_STATES:
-        message = f"must be one of {', '.join(EXECUTION_STATES)}"
-        raise ValidationFailed(f"state: {message}", [FieldError("state", message)])
-    job_id = id_param(request, "job_id", "jobId")
-    project_id = id_param(request, "project_id", "projectId")
-    since, until = time_param(request, "since"), time_param(request, "until")
+    state = choice_param(request, STATE)
+    job_id = id_param(request, JOB_ID)
+    project_id = id_param(request, PROJECT_ID)
+    since, until = time_param(request, SINCE), time_param(request, UNTIL)
     limit, offset = paging(request)
     await read_barrier(request)
 

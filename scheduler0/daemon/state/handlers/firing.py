@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -15,6 +16,18 @@ MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
 
 
+@dataclass(slots=True)
+class _FiringJob:
+    """A job of a ``SlotsFired`` that the proposer owns and that is active."""
+
+    project_id: int
+    last_fired: int | None
+
+
+Run = tuple[int, int, list[int]]
+"""(project id, slot, job ids): consecutive accepted fires sharing a project and slot."""
+
+
 @handles(c.SlotsFired)
 def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     """Accept a slot only if the job is active, its bucket belongs to the
@@ -25,78 +38,101 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     bucket that did not move in a reassignment keeps firing, and a slot is
     still accepted at most once, because acceptance is decided here in log
     order against ``last_fired_slot``."""
-    db = ctx.db
+    jobs = _firing_jobs(ctx, cmd)
+    _record_missed(ctx.db, cmd, jobs)
+    accepted, runs, by_slot = _accept(cmd, jobs)
+    _insert_dispatched(ctx.db, cmd, runs)
+    # Ascending slots: a job accepted twice in one command ends on its latest.
+    for slot in sorted(by_slot):
+        ctx.db.execute(
+            "UPDATE jobs SET last_fired_slot = ?, fired_count = fired_count + 1,"
+            " last_state = 'dispatched' WHERE id IN (SELECT value FROM json_each(?))",
+            (slot, json_ids(by_slot[slot])),
+        )
+    return {"accepted": accepted}
+
+
+def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
+    """The command's jobs that exist, are active and are the proposer's now."""
     ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
-    jobs = {
-        row[0]: [row[1], row[2], row[3]]
-        for row in db.execute(
+    owners, node_id = ctx.assignment.owners, cmd.node_id
+    return {
+        job_id: _FiringJob(project_id, last_fired)
+        for job_id, project_id, paused, last_fired in ctx.db.execute(
             "SELECT id, project_id, paused, last_fired_slot FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (orjson.dumps(sorted(ids)).decode(),),
         )
+        if not paused and owners[bucket_of(job_id)] == node_id
     }
-    owners = ctx.assignment.owners
-    node_id = cmd.node_id
 
-    def owned(job_id: int) -> list[Any] | None:
+
+def _record_missed(db: sqlite3.Connection, cmd: c.SlotsFired, jobs: dict[int, _FiringJob]) -> None:
+    """Rows and counters for the missed slots later than each job's last fired slot."""
+    rows: list[tuple[Any, ...]] = []
+    counts: dict[int, int] = {}
+    for job_id, slots, uncounted in cmd.missed_entries():
         job = jobs.get(job_id)
-        if job is None or job[1] or owners[bucket_of(job_id)] != node_id:
-            return None
-        return job
-
-    missed_rows: list[tuple[Any, ...]] = []
-    missed_counts: dict[int, int] = {}
-    for job_id, slots, uncounted in cmd.missed:
-        job = owned(job_id)
         if job is None:
             continue
-        fresh = [s for s in slots if job[2] is None or s > job[2]]
+        last = job.last_fired
+        fresh = [s for s in slots if last is None or s > last]
         if not fresh:
             continue
-        missed_rows.extend(
-            (job_id, job[0], s, "missed", node_id, cmd.epoch, cmd.now, cmd.now) for s in fresh
+        rows.extend(
+            (job_id, job.project_id, s, "missed", cmd.node_id, cmd.epoch, cmd.now, cmd.now)
+            for s in fresh
         )
-        job[2] = max(fresh)
-        missed_counts[job_id] = len(fresh) + int(uncounted)
+        job.last_fired = max(fresh)
+        counts[job_id] = len(fresh) + int(uncounted)
+    if not rows:
+        return
+    db.executemany(
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    db.executemany(
+        "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
+        " last_state = 'missed' WHERE id = ?",
+        ((n, jobs[j].last_fired, j) for j, n in counts.items()),
+    )
 
+
+def _accept(
+    cmd: c.SlotsFired, jobs: dict[int, _FiringJob]
+) -> tuple[list[list[int]], list[Run], dict[int, list[int]]]:
+    """The accepted fires in order, grouped into runs and by slot."""
     accepted: list[list[int]] = []
-    runs: list[tuple[int, int, list[int]]] = []  # (project, slot, ids), in fire order
+    runs: list[Run] = []
     by_slot: dict[int, list[int]] = {}
     for job_id, slot in cmd.fires:
-        job = owned(job_id)
-        if job is None or (job[2] is not None and slot <= job[2]):
+        job = jobs.get(job_id)
+        if job is None or (job.last_fired is not None and slot <= job.last_fired):
             continue
-        job[2] = slot
+        job.last_fired = slot
         accepted.append([job_id, slot])
-        if runs and runs[-1][0] == job[0] and runs[-1][1] == slot:
+        if runs and runs[-1][0] == job.project_id and runs[-1][1] == slot:
             runs[-1][2].append(job_id)
         else:
-            runs.append((job[0], slot, [job_id]))
+            runs.append((job.project_id, slot, [job_id]))
         by_slot.setdefault(slot, []).append(job_id)
+    return accepted, runs, by_slot
 
-    insert = (
-        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-    )
-    if missed_rows:
-        db.executemany(insert, missed_rows)
-        db.executemany(
-            "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
-            " last_state = 'missed' WHERE id = ?",
-            ((n, jobs[j][2], j) for j, n in missed_counts.items()),
-        )
-    # Rows are inserted in the order of ``fires`` (row ids are replicated
-    # state). A tick's fires come sorted by slot, so they form a few runs
-    # of one (project, slot): one set-based statement per run instead of
-    # one per row keeps apply cheap on every node. Many short runs (many
-    # projects interleaved) go as one statement over (job, project, slot).
+
+def _insert_dispatched(db: sqlite3.Connection, cmd: c.SlotsFired, runs: list[Run]) -> None:
+    """Rows are inserted in the order of ``fires`` (row ids are replicated
+    state). A tick's fires come sorted by slot, so they form a few runs of one
+    (project, slot): one set-based statement per run instead of one per row
+    keeps apply cheap on every node. Many short runs (many projects
+    interleaved) go as one statement over (job, project, slot)."""
     if len(runs) <= MAX_RUN_STATEMENTS:
         for project_id, slot, group in runs:
             db.execute(
                 "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id,"
                 " epoch, created_at, updated_at) SELECT value, ?, ?, 'dispatched', ?, ?, ?, ?"
                 " FROM json_each(?) ORDER BY key",
-                (project_id, slot, node_id, cmd.epoch, cmd.now, cmd.now, json_ids(group)),
+                (project_id, slot, cmd.node_id, cmd.epoch, cmd.now, cmd.now, json_ids(group)),
             )
     elif runs:
         triples = [[j, project_id, slot] for project_id, slot, group in runs for j in group]
@@ -104,16 +140,8 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
             "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id,"
             " epoch, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2,"
             " 'dispatched', ?, ?, ?, ? FROM json_each(?) ORDER BY key",
-            (node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(triples).decode()),
+            (cmd.node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(triples).decode()),
         )
-    # Ascending slots: a job accepted twice in one command ends on its latest.
-    for slot in sorted(by_slot):
-        db.execute(
-            "UPDATE jobs SET last_fired_slot = ?, fired_count = fired_count + 1,"
-            " last_state = 'dispatched' WHERE id IN (SELECT value FROM json_each(?))",
-            (slot, json_ids(by_slot[slot])),
-        )
-    return {"accepted": accepted}
 
 
 @handles(c.ResultsRecorded)

@@ -1,0 +1,96 @@
+"""Executions without a sender: declared ``lost``, then adopted and re-sent.
+
+* After a restart (any full reload of the owned set) this node's earlier
+  ``dispatched`` executions have no sender any more: every one not in ``sent``
+  is declared lost with one ``ExecutionsLost``.
+* Every ``ADOPT_EVERY`` seconds, ``lost`` executions (this node's or a dead
+  worker's, which the leader declared) and ``pending`` ones (run-now) of owned
+  buckets whose slot is within the misfire grace are proposed in one
+  ``ExecutionsRedispatched``. The state machine hands each to the bucket's
+  current owner once, in log order; the accepted ones are dispatched again
+  with the same execution id (receivers de-duplicate on it). Older ones stay
+  ``lost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from collections.abc import Set as AbstractSet
+
+from scheduler0.daemon.scheduling.dispatch import Dispatcher
+from scheduler0.daemon.scheduling.owned import OwnedJobs
+from scheduler0.daemon.scheduling.proposals import Outcome, Proposer, ignore
+from scheduler0.daemon.scheduling.stats import SchedulerStats
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.queries import Queries
+from scheduler0.daemon.state.schema import bucket_of
+
+ADOPT_EVERY = 0.5
+"""Seconds between looks for ``lost`` or ``pending`` (run-now) executions to send."""
+
+
+class Adoption:
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        queries: Queries,
+        owned: OwnedJobs,
+        proposer: Proposer,
+        dispatcher: Dispatcher,
+        sent: AbstractSet[tuple[int, int]],
+        stats: SchedulerStats,
+        misfire_grace: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.node_id = node_id
+        self._queries = queries
+        self._owned = owned
+        self._proposer = proposer
+        self._dispatcher = dispatcher
+        self._sent = sent
+        self._stats = stats
+        self._grace = misfire_grace
+        self._clock = clock
+        self._last_adopt = 0.0
+
+    def declare_own_lost(self) -> None:
+        """After a restart this node's earlier ``dispatched`` executions have no
+        sender any more: record them ``lost`` so that their owner re-sends them."""
+        mine = [
+            [row["job_id"], row["slot"]]
+            for row in self._queries.unsettled("dispatched", self.node_id)
+            if (row["job_id"], row["slot"]) not in self._sent
+        ]
+        if mine:
+            self._stats.lost += len(mine)
+            self._proposer.propose(c.ExecutionsLost(now=self._clock(), executions=mine), ignore)
+
+    def adopt(self) -> None:
+        """Re-send, with the same execution id, ``lost`` executions of owned
+        buckets still within the grace window; older ones stay ``lost``."""
+        now = self._clock()
+        buckets = self._owned.buckets
+        if now - self._last_adopt < ADOPT_EVERY or not buckets:
+            return
+        self._last_adopt = now
+        rows = [*self._queries.unsettled("lost"), *self._queries.unsettled("pending")]
+        wanted = [
+            [row["job_id"], row["slot"]]
+            for row in rows
+            if bucket_of(row["job_id"]) in buckets and now - row["slot"] <= self._grace
+        ]
+        if not wanted:
+            return
+        self._proposer.propose(
+            c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted),
+            self._adopted,
+        )
+
+    def _adopted(self, outcome: Outcome) -> None:
+        result, error = outcome
+        if error is None:
+            accepted = result["accepted"]
+            self._stats.redispatched += len(accepted)
+            if accepted:
+                self._dispatcher.dispatch(accepted, {})

@@ -1,0 +1,65 @@
+"""Hand accepted (job, slot) pairs to the executor as callbacks.
+
+Only pairs the state machine accepted (a ``SlotsFired`` or an
+``ExecutionsRedispatched`` result) come here. Each becomes one ``Fire`` whose
+body is the job's cached ``PayloadHead`` plus this fire's fields (a byte join:
+no row read, dict or JSON encode per fire; see ``callback_body``). Each pair
+sent is recorded in ``sent`` until its result is recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from scheduler0.daemon.executor.callback_body import callback_item, payload_head
+from scheduler0.daemon.executor.http import Fire
+from scheduler0.daemon.scheduling.owned import PayloadHead
+from scheduler0.daemon.state.queries import Queries
+from scheduler0.daemon.state.schema import execution_id
+
+
+class FireSubmitter(Protocol):
+    """The executor's side that takes fires (``Executor.submit``)."""
+
+    def submit(self, fires: Sequence[Fire]) -> None: ...
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        queries: Queries,
+        executor: FireSubmitter,
+        payloads: dict[int, PayloadHead],
+        sent: set[tuple[int, int]],
+    ) -> None:
+        self._queries = queries
+        self._executor = executor
+        self._payloads = payloads
+        """The owned set's cache (``OwnedJobs.payloads``); missing heads are read here."""
+        self._sent = sent
+        """(job, slot) pairs sent and not yet recorded (``ResultsBatcher.sent``)."""
+
+    def dispatch(self, accepted: list[list[int]], previous: Mapping[int, int | None]) -> None:
+        """Submit one ``Fire`` per accepted ``[job_id, slot]`` (a job deleted
+        meanwhile is skipped); ``previous`` gives each job's last fired slot
+        before this one, for ``last_execution_date``."""
+        payloads = self._payloads
+        missing = [entry for entry in accepted if entry[0] not in payloads]
+        if missing:
+            for job_id, row in self._queries.fire_payloads(missing).items():
+                payloads[job_id] = payload_head(row)
+        out: list[Fire] = []
+        sent = self._sent
+        for job_id, slot in accepted:
+            cached = payloads.get(job_id)
+            if cached is None:
+                continue  # deleted meanwhile
+            head, callback_url, secret = cached
+            exec_id = execution_id(job_id, slot)
+            body = callback_item(head, exec_id, slot, previous.get(job_id))
+            sent.add((job_id, slot))
+            out.append(Fire(exec_id, job_id, slot, callback_url, secret, body))
+        if out:
+            self._executor.submit(out)

@@ -1,0 +1,152 @@
+"""One ``SlotsFired`` per tick: propose the due slots, dispatch what was accepted.
+
+Each tick pops the owned jobs whose next slot is due (as many as the executor
+has room for), splits each job's due slots with the misfire policy, and
+proposes ONE ``SlotsFired`` for all of them. Only one such proposal is in
+flight at a time. On its outcome:
+
+* accepted: the entries the state machine accepted are dispatched; every job
+  of the tick goes back on the heap at its next slot;
+* stale: a fire proposed but not accepted (another node owns the bucket now,
+  or the slot was already fired) is NOT dispatched; the job is re-read from
+  state at the next refresh instead of being rescheduled;
+* ambiguous (no verdict, e.g. ``NotCommitted``): nothing is dispatched and the
+  whole owned set is reloaded from state. If the command is applied after all,
+  the reload declares its executions ``lost`` and adoption re-sends them.
+
+Acceptance is decided in log order by the state machine, so a stale owner or a
+double tick can never get one slot fired twice (DESIGN.md, "Firing exactly once").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from scheduler0.daemon.scheduling.dispatch import Dispatcher
+from scheduler0.daemon.scheduling.misfire import due_slots, following_if_on_time
+from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
+from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
+from scheduler0.daemon.scheduling.stats import SchedulerStats
+from scheduler0.daemon.state import commands as c
+
+Batch = dict[int, tuple[OwnedJob, int]]
+"""The jobs of one proposal: job id -> (job, its slot after this tick)."""
+
+
+class Capacity(Protocol):
+    """The executor's side that says how much it can take (``Executor.free_capacity``)."""
+
+    def free_capacity(self) -> int: ...
+
+
+class Firing:
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        owned: OwnedJobs,
+        executor: Capacity,
+        proposer: Proposer,
+        dispatcher: Dispatcher,
+        stats: SchedulerStats,
+        misfire_grace: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.node_id = node_id
+        self._owned = owned
+        self._executor = executor
+        self._proposer = proposer
+        self._dispatcher = dispatcher
+        self._stats = stats
+        self._grace = misfire_grace
+        self._clock = clock
+        self.in_flight = False
+        """A ``SlotsFired`` is proposed and its outcome is not in yet."""
+
+    def fire_due(self) -> None:
+        """Propose the due slots of this tick; nothing while the last is in flight."""
+        if self.in_flight:
+            return
+        now = self._clock()
+        capacity = self._executor.free_capacity()
+        fires: list[list[int]] = []
+        missed: list[list[Any]] = []
+        batch: Batch = {}
+        if capacity > 0:
+            grace = self._grace
+            recent_lag = self._stats.recent_lag
+            for job in self._owned.pop_due(now):
+                slot = job.next_slot
+                following = following_if_on_time(job.schedule, slot, now, grace)
+                if following is not None:  # one slot due, on time: the common case
+                    fires.append([job.id, slot])
+                    recent_lag.append(now - slot)
+                else:  # several slots due, or too late: the misfire policy decides
+                    fire_slot, listed, uncounted, following = due_slots(
+                        job.schedule, slot, now, grace
+                    )
+                    if listed or uncounted:
+                        missed.append([job.id, listed, uncounted])
+                    if fire_slot is not None:
+                        fires.append([job.id, fire_slot])
+                        recent_lag.append(now - fire_slot)
+                job.pending = True
+                batch[job.id] = (job, following)
+                if len(fires) >= capacity:
+                    break
+        if not batch:
+            return
+        command = c.SlotsFired(
+            now=now, node_id=self.node_id, epoch=self._owned.epoch, fires=fires, missed=missed
+        )
+        self.in_flight = True
+        self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))
+
+    def _fired(
+        self,
+        batch: Batch,
+        fires: list[list[int]],
+        outcome: Outcome,
+        missed: list[list[Any]] | None = None,
+    ) -> None:
+        self.in_flight = False
+        result, error = outcome
+        if error is not None:
+            # Ambiguous: the command may still be applied later. Re-read the
+            # jobs from state; anything applied but unsent is declared lost
+            # by the full reload and then re-sent.
+            self._stats.proposals_failed += 1
+            self._owned.invalidate(batch, reload_all=True)
+            return
+        accepted = result.get("accepted", [])
+        previous = {job_id: job.last_fired for job_id, (job, _) in batch.items()}
+        self._stats.fired += len(accepted)
+        self._stats.rejected += len(fires) - len(accepted)
+        if missed:
+            self._stats.missed += sum(len(listed) + uncounted for _, listed, uncounted in missed)
+        self._reschedule(batch, fires, accepted)
+        if accepted:
+            self._dispatcher.dispatch(accepted, previous)
+
+    def _reschedule(self, batch: Batch, fires: list[list[int]], accepted: list[list[int]]) -> None:
+        """Put the tick's jobs back on the heap at their next slot, except those
+        whose fire was not accepted (stale): they are re-read from state."""
+        accepted_ids = {job_id for job_id, _ in accepted}
+        wanted_ids = {job_id for job_id, _ in fires}
+        stale: list[int] = []
+        owned = self._owned
+        jobs = owned.jobs
+        for job_id, (job, following) in batch.items():
+            if jobs.get(job_id) is not job:
+                continue  # changed or removed meanwhile; it was reloaded
+            if job_id in wanted_ids and job_id not in accepted_ids:
+                stale.append(job_id)
+                continue
+            owned.push(job, following)
+        for job_id, slot in accepted:
+            fired_job = jobs.get(job_id)
+            if fired_job is not None:
+                fired_job.last_fired = slot
+        if stale:
+            owned.invalidate(stale)

@@ -1,0 +1,184 @@
+"""The jobs this node fires: every active job of the buckets the replicated
+assignment gives it, with a heap of their next due slots.
+
+All of it is derived from replicated state and refreshed from the state
+machine's change notifications (``on_change``, on the apply thread): a job
+change marks the job dirty, an assignment change or a reset (snapshot load)
+asks for the buckets to be compared or everything to be reloaded. ``refresh``
+(on the event loop, once per tick) does the work. Nothing here decides
+ownership or proposes anything.
+
+Heap entries are ``(slot, job id, version)``. A job reloaded from state gets a
+new version, which turns its older entries stale; a removed job has none. Stale
+entries are skipped when popped.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule
+from scheduler0.daemon.state.machine import AssignmentView
+from scheduler0.daemon.state.queries import Queries
+from scheduler0.daemon.state.schema import bucket_of
+
+log = logging.getLogger(__name__)
+
+DueEntry = tuple[int, int, int]
+"""A heap entry: (slot, job id, version)."""
+
+PayloadHead = tuple[bytes, str, str]
+"""A job's callback item up to its execution id, URL and signing secret
+(``callback_body.payload_head``)."""
+
+
+class OwnedJob:
+    """One owned job. ``pending``: popped and proposed, outcome not in yet
+    (it is not on the heap meanwhile)."""
+
+    __slots__ = ("id", "last_fired", "next_slot", "pending", "schedule", "version")
+
+    def __init__(self, job_id: int, schedule: Schedule, last_fired: int | None, version: int):
+        self.id = job_id
+        self.schedule = schedule
+        self.last_fired = last_fired
+        self.version = version
+        self.next_slot = 0
+        self.pending = False
+
+
+class OwnedJobs:
+    """The owned set: ``buckets``, their ``jobs``, the due-time heap, and the
+    ``payloads`` cache (per owned job, its ``PayloadHead``; filled by the
+    dispatcher, dropped here whenever the job changes or its bucket moves).
+
+    ``jobs``, ``buckets``, ``epoch`` and ``payloads`` are read by the other
+    parts; only this class changes the set (``payloads`` is also filled in)."""
+
+    def __init__(self, *, node_id: int, machine: AssignmentView, queries: Queries) -> None:
+        self.node_id = node_id
+        self._machine = machine
+        self._queries = queries
+        self.jobs: dict[int, OwnedJob] = {}
+        self._heap: list[DueEntry] = []
+        self._version = 0
+        self.epoch = -1
+        """The assignment epoch as of the last refresh (stamped on proposals)."""
+        self.buckets: frozenset[int] = frozenset()
+        self.payloads: dict[int, PayloadHead] = {}
+        self._lock = threading.Lock()
+        self._dirty: set[int] = set()
+        self._reload_all = True
+        self._reassigned = False
+
+    # -- what changed (apply thread, or outcome handlers) ------------------------------
+
+    def on_change(self, kind: str, detail: Any) -> None:
+        """A state machine change notification; any thread."""
+        with self._lock:
+            if kind == "jobs":
+                self._dirty.update(detail)
+            elif kind == "assignment":
+                self._reassigned = True
+            elif kind == "reset":
+                self._reload_all = True
+
+    def invalidate(self, job_ids: Iterable[int], *, reload_all: bool = False) -> None:
+        """Re-read ``job_ids`` from state at the next refresh (and, with
+        ``reload_all``, everything)."""
+        with self._lock:
+            self._dirty.update(job_ids)
+            if reload_all:
+                self._reload_all = True
+
+    # -- keeping in step (event loop) ----------------------------------------------------
+
+    def refresh(self, on_reload: Callable[[], None] | None = None) -> None:
+        """Apply what changed since the last refresh. After a full reload (the
+        first refresh, a reset, an ambiguous fire) ``on_reload`` is called,
+        before changed jobs are re-read."""
+        with self._lock:
+            reload_all, self._reload_all = self._reload_all, False
+            reassigned, self._reassigned = self._reassigned, False
+            dirty, self._dirty = self._dirty, set()
+        if reload_all or reassigned:
+            self._reassign(reload_all)
+            if reload_all and on_reload is not None:
+                on_reload()
+        if dirty:
+            self._reload_jobs(dirty)
+
+    def _reassign(self, reload_all: bool) -> None:
+        machine = self._machine
+        self.epoch = machine.epoch
+        owned = frozenset(b for b, owner in enumerate(machine.owners) if owner == self.node_id)
+        if reload_all:
+            self.jobs.clear()
+            self._heap.clear()
+            self.payloads.clear()
+            gained = owned
+        else:
+            gained = owned - self.buckets
+            self._drop(self.buckets - owned)
+        self.buckets = owned
+        if gained:
+            self._load(None, gained)
+
+    def _drop(self, lost: frozenset[int]) -> None:
+        """Forget the jobs (and payloads) of buckets no longer owned."""
+        for job_id in [j for j in self.jobs if bucket_of(j) in lost]:
+            del self.jobs[job_id]  # its heap entries go stale
+        for job_id in [j for j in self.payloads if bucket_of(j) in lost]:
+            del self.payloads[job_id]
+
+    def _reload_jobs(self, dirty: set[int]) -> None:
+        for job_id in dirty:
+            self.jobs.pop(job_id, None)
+            self.payloads.pop(job_id, None)
+        self._load(sorted(dirty), self.buckets)
+
+    def _load(self, ids: list[int] | None, buckets: frozenset[int]) -> None:
+        if not buckets:
+            return
+        for row in self._queries.jobs_for_scheduling(ids, sorted(buckets)):
+            if row["paused"]:
+                continue
+            try:
+                schedule = parse_schedule(row["spec"], row["timezone"], row["anchor"])
+            except ValueError:
+                log.error("job %s has an invalid schedule %r", row["id"], row["spec"])
+                continue
+            self._version += 1
+            job = OwnedJob(row["id"], schedule, row["last_fired_slot"], self._version)
+            base = max(row["not_before"], job.last_fired or row["not_before"])
+            self.push(job, schedule.next_after(base))
+
+    # -- the heap ----------------------------------------------------------------------------
+
+    def push(self, job: OwnedJob, slot: int) -> None:
+        """(Re)schedule ``job`` at ``slot``; it is no longer pending."""
+        job.next_slot = slot
+        job.pending = False
+        self.jobs[job.id] = job
+        heapq.heappush(self._heap, (slot, job.id, job.version))
+
+    def pop_due(self, now: float) -> Iterator[OwnedJob]:
+        """Pop the live, not pending jobs whose next slot is at or before ``now``,
+        earliest first, skipping stale entries. Each pop happens only when the
+        consumer asks for the next job: stop iterating and the rest stay."""
+        heap = self._heap
+        jobs = self.jobs
+        while heap and heap[0][0] <= now:
+            _slot, job_id, version = heapq.heappop(heap)
+            job = jobs.get(job_id)
+            if job is None or job.version != version or job.pending:
+                continue
+            yield job
+
+    def due_backlog(self, now: float) -> int:
+        """Heap entries due at ``now`` (stale ones included)."""
+        return sum(1 for slot, _, _ in self._heap if slot <= now)

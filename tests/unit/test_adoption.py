@@ -1,0 +1,180 @@
+"""Executions without a sender: declared lost after a restart, adopted within the grace."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from scheduler0.daemon.scheduling.adoption import ADOPT_EVERY, Adoption
+from scheduler0.daemon.scheduling.dispatch import Dispatcher
+from scheduler0.daemon.scheduling.owned import OwnedJobs
+from scheduler0.daemon.scheduling.proposals import Proposer
+from scheduler0.daemon.scheduling.stats import SchedulerStats
+from scheduler0.daemon.state import commands as c
+from tests.unit.harness import T0, World, owners_splitting, run_async, settle
+
+pytestmark = pytest.mark.unit
+
+GRACE = 60.0
+NOW = T0 + 1_000
+
+
+class Parts:
+    def __init__(self, world: World, sent: set[tuple[int, int]] | None = None) -> None:
+        self.stats = SchedulerStats()
+        self.sent = sent if sent is not None else set()
+        self.owned = OwnedJobs(node_id=1, machine=world.machine, queries=world.queries)
+        world.listeners.append(self.owned.on_change)
+        self.owned.refresh()
+        self.adoption = Adoption(
+            node_id=1,
+            queries=world.queries,
+            owned=self.owned,
+            proposer=Proposer(world.log),
+            dispatcher=Dispatcher(
+                queries=world.queries,
+                executor=world.executor,
+                payloads=self.owned.payloads,
+                sent=self.sent,
+            ),
+            sent=self.sent,
+            stats=self.stats,
+            misfire_grace=GRACE,
+            clock=world.clock,
+        )
+
+
+async def fired(world: World, node: int, *pairs: tuple[int, int]) -> None:
+    await world.propose(
+        c.SlotsFired(now=T0, node_id=node, epoch=1, fires=[[j, s] for j, s in pairs])
+    )
+
+
+@run_async
+async def test_a_restart_declares_its_own_unsent_dispatched_executions_lost(world: World) -> None:
+    await world.project()
+    a, b, done, theirs = await world.jobs(*["@every 10s"] * 4)
+    slot = T0 + 10
+    await world.assign(owners_splitting({theirs: 2}))
+    await fired(world, 1, (a, slot), (b, slot), (done, slot))
+    await fired(world, 2, (theirs, slot))
+    await world.propose(
+        c.ResultsRecorded(now=T0, node_id=1, groups=[[slot, "success", 200, 1, 5, None, [done]]])
+    )
+    parts = Parts(world, sent={(b, slot)})  # b: sent by this scheduler, result not in yet
+    world.clock.now = NOW
+    parts.adoption.declare_own_lost()
+    await settle()
+    (lost,) = world.commands(c.ExecutionsLost)
+    assert (lost.now, lost.executions) == (NOW, [[a, slot]])
+    assert world.executions() == [
+        (a, slot, "lost"),
+        (b, slot, "dispatched"),
+        (done, slot, "success"),
+        (theirs, slot, "dispatched"),
+    ]
+    parts.adoption.declare_own_lost()  # nothing of its own is dispatched and unsent now
+    await settle()
+    assert len(world.commands(c.ExecutionsLost)) == 1
+
+
+@run_async
+async def test_lost_and_pending_executions_within_the_grace_are_adopted(world: World) -> None:
+    await world.project()
+    recent, old, triggered, theirs = await world.jobs(*["@every 10s"] * 4)
+    await world.assign(owners_splitting({theirs: 2}))
+    recent_slot, old_slot = NOW - 10, NOW - int(GRACE) - 1
+    await fired(world, 1, (recent, recent_slot), (old, old_slot))
+    await fired(world, 2, (theirs, recent_slot))
+    await world.propose(
+        c.ExecutionsLost(
+            now=T0, executions=[[recent, recent_slot], [old, old_slot], [theirs, recent_slot]]
+        )
+    )
+    await world.propose(c.JobTriggered(now=NOW - 1, job_id=triggered, slot=NOW - 1))
+    parts = Parts(world)
+    world.clock.now = NOW
+    parts.adoption.adopt()
+    await settle()
+    (adopted,) = world.commands(c.ExecutionsRedispatched)
+    assert (adopted.now, adopted.node_id) == (NOW, 1)
+    assert adopted.executions == [[recent, recent_slot], [triggered, NOW - 1]]
+    assert world.executor.sent_pairs() == [(recent, recent_slot), (triggered, NOW - 1)]
+    assert [f.execution_id for f in world.executor.submitted] == [
+        f"{recent}-{recent_slot}",
+        f"{triggered}-{NOW - 1}",
+    ]
+    payload = world.executor.submitted[0].payload
+    assert isinstance(payload, bytes)
+    assert orjson.loads(payload)["last_execution_date"] is None
+    assert parts.sent == {(recent, recent_slot), (triggered, NOW - 1)}
+    assert parts.stats.redispatched == 2
+    assert world.executions() == [
+        (recent, recent_slot, "dispatched"),
+        (old, old_slot, "lost"),  # too old: stays lost
+        (triggered, NOW - 1, "dispatched"),
+        (theirs, recent_slot, "lost"),  # not this node's bucket
+    ]
+
+
+@run_async
+async def test_adoption_looks_every_half_second_and_sends_each_once(world: World) -> None:
+    await world.project()
+    first, second = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    parts = Parts(world)
+    world.clock.now = NOW
+    await world.propose(c.JobTriggered(now=NOW, job_id=first, slot=NOW))
+    parts.adoption.adopt()
+    await settle()
+    await world.propose(c.JobTriggered(now=NOW, job_id=second, slot=NOW))
+    world.clock.now = NOW + ADOPT_EVERY - 0.01
+    parts.adoption.adopt()  # too soon: not even a look
+    await settle()
+    assert len(world.commands(c.ExecutionsRedispatched)) == 1
+    world.clock.now = NOW + ADOPT_EVERY
+    parts.adoption.adopt()
+    await settle()
+    assert [cmd.executions for cmd in world.commands(c.ExecutionsRedispatched)] == [
+        [[first, NOW]],
+        [[second, NOW]],  # the first is dispatched now, not asked for again
+    ]
+    assert world.executor.sent_pairs() == [(first, NOW), (second, NOW)]
+
+
+@run_async
+async def test_an_execution_adopted_elsewhere_first_is_not_sent(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    await world.propose(c.JobTriggered(now=NOW, job_id=job, slot=NOW))
+    parts = Parts(world)
+    world.clock.now = NOW
+    parts.adoption.adopt()  # proposed ...
+    await world.propose(  # ... but another redispatch of it is applied first
+        c.ExecutionsRedispatched(now=NOW, node_id=1, executions=[[job, NOW]])
+    )
+    await settle()
+    assert world.executor.submitted == []
+    assert parts.stats.redispatched == 0
+
+
+@run_async
+async def test_a_node_without_buckets_adopts_nothing_and_looks_once_it_has_some(
+    world: World,
+) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all(node_id=2)
+    await world.propose(c.JobTriggered(now=NOW, job_id=job, slot=NOW))
+    parts = Parts(world)
+    world.clock.now = NOW
+    parts.adoption.adopt()
+    await settle()
+    assert world.commands(c.ExecutionsRedispatched) == []
+    await world.assign_all()
+    parts.owned.refresh()
+    world.clock.now = NOW + 0.1  # no look was spent without buckets: adopt at once
+    parts.adoption.adopt()
+    await settle()
+    assert [cmd.executions for cmd in world.commands(c.ExecutionsRedispatched)] == [[[job, NOW]]]

@@ -1,0 +1,145 @@
+"""The owned set and its due-time heap, kept in step with replicated state."""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler0.daemon.scheduling.owned import OwnedJobs
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.schema import BUCKETS, bucket_of
+from tests.unit.harness import T0, World, owners_splitting, run_async
+
+pytestmark = pytest.mark.unit
+
+
+def owned_set(world: World) -> OwnedJobs:
+    owned = OwnedJobs(node_id=world.node_id, machine=world.machine, queries=world.queries)
+    world.listeners.append(owned.on_change)
+    return owned
+
+
+def popped(owned: OwnedJobs, now: float) -> list[tuple[int, int]]:
+    """(job, slot) of every due job, marking each pending as the firing part does."""
+    out = []
+    for job in owned.pop_due(now):
+        job.pending = True
+        out.append((job.id, job.next_slot))
+    return out
+
+
+@run_async
+async def test_it_holds_the_active_jobs_of_the_buckets_it_owns(world: World) -> None:
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * 6)
+    await world.propose(c.JobPaused(now=T0, job_id=ids[5], paused=True))
+    await world.assign(owners_splitting({ids[0]: 2, ids[1]: 2}))
+    owned = owned_set(world)
+    owned.refresh()
+    assert sorted(owned.jobs) == ids[2:5]  # not node 2's, not the paused one
+    assert owned.buckets == frozenset(range(BUCKETS)) - {bucket_of(ids[0]), bucket_of(ids[1])}
+    assert owned.epoch == 1
+    assert {j.next_slot for j in owned.jobs.values()} == {T0 + 10}
+
+
+@run_async
+async def test_due_jobs_pop_earliest_first_once_each(world: World) -> None:
+    await world.project()
+    every10, every3 = await world.jobs("@every 10s", "@every 3s")
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    assert popped(owned, T0 + 2.9) == []
+    assert owned.due_backlog(T0 + 10) == 2
+    assert popped(owned, T0 + 10) == [(every3, T0 + 3), (every10, T0 + 10)]
+    assert popped(owned, T0 + 10) == []  # popped and pending: not again
+    owned.push(owned.jobs[every3], T0 + 6)
+    assert popped(owned, T0 + 10) == [(every3, T0 + 6)]
+
+
+@run_async
+async def test_a_job_is_resumed_after_its_last_fired_slot(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    await world.propose(c.SlotsFired(now=T0, node_id=1, epoch=1, fires=[[job, T0 + 30]]))
+    owned = owned_set(world)
+    owned.refresh()
+    assert popped(owned, T0 + 100) == [(job, T0 + 40)]
+
+
+@run_async
+async def test_a_changed_job_is_reread_and_its_old_heap_entry_is_stale(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    owned.payloads[job] = (b"head", "url", "secret")
+    await world.propose(c.JobUpdated(now=T0, job_id=job, changes={"spec": "@every 30s"}))
+    owned.refresh()
+    assert job not in owned.payloads
+    assert popped(owned, T0 + 10) == []  # the 10 s entry is stale
+    assert popped(owned, T0 + 30) == [(job, T0 + 30)]
+    await world.propose(c.JobDeleted(now=T0, job_id=job))
+    owned.refresh()
+    assert owned.jobs == {}
+    assert popped(owned, T0 + 1_000) == []
+
+
+@run_async
+async def test_a_bucket_move_drops_its_jobs(world: World) -> None:
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * 4)
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    for job_id in ids:
+        owned.payloads[job_id] = (b"head", "url", "secret")
+    await world.assign(owners_splitting({ids[1]: 2, ids[3]: 2}))
+    owned.refresh()
+    assert sorted(owned.jobs) == [ids[0], ids[2]]
+    assert sorted(owned.payloads) == [ids[0], ids[2]]
+    assert owned.epoch == 2
+    assert popped(owned, T0 + 10) == [(ids[0], T0 + 10), (ids[2], T0 + 10)]
+    # and back: the regained bucket's jobs are loaded again
+    await world.assign_all()
+    owned.refresh()
+    assert sorted(owned.jobs) == ids
+    assert popped(owned, T0 + 10) == [(ids[1], T0 + 10), (ids[3], T0 + 10)]
+
+
+@run_async
+async def test_on_reload_runs_after_a_full_reload_only(world: World) -> None:
+    await world.project()
+    ids = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    owned = owned_set(world)
+    reloads: list[int] = []
+
+    def count() -> None:
+        reloads.append(len(owned.jobs))
+
+    owned.refresh(on_reload=count)
+    assert reloads == [2]  # the first refresh is a full reload, jobs already loaded
+    await world.assign(owners_splitting({ids[0]: 2}))
+    owned.refresh(on_reload=count)
+    owned.invalidate([ids[1]])
+    owned.refresh(on_reload=count)
+    assert reloads == [2]
+    owned.invalidate([ids[1]], reload_all=True)
+    owned.refresh(on_reload=count)
+    assert reloads == [2, 1]
+    owned.on_change("reset", None)
+    owned.refresh(on_reload=count)
+    assert reloads == [2, 1, 1]
+
+
+@run_async
+async def test_a_job_with_an_invalid_schedule_is_skipped(world: World) -> None:
+    await world.project()
+    good, bad = await world.jobs("@every 10s", "@every 10s")
+    await world.propose(c.JobUpdated(now=T0, job_id=bad, changes={"spec": "not a spec"}))
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    assert list(owned.jobs) == [good]

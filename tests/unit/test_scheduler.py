@@ -1,0 +1,201 @@
+"""The composed scheduler: its tick order, restart and ambiguity end to end."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from scheduler0.daemon.memory_log import InMemoryLog
+from scheduler0.daemon.replication import DEFAULT_TIMEOUT
+from scheduler0.daemon.scheduling.scheduler import Scheduler
+from scheduler0.daemon.state import commands as c
+from scheduler0.errors import NotCommitted
+from tests.unit.harness import (
+    T0,
+    RecordingExecutor,
+    World,
+    owners_splitting,
+    run_async,
+    settle,
+)
+
+pytestmark = pytest.mark.unit
+
+GRACE = 60.0
+
+
+class AmbiguousLog:
+    """Commits the next ``ambiguous`` ``SlotsFired`` but answers ``NotCommitted``,
+    as raft does when a command commits after the proposer stopped waiting."""
+
+    def __init__(self, inner: InMemoryLog) -> None:
+        self.inner = inner
+        self.ambiguous = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.inner.ready
+
+    async def propose(self, command: c.Command, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
+        result = await self.inner.propose(command, timeout)
+        if isinstance(command, c.SlotsFired) and self.ambiguous:
+            self.ambiguous -= 1
+            raise NotCommitted("committed, but the proposer was not told")
+        return result
+
+
+def scheduler(
+    world: World, executor: RecordingExecutor | None = None, log: Any = None
+) -> Scheduler:
+    s = Scheduler(
+        node_id=world.node_id,
+        log=log or world.log,
+        machine=world.machine,
+        queries=world.queries,
+        executor=executor or world.executor,
+        misfire_grace=GRACE,
+        clock=world.clock,
+    )
+    world.listeners.append(s.on_change)
+    return s
+
+
+async def tick(s: Scheduler, world: World, at: float) -> None:
+    world.clock.now = at
+    s.tick_once()
+    await settle()
+
+
+def pairs_sent_twice(executor: RecordingExecutor) -> list[tuple[int, int]]:
+    pairs = executor.sent_pairs()
+    return sorted({p for p in pairs if pairs.count(p) > 1})
+
+
+@run_async
+async def test_a_tick_fires_records_results_and_keeps_stats(world: World) -> None:
+    await world.project()
+    a, b = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 1)
+    assert (s.owned_jobs, s.owned_buckets, s.due_backlog) == (2, 1024, 0)
+    world.clock.now = T0 + 10.5
+    assert s.due_backlog == 2
+    await tick(s, world, T0 + 10.5)
+    assert world.executor.sent_pairs() == [(a, T0 + 10), (b, T0 + 10)]
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 11)
+    (recorded,) = world.commands(c.ResultsRecorded)
+    assert recorded.groups == [[T0 + 10, "success", 200, 1, 5, None, [a, b]]]
+    assert world.executions() == [(a, T0 + 10, "success"), (b, T0 + 10, "success")]
+    assert (s.stats.fired, s.stats.rejected, s.stats.last_tick_at) == (2, 0, T0 + 11)
+    assert s.lag_p99() == pytest.approx(0.5)
+    # a bucket move takes a job away
+    await world.assign(owners_splitting({b: 2}))
+    await tick(s, world, T0 + 20)
+    assert (s.owned_jobs, s.owned_buckets) == (1, 1023)
+    assert world.executor.sent_pairs()[2:] == [(a, T0 + 20)]
+
+
+@run_async
+async def test_nothing_happens_until_the_log_is_ready(world: World) -> None:
+    await world.project()
+    await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    world.log.stop()
+    await tick(s, world, T0 + 10)
+    assert (s.owned_jobs, s.stats.last_tick_at) == (0, 0.0)
+    world.log.start()
+    await tick(s, world, T0 + 10)
+    assert s.owned_jobs == 1 and len(world.executor.submitted) == 1
+
+
+@run_async
+async def test_a_restarted_scheduler_resends_what_it_lost_once(world: World) -> None:
+    await world.project()
+    done, unsent = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    before = scheduler(world)
+    await tick(before, world, T0 + 10)
+    world.executor.finish([f for f in world.executor.submitted if f.job_id == done])
+    await tick(before, world, T0 + 10.1)  # done's result recorded; then the node dies
+    world.listeners.remove(before.on_change)
+
+    after_executor = RecordingExecutor()
+    after = scheduler(world, after_executor)
+    await tick(after, world, T0 + 12)
+    (lost,) = world.commands(c.ExecutionsLost)
+    assert lost.executions == [[unsent, T0 + 10]]
+    await tick(after, world, T0 + 12.6)  # the next look adopts it
+    (adopted,) = world.commands(c.ExecutionsRedispatched)
+    assert adopted.executions == [[unsent, T0 + 10]]
+    assert [f.execution_id for f in after_executor.submitted] == [f"{unsent}-{T0 + 10}"]
+    await tick(after, world, T0 + 20)
+    await tick(after, world, T0 + 21)
+    assert after_executor.sent_pairs() == [
+        (unsent, T0 + 10),
+        (done, T0 + 20),
+        (unsent, T0 + 20),
+    ]
+    assert after.stats.redispatched == 1
+
+
+@run_async
+async def test_a_reset_does_not_declare_lost_what_is_still_being_sent(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 10)
+    assert world.executor.sent_pairs() == [(job, T0 + 10)]
+    s.on_change("reset", None)  # e.g. a snapshot was loaded: everything is re-read
+    await tick(s, world, T0 + 11)
+    assert world.commands(c.ExecutionsLost) == []
+    assert world.executions() == [(job, T0 + 10, "dispatched")]
+
+
+@run_async
+async def test_an_ambiguous_fire_that_committed_is_sent_once(world: World) -> None:
+    await world.project()
+    a, b = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    log = AmbiguousLog(world.log)
+    s = scheduler(world, log=log)
+    await tick(s, world, T0 + 1)
+    log.ambiguous = 1
+    await tick(s, world, T0 + 10)
+    assert world.executor.submitted == []  # no verdict: nothing sent
+    assert world.executions() == [(a, T0 + 10, "dispatched"), (b, T0 + 10, "dispatched")]
+    assert s.stats.proposals_failed == 1
+    await tick(s, world, T0 + 10.2)  # full reload: the committed fires are declared lost
+    (lost,) = world.commands(c.ExecutionsLost)
+    assert lost.executions == [[a, T0 + 10], [b, T0 + 10]]
+    await tick(s, world, T0 + 10.8)  # ... and adopted, once
+    await tick(s, world, T0 + 11.4)
+    await tick(s, world, T0 + 20)
+    assert world.executor.sent_pairs() == [
+        (a, T0 + 10),
+        (b, T0 + 10),
+        (a, T0 + 20),
+        (b, T0 + 20),
+    ]
+    assert len(world.commands(c.SlotsFired)) == 2
+
+
+@run_async
+async def test_an_ambiguous_fire_that_did_not_commit_fires_again_once(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 1)
+    world.log.cut_off()
+    await tick(s, world, T0 + 10)
+    world.log.cut_off(False)
+    for at in (T0 + 10.2, T0 + 10.8, T0 + 11.4):
+        await tick(s, world, at)
+    assert world.commands(c.ExecutionsLost) == []
+    assert world.executor.sent_pairs() == [(job, T0 + 10)]
+    assert pairs_sent_twice(world.executor) == []
