@@ -137,8 +137,33 @@ async def remove_member(request: Request) -> Response:
     # MemberLeft first, while the leaving node still receives the log: it sees
     # itself removed, says so and stops (raft alone would leave it campaigning).
     await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id))
+    if node_id != svc.settings.node_id:
+        applied_here = svc.status.local_status()["state_digest"]["index"]
+        await _until_applied(svc.settings, member, applied_here, LEAVE_NOTICE_SECONDS)
     await svc.writes.remove_member(member["raft_address"])
     return ok({"node_id": node_id, "removed": True})
+
+
+LEAVE_NOTICE_SECONDS = 5.0
+"""How long a removal waits for the leaving node to apply its MemberLeft."""
+
+
+async def _until_applied(
+    settings: Settings, member: dict[str, Any], index: int, timeout: float
+) -> bool:
+    """Wait (at most ``timeout``) until ``member`` has applied ``index`` commands,
+    so that it sees its own MemberLeft before raft stops sending it the log. A
+    member that is down or slow is not waited for longer: the removal goes on."""
+    deadline = time.monotonic() + timeout
+    verify = client_context(settings.tls_ca_file)
+    async with httpx.AsyncClient(timeout=1.0, verify=verify) as client:
+        while time.monotonic() < deadline:
+            status = await _peer_status(client, member, settings)
+            applied = (status.get("state_digest") or {}).get("index", -1)
+            if status.get("reachable") and applied >= index:
+                return True
+            await asyncio.sleep(0.1)
+    return False
 
 
 def _member_fields(body: Any) -> dict[str, Any]:
