@@ -123,9 +123,9 @@ class Metrics:
 
     # -- events ---------------------------------------------------------------------------
 
-    def delivered(self, slots: Iterable[int], finished_at: float) -> None:
-        """Fires whose callback succeeded at ``finished_at`` (lateness = finish - slot)."""
-        self._lateness.observe_many(finished_at - slot for slot in slots)
+    def delivered(self, lateness: Iterable[float]) -> None:
+        """Seconds from slot to completed callback of fires whose callback succeeded."""
+        self._lateness.observe_many(lateness)
 
     def snapshot_written(self, seconds: float, size: int) -> None:
         self.snapshot_duration.observe(seconds)

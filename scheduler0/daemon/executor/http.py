@@ -508,11 +508,13 @@ class Executor:
         metrics = self._metrics
         if metrics is not None:
             metrics.callbacks.labels(status_class(outcome.status_code, error)).inc(len(chunk.fires))
-            if outcome.ok:
-                metrics.delivered((fire.slot for fire in chunk.fires), finished_at)
         if outcome.ok:
-            self._lateness.extend(finished_at - fire.slot for fire in chunk.fires)
-        if not outcome.ok:
+            # Each fire's lateness once, for /status and for the metric.
+            lateness = [finished_at - fire.slot for fire in chunk.fires]
+            self._lateness.extend(lateness)
+            if metrics is not None:
+                metrics.delivered(lateness)
+        else:
             self._failures.failed(chunk.url, len(chunk.fires), chunk.attempts, error)
         self._results.extend(
             FireResult(
