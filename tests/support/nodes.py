@@ -11,7 +11,6 @@ import base64
 import contextlib
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from tests.support.ports import free_port
 
 SECRETS = {
     "SCHEDULER0_SECRET_KEY": "0" * 64,
@@ -36,12 +37,6 @@ def scheduler0_command() -> list[str]:
     if script.exists():
         return [str(script)]
     return [sys.executable, "-m", "scheduler0.cli.main"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 NOT_UP_YET: tuple[type[BaseException], ...] = (

@@ -40,7 +40,6 @@ import argparse
 import asyncio
 import base64
 import contextlib
-import socket
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ from starlette.routing import Route
 
 from scheduler0 import signing
 from tests.support.nodes import wait_until
+from tests.support.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _ITEM_FIELDS = ("execution_id", "id", "slot")
@@ -274,7 +274,7 @@ def run_receiver(
         for item in (f"--{key.replace('_', '-')}", str(value))
     ]
     for _ in range(3):  # a free port can be taken before the child binds it
-        port = _free_port()
+        port = free_port()
         out = tmp_path / f"receiver-{port}.jsonl"
         requests_out = tmp_path / f"receiver-{port}.requests.jsonl" if keep_requests else None
         log_path = tmp_path / f"receiver-{port}.log"
@@ -292,13 +292,6 @@ def run_receiver(
         finally:
             _stop(process)
     raise RuntimeError(f"receiver did not start: {log_path.read_text()}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _wait_ready(process: subprocess.Popen[bytes], receiver: RunningReceiver, limit: float) -> bool:
