@@ -296,6 +296,6 @@ def test_version_1_results_apply_row_by_row_as_they_always_did(
 
 
 def test_commands_of_an_unknown_version_are_refused(machine: StateMachine) -> None:
-    future = {"v": 3, "t": "Noop", "a": {"now": NOW}}
+    future = {"v": c.VERSION + 1, "t": "Noop", "a": {"now": NOW}}
     result = machine.apply(b"j" + orjson.dumps(future))
-    assert "unsupported command version 3" in result["error"]["message"]
+    assert f"unsupported command version {c.VERSION + 1}" in result["error"]["message"]

@@ -313,7 +313,115 @@ def v2_journal() -> list[bytes]:
     return entries
 
 
-JOURNALS = {"v1": v1_journal, "v2": v2_journal}
+def v3(command: c.Command) -> bytes:
+    payload = frame(3, command.type_name, args_of(command))
+    if c.VERSION == 3:  # while version 3 is current, this is exactly what nodes propose
+        assert payload == c.encode(command), command.type_name
+    return payload
+
+
+def v3_journal() -> list[bytes]:
+    """Every command type of version 3, and the kept next run: set by a
+    creation, a tick (fires and missed slots), a change of schedule (a new
+    revision) and a resume; unknown (NULL) after a tick proposed from an older
+    revision of the job."""
+    t = 1_900_000_000
+    many = list(range(1, 21))
+    created = [{**job, "next_run": t + 60} for job in jobs(t, 26)]
+    entries = [
+        v3(c.Noop()),
+        v3(c.MemberJoined(now=t, node_id=1, address="http://n1:9090", raft_address="n1:7070")),
+        v3(c.AssignmentChanged(now=t, epoch=1, owners=[1] * BUCKETS)),
+        v3(c.ProjectCreated(now=t + 1, name="alpha", description="", signing_secret="sec-a")),
+        v3(c.ProjectCreated(now=t + 1, name="beta", description="b", signing_secret="sec-b")),
+        v3(c.ProjectUpdated(now=t + 2, project_id=2, description="second")),
+        v3(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1")),
+        v3(c.CredentialArchived(now=t + 4, credential_id=1)),
+        v3(c.CredentialDeleted(now=t + 5, credential_id=1)),
+        v3(c.JobsCreated(now=t + 6, jobs=created)),
+        v3(c.JobsCreated(now=t + 6, jobs=[{**created[0], "project_id": 9}])),  # refused
+        # A tick: 20 fires and job 21's missed slot, each job's next run kept.
+        v3(
+            c.SlotsFired(
+                now=t + 60.1,
+                node_id=1,
+                epoch=1,
+                fires=[[j, t + 60] for j in many],
+                missed=[[21, [t + 60], 0]],
+                following=[[t + 120, [*many, 21]]],
+            )
+        ),
+        # Job 3 gets a new schedule (revision 1) ...
+        v3(
+            c.JobUpdated(
+                now=t + 70,
+                job_id=3,
+                changes={
+                    "spec": "@every 2m",
+                    "anchor": t + 70,
+                    "not_before": t + 70,
+                    "next_run": t + 190,
+                },
+            )
+        ),
+        # ... while a tick proposed from revision 0 fires it: accepted, but its
+        # next run (on the old grid) is not kept; job 4's is.
+        v3(
+            c.SlotsFired(
+                now=t + 120.1,
+                node_id=1,
+                epoch=1,
+                fires=[[3, t + 120], [4, t + 120]],
+                following=[[t + 180, [3, 4]]],
+            )
+        ),
+        v3(
+            c.SlotsFired(
+                now=t + 190.1,
+                node_id=1,
+                epoch=1,
+                fires=[[3, t + 190]],
+                following=[[t + 310, [3]]],
+                revisions=[[3, 1]],
+            )
+        ),
+        v3(c.JobUpdated(now=t + 191, job_id=6, changes={"data": '"d"'})),  # no new revision
+        v3(c.JobPaused(now=t + 200, job_id=5, paused=True)),
+        v3(c.JobPaused(now=t + 230.5, job_id=5, paused=False, next_run=t + 240)),
+        v3(
+            c.ResultsRecorded(
+                now=t + 231,
+                node_id=1,
+                groups=[
+                    [t + 60, "success", 200, 1, 12, None, [1, 2, 5, 6]],
+                    [t + 60, "failed", 500, 3, 90, "HTTP 500", [7]],
+                ],
+            )
+        ),
+        v3(c.JobTriggered(now=t + 232.4, job_id=2, slot=t + 232)),
+        v3(c.ExecutionsLost(now=t + 233, executions=[[8, t + 60], [9, t + 60]])),
+        v3(c.ExecutionsRedispatched(now=t + 234, node_id=1, executions=[[8, t + 60]])),
+        v3(c.JobDeleted(now=t + 235, job_id=10)),
+        v3(c.MemberLeft(now=t + 236, node_id=2)),
+        v3(c.ProjectDeleted(now=t + 237, project_id=2)),
+        v3(
+            c.ExecutionsPruned(
+                now=t + 240,
+                keep_rows=15,
+                before=t + 60.15,
+                per_job=1,
+                job_id_from=1,
+                job_id_to=3,
+            )
+        ),
+    ]
+    types = {unframe(p)["t"] for p in entries}
+    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert all(unframe(p)["v"] == 3 for p in entries)
+    return entries
+
+
+JOURNALS = {"v1": v1_journal, "v2": v2_journal, "v3": v3_journal}
 
 
 def main(argv: list[str]) -> None:

@@ -26,6 +26,7 @@ from scheduler0.daemon.api.http import (
     json_body,
     off_loop,
     ok,
+    ok_off_loop,
     paging,
     path_id,
     read_barrier,
@@ -54,6 +55,16 @@ def check_schedule(spec: str, timezone: str, index: int | None = None) -> FieldE
     if error is None:
         return None
     return FieldError(error.field, error.message, index)
+
+
+def first_run(spec: str, timezone: str, anchor: int, after: int) -> int | None:
+    """The job's first slot after ``after`` on the grid of ``spec`` (anchored at
+    ``anchor``): the next run a command keeps in state. None for a spec that
+    no longer parses (it was checked when the job was made)."""
+    try:
+        return parse_schedule(spec, timezone, anchor).next_after(after)
+    except ScheduleError:
+        return None
 
 
 def encode_data(value: Any) -> str | None:
@@ -143,28 +154,40 @@ async def create_jobs(request: Request) -> Response:
     # proportion to the batch: off the loop that runs the scheduler's ticks.
     jobs = await off_loop(validate_jobs, items, svc.queries)
     now = time.time()
-    anchor = int(now)
-    rows = [
-        {
-            "project_id": job.project_id,
-            "spec": job.spec,
-            "timezone": job.timezone,
-            "data": encode_data(job.data),
-            "callback_url": job.callback_url,
-            "execution_type": job.execution_type,
-            "anchor": anchor,
-        }
-        for job in jobs
-    ]
+    rows = await off_loop(_job_rows, jobs, int(now))
     result = await svc.writes.propose(c.JobsCreated(now=now, jobs=rows))
     # Answer from what was committed, without reading 1,000 rows back.
     first = result["ids"][0]
-    created = await off_loop(
-        lambda: [
-            views.job_out(views.new_job_row(first + i, row, now)) for i, row in enumerate(rows)
-        ]
-    )
-    return ok(created[0] if single else created, 201)
+
+    def created() -> Any:
+        out = [views.job_out(views.new_job_row(first + i, row, now)) for i, row in enumerate(rows)]
+        return out[0] if single else out
+
+    return await ok_off_loop(created, 201)
+
+
+def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
+    """The ``JobsCreated`` items: each with its first run (once per distinct
+    schedule: a batch of one spec costs one ``next_after``)."""
+    firsts: dict[tuple[str, str], int | None] = {}
+    rows = []
+    for job in jobs:
+        key = (job.spec, job.timezone)
+        if key not in firsts:
+            firsts[key] = first_run(job.spec, job.timezone, anchor, anchor)
+        rows.append(
+            {
+                "project_id": job.project_id,
+                "spec": job.spec,
+                "timezone": job.timezone,
+                "data": encode_data(job.data),
+                "callback_url": job.callback_url,
+                "execution_type": job.execution_type,
+                "anchor": anchor,
+                "next_run": firsts[key],
+            }
+        )
+    return rows
 
 
 async def list_jobs(request: Request) -> Response:
@@ -178,20 +201,24 @@ async def list_jobs(request: Request) -> Response:
             queries.project(project_id)  # 404 for an unknown project
         return views.page_out(queries.jobs(project_id, limit, offset), "jobs", views.job_out)
 
-    return ok(await off_loop(page))
+    return await ok_off_loop(page)
 
 
 async def get_job(request: Request) -> Response:
     job_id = path_id(request)
     await read_barrier(request)
-    return ok(views.job_out(services(request).queries.job(job_id)))
+    return ok(await off_loop(_job_out, services(request).queries, job_id))
+
+
+def _job_out(queries: Queries, job_id: int) -> dict[str, Any]:
+    return views.job_out(queries.job(job_id))
 
 
 async def update_job(request: Request) -> Response:
     svc = services(request)
     job_id = path_id(request)
     patch = parse_one(JobPatch, await json_body(request, _max_body(request)))
-    current = svc.queries.job_row(job_id)
+    current = await off_loop(svc.queries.job_row, job_id)
     if current is None:
         raise NotFound(f"no job with id {job_id}")
     changes: dict[str, Any] = {}
@@ -209,9 +236,12 @@ async def update_job(request: Request) -> Response:
             raise invalid([problem])
         # The new schedule applies from the next slot after now, on a grid
         # anchored now (for @every).
-        changes["anchor"] = changes["not_before"] = int(time.time())
+        start = int(time.time())
+        changes["anchor"] = changes["not_before"] = start
+        base = max(start, current["last_fired_slot"] or start)
+        changes["next_run"] = await off_loop(first_run, spec, timezone, start, base)
     await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
-    return ok(views.job_out(svc.queries.job(job_id)))
+    return ok(await off_loop(_job_out, svc.queries, job_id))
 
 
 async def delete_job(request: Request) -> Response:
@@ -223,8 +253,15 @@ async def delete_job(request: Request) -> Response:
 async def _set_paused(request: Request, paused: bool) -> Response:
     svc = services(request)
     job_id = path_id(request)
-    await svc.writes.propose(c.JobPaused(now=time.time(), job_id=job_id, paused=paused))
-    return ok(views.job_out(svc.queries.job(job_id)))
+    now = time.time()
+    next_run = None
+    if not paused:  # the slots due while paused are skipped: the next is after now
+        job = await off_loop(svc.queries.job, job_id)
+        base = max(int(now), job["last_fired_slot"] or int(now))
+        next_run = await off_loop(first_run, job["spec"], job["timezone"], job["anchor"], base)
+    command = c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run)
+    await svc.writes.propose(command)
+    return ok(await off_loop(_job_out, svc.queries, job_id))
 
 
 async def pause_job(request: Request) -> Response:
@@ -258,4 +295,4 @@ async def job_executions(request: Request) -> Response:
         )
         return views.page_out(rows, "executions", views.execution_out)
 
-    return ok(await off_loop(page))
+    return await ok_off_loop(page)

@@ -18,6 +18,7 @@ from scheduler0.daemon.api.http import (
     id_param,
     off_loop,
     ok,
+    ok_off_loop,
     paging,
     read_barrier,
     services,
@@ -47,7 +48,7 @@ async def list_executions(request: Request) -> Response:
         )
         return views.page_out(rows, "executions", views.execution_out)
 
-    return ok(await off_loop(page))
+    return await ok_off_loop(page)
 
 
 async def healthcheck(request: Request) -> Response:

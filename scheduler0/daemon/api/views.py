@@ -1,8 +1,11 @@
 """What the API shows of stored rows: the JSON shape of projects, credentials,
 jobs, executions and pages. Presentation only: no reads, no writes.
 
-``next_run_at`` is computed here from the job's schedule (cached per
-spec/timezone/anchor), so the read model never needs the scheduling package.
+``next_run_at`` is the next run kept in state (the proposer of each command
+that moves it computes it once): a read computes nothing per row. Only a job
+whose next run is unknown (rows written by commands older than version 3, or
+a fire that raced a change of schedule, until the job's next fire) has it
+computed here from its schedule.
 """
 
 from __future__ import annotations
@@ -77,6 +80,8 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
         "id": job_id,
         "paused": 0,
         "not_before": job["anchor"],
+        "next_run": job.get("next_run"),
+        "revision": 0,
         "last_fired_slot": None,
         "last_state": None,
         "last_status_code": None,
@@ -113,7 +118,11 @@ def job_out(row: Row) -> dict[str, Any]:
 
 
 def next_run(row: Row) -> int | None:
-    """The next slot on the job's grid after its last fired slot (or its start)."""
+    """The job's next slot: kept in state, or (if unknown) the next slot on its
+    grid after its last fired slot (or its start)."""
+    kept: int | None = row["next_run"]
+    if kept is not None:
+        return kept
     schedule = _schedule(row["spec"], row["timezone"], row["anchor"])
     if schedule is None:
         return None

@@ -97,8 +97,20 @@ class Firing:
                     break
         if not batch:
             return
+        next_runs: dict[int, list[int]] = {}
+        revisions: list[list[int]] = []
+        for job_id, (job, following_slot) in batch.items():
+            next_runs.setdefault(following_slot, []).append(job_id)
+            if job.revision:
+                revisions.append([job_id, job.revision])
         command = c.SlotsFired(
-            now=now, node_id=self.node_id, epoch=self._owned.epoch, fires=fires, missed=missed
+            now=now,
+            node_id=self.node_id,
+            epoch=self._owned.epoch,
+            fires=fires,
+            missed=missed,
+            following=[[slot, ids] for slot, ids in next_runs.items()],
+            revisions=revisions,
         )
         self.in_flight = True
         self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))

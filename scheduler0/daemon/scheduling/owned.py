@@ -40,13 +40,22 @@ class OwnedJob:
     """One owned job. ``pending``: popped and proposed, outcome not in yet
     (it is not on the heap meanwhile)."""
 
-    __slots__ = ("id", "last_fired", "next_slot", "pending", "schedule", "version")
+    __slots__ = ("id", "last_fired", "next_slot", "pending", "revision", "schedule", "version")
 
-    def __init__(self, job_id: int, schedule: Schedule, last_fired: int | None, version: int):
+    def __init__(
+        self,
+        job_id: int,
+        schedule: Schedule,
+        last_fired: int | None,
+        version: int,
+        revision: int = 0,
+    ):
         self.id = job_id
         self.schedule = schedule
         self.last_fired = last_fired
         self.version = version
+        self.revision = revision
+        """The job's replicated schedule revision when loaded (``SlotsFired.revisions``)."""
         self.next_slot = 0
         self.pending = False
 
@@ -153,9 +162,14 @@ class OwnedJobs:
                 log.error("job %s has an invalid schedule %r", row["id"], row["spec"])
                 continue
             self._version += 1
-            job = OwnedJob(row["id"], schedule, row["last_fired_slot"], self._version)
-            base = max(row["not_before"], job.last_fired or row["not_before"])
-            self.push(job, schedule.next_after(base))
+            job = OwnedJob(
+                row["id"], schedule, row["last_fired_slot"], self._version, row["revision"]
+            )
+            kept = row["next_run"]  # kept in state since command version 3
+            if kept is None:
+                base = max(row["not_before"], job.last_fired or row["not_before"])
+                kept = schedule.next_after(base)
+            self.push(job, kept)
 
     # -- the heap ----------------------------------------------------------------------------
 

@@ -16,10 +16,12 @@ an old entry must apply exactly as the code that wrote it applied it (nodes
 rebuild from snapshots taken at different log indexes). Bump ``VERSION`` and
 keep reading the old forms instead.
 
-Versions: 1, the first; 2 adds ``ResultsRecorded.groups``. A node that only
-knows version 1 refuses version-2 commands (loudly) instead of dropping the
-field: upgrade a cluster by stopping every node, then starting them all on
-the new code.
+Versions: 1, the first; 2 adds ``ResultsRecorded.groups``; 3 keeps each
+job's next run in state (``next_run`` of a created job and of
+``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``). A
+node refuses commands of a version it does not know (loudly) instead of
+dropping their fields: upgrade a cluster by stopping every node, then starting
+them all on the new code.
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-VERSION = 2
-READABLE_VERSIONS = frozenset({1, 2})
+VERSION = 3
+READABLE_VERSIONS = frozenset({1, 2, 3})
 _COMPRESS_ABOVE = 4096
 
 
@@ -108,7 +110,8 @@ class CredentialDeleted(Command):
 class JobsCreated(Command):
     """Jobs already validated by the proposer; apply re-checks only what state
     decides (the project exists). Each job is a dict with project_id, spec,
-    timezone, data, callback_url, execution_type, anchor."""
+    timezone, data, callback_url, execution_type, anchor and (version 3)
+    next_run, its first slot, computed by the proposer."""
 
     now: float
     jobs: list[dict[str, Any]]
@@ -118,7 +121,8 @@ class JobsCreated(Command):
 class JobUpdated(Command):
     """``changes`` holds only the fields being set. A new spec or timezone
     takes effect from the next slot: ``anchor`` is re-stamped by the proposer
-    for ``@every`` specs."""
+    for ``@every`` specs, and (version 3) ``next_run`` is the new first slot.
+    A change of the schedule without ``next_run`` clears the kept next run."""
 
     now: float
     job_id: int
@@ -133,9 +137,13 @@ class JobDeleted(Command):
 
 @dataclass(frozen=True)
 class JobPaused(Command):
+    """Pause, or resume. A resume skips the slots due while paused; its
+    ``next_run`` (version 3) is the first slot after ``now``."""
+
     now: float
     job_id: int
     paused: bool
+    next_run: int | None = None
 
 
 @dataclass(frozen=True)
@@ -184,16 +192,31 @@ class LegacyResult(NamedTuple):
 class SlotsFired(Command):
     """One scheduler tick of one node. ``fires`` are ``[job_id, slot]`` to
     dispatch; ``missed`` are ``[job_id, [slots...], uncounted]`` recorded as
-    missed (``uncounted`` = further missed slots not listed one by one)."""
+    missed (``uncounted`` = further missed slots not listed one by one);
+    ``following`` (version 3) are ``[next_slot, [job_ids...]]``: each job's
+    slot after this tick, kept as its next run if the tick advances it and the
+    job's schedule is still the one the proposer computed it from:
+    ``revisions`` are ``[job_id, revision]`` for the jobs whose revision (bumped
+    by every change of schedule) was not 0 when the proposer loaded them."""
 
     now: float
     node_id: int
     epoch: int
     fires: list[list[int]]
     missed: list[list[Any]] = field(default_factory=list)
+    following: list[list[Any]] = field(default_factory=list)
+    revisions: list[list[int]] = field(default_factory=list)
 
     def missed_entries(self) -> list[Missed]:
         return [Missed(*entry) for entry in self.missed]
+
+    def next_runs(self) -> dict[int, int]:
+        """Job id -> its slot after this tick (jobs of older entries: none)."""
+        return {job_id: slot for slot, job_ids in self.following for job_id in job_ids}
+
+    def revision_of(self) -> dict[int, int]:
+        """Job id -> the revision its next run was computed from (absent: 0)."""
+        return {job_id: revision for job_id, revision in self.revisions}
 
 
 @dataclass(frozen=True)

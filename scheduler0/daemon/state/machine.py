@@ -39,7 +39,7 @@ from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state import handlers  # noqa: F401  (registers every handler)
 from scheduler0.daemon.state.apply import HANDLERS, ApplyContext, Assignment, Change
-from scheduler0.daemon.state.schema import BUCKETS, connect
+from scheduler0.daemon.state.schema import BUCKETS, add_missing_columns, connect
 from scheduler0.errors import (
     Scheduler0Error,
 )
@@ -259,6 +259,7 @@ class StateMachine:
             finally:
                 src.close()
             self._conn.execute("PRAGMA journal_mode=WAL")
+            add_missing_columns(self._conn)
             self._conn.execute("DROP TABLE IF EXISTS _raft")
             self._conn.execute("DROP TABLE IF EXISTS _digest")
             self.applied_commands, self._digest = chain

@@ -125,7 +125,8 @@ class Queries:
     def jobs_for_scheduling(self, ids: Sequence[int] | None, buckets: Sequence[int]) -> list[Any]:
         """Active jobs in ``buckets`` (all of them, or only ``ids``)."""
         sql = (
-            "SELECT id, spec, timezone, anchor, not_before, last_fired_slot, paused, bucket"
+            "SELECT id, spec, timezone, anchor, not_before, last_fired_slot, paused, bucket,"
+            " next_run, revision"
             " FROM jobs"
             " WHERE bucket IN (SELECT value FROM json_each(?))"
         )

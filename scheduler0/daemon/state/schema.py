@@ -56,7 +56,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     failed_count INTEGER NOT NULL DEFAULT 0,
     missed_count INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    next_run INTEGER,
+    revision INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(project_id, id);
 CREATE INDEX IF NOT EXISTS jobs_by_bucket ON jobs(bucket);
@@ -104,6 +106,21 @@ def remove_database(path: Path) -> None:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
+ADDED_COLUMNS = (
+    ("jobs", "next_run", "INTEGER"),
+    ("jobs", "revision", "INTEGER NOT NULL DEFAULT 0"),
+)
+"""Columns added to a table since its first version, in order: a snapshot
+written by an older node lacks them and gets them (NULL) when loaded."""
+
+
+def add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, column, kind in ADDED_COLUMNS:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in present:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
+
 def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
     conn.row_factory = sqlite3.Row
@@ -113,6 +130,7 @@ def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA cache_size=-16000")
     if writer:
         conn.executescript(SCHEMA)
+        add_missing_columns(conn)
     else:
         conn.execute("PRAGMA query_only=ON")
     return conn

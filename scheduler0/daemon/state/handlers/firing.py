@@ -22,6 +22,7 @@ class _FiringJob:
 
     project_id: int
     last_fired: int | None
+    revision: int
 
 
 Run = tuple[int, int, list[int]]
@@ -37,17 +38,30 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     The proposer's epoch is recorded but not required to be current: a
     bucket that did not move in a reassignment keeps firing, and a slot is
     still accepted at most once, because acceptance is decided here in log
-    order against ``last_fired_slot``."""
+    order against ``last_fired_slot``.
+
+    A job the tick advances (a fire accepted, or missed slots recorded) keeps
+    the slot ``following`` gives it as its next run, unless its schedule
+    changed since the proposer loaded it (the revisions differ: the proposer's
+    slot is on the old grid). Then, and for entries older than version 3, the
+    job's next run is unknown (NULL) until its next fire."""
     jobs = _firing_jobs(ctx, cmd)
-    _record_missed(ctx.db, cmd, jobs)
-    accepted, runs, by_slot = _accept(cmd, jobs)
+    loaded = cmd.revision_of()
+    next_runs = {
+        job_id: slot
+        for job_id, slot in cmd.next_runs().items()
+        if (job := jobs.get(job_id)) is not None and job.revision == loaded.get(job_id, 0)
+    }
+    _record_missed(ctx.db, cmd, jobs, next_runs)
+    accepted, runs, by_slot = _accept(cmd, jobs, next_runs)
     _insert_dispatched(ctx.db, cmd, runs)
     # Ascending slots: a job accepted twice in one command ends on its latest.
-    for slot in sorted(by_slot):
+    for slot, next_run in sorted(by_slot, key=lambda key: key[0]):
         ctx.db.execute(
             "UPDATE jobs SET last_fired_slot = ?, fired_count = fired_count + 1,"
-            " last_state = 'dispatched' WHERE id IN (SELECT value FROM json_each(?))",
-            (slot, json_ids(by_slot[slot])),
+            " last_state = 'dispatched', next_run = ?"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (slot, next_run, json_ids(by_slot[slot, next_run])),
         )
     return {"accepted": accepted}
 
@@ -57,9 +71,9 @@ def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
     ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
     owners, node_id = ctx.assignment.owners, cmd.node_id
     return {
-        job_id: _FiringJob(project_id, last_fired)
-        for job_id, project_id, paused, last_fired in ctx.db.execute(
-            "SELECT id, project_id, paused, last_fired_slot FROM jobs"
+        job_id: _FiringJob(project_id, last_fired, revision)
+        for job_id, project_id, paused, last_fired, revision in ctx.db.execute(
+            "SELECT id, project_id, paused, last_fired_slot, revision FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (orjson.dumps(sorted(ids)).decode(),),
         )
@@ -67,7 +81,12 @@ def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
     }
 
 
-def _record_missed(db: sqlite3.Connection, cmd: c.SlotsFired, jobs: dict[int, _FiringJob]) -> None:
+def _record_missed(
+    db: sqlite3.Connection,
+    cmd: c.SlotsFired,
+    jobs: dict[int, _FiringJob],
+    next_runs: dict[int, int],
+) -> None:
     """Rows and counters for the missed slots later than each job's last fired slot."""
     rows: list[tuple[Any, ...]] = []
     counts: dict[int, int] = {}
@@ -94,18 +113,22 @@ def _record_missed(db: sqlite3.Connection, cmd: c.SlotsFired, jobs: dict[int, _F
     )
     db.executemany(
         "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
-        " last_state = 'missed' WHERE id = ?",
-        ((n, jobs[j].last_fired, j) for j, n in counts.items()),
+        " last_state = 'missed', next_run = ? WHERE id = ?",
+        ((n, jobs[j].last_fired, next_runs.get(j), j) for j, n in counts.items()),
     )
 
 
+SlotAndNext = tuple[int, int | None]
+"""(fired slot, next run): the accepted jobs sharing both take one statement."""
+
+
 def _accept(
-    cmd: c.SlotsFired, jobs: dict[int, _FiringJob]
-) -> tuple[list[list[int]], list[Run], dict[int, list[int]]]:
-    """The accepted fires in order, grouped into runs and by slot."""
+    cmd: c.SlotsFired, jobs: dict[int, _FiringJob], next_runs: dict[int, int]
+) -> tuple[list[list[int]], list[Run], dict[SlotAndNext, list[int]]]:
+    """The accepted fires in order, grouped into runs and by slot and next run."""
     accepted: list[list[int]] = []
     runs: list[Run] = []
-    by_slot: dict[int, list[int]] = {}
+    by_slot: dict[SlotAndNext, list[int]] = {}
     for job_id, slot in cmd.fires:
         job = jobs.get(job_id)
         if job is None or (job.last_fired is not None and slot <= job.last_fired):
@@ -116,7 +139,7 @@ def _accept(
             runs[-1][2].append(job_id)
         else:
             runs.append((job.project_id, slot, [job_id]))
-        by_slot.setdefault(slot, []).append(job_id)
+        by_slot.setdefault((slot, next_runs.get(job_id)), []).append(job_id)
     return accepted, runs, by_slot
 
 

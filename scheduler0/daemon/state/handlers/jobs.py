@@ -11,8 +11,19 @@ from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
 from scheduler0.daemon.state.schema import bucket_of
 from scheduler0.errors import Conflict, FieldError, NotFound, ValidationFailed
 
-JOB_COLUMNS = ("spec", "timezone", "data", "callback_url", "execution_type", "anchor", "not_before")
+JOB_COLUMNS = (
+    "spec",
+    "timezone",
+    "data",
+    "callback_url",
+    "execution_type",
+    "anchor",
+    "not_before",
+    "next_run",
+)
 """The columns a ``JobUpdated`` may change."""
+SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before"})
+"""A change of any of these moves the job's next run."""
 
 
 @handles(c.JobsCreated)
@@ -37,8 +48,8 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     first = (row[0] if row else 0) + 1
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
-        " execution_type, anchor, not_before, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " execution_type, anchor, not_before, created_at, updated_at, next_run)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -53,6 +64,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 job["anchor"],
                 cmd.now,
                 cmd.now,
+                job.get("next_run"),
             )
             for i, job in enumerate(cmd.jobs)
         ),
@@ -67,8 +79,13 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
     db = ctx.db
     require(db, "jobs", cmd.job_id, "job")
     changes = {k: v for k, v in cmd.changes.items() if k in JOB_COLUMNS}
+    bump = ""
+    if "next_run" in changes:  # version 3: a new schedule, and its first slot
+        bump = ", revision = revision + 1"
+    elif not SCHEDULE_COLUMNS.isdisjoint(changes):
+        changes["next_run"] = None  # an older entry: the next run is not known
     if changes:
-        assignments = ", ".join(f"{column} = ?" for column in changes)
+        assignments = ", ".join(f"{column} = ?" for column in changes) + bump
         db.execute(
             f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?",
             (*changes.values(), cmd.now, cmd.job_id),
@@ -92,11 +109,22 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
     db = ctx.db
     require(db, "jobs", cmd.job_id, "job")
     # Resuming skips the slots that fell due while paused: they were not
-    # missed, they were not wanted.
+    # missed, they were not wanted. It moves the next run: a new revision.
     db.execute(
         "UPDATE jobs SET paused = ?, updated_at = ?,"
-        " not_before = CASE WHEN ? THEN not_before ELSE ? END WHERE id = ?",
-        (int(cmd.paused), cmd.now, int(cmd.paused), int(cmd.now), cmd.job_id),
+        " not_before = CASE WHEN ? THEN not_before ELSE ? END,"
+        " next_run = CASE WHEN ? THEN next_run ELSE ? END,"
+        " revision = revision + ? WHERE id = ?",
+        (
+            int(cmd.paused),
+            cmd.now,
+            int(cmd.paused),
+            int(cmd.now),
+            int(cmd.paused),
+            cmd.next_run,
+            int(not cmd.paused and cmd.next_run is not None),  # a version-3 resume
+            cmd.job_id,
+        ),
     )
     ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id, "paused": cmd.paused}
