@@ -114,6 +114,13 @@ class Queries:
         ).fetchone()
         return row
 
+    def jobs_between(self, first: int, last: int) -> list[sqlite3.Row]:
+        """The jobs with ids ``first`` to ``last`` that still exist, by id."""
+        rows: list[sqlite3.Row] = self.db.execute(
+            "SELECT * FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
+        ).fetchall()
+        return rows
+
     def jobs(self, project_id: int | None, limit: int, offset: int) -> Page:
         where, args = ("WHERE project_id = ?", [project_id]) if project_id is not None else ("", [])
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
