@@ -8,7 +8,7 @@ outcome), and reports the median milliseconds of each and microseconds per
 fire. ``--repo DIR`` runs the same measurement against another checkout (for
 before/after: ``git worktree add /tmp/old <commit>``); each checkout gets the
 commands its own nodes propose (``ResultsRecorded.groups`` where it exists,
-one row per fire before).
+one row per fire before; ``SlotsFired.following`` where it exists).
 
     python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--repo DIR]
 """
@@ -60,14 +60,24 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         fired: list[float] = []
         recorded: list[float] = []
         grouped = "groups" in {f.name for f in fields(c.ResultsRecorded)}
+        keeps_next = "following" in {f.name for f in fields(c.SlotsFired)}
         blocks = max(1, args.jobs // args.fires)
         for r in range(args.rounds):
             slot = 1_795_000_060 + 60 * r
             first = 1 + (r % blocks) * args.fires
             ids = range(first, first + args.fires)
-            accepted, seconds = apply(
-                c.SlotsFired(now=slot + 0.1, node_id=1, epoch=1, fires=[[j, slot] for j in ids])
-            )
+            fires = [[j, slot] for j in ids]
+            if keeps_next:  # what nodes propose since each job's next run is kept
+                tick = c.SlotsFired(
+                    now=slot + 0.1,
+                    node_id=1,
+                    epoch=1,
+                    fires=fires,
+                    following=[[slot + 60, list(ids)]],
+                )
+            else:
+                tick = c.SlotsFired(now=slot + 0.1, node_id=1, epoch=1, fires=fires)
+            accepted, seconds = apply(tick)
             assert len(accepted["accepted"]) == args.fires
             fired.append(seconds)
             if grouped:  # what nodes propose since ResultsRecorded has groups
