@@ -114,7 +114,7 @@ class _ReservingFile(ResizableFile):  # type: ignore[misc]
     dirty_end = 0
     """End of the written range not yet synced (0: nothing to sync)."""
     grown = False
-    """The file grew since the last sync: its size and blocks need an fsync too."""
+    """The file grew since the last sync: its size and blocks must be on disk too."""
 
     def write(self, offset: int, values: bytes) -> None:
         mm: mmap.mmap = getattr(self, "_ResizableFile__mm")  # noqa: B009
@@ -146,16 +146,19 @@ class _ReservingFile(ResizableFile):  # type: ignore[misc]
         self._ResizableFile__f.close()
 
     def sync(self) -> bool:
-        """msync what was written since the last sync (and fsync the file if it
-        grew); False if there was nothing to do. pysyncobj writes its header
+        """msync what was written since the last sync (and fdatasync the file if
+        it grew); False if there was nothing to do. pysyncobj writes its header
         (page 0) with every entry, so the range starts at 0: msync writes only
-        the dirty pages in it."""
+        the dirty pages in it. fdatasync, not fsync: the new size and blocks are
+        what reading the entries back needs; an fsync also commits the times
+        the mmap writes touched, and was seen to wait over a second for the
+        file system's journal while the disk was busy."""
         if not self.dirty_end:
             return False
         mm: mmap.mmap = getattr(self, "_ResizableFile__mm")  # noqa: B009
         mm.flush(0, min(self.dirty_end, len(mm)))
         if self.grown:
-            os.fsync(self._ResizableFile__f.fileno())
+            os.fdatasync(self._ResizableFile__f.fileno())
             self.grown = False
         self.dirty_end = 0
         return True
@@ -450,8 +453,14 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
             journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
-        super()._onTick(timeToWait)
-        self._SyncObj__transport.release()
+        # Normally a no-op (the last tick flushed): after a tick that raised
+        # before its callbacks ran, this keeps the leader's unflushed entries
+        # from counting toward the commit index computed next.
+        self._flush_journal()
+        try:
+            super()._onTick(timeToWait)
+        finally:
+            self._SyncObj__transport.release()
 
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_command(self, payload: bytes) -> dict[str, Any]:

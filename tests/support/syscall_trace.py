@@ -23,13 +23,14 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.support.nodes import NodeProcess, scheduler0_command, wait_until
 
-TRACED = "openat,mmap,mremap,msync,fsync,fdatasync,sendto,sendmsg,recvfrom,write"
+TRACED = "openat,mmap,mremap,msync,fsync,fdatasync,sendto,sendmsg,recvfrom,write,connect,accept4"
 
 
 def strace_unavailable() -> str | None:
@@ -57,7 +58,9 @@ class TracedNode(NodeProcess):
     signals the node and waits for strace to exit after it: killing strace
     alone would detach from the node and leave it running."""
 
-    string_limit: int = 48
+    string_limit: int = 65536
+    """Whole buffers (hex, ``-xx``): a follower's reads are split into raft's
+    frames to tell which reply answers the entry."""
 
     @property
     def trace_path(self) -> Path:
@@ -73,6 +76,7 @@ class TracedNode(NodeProcess):
                 "-f",
                 "--seccomp-bpf",
                 "-ttt",
+                "-xx",
                 "-s",
                 str(self.string_limit),
                 "-e",
@@ -139,6 +143,7 @@ _LINE = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(.*)$")
 _CALL = re.compile(r"^(\w+)\((.*?)(?: <unfinished \.\.\.>)?$")
 _RESUMED = re.compile(r"^<\.\.\. (\w+) resumed>(.*)$")
 _RESULT = re.compile(r"\)\s+=\s+(-?\w+)(?:\s.*)?$")
+_HEX_STRING = re.compile(r'"((?:\\x[0-9a-f]{2})*)"')
 
 
 @dataclass
@@ -165,10 +170,14 @@ class Syscall:
         except ValueError:
             return -1
 
+    @property
+    def data(self) -> bytes:
+        """The first string argument (a buffer, a path), decoded from ``-xx`` hex."""
+        match = _HEX_STRING.search(self.args)
+        return bytes.fromhex(match[1].replace("\\x", "")) if match else b""
+
     def buffer_starts(self, text: str) -> bool:
-        """The data argument (shown to strace's ``-s`` limit) starts with ``text``."""
-        parts = self.args.split(", ", 1)
-        return len(parts) == 2 and parts[1].startswith('"' + text)
+        return self.data.startswith(text.encode())
 
 
 def parse_trace(path: Path) -> list[Syscall]:
@@ -213,8 +222,8 @@ class JournalMaps:
 
     def follow(self, call: Syscall) -> None:
         args = [a.strip() for a in call.args.split(",")]
-        if call.name == "openat" and call.returned >= 0 and len(args) >= 2:
-            self._fds[call.returned] = args[1].strip('"')
+        if call.name == "openat" and call.returned >= 0:
+            self._fds[call.returned] = call.data.decode(errors="replace")
         elif call.name == "mmap" and len(args) >= 5 and call.result not in (None, "-1"):
             fd = int(args[4]) if args[4].lstrip("-").isdigit() else -1
             if self._fds.get(fd, "").endswith("raft.journal"):
@@ -296,50 +305,120 @@ def leader_write(
     return WriteTrace(request, answer, replicated, flushes, acks)
 
 
+KEEPALIVE_MAX = 328
+"""Raft frames (4-byte length included) up to this size are not append_entries
+(which get a reply each): measured, the keepalive is 296 bytes and a heartbeat
+append_entries 360 (more as its numbers grow)."""
+
+
+@dataclass
+class Frame:
+    """One raft message as read from a socket: pysyncobj frames each with its length."""
+
+    size: int
+    """Bytes, the 4-byte length included."""
+    read: Syscall
+    """The recvfrom that completed it."""
+    batch: int
+    """pysyncobj reads a socket until EAGAIN and then handles every whole frame
+    in order: frames of one batch are handled one after the other."""
+    batch_end: Syscall | None = None
+    """The EAGAIN read that ended its batch (handling starts after it)."""
+
+
+def frames_read(calls: list[Syscall], fd: int) -> list[Frame]:
+    """Every whole frame read from ``fd``, in order (a new connection on the
+    same descriptor starts a new stream)."""
+    frames: list[Frame] = []
+    buffer, batch = b"", 0
+    open_batch: list[Frame] = []
+    for call in calls:
+        if call.fd != fd and not (call.name == "accept4" and call.returned == fd):
+            continue
+        if call.name in ("connect", "accept4"):
+            buffer = b""
+            continue
+        if call.name != "recvfrom":
+            continue
+        if call.returned <= 0:  # EAGAIN: the batch is over
+            for frame in open_batch:
+                frame.batch_end = call
+            open_batch, batch = [], batch + 1
+            continue
+        buffer += call.data
+        while len(buffer) >= 4:
+            (size,) = struct.unpack_from("<i", buffer)
+            if size < 0 or size > 1 << 30:  # not a frame boundary: resynchronise
+                buffer = b""
+                break
+            if len(buffer) < 4 + size:
+                break
+            frame = Frame(4 + size, call, batch)
+            frames.append(frame)
+            open_batch.append(frame)
+            buffer = buffer[4 + size :]
+    return frames
+
+
 @dataclass
 class FollowerReply:
     """A follower receiving the entry and replying to the leader."""
 
     received: Syscall
-    """The recvfrom that read the entry (the biggest on the leader's link)."""
+    """The recvfrom that completed the entry's frame."""
     reply: Syscall | None
-    """The next send on that link: the reply (next_node_idx) for the entry."""
+    """The send that answers the entry (next_node_idx): after the replies to the
+    append_entries handled before it in the same batch."""
     flushes: list[Syscall]
     """Journal msyncs that ended after the entry arrived and before the reply."""
 
 
-def follower_reply(calls: list[Syscall], since: float, until: float) -> FollowerReply | None:
-    """In a follower's trace, the entry received between ``since`` and ``until``
-    (the leader's request and answer) and the reply to it."""
-    received = [
-        c for c in calls if c.name == "recvfrom" and since < c.end < until and c.returned > 0
+def follower_reply(calls: list[Syscall], since: float, entry_bytes: int) -> FollowerReply | None:
+    """In a follower's trace, the first frame of ``entry_bytes`` or more read
+    after ``since`` (the leader's request), and the reply to it."""
+    fds = {c.fd for c in calls if c.name == "recvfrom" and c.returned >= entry_bytes}
+    streams = {fd: frames_read(calls, fd) for fd in fds if fd is not None}
+    candidates = [
+        (frame.read.end, fd, i)
+        for fd, frames in streams.items()
+        for i, frame in enumerate(frames)
+        if frame.size >= entry_bytes and frame.read.end > since
     ]
-    if not received:
+    if not candidates:
         return None
-    entry = max(received, key=lambda c: c.returned)
-    reply = next(
-        (
-            c
-            for c in calls
-            if c.start > entry.end and c.name in ("sendto", "sendmsg") and c.fd == entry.fd
-        ),
-        None,
-    )
+    _, fd, index = min(candidates)
+    entry = streams[fd][index]
+    # Frames handled before the entry in its batch that get a reply of their own.
+    before = [f for f in streams[fd][:index] if f.batch == entry.batch and f.size > KEEPALIVE_MAX]
+    handled_from = entry.batch_end.end if entry.batch_end is not None else entry.read.end
+    sends = [
+        c
+        for c in calls
+        if c.name in ("sendto", "sendmsg") and c.fd == fd and c.start > handled_from
+    ]
+    reply = sends[len(before)] if len(sends) > len(before) else None
     limit = reply.start if reply is not None else float("inf")
-    flushes = [f for f in journal_flushes(calls) if entry.end < f.end < limit]
-    return FollowerReply(entry, reply, flushes)
+    flushes = [f for f in journal_flushes(calls) if entry.read.end < f.end < limit]
+    return FollowerReply(entry.read, reply, flushes)
+
+
+def _preview(match: re.Match[str]) -> str:
+    data = bytes.fromhex(match[1].replace("\\x", ""))
+    return '"' + repr(data[:40])[2:-1] + ('"...' if len(data) > 40 else '"')
 
 
 def excerpt(*calls: Syscall | None, origin: float) -> list[str]:
-    """The calls as trace lines, in time order, with times relative to ``origin`` (ms)."""
-    shown = sorted((c for c in calls if c is not None), key=lambda c: c.start)
+    """The calls as trace lines, in time order, with times relative to ``origin``
+    (ms) and their buffers shortened to their first 40 bytes."""
+    shown = sorted({id(c): c for c in calls if c is not None}.values(), key=lambda c: c.start)
     lines: list[str] = []
     for call in shown:
         for raw in call.line.splitlines():
             match = _LINE.match(raw)
             if match is None:
                 continue
-            lines.append(f"{(float(match[2]) - origin) * 1000:+9.3f} ms  {match[3]}")
+            text = _HEX_STRING.sub(_preview, match[3])
+            lines.append(f"{(float(match[2]) - origin) * 1000:+9.3f} ms  {text}")
     return lines
 
 
@@ -395,12 +474,24 @@ def trace_one_write(root: Path, size: int, flush_before_ack: bool) -> TracedWrit
             timeout=30,
         )
         assert response.status_code == 201, (response.status_code, response.text[:300])
+
+        def applied_everywhere() -> bool:
+            # A follower applies the entry after the commit, so after its reply:
+            # its trace then holds the whole exchange before it is stopped.
+            for node in cluster.nodes:
+                names = httpx.get(f"{node.api}/projects", headers=headers, timeout=5)
+                names.raise_for_status()
+                if "traced" not in {p["name"] for p in names.json()["data"]["projects"]}:
+                    return False
+            return True
+
+        wait_until(applied_everywhere, 30, what="the write applied on every node")
     finally:
         cluster.kill_all()
     traces = {n.node_id: parse_trace(n.workdir / "strace.txt") for n in cluster.nodes}  # type: ignore[attr-defined]
     write = leader_write(traces[leader.node_id], "POST /api/v1/projects", "201", ENTRY_BYTES)
     followers = {
-        node_id: follower_reply(calls, write.request.end, write.answer.start)
+        node_id: follower_reply(calls, write.request.end, ENTRY_BYTES)
         for node_id, calls in traces.items()
         if node_id != leader.node_id
     }
