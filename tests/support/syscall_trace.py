@@ -300,7 +300,10 @@ def leader_write(
     acks = [
         c
         for c in calls
-        if c.name == "recvfrom" and c.fd in links and after < c.start < answer.start
+        if c.name == "recvfrom"
+        and c.fd in links
+        and c.returned > 0
+        and after < c.start < answer.start
     ]
     return WriteTrace(request, answer, replicated, flushes, acks)
 
