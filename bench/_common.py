@@ -80,6 +80,13 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def flush_env(choice: str | None) -> dict[str, str]:
+    """The nodes' environment for ``--flush-before-ack on|off`` (None: their default)."""
+    if choice is None:
+        return {}
+    return {"SCHEDULER0_FLUSH_BEFORE_ACK": "true" if choice == "on" else "false"}
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

@@ -11,6 +11,7 @@ until the schedulers owned every job (``/status`` ``jobs_owned``, summed over
 the nodes) with VmHWM then.
 
     python bench/create_jobs.py [--nodes 1|3] [--runs 3] [--posts 100] [--batch 1000]
+        [--flush-before-ack on|off]
 """
 
 from __future__ import annotations
@@ -46,10 +47,17 @@ def seed_batch(project_id: int, batch: int, first: int, callback_url: str) -> by
     )
 
 
-def one_run(index: int, posts: int, batch: int, keep: bool, size: int = 1) -> dict[str, Any]:
+def one_run(
+    index: int,
+    posts: int,
+    batch: int,
+    keep: bool,
+    size: int = 1,
+    env: dict[str, str] | None = None,
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"s0-create-{size}x{index}-"))
-    cluster = Cluster(workdir, size) if size > 1 else None
-    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir)]
+    cluster = Cluster(workdir, size, extra_env=env) if size > 1 else None
+    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir, extra_env=env or {})]
     try:
         if cluster is not None:
             cluster.start()
@@ -148,14 +156,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--keep", action="store_true", help="keep node work dirs")
     parser.add_argument("--name", default=None, help="result name (create_jobs[_3n])")
+    parser.add_argument(
+        "--flush-before-ack",
+        choices=("on", "off"),
+        default=None,
+        help="the nodes' FlushBeforeAck (default: the nodes' default, on)",
+    )
     args = parser.parse_args(argv)
+    env = common.flush_env(args.flush_before_ack)
     if args.name is None:
         args.name = "create_jobs" if args.nodes == 1 else f"create_jobs_{args.nodes}n"
 
     runs = []
     for i in range(args.runs):
         print(f"run {i + 1}/{args.runs} ...", flush=True)
-        runs.append(one_run(i + 1, args.posts, args.batch, args.keep, args.nodes))
+        runs.append(one_run(i + 1, args.posts, args.batch, args.keep, args.nodes, env))
     mb = 2**20
     rows = [
         [

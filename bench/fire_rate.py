@@ -21,7 +21,7 @@ the leader, and sums the nodes' CPU.
 <= 1 s, no duplicates and missed slots <= 0.1 %.
 
     python bench/fire_rate.py [--nodes 1|3] [--jobs 1000,2000,5000,10000,20000] [--duration 20]
-        [--receiver lean|starlette] [--warmup 5] [--drain 5]
+        [--receiver lean|starlette] [--warmup 5] [--drain 5] [--flush-before-ack on|off]
 
 ``--receiver lean`` (default) is ``bench/lean_receiver.py`` (raw asyncio);
 ``starlette`` is ``tests.support.receiver`` (uvicorn + Starlette, one JSON line
@@ -70,8 +70,9 @@ def read_deliveries(kind: str, out: Path) -> list[tuple[float, str]]:
 
 def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{args.nodes}x{jobs}-"))
-    cluster = Cluster(workdir, args.nodes) if args.nodes > 1 else None
-    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir / "node")]
+    env = common.flush_env(getattr(args, "flush_before_ack", None))
+    cluster = Cluster(workdir, args.nodes, extra_env=env) if args.nodes > 1 else None
+    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir / "node", extra_env=env)]
     receiver: subprocess.Popen[bytes] | None = None
     try:
         receiver, receiver_url, out = common.start_receiver(workdir, args.receiver)
@@ -240,6 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--name", default=None, help="result name (fire_rate or fire_rate_3n)")
+    parser.add_argument(
+        "--flush-before-ack",
+        choices=("on", "off"),
+        default=None,
+        help="the nodes' FlushBeforeAck (default: the nodes' default, on)",
+    )
     args = parser.parse_args(argv)
     if args.name is None:
         args.name = "fire_rate" if args.nodes == 1 else f"fire_rate_{args.nodes}n"

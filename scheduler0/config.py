@@ -254,6 +254,12 @@ class Settings(BaseModel):
         description="Seconds after which a Raft snapshot is taken even below the threshold"
         " (bounds the journal replayed at restart)",
     )
+    flush_before_ack: bool = _setting(
+        True,
+        alias="FlushBeforeAck",
+        description="Flush each Raft journal entry to disk before it is acknowledged, and"
+        " fsync snapshots (true/false; false: a power cut can lose acknowledged writes)",
+    )
     raft_snapshot_threshold: PositiveInt = _setting(
         5000,
         alias="RaftSnapshotThreshold",

@@ -499,6 +499,7 @@ def _raft_log(settings: Settings, data_dir: Path, machine: StateMachine) -> Raft
             snapshot_min_entries=settings.raft_snapshot_threshold,
             snapshot_min_time=settings.raft_snapshot_interval,
             connection_timeout=max(settings.raft_transport_timeout, 1.0) * 3.5,
+            flush_before_ack=settings.flush_before_ack,
         ),
         machine,
     )

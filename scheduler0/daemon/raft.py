@@ -35,6 +35,7 @@ import logging
 import mmap
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from typing import Any, ClassVar
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj import journal as pysyncobj_journal
-from pysyncobj.journal import ResizableFile
+from pysyncobj.journal import FileJournal, MetaStorer, ResizableFile
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE
@@ -55,6 +56,7 @@ from pysyncobj.transport import TCPTransport
 from scheduler0.backup import JOURNAL_FILE, SNAPSHOT_FILE, is_seed_marker
 from scheduler0.daemon.replication import DEFAULT_TIMEOUT, ReplicatedStateMachine
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.snapshot_file import SnapshotCorrupt, fsync_dir, fsync_file
 from scheduler0.errors import NotCommitted, Scheduler0Error, error_from_dict
 
 log = logging.getLogger(__name__)
@@ -84,6 +86,12 @@ class RaftOptions:
     leader_fallback_timeout: float = 3.0
     connection_retry_time: float = 1.0
     dynamic_membership: bool = True
+    flush_before_ack: bool = True
+
+
+_DURABLE_JOURNALS: set[str] = set()
+"""Journal files (by name) flushed to disk before their entries are acknowledged
+(``FlushBeforeAck``). By name because pysyncobj builds its journal objects itself."""
 
 
 class _ReservingFile(ResizableFile):  # type: ignore[misc]
@@ -92,11 +100,21 @@ class _ReservingFile(ResizableFile):  # type: ignore[misc]
     system cannot back kills the process with SIGBUS. Reserving the new region
     with ``posix_fallocate`` first turns a full disk into an ``OSError``
     (ENOSPC) raised on the tick thread, before any byte is written, and
-    ``on_full`` halts the node cleanly. Relies on ResizableFile internals:
-    pysyncobj is pinned to 0.3.17."""
+    ``on_full`` halts the node cleanly.
+
+    It also remembers what was written since the last ``sync``: pysyncobj never
+    msyncs its mmap, so without ``sync`` an entry reaches the disk whenever the
+    kernel writes the page back (a power cut loses it even if it was
+    acknowledged). Relies on ResizableFile internals: pysyncobj is pinned to
+    0.3.17."""
 
     on_full: ClassVar[dict[str, Callable[[OSError], None]]] = {}
     """By journal file name: what to do when the disk cannot hold it."""
+
+    dirty_end = 0
+    """End of the written range not yet synced (0: nothing to sync)."""
+    grown = False
+    """The file grew since the last sync: its size and blocks must be on disk too."""
 
     def write(self, offset: int, values: bytes) -> None:
         mm: mmap.mmap = getattr(self, "_ResizableFile__mm")  # noqa: B009
@@ -119,10 +137,182 @@ class _ReservingFile(ResizableFile):  # type: ignore[misc]
             except (SystemError, OSError):
                 mm.close()
                 setattr(self, "_ResizableFile__mm", mmap.mmap(fileno, 0))  # noqa: B010
+            self.grown = True
         super().write(offset, values)
+        self.dirty_end = max(self.dirty_end, end)
+
+    def close_unsynced(self) -> None:
+        getattr(self, "_ResizableFile__mm").close()  # noqa: B009
+        self._ResizableFile__f.close()
+
+    def sync(self) -> bool:
+        """msync what was written since the last sync (and fdatasync the file if
+        it grew); False if there was nothing to do. pysyncobj writes its header
+        (page 0) with every entry, so the range starts at 0: msync writes only
+        the dirty pages in it. fdatasync, not fsync: the new size and blocks are
+        what reading the entries back needs; an fsync also commits the times
+        the mmap writes touched, and was seen to wait over a second for the
+        file system's journal while the disk was busy."""
+        if not self.dirty_end:
+            return False
+        mm: mmap.mmap = getattr(self, "_ResizableFile__mm")  # noqa: B009
+        mm.flush(0, min(self.dirty_end, len(mm)))
+        if self.grown:
+            os.fdatasync(self._ResizableFile__f.fileno())
+            self.grown = False
+        self.dirty_end = 0
+        return True
 
 
-pysyncobj_journal.ResizableFile = _ReservingFile  # FileJournal builds its file by this name
+class _DurableMetaStorer(MetaStorer):  # type: ignore[misc]
+    """pysyncobj's ``journal.meta`` (currentTerm, votedFor, the commit index)
+    written so that a power cut keeps it: pysyncobj writes a temporary file and
+    renames it over the old one without fsync, so a power cut can leave an
+    empty or torn file, which it then reads as term 0 with no vote (it swallows
+    the error). Raft needs currentTerm and votedFor on disk before a vote is
+    sent or granted (else a node can vote twice in one term: two leaders).
+    pysyncobj stores them synchronously before sending, so an fsync here is
+    enough. Relies on MetaStorer internals: pysyncobj is pinned to 0.3.17."""
+
+    def storeMeta(self, meta: dict[str, Any]) -> None:
+        path: str = self.getPath()
+        if path.removesuffix(".meta") not in _DURABLE_JOURNALS:
+            super().storeMeta(meta)
+            return
+        with open(path + ".tmp", "wb") as f:
+            f.write(pysyncobj_journal.dumps(meta))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(path + ".tmp", path)
+        fsync_dir(os.path.dirname(path) or ".")
+
+
+_JOURNAL_MIN_SIZE = 1024
+"""ResizableFile's initial size."""
+
+
+def _cut_torn_tail(path: str) -> None:
+    """Cut the journal back to its last whole entry if a power cut tore its tail.
+
+    The kernel writes an mmap's pages back in any order, so after a power cut
+    the header may count entries whose pages never reached the disk (zeros, or
+    half a record); pysyncobj would then fail to start on an unpack error, or
+    read garbage as entries. Each record is ``size, (index, term, command),
+    size`` with consecutive indexes: the journal keeps its records up to the
+    first that is not whole. With FlushBeforeAck every entry this node
+    acknowledged was flushed, so what is cut was never acknowledged by it."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    if len(data) < pysyncobj_journal.FIRST_RECORD_OFFSET:
+        return
+    (last,) = struct.unpack_from("<I", data, pysyncobj_journal.LAST_RECORD_OFFSET_OFFSET)
+    limit = min(last, len(data))
+    offset = pysyncobj_journal.FIRST_RECORD_OFFSET
+    previous: int | None = None
+    while offset < last:
+        if offset + 4 > limit:
+            break
+        (size,) = struct.unpack_from("<I", data, offset)
+        end = offset + 8 + size
+        if size < 16 or end > limit or struct.unpack_from("<I", data, end - 4)[0] != size:
+            break
+        (index,) = struct.unpack_from("<Q", data, offset + 4)
+        if previous is not None and index != previous + 1:
+            break
+        previous, offset = index, end
+    if offset == last:
+        return
+    log.warning(
+        "raft journal %s: its last %d bytes are not whole entries (a power cut before they"
+        " were flushed); keeping the entries up to index %s",
+        path,
+        last - offset,
+        previous,
+    )
+    with open(path, "r+b") as f:
+        f.seek(pysyncobj_journal.LAST_RECORD_OFFSET_OFFSET)
+        f.write(struct.pack("<I", offset))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class _DurableJournal(FileJournal):  # type: ignore[misc]
+    """pysyncobj's file journal, with ``flush`` grouped by the adapter and a
+    compaction that cannot lose the snapshot it relies on.
+
+    pysyncobj compacts the journal the tick after it renamed a new snapshot
+    over the old one, by rewriting the journal in place. With FlushBeforeAck
+    the data directory is fsynced first (the rename must be on disk before the
+    entries it covers leave the journal) and the compacted journal is written
+    to a new file, fsynced and renamed over the old one, so a power cut leaves
+    either the old journal or the new one, never a mix. Relies on FileJournal
+    internals: pysyncobj is pinned to 0.3.17."""
+
+    def __init__(self, journalFile: str) -> None:
+        self.path = journalFile
+        self.durable = journalFile in _DURABLE_JOURNALS
+        _cut_torn_tail(journalFile)
+        super().__init__(journalFile)
+        if self.durable:
+            fsync_dir(os.path.dirname(journalFile) or ".")  # the file may just have been created
+
+    @property
+    def file(self) -> _ReservingFile:
+        journal_file: _ReservingFile = self._FileJournal__journalFile
+        return journal_file
+
+    @property
+    def dirty(self) -> bool:
+        return bool(self.file.dirty_end)
+
+    def sync(self) -> bool:
+        """Flush the entries written since the last sync; False if there were none."""
+        return self.file.sync()
+
+    def deleteEntriesTo(self, entryTo: int) -> None:
+        if not self.durable:
+            super().deleteEntriesTo(entryTo)
+            return
+        directory = os.path.dirname(self.path) or "."
+        fsync_dir(directory)  # the snapshot covering the dropped entries is on disk
+        entries: list[tuple[bytes, int, int]] = getattr(self, "_FileJournal__journal")  # noqa: B009
+        kept = entries[entryTo:]
+        records = []
+        for command, idx, term in kept:
+            data = struct.pack("<QQ", idx, term) + pysyncobj_journal.to_bytes(command)
+            size = struct.pack("<I", len(data))
+            records.append(size + data + size)
+        body = b"".join(records)
+        end = pysyncobj_journal.FIRST_RECORD_OFFSET + len(body)
+        header = (
+            pysyncobj_journal.APP_NAME.ljust(pysyncobj_journal.NAME_SIZE, b"\0")
+            + pysyncobj_journal.APP_VERSION.ljust(pysyncobj_journal.VERSION_SIZE, b"\0")
+            + struct.pack("<II", pysyncobj_journal.JOURNAL_FORMAT_VERSION, end)
+        )
+        tmp = self.path + ".compact"
+        with open(tmp, "wb") as f:
+            f.write(header + body)
+            f.flush()
+            # Reserved like every growth of the journal (see _ReservingFile);
+            # ResizableFile would otherwise extend a small file sparsely.
+            os.posix_fallocate(f.fileno(), 0, max(end, _JOURNAL_MIN_SIZE))
+            os.fsync(f.fileno())
+        self.file.close_unsynced()  # replaced: what it holds is in the new file
+        os.replace(tmp, self.path)
+        fsync_dir(directory)
+        self._FileJournal__journalFile = _ReservingFile(self.path)
+        self._FileJournal__journal = list(kept)
+        self._FileJournal__currentOffset = end
+
+
+# FileJournal builds its file, createJournal its journal and FileJournal its meta
+# file by these module-level names.
+pysyncobj_journal.ResizableFile = _ReservingFile
+pysyncobj_journal.FileJournal = _DurableJournal
+pysyncobj_journal.MetaStorer = _DurableMetaStorer
 
 
 class _QuietWhenHalted(logging.Filter):
@@ -184,7 +374,61 @@ class _KeepaliveTransport(TCPTransport):  # type: ignore[misc]
                 self.send(node, {"type": "scheduler0_keepalive"})
 
 
+class _FlushingTransport(_KeepaliveTransport):
+    """Holds a follower's replies to append_entries (``next_node_idx``, which
+    tells the leader the entries are stored) while its journal has entries not
+    yet on disk; ``release`` flushes the journal once and sends them. pysyncobj
+    handles every message that one poll read before the tick ends, so one flush
+    covers every append_entries of a tick, however many there were. Replies keep
+    their order (a reply sent while others are held is held behind them).
+    Relies on TCPTransport internals: pysyncobj is pinned to 0.3.17."""
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
+        super().__init__(syncObj, selfNode, otherNodes)
+        self._held: list[tuple[Any, Any]] = []
+        self.stopped: Callable[[], bool] = lambda: False
+        """The node failed: drop what is held (its journal may not hold it)."""
+
+    def _journal(self) -> Any:
+        return self._syncObj._SyncObj__raftLog
+
+    def send(self, node: Any, message: Any) -> bool:
+        if isinstance(message, dict) and message.get("type") == "next_node_idx":
+            journal = self._journal()
+            if getattr(journal, "durable", False) and (self._held or journal.dirty):
+                self._held.append((node, message))
+                return True
+        return bool(super().send(node, message))
+
+    def release(self) -> None:
+        """Flush the journal if it holds unflushed entries, then send the held replies."""
+        journal = self._journal()
+        if getattr(journal, "durable", False):
+            journal.sync()
+        held, self._held = self._held, []
+        if self.stopped():
+            return
+        for node, message in held:
+            super().send(node, message)
+
+
 class _ReplicatedLog(SyncObj):  # type: ignore[misc]
+    """pysyncobj's SyncObj with the journal flushed before what it holds is
+    acknowledged (FlushBeforeAck), at most twice a tick however many entries:
+
+    * a leader appends the entries of a tick (and sends them to its followers)
+      in ``_checkCommandsToApply``, then runs the tick callbacks, then polls;
+      its flush is the last tick callback, so it runs while the followers store
+      and flush the same entries, and the next tick counts the leader's own copy
+      toward the commit index only after it;
+    * a follower appends in the poll (one append_entries message after the
+      other); after the poll its journal is flushed once and the held replies
+      are sent (``_FlushingTransport``). Entries a leader appended during the
+      poll (its no-op on winning an election) are flushed there too.
+
+    Relies on SyncObj internals (the order of ``_onTick``): pysyncobj is pinned
+    to 0.3.17."""
+
     def __init__(
         self,
         self_address: str,
@@ -194,13 +438,29 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
     ) -> None:
         self._machine = machine
         self._has_partners = bool(partners)
-        super().__init__(self_address, partners, conf, transportClass=_KeepaliveTransport)
+        super().__init__(self_address, partners, conf, transportClass=_FlushingTransport)
+        self.addOnTickCallback(self._flush_journal)
         if partners:
             # pysyncobj has no pre-vote: a restarted node that times out before
             # the leader has reconnected to it campaigns with a higher term and
             # deposes a healthy leader when it connects. Give the leader time
             # to reach us first (it retries every connectionRetryTime).
             self._SyncObj__raftElectionDeadline = raft_clock() + STARTUP_ELECTION_GRACE
+
+    def _flush_journal(self) -> None:
+        journal = self._SyncObj__raftLog
+        if getattr(journal, "durable", False):
+            journal.sync()
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        # Normally a no-op (the last tick flushed): after a tick that raised
+        # before its callbacks ran, this keeps the leader's unflushed entries
+        # from counting toward the commit index computed next.
+        self._flush_journal()
+        try:
+            super()._onTick(timeToWait)
+        finally:
+            self._SyncObj__transport.release()
 
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_command(self, payload: bytes) -> dict[str, Any]:
@@ -248,7 +508,12 @@ class RaftLog:
         """Build the SyncObj and wait until its port is bound. Call on the main thread."""
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
-        _ReservingFile.on_full[str(opts.data_dir / "raft.journal")] = self._journal_full
+        journal = str(opts.data_dir / JOURNAL_FILE)
+        _ReservingFile.on_full[journal] = self._journal_full
+        if opts.flush_before_ack:
+            _DURABLE_JOURNALS.add(journal)
+        else:
+            _DURABLE_JOURNALS.discard(journal)
         quiet = _QuietWhenHalted(
             lambda: self.failure is not None or getattr(self.machine, "halted", None) is not None
         )
@@ -263,9 +528,9 @@ class RaftLog:
             appendEntriesBatchSizeBytes=32 * 2**20,
             sendBufferSize=2**20,
             recvBufferSize=2**20,
-            journalFile=str(opts.data_dir / JOURNAL_FILE),
+            journalFile=journal,
             fullDumpFile=str(opts.data_dir / SNAPSHOT_FILE),
-            serializer=self.machine.save_snapshot,
+            serializer=self._save_snapshot,
             deserializer=self._load_snapshot,
             logCompactionMinEntries=opts.snapshot_min_entries,
             logCompactionMinTime=opts.snapshot_min_time,
@@ -282,12 +547,25 @@ class RaftLog:
             dnsCacheTime=DNS_CACHE_SECONDS,
         )
         self._sync = _ReplicatedLog(opts.self_address, opts.partner_addresses, conf, self.machine)
+        transport: _FlushingTransport = self._sync._SyncObj__transport
+        transport.stopped = lambda: (
+            self.failure is not None or getattr(self.machine, "halted", None) is not None
+        )
         try:
             self._sync.waitBinded()
         except Exception as exc:
             raise Scheduler0Error(
                 f"RaftAddress: cannot bind {self.options.self_address}: {exc}"
             ) from exc
+
+    def _save_snapshot(self, path: str, data: Any) -> None:
+        """The state machine writes the snapshot; with FlushBeforeAck it is
+        fsynced before pysyncobj renames it over the previous one (the data
+        directory is fsynced before the journal entries it covers are dropped:
+        ``_DurableJournal.deleteEntriesTo``)."""
+        self.machine.save_snapshot(path, data)
+        if self.options.flush_before_ack:
+            fsync_file(path)
 
     def _load_snapshot(self, path: str) -> Any:
         """The state machine loads the snapshot; pysyncobj gets its own data back.
@@ -302,10 +580,17 @@ class RaftLog:
         ordered by term), and this node's configured members. Every node
         restored from the same file thus starts with the same log and state,
         and the first leader's entries follow the backup's index. pysyncobj
-        swallows (and logs) any exception raised here and starts empty, so a
-        failure is logged loudly.
+        swallows (and logs) any exception raised here and goes on without the
+        snapshot, so the state machine halts this node on a snapshot it cannot
+        load (``StateMachine.load_snapshot``): the node exits instead.
         """
         try:
+            if self.options.flush_before_ack:
+                # A snapshot received from the leader was written and renamed by
+                # pysyncobj without fsync: make it durable before this node
+                # replies that it holds it (and drops its journal for it).
+                fsync_file(path)
+                fsync_dir(os.path.dirname(path) or ".")
             data = self.machine.load_snapshot(path)
             if not is_seed_marker(data):
                 return data
@@ -315,6 +600,8 @@ class RaftLog:
             cluster = {TCPNode(a) for a in [opts.self_address, *opts.partner_addresses]}
             log.info("starting from a restored backup at raft index %d", index)
             return ((noop, index, 0), (noop, index - 1, 0), cluster)
+        except SnapshotCorrupt:
+            raise  # the state machine logged it and halted
         except Exception:
             log.exception("cannot load the raft snapshot %s: the node starts without it", path)
             raise

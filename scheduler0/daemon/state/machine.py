@@ -31,7 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import orjson
 
@@ -41,6 +41,7 @@ from scheduler0.daemon.state import handlers  # noqa: F401  (registers every han
 from scheduler0.daemon.state.apply import HANDLERS, ApplyContext, Assignment, Change
 from scheduler0.daemon.state.idempotency import KEYED, apply_once
 from scheduler0.daemon.state.schema import BUCKETS, add_missing_columns, connect
+from scheduler0.daemon.state.snapshot_file import SnapshotCorrupt, seal_snapshot, verify_snapshot
 from scheduler0.errors import (
     Scheduler0Error,
 )
@@ -222,11 +223,13 @@ class StateMachine:
     # -- snapshots -------------------------------------------------------------------
 
     def save_snapshot(self, path: str, raft_data: Any) -> None:
-        """Write the whole database plus pysyncobj's own data to ``path``.
+        """Write the whole database plus pysyncobj's own data to ``path``, sealed
+        with its size and SHA-256 (``snapshot_file``) so that a torn or damaged
+        copy is refused at load.
 
-        This runs on the raft thread and holds up every apply meanwhile, so the
-        copy is not fsynced: like pysyncobj's own journal (an mmap it never
-        msyncs) it survives a process crash, not a power cut."""
+        This runs on the raft thread and holds up every apply meanwhile, so it
+        does not fsync: the raft adapter does when ``FlushBeforeAck`` is on
+        (before pysyncobj renames the file over the previous snapshot)."""
         started = time.perf_counter()
         with self._lock:
             dest = sqlite3.connect(path)
@@ -247,22 +250,43 @@ class StateMachine:
                 dest.commit()
             finally:
                 dest.close()
+            seal_snapshot(path)
         size, elapsed = os.path.getsize(path), time.perf_counter() - started
         log.info("snapshot written: %.1f MB in %.2f s", size / 1e6, elapsed)
         if self._metrics is not None:
             self._metrics.snapshot_written(elapsed, size)
 
     def load_snapshot(self, path: str) -> Any:
-        """Replace the database with the snapshot at ``path``; return pysyncobj's data."""
-        with self._lock:
-            src = sqlite3.connect(path)
+        """Replace the database with the snapshot at ``path``; return pysyncobj's data.
+
+        A snapshot that is torn, truncated or damaged (its seal does not match,
+        or an unsealed file fails SQLite's ``quick_check``) or that cannot be
+        loaded halts this replica with one CRITICAL line naming the file, and
+        raises ``SnapshotCorrupt``. Starting without it would replay the journal
+        after the snapshot onto an empty database, and discarding it to fetch
+        another from the leader would make this node forget entries it
+        acknowledged (DESIGN.md, "Acknowledged means on disk")."""
+        try:
+            sealed = verify_snapshot(path)
+            src = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
             try:
+                if not sealed:
+                    check = src.execute("PRAGMA quick_check").fetchone()
+                    if check is None or check[0] != "ok":
+                        raise SnapshotCorrupt(
+                            f"it has no seal and SQLite finds it damaged ({check and check[0]})"
+                        )
+                    log.warning("snapshot %s has no seal (older, or restored): loading it", path)
                 row = src.execute("SELECT data FROM _raft").fetchone()
                 raft_data = pickle.loads(row[0])
                 chain = _read_digest(src)
-                src.backup(self._conn)
+                with self._lock:
+                    src.backup(self._conn)
             finally:
                 src.close()
+        except Exception as exc:
+            self._refuse_snapshot(path, exc)
+        with self._lock:
             self._conn.execute("PRAGMA journal_mode=WAL")
             add_missing_columns(self._conn)
             self._conn.execute("DROP TABLE IF EXISTS _raft")
@@ -272,6 +296,18 @@ class StateMachine:
             self._load_assignment()
         self._notify(Change.RESET, None)
         return raft_data
+
+    def _refuse_snapshot(self, path: str, exc: BaseException) -> NoReturn:
+        reason = exc if isinstance(exc, SnapshotCorrupt) else repr(exc)
+        self.halted = f"raft snapshot {path} cannot be loaded: {reason}"
+        log.critical(
+            "%s. This node stops: starting without it would rebuild a wrong state."
+            " Move this node's DataDir away and start it again to rebuild it from its"
+            " peers (while the others hold a quorum), or restore a backup",
+            self.halted,
+        )
+        self._notify(Change.HALTED, self.halted)
+        raise SnapshotCorrupt(self.halted) from exc
 
     def close(self) -> None:
         with self._lock:
