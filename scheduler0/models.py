@@ -162,7 +162,7 @@ def _scopes(value: Any) -> Any:
     """A non-empty subset of ``SCOPES``, kept in their order, each once: one
     error naming ``scopes`` for an empty list or an unknown value."""
     if value is None:
-        return None
+        raise ValueError("must not be null; leave the field out for all four")
     if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
         raise ValueError(f"must be a list of scopes: {', '.join(SCOPES)}")
     if not value:
