@@ -340,6 +340,13 @@ class Settings(BaseModel):
     max_request_body_mb: PositiveFloat = _setting(
         16.0, alias="MaxRequestBodyMb", description="Max size in MB of an HTTP request body"
     )
+    idempotency_window_hours: float = _setting(
+        24.0,
+        alias="IdempotencyWindowHours",
+        description="Hours an Idempotency-Key is remembered (at least 24)",
+        ge=24.0,
+        allow_inf_nan=False,
+    )
 
     @field_validator("log_level", mode="before")
     @classmethod

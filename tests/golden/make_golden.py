@@ -324,7 +324,7 @@ def v3_journal() -> list[bytes]:
     """Every command type of version 3, and the kept next run: set by a
     creation, a tick (fires and missed slots), a change of schedule (a new
     revision) and a resume; unknown (NULL) after a tick proposed from an older
-    revision of the job."""
+    revision of the job; keyed creations (idempotency keys)."""
     t = 1_900_000_000
     many = list(range(1, 21))
     created = [{**job, "next_run": t + 60} for job in jobs(t, 26)]
@@ -418,6 +418,19 @@ def v3_journal() -> list[bytes]:
         v3(c.JobDeleted(now=t + 235, job_id=10)),
         v3(c.MemberLeft(now=t + 236, node_id=2)),
         v3(c.ProjectDeleted(now=t + 237, project_id=2)),
+        # Keyed creations: applied once, replayed, refused with another body.
+        v3(c.JobsCreated(now=t + 238, jobs=jobs(t, 2), idempotency=["key-a", "fp-1", t + 9e4])),
+        v3(c.JobsCreated(now=t + 239, jobs=jobs(t, 2), idempotency=["key-a", "fp-1", t + 9e4])),
+        v3(c.JobsCreated(now=t + 239, jobs=jobs(t, 1), idempotency=["key-a", "fp-2", t + 9e4])),
+        v3(
+            c.ProjectCreated(
+                now=t + 239,
+                name="gamma",
+                description="",
+                signing_secret="sec-c",
+                idempotency=["key-b", "fp-3", t + 9e4],
+            )
+        ),
         v3(
             c.ExecutionsPruned(
                 now=t + 240,

@@ -18,6 +18,7 @@ from scheduler0.daemon.api.http import (
     read_barrier,
     services,
 )
+from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.security import hash_secret, new_api_key, new_api_secret, new_signing_secret
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries
@@ -39,16 +40,19 @@ _SMALL_BODY = 64 * 1024
 
 async def create_project(request: Request) -> Response:
     svc = services(request)
-    body = parse_one(ProjectIn, await json_body(request, _SMALL_BODY))
+    raw = await json_body(request, _SMALL_BODY)
+    body = parse_one(ProjectIn, raw)
     result = await svc.writes.propose(
         c.ProjectCreated(
             now=time.time(),
             name=body.name,
             description=body.description,
             signing_secret=new_signing_secret(),
+            idempotency=idempotency_key(request, "POST /projects", raw),
         )
     )
-    return ok(views.project_out(svc.queries.project(result["id"]), shows_secrets(request)), 201)
+    project = await off_loop(svc.queries.project, result["id"])
+    return ok(views.project_out(project, shows_secrets(request)), 201, replay_headers(result))
 
 
 async def list_projects(request: Request) -> Response:

@@ -65,19 +65,22 @@ MAX_ID = 2**63 - 1
 """The largest row id SQLite stores; larger ids in paths or queries are invalid input."""
 
 
-def ok(data: Any, status: int = 200) -> Response:
+def ok(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps({"success": True, "data": data}),
         status_code=status,
         media_type="application/json",
+        headers=headers,
     )
 
 
-async def ok_off_loop(build: Callable[[], Any], status: int = 200) -> Response:
+async def ok_off_loop(
+    build: Callable[[], Any], status: int = 200, headers: dict[str, str] | None = None
+) -> Response:
     """``ok(build())``, with both the building and the JSON encoding off the
     loop: a maximal page (10,000 jobs) is megabytes of JSON."""
     body = await off_loop(lambda: orjson.dumps({"success": True, "data": build()}))
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 def failure(error: Scheduler0Error) -> Response:

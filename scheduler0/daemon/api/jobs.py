@@ -34,6 +34,7 @@ from scheduler0.daemon.api.http import (
     services,
     time_param,
 )
+from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries, Visible
@@ -161,9 +162,17 @@ async def create_jobs(request: Request) -> Response:
     # Validation and the answer's rows (each with its next run) are CPU work in
     # proportion to the batch: off the loop that runs the scheduler's ticks.
     jobs = await off_loop(validate_jobs, items, svc.queries, visible(request))
+    keyed = await off_loop(idempotency_key, request, "POST /jobs", body)
     now = time.time()
     rows = await off_loop(_job_rows, jobs, int(now))
-    result = await svc.writes.propose(c.JobsCreated(now=now, jobs=rows))
+    result = await svc.writes.propose(c.JobsCreated(now=now, jobs=rows, idempotency=keyed))
+    if result.get("replayed"):  # the first answer, as the jobs stand now
+
+        def first_answer() -> Any:
+            out = [views.job_out(row) for row in svc.queries.jobs_between(*result["ids"])]
+            return out[0] if single and out else out
+
+        return await ok_off_loop(first_answer, 201, replay_headers(result))
     # Answer from what was committed, without reading 1,000 rows back.
     first = result["ids"][0]
 

@@ -19,8 +19,9 @@ keep reading the old forms instead.
 Versions: 1, the first; 2 adds ``ResultsRecorded.groups``; 3 keeps each
 job's next run in state (``next_run`` of a created job and of
 ``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``) and
-scopes credentials (``CredentialCreated.scopes``, ``projects``, ``expires_at``,
-``created_by``, ``archived``; ``ProjectUpdated.signing_secret``). A
+carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
+and scopes credentials (``CredentialCreated.scopes``, ``projects``,
+``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
@@ -71,6 +72,8 @@ class ProjectCreated(Command):
     name: str
     description: str
     signing_secret: str
+    idempotency: list[Any] | None = None
+    """An ``IdempotencyKey`` (version 3): see ``state/idempotency.py``."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class JobsCreated(Command):
 
     now: float
     jobs: list[dict[str, Any]]
+    idempotency: list[Any] | None = None
+    """An ``IdempotencyKey`` (version 3): see ``state/idempotency.py``."""
 
 
 @dataclass(frozen=True)
@@ -168,6 +173,17 @@ class JobTriggered(Command):
     now: float
     job_id: int
     slot: int
+
+
+class IdempotencyKey(NamedTuple):
+    """A client's ``Idempotency-Key`` as a command carries it."""
+
+    key: str
+    """SHA-256 (hex) of the caller, the route and the client's key."""
+    fingerprint: str
+    """SHA-256 (hex) of the request body, canonically encoded."""
+    expires_at: float
+    """Unix seconds after which the key is forgotten (stamped by the proposer)."""
 
 
 class Missed(NamedTuple):

@@ -39,6 +39,7 @@ from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state import handlers  # noqa: F401  (registers every handler)
 from scheduler0.daemon.state.apply import HANDLERS, ApplyContext, Assignment, Change
+from scheduler0.daemon.state.idempotency import KEYED, apply_once
 from scheduler0.daemon.state.schema import BUCKETS, add_missing_columns, connect
 from scheduler0.errors import (
     Scheduler0Error,
@@ -148,7 +149,11 @@ class StateMachine:
         try:
             handler = HANDLERS[type(command)]
             db.execute("BEGIN")
-            result = handler(ctx, command)
+            if isinstance(command, KEYED) and command.idempotency is not None:
+                key = c.IdempotencyKey(*command.idempotency)
+                result = apply_once(ctx, command.now, key, lambda: handler(ctx, command))
+            else:
+                result = handler(ctx, command)
             if index is not None:
                 db.execute(
                     "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied_index', ?)",

@@ -140,6 +140,13 @@ class Queries:
         row = self.db.execute("SELECT project_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return None if row is None else int(row[0])
 
+    def jobs_between(self, first: int, last: int) -> list[sqlite3.Row]:
+        """The jobs with ids ``first`` to ``last`` that still exist, by id."""
+        rows: list[sqlite3.Row] = self.db.execute(
+            "SELECT * FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
+        ).fetchall()
+        return rows
+
     def jobs(
         self, project_id: int | None, limit: int, offset: int, visible: Visible = None
     ) -> Page:

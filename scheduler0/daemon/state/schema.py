@@ -84,6 +84,13 @@ CREATE TABLE IF NOT EXISTS executions (
 );
 CREATE INDEX IF NOT EXISTS executions_by_state ON executions(state, id);
 CREATE INDEX IF NOT EXISTS executions_by_slot ON executions(slot);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    result TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys(expires_at);
 CREATE TABLE IF NOT EXISTS members (
     node_id INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
