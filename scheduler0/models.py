@@ -176,10 +176,8 @@ def _scopes(value: Any) -> Any:
 
 def _expiry(value: Any) -> Any:
     """Unix seconds or an ISO 8601 time (UTC without an offset), as unix seconds."""
-    if value is None or isinstance(value, bool):
-        return value if value is None else math.nan
-    if isinstance(value, int | float):
-        return float(value)
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
     if isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
