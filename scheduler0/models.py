@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import itertools
-import math
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
@@ -223,13 +222,6 @@ class CredentialIn(_Input):
 
     _scope_names = field_validator("scopes", mode="before")(_scopes)
     _expires = field_validator("expires_at", mode="before")(_expiry)
-
-    @field_validator("expires_at")
-    @classmethod
-    def _finite(cls, value: float | None) -> float | None:
-        if value is not None and not math.isfinite(value):
-            raise ValueError("must be unix seconds or an ISO 8601 time")
-        return value
 
     @field_validator("projects")
     @classmethod
