@@ -14,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from scheduler0.errors import Scheduler0Error, error_from_dict
+from scheduler0.errors import FieldError, Scheduler0Error, error_from_dict
+from scheduler0.terminal import printable
 from scheduler0.tls import client_context
 
 
@@ -73,15 +74,10 @@ class ApiClient:
         try:
             envelope = response.json()
         except ValueError:
-            raise Scheduler0Error(
-                f"HTTP {response.status_code} from {self.base_url}: {response.text[:200]}"
-            ) from None
+            raise self._refusal(response) from None
         if response.is_success and isinstance(envelope, dict) and envelope.get("success"):
             return envelope.get("data")
-        error = envelope.get("error") if isinstance(envelope, dict) else None
-        if isinstance(error, dict):
-            raise error_from_dict(error)
-        raise Scheduler0Error(f"HTTP {response.status_code}: {envelope!r:.200}")
+        raise self._refusal(response, envelope)
 
     def download(self, path: str, out: Path, *, timeout: float | None = None) -> httpx.Headers:
         """Stream a binary answer (``GET path``) into the file ``out``; return its
@@ -104,13 +100,23 @@ class ApiClient:
         try:
             envelope = response.json()
         except ValueError:
-            raise Scheduler0Error(
-                f"HTTP {response.status_code} from {self.base_url}: {response.text[:200]}"
-            ) from None
+            raise self._refusal(response) from None
+        raise self._refusal(response, envelope)
+
+    def _refusal(self, response: httpx.Response, envelope: Any = None) -> Scheduler0Error:
+        """The error an answer stands for. Its text is shown to people (CLI,
+        console): control and bidi characters come escaped."""
+        if envelope is None:
+            text = f"HTTP {response.status_code} from {self.base_url}: {response.text[:200]}"
+            return Scheduler0Error(printable(text))
         error = envelope.get("error") if isinstance(envelope, dict) else None
-        if isinstance(error, dict):
-            raise error_from_dict(error)
-        raise Scheduler0Error(f"HTTP {response.status_code}: {envelope!r:.200}")
+        if not isinstance(error, dict):
+            return Scheduler0Error(f"HTTP {response.status_code}: {envelope!r:.200}")
+        found = error_from_dict(error)
+        details = [
+            FieldError(printable(d.field), printable(d.message), d.index) for d in found.details
+        ]
+        return type(found)(printable(found.message), details, found.omitted)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params={k: v for k, v in params.items() if v is not None})

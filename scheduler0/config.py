@@ -14,6 +14,7 @@ would crash it later (a 0 timeout, a 0 worker pool...).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import math
 import os
@@ -96,8 +97,27 @@ def _check_url(value: Any) -> Any:
     return value
 
 
+def _networks(value: Any) -> Any:
+    """A list of CIDR networks: a YAML list, a JSON list or a comma-separated
+    string (``SCHEDULER0_CALLBACK_DENY_NETWORKS=10.0.0.0/8,192.168.0.0/16``),
+    each kept in its normal form."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"must be a list of CIDR networks such as 10.0.0.0/8, got {value!r}")
+    networks = []
+    for item in value:
+        try:
+            networks.append(str(ipaddress.ip_network(str(item).strip())))
+        except ValueError as exc:
+            raise ValueError(f"{item!r} is not a CIDR network ({exc})") from None
+    return tuple(networks)
+
+
 HostPort = Annotated[str, BeforeValidator(_check_host_port)]
 HttpUrl = Annotated[str, BeforeValidator(_check_url)]
+Networks = Annotated[tuple[str, ...], BeforeValidator(_networks)]
 
 
 def _setting(default: Any = ..., *, alias: str, description: str, **constraints: Any) -> Any:
@@ -285,6 +305,22 @@ class Settings(BaseModel):
         alias="CallbackQueueMaxMb",
         description="MB of callback bodies that may wait for one destination; past it,"
         " new fires for it are recorded failed",
+    )
+    callback_allow_networks: Networks = _setting(
+        (),
+        alias="CallbackAllowNetworks",
+        description="CIDR networks callbacks may reach, e.g. [10.1.2.0/24]; empty = any"
+        " address not refused otherwise (see the README's callback destinations)",
+    )
+    callback_deny_networks: Networks = _setting(
+        (),
+        alias="CallbackDenyNetworks",
+        description="CIDR networks callbacks may never reach, e.g. [127.0.0.0/8, 10.0.0.0/8]",
+    )
+    max_job_data_kb: PositiveInt = _setting(
+        64,
+        alias="MaxJobDataKb",
+        description="Max size in KB (1024 bytes) of one job's data, as JSON",
     )
     execution_log_fetch_fan_in: PositiveInt = _setting(
         2,
@@ -733,6 +769,8 @@ def example_settings() -> Settings:
 def _yaml_scalar(value: Any) -> str:
     if isinstance(value, Path):
         value = str(value)
+    if isinstance(value, tuple):
+        value = list(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     dumped = yaml.safe_dump(value, default_flow_style=True).strip()

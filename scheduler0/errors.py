@@ -9,6 +9,7 @@ Hierarchy (each maps to one HTTP status, in one place: ``Scheduler0Error.status`
     ├── NotFound                    404  unknown id
     ├── Conflict                    409  duplicate name, project still has jobs
     ├── PayloadTooLarge             413  body or batch over the limit
+    ├── UnsupportedMediaType        415  a body that is not JSON by its content-type
     ├── ValidationFailed            422  one or more invalid fields (``details``)
     ├── NoQuorum                    503  the cluster cannot commit a write now
     │   └── NotCommitted            503  the log could not say a command committed
@@ -90,6 +91,11 @@ class PayloadTooLarge(Scheduler0Error):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(Scheduler0Error):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ValidationFailed(Scheduler0Error):
     status = 422
     code = "validation_failed"
@@ -120,6 +126,7 @@ ERRORS_BY_CODE: dict[str, type[Scheduler0Error]] = {
         NotFound,
         Conflict,
         PayloadTooLarge,
+        UnsupportedMediaType,
         ValidationFailed,
         NoQuorum,
     )

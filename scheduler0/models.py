@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from scheduler0.errors import FieldError, ValidationFailed
+from scheduler0.terminal import unsafe_character
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -123,9 +124,31 @@ class _Patch(_Input):
         return body
 
 
+def _plain_name(value: str | None) -> str | None:
+    """A name is shown in tables and terminals: no control or bidi character."""
+    return _plain(value, "")
+
+
+def _plain_text(value: str | None) -> str | None:
+    """A description may span lines (newline, tab), nothing else invisible."""
+    return _plain(value, "\n\t")
+
+
+def _plain(value: str | None, allowed: str) -> str | None:
+    found = None if value is None else unsafe_character(value, allowed)
+    if found is not None:
+        raise ValueError(
+            f"must not contain control or bidirectional characters (found U+{ord(found):04X})"
+        )
+    return value
+
+
 class ProjectIn(_Input):
     name: StrictStr = Field(min_length=1, max_length=255)
     description: StrictStr = Field(default="", max_length=4096)
+
+    _name = field_validator("name")(_plain_name)
+    _description = field_validator("description")(_plain_text)
 
 
 class ProjectPatch(_Patch):
@@ -133,6 +156,8 @@ class ProjectPatch(_Patch):
     description: StrictStr | None = Field(default=None, max_length=4096)
 
     _present = field_validator("name", "description", mode="before")(_not_null)
+    _name = field_validator("name")(_plain_name)
+    _description = field_validator("description")(_plain_text)
 
 
 class CredentialScope(enum.StrEnum):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from scheduler0.cli.context import (
@@ -14,6 +15,7 @@ from scheduler0.cli.context import (
     NodeOption,
     YesOption,
     call,
+    cell,
     confirm,
     connect_operator,
     print_json,
@@ -68,8 +70,8 @@ def status(
     for m in data["members"]:
         table.add_row(
             str(m["node_id"]),
-            m.get("address", ""),
-            m.get("role", "?"),
+            escape(cell(m.get("address", ""))),
+            escape(cell(m.get("role", "?"))),
             "up" if m.get("reachable") else "UNREACHABLE",
             "self" if m["node_id"] == data["node_id"] else _ago(m.get("last_contact")),
             str(m.get("buckets_owned", "-")),
@@ -122,9 +124,9 @@ def members(
     for r in rows:
         table.add_row(
             str(r["node_id"]),
-            r["address"],
-            r["raft_address"],
-            r["role"],
+            escape(cell(r["address"])),
+            escape(cell(r["raft_address"])),
+            escape(cell(r["role"])),
             "yes" if r["reachable"] else "no",
         )
     stdout().print(table)

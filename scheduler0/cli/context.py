@@ -31,6 +31,7 @@ from scheduler0.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE, fa
 from scheduler0.client import ApiClient, Unreachable
 from scheduler0.config import load_settings
 from scheduler0.errors import ConfigError, Scheduler0Error
+from scheduler0.terminal import printable
 from scheduler0.tls import CA_FILE_ENV
 
 API_KEY_ENV = "SCHEDULER0_API_KEY"
@@ -210,13 +211,15 @@ def confirm(question: str) -> None:
 
 
 def cell(value: Any) -> str:
+    """A value from the node as one line of text: control and bidi characters
+    shown as escapes (``scheduler0/terminal.py``), never sent to the terminal."""
     if value is None:
         return "-"
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (dict, list)):
-        return json.dumps(value)
-    return str(value)
+        return json.dumps(value)  # ASCII only: every control character is escaped
+    return printable(str(value))
 
 
 def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> Table:
@@ -240,7 +243,7 @@ def print_record(record: dict[str, Any], keys: Sequence[str] | None = None) -> N
     grid.add_column(overflow="fold")
     for key in keys or list(record):
         if key in record:
-            grid.add_row(escape(key), escape(cell(record[key])))
+            grid.add_row(escape(cell(key)), escape(cell(record[key])))
     stdout().print(grid)
 
 

@@ -22,6 +22,7 @@ from scheduler0.cli.context import (
     NodeOption,
     OffsetOption,
     api_errors,
+    cell,
     connect,
     list_page,
     print_json,
@@ -141,16 +142,16 @@ def _line(row: dict[str, Any]) -> str:
     status = row.get("status_code")
     latency = row.get("latency_ms")
     parts = [
-        escape(str(row.get("scheduled_at") or "-")),
-        escape(f"{row.get('execution_id') or row.get('id')!s:<22}"),
-        f"[{style}]{escape(f'{state:<10}')}[/]" if style else escape(f"{state:<10}"),
+        escape(cell(row.get("scheduled_at") or "-")),
+        escape(f"{cell(row.get('execution_id') or row.get('id')):<22}"),
+        f"[{style}]{escape(f'{state:<10}')}[/]" if style else escape(f"{cell(state):<10}"),
         f"status {status if status is not None else '-':<4}",
         f"{latency if latency is not None else '-':>6} ms",
         f"attempts {row.get('attempts') or 0}",
         f"node {row.get('node_id') if row.get('node_id') is not None else '-'}",
     ]
     if row.get("error"):
-        parts.append(escape(str(row["error"])))
+        parts.append(escape(cell(row["error"])))
     return "  ".join(parts)
 
 

@@ -29,6 +29,7 @@ from scheduler0.cli.context import (
     OffsetOption,
     YesOption,
     call,
+    cell,
     confirm,
     connect,
     describe,
@@ -503,5 +504,5 @@ def run_job(
         return
     execution = data.get("execution_id") if isinstance(data, dict) else None
     if execution:
-        typer.echo(execution)
+        typer.echo(cell(execution))
     say(f"job {job_id} triggered")

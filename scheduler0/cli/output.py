@@ -15,6 +15,8 @@ from typing import NoReturn
 import typer
 from rich.console import Console
 
+from scheduler0.terminal import printable
+
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 EXIT_UNREACHABLE = 3
@@ -30,13 +32,15 @@ def stderr() -> Console:
 
 
 def say(message: str) -> None:
-    """A progress or status message, on stderr. ``message`` is rich markup."""
-    stderr().print(message)
+    """A progress or status message, on stderr. ``message`` is rich markup; a
+    control character in it (from a value the node sent) is shown escaped."""
+    stderr().print(printable(message, keep_newlines=True))
 
 
 def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
-    """Print ``message`` (plain text, not markup) on stderr and exit with ``code``."""
+    """Print ``message`` (plain text, not markup) on stderr and exit with ``code``.
+    It often quotes the node's error message: control characters are escaped."""
     console = stderr()
     console.print("[bold red]error:[/] ", end="")
-    console.print(message, markup=False)
+    console.print(printable(message, keep_newlines=True), markup=False)
     raise typer.Exit(code)

@@ -26,6 +26,7 @@ from scheduler0.console.widgets import (
     NodesTable,
     sync_rows,
 )
+from scheduler0.terminal import printable
 
 PANEL_CSS = """
 .panel { border: round $primary-lighten-1; border-title-color: $text; padding: 0 0; }
@@ -141,7 +142,7 @@ class JobScreen(Screen[None]):
             ("spec", job.spec),
             ("timezone", job.timezone),
             ("callback", job.callback_url),
-            ("data", job.data or "-"),
+            ("data", printable(job.data) or "-"),
             ("paused", "yes" if job.paused else "no"),
             ("next run", "-" if job.paused else fmt.clock_time(job.next_run_at, now) + " UTC"),
             ("last run", fmt.clock_time(job.last_execution_date, now)),

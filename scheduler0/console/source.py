@@ -1,8 +1,11 @@
 """What the console shows, and the seam it reads it through.
 
 The records are frozen and built from the API's JSON at the edge
-(``from_api``), so widgets never index raw dicts. ``ConsoleSource`` is the one
-interface the app talks to: ``HttpSource`` speaks to a node, tests pass a fake.
+(``from_api``), so widgets never index raw dicts, and every string shown
+comes with its control and bidi characters escaped (``scheduler0/terminal.py``;
+a job's ``data`` is escaped where it is shown, as the edit form sends it back).
+``ConsoleSource`` is the one interface the app talks to: ``HttpSource`` speaks
+to a node, tests pass a fake.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from scheduler0.models import ExecutionOut, ExecutionState, JobOut, ProjectOut
+from scheduler0.terminal import printable
 
 EXECUTION_STATES = tuple(s for s in ExecutionState if s is not ExecutionState.PENDING)
 """The states the execution log can be filtered by."""
@@ -27,7 +31,7 @@ def _float(value: Any) -> float | None:
 
 
 def _str(value: Any) -> str | None:
-    return None if value is None else str(value)
+    return None if value is None else printable(str(value))
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,8 @@ class Member:
     def from_api(cls, data: dict[str, Any]) -> Member:
         return cls(
             node_id=int(data["node_id"]),
-            address=str(data.get("address", "")),
-            role=str(data.get("role", "?")),
+            address=printable(str(data.get("address", ""))),
+            role=printable(str(data.get("role", "?"))),
             reachable=bool(data.get("reachable")),
             over_memory=bool(data.get("over_memory")),
             last_contact=_float(data.get("last_contact")),
@@ -108,7 +112,7 @@ class Project:
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Project:
         out = ProjectOut.model_validate(data)
-        return cls(out.id, out.name, out.description or "")
+        return cls(out.id, printable(out.name), printable(out.description or ""))
 
 
 @dataclass(frozen=True)
@@ -131,9 +135,9 @@ class Job:
         return cls(
             id=out.id,
             project_id=out.project_id,
-            spec=out.spec,
-            timezone=out.timezone or "UTC",
-            callback_url=out.callback_url or "",
+            spec=printable(out.spec),
+            timezone=printable(out.timezone or "UTC"),
+            callback_url=printable(out.callback_url or ""),
             data=str(out.data or ""),
             paused=out.paused,
             next_run_at=out.next_run_at,
@@ -175,14 +179,14 @@ class Execution:
         out = ExecutionOut.model_validate(data)
         return cls(
             id=out.id,
-            execution_id=out.execution_id,
+            execution_id=printable(out.execution_id),
             job_id=out.job_id,
-            scheduled_at=out.scheduled_at,
+            scheduled_at=printable(out.scheduled_at),
             state=str(out.state),
             status_code=out.status_code,
             attempts=out.attempts,
             latency_ms=out.latency_ms,
-            error=out.error,
+            error=None if out.error is None else printable(out.error),
             node_id=out.node_id,
         )
 

@@ -27,6 +27,7 @@ from scheduler0 import __version__
 from scheduler0.backup import BackupHeader, file_sha256, key_check
 from scheduler0.config import Settings
 from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
+from scheduler0.daemon.executor.destinations import DestinationGuard, policy_for
 from scheduler0.daemon.executor.http import Executor
 from scheduler0.daemon.metrics import Metrics, Readings
 from scheduler0.daemon.raft import RaftLog, RaftOptions, raft_password
@@ -56,6 +57,23 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+PRIVATE_UMASK = 0o077
+
+
+def private_files(data_dir: Path) -> None:
+    """The data directory 0700 and every file in it 0600, whatever the umask:
+    the database, its WAL and the raft snapshot and journal hold every
+    project's signing secret and the credentials' hashes. Files a node makes
+    later are private by the process umask (``PRIVATE_UMASK``, set by
+    ``scheduler0 start``); this fixes what an older node or another tool
+    (``scheduler0 restore``) left."""
+    data_dir.chmod(0o700)
+    for path in data_dir.rglob("*"):
+        if path.is_symlink():
+            continue
+        path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 @dataclass(frozen=True)
@@ -336,6 +354,7 @@ class Node:
         self.settings = settings
         data_dir = Path(settings.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        private_files(data_dir)
         db_path = data_dir / "state.db"
         # The database is a function of snapshot + journal: rebuild it, so that
         # the journal replay at start never applies a command twice.
@@ -359,6 +378,7 @@ class Node:
             metrics=self.metrics,
             destination_share=settings.callback_destination_share,
             destination_max_bytes=settings.callback_queue_max_mb * 2**20,
+            guard=DestinationGuard(lambda: policy_for(settings, self.queries.members())),
         )
         self.scheduler = Scheduler(
             node_id=settings.node_id,

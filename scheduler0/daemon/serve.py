@@ -4,6 +4,7 @@ SIGTERM, then close it cleanly. The one module that joins the node and the API."
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 
@@ -11,7 +12,7 @@ import orjson
 
 from scheduler0.config import Settings
 from scheduler0.daemon.api.app import create_app
-from scheduler0.daemon.node import Node
+from scheduler0.daemon.node import PRIVATE_UMASK, Node
 from scheduler0.daemon.timefmt import iso
 
 log = logging.getLogger("scheduler0")
@@ -66,6 +67,7 @@ def run_node(settings: Settings) -> int:
     import uvicorn
 
     configure_logging(settings.log_level, settings.log_format, settings.node_id)
+    os.umask(PRIVATE_UMASK)  # every file and directory the node makes is its own
     node = Node(settings)
     try:
         node.start_log()

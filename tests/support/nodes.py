@@ -111,6 +111,8 @@ class NodeProcess:
     extra_env: dict[str, str] = field(default_factory=dict)
     replicas: list[dict[str, Any]] | None = None
     proc: subprocess.Popen[bytes] | None = None
+    umask: int = -1
+    """The node process's umask (-1: this process's)."""
     ca_file: Path | None = None
     """Set for a node serving https (its ``extra_env`` holds the TLS settings):
     its URLs are https and the test's own requests verify against this CA."""
@@ -165,6 +167,7 @@ class NodeProcess:
             env=self.env(),
             stdout=log,
             stderr=subprocess.STDOUT,
+            umask=self.umask,
         )
         log.close()
         if wait:

@@ -227,7 +227,7 @@ def test_answers_are_enveloped_and_errors_documented(document: dict[str, Any]) -
                 else:
                     name = openapi.ERRORS[int(status)][0]
                     assert response == {"$ref": f"#/components/responses/{name}"}
-    assert set(openapi.ERRORS) == {400, 401, 403, 404, 409, 413, 422, 503}
+    assert set(openapi.ERRORS) == {400, 401, 403, 404, 409, 413, 415, 422, 503}
 
 
 def test_the_error_envelope_schema_holds_the_real_error_answers(
@@ -280,7 +280,10 @@ def test_every_declared_query_parameter_is_read_and_checked(
 def test_every_declared_body_is_read(client: InProcess, spec: RouteSpec) -> None:
     for method in spec.methods:
         response = client.request(
-            method, _at(spec.path), content=b"{not json", headers={"content-type": "text/plain"}
+            method,
+            _at(spec.path),
+            content=b"{not json",
+            headers={"content-type": "application/json"},
         )
         assert response.status_code == 400, response.text
         assert response.json()["error"]["code"] == "bad_request"

@@ -9,7 +9,8 @@ from collections.abc import Sequence
 import orjson
 import pytest
 
-from scheduler0.daemon.api.jobs import validate_jobs
+from scheduler0.daemon.api.jobs import JobChecks, validate_jobs
+from scheduler0.daemon.executor.destinations import DestinationPolicy
 from scheduler0.errors import ValidationFailed
 from scheduler0.models import MAX_FIELD_ERRORS, JobIn, parse_one
 
@@ -19,6 +20,9 @@ pytestmark = pytest.mark.unit
 class Projects:
     def existing_project_ids(self, ids: Sequence[int]) -> set[int]:
         return {1}
+
+
+CHECKS = JobChecks(DestinationPolicy(), 64 * 1024)
 
 
 def job(**extra: object) -> dict[str, object]:
@@ -44,7 +48,7 @@ def test_a_huge_invalid_batch_answers_a_small_error_quickly() -> None:
     items = [job(**{f"k{i:03d}": i for i in range(900)}) for _ in range(2000)]
     started = time.perf_counter()
     with pytest.raises(ValidationFailed) as caught:
-        validate_jobs(items, Projects())  # type: ignore[arg-type]
+        validate_jobs(items, Projects(), CHECKS)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - started
     answer = orjson.dumps(caught.value.to_dict())
     assert len(caught.value.details) == MAX_FIELD_ERRORS
@@ -56,4 +60,4 @@ def test_a_huge_invalid_batch_answers_a_small_error_quickly() -> None:
 
 
 def test_a_valid_batch_still_passes() -> None:
-    assert len(validate_jobs([job() for _ in range(10)], Projects())) == 10  # type: ignore[arg-type]
+    assert len(validate_jobs([job() for _ in range(10)], Projects(), CHECKS)) == 10  # type: ignore[arg-type]

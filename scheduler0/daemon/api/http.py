@@ -7,6 +7,7 @@ Every answer is an envelope: ``{"success": true, "data": ...}`` or
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
 import orjson
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
@@ -27,9 +28,12 @@ from scheduler0.errors import (
     FieldError,
     PayloadTooLarge,
     Scheduler0Error,
+    UnsupportedMediaType,
     ValidationFailed,
 )
 from scheduler0.models import EXECUTION_STATES
+
+log = logging.getLogger(__name__)
 
 Handler = Callable[[Request], Awaitable[Response]]
 P = ParamSpec("P")
@@ -91,18 +95,54 @@ def failure(error: Scheduler0Error) -> Response:
     )
 
 
+class ClientGone(Scheduler0Error):
+    """The client disconnected before its body was read: nobody is left to
+    answer, and nothing was done. One INFO line, no traceback."""
+
+    status = 400
+    code = "client_disconnected"
+
+
+def is_json(content_type: str | None) -> bool:
+    """``application/json``, ``application/<anything>+json`` (any parameters),
+    or no content-type at all (read as JSON, as every body of the API is)."""
+    if content_type is None:
+        return True
+    media = content_type.partition(";")[0].strip().lower()
+    kind, _, subtype = media.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
 async def json_body(request: Request, max_bytes: int) -> Any:
+    """The request's body as JSON: 415 for another content-type (a form or a
+    multipart upload is never read as JSON), 413 past ``max_bytes``, 400 if
+    malformed or empty."""
     _declared(request, None)
+    content_type = request.headers.get("content-type")
+    if not is_json(content_type):
+        raise UnsupportedMediaType(
+            f"content-type {content_type!r} is not JSON; send application/json"
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        log.info(
+            "%s %s: the client disconnected after %d of %s body bytes; nothing done",
+            request.method,
+            request.url.path,
+            size,
+            declared or "?",
+        )
+        raise ClientGone("the client disconnected before its body was read") from None
     raw = b"".join(chunks)
     if not raw.strip():
         raise BadRequest("request body is empty; expected JSON")

@@ -8,6 +8,7 @@ applied atomically: all jobs are created or none.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,6 +24,7 @@ from scheduler0.daemon.api.http import (
     PROJECT_ID,
     SINCE,
     UNTIL,
+    Services,
     id_param,
     json_body,
     off_loop,
@@ -35,6 +37,7 @@ from scheduler0.daemon.api.http import (
     time_param,
 )
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
+from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
 from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries, Visible
@@ -73,12 +76,58 @@ def encode_data(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+@dataclass(frozen=True)
+class JobChecks:
+    """What a job is checked against beyond its model: where its callback may
+    go (the destination policy, for the current membership) and the size of
+    its data (MaxJobDataKb)."""
+
+    policy: DestinationPolicy
+    max_data_bytes: int
+
+    def problems(
+        self, url: str | None, data: str | None, index: int | None = None
+    ) -> list[FieldError]:
+        """The callback URL's and the encoded data's problems."""
+        found = []
+        refusal = None if url is None else self.policy.check_url(url)
+        if refusal is not None:
+            found.append(FieldError("callback_url", f"destination refused: {refusal}", index))
+        if data is not None and len(data) > self.max_data_bytes:
+            found.append(
+                FieldError(
+                    "data",
+                    f"is {len(data)} bytes as JSON; at most {self.max_data_bytes} (MaxJobDataKb)",
+                    index,
+                )
+            )
+        return found
+
+
+def job_checks(svc: Services) -> JobChecks:
+    return JobChecks(
+        policy_for(svc.settings, svc.queries.members()), svc.settings.max_job_data_kb * 1024
+    )
+
+
 _JOB_LIST = TypeAdapter(list[JobIn])
 _DOUBLE_KEYS = (
     ("project_id", "projectId"),
     ("callback_url", "callbackUrl"),
     ("execution_type", "executionType"),
 )
+
+
+def _batch_problems(jobs: list[JobIn], checks: JobChecks) -> list[FieldError]:
+    """Each job's URL (once per distinct URL) and data problems, with its index."""
+    refused: dict[str, str | None] = {}
+    found = []
+    for index, job in enumerate(jobs):
+        if job.callback_url not in refused:
+            refused[job.callback_url] = checks.policy.check_url(job.callback_url)
+        url = job.callback_url if refused[job.callback_url] is not None else None
+        found += checks.problems(url, encode_data(job.data), index)
+    return found
 
 
 def _validate_fast(items: list[Any]) -> list[JobIn] | None:
@@ -106,12 +155,14 @@ def _usable_projects(queries: Queries, jobs: list[JobIn], shown: Visible) -> set
     return known if shown is None else known & shown
 
 
-def validate_jobs(items: list[Any], queries: Queries, shown: Visible = None) -> list[JobIn]:
+def validate_jobs(
+    items: list[Any], queries: Queries, checks: JobChecks, shown: Visible = None
+) -> list[JobIn]:
     """All items valid, or one ValidationFailed naming every bad field and index."""
     fast = _validate_fast(items)
     if fast is not None:
         known = _usable_projects(queries, fast, shown)
-        if all(job.project_id in known for job in fast):
+        if all(job.project_id in known for job in fast) and not _batch_problems(fast, checks):
             return fast
     jobs: list[JobIn] = []
     details: list[FieldError] = []
@@ -124,6 +175,7 @@ def validate_jobs(items: list[Any], queries: Queries, shown: Visible = None) -> 
         problem = check_schedule(job.spec, job.timezone, index)
         if problem is not None:
             details.append(problem)
+        details += checks.problems(job.callback_url, encode_data(job.data), index)
         jobs.append(job)
     if not details:
         known = _usable_projects(queries, jobs, shown)
@@ -161,7 +213,8 @@ async def create_jobs(request: Request) -> Response:
         )
     # Validation and the answer's rows (each with its next run) are CPU work in
     # proportion to the batch: off the loop that runs the scheduler's ticks.
-    jobs = await off_loop(validate_jobs, items, svc.queries, visible(request))
+    checks = await off_loop(job_checks, svc)
+    jobs = await off_loop(validate_jobs, items, svc.queries, checks, visible(request))
     keyed = await off_loop(idempotency_key, request, "POST /jobs", body)
     now = time.time()
     rows = await off_loop(_job_rows, jobs, int(now))
@@ -249,6 +302,11 @@ async def update_job(request: Request) -> Response:
             changes[name] = value
     if "data" in patch.model_fields_set:
         changes["data"] = encode_data(patch.data)
+    if "callback_url" in changes or changes.get("data") is not None:
+        checks = await off_loop(job_checks, svc)
+        problems = checks.problems(changes.get("callback_url"), changes.get("data"))
+        if problems:
+            raise invalid(problems)
     if "spec" in changes or "timezone" in changes:
         spec = changes.get("spec", current["spec"])
         timezone = changes.get("timezone", current["timezone"])

@@ -36,6 +36,10 @@ ERRORS: dict[int, tuple[str, str]] = {
     404: ("NotFound", "Unknown id (not_found)."),
     409: ("Conflict", "Duplicate name, project still has jobs, run already there (conflict)."),
     413: ("PayloadTooLarge", "Body or batch over the node's limit (payload_too_large)."),
+    415: (
+        "UnsupportedMediaType",
+        "A body whose content-type is not JSON (unsupported_media_type).",
+    ),
     422: (
         "ValidationFailed",
         "Invalid fields, each named in details (with the item's index in a batch)"

@@ -27,9 +27,12 @@ Attempts and retries: a 2xx answer is success. Any other status, a timeout
 failed attempt. A chunk gets at most ``1 + retry_max`` attempts; retry ``k``
 (k = 1, 2, ...) waits ``min(retry_delay * 2**(k-1), max(30, retry_delay))``
 seconds, without holding a worker, so a failing receiver never delays other
-chunks. An invalid URL fails at once (retrying cannot help). After the final
-attempt every fire in the chunk gets one result carrying that attempt's status
-code and error.
+chunks. An invalid URL, or a destination the policy refuses (``guard``, see
+``destinations.py``: checked after DNS resolution, before connecting), fails
+at once (retrying cannot help). After the final attempt every fire in the
+chunk gets one result carrying that attempt's status code and error (for a
+non-2xx answer ``HTTP <status>: <excerpt>``, at most ``EXCERPT_CHARS`` of the
+answer without control characters).
 
 Bulkheads: work is queued per destination (scheme, host, port). At most
 ``ceil(max_workers * destination_share)`` POSTs go to one destination at once,
@@ -67,6 +70,11 @@ import httpx
 import orjson
 
 from scheduler0 import signing
+from scheduler0.daemon.executor.destinations import (
+    DestinationGuard,
+    DestinationRefused,
+    PinnedTransport,
+)
 from scheduler0.daemon.metrics import Metrics, status_class
 
 log = logging.getLogger(__name__)
@@ -78,7 +86,11 @@ CIRCUIT_AFTER_FAILURES = 5
 CIRCUIT_OPEN_SECONDS = 5.0
 CIRCUIT_OPEN_MAX_SECONDS = 60.0
 """An open circuit stays open this long, doubling while probes keep failing."""
-_BODY_SNIPPET_CHARS = 120
+EXCERPT_CHARS = 60
+"""Characters of a non-2xx answer kept in the execution's error (which every
+client of the project reads): enough to tell "overloaded" from "not found",
+too little to carry a receiver's secrets out."""
+_EXCERPT_BYTES = EXCERPT_CHARS * 4
 _RESPONSE_READ_LIMIT = 64 * 1024
 
 
@@ -182,6 +194,7 @@ class Executor:
         metrics: Metrics | None = None,
         destination_share: float = 0.25,
         destination_max_bytes: int = 64 * 2**20,
+        guard: DestinationGuard | None = None,
     ) -> None:
         if max_workers < 1 or max_queue < 1 or payload_max_bytes < 2:
             raise ValueError("max_workers, max_queue and payload_max_bytes must be positive")
@@ -193,6 +206,7 @@ class Executor:
         self._payload_max_bytes = payload_max_bytes
         self._clock = clock
         self._transport = transport
+        self._guard = guard
         self._metrics = metrics
         self._failures = FailureLog()
         self._headers = {"user-agent": "scheduler0"}
@@ -220,10 +234,13 @@ class Executor:
         limits = httpx.Limits(
             max_connections=self._max_workers, max_keepalive_connections=self._max_workers
         )
+        transport = self._transport
+        if transport is None and self._guard is not None:
+            transport = PinnedTransport(self._guard, limits)
         self._client = httpx.AsyncClient(
             limits=limits,
             timeout=httpx.Timeout(self._timeout),
-            transport=self._transport,
+            transport=transport,
             follow_redirects=False,
             headers=self._headers,
         )
@@ -466,7 +483,11 @@ class Executor:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._timeout):
+                if self._guard is not None:
+                    await self._guard.check(chunk.url)
                 status_code, snippet = await self._post(chunk.url, chunk.body, headers)
+        except DestinationRefused as exc:
+            return _failure(started, f"destination refused: {exc}", retryable=False)
         except (TimeoutError, httpx.TimeoutException):
             return _failure(started, f"timeout after {self._timeout:g}s")
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
@@ -493,13 +514,12 @@ class Executor:
             head = b""
             read = 0
             async for part in response.aiter_bytes():
-                if len(head) < _BODY_SNIPPET_CHARS:
-                    head += part[:_BODY_SNIPPET_CHARS]
+                if len(head) < _EXCERPT_BYTES:
+                    head += part[:_EXCERPT_BYTES]
                 read += len(part)
                 if read > _RESPONSE_READ_LIMIT:
                     break
-            snippet = head[:_BODY_SNIPPET_CHARS].decode("utf-8", "replace").strip()
-            return response.status_code, snippet
+            return response.status_code, excerpt(head)
 
     def _record(self, chunk: _Chunk, outcome: _Outcome) -> None:
         state = "success" if outcome.ok else "failed"
@@ -565,6 +585,15 @@ def _split_by_size(encoded: list[bytes], max_bytes: int) -> list[int]:
         size = grown
     ends.append(len(encoded))
     return ends
+
+
+def excerpt(head: bytes) -> str:
+    """At most ``EXCERPT_CHARS`` of an answer's start, each run of control,
+    bidi or space characters shown as one space (the error is shown in
+    terminals and tables)."""
+    text = head.decode("utf-8", "replace")
+    words = "".join(ch if ch.isprintable() else " " for ch in text).split()
+    return " ".join(words)[:EXCERPT_CHARS].rstrip()
 
 
 def _elapsed_ms(started: float) -> int:
