@@ -28,7 +28,15 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scheduler0.daemon.api.http import Handler, Services, path_id, services
+from scheduler0.daemon.api.http import (
+    CONSISTENCY,
+    Declared,
+    Handler,
+    Services,
+    path_id,
+    read_barrier,
+    services,
+)
 from scheduler0.daemon.security import same_text, secret_matches
 from scheduler0.errors import Forbidden, NoQuorum, NotFound, Scheduler0Error, Unauthorized
 from scheduler0.models import CredentialScope
@@ -209,15 +217,20 @@ def guard(endpoint: Handler, permission: Permission) -> Handler:
         if permission.scope is not None and not who.may(permission.scope):
             raise Forbidden(f"this route needs a credential with the {permission.scope} scope")
         if who.projects is not None:
-            _within_projects(request, who, permission.on)
+            await _within_projects(request, who, permission.on)
         return await endpoint(request)
 
     return guarded
 
 
-def _within_projects(request: Request, who: Caller, on: On) -> None:
+async def _within_projects(request: Request, who: Caller, on: On) -> None:
     """Refuse a project-limited caller what lies outside its projects, with
-    the answer a missing project or job gets (its existence is not revealed)."""
+    the answer a missing project or job gets (its existence is not revealed).
+
+    A job this replica does not hold is refused too, not passed on: it may be
+    another project's job that is not applied here yet, which the handler
+    would otherwise act on (a write) or read after its barrier (a strong read,
+    whose barrier therefore runs first)."""
     if on is On.NEW_PROJECT:
         raise Forbidden("a credential limited to some projects cannot create projects")
     if on is On.PROJECT:
@@ -226,6 +239,9 @@ def _within_projects(request: Request, who: Caller, on: On) -> None:
             raise NotFound(f"no project with id {project_id}")
     elif on is On.JOB:
         job_id = path_id(request)
+        declared = request.scope.get(Declared.SCOPE_KEY)
+        if isinstance(declared, Declared) and CONSISTENCY in declared.query:
+            await read_barrier(request)
         owner = services(request).queries.job_project(job_id)
-        if owner is not None and not who.sees(owner):
+        if owner is None or not who.sees(owner):
             raise NotFound(f"no job with id {job_id}")
