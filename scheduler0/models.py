@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import enum
 import itertools
+from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -55,6 +56,9 @@ _ALIASES = {
     "project_id": "projectId",
     "callback_url": "callbackUrl",
     "execution_type": "executionType",
+    "expires_at": "expiresAt",
+    "expires_in_seconds": "expiresInSeconds",
+    "created_by": "createdBy",
 }
 
 
@@ -156,8 +160,98 @@ class ProjectPatch(_Patch):
     _description = field_validator("description")(_plain_text)
 
 
+class CredentialScope(enum.StrEnum):
+    """What a client credential may do; a credential holds a non-empty set."""
+
+    READ = "read"
+    """Reads only."""
+    WRITE = "write"
+    """Create, change and delete jobs and projects."""
+    EXECUTE = "execute"
+    """Run now, pause, resume."""
+    ADMIN = "admin"
+    """Everything, plus the projects' signing secrets and rotating them."""
+
+
+SCOPES: tuple[str, ...] = tuple(CredentialScope)
+
+MAX_CREDENTIAL_PROJECTS = 1000
+"""Project ids one credential may be limited to."""
+
+MAX_LIFETIME_SECONDS = 100 * 366 * 86400
+"""The furthest ``expires_at`` may lie ahead (a bound, not a policy)."""
+
+
+def _scopes(value: Any) -> Any:
+    """A non-empty subset of ``SCOPES``, kept in their order, each once: one
+    error naming ``scopes`` for an empty list or an unknown value."""
+    if value is None:
+        raise ValueError("must not be null; leave the field out for all four")
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"must be a list of scopes: {', '.join(SCOPES)}")
+    if not value:
+        raise ValueError(f"must hold at least one of {', '.join(SCOPES)}")
+    unknown = sorted(set(value) - set(SCOPES))
+    if unknown:
+        shown = ", ".join(repr(name[:32]) for name in unknown[:5])
+        raise ValueError(f"unknown scope {shown}; scopes are {', '.join(SCOPES)}")
+    return [name for name in SCOPES if name in value]
+
+
+def _expiry(value: Any) -> Any:
+    """Unix seconds or an ISO 8601 time (UTC without an offset), as unix seconds."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError("must be unix seconds or an ISO 8601 time") from None
+        return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+    raise ValueError("must be unix seconds or an ISO 8601 time")
+
+
 class CredentialIn(_Input):
+    """A client credential. The field names are those the official clients send
+    (``CredentialCreateRequestBody``); camelCase spellings are accepted too."""
+
     description: StrictStr = Field(default="", max_length=1024)
+    scopes: list[CredentialScope] | None = Field(
+        default=None,
+        min_length=1,
+        description="A non-empty subset of read, write, execute, admin. Left out: all four.",
+    )
+    projects: list[Annotated[StrictInt, Field(ge=1, le=2**63 - 1)]] | None = Field(
+        default=None,
+        max_length=MAX_CREDENTIAL_PROJECTS,
+        description="The project ids the credential may see and act on. Left out or empty:"
+        " every project (only such a credential may create projects).",
+    )
+    expires_at: float | None = Field(
+        default=None,
+        validation_alias=_alias("expires_at"),
+        description="When the credential stops working: unix seconds or ISO 8601.",
+        json_schema_extra={"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]},
+    )
+    expires_in_seconds: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("expires_in_seconds"),
+        ge=1,
+        le=MAX_LIFETIME_SECONDS,
+        description="The same as expires_at, counted from now (not with expires_at).",
+    )
+    created_by: StrictStr | None = Field(
+        default=None, validation_alias=_alias("created_by"), max_length=255
+    )
+    archived: StrictBool = False
+
+    _scope_names = field_validator("scopes", mode="before")(_scopes)
+    _expires = field_validator("expires_at", mode="before")(_expiry)
+
+    @field_validator("projects")
+    @classmethod
+    def _once_each(cls, value: list[int] | None) -> list[int] | None:
+        return None if not value else sorted(set(value))
 
 
 class CredentialPatch(_Input):
@@ -321,6 +415,11 @@ class CredentialOut(_Output):
     api_key: str
     description: str = ""
     archived: bool = False
+    scopes: list[str] = Field(default_factory=lambda: list(SCOPES))
+    projects: list[int] = Field(default_factory=list)
+    """Empty: every project."""
+    expires_at: str | None = None
+    created_by: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
     api_secret: str | None = None

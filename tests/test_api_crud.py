@@ -17,7 +17,18 @@ from tests.support.nodes import (
 )
 
 PROJECT_KEYS = {"id", "name", "description", "signing_secret", "created_at", "updated_at"}
-CREDENTIAL_KEYS = {"id", "api_key", "description", "archived", "created_at", "updated_at"}
+CREDENTIAL_KEYS = {
+    "id",
+    "api_key",
+    "description",
+    "archived",
+    "scopes",
+    "projects",
+    "expires_at",
+    "created_by",
+    "created_at",
+    "updated_at",
+}
 JOB_KEYS = {
     "id",
     "project_id",

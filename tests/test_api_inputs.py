@@ -324,6 +324,28 @@ INVALID = [
     ("POST", "/credentials", {"description": 5}, "description", None),
     ("POST", "/credentials", {"api_key": "mine"}, "api_key", None),
     ("POST", "/credentials", [], "body", None),
+    ("POST", "/credentials", {"scopes": []}, "scopes", None),
+    ("POST", "/credentials", {"scopes": ["read", "root"]}, "scopes", None),
+    ("POST", "/credentials", {"scopes": "read"}, "scopes", None),
+    ("POST", "/credentials", {"scopes": [1]}, "scopes", None),
+    ("POST", "/credentials", {"scopes": None}, "scopes", None),
+    ("POST", "/credentials", {"projects": [0]}, "projects.0", None),
+    ("POST", "/credentials", {"projects": ["1"]}, "projects.0", None),
+    ("POST", "/credentials", {"projects": [UNKNOWN]}, "projects", None),
+    ("POST", "/credentials", {"projects": list(range(1, 1002))}, "projects", None),
+    ("POST", "/credentials", {"expires_at": 1}, "expires_at", None),  # in the past
+    ("POST", "/credentials", {"expiresAt": "tomorrow"}, "expires_at", None),
+    ("POST", "/credentials", {"expires_at": True}, "expires_at", None),
+    ("POST", "/credentials", {"expires_at": 1e300}, "expires_at", None),
+    ("POST", "/credentials", {"expiresInSeconds": 0}, "expires_in_seconds", None),
+    (
+        "POST",
+        "/credentials",
+        {"expires_at": "2100-01-01T00:00:00Z", "expires_in_seconds": 60},
+        "expires_in_seconds",
+        None,
+    ),
+    ("POST", "/credentials", {"createdBy": 5}, "created_by", None),
     # jobs, one object
     ("POST", "/jobs", {}, "project_id", 0),  # missing
     ("POST", "/jobs", {P: "1"}, "project_id", 0),

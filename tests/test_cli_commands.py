@@ -437,6 +437,20 @@ def test_credentials_create_list_archive(cli: Cli, api: Client) -> None:
     refused(unknown, 1, "no credential")  # operator auth despite the client key in env
 
 
+def test_credentials_create_with_scopes_projects_and_expiry(cli: Cli, api: Client) -> None:
+    project = api.data("POST", "/projects", 201, json={"name": "cli-scoped"})["id"]
+    cred = cli.json(
+        "credentials", "create", "--scope", "read", "--scope", "execute",
+        "--project", str(project), "--expires-at", "2100-01-01T00:00:00Z",
+    )  # fmt: skip
+    assert cred["scopes"] == ["read", "execute"] and cred["projects"] == [project]
+    assert cred["expires_at"].startswith("2100-01-01T00:00:00")
+    human = cli("credentials", "list", "--all")
+    assert human.returncode == 0 and '["read", "execute"]' in human.stdout
+    refused(cli("credentials", "create", "--scope", "root"), 2, "root")
+    refused(cli("credentials", "create", "--project", "999999"), 1, "no project with id 999999")
+
+
 def test_auth_and_configuration_errors(cli: Cli, api: Client) -> None:
     no_secrets = {k: v for k, v in cli.env().items() if not k.startswith("SCHEDULER0_AUTH")}
     cred = api.data("POST", "/credentials", 201, json={})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -28,12 +28,14 @@ from scheduler0.cli.context import (
     print_record,
 )
 from scheduler0.cli.output import say, stdout
+from scheduler0.models import CredentialScope
 
 credentials_app = typer.Typer(
     help=(
         "Client api keys. Operator commands: they authenticate with the username and\n"
         "password of .scheduler0 (or SCHEDULER0_AUTH_USERNAME/SCHEDULER0_AUTH_PASSWORD).\n\n"
-        "Example:\n\n\b\n  scheduler0 credentials create --description ci --json"
+        "Example:\n\n\b\n  scheduler0 credentials create --description ci --json\n"
+        "  scheduler0 credentials create --scope read --project 3 --project 4"
     ),
     epilog=EPILOG,
     no_args_is_help=True,
@@ -44,15 +46,49 @@ COLUMNS = (
     ("api key", "api_key"),
     ("description", "description"),
     ("archived", "archived"),
+    ("scopes", "scopes"),
+    ("projects", "projects"),
+    ("expires", "expires_at"),
     ("created", "created_at"),
     ("updated", "updated_at"),
 )
-RECORD_KEYS = ("id", "api_key", "description", "archived", "created_at", "updated_at")
+RECORD_KEYS = (
+    "id",
+    "api_key",
+    "description",
+    "archived",
+    "scopes",
+    "projects",
+    "expires_at",
+    "created_at",
+    "updated_at",
+)
 
 
 @credentials_app.command("create")
 def create_credential(
     description: Annotated[str, typer.Option("--description", help="What the key is for.")] = "",
+    scopes: Annotated[
+        list[CredentialScope] | None,
+        typer.Option(
+            "--scope",
+            help="What it may do (repeat for more): read, write (jobs and projects),"
+            " execute (run, pause, resume), admin (everything, and signing secrets)."
+            " Default: all four.",
+        ),
+    ] = None,
+    projects: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--project",
+            min=1,
+            help="A project it may see and act on (repeat for more). Default: every project.",
+        ),
+    ] = None,
+    expires_at: Annotated[
+        str | None,
+        typer.Option("--expires-at", help="When it stops working: ISO 8601 or unix seconds."),
+    ] = None,
     as_json: JsonOption = False,
     node: NodeOption = None,
     config: ConfigOption = None,
@@ -63,10 +99,19 @@ def create_credential(
 
     \b
       scheduler0 credentials create --description "billing service"
+      scheduler0 credentials create --scope read --project 3 --project 4
+      scheduler0 credentials create --scope execute --expires-at 2030-01-01T00:00:00Z
       scheduler0 credentials create --json > cred.json
     """
+    body: dict[str, Any] = {"description": description}
+    if scopes:
+        body["scopes"] = [str(scope) for scope in scopes]
+    if projects:
+        body["projects"] = projects
+    if expires_at is not None:
+        body["expires_at"] = _number_or_text(expires_at)
     with connect_operator(node, config) as client:
-        data = call(client, "POST", "/credentials", {"description": description})
+        data = call(client, "POST", "/credentials", body)
     if as_json:
         print_json(data)
         return
@@ -78,10 +123,21 @@ def create_credential(
         ("api key", "api_key"),
         ("api secret", "api_secret"),
         ("description", "description"),
+        ("scopes", "scopes"),
+        ("projects", "projects"),
+        ("expires", "expires_at"),
     ):
         grid.add_row(label, escape(cell(data.get(key))))
     stdout().print(Panel(grid, title="New client credential", expand=False))
     say("Store the api secret now: it cannot be shown again.")
+
+
+def _number_or_text(value: str) -> float | str:
+    """Unix seconds as a number, anything else as given (the node checks it)."""
+    try:
+        return float(value)
+    except ValueError:
+        return value
 
 
 @credentials_app.command("list")

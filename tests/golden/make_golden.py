@@ -338,6 +338,20 @@ def v3_journal() -> list[bytes]:
         v3(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1")),
         v3(c.CredentialArchived(now=t + 4, credential_id=1)),
         v3(c.CredentialDeleted(now=t + 5, credential_id=1)),
+        # A credential limited to reading and writing project 2 until an hour on,
+        # and project 1's signing secret rotated.
+        v3(
+            c.CredentialCreated(
+                now=t + 5,
+                api_key="key-2",
+                secret_hash="hash-2",
+                scopes=["read", "write"],
+                projects=[2],
+                expires_at=t + 3600,
+                created_by="ops",
+            )
+        ),
+        v3(c.ProjectUpdated(now=t + 5, project_id=1, signing_secret="sec-a2")),
         v3(c.JobsCreated(now=t + 6, jobs=created)),
         v3(c.JobsCreated(now=t + 6, jobs=[{**created[0], "project_id": 9}])),  # refused
         # A tick: 20 fires and job 21's missed slot, each job's next run kept.

@@ -26,7 +26,7 @@ from starlette.responses import Response
 from scheduler0.config import Settings
 from scheduler0.daemon.api import app as api
 from scheduler0.daemon.api import openapi
-from scheduler0.daemon.api.auth import Access
+from scheduler0.daemon.api.auth import Access, Permission
 from scheduler0.daemon.api.describe import Reply, RouteSpec
 from scheduler0.daemon.api.http import (
     CONSISTENCY,
@@ -163,7 +163,8 @@ def test_security_follows_each_routes_access(
         assert operation["security"] == security, (method, spec.path)
         statuses = set(operation["responses"])
         assert ("401" in statuses) is (access is not Access.PUBLIC)
-        assert ("403" in statuses) is (access is Access.OPERATOR)
+        assert ("403" in statuses) is (access is not Access.PUBLIC)
+        assert ("x-scope" in operation) is (access is Access.CLIENT)
 
 
 def test_both_security_schemes_are_declared(document: dict[str, Any]) -> None:
@@ -305,7 +306,7 @@ def test_a_handler_reading_an_undeclared_input_is_a_server_error() -> None:
 
     def answer(query: tuple[Param, ...]) -> int:
         spec = RouteSpec(
-            "/t", ("GET",), reads_limit, Access.PUBLIC, "test", Reply(None), query=query
+            "/t", ("GET",), reads_limit, Permission(Access.PUBLIC), "test", Reply(None), query=query
         )
         app = Starlette(routes=[api._route(spec)])
         app.state.services = stub_services()

@@ -220,6 +220,30 @@ def test_project_updated_sets_only_the_given_fields(replica: Replica) -> None:
     ]
 
 
+@covers(c.ProjectUpdated)
+def test_project_updated_rotates_the_signing_secret_and_announces_its_jobs(
+    tmp_path: Path,
+) -> None:
+    heard: list[tuple[str, Any]] = []
+    replica = Replica(
+        tmp_path / "r.db", on_change=lambda kind, detail: heard.append((kind, detail))
+    )
+    try:
+        seed(replica, jobs=2)
+        replica.ok(c.ProjectCreated(now=NOW, name="other", description="", signing_secret="o"))
+        heard.clear()
+        replica.ok(c.ProjectUpdated(now=NOW + 1, project_id=1, signing_secret="new"))
+        replica.ok(c.ProjectUpdated(now=NOW + 2, project_id=2, description="no secret"))
+        assert replica.rows("SELECT id, signing_secret FROM projects ORDER BY id") == [
+            (1, "new"),
+            (2, "o"),
+        ]
+    finally:
+        replica.close()
+    # Owners keep each job's callback head with its secret: they re-read project 1's jobs.
+    assert heard == [("jobs", [1, 2])]
+
+
 @covers(c.ProjectDeleted)
 def test_project_deleted_only_once_it_has_no_jobs(replica: Replica) -> None:
     seed(replica, jobs=2)
@@ -251,10 +275,30 @@ def test_credential_created_stores_the_stamped_key_and_hash(replica: Replica) ->
     # A duplicate key (the proposer generates keys, so only by accident) is refused whole.
     assert "error" in replica.apply(c.CredentialCreated(now=NOW, api_key="k1", secret_hash="x"))
     assert replica.dump() == before
+    # Without scopes, projects or expiry (as every entry before version 3):
+    # NULL, which means every scope, every project, never.
     assert replica.rows("SELECT * FROM credentials ORDER BY id") == [
-        (1, "k1", "h1", "ci", 0, NOW, NOW),
-        (2, "k2", "h2", "", 0, NOW + 1, NOW + 1),
+        (1, "k1", "h1", "ci", 0, NOW, NOW, None, None, None, None),
+        (2, "k2", "h2", "", 0, NOW + 1, NOW + 1, None, None, None, None),
     ]
+
+
+@covers(c.CredentialCreated)
+def test_credential_created_with_scopes_projects_and_expiry(replica: Replica) -> None:
+    scoped = c.CredentialCreated(
+        now=NOW,
+        api_key="k1",
+        secret_hash="h1",
+        scopes=["read", "execute"],
+        projects=[3, 4],
+        expires_at=NOW + 60,
+        created_by="ops",
+        archived=True,
+    )
+    assert replica.ok(scoped) == {"id": 1}
+    assert replica.rows(
+        "SELECT scopes, projects, expires_at, created_by, archived FROM credentials"
+    ) == [('["read","execute"]', "[3,4]", NOW + 60, "ops", 1)]
 
 
 @covers(c.CredentialArchived)

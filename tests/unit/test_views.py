@@ -39,6 +39,10 @@ CREDENTIAL = {
     "archived": 0,
     "created_at": NOW,
     "updated_at": NOW,
+    "scopes": None,
+    "projects": None,
+    "expires_at": None,
+    "created_by": None,
 }
 EXECUTION = {
     "id": 9,

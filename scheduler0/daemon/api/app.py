@@ -18,7 +18,7 @@ from starlette.routing import Mount, Route, compile_path
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe, openapi
-from scheduler0.daemon.api.auth import Access, AuthMiddleware, guard
+from scheduler0.daemon.api.auth import Access, AuthMiddleware, On, Permission, guard
 from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
 from scheduler0.daemon.api.http import (
     CONSISTENCY,
@@ -59,6 +59,7 @@ from scheduler0.models import (
     CredentialIn,
     CredentialOut,
     CredentialPatch,
+    CredentialScope,
     JobIn,
     JobOut,
     JobPatch,
@@ -104,33 +105,57 @@ class MethodNotAllowed(Scheduler0Error):
     code = "method_not_allowed"
 
 
-CLIENT, OPERATOR, PUBLIC = Access.CLIENT, Access.OPERATOR, Access.PUBLIC
+OPERATOR, PUBLIC = Permission(Access.OPERATOR), Permission(Access.PUBLIC)
+
+
+def read(on: On = On.NOTHING) -> Permission:
+    return Permission(Access.CLIENT, CredentialScope.READ, on)
+
+
+def write(on: On) -> Permission:
+    return Permission(Access.CLIENT, CredentialScope.WRITE, on)
+
+
+def execute(on: On) -> Permission:
+    return Permission(Access.CLIENT, CredentialScope.EXECUTE, on)
+
+
+def admin(on: On) -> Permission:
+    return Permission(Access.CLIENT, CredentialScope.ADMIN, on)
+
+
 READ = (CONSISTENCY,)
 LIST = (LIMIT, OFFSET, CONSISTENCY)
 EXECUTIONS = (LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
-        "/projects", ("POST",), accounts.create_project, CLIENT,
+        "/projects", ("POST",), accounts.create_project, write(On.NEW_PROJECT),
         "Create a project (names are unique)",
         Reply(ProjectOut, 201, description="Created"), body=Body(ProjectIn), errors=(409,),
     ),
     RouteSpec(
-        "/projects", ("GET",), accounts.list_projects, CLIENT,
+        "/projects", ("GET",), accounts.list_projects, read(On.LISTS),
         "List projects", Reply(ProjectPage), query=LIST,
     ),
     RouteSpec(
-        "/projects/{id}", ("GET",), accounts.get_project, CLIENT,
+        "/projects/{id}", ("GET",), accounts.get_project, read(On.PROJECT),
         "Get a project", Reply(ProjectOut), query=READ,
     ),
     RouteSpec(
-        "/projects/{id}", ("PUT", "PATCH"), accounts.update_project, CLIENT,
+        "/projects/{id}", ("PUT", "PATCH"), accounts.update_project, write(On.PROJECT),
         "Change a project's name or description",
         Reply(ProjectOut), body=Body(ProjectPatch), errors=(409,),
     ),
     RouteSpec(
-        "/projects/{id}", ("DELETE",), accounts.delete_project, CLIENT,
+        "/projects/{id}", ("DELETE",), accounts.delete_project, write(On.PROJECT),
         "Delete a project (refused while it has jobs)", Reply(Deleted), errors=(409,),
+    ),
+    RouteSpec(
+        "/projects/{id}/signing-secret", ("POST",), accounts.rotate_signing_secret,
+        admin(On.PROJECT),
+        "Give a project a new signing secret: its callbacks are signed with it from now on",
+        Reply(ProjectOut),
     ),
     RouteSpec(
         "/credentials", ("POST",), accounts.create_credential, OPERATOR,
@@ -160,46 +185,46 @@ ROUTES: tuple[RouteSpec, ...] = (
         "Delete a client credential", Reply(Deleted),
     ),
     RouteSpec(
-        "/jobs", ("POST",), jobs.create_jobs, CLIENT,
+        "/jobs", ("POST",), jobs.create_jobs, write(On.JOB_ITEMS),
         "Create one job or a batch (all validated first, then created atomically)",
         Reply(JobOut, 201, many=True, description="Created: one job, or an array in order"),
         body=Body(JobIn, many=True),
     ),
     RouteSpec(
-        "/jobs", ("GET",), jobs.list_jobs, CLIENT,
+        "/jobs", ("GET",), jobs.list_jobs, read(On.LISTS),
         "List jobs, of one project or all",
         Reply(JobPage), query=(PROJECT_ID, JOBS_LIMIT, OFFSET, CONSISTENCY), errors=(404,),
     ),
     RouteSpec(
-        "/jobs/{id}", ("GET",), jobs.get_job, CLIENT, "Get a job", Reply(JobOut), query=READ,
+        "/jobs/{id}", ("GET",), jobs.get_job, read(On.JOB), "Get a job", Reply(JobOut), query=READ,
     ),
     RouteSpec(
-        "/jobs/{id}", ("PUT", "PATCH"), jobs.update_job, CLIENT,
+        "/jobs/{id}", ("PUT", "PATCH"), jobs.update_job, write(On.JOB),
         "Change a job (a new schedule applies from the next slot after now)",
         Reply(JobOut), body=Body(JobPatch),
     ),
     RouteSpec(
-        "/jobs/{id}", ("DELETE",), jobs.delete_job, CLIENT, "Delete a job", Reply(Deleted),
+        "/jobs/{id}", ("DELETE",), jobs.delete_job, write(On.JOB), "Delete a job", Reply(Deleted),
     ),
     RouteSpec(
-        "/jobs/{id}/pause", ("POST",), jobs.pause_job, CLIENT,
+        "/jobs/{id}/pause", ("POST",), jobs.pause_job, execute(On.JOB),
         "Pause a job (no slot fires until it is resumed)", Reply(JobOut),
     ),
     RouteSpec(
-        "/jobs/{id}/resume", ("POST",), jobs.resume_job, CLIENT,
+        "/jobs/{id}/resume", ("POST",), jobs.resume_job, execute(On.JOB),
         "Resume a paused job", Reply(JobOut),
     ),
     RouteSpec(
-        "/jobs/{id}/run", ("POST",), jobs.run_now, CLIENT,
+        "/jobs/{id}/run", ("POST",), jobs.run_now, execute(On.JOB),
         "Run a job once now, outside its schedule",
         Reply(Triggered, 202, description="Accepted"), errors=(409,),
     ),
     RouteSpec(
-        "/jobs/{id}/executions", ("GET",), jobs.job_executions, CLIENT,
+        "/jobs/{id}/executions", ("GET",), jobs.job_executions, read(On.JOB),
         "A job's executions, newest first", Reply(ExecutionPage), query=EXECUTIONS,
     ),
     RouteSpec(
-        "/executions", ("GET",), observe.list_executions, CLIENT,
+        "/executions", ("GET",), observe.list_executions, read(On.LISTS),
         "Executions, newest first, filtered",
         Reply(ExecutionPage), query=(JOB_ID, PROJECT_ID, STATE, *EXECUTIONS),
     ),
@@ -208,7 +233,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "This node's health (no auth, no secrets)", Reply(Health),
     ),
     RouteSpec(
-        "/status", ("GET",), observe.status, CLIENT,
+        "/status", ("GET",), observe.status, read(),
         "This node: raft, buckets, queue depth, fire lag", Reply(Status),
     ),
     RouteSpec(
@@ -217,7 +242,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         Reply(None, media_type="text/plain", enveloped=False),
     ),
     RouteSpec(
-        "/cluster", ("GET",), cluster.status, CLIENT,
+        "/cluster", ("GET",), cluster.status, read(),
         "Every member's status, gathered over peer auth", Reply(ClusterStatus),
     ),
     RouteSpec(
@@ -249,9 +274,11 @@ ROUTES: tuple[RouteSpec, ...] = (
         Reply(None, media_type="text/html", enveloped=False),
     ),
 )  # fmt: skip
-"""Every route of the API, what it requires of its caller, reads and answers, in
-one place: the routes, the input checks (``http.Declared``) and the OpenAPI
-document are all made from it."""
+"""Every route of the API, what it requires of its caller (the permission
+table: operator, or a client scope and the project it acts on), reads and
+answers, in one place: the routes, their guards, the input checks
+(``http.Declared``), the OpenAPI document and the permission-matrix test are
+all made from it."""
 
 
 _PATHS = [(compile_path(openapi.BASE_PATH + spec.path)[0], spec.methods) for spec in ROUTES]
@@ -285,7 +312,7 @@ async def _on_error(request: Request, exc: Exception) -> Response:
 def _route(spec: RouteSpec) -> Route:
     """``spec``'s handler behind its access check, with what it declares in the
     request's scope for the input helpers."""
-    guarded = guard(spec.endpoint, spec.access)
+    guarded = guard(spec.endpoint, spec.permission)
     declared = spec.declared()
 
     @functools.wraps(guarded)

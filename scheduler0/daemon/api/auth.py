@@ -6,8 +6,10 @@ outcome in ``scope["user"]``: a ``Caller`` (client or operator) or the
 ``Scheduler0Error`` that refuses them. It never answers by itself, so a route
 that needs no caller (the health check) ignores a bad credential. Each
 route is wrapped by ``guard(endpoint, Access)`` from the route table in
-``app.py``; the guard raises the refusal, or ``Forbidden`` when the caller's
-kind is not enough for the route.
+``app.py``; the guard raises the refusal, ``Forbidden`` when the caller's
+kind or scopes are not enough for the route, and ``NotFound`` (the very answer
+a missing one gets) for a project or job outside a credential's projects.
+Lists leave the others' rows out themselves, with the caller's ``projects``.
 
 Client: ``x-api-key`` + ``x-secret-key``. Operator (or peer): HTTP Basic with
 the node's AuthUsername/AuthPassword plus ``x-peer: cmd|peer``.
@@ -17,16 +19,27 @@ from __future__ import annotations
 
 import base64
 import enum
+import time
 from dataclasses import dataclass
 from functools import wraps
 
+import orjson
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from scheduler0.daemon.api.http import Handler, Services
+from scheduler0.daemon.api.http import (
+    CONSISTENCY,
+    Declared,
+    Handler,
+    Services,
+    path_id,
+    read_barrier,
+    services,
+)
 from scheduler0.daemon.security import same_text, secret_matches
-from scheduler0.errors import Forbidden, NoQuorum, Scheduler0Error, Unauthorized
+from scheduler0.errors import Forbidden, NoQuorum, NotFound, Scheduler0Error, Unauthorized
+from scheduler0.models import CredentialScope
 
 
 class CallerKind(enum.StrEnum):
@@ -45,10 +58,58 @@ class Access(enum.Enum):
     """An operator (or a peer node): client keys get 403."""
 
 
+class On(enum.Enum):
+    """Which project a route acts on: how the guard (or the route's query)
+    keeps a credential limited to some projects away from the others."""
+
+    NOTHING = "nothing"
+    """No project's data (the node's status)."""
+    LISTS = "lists"
+    """A list: the others' rows are left out by the query (totals too)."""
+    NEW_PROJECT = "new project"
+    """Creates a project: a credential limited to some projects gets 403."""
+    PROJECT = "project"
+    """The project ``{id}`` of the path: another's answers 404."""
+    JOB = "job"
+    """The job ``{id}`` of the path, by its project: another's answers 404."""
+    JOB_ITEMS = "job items"
+    """Each item's ``project_id`` (``POST /jobs``): another's is refused like a
+    missing project (422 naming the item's field)."""
+
+
+@dataclass(frozen=True)
+class Permission:
+    """One row of the permission table: who may call a route, with which scope,
+    acting on which project. Every route of ``app.ROUTES`` has one."""
+
+    access: Access
+    scope: CredentialScope | None = None
+    """The scope a client credential needs (``admin`` stands for every scope)."""
+    on: On = On.NOTHING
+
+    def __post_init__(self) -> None:
+        if (self.access is Access.CLIENT) is (self.scope is None):
+            raise ValueError("a client route names its scope; no other route has one")
+        if self.access is not Access.CLIENT and self.on is not On.NOTHING:
+            raise ValueError("only client routes act on projects")
+
+
+ALL_SCOPES = frozenset(CredentialScope)
+
+
 @dataclass(frozen=True)
 class Caller:
     kind: CallerKind
     credential_id: int | None = None
+    scopes: frozenset[CredentialScope] = ALL_SCOPES
+    projects: frozenset[int] | None = None
+    """The projects a credential is limited to; None: every project."""
+
+    def may(self, scope: CredentialScope) -> bool:
+        return scope in self.scopes or CredentialScope.ADMIN in self.scopes
+
+    def sees(self, project_id: int) -> bool:
+        return self.projects is None or project_id in self.projects
 
     # starlette's ``request.user`` protocol
     @property
@@ -93,7 +154,18 @@ def identify(conn: HTTPConnection) -> Caller | Scheduler0Error:
         return Unauthorized("unknown api key or wrong secret")
     if row["archived"]:
         return Unauthorized("this credential is archived")
-    return Caller(CallerKind.CLIENT, row["id"])
+    if row["expires_at"] is not None and row["expires_at"] <= time.time():
+        return Unauthorized("this credential has expired")
+    return Caller(CallerKind.CLIENT, row["id"], _scopes(row["scopes"]), _projects(row["projects"]))
+
+
+def _scopes(stored: str | None) -> frozenset[CredentialScope]:
+    """NULL: a credential made before scopes, or with none asked: all of them."""
+    return ALL_SCOPES if stored is None else frozenset(map(CredentialScope, orjson.loads(stored)))
+
+
+def _projects(stored: str | None) -> frozenset[int] | None:
+    return None if stored is None else frozenset(orjson.loads(stored))
 
 
 class AuthMiddleware:
@@ -120,16 +192,56 @@ def caller(request: Request) -> Caller:
     return user
 
 
-def guard(endpoint: Handler, access: Access) -> Handler:
-    """``endpoint`` behind its route's requirement."""
-    if access is Access.PUBLIC:
+def visible(request: Request) -> frozenset[int] | None:
+    """The projects the caller may see (None: every project), for lists."""
+    return caller(request).projects
+
+
+def shows_secrets(request: Request) -> bool:
+    """Projects' signing secrets are for operators and ``admin`` credentials."""
+    return caller(request).may(CredentialScope.ADMIN)
+
+
+def guard(endpoint: Handler, permission: Permission) -> Handler:
+    """``endpoint`` behind its route's permission: 401 without a good
+    credential, 403 for a kind or scope too weak, 404 for a project or job
+    outside the credential's projects."""
+    if permission.access is Access.PUBLIC:
         return endpoint
 
     @wraps(endpoint)
     async def guarded(request: Request) -> Response:
         who = caller(request)
-        if access is Access.OPERATOR and who.kind is not CallerKind.OPERATOR:
+        if permission.access is Access.OPERATOR and who.kind is not CallerKind.OPERATOR:
             raise Forbidden("this route needs operator authentication (HTTP Basic + x-peer)")
+        if permission.scope is not None and not who.may(permission.scope):
+            raise Forbidden(f"this route needs a credential with the {permission.scope} scope")
+        if who.projects is not None:
+            await _within_projects(request, who, permission.on)
         return await endpoint(request)
 
     return guarded
+
+
+async def _within_projects(request: Request, who: Caller, on: On) -> None:
+    """Refuse a project-limited caller what lies outside its projects, with
+    the answer a missing project or job gets (its existence is not revealed).
+
+    A job this replica does not hold is refused too, not passed on: it may be
+    another project's job that is not applied here yet, which the handler
+    would otherwise act on (a write) or read after its barrier (a strong read,
+    whose barrier therefore runs first)."""
+    if on is On.NEW_PROJECT:
+        raise Forbidden("a credential limited to some projects cannot create projects")
+    if on is On.PROJECT:
+        project_id = path_id(request)
+        if not who.sees(project_id):
+            raise NotFound(f"no project with id {project_id}")
+    elif on is On.JOB:
+        job_id = path_id(request)
+        declared = request.scope.get(Declared.SCOPE_KEY)
+        if isinstance(declared, Declared) and CONSISTENCY in declared.query:
+            await read_barrier(request)
+        owner = services(request).queries.job_project(job_id)
+        if owner is None or not who.sees(owner):
+            raise NotFound(f"no job with id {job_id}")

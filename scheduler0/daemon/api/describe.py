@@ -1,4 +1,5 @@
-"""What each route of the table declares besides its handler: who may call it,
+"""What each route of the table declares besides its handler: who may call it
+(its ``Permission``: operator or client scope, and the project it acts on),
 the query parameters and body it reads, what it answers and which errors it
 may add to those its inputs imply. ``app.py`` builds the routes from these
 declarations, the handlers' input helpers refuse to read anything undeclared
@@ -13,7 +14,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel
 
-from scheduler0.daemon.api.auth import Access
+from scheduler0.daemon.api.auth import Access, On, Permission
 from scheduler0.daemon.api.http import CONSISTENCY, Declared, Handler, Param
 
 
@@ -48,13 +49,17 @@ class RouteSpec(NamedTuple):
     path: str
     methods: tuple[str, ...]
     endpoint: Handler
-    access: Access
+    permission: Permission
     summary: str
     reply: Reply
     query: tuple[Param, ...] = ()
     body: Body | None = None
     errors: tuple[int, ...] = ()
     """Statuses the route may answer beyond those its declaration implies."""
+
+    @property
+    def access(self) -> Access:
+        return self.permission.access
 
     @property
     def path_params(self) -> tuple[str, ...]:
@@ -67,9 +72,11 @@ class RouteSpec(NamedTuple):
         """Every error status the route may answer, from what it declares."""
         found = set(self.errors)
         if self.access is not Access.PUBLIC:
-            found |= {401, 503}  # 503: a node still catching up cannot check a key yet
-        if self.access is Access.OPERATOR:
-            found.add(403)
+            # 403: a kind or scope too weak; 503: a node still catching up
+            # cannot check a key yet.
+            found |= {401, 403, 503}
+        if self.permission.on is On.JOB_ITEMS:
+            found.add(422)  # an item's project outside the caller's
         if self.path_params:
             found |= {404, 422}
         if self.query:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
+from scheduler0.daemon.api.auth import visible
 from scheduler0.daemon.api.http import (
     JOBS_LIMIT,
     PROJECT_ID,
@@ -39,7 +40,7 @@ from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
 from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.queries import Queries
+from scheduler0.daemon.state.queries import Queries, Visible
 from scheduler0.daemon.state.schema import execution_id
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import JobIn, JobPatch, invalid, known_keys, parse_one
@@ -147,11 +148,20 @@ def _validate_fast(items: list[Any]) -> list[JobIn] | None:
     return jobs
 
 
-def validate_jobs(items: list[Any], queries: Queries, checks: JobChecks) -> list[JobIn]:
+def _usable_projects(queries: Queries, jobs: list[JobIn], shown: Visible) -> set[int]:
+    """The projects of ``jobs`` that exist and the caller may see: a project
+    outside its credential's is refused as if it did not exist."""
+    known = queries.existing_project_ids([job.project_id for job in jobs])
+    return known if shown is None else known & shown
+
+
+def validate_jobs(
+    items: list[Any], queries: Queries, checks: JobChecks, shown: Visible = None
+) -> list[JobIn]:
     """All items valid, or one ValidationFailed naming every bad field and index."""
     fast = _validate_fast(items)
     if fast is not None:
-        known = queries.existing_project_ids([job.project_id for job in fast])
+        known = _usable_projects(queries, fast, shown)
         if all(job.project_id in known for job in fast) and not _batch_problems(fast, checks):
             return fast
     jobs: list[JobIn] = []
@@ -168,7 +178,7 @@ def validate_jobs(items: list[Any], queries: Queries, checks: JobChecks) -> list
         details += checks.problems(job.callback_url, encode_data(job.data), index)
         jobs.append(job)
     if not details:
-        known = queries.existing_project_ids([job.project_id for job in jobs])
+        known = _usable_projects(queries, jobs, shown)
         details = [
             FieldError("project_id", f"no project with id {job.project_id}", index)
             for index, job in enumerate(jobs)
@@ -204,7 +214,7 @@ async def create_jobs(request: Request) -> Response:
     # Validation and the answer's rows (each with its next run) are CPU work in
     # proportion to the batch: off the loop that runs the scheduler's ticks.
     checks = await off_loop(job_checks, svc)
-    jobs = await off_loop(validate_jobs, items, svc.queries, checks)
+    jobs = await off_loop(validate_jobs, items, svc.queries, checks, visible(request))
     keyed = await off_loop(idempotency_key, request, "POST /jobs", body)
     now = time.time()
     rows = await off_loop(_job_rows, jobs, int(now))
@@ -254,12 +264,16 @@ async def list_jobs(request: Request) -> Response:
     queries = services(request).queries
     project_id = id_param(request, PROJECT_ID)
     limit, offset = paging(request, JOBS_LIMIT)
+    shown = visible(request)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:
         if project_id is not None:
+            if shown is not None and project_id not in shown:
+                raise NotFound(f"no project with id {project_id}")  # as if it did not exist
             queries.project(project_id)  # 404 for an unknown project
-        return views.page_out(queries.jobs(project_id, limit, offset), "jobs", views.job_out)
+        rows = queries.jobs(project_id, limit, offset, shown)
+        return views.page_out(rows, "jobs", views.job_out)
 
     return await ok_off_loop(page)
 

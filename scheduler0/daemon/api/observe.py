@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
+from scheduler0.daemon.api.auth import visible
 from scheduler0.daemon.api.http import (
     JOB_ID,
     PROJECT_ID,
@@ -34,10 +35,12 @@ async def list_executions(request: Request) -> Response:
     project_id = id_param(request, PROJECT_ID)
     since, until = time_param(request, SINCE), time_param(request, UNTIL)
     limit, offset = paging(request)
+    shown = visible(request)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:
         rows = queries.executions(
+            visible=shown,
             job_id=job_id,
             project_id=project_id,
             state=state,

@@ -88,7 +88,10 @@ or `{"success": false, "data": null, "error": {"code", "message", "details": [{"
 "message", "index"}]}}`.
 
 Clients authenticate with `x-api-key` + `x-secret-key`; operators (and peer nodes) with
-HTTP Basic + `x-peer: cmd`. Each operation lists which it accepts.
+HTTP Basic + `x-peer: cmd`. Each operation lists which it accepts, and `x-scope` names
+the scope a client credential needs (`read`, `write`, `execute`; `admin` has them all).
+A credential limited to some projects gets 404 for the others' projects and jobs, as
+if they did not exist, and never sees them in a list.
 
 Bodies are documented in snake_case; the camelCase spellings of the original server
 (`projectId`, `callbackUrl`, `executionType`, `jobId`) are accepted too (not both at once).
@@ -266,6 +269,14 @@ def _tag(path: str) -> str:
     )
 
 
+def _scope(spec: RouteSpec) -> dict[str, str]:
+    """The client scope the operation needs and the project it acts on."""
+    permission = spec.permission
+    if permission.scope is None:
+        return {}
+    return {"x-scope": str(permission.scope), "x-acts-on": permission.on.value}
+
+
 def build(routes: Iterable[RouteSpec], settings: Settings) -> dict[str, Any]:
     """The document for ``routes`` as this node serves them (``settings`` give
     the limits that show in it)."""
@@ -287,6 +298,7 @@ def build(routes: Iterable[RouteSpec], settings: Settings) -> dict[str, Any]:
                 "parameters": _parameters(spec),
                 "responses": responses,
                 "x-access": spec.access.value,
+                **_scope(spec),
             }
             if spec.body is not None:
                 operation["requestBody"] = _request_body(

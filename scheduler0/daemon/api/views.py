@@ -21,6 +21,7 @@ from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule
 from scheduler0.daemon.state.queries import Page
 from scheduler0.daemon.state.schema import execution_id
 from scheduler0.daemon.timefmt import iso
+from scheduler0.models import SCOPES
 
 Row = sqlite3.Row | Mapping[str, Any]
 """A stored row, or a dict of the same columns (a row not read back)."""
@@ -62,11 +63,17 @@ def project_out(row: Row, with_secret: bool = True) -> dict[str, Any]:
 
 
 def credential_out(row: Row) -> dict[str, Any]:
+    """``scopes`` and ``projects`` NULL (a credential made before them) mean
+    every scope and every project, shown as all four and ``[]``."""
     return {
         "id": row["id"],
         "api_key": row["api_key"],
         "description": row["description"],
         "archived": bool(row["archived"]),
+        "scopes": list(SCOPES) if row["scopes"] is None else orjson.loads(row["scopes"]),
+        "projects": [] if row["projects"] is None else orjson.loads(row["projects"]),
+        "expires_at": iso(row["expires_at"]),
+        "created_by": row["created_by"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }

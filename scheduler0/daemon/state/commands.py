@@ -19,7 +19,9 @@ keep reading the old forms instead.
 Versions: 1, the first; 2 adds ``ResultsRecorded.groups``; 3 keeps each
 job's next run in state (``next_run`` of a created job and of
 ``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``) and
-carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``). A
+carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
+and scopes credentials (``CredentialCreated.scopes``, ``projects``,
+``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
@@ -80,6 +82,8 @@ class ProjectUpdated(Command):
     project_id: int
     name: str | None = None
     description: str | None = None
+    signing_secret: str | None = None
+    """Version 3: a new secret (a rotation), stamped by the proposer."""
 
 
 @dataclass(frozen=True)
@@ -90,10 +94,20 @@ class ProjectDeleted(Command):
 
 @dataclass(frozen=True)
 class CredentialCreated(Command):
+    """Version 3 adds what the credential may do; the defaults are what every
+    credential could do before: all scopes, every project, no expiry."""
+
     now: float
     api_key: str
     secret_hash: str
     description: str = ""
+    scopes: list[str] | None = None
+    """None: every scope."""
+    projects: list[int] | None = None
+    """None: every project."""
+    expires_at: float | None = None
+    created_by: str | None = None
+    archived: bool = False
 
 
 @dataclass(frozen=True)

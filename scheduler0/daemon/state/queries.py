@@ -30,6 +30,23 @@ class Page(NamedTuple):
     rows: list[sqlite3.Row]
 
 
+Visible = frozenset[int] | None
+"""The projects a caller may see: None for every project. Lists take it and
+leave the others' rows out (their totals too)."""
+
+
+def _visible(visible: Visible, column: str = "project_id") -> tuple[str, list[Any]]:
+    """A WHERE clause (without WHERE) limiting ``column`` to ``visible``, or none."""
+    if visible is None:
+        return "", []
+    return f"{column} IN (SELECT value FROM json_each(?))", [orjson.dumps(sorted(visible)).decode()]
+
+
+def _where(clauses: list[str]) -> str:
+    kept = [clause for clause in clauses if clause]
+    return f"WHERE {' AND '.join(kept)}" if kept else ""
+
+
 class Queries:
     """One read-only connection per thread."""
 
@@ -61,10 +78,12 @@ class Queries:
         ).fetchone()
         return row
 
-    def projects(self, limit: int, offset: int) -> Page:
-        (total,) = self.db.execute("SELECT COUNT(*) FROM projects").fetchone()
+    def projects(self, limit: int, offset: int, visible: Visible = None) -> Page:
+        clause, args = _visible(visible, "id")
+        where = _where([clause])
+        (total,) = self.db.execute(f"SELECT COUNT(*) FROM projects {where}", args).fetchone()
         rows = self.db.execute(
-            "SELECT * FROM projects ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            f"SELECT * FROM projects {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -89,7 +108,9 @@ class Queries:
 
     def credential_by_key(self, api_key: str) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute(
-            "SELECT id, secret_hash, archived FROM credentials WHERE api_key = ?", (api_key,)
+            "SELECT id, secret_hash, archived, scopes, projects, expires_at FROM credentials"
+            " WHERE api_key = ?",
+            (api_key,),
         ).fetchone()
         return row
 
@@ -114,6 +135,11 @@ class Queries:
         ).fetchone()
         return row
 
+    def job_project(self, job_id: int) -> int | None:
+        """The project of job ``job_id`` (None: no such job)."""
+        row = self.db.execute("SELECT project_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def jobs_between(self, first: int, last: int) -> list[sqlite3.Row]:
         """The jobs with ids ``first`` to ``last`` that still exist, by id."""
         rows: list[sqlite3.Row] = self.db.execute(
@@ -121,8 +147,13 @@ class Queries:
         ).fetchall()
         return rows
 
-    def jobs(self, project_id: int | None, limit: int, offset: int) -> Page:
-        where, args = ("WHERE project_id = ?", [project_id]) if project_id is not None else ("", [])
+    def jobs(
+        self, project_id: int | None, limit: int, offset: int, visible: Visible = None
+    ) -> Page:
+        clause, args = _visible(visible)
+        if project_id is not None:
+            args.append(project_id)
+        where = _where([clause, "project_id = ?" if project_id is not None else ""])
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
         rows = self.db.execute(
             f"SELECT * FROM jobs {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
@@ -165,9 +196,10 @@ class Queries:
         until: float | None = None,
         limit: int = 100,
         offset: int = 0,
+        visible: Visible = None,
     ) -> Page:
-        clauses: list[str] = []
-        args: list[Any] = []
+        clause, args = _visible(visible)
+        clauses = [clause] if clause else []
         for column, value in (("job_id", job_id), ("project_id", project_id), ("state", state)):
             if value is not None:
                 clauses.append(f"{column} = ?")
@@ -178,7 +210,7 @@ class Queries:
         if until is not None:
             clauses.append("slot < ?")
             args.append(until)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM executions {where}", args).fetchone()
         rows = self.db.execute(
             f"SELECT * FROM executions {where} ORDER BY slot DESC, id DESC LIMIT ? OFFSET ?",

@@ -33,7 +33,11 @@ CREATE TABLE IF NOT EXISTS credentials (
     description TEXT NOT NULL DEFAULT '',
     archived INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    scopes TEXT,
+    projects TEXT,
+    expires_at REAL,
+    created_by TEXT
 );
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -116,6 +120,10 @@ def remove_database(path: Path) -> None:
 ADDED_COLUMNS = (
     ("jobs", "next_run", "INTEGER"),
     ("jobs", "revision", "INTEGER NOT NULL DEFAULT 0"),
+    ("credentials", "scopes", "TEXT"),
+    ("credentials", "projects", "TEXT"),
+    ("credentials", "expires_at", "REAL"),
+    ("credentials", "created_by", "TEXT"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.apply import ApplyContext, handles, require
+from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
 from scheduler0.errors import Conflict, FieldError
 
 
@@ -40,9 +43,13 @@ def project_updated(ctx: ApplyContext, cmd: c.ProjectUpdated) -> dict[str, Any]:
             )
     db.execute(
         "UPDATE projects SET name = COALESCE(?, name), description = COALESCE(?, description),"
-        " updated_at = ? WHERE id = ?",
-        (cmd.name, cmd.description, cmd.now, cmd.project_id),
+        " signing_secret = COALESCE(?, signing_secret), updated_at = ? WHERE id = ?",
+        (cmd.name, cmd.description, cmd.signing_secret, cmd.now, cmd.project_id),
     )
+    if cmd.signing_secret is not None:
+        # The owners keep each job's callback head with its secret: re-read them.
+        jobs = db.execute("SELECT id FROM jobs WHERE project_id = ?", (cmd.project_id,))
+        ctx.changed(Change.JOBS, [row[0] for row in jobs])
     return {"id": cmd.project_id}
 
 
@@ -63,9 +70,21 @@ def project_deleted(ctx: ApplyContext, cmd: c.ProjectDeleted) -> dict[str, Any]:
 def credential_created(ctx: ApplyContext, cmd: c.CredentialCreated) -> dict[str, Any]:
     db = ctx.db
     cur = db.execute(
-        "INSERT INTO credentials (api_key, secret_hash, description, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (cmd.api_key, cmd.secret_hash, cmd.description, cmd.now, cmd.now),
+        "INSERT INTO credentials (api_key, secret_hash, description, archived, created_at,"
+        " updated_at, scopes, projects, expires_at, created_by)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            cmd.api_key,
+            cmd.secret_hash,
+            cmd.description,
+            int(cmd.archived),
+            cmd.now,
+            cmd.now,
+            _json_list(cmd.scopes),
+            _json_list(cmd.projects),
+            cmd.expires_at,
+            cmd.created_by,
+        ),
     )
     return {"id": cur.lastrowid}
 
@@ -87,3 +106,8 @@ def credential_deleted(ctx: ApplyContext, cmd: c.CredentialDeleted) -> dict[str,
     require(db, "credentials", cmd.credential_id, "credential")
     db.execute("DELETE FROM credentials WHERE id = ?", (cmd.credential_id,))
     return {"id": cmd.credential_id}
+
+
+def _json_list(values: Sequence[Any] | None) -> str | None:
+    """A JSON array column; NULL (every scope, every project) for None."""
+    return None if values is None else orjson.dumps(list(values)).decode()

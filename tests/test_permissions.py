@@ -1,0 +1,352 @@
+"""The permission matrix, generated from the route table: every route of
+``app.ROUTES`` is called on a real node by every kind of caller (no
+credentials, a wrong secret, an archived and an expired credential, each scope
+limited to one project acting inside it and outside it, each scope on every
+project, and the operator), and must answer what its ``Permission`` row says:
+401, 403 for a kind or scope too weak, 404 (the answer a missing one gets) for
+a project or job outside the credential's projects, 422 for a job item of such
+a project, or the route's own answer. Lists must leave the others' rows out,
+and only operators and ``admin`` credentials see signing secrets.
+
+The expected answer comes from the table, never from this module: a route
+needs only an example request here (``EXAMPLES``), and a route without one
+fails the test, so no route can be added without being in the matrix. Run with
+``-s`` to see the counts.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from scheduler0.daemon.api.app import ROUTES
+from scheduler0.daemon.api.auth import Access, On
+from scheduler0.daemon.api.describe import RouteSpec
+from scheduler0.daemon.api.shapes import ProjectPage
+from scheduler0.models import CredentialScope, ProjectOut
+from tests.support.nodes import Client, NodeProcess, operator_headers, running_node, wait_until
+
+pytestmark = pytest.mark.integration
+
+CALLBACK = "http://127.0.0.1:9/callback"  # the discard port: nothing answers
+YEARLY = "0 0 1 1 *"  # never due while the test runs
+
+
+@dataclass(frozen=True)
+class Caller:
+    """One column of the matrix."""
+
+    name: str
+    headers: dict[str, str]
+    refused: bool = False
+    """No, wrong, archived or expired credentials: every guarded route answers 401."""
+    operator: bool = False
+    scope: CredentialScope | None = None
+    limited: bool = False
+    """The credential is limited to the inside project."""
+    outside: bool = False
+    """Acting on the other project (a limited credential only)."""
+
+    def may(self, scope: CredentialScope | None) -> bool:
+        return self.operator or self.scope in (scope, CredentialScope.ADMIN)
+
+
+@dataclass
+class World:
+    """What the requests act on: a project inside the limited credentials'
+    projects and one outside, each with a job that has run once."""
+
+    operator: Client
+    inside: int
+    outside: int
+    jobs: dict[int, int]
+    names: Iterator[int] = field(default_factory=itertools.count)
+
+    def project(self, caller: Caller) -> int:
+        return self.outside if caller.outside else self.inside
+
+    def job(self, caller: Caller) -> int:
+        return self.jobs[self.project(caller)]
+
+    def new_job(self, caller: Caller) -> int:
+        """A job of its own, for a request that deletes or runs it."""
+        created = self.operator.data("POST", "/jobs", 201, json=job_body(self.project(caller)))
+        return int(created["id"])
+
+    def new_credential(self) -> int:
+        created = self.operator.data("POST", "/credentials", 201, json={"description": "x"})
+        return int(created["id"])
+
+    def name(self) -> str:
+        return f"matrix-{next(self.names)}"
+
+
+def job_body(project_id: int) -> dict[str, Any]:
+    return {"project_id": project_id, "spec": YEARLY, "callback_url": CALLBACK}
+
+
+@dataclass(frozen=True)
+class Request:
+    path: str
+    json: Any = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Example:
+    """A request a permitted caller may make of one route, and what it answers
+    (the route's success status unless ``allowed`` says otherwise)."""
+
+    build: Callable[[World, Caller], Request]
+    allowed: int | None = None
+    outside_list: int = 200
+    """For a list: the answer to a filter by the outside project."""
+
+
+def same(path: str) -> Callable[[World, Caller], Request]:
+    return lambda world, caller: Request(path)
+
+
+def on_project(suffix: str = "", body: Any = None) -> Callable[[World, Caller], Request]:
+    return lambda world, caller: Request(f"/projects/{world.project(caller)}{suffix}", body)
+
+
+def on_job(suffix: str = "", body: Any = None) -> Callable[[World, Caller], Request]:
+    return lambda world, caller: Request(f"/jobs/{world.job(caller)}{suffix}", body)
+
+
+def on_new_job(suffix: str = "") -> Callable[[World, Caller], Request]:
+    return lambda world, caller: Request(f"/jobs/{world.new_job(caller)}{suffix}")
+
+
+def filtered(world: World, caller: Caller, path: str) -> Request:
+    """A list, filtered by the outside project when acting outside."""
+    return Request(path, params={"projectId": world.outside} if caller.outside else {})
+
+
+EXAMPLES: dict[tuple[str, str], Example] = {
+    ("POST", "/projects"): Example(lambda w, c: Request("/projects", {"name": w.name()})),
+    ("GET", "/projects"): Example(same("/projects")),
+    ("GET", "/projects/{id}"): Example(on_project()),
+    ("PUT", "/projects/{id}"): Example(on_project(body={"description": "changed"})),
+    ("PATCH", "/projects/{id}"): Example(on_project(body={"description": "patched"})),
+    # Refused by the project itself (it has jobs): the permission let it through.
+    ("DELETE", "/projects/{id}"): Example(on_project(), allowed=409),
+    ("POST", "/projects/{id}/signing-secret"): Example(on_project("/signing-secret")),
+    ("POST", "/credentials"): Example(same("/credentials")),
+    ("GET", "/credentials"): Example(same("/credentials")),
+    ("GET", "/credentials/{id}"): Example(
+        lambda w, c: Request(f"/credentials/{w.new_credential()}")
+    ),
+    ("PUT", "/credentials/{id}"): Example(
+        lambda w, c: Request(f"/credentials/{w.new_credential()}", {"archived": False})
+    ),
+    ("PATCH", "/credentials/{id}"): Example(
+        lambda w, c: Request(f"/credentials/{w.new_credential()}", {"archived": True})
+    ),
+    ("POST", "/credentials/{id}/archive"): Example(
+        lambda w, c: Request(f"/credentials/{w.new_credential()}/archive")
+    ),
+    ("DELETE", "/credentials/{id}"): Example(
+        lambda w, c: Request(f"/credentials/{w.new_credential()}")
+    ),
+    ("POST", "/jobs"): Example(lambda w, c: Request("/jobs", [job_body(w.project(c))])),
+    ("GET", "/jobs"): Example(lambda w, c: filtered(w, c, "/jobs"), outside_list=404),
+    ("GET", "/jobs/{id}"): Example(on_job()),
+    ("PUT", "/jobs/{id}"): Example(on_job(body={"data": {"changed": True}})),
+    ("PATCH", "/jobs/{id}"): Example(on_job(body={"data": {"patched": True}})),
+    ("DELETE", "/jobs/{id}"): Example(on_new_job()),
+    ("POST", "/jobs/{id}/pause"): Example(on_job("/pause")),
+    ("POST", "/jobs/{id}/resume"): Example(on_job("/resume")),
+    ("POST", "/jobs/{id}/run"): Example(on_new_job("/run")),  # one run per job and second
+    ("GET", "/jobs/{id}/executions"): Example(on_job("/executions")),
+    ("GET", "/executions"): Example(lambda w, c: filtered(w, c, "/executions")),
+    ("GET", "/healthcheck"): Example(same("/healthcheck")),
+    ("GET", "/status"): Example(same("/status")),
+    ("GET", "/metrics"): Example(same("/metrics")),
+    ("GET", "/cluster"): Example(same("/cluster")),
+    ("GET", "/peer/status"): Example(same("/peer/status")),
+    # Membership is not changed on a one-node cluster: an invalid member and an
+    # unknown one show that the permission let the operator through.
+    ("POST", "/cluster/members"): Example(lambda w, c: Request("/cluster/members", {}), 422),
+    ("DELETE", "/cluster/members/{id}"): Example(same("/cluster/members/99"), allowed=404),
+    ("GET", "/backup"): Example(same("/backup")),
+    ("GET", "/openapi.json"): Example(same("/openapi.json")),
+    ("GET", "/docs"): Example(same("/docs")),
+}  # fmt: skip
+
+
+def operations() -> list[tuple[str, RouteSpec]]:
+    return [(method, spec) for spec in ROUTES for method in spec.methods]
+
+
+def expected(method: str, spec: RouteSpec, caller: Caller) -> int:
+    """What the permission row of ``spec`` says ``caller`` gets."""
+    permission, example = spec.permission, EXAMPLES[(method, spec.path)]
+    allowed = example.allowed or spec.reply.status
+    if permission.access is Access.PUBLIC:
+        return allowed
+    if caller.refused:
+        return 401
+    if permission.access is Access.OPERATOR and not caller.operator:
+        return 403
+    if not caller.may(permission.scope):
+        return 403
+    if not caller.limited:
+        return allowed
+    if permission.on is On.NEW_PROJECT:
+        return 403
+    if not caller.outside:
+        return allowed
+    return {
+        On.PROJECT: 404,
+        On.JOB: 404,
+        On.JOB_ITEMS: 422,
+        On.LISTS: example.outside_list,
+    }.get(permission.on, allowed)
+
+
+def check_answer(
+    world: World, spec: RouteSpec, caller: Caller, request: Request, answer: httpx.Response
+) -> str | None:
+    """What is wrong with a permitted or hidden answer beyond its status."""
+    on = spec.permission.on
+    if answer.status_code == 404 and caller.outside and on in (On.PROJECT, On.JOB, On.LISTS):
+        hidden = request.path.split("/")[2] if on is not On.LISTS else str(world.outside)
+        noun = "job" if on is On.JOB else "project"
+        wanted = f"no {noun} with id {hidden}"  # exactly what a missing one gets
+        if answer.json()["error"]["message"] != wanted:
+            return f"404 says {answer.json()['error']['message']!r}, not {wanted!r}"
+        return None
+    if answer.status_code == 422 and on is On.JOB_ITEMS:
+        details = answer.json()["error"]["details"]
+        wanted = [
+            {"field": "project_id", "message": f"no project with id {world.outside}", "index": 0}
+        ]
+        return None if details == wanted else f"422 details {details}"
+    if answer.status_code >= 300 or not spec.reply.enveloped:
+        return None
+    data = answer.json()["data"]
+    if spec.reply.model in (ProjectOut, ProjectPage):
+        projects = data["projects"] if spec.reply.model is ProjectPage else [data]
+        secrets = {"signing_secret" in project for project in projects}
+        if secrets - {caller.may(CredentialScope.ADMIN)}:
+            return f"signing_secret shown: {secrets}"
+    if on is On.LISTS and caller.limited:
+        return check_list(world, request, data)
+    return None
+
+
+def check_list(world: World, request: Request, data: dict[str, Any]) -> str | None:
+    """A limited caller's list holds its project's rows only (some of them,
+    unless filtered by the outside project), and counts no other."""
+    rows = next(value for value in data.values() if isinstance(value, list))
+    projects = {row.get("project_id", row["id"]) for row in rows}
+    filtered = bool(request.params)
+    wanted = set() if filtered else {world.inside}
+    if projects != wanted or (data["total"] == 0) != filtered:
+        return f"list shows projects {sorted(projects)} (total {data['total']})"
+    return None
+
+
+def make_callers(node: NodeProcess, world: World) -> list[Caller]:
+    operator = world.operator
+
+    def credential(archive: bool = False, **body: Any) -> dict[str, str]:
+        made = operator.data("POST", "/credentials", 201, json=body)
+        if archive:
+            operator.data("POST", f"/credentials/{made['id']}/archive")
+        return {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
+
+    archived = credential(archive=True, description="archived")
+    expired = credential(description="expired", expires_in_seconds=1)
+    probe = Client(node.api, expired)
+    try:
+        wait_until(lambda: probe.call("GET", "/status").status_code == 401, 30, what="the expiry")
+    finally:
+        probe.close()
+    callers = [
+        Caller("no credentials", {}, refused=True),
+        Caller("wrong secret", {**archived, "x-secret-key": "wrong"}, refused=True),
+        Caller("archived", archived, refused=True),
+        Caller("expired", expired, refused=True),
+    ]
+    for scope in CredentialScope:
+        limited = credential(scopes=[scope], projects=[world.inside])
+        everywhere = credential(scopes=[scope])
+        callers += [
+            Caller(f"{scope} inside", limited, scope=scope, limited=True),
+            Caller(f"{scope} outside", limited, scope=scope, limited=True, outside=True),
+            Caller(f"{scope} every project", everywhere, scope=scope),
+        ]
+    callers.append(Caller("operator", operator_headers(), operator=True))
+    return callers
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    with running_node(tmp_path_factory.mktemp("matrix")) as node:
+        yield node
+
+
+def make_world(operator: Client) -> World:
+    inside = operator.data("POST", "/projects", 201, json={"name": "inside"})["id"]
+    outside = operator.data("POST", "/projects", 201, json={"name": "outside"})["id"]
+    jobs = {}
+    for project in (inside, outside):
+        jobs[project] = operator.data("POST", "/jobs", 201, json=job_body(project))["id"]
+        operator.data("POST", f"/jobs/{jobs[project]}/run", 202)  # an execution row each
+    return World(operator, inside, outside, jobs)
+
+
+def test_every_route_has_an_example_in_the_matrix() -> None:
+    declared = {(method, spec.path) for method, spec in operations()}
+    assert declared - set(EXAMPLES) == set(), "routes without a row in the matrix"
+    assert set(EXAMPLES) - declared == set(), "examples of routes that do not exist"
+
+
+def test_every_route_answers_every_caller_as_its_permission_row_says(
+    node: NodeProcess,
+) -> None:
+    operator = Client(node.api, operator_headers())
+    plain = httpx.Client(base_url=node.api, timeout=30.0)
+    try:
+        world = make_world(operator)
+        callers = make_callers(node, world)
+        failures: list[str] = []
+        statuses: collections.Counter[int] = collections.Counter()
+        for (method, spec), caller in itertools.product(operations(), callers):
+            request = EXAMPLES[(method, spec.path)].build(world, caller)
+            answer = plain.request(
+                method,
+                request.path,
+                json=request.json,
+                params=request.params,
+                headers=caller.headers,
+            )
+            statuses[answer.status_code] += 1
+            want = expected(method, spec, caller)
+            where = f"{method} {request.path} {request.params or ''} as {caller.name}"
+            if answer.status_code != want:
+                failures.append(f"{where}: {answer.status_code}, not {want}: {answer.text[:200]}")
+                continue
+            problem = check_answer(world, spec, caller, request, answer)
+            if problem is not None:
+                failures.append(f"{where}: {problem}")
+    finally:
+        plain.close()
+        operator.close()
+    total = sum(statuses.values())
+    print(
+        f"\npermission matrix: {len(operations())} operations x {len(callers)} callers ="
+        f" {total} requests on a real node; answers: "
+        + ", ".join(f"{status} x{count}" for status, count in sorted(statuses.items()))
+        + f"; {len(failures)} wrong"
+    )
+    assert failures == [], "\n".join(failures[:40])
