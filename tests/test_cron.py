@@ -111,6 +111,28 @@ def test_day_fields_follow_vixie_cron_and_robfig() -> None:
     ) == dt.datetime(2012, 8, 1)
 
 
+def test_nth_weekday_with_a_day_of_month_needs_both() -> None:
+    # croniter reads n#k with a restricted day of month as both (Vixie cron has no #)
+    assert in_zone("7 3 29 2 mon#5", "Europe/Paris", "2025-12-01T00:00", 2) == [
+        "2044-02-29T03:07:00+01:00",  # a 29 February that is a Monday
+        "2072-02-29T03:07:00+01:00",
+    ]
+    with pytest.raises(ScheduleError, match="never fires"):
+        parse_schedule("0 10 15 * 1#2", "UTC")  # a second Monday is never the 15th
+
+
+def test_far_slots_in_a_dst_zone() -> None:
+    # decades of DST transitions between two slots, crossed without one search per offset change
+    assert in_zone("30 2 29 2 *", "Europe/Paris", "2025-03-01T00:00", 2) == [
+        "2028-02-29T02:30:00+01:00",
+        "2032-02-29T02:30:00+01:00",
+    ]
+    assert in_zone("0 0 1 1 *", "Australia/Lord_Howe", "2024-01-01T00:00", 2) == [
+        "2025-01-01T00:00:00+11:00",
+        "2026-01-01T00:00:00+11:00",
+    ]
+
+
 def test_cron_in_a_timezone() -> None:
     tz = ZoneInfo("Asia/Kolkata")  # UTC+05:30, no DST
     got = fires("0 9 * * *", ts(2024, 1, 1), 2, "Asia/Kolkata")
@@ -684,6 +706,11 @@ def possible(spec: str, sets: Sets) -> bool:
     "UTC",
     ts(2012, 7, 9, 23, 35),
 )  # fmt: skip
+@example(
+    ("30 1 29 2 *", {"sec": {0}, "min": {30}, "hour": {1}, "dom": {29}, "mon": {2}, "dow": None}),
+    "Europe/London",
+    ts(2025, 3, 1),
+)
 def test_cron_properties(spec_sets: tuple[str, Sets], zone: str, after: int) -> None:
     spec, sets = spec_sets
     try:

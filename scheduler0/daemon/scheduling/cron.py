@@ -36,8 +36,11 @@ must match *both*; only when both are restricted without a star does a day
 matching *either* fire. ``0 0 */5 Apr,Aug,Oct Mon`` after 2012-07-09 fires
 on Monday 2012-08-06 (croniter, which ORs whenever a field is not exactly
 ``*``, says Wednesday 2012-08-01); ``0 0 13 * 5`` fires on every 13th and
-every Friday. The ``L``/``W``/``#`` forms keep croniter's meaning of each
-field and combine by the same rule (croniter's ``day_or``).
+every Friday. The ``L``/``W``/``#`` forms (which Vixie cron does not have)
+keep croniter's meaning of each field and combine by the same rule
+(croniter's ``day_or``), except that croniter reads ``n#k`` with a restricted
+day of month as both: ``7 3 29 2 mon#5`` fires on a 29 February that is a
+Monday (2044-02-29), and ``0 10 15 * 1#2`` is refused as never firing.
 
 Daylight-saving time (``tests/test_cron.py``: New York, Paris, Sydney, Lord Howe)
 -------------------------------------------------------------------------------
@@ -318,8 +321,10 @@ _EQUAL_RANGE: Final = re.compile(r"^([0-9a-z]+)-\1(?:/\d+)?$")
 _EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
 _DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _SEARCH_YEARS: Final = 50  # croniter's default max_years_between_matches
-_MAX_SEGMENTS: Final = 4 * _SEARCH_YEARS
-"""Offset segments one search may cross (a year has at most a few)."""
+_MAX_SEGMENTS: Final = 10 * _SEARCH_YEARS
+"""Offset segments one search may cross (a year has at most five)."""
+_SKIP_MARGIN: Final = 2 * 86400
+"""More than any difference between two offsets of one zone (at most a day)."""
 
 
 def _starred(field: str) -> bool:
@@ -534,21 +539,38 @@ class CronSchedule:
         """The first slot >= ``t`` in a zone: wall-clock matches, one offset
         segment at a time, with the DST rules applied at the segments' starts."""
         fixed = self._fixed_hour
+        first = t
+        known = (0, -1)  # (a, b): no wall time in [a, b) matches, and b does
+
+        def wall_from(wall: int) -> int | None:
+            nonlocal known
+            if known[0] <= wall <= known[1]:
+                return known[1]
+            found = self._wall_from(wall)
+            if found is not None:
+                known = (wall, found)
+            return found
+
         for _ in range(_MAX_SEGMENTS):
             start, end, off, before = self._segment(t)
             if fixed and t == start and off > before:
                 # Clocks went forward at `start`: the wall times [start + before,
                 # start + off) never happen. A fixed-time slot among them fires
                 # once, when the gap ends.
-                skipped = self._wall_from(start + before)
+                skipped = wall_from(start + before)
                 if skipped is not None and skipped < start + off:
                     return start
-            wall = self._wall_from(t + off)
+            wall = wall_from(t + off)
             if wall is None:
                 return None
             slot = wall - off
             if slot >= end:
-                t = end
+                # Nothing before `wall` matches. Once past the transitions
+                # whose repeated hour could go back before `first`, every wall
+                # time until two days before `wall` (offsets differ by less)
+                # is one that does not: skip there instead of segment by segment.
+                far = slot - _SKIP_MARGIN
+                t = far if end >= first + _SKIP_MARGIN and far > end else end
                 continue
             if fixed and off < before and wall < start + before:
                 # Clocks went back at `start`: this wall time already happened
@@ -573,12 +595,20 @@ class CronSchedule:
         field, or None within the search horizon."""
         if not self._fast:
             return self._wall_from_croniter(wall)
-        y, mo, d, h, mi, s = _civil(wall)
+        days, sod = divmod(wall, 86400)
+        day = _dt.date.fromordinal(days + _EPOCH_ORDINAL)
+        h, rem = divmod(sod, 3600)
+        mi, s = divmod(rem, 60)
         if not self._seconds and s:
             mi += 1
             s = 0
-        found = self._next_wall(y, mo, d, h, mi, s)
-        return None if found is None else _wall(*found)
+        found = self._next_wall(day.year, day.month, day.day, h, mi, s)
+        if found is None:
+            return None
+        y, mo, d, h, mi, s = found
+        if d != day.day or mo != day.month or y != day.year:
+            days = _dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+        return days * 86400 + h * 3600 + mi * 60 + s
 
     def _next_wall(
         self, y: int, mo: int, d: int, h: int, mi: int, s: int
