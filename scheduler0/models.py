@@ -290,6 +290,14 @@ class JobPatch(_Patch):
         return None if value is None else _check_url(value)
 
 
+class ScheduleIn(_Input):
+    """A schedule alone (``GET /schedules/preview``), checked exactly as a job's
+    ``spec`` and ``timezone`` are (a test holds the two models together)."""
+
+    spec: StrictStr = Field(min_length=1, max_length=256)
+    timezone: StrictStr = Field(default="UTC", max_length=64)
+
+
 def field_errors(exc: ValidationError, index: int | None = None) -> list[FieldError]:
     out = []
     for err in exc.errors(include_url=False):
@@ -445,6 +453,19 @@ class JobOut(_Output):
     missed_count: int = 0
     created_at: str | None = None
     updated_at: str | None = None
+
+
+class ScheduleRun(_Output):
+    at: str = Field(description="The run's instant, RFC 3339 in UTC.")
+    local: str = Field(description="The same instant in the schedule's timezone, with its offset.")
+    unix: int
+
+
+class SchedulePreview(_Output):
+    spec: str
+    timezone: str
+    after: str = Field(description="The runs are the first ones after this instant (UTC).")
+    runs: list[ScheduleRun] = Field(description="Oldest first; fewer than asked if none follow.")
 
 
 class ExecutionOut(_Output):

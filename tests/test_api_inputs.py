@@ -158,6 +158,7 @@ ROUTES = [
     ("POST", "/jobs/{job}/resume"),
     ("GET", "/jobs/{job}/executions"),
     ("GET", "/executions"),
+    ("GET", "/schedules/preview"),
     ("GET", "/status"),
 ]
 WRITE_BODIES = {
@@ -363,6 +364,7 @@ INVALID = [
     ("POST", "/jobs", {"spec": "0 0 30 2 *"}, "spec", 0),
     ("POST", "/jobs", {"spec": "@every 0s"}, "spec", 0),
     ("POST", "/jobs", {"spec": "@fortnightly"}, "spec", 0),
+    ("POST", "/jobs", {"spec": "*/60 * * * *"}, "spec", 0),
     ("POST", "/jobs", {"timezone": "Mars/Olympus_Mons"}, "timezone", 0),
     ("POST", "/jobs", {"timezone": ""}, "timezone", 0),
     ("POST", "/jobs", {"timezone": 5}, "timezone", 0),
@@ -387,6 +389,7 @@ INVALID = [
     # job updates
     ("PUT", "/jobs/{job}", {"spec": "nope"}, "spec", None),
     ("PUT", "/jobs/{job}", {"spec": 5}, "spec", None),
+    ("PUT", "/jobs/{job}", {"spec": "0 */24 * * *"}, "spec", None),
     ("PUT", "/jobs/{job}", {"spec": None}, "spec", None),
     ("PATCH", "/jobs/{job}", {"timezone": "Nowhere/Town"}, "timezone", None),
     ("PATCH", "/jobs/{job}", {"timezone": None}, "timezone", None),

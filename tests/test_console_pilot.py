@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable, Input, Label
 
 from scheduler0.console.app import ConsoleApp, create_console
 from scheduler0.console.forms import JobForm
@@ -87,6 +87,17 @@ async def test_console_against_a_real_node(tmp_path: Path) -> None:
                 await until(pilot, lambda: "-empty" not in spec_error.classes, 10, "spec error")
                 assert "fields" in str(spec_error.render())
                 assert isinstance(app.screen, JobForm)  # still open, nothing created
+
+                # The node's preview follows the typing: its next runs, or its reason.
+                preview = app.screen.query_one("#schedule-preview", Label)
+                await until(pilot, lambda: "fields" in str(preview.render()), 10, "preview error")
+                await type_into(pilot, "#field-spec", "0 9 * * 1-5")
+                await type_into(pilot, "#field-timezone", "Europe/Paris")
+                await until(pilot, lambda: "Next runs:" in str(preview.render()), 10, "the runs")
+                runs = str(preview.render()).splitlines()[1:]
+                assert len(runs) == 5
+                assert all(" 09:00:00 +0" in run and run[:3] not in ("Sat", "Sun") for run in runs)
+                await type_into(pilot, "#field-timezone", "")
 
                 await type_into(pilot, "#field-spec", "@every 1s")
                 await pilot.press("ctrl+s")

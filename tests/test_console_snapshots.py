@@ -12,12 +12,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Input, Label
 
 from scheduler0.client import Unreachable
 from scheduler0.console.app import ConsoleApp, create_console
@@ -119,6 +119,14 @@ class FakeSource:
         return [
             e for e in self.execution_list if job in (None, e.job_id) and state in (None, e.state)
         ][:limit]
+
+    def preview_schedule(self, spec: str, timezone: str, count: int) -> list[str]:
+        self.calls.append(f"preview {spec!r} {timezone!r}")
+        if len(spec.split()) not in (5, 6) and not spec.startswith("@"):
+            message = "expected 5 fields (crontab) or 6 (seconds first)"
+            raise ValidationFailed("invalid schedule", [FieldError("spec", message)])
+        first = datetime(2024, 3, 28, 9, tzinfo=UTC)
+        return [(first + timedelta(days=n)).isoformat() for n in range(count)]
 
     def create_job(self, draft: JobDraft) -> Job:
         errors = []
@@ -233,6 +241,9 @@ def test_job_form_shows_validation_errors_by_field(snap_compare: Any) -> None:
         await until(
             pilot, lambda: "-empty" not in pilot.app.screen.query_one("#error-spec").classes
         )
+        await until(
+            pilot, lambda: "-failed" in pilot.app.screen.query_one("#schedule-preview").classes
+        )
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=after(fill_badly))
 
@@ -346,3 +357,54 @@ async def test_switching_node_talks_to_the_chosen_member() -> None:
         await until(pilot, lambda: source.url == "http://127.0.0.1:9092")
         await until(pilot, lambda: app.connection.view is not None)
         assert "http://127.0.0.1:9092" in str(app.main.query_one(ClusterBar).render())
+
+
+def preview_text(app: ConsoleApp) -> str:
+    return str(app.screen.query_one("#schedule-preview", Label).render())
+
+
+@pytest.mark.anyio
+async def test_the_job_form_previews_the_next_runs_as_you_type() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, JobForm))
+        assert "as you type" in preview_text(app)
+        await pilot.click("#field-spec")
+        keys = list("0 9 * * 1-5")
+        await pilot.press(*keys)
+        await until(pilot, lambda: "Next runs:" in preview_text(app))
+        assert preview_text(app).splitlines()[1:] == [
+            "Thu 2024-03-28 09:00:00 +00:00",
+            "Fri 2024-03-29 09:00:00 +00:00",
+            "Sat 2024-03-30 09:00:00 +00:00",
+            "Sun 2024-03-31 09:00:00 +00:00",
+            "Mon 2024-04-01 09:00:00 +00:00",
+        ]
+        asked = [c for c in source.calls if c.startswith("preview")]
+        assert asked[-1] == "preview '0 9 * * 1-5' ''"
+        assert len(asked) < len(keys)  # debounced: not one request per key
+        # an invalid spec shows the node's reason, in the error style
+        await pilot.press("backspace", *" x y")
+        await until(pilot, lambda: "spec: expected 5 fields" in preview_text(app))
+        assert "-failed" in app.screen.query_one("#schedule-preview").classes
+        # a blank spec shows the hint again, without asking
+        before = len(source.calls)
+        app.screen.query_one("#field-spec", Input).value = ""
+        await until(pilot, lambda: "as you type" in preview_text(app))
+        assert len(source.calls) == before
+
+
+@pytest.mark.anyio
+async def test_editing_a_job_previews_its_schedule_at_once() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, JobForm))
+        await until(pilot, lambda: "Next runs:" in preview_text(app))
+        job = app.screen.job  # type: ignore[attr-defined]
+        assert f"preview {job.spec!r} {job.timezone!r}" in source.calls

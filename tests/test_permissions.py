@@ -167,6 +167,9 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/jobs/{id}/run"): Example(on_new_job("/run")),  # one run per job and second
     ("GET", "/jobs/{id}/executions"): Example(on_job("/executions")),
     ("GET", "/executions"): Example(lambda w, c: filtered(w, c, "/executions")),
+    ("GET", "/schedules/preview"): Example(
+        lambda w, c: Request("/schedules/preview", params={"spec": "0 9 * * 1-5"})
+    ),
     ("GET", "/healthcheck"): Example(same("/healthcheck")),
     ("GET", "/status"): Example(same("/status")),
     ("GET", "/metrics"): Example(same("/metrics")),

@@ -16,6 +16,7 @@ from scheduler0.cli.init_commands import config_app, credential_app
 from scheduler0.cli.jobs_commands import jobs_app
 from scheduler0.cli.node_commands import create_app, start
 from scheduler0.cli.projects_commands import projects_app
+from scheduler0.cli.schedule_commands import schedule_app
 from scheduler0.console.command import console
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ app.command("restore")(restore)
 app.add_typer(projects_app, name="projects")
 app.add_typer(jobs_app, name="jobs")
 app.add_typer(executions_app, name="executions")
+app.add_typer(schedule_app, name="schedule")
 app.add_typer(credentials_app, name="credentials")
 app.command("console")(console)
 

@@ -4,14 +4,17 @@ errors under the field they name (``error.details[].field``)."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
+from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Input, Label, Select
 
@@ -138,8 +141,41 @@ class FormScreen(ModalScreen[T], Generic[T]):
             label.set_class(not text, "-empty")
 
 
+PREVIEW_RUNS = 5
+PREVIEW_DELAY = 0.4
+"""Seconds without typing before the preview asks the node: one request per
+pause, not one per key."""
+PREVIEW_HINT = "The next runs show here as you type a schedule."
+
+
+def runs_text(runs: Sequence[str]) -> str:
+    """Local RFC 3339 times as lines: ``Fri 2024-03-29 09:00:00 +01:00``."""
+    if not runs:
+        return "No run ahead."
+    lines = []
+    for run in runs:
+        moment = datetime.fromisoformat(run)
+        lines.append(f"{moment:%a %Y-%m-%d %H:%M:%S} {moment.isoformat()[-6:]}")
+    return "Next runs:\n" + "\n".join(lines)
+
+
 class JobForm(FormScreen[Job | None]):
-    """Create a job, or edit one (its project cannot change)."""
+    """Create a job, or edit one (its project cannot change). Under the
+    timezone, the node's preview of the next runs follows the typing."""
+
+    DEFAULT_CSS = """
+    JobForm #schedule-preview { color: $text-muted; height: auto; margin-top: 1; }
+    JobForm #schedule-preview.-failed { color: $error; }
+    """
+
+    class Previewed(Message):
+        """A preview for the schedule ``asked`` (spec, timezone)."""
+
+        def __init__(self, asked: tuple[str, str], text: str, failed: bool) -> None:
+            super().__init__()
+            self.asked = asked
+            self.text = text
+            self.failed = failed
 
     def __init__(
         self,
@@ -153,6 +189,51 @@ class JobForm(FormScreen[Job | None]):
         self.job = job
         self.project_id = job.project_id if job else project_id
         self.heading = f"Edit job {job.id}" if job else "New job"
+        self._preview_timer: Timer | None = None
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self._preview()
+
+    @on(Input.Changed, "#field-spec, #field-timezone")
+    def _schedule_changed(self) -> None:
+        if self._preview_timer is not None:
+            self._preview_timer.stop()
+        self._preview_timer = self.set_timer(PREVIEW_DELAY, self._preview)
+
+    def _asked(self) -> tuple[str, str]:
+        return (
+            self.query_one("#field-spec", Input).value,
+            self.query_one("#field-timezone", Input).value,
+        )
+
+    def _preview(self) -> None:
+        asked = self._asked()
+        if not asked[0].strip():
+            self._show_preview(PREVIEW_HINT, failed=False)
+        else:
+            self._fetch_preview(asked)
+
+    @work(thread=True, exit_on_error=False, group="preview")
+    def _fetch_preview(self, asked: tuple[str, str]) -> None:
+        try:
+            runs = self.source.preview_schedule(*asked, PREVIEW_RUNS)
+        except Scheduler0Error as exc:
+            text = "; ".join(f"{d.field}: {d.message}" for d in exc.details) or exc.message
+            self.post_message(self.Previewed(asked, text, failed=True))
+        except Exception as exc:  # a bad answer must not take the console down
+            self.post_message(self.Previewed(asked, f"{type(exc).__name__}: {exc}", True))
+        else:
+            self.post_message(self.Previewed(asked, runs_text(runs), failed=False))
+
+    def on_job_form_previewed(self, message: Previewed) -> None:
+        if message.asked == self._asked():  # else a newer preview is on its way
+            self._show_preview(message.text, message.failed)
+
+    def _show_preview(self, text: str, failed: bool) -> None:
+        label = self.query_one("#schedule-preview", Label)
+        label.update(Text(text))  # the node's message, not markup
+        label.set_class(failed, "-failed")
 
     def fields(self) -> Iterator[Widget]:
         job = self.job
@@ -169,6 +250,7 @@ class JobForm(FormScreen[Job | None]):
         yield from self.field("spec", "Schedule (cron spec)", spec)
         timezone = Input(job.timezone if job else "", placeholder="UTC")
         yield from self.field("timezone", "Timezone", timezone)
+        yield Label(PREVIEW_HINT, id="schedule-preview")
         callback = Input(job.callback_url if job else "", placeholder="https://example.com/hook")
         yield from self.field("callback_url", "Callback URL", callback)
         yield from self.field("data", "Data (sent with each call)", Input(job.data if job else ""))

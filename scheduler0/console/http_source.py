@@ -79,6 +79,11 @@ class HttpSource:
         data = self._api().get("/executions", jobId=job, state=state, limit=limit)
         return [Execution.from_api(e) for e in data.get("executions", [])]
 
+    def preview_schedule(self, spec: str, timezone: str, count: int) -> list[str]:
+        params = {"spec": spec, "timezone": timezone.strip() or "UTC", "count": count}
+        data = self._api().get("/schedules/preview", **params)
+        return [str(run["local"]) for run in data.get("runs", [])]
+
     def create_job(self, draft: JobDraft) -> Job:
         return Job.from_api(_one(self._api().post("/jobs", draft.to_body())))
 

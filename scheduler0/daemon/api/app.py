@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, compile_path
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe, openapi
+from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe, openapi, schedules
 from scheduler0.daemon.api.auth import Access, AuthMiddleware, On, Permission, guard
 from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
 from scheduler0.daemon.api.http import (
@@ -66,6 +66,7 @@ from scheduler0.models import (
     ProjectIn,
     ProjectOut,
     ProjectPatch,
+    SchedulePreview,
 )
 
 log = logging.getLogger(__name__)
@@ -222,6 +223,12 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "/jobs/{id}/executions", ("GET",), jobs.job_executions, read(On.JOB),
         "A job's executions, newest first", Reply(ExecutionPage), query=EXECUTIONS,
+    ),
+    RouteSpec(
+        "/schedules/preview", ("GET",), schedules.preview, read(),
+        "The next runs of a spec in a timezone, or the 422 creating a job with it would get",
+        Reply(SchedulePreview),
+        query=(schedules.SPEC, schedules.TIMEZONE, schedules.COUNT, schedules.AFTER),
     ),
     RouteSpec(
         "/executions", ("GET",), observe.list_executions, read(On.LISTS),

@@ -260,6 +260,15 @@ def int_param(request: Request, param: Param, name: str | None = None) -> int | 
     return value
 
 
+def text_param(request: Request, param: Param) -> str | None:
+    """``param`` as it was sent, or its default when absent or empty."""
+    _declared(request, param)
+    raw = request.query_params.get(param.name) or None
+    if raw is None:
+        return param.default if isinstance(param.default, str) else None
+    return raw
+
+
 def id_param(request: Request, param: Param) -> int | None:
     """An optional id filter accepted as ``project_id`` or ``projectId``; both must agree."""
     given = {int_param(request, param, name) for name in param.names()} - {None}

@@ -38,7 +38,7 @@ from scheduler0.daemon.api.http import (
 )
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
-from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule
+from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule, validate_schedule
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries, Visible
 from scheduler0.daemon.state.schema import execution_id
@@ -49,7 +49,7 @@ from scheduler0.models import JobIn, JobPatch, invalid, known_keys, parse_one
 @lru_cache(maxsize=4096)
 def _schedule_error(spec: str, timezone: str) -> FieldError | None:
     try:
-        parse_schedule(spec, timezone, 0)
+        validate_schedule(spec, timezone)
     except ScheduleError as exc:
         return FieldError(exc.field, exc.message)
     return None

@@ -22,33 +22,56 @@ Accepted specs (``parse_schedule``)
 
 Field syntax is croniter's: lists, ranges, steps, month/day names, ``?``, and
 also ``L``, ``W`` and ``#``. Hashed / random fields (``H``, ``R``) are refused:
-a schedule must be deterministic. Day-of-month and day-of-week combine as in
-Vixie cron / croniter: when both are restricted a day matching *either* fires;
-when one is ``*`` only the other counts. A spec that can never fire
-(``0 0 30 2 *``) is refused at parse time.
+a schedule must be deterministic. A spec that can never fire (``0 0 30 2 *``)
+is refused at parse time. A new schedule (``validate_schedule``) must also keep
+each step smaller than its field's count of values (at most ``/59`` for seconds
+and minutes, ``/23`` hours, ``/30`` days of month, ``/11`` months, ``/6`` days
+of week): ``*/60`` could only ever mean ``0``, so it is refused like ``60``. A
+job stored before that rule keeps its meaning (``*/60`` = ``0``).
 
-Daylight-saving time (as croniter does it; checked for America/New_York in
-``tests/test_cron.py``)
---------------------------------------------------------------------------------
-* Spring forward (2024-03-10, 02:00 EST -> 03:00 EDT): a daily ``30 2 * * *``
-  job, whose wall time 02:30 does not exist that day, fires at **03:00 EDT**
-  (the first existing wall time after the gap), once; the next day it is back
-  at 02:30 EDT. Jobs whose hour field is ``*`` (``*/30 * * * *``) simply skip
-  the missing hour: ... 01:30 EST, 03:00 EDT ...
-* Fall back (2024-11-03, 02:00 EDT -> 01:00 EST): ``30 2 * * *`` fires once,
-  at 02:30 EST (02:30 occurs only once). A job whose wall time falls inside
-  the repeated hour, e.g. ``30 1 * * *``, fires **twice**: 01:30 EDT and
-  01:30 EST, an hour apart.
+Day of month and day of week (Vixie cron, Debian cron, robfig/cron)
+-------------------------------------------------------------------
+When either day field starts with ``*`` or ``?`` (``*``, ``*/5``, ``?``) a day
+must match *both*; only when both are restricted without a star does a day
+matching *either* fire. ``0 0 */5 Apr,Aug,Oct Mon`` after 2012-07-09 fires
+on Monday 2012-08-06 (croniter, which ORs whenever a field is not exactly
+``*``, says Wednesday 2012-08-01); ``0 0 13 * 5`` fires on every 13th and
+every Friday. The ``L``/``W``/``#`` forms (which Vixie cron does not have)
+keep croniter's meaning of each field and combine by the same rule
+(croniter's ``day_or``), except that croniter reads ``n#k`` with a restricted
+day of month as both: ``7 3 29 2 mon#5`` fires on a 29 February that is a
+Monday (2044-02-29), and ``0 10 15 * 1#2`` is refused as never firing.
+
+Daylight-saving time (``tests/test_cron.py``: New York, Paris, Sydney, Lord Howe)
+-------------------------------------------------------------------------------
+A spec whose hour field is starred (``*``, ``*/2``) runs on real time; any
+other names fixed wall times (Debian cron's distinction).
+
+* Spring forward (New York 2024-03-10, 02:00 EST -> 03:00 EDT): a fixed-time
+  slot whose wall time does not exist that day (``30 2 * * *``) fires once at
+  the end of the gap, **03:00 EDT**, however many of its slots fell in the
+  gap; the next day it is back at 02:30. Starred-hour jobs skip the missing
+  wall times: ``*/30 * * * *`` fires ... 01:30 EST, 03:00 EDT ...
+* Fall back (New York 2024-11-03, 02:00 EDT -> 01:00 EST, 01:00-02:00 twice):
+  a fixed-time job fires once, at the first occurrence: ``30 1 * * *`` at
+  01:30 EDT only (a daily billing job must not run twice). Starred-hour jobs
+  run in both hours: ``30 * * * *`` fires at 01:30 EDT and 01:30 EST, an hour
+  apart, and ``*/10 * * * * *`` keeps its 10 s spacing.
+
+How
+---
+A cron slot is found in wall-clock time (the fields' tables, or croniter on
+naive times for ``L``/``W``/``#``) one *offset segment* at a time: the zone's
+offsets through a year are found once by probing (``_year_segments``), and
+within a segment wall time and UTC differ by a constant. The DST rules apply
+at the segments' starts.
 
 Performance
 -----------
 ``next_after`` is on the fire path. Parsed schedules are cached per
 ``(spec, timezone)``; ``@every`` is pure integer arithmetic; cron schedules are
-computed from croniter's expanded field sets with table look-ups. Only the
-rare instants where the wall clock of ``after`` and of the candidate slot do
-not share one unambiguous UTC offset (a DST transition in between), and specs
-using ``L``/``W``/``#``, defer to croniter itself, which therefore defines the
-DST behaviour above.
+computed with table look-ups and integer arithmetic (no zoneinfo call once a
+zone's year is known); ``L``/``W``/``#`` specs call croniter.
 """
 
 from __future__ import annotations
@@ -56,6 +79,7 @@ from __future__ import annotations
 import datetime as _dt
 import re
 import threading
+from bisect import bisect_right
 from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Final, Protocol, runtime_checkable
@@ -70,6 +94,7 @@ __all__ = [
     "ScheduleError",
     "parse_duration",
     "parse_schedule",
+    "validate_schedule",
     "validate_timezone",
 ]
 
@@ -200,6 +225,74 @@ class EverySchedule:
 
 
 # --------------------------------------------------------------------------- #
+# a zone's offsets
+
+
+_PROBE_SECONDS: Final = 6 * 3600
+"""Offsets are probed this far apart when looking for a zone's transitions: no
+zone changes its offset twice within six hours (tzdata since 1970)."""
+
+
+def _offset_at(zone: ZoneInfo, t: int) -> int:
+    off = _dt.datetime.fromtimestamp(t, zone).utcoffset()
+    assert off is not None
+    return off.days * 86400 + off.seconds
+
+
+def _year_start(year: int) -> int:
+    return (_dt.date(year, 1, 1).toordinal() - _EPOCH_ORDINAL) * 86400
+
+
+@lru_cache(maxsize=4096)
+def _year_segments(
+    zone: ZoneInfo, year: int
+) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """The zone's offsets through UTC ``year``, as segments of one offset each.
+
+    ``(starts, offsets, before)``: each segment starts at ``starts[i]`` (the
+    year's start or a transition) with offset ``offsets[i]``, the offset just
+    before it being ``before[i]``; the last start is the next year's, closing
+    the list. zoneinfo does not list transitions, so they are found by probing
+    and bisecting (once per zone and year: about a millisecond).
+    """
+    lo, hi = _year_start(year), _year_start(year + 1)
+    starts = [lo]
+    current = _offset_at(zone, lo)
+    probe = lo
+    while probe < hi:
+        nxt = min(probe + _PROBE_SECONDS, hi)
+        if _offset_at(zone, nxt) != current:
+            a, b = probe, nxt  # the offset changes in (a, b]
+            while b - a > 1:
+                mid = (a + b) // 2
+                if _offset_at(zone, mid) == current:
+                    a = mid
+                else:
+                    b = mid
+            if b < hi:  # a transition at `hi` is the next year's first start
+                starts.append(b)
+            current = _offset_at(zone, b)
+        probe = nxt
+    starts.append(hi)
+    offsets = tuple(_offset_at(zone, t) for t in starts)
+    before = tuple(_offset_at(zone, t - 1) for t in starts)
+    return tuple(starts), offsets, before
+
+
+def _civil(wall: int) -> tuple[int, int, int, int, int, int]:
+    """Wall-clock seconds (a naive time counted like unix seconds) as fields."""
+    days, sod = divmod(wall, 86400)
+    day = _dt.date.fromordinal(days + _EPOCH_ORDINAL)
+    h, rem = divmod(sod, 3600)
+    mi, s = divmod(rem, 60)
+    return day.year, day.month, day.day, h, mi, s
+
+
+def _wall(y: int, mo: int, d: int, h: int, mi: int, s: int) -> int:
+    return (_dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL) * 86400 + h * 3600 + mi * 60 + s
+
+
+# --------------------------------------------------------------------------- #
 # cron
 
 
@@ -216,6 +309,10 @@ _FIELD_NAMES_5: Final = ("minute", "hour", "day of month", "month", "day of week
 _FIELD_NAMES_6: Final = ("second", *_FIELD_NAMES_5)
 _BOUNDS_5: Final = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _BOUNDS_6: Final = ((0, 59), *_BOUNDS_5)
+_MAX_STEP_5: Final = (59, 23, 30, 11, 6)
+"""A step must be smaller than its field's count of values (60 minutes, 24 hours,
+31 days, 12 months, 7 weekdays): a larger one can only ever give the first value."""
+_MAX_STEP_6: Final = (59, *_MAX_STEP_5)
 _FIELD_CHARS: Final = re.compile(r"^[0-9a-z*?,/#\-]+$")
 _HASHED: Final = re.compile(r"^[hr](?:\(|/|$)")
 _NUMBER: Final = re.compile(r"\d+")
@@ -224,6 +321,16 @@ _EQUAL_RANGE: Final = re.compile(r"^([0-9a-z]+)-\1(?:/\d+)?$")
 _EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
 _DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _SEARCH_YEARS: Final = 50  # croniter's default max_years_between_matches
+_MAX_SEGMENTS: Final = 10 * _SEARCH_YEARS
+"""Offset segments one search may cross (a year has at most five)."""
+_SKIP_MARGIN: Final = 2 * 86400
+"""More than any difference between two offsets of one zone (at most a day)."""
+
+
+def _starred(field: str) -> bool:
+    """Whether a field counts as a wildcard in cron's day and hour rules: it
+    starts with ``*`` or ``?`` (``*``, ``*/5``, ``?``), as Vixie cron decides."""
+    return field[:1] in ("*", "?")
 
 
 def _next_table(values: list[Any] | None, lo: int, hi: int) -> tuple[int, ...]:
@@ -280,6 +387,26 @@ def _normalize_fields(spec: str, fields: list[str], six: bool) -> list[str]:
     return out
 
 
+def _check_steps(spec: str) -> None:
+    """Refuse a step larger than its field's range (``*/60`` in minutes): a rule
+    for new schedules only, so a job stored before it keeps its meaning."""
+    fields = spec.split()
+    if len(fields) not in (5, 6):
+        return  # a descriptor
+    six = len(fields) == 6
+    names = _FIELD_NAMES_6 if six else _FIELD_NAMES_5
+    max_steps = _MAX_STEP_6 if six else _MAX_STEP_5
+    for name, max_step, field in zip(names, max_steps, fields, strict=True):
+        for part in field.split(","):
+            step = part.partition("/")[2]
+            if step.isdigit() and int(step) > max_step:
+                raise ScheduleError(
+                    "spec",
+                    f"{name} step /{int(step)} is larger than the field's range in {spec!r}"
+                    f" (at most /{max_step})",
+                )
+
+
 class CronSchedule:
     """A crontab-style schedule in an IANA timezone (see the module docstring)."""
 
@@ -289,6 +416,7 @@ class CronSchedule:
         "_dom_ok",
         "_dow_ok",
         "_fast",
+        "_fixed_hour",
         "_lock",
         "_nhour",
         "_nmin",
@@ -296,6 +424,7 @@ class CronSchedule:
         "_nsec",
         "_or_days",
         "_seconds",
+        "_segments",
         "_utc",
         "_zone",
         "spec",
@@ -307,6 +436,13 @@ class CronSchedule:
         self.timezone = timezone
         self._zone = validate_timezone(timezone)
         self._utc = timezone in _UTC_KEYS
+        self._segments: tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]] = (
+            0,
+            0,
+            (),
+            (),
+            (),
+        )
 
         text = spec.strip()
         desc = _DESCRIPTORS.get(text.lower())
@@ -328,11 +464,18 @@ class CronSchedule:
         six = len(fields) == 6
         self._seconds = six
         fields = _normalize_fields(spec, fields, six)
+        hour, dom, dow = fields[-4], fields[-3], fields[-1]
+        # Vixie cron's rules: both day fields must match when either is starred,
+        # either may match when both are restricted; an hour field that is not
+        # starred names fixed wall times (which the DST rules treat apart).
+        self._or_days = not _starred(dom) and not _starred(dow)
+        self._fixed_hour = not _starred(hour)
         try:
             self._cron = croniter(
                 " ".join(fields),
-                _dt.datetime(2000, 1, 1, tzinfo=self._zone),
+                _dt.datetime(2000, 1, 1),
                 second_at_beginning=six,
+                day_or=self._or_days,
             )
         except CroniterError as exc:
             raise ScheduleError("spec", f"invalid cron spec {spec!r}: {exc}") from None
@@ -353,20 +496,19 @@ class CronSchedule:
             f = expanded[index]
             return None if f == ["*"] else f
 
-        dom, dow = values(2), values(4)
         self._nsec = _next_table(values(5), 0, 59) if six else _next_table([0], 0, 59)
         self._nmin = _next_table(values(0), 0, 59)
         self._nhour = _next_table(values(1), 0, 23)
         self._nmon = _next_table(values(3), 1, 12)
+        dom_set, dow_set = set(), set()
         if self._fast:
-            dom_set = set(range(1, 32)) if dom is None else {int(v) for v in dom}
-            dow_set = set(range(7)) if dow is None else {int(v) % 7 for v in dow}
-        else:
-            dom_set, dow_set = set(), set()
+            dom_values, dow_values = values(2), values(4)
+            dom_set = set(range(1, 32)) if dom_values is None else {int(v) for v in dom_values}
+            dow_set = set(range(7)) if dow_values is None else {int(v) % 7 for v in dow_values}
         self._dom_ok = tuple(d in dom_set for d in range(32))
         self._dow_ok = tuple(d in dow_set for d in range(7))
-        self._or_days = dom is not None and dow is not None
-        self._days_all = dom is None and dow is None
+        every_dom, every_dow = len(dom_set) == 31, len(dow_set) == 7
+        self._days_all = (every_dom or every_dow) if self._or_days else (every_dom and every_dow)
 
         # A spec that can never fire (31 February) is refused here, not at run time.
         try:
@@ -380,54 +522,93 @@ class CronSchedule:
     # -- the fire path ------------------------------------------------------ #
 
     def next_after(self, after: int) -> int:
-        """The smallest instant > ``after`` whose wall clock in the zone matches.
+        """The smallest slot > ``after`` (the rules of the module docstring).
 
-        DST transitions follow croniter (see the module docstring).
         Raises ``ScheduleError(field="spec")`` if no slot exists within 50 years.
         """
         after = int(after)
+        try:
+            found = self._wall_from(after + 1) if self._utc else self._zoned_from(after + 1)
+        except (ValueError, OverflowError, OSError):  # past the calendar (year 9999)
+            found = None
+        if found is None:
+            raise ScheduleError("spec", f"{self.spec!r} has no slot after {after}")
+        return found
+
+    def _zoned_from(self, t: int) -> int | None:
+        """The first slot >= ``t`` in a zone: wall-clock matches, one offset
+        segment at a time, with the DST rules applied at the segments' starts."""
+        fixed = self._fixed_hour
+        first = t
+        known = (0, -1)  # (a, b): no wall time in [a, b) matches, and b does
+
+        def wall_from(wall: int) -> int | None:
+            nonlocal known
+            if known[0] <= wall <= known[1]:
+                return known[1]
+            found = self._wall_from(wall)
+            if found is not None:
+                known = (wall, found)
+            return found
+
+        for _ in range(_MAX_SEGMENTS):
+            start, end, off, before = self._segment(t)
+            if fixed and t == start and off > before:
+                # Clocks went forward at `start`: the wall times [start + before,
+                # start + off) never happen. A fixed-time slot among them fires
+                # once, when the gap ends.
+                skipped = wall_from(start + before)
+                if skipped is not None and skipped < start + off:
+                    return start
+            wall = wall_from(t + off)
+            if wall is None:
+                return None
+            slot = wall - off
+            if slot >= end:
+                # Nothing before `wall` matches. Once past the transitions
+                # whose repeated hour could go back before `first`, every wall
+                # time until two days before `wall` (offsets differ by less)
+                # is one that does not: skip there instead of segment by segment.
+                far = slot - _SKIP_MARGIN
+                t = far if end >= first + _SKIP_MARGIN and far > end else end
+                continue
+            if fixed and off < before and wall < start + before:
+                # Clocks went back at `start`: this wall time already happened
+                # (before - off) seconds earlier, and a fixed-time job ran then.
+                t = start + before - off
+                continue
+            return slot
+        return None
+
+    def _segment(self, t: int) -> tuple[int, int, int, int]:
+        """``(start, end, offset, offset before start)`` of the zone's segment holding ``t``."""
+        lo, hi, starts, offsets, before = self._segments
+        if not lo <= t < hi:
+            year = _dt.datetime.fromtimestamp(t, _dt.UTC).year
+            starts, offsets, before = _year_segments(self._zone, year)
+            self._segments = (starts[0], starts[-1], starts, offsets, before)
+        i = bisect_right(starts, t) - 1
+        return starts[i], starts[i + 1], offsets[i], before[i]
+
+    def _wall_from(self, wall: int) -> int | None:
+        """The first wall-clock time >= ``wall`` (naive seconds) matching every
+        field, or None within the search horizon."""
         if not self._fast:
-            return self._next_croniter(after)
-        if self._utc:
-            days, sod = divmod(after, 86400)
-            day = _dt.date.fromordinal(days + _EPOCH_ORDINAL)
-            y, mo, d = day.year, day.month, day.day
-            h, rem = divmod(sod, 3600)
-            mi, s = divmod(rem, 60)
-            offset = 0
-        else:
-            local = _dt.datetime.fromtimestamp(after, self._zone)
-            y, mo, d, h, mi, s = (
-                local.year,
-                local.month,
-                local.day,
-                local.hour,
-                local.minute,
-                local.second,
-            )
-            off = local.utcoffset()
-            assert off is not None
-            offset = off.days * 86400 + off.seconds
-        if self._seconds:
-            s += 1
-        else:
+            return self._wall_from_croniter(wall)
+        days, sod = divmod(wall, 86400)
+        day = _dt.date.fromordinal(days + _EPOCH_ORDINAL)
+        h, rem = divmod(sod, 3600)
+        mi, s = divmod(rem, 60)
+        if not self._seconds and s:
             mi += 1
             s = 0
-        found = self._next_wall(y, mo, d, h, mi, s)
+        found = self._next_wall(day.year, day.month, day.day, h, mi, s)
         if found is None:
-            return self._next_croniter(after)
+            return None
         y, mo, d, h, mi, s = found
-        naive = (_dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL) * 86400 + h * 3600 + mi * 60 + s
-        if self._utc:
-            return naive
-        cand = _dt.datetime(y, mo, d, h, mi, s, tzinfo=self._zone)
-        off0 = cand.utcoffset()
-        off1 = cand.replace(fold=1).utcoffset()
-        if off0 != off1 or off0 is None or off0.days * 86400 + off0.seconds != offset:
-            # A DST transition lies between `after` and the candidate, or the
-            # candidate wall time is skipped/repeated: croniter decides.
-            return self._next_croniter(after)
-        return naive - offset
+        if d != day.day or mo != day.month or y != day.year:
+            days = _dt.date(y, mo, d).toordinal() - _EPOCH_ORDINAL
+        return days * 86400 + h * 3600 + mi * 60 + s
 
     def _next_wall(
         self, y: int, mo: int, d: int, h: int, mi: int, s: int
@@ -495,14 +676,18 @@ class CronSchedule:
             return y, mo, d, h, mi, s2
         return None
 
-    def _next_croniter(self, after: int) -> int:
-        start = _dt.datetime.fromtimestamp(after, self._zone)
+    def _wall_from_croniter(self, wall: int) -> int | None:
+        """``_wall_from`` for the L, W and # forms: croniter on naive times,
+        where it does wall-clock arithmetic only."""
+        start = _dt.datetime(*_civil(wall - 1))
         try:
             with self._lock:  # croniter objects are stateful
-                result: float = self._cron.get_next(float, start_time=start, update_current=False)
+                found: _dt.datetime = self._cron.get_next(
+                    _dt.datetime, start_time=start, update_current=False
+                )
         except CroniterBadDateError:
-            raise ScheduleError("spec", f"{self.spec!r} has no slot after {after}") from None
-        return round(result)
+            return None
+        return _wall(found.year, found.month, found.day, found.hour, found.minute, found.second)
 
 
 # --------------------------------------------------------------------------- #
@@ -517,6 +702,18 @@ def _cron_schedule(spec: str, timezone: str) -> CronSchedule:
 @lru_cache(maxsize=4096)
 def _every_period(rest: str) -> int:
     return parse_duration(rest)
+
+
+def validate_schedule(spec: str, timezone: str) -> Schedule:
+    """``parse_schedule`` for a new or changed schedule: it also applies the
+    rules that only new input must meet (a step larger than its field's range
+    is refused). Jobs already stored are loaded with ``parse_schedule``.
+    Raises ``ScheduleError`` whose ``field`` is ``"spec"`` or ``"timezone"``.
+    """
+    schedule = parse_schedule(spec, timezone, 0)
+    if isinstance(schedule, CronSchedule):
+        _check_steps(spec)
+    return schedule
 
 
 def parse_schedule(spec: str, timezone: str = "UTC", anchor: int = 0) -> Schedule:
