@@ -129,16 +129,22 @@ def use_checkout(checkout: Path | None) -> dict[str, Any]:
     command = support.scheduler0_command()
     exe_path = Path(command[0])
     root = checkout.resolve() if checkout is not None else exe_path.parent.parent.parent
-    head = "unknown"
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-        ).stdout.strip()
-    return {"command": command, "checkout": str(root), "git_head": head or "unknown"}
+
+    def git(*words: str) -> str:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                ["git", *words], cwd=root, capture_output=True, text=True, timeout=5
+            )
+            return out.stdout.strip() or "unknown"
+        return "unknown"
+
+    return {
+        "command": command,
+        "checkout": str(root),
+        "git_head": git("rev-parse", "--short", "HEAD"),
+        # the last commit that changed the node's code (bench commits do not)
+        "node_code_commit": git("log", "-1", "--format=%h", "--", "scheduler0", "pyproject.toml"),
+    }
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -229,11 +235,22 @@ def lateness(
         "p50_seconds": common.percentile(padded, 50) if padded else None,
         "p99_seconds": p99,
         "max_seconds": max(padded) if padded else None,
+        "delivered_p50_seconds": common.percentile(values, 50) if values else None,
         "delivered_p99_seconds": common.percentile(values, 99) if values else None,
-        # undelivered slots make the percentiles lower bounds once they reach them
-        "p99_is_lower_bound": bool(undelivered) and len(undelivered) >= 0.01 * max(1, expected),
+        # an undelivered slot's lateness is a lower bound: so is a percentile it reaches
+        "p50_is_lower_bound": _reaches(len(undelivered), len(padded), 50),
+        "p99_is_lower_bound": _reaches(len(undelivered), len(padded), 99),
         "max_is_lower_bound": bool(undelivered),
     }
+
+
+def _reaches(undelivered: int, n: int, q: float) -> bool:
+    """Whether the ``q`` percentile (nearest rank) of ``n`` values falls among the
+    ``undelivered`` largest ones."""
+    if not undelivered or not n:
+        return False
+    rank = max(0, min(n - 1, round(q / 100.0 * n + 0.5) - 1))
+    return undelivered >= n - rank
 
 
 def get_status(http: httpx.Client, timeout: float = 10.0) -> dict[str, Any] | None:
@@ -292,10 +309,12 @@ def batches(items: list[dict[str, Any]], max_jobs: int, max_bytes: int) -> list[
     return bodies
 
 
-def every_items(project_id: int, n: int, callback: str, data: Any = None) -> list[dict[str, Any]]:
+def every_items(
+    project_id: int, n: int, callback: str, data: Any = None, spec: str = "@every 1s"
+) -> list[dict[str, Any]]:
     return [
         {
-            "spec": "@every 1s",
+            "spec": spec,
             "project_id": project_id,
             "timezone": "UTC",
             "data": data if data is not None else {"n": i},
@@ -487,7 +506,11 @@ def scenario_a(args: argparse.Namespace) -> dict[str, Any]:
             marks["healthy_created"] = time.time()
             hung_bodies = batches(
                 every_items(
-                    project, args.hung_jobs, f"{hung_url}/cb", data="x" * (args.hung_data_kb * 1000)
+                    project,
+                    args.hung_jobs,
+                    f"{hung_url}/cb",
+                    data="x" * (args.hung_data_kb * 1000),
+                    spec=args.hung_spec,
                 ),
                 args.max_batch,
                 int(args.max_body_mb * MB * 0.9),
@@ -590,8 +613,7 @@ def scenario_a(args: argparse.Namespace) -> dict[str, Any]:
             time.sleep(args.drain)
             horizon = time.time()
             result["rss_series"] = [
-                [round(t - marks["hung_create_start"], 2), round(r / MB, 1)]
-                for t, r in rss.samples[:: max(1, int(1 / rss.interval))]
+                [round(t - marks["hung_create_start"], 2), round(r / MB, 1)] for t, r in rss.samples
             ]
         result["statuses"] = statuses
     finally:
@@ -710,7 +732,11 @@ def scenario_b(args: argparse.Namespace) -> dict[str, Any]:
                 time.sleep(args.warmup)
                 cpu0 = node_cpu(node)
                 marks["create_start"] = time.time()
-                post_seconds = [post_jobs(http, body, want_ids=False)[0] for body in bodies]
+                posts: list[tuple[float, float]] = []
+                for body in bodies:
+                    t0 = time.time()
+                    post_jobs(http, body, want_ids=False)
+                    posts.append((t0, time.time()))
                 marks["create_end"] = time.time()
                 cpu1 = node_cpu(node)
                 print(
@@ -781,7 +807,18 @@ def scenario_b(args: argparse.Namespace) -> dict[str, Any]:
             "create_batch": min(args.create_batch, args.max_batch),
             "create_posts": len(bodies),
             "create_seconds": marks["create_end"] - marks["create_start"],
-            "create_post_seconds": post_seconds,
+            "create_post_seconds": [b - a for a, b in posts],
+            # when each POST started and ended, and every health check over 100 ms,
+            # in seconds since the create started: where the stalls fall
+            "create_posts_timeline": [
+                [round(a - marks["create_start"], 3), round(b - marks["create_start"], 3)]
+                for a, b in posts
+            ],
+            "health_slow": [
+                [round(t - marks["create_start"], 3), round(1000 * took, 1)]
+                for t, took, _ in health
+                if took > 0.1
+            ],
             "node_cpu_seconds_create": cpu1 - cpu0,
             "node_cpu_seconds_listing": cpu2 - cpu1,
             "page_limit": page,
@@ -815,7 +852,9 @@ def scenario_b(args: argparse.Namespace) -> dict[str, Any]:
 def _late(figures: dict[str, Any] | None, key: str) -> str:
     if not figures or figures.get(key) is None:
         return "n/a"
-    bound = figures.get("p99_is_lower_bound" if key != "max_seconds" else "max_is_lower_bound")
+    undelivered, expected = figures.get("undelivered", 0), figures.get("expected", 0)
+    q = {"p50_seconds": 50.0, "p99_seconds": 99.0}.get(key, 100.0)
+    bound = _reaches(undelivered, expected, q)
     return (">= " if bound else "") + f"{figures[key]:.3f} s"
 
 
@@ -886,9 +925,12 @@ def rows_b(b: dict[str, Any]) -> list[list[str]]:
     p99_fire = fires.get("p99_seconds")
     return [
         [
-            f"B create {b.get('heavy_jobs', 0):,} jobs ({b.get('create_posts')} POSTs)",
+            "B create the heavy jobs",
             "",
-            f"{b['create_seconds']:.2f} s" if "create_seconds" in b else "n/a",
+            f"{b['create_seconds']:.2f} s ({b.get('heavy_jobs', 0):,} in"
+            f" {b.get('create_posts')} POSTs)"
+            if "create_seconds" in b
+            else "n/a",
             "",
         ],
         ["B healthcheck p50 during create", "", _ms(create.get("p50_ms")), ""],
@@ -927,6 +969,49 @@ def rows_b(b: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def table_rows(document: dict[str, Any]) -> list[list[str]]:
+    scenarios = document.get("scenarios", {})
+    rows: list[list[str]] = []
+    if "a" in scenarios:
+        rows += rows_a(scenarios["a"])
+    if "b" in scenarios:
+        rows += rows_b(scenarios["b"])
+    return rows
+
+
+def _code_commit(document: dict[str, Any]) -> str:
+    code = document.get("node_code", {})
+    return str(code.get("node_code_commit") or code.get("git_head") or "?")
+
+
+def compare(paths: list[Path]) -> str:
+    """A markdown table: figure, target, then each file's measured value (met)."""
+    documents = [orjson.loads(path.read_bytes()) for path in paths]
+    columns = [
+        f"{d.get('label', path.stem)} (`{_code_commit(d)}`)"
+        for d, path in zip(documents, paths, strict=True)
+    ]
+    figures: dict[str, dict[int, list[str]]] = {}
+    targets: dict[str, str] = {}
+    for n, document in enumerate(documents):
+        for figure, target, measured, met in table_rows(document):
+            key = figure.split(" (median")[0]
+            targets[key] = target or targets.get(key, "")
+            figures.setdefault(key, {})[n] = [measured, met]
+    lines = [
+        "| figure | target | " + " | ".join(columns) + " |",
+        "|---|---|" + "---|" * len(columns),
+    ]
+    for key, by_doc in figures.items():
+        cells = []
+        for n in range(len(documents)):
+            measured, met = by_doc.get(n, ["n/a", ""])
+            mark = {"yes": " ✓", "NO": " ✗"}.get(met, "")
+            cells.append(measured.replace("|", "/") + mark)
+        lines.append(f"| {key} | {targets[key]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--scenario", choices=("a", "b", "all"), default="all")
@@ -950,6 +1035,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hung-jobs", type=int, default=2000)
     parser.add_argument("--hung-data-kb", type=int, default=20)
     parser.add_argument("--hung-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--hung-spec",
+        default="@every 1s",
+        help="the hung jobs' spec (a control run: '@every 1h', created but not firing)",
+    )
     parser.add_argument("--hung-no-read", action="store_true", help="the hung receiver never reads")
     parser.add_argument("--recover-seconds", type=float, default=60.0)
     parser.add_argument("--rss-cap-mb", type=int, default=4096)
@@ -967,24 +1057,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle", type=float, default=5.0)
     parser.add_argument("--tail", type=float, default=3.0)
     parser.add_argument("--health-interval", type=float, default=0.02)
+    parser.add_argument(
+        "--compare",
+        nargs="+",
+        type=Path,
+        default=None,
+        metavar="JSON",
+        help="print a markdown table of these result files side by side, run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare))
+        return 0
 
     code = use_checkout(args.checkout)
-    print(f"nodes run {code['command'][0]} ({code['checkout']} at {code['git_head']})")
+    print(
+        f"nodes run {code['command'][0]} ({code['checkout']} at {code['git_head']},"
+        f" node code last changed in {code['node_code_commit']})"
+    )
     load_start = os.getloadavg()
     scenarios: dict[str, Any] = {}
-    rows: list[list[str]] = []
     if args.scenario in ("a", "all"):
         print("scenario A: hung receiver ...", flush=True)
         scenarios["a"] = scenario_a(args)
-        rows += rows_a(scenarios["a"])
     if args.scenario in ("b", "all"):
         print("scenario B: heavy requests ...", flush=True)
         scenarios["b"] = scenario_b(args)
-        rows += rows_b(scenarios["b"])
+    rows = table_rows({"scenarios": scenarios})
     load_end = os.getloadavg()
     print()
-    print(f"isolation, {args.label}: node code {code['git_head']}")
+    print(f"isolation, {args.label}: node code {code['node_code_commit']}")
     print(common.table(["figure", "target", "measured", "met"], rows))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     params = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
