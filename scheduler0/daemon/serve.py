@@ -62,11 +62,21 @@ def configure_logging(level: str, log_format: str = "text", node_id: int = 0) ->
         logger.propagate = True
 
 
+GIL_SWITCH_SECONDS = 0.0005
+"""How long a thread holding the GIL runs before another may take it."""
+
+
 def run_node(settings: Settings) -> int:
     """Run a node until SIGINT/SIGTERM; returns the process exit code."""
     import uvicorn
 
     configure_logging(settings.log_level, settings.log_format, settings.node_id)
+    # The event loop (ticks, callbacks, small requests) shares the GIL with
+    # threads doing CPU work (validation of a large batch, a page of 10,000
+    # jobs, apply): at the default 5 ms switch interval every I/O wake-up of
+    # the loop can wait that long for its turn, and a health check that needs a
+    # few dozen turns waited hundreds of milliseconds (bench/isolation.py).
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
     os.umask(PRIVATE_UMASK)  # every file and directory the node makes is its own
     node = Node(settings)
     try:
