@@ -4,6 +4,7 @@ than the cap; and a leader that loses its majority stops saying it leads."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import struct
@@ -42,9 +43,11 @@ def rss_bytes(pid: int) -> int:
 
 
 class Flood(threading.Thread):
-    """Connects to the raft port, declares a 2 GiB message and streams zeros;
-    when the node closes the connection, connects again. Until stopped, at
-    most ``FLOOD_SECONDS`` plus a margin."""
+    """Connects to the raft port, declares a 2 GiB message and streams zeros
+    (blocking sends, as fast as the node takes them); when the node closes the
+    connection, connects again. ``halt`` shuts the connection down, which ends
+    a blocked send; the thread also ends ``FLOOD_SECONDS`` plus a margin after
+    it started."""
 
     def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
@@ -52,19 +55,29 @@ class Flood(threading.Thread):
         self.stop = threading.Event()
         self.connections = 0
         self.sent = 0
+        self._sock: socket.socket | None = None
 
     def run(self) -> None:
         deadline = time.monotonic() + FLOOD_SECONDS + 30
-        zeros = bytes(65536)
+        zeros = bytes(2**20)
         while not self.stop.is_set() and time.monotonic() < deadline:
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as sock:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10.0) as sock:
+                    sock.settimeout(None)
+                    self._sock = sock
                     self.connections += 1
                     sock.sendall(struct.pack("i", 2**31 - 1))
                     while not self.stop.is_set() and time.monotonic() < deadline:
                         self.sent += sock.send(zeros)
-            except OSError:
+            except OSError:  # closed by the node (or by halt): connect again
                 continue
+
+    def halt(self) -> None:
+        self.stop.set()
+        sock = self._sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 @pytest.mark.integration
@@ -89,7 +102,7 @@ def test_a_2gib_declaration_streamed_for_20s_leaves_writes_fast_and_memory_flat(
                 peak = max(peak, rss_bytes(node.proc.pid))
                 time.sleep(max(0.0, WRITE_EVERY - (time.monotonic() - started)))
         finally:
-            flood.stop.set()
+            flood.halt()
             flood.join(10)
         assert not flood.is_alive()
         latencies.sort()
