@@ -30,7 +30,7 @@ from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
 from scheduler0.daemon.executor.destinations import DestinationGuard, policy_for
 from scheduler0.daemon.executor.http import Executor
 from scheduler0.daemon.metrics import Metrics, Readings
-from scheduler0.daemon.raft import RaftLog, RaftOptions, raft_password
+from scheduler0.daemon.raft import RaftLog, RaftOptions, max_message_bytes, raft_password
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
@@ -500,6 +500,7 @@ def _raft_log(settings: Settings, data_dir: Path, machine: StateMachine) -> Raft
             snapshot_min_time=settings.raft_snapshot_interval,
             connection_timeout=max(settings.raft_transport_timeout, 1.0) * 3.5,
             flush_before_ack=settings.flush_before_ack,
+            max_message_bytes=max_message_bytes(settings.max_request_body_mb),
         ),
         machine,
     )

@@ -21,6 +21,8 @@ Why the settings are what they are (measured, see DESIGN.md):
   command is applied twice to the same file.
 * The SyncObj must be built on the main thread: its tick thread stops when
   the constructing thread exits.
+* The transport bounds what a connection may send (``_GuardedTransport``):
+  pysyncobj buffers a whole declared message before any password check.
 * A snapshot seeded by ``scheduler0 restore`` (``scheduler0/backup.py``)
   carries a marker instead of pysyncobj's data; ``_load_snapshot`` turns it
   into what pysyncobj expects (see there).
@@ -34,6 +36,7 @@ import hashlib
 import logging
 import mmap
 import os
+import select
 import socket
 import struct
 import threading
@@ -48,8 +51,9 @@ from pysyncobj import journal as pysyncobj_journal
 from pysyncobj.journal import FileJournal, MetaStorer, ResizableFile
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
+from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.syncobj import _COMMAND_TYPE
-from pysyncobj.tcp_connection import CONNECTION_STATE
+from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
@@ -67,6 +71,27 @@ before it may call an election."""
 
 DNS_CACHE_SECONDS = 30.0
 """How long a peer's resolved address is reused for new connections."""
+
+APPEND_BATCH_BYTES = 32 * 2**20
+"""pysyncobj's ``appendEntriesBatchSizeBytes``: one append_entries message
+carries entries until their size reaches it."""
+
+HANDSHAKE_MAX_BYTES = 4096
+"""The largest message a connection may send before it authenticates. The
+handshake is two Fernet tokens: a random key (~200 bytes), then the random key
+received and the sender's raft address (~300 bytes)."""
+
+HANDSHAKE_SECONDS = 3.0
+"""An incoming connection that has not authenticated by then is closed."""
+
+MAX_UNAUTHENTICATED = 16
+"""Incoming connections still in their handshake; a new one past this is closed."""
+
+LISTEN_BACKLOG = 64
+"""Connections the kernel completes for the raft port before it accepts them."""
+
+ACCEPT_BURST = 32
+"""Connections the raft port accepts in one poll."""
 
 _FAIL_NAMES = {value: name for name, value in vars(FAIL_REASON).items() if name.isupper()}
 
@@ -87,6 +112,22 @@ class RaftOptions:
     connection_retry_time: float = 1.0
     dynamic_membership: bool = True
     flush_before_ack: bool = True
+    max_message_bytes: int = 0
+    """The largest message an authenticated peer may send (0: ``max_message_bytes(16)``)."""
+
+
+def max_message_bytes(max_request_body_mb: float) -> int:
+    """The cap on an authenticated raft message, from ``MaxRequestBodyMb``.
+
+    Our largest command is the JobsCreated of one request body; it is counted
+    at twice the body (its encoding, before compression, repeats the body's
+    fields with their defaults). One append_entries carries entries until
+    their total reaches ``APPEND_BATCH_BYTES``, so at most that plus one such
+    command; the wire adds zlib (which never grows it by more than a few
+    bytes a block) and Fernet's base64 (4/3), and 1 MiB covers the rest.
+    Snapshot chunks are 64 KiB. With the default 16 MB bodies: 86 MiB."""
+    command = int(max_request_body_mb * 2**20) * 2
+    return (APPEND_BATCH_BYTES + command) * 4 // 3 + 2**20
 
 
 _DURABLE_JOURNALS: set[str] = set()
@@ -331,8 +372,12 @@ class _ClosingTcpServer(TcpServer):  # type: ignore[misc]
     """pysyncobj's TcpServer with one leak fixed: when ``bind`` fails (the port is
     still held, say by a process that is just stopping) it drops the new socket
     without closing it, and ``maxBindRetries`` attempts leave that many open
-    sockets to the garbage collector. Relies on TcpServer internals: pysyncobj is
-    pinned to 0.3.17."""
+    sockets to the garbage collector. It also listened with a backlog of 5 and
+    accepted one connection a tick, so a few connections opened at once (a
+    flood of the port) kept members' connections waiting in the kernel: here
+    the backlog is ``LISTEN_BACKLOG`` and a poll accepts up to ``ACCEPT_BURST``
+    (the transport closes the ones past its cap at once). Relies on TcpServer
+    internals: pysyncobj is pinned to 0.3.17."""
 
     def bind(self) -> None:
         try:
@@ -343,9 +388,174 @@ class _ClosingTcpServer(TcpServer):  # type: ignore[misc]
                 sock.close()
                 self._TcpServer__socket = None
             raise
+        getattr(self, "_TcpServer__socket").listen(LISTEN_BACKLOG)  # noqa: B009
+
+    def _TcpServer__onNewConnection(self, descr: int, event: int) -> None:
+        super()._TcpServer__onNewConnection(descr, event)
+        for _ in range(ACCEPT_BURST - 1):
+            listening: socket.socket | None = getattr(self, "_TcpServer__socket", None)
+            if self._TcpServer__fileno is None or listening is None:
+                return
+            if not select.select([listening], [], [], 0)[0]:
+                return
+            super()._TcpServer__onNewConnection(descr, POLL_EVENT_TYPE.READ)
 
 
-class _KeepaliveTransport(TCPTransport):  # type: ignore[misc]
+class _Throttled:
+    """One WARNING line per ``every`` seconds for a recurring event, counting
+    the ones not logged: a flood of the raft port must not flood the log."""
+
+    def __init__(self, every: float) -> None:
+        self._every = every
+        self._last = -every
+        self._dropped = 0
+
+    def note(self, message: str) -> None:
+        now = time.monotonic()
+        if now - self._last < self._every:
+            self._dropped += 1
+            return
+        dropped, self._dropped, self._last = self._dropped, 0, now
+        log.warning("raft port: %s (%d more such since the last line)", message, dropped)
+
+
+_refused = _Throttled(60.0)
+
+
+class _BoundedConnection(TcpConnection):  # type: ignore[misc]
+    """pysyncobj's connection with what it buffers bounded.
+
+    pysyncobj reads a socket until it is drained and buffers a message until
+    all the bytes its 4-byte length declares are in; only then does it
+    decrypt it (the password check). One unauthenticated connection that
+    declares 2 GiB and streams zeros thus held the tick thread in that read
+    loop (every write answered 503) and grew the process by hundreds of MB.
+    Here a connection that has not authenticated reads at most
+    ``HANDSHAKE_MAX_BYTES`` at a time and may declare no more than that; an
+    authenticated one may declare up to ``max_message``. A larger (or
+    negative) declaration closes the connection as soon as its 4 bytes are in,
+    and one read stops once a whole message of the limit is buffered (the
+    poller reports the rest on the next poll). Relies on TcpConnection
+    internals: pysyncobj is pinned to 0.3.17."""
+
+    authenticated = False
+    max_message = HANDSHAKE_MAX_BYTES
+    opened = 0.0
+    """When the connection was accepted or connected (monotonic)."""
+    _recv_size = 2**20
+
+    def bound(self, max_message: int) -> None:
+        """Start bounding this connection (it may already be connected)."""
+        self.max_message = max_message
+        self._recv_size = self._TcpConnection__recvBufferSize
+        self._restart()
+
+    def _restart(self) -> None:
+        self.authenticated = False
+        self.opened = time.monotonic()
+        self._TcpConnection__recvBufferSize = HANDSHAKE_MAX_BYTES
+
+    def authenticate(self) -> None:
+        """The peer proved it holds the password: lift the handshake limits."""
+        self.authenticated = True
+        self._TcpConnection__recvBufferSize = self._recv_size
+
+    def connect(self, host: str, port: int) -> bool:
+        self._restart()
+        return bool(super().connect(host, port))
+
+    def _limit(self) -> int:
+        return self.max_message if self.authenticated else HANDSHAKE_MAX_BYTES
+
+    def _declared_ok(self) -> bool:
+        """False (and the connection closed) if the buffered message declares
+        more than this connection may send."""
+        buffer: bytes = self._TcpConnection__readBuffer
+        if len(buffer) < 4:
+            return True
+        (declared,) = struct.unpack_from("i", buffer, 0)
+        if 0 <= declared <= self._limit():
+            return True
+        state = "an authenticated" if self.authenticated else "an unauthenticated"
+        _refused.note(
+            f"closed {state} connection that declared a {declared}-byte message"
+            f" (at most {self._limit()})"
+        )
+        self.disconnect()
+        return False
+
+    def _TcpConnection__tryReadBuffer(self) -> None:
+        limit = self._limit() + 4
+        while self._declared_ok() and len(self._TcpConnection__readBuffer) <= limit:
+            if not self._TcpConnection__processRead():
+                break
+        if self.state != CONNECTION_STATE.DISCONNECTED and self._declared_ok():
+            self._TcpConnection__lastReadTime = raft_clock()
+
+
+class _GuardedTransport(TCPTransport):  # type: ignore[misc]
+    """pysyncobj's transport with its incoming connections bounded: every
+    connection is a ``_BoundedConnection``; an incoming one authenticates when
+    its second message (the random key this node sent it, and a member's
+    address, encrypted with the password) is accepted, an outgoing one when
+    the peer's first message decrypts; at most ``MAX_UNAUTHENTICATED`` incoming
+    connections may be in their handshake, and one still in it after
+    ``HANDSHAKE_SECONDS`` is closed (pysyncobj closed idle connections only
+    when they next became readable, so idle and 1-byte ones stayed forever).
+    Authenticated ones are idle at most ``connectionTimeout``: every member
+    sends each connected partner a keepalive each second, and pysyncobj
+    closes a connection it sends on after that long without reading.
+    Relies on TCPTransport internals: pysyncobj is pinned to 0.3.17."""
+
+    def __init__(self, syncObj: Any, selfNode: Any, otherNodes: Any) -> None:
+        self._max_message: int = syncObj.max_message_bytes
+        super().__init__(syncObj, selfNode, otherNodes)
+        syncObj.addOnTickCallback(self._reap)
+
+    def _createServer(self) -> None:
+        super()._createServer()
+        self._server.__class__ = _ClosingTcpServer
+
+    def addNode(self, node: Any) -> None:
+        super().addNode(node)
+        conn = self._connections.get(node)
+        if conn is not None and not isinstance(conn, _BoundedConnection):
+            conn.__class__ = _BoundedConnection
+            conn.bound(self._max_message)
+
+    def _onNewIncomingConnection(self, conn: Any) -> None:
+        conn.__class__ = _BoundedConnection
+        conn.bound(self._max_message)
+        if len(self._unknownConnections) >= MAX_UNAUTHENTICATED:
+            _refused.note(
+                f"closed a new connection: {MAX_UNAUTHENTICATED} are already in their handshake"
+            )
+            conn.disconnect()
+            return
+        super()._onNewIncomingConnection(conn)
+
+    def _onIncomingMessageReceived(self, conn: Any, message: Any) -> None:
+        super()._onIncomingMessageReceived(conn, message)
+        if conn.state != CONNECTION_STATE.DISCONNECTED and conn not in self._unknownConnections:
+            conn.authenticate()
+
+    def _onOutgoingMessageReceived(self, conn: Any, message: Any) -> None:
+        super()._onOutgoingMessageReceived(conn, message)
+        if conn.state != CONNECTION_STATE.DISCONNECTED:
+            conn.authenticate()
+
+    def _reap(self) -> None:
+        """Close the incoming connections whose handshake took too long."""
+        deadline = time.monotonic() - HANDSHAKE_SECONDS
+        for conn in list(self._unknownConnections):
+            if conn.opened < deadline:
+                _refused.note(
+                    f"closed a connection that did not authenticate within {HANDSHAKE_SECONDS:g} s"
+                )
+                conn.disconnect()  # its disconnect callback forgets it
+
+
+class _KeepaliveTransport(_GuardedTransport):
     """Sends a tiny message of a type the receiver ignores to every connected
     partner about once a second. Without it, links between followers sit idle,
     pysyncobj drops them on the first send after ``connectionTimeout``, and
@@ -358,10 +568,6 @@ class _KeepaliveTransport(TCPTransport):  # type: ignore[misc]
         super().__init__(syncObj, selfNode, otherNodes)
         self._last_keepalive = 0.0
         syncObj.addOnTickCallback(self._keepalive_tick)
-
-    def _createServer(self) -> None:
-        super()._createServer()
-        self._server.__class__ = _ClosingTcpServer
 
     def _keepalive_tick(self) -> None:
         now = time.monotonic()
@@ -435,8 +641,11 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         partners: list[str],
         conf: Any,
         machine: ReplicatedStateMachine,
+        max_message_bytes: int,
     ) -> None:
         self._machine = machine
+        self.max_message_bytes = max_message_bytes
+        """Read by the transport, which pysyncobj builds in ``__init__``."""
         self._has_partners = bool(partners)
         super().__init__(self_address, partners, conf, transportClass=_FlushingTransport)
         self.addOnTickCallback(self._flush_journal)
@@ -525,7 +734,7 @@ class RaftLog:
             maxBindRetries=5,
             bindRetryTime=0.5,
             appendEntriesUseBatch=False,
-            appendEntriesBatchSizeBytes=32 * 2**20,
+            appendEntriesBatchSizeBytes=APPEND_BATCH_BYTES,
             sendBufferSize=2**20,
             recvBufferSize=2**20,
             journalFile=journal,
@@ -546,7 +755,13 @@ class RaftLog:
             tcp_keepalive=(16, 3, 5),
             dnsCacheTime=DNS_CACHE_SECONDS,
         )
-        self._sync = _ReplicatedLog(opts.self_address, opts.partner_addresses, conf, self.machine)
+        self._sync = _ReplicatedLog(
+            opts.self_address,
+            opts.partner_addresses,
+            conf,
+            self.machine,
+            opts.max_message_bytes or max_message_bytes(16.0),
+        )
         transport: _FlushingTransport = self._sync._SyncObj__transport
         transport.stopped = lambda: (
             self.failure is not None or getattr(self.machine, "halted", None) is not None
