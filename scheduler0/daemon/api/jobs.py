@@ -38,7 +38,12 @@ from scheduler0.daemon.api.http import (
 )
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
-from scheduler0.daemon.scheduling.cron import ScheduleError, parse_schedule, validate_schedule
+from scheduler0.daemon.scheduling.cron import (
+    ScheduleError,
+    parse_schedule,
+    resume_slot,
+    validate_schedule,
+)
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries, Visible
 from scheduler0.daemon.state.schema import execution_id
@@ -62,12 +67,15 @@ def check_schedule(spec: str, timezone: str, index: int | None = None) -> FieldE
     return FieldError(error.field, error.message, index)
 
 
-def first_run(spec: str, timezone: str, anchor: int, after: int) -> int | None:
-    """The job's first slot after ``after`` on the grid of ``spec`` (anchored at
-    ``anchor``): the next run a command keeps in state. None for a spec that
-    no longer parses (it was checked when the job was made)."""
+def first_run(
+    spec: str, timezone: str, anchor: int, not_before: int, last_fired: int | None = None
+) -> int | None:
+    """The next run a command keeps in state for a job of ``spec`` (its grid
+    anchored at ``anchor``) that starts at ``not_before`` and last fired at
+    ``last_fired``. None for a spec that no longer parses (it was checked when
+    the job was made)."""
     try:
-        return parse_schedule(spec, timezone, anchor).next_after(after)
+        return resume_slot(parse_schedule(spec, timezone, anchor), not_before, last_fired)
     except ScheduleError:
         return None
 
@@ -211,14 +219,19 @@ async def create_jobs(request: Request) -> Response:
         raise PayloadTooLarge(
             f"{len(items)} jobs in one request; the limit is {svc.settings.max_jobs_per_request}"
         )
+
     # Validation and the answer's rows (each with its next run) are CPU work in
     # proportion to the batch: off the loop that runs the scheduler's ticks.
-    checks = await off_loop(job_checks, svc)
-    jobs = await off_loop(validate_jobs, items, svc.queries, checks, visible(request))
-    keyed = await off_loop(idempotency_key, request, "POST /jobs", body)
-    now = time.time()
-    rows = await off_loop(_job_rows, jobs, int(now))
-    result = await svc.writes.propose(c.JobsCreated(now=now, jobs=rows, idempotency=keyed))
+    def prepare() -> tuple[c.JobsCreated, list[dict[str, Any]]]:
+        jobs = validate_jobs(items, svc.queries, job_checks(svc), visible(request))
+        keyed = idempotency_key(request, "POST /jobs", body)
+        now = time.time()
+        rows = _job_rows(jobs, int(now))
+        return c.JobsCreated(now=now, jobs=rows, idempotency=keyed), rows
+
+    command, rows = await off_loop(prepare)
+    now = command.now
+    result = await svc.writes.propose(command)
     if result.get("replayed"):  # the first answer, as the jobs stand now
 
         def first_answer() -> Any:
@@ -244,7 +257,7 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
     for job in jobs:
         key = (job.spec, job.timezone)
         if key not in firsts:
-            firsts[key] = first_run(job.spec, job.timezone, anchor, anchor)
+            firsts[key] = first_run(job.spec, job.timezone, anchor, anchor)  # nothing fired yet
         rows.append(
             {
                 "project_id": job.project_id,
@@ -317,8 +330,9 @@ async def update_job(request: Request) -> Response:
         # anchored now (for @every).
         start = int(time.time())
         changes["anchor"] = changes["not_before"] = start
-        base = max(start, current["last_fired_slot"] or start)
-        changes["next_run"] = await off_loop(first_run, spec, timezone, start, base)
+        changes["next_run"] = await off_loop(
+            first_run, spec, timezone, start, start, current["last_fired_slot"]
+        )
     await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
     return ok(await off_loop(_job_out, svc.queries, job_id))
 
@@ -335,12 +349,15 @@ async def _set_paused(request: Request, paused: bool) -> Response:
     now = time.time()
     next_run = None
     if not paused:  # the slots due while paused are skipped: the next is after now
-        job = await off_loop(svc.queries.job, job_id)
-        base = max(int(now), job["last_fired_slot"] or int(now))
-        next_run = await off_loop(first_run, job["spec"], job["timezone"], job["anchor"], base)
+        next_run = await off_loop(_resumed_run, svc.queries, job_id, int(now))
     command = c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run)
     await svc.writes.propose(command)
     return ok(await off_loop(_job_out, svc.queries, job_id))
+
+
+def _resumed_run(queries: Queries, job_id: int, now: int) -> int | None:
+    job = queries.job(job_id)
+    return first_run(job["spec"], job["timezone"], job["anchor"], now, job["last_fired_slot"])
 
 
 async def pause_job(request: Request) -> Response:

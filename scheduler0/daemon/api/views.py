@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule
+from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
 from scheduler0.daemon.state.queries import Page
 from scheduler0.daemon.state.schema import execution_id
 from scheduler0.daemon.timefmt import iso
@@ -133,8 +133,7 @@ def next_run(row: Row) -> int | None:
     schedule = _schedule(row["spec"], row["timezone"], row["anchor"])
     if schedule is None:
         return None
-    base = max(row["not_before"], row["last_fired_slot"] or row["not_before"])
-    return schedule.next_after(base)
+    return resume_slot(schedule, row["not_before"], row["last_fired_slot"])
 
 
 def execution_out(row: Row) -> dict[str, Any]:

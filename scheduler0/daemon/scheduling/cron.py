@@ -94,6 +94,7 @@ __all__ = [
     "ScheduleError",
     "parse_duration",
     "parse_schedule",
+    "resume_slot",
     "validate_schedule",
     "validate_timezone",
 ]
@@ -702,6 +703,13 @@ def _cron_schedule(spec: str, timezone: str) -> CronSchedule:
 @lru_cache(maxsize=4096)
 def _every_period(rest: str) -> int:
     return parse_duration(rest)
+
+
+def resume_slot(schedule: Schedule, not_before: int, last_fired: int | None) -> int:
+    """A job's next slot from its stored state: the first on its grid after
+    both its start (``not_before``) and its last fired slot. What a job's kept
+    next run is, and what it is computed as where it is not kept."""
+    return schedule.next_after(max(not_before, last_fired or not_before))
 
 
 def validate_schedule(spec: str, timezone: str) -> Schedule:

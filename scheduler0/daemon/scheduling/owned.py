@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule
+from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
 from scheduler0.daemon.state.machine import AssignmentView
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import bucket_of
@@ -167,8 +167,7 @@ class OwnedJobs:
             )
             kept = row["next_run"]  # kept in state since command version 3
             if kept is None:
-                base = max(row["not_before"], job.last_fired or row["not_before"])
-                kept = schedule.next_after(base)
+                kept = resume_slot(schedule, row["not_before"], job.last_fired)
             self.push(job, kept)
 
     # -- the heap ----------------------------------------------------------------------------

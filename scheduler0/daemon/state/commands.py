@@ -240,10 +240,6 @@ class SlotsFired(Command):
     def missed_entries(self) -> list[Missed]:
         return [Missed(*entry) for entry in self.missed]
 
-    def next_runs(self) -> dict[int, int]:
-        """Job id -> its slot after this tick (jobs of older entries: none)."""
-        return {job_id: slot for slot, job_ids in self.following for job_id in job_ids}
-
     def revision_of(self) -> dict[int, int]:
         """Job id -> the revision its next run was computed from (absent: 0)."""
         return {job_id: revision for job_id, revision in self.revisions}

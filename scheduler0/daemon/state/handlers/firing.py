@@ -49,7 +49,8 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     loaded = cmd.revision_of()
     next_runs = {
         job_id: slot
-        for job_id, slot in cmd.next_runs().items()
+        for slot, job_ids in cmd.following
+        for job_id in job_ids
         if (job := jobs.get(job_id)) is not None and job.revision == loaded.get(job_id, 0)
     }
     _record_missed(ctx.db, cmd, jobs, next_runs)
