@@ -129,7 +129,7 @@ class ConsoleApp(App[None]):
         self._fetch("jobs", lambda: JobsRefreshed(self.source.jobs(project, text), project, text))
         job, state = self.log_job, self.log_state
         self._fetch("log", lambda: LogRefreshed(self.source.executions(job, state), job, state))
-        screen = self.screen
+        screen = self.top_screen
         if isinstance(screen, JobScreen):
             job_id = screen.job.id
             self._fetch(
@@ -172,11 +172,18 @@ class ConsoleApp(App[None]):
         self.main.query_one(NodesTable).show(message.view, self.clock())
         self.main.show_error("nodes", "")
 
+    @property
+    def top_screen(self) -> Screen[object] | None:
+        """The active screen, or None while the app closes: its screen stack is
+        empty then, and a refresh still in flight may land."""
+        return self.screen_stack[-1] if self.screen_stack else None
+
     def on_projects_refreshed(self, message: ProjectsRefreshed) -> None:
         self._landed("projects")
         self.projects = {p.id: p for p in message.projects}
-        if isinstance(self.screen, ProjectsScreen):
-            self.screen.show(message.projects)
+        screen = self.top_screen
+        if isinstance(screen, ProjectsScreen):
+            screen.show(message.projects)
 
     def on_jobs_refreshed(self, message: JobsRefreshed) -> None:
         self._landed("jobs")
