@@ -52,6 +52,23 @@ class ExecutionState(enum.StrEnum):
 
 EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)
 
+
+class ExecutionTrigger(enum.StrEnum):
+    """What made an execution: stored in ``executions.trigger`` (NULL, in rows
+    of the schedule and in every row older than the column, is ``schedule``)."""
+
+    SCHEDULE = "schedule"
+    """A slot of the job's schedule, fired on time."""
+    MANUAL = "manual"
+    """Run-now (``POST /jobs/{id}/run``): its own execution id, ``<job>-<second>-m<n>``."""
+    BACKFILL = "backfill"
+    """A past slot fired on request, with the id the scheduled run would have had."""
+    CATCHUP = "catchup"
+    """A slot missed while no node could fire it, fired late."""
+
+
+EXECUTION_TRIGGERS: tuple[str, ...] = tuple(ExecutionTrigger)
+
 _ALIASES = {
     "project_id": "projectId",
     "callback_url": "callbackUrl",
@@ -475,7 +492,9 @@ class ExecutionOut(_Output):
     project_id: int | None = None
     scheduled_at: str
     slot: int
+    """The second the run is for (a manual run's: when it was asked for)."""
     state: ExecutionState
+    trigger: ExecutionTrigger = ExecutionTrigger.SCHEDULE
     node_id: int | None = None
     epoch: int | None = None
     attempts: int | None = None

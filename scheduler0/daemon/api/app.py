@@ -29,6 +29,7 @@ from scheduler0.daemon.api.http import (
     PROJECT_ID,
     SINCE,
     STATE,
+    TRIGGER,
     UNTIL,
     Declared,
     Services,
@@ -127,7 +128,7 @@ def admin(on: On) -> Permission:
 
 READ = (CONSISTENCY,)
 LIST = (LIMIT, OFFSET, CONSISTENCY)
-EXECUTIONS = (LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
+EXECUTIONS = (TRIGGER, LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(

@@ -31,7 +31,7 @@ from scheduler0.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from scheduler0.models import EXECUTION_STATES
+from scheduler0.models import EXECUTION_STATES, EXECUTION_TRIGGERS
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +237,12 @@ CONSISTENCY = Param(
     choices=("local", "strong"),
 )
 STATE = Param("state", "Only executions in this state.", type="string", choices=EXECUTION_STATES)
+TRIGGER = Param(
+    "trigger",
+    "Only executions made this way: schedule, manual (run-now), backfill or catchup.",
+    type="string",
+    choices=EXECUTION_TRIGGERS,
+)
 
 
 def int_param(request: Request, param: Param, name: str | None = None) -> int | None:

@@ -23,8 +23,10 @@ from scheduler0.daemon.api.http import (
     JOBS_LIMIT,
     PROJECT_ID,
     SINCE,
+    TRIGGER,
     UNTIL,
     Services,
+    choice_param,
     id_param,
     json_body,
     off_loop,
@@ -46,7 +48,6 @@ from scheduler0.daemon.scheduling.cron import (
 )
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries, Visible
-from scheduler0.daemon.state.schema import execution_id
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import JobIn, JobPatch, invalid, known_keys, parse_one
 
@@ -369,12 +370,14 @@ async def resume_job(request: Request) -> Response:
 
 
 async def run_now(request: Request) -> Response:
+    """A manual run: keyed apart from the schedule's runs (``JobTriggered.manual``),
+    so a slot of the schedule in the same second never refuses it."""
     job_id = path_id(request)
     now = time.time()
     result = await services(request).writes.propose(
-        c.JobTriggered(now=now, job_id=job_id, slot=int(now))
+        c.JobTriggered(now=now, job_id=job_id, slot=int(now), manual=True)
     )
-    return ok({**result, "execution_id": execution_id(job_id, result["slot"])}, 202)
+    return ok(result, 202)
 
 
 async def job_executions(request: Request) -> Response:
@@ -382,12 +385,18 @@ async def job_executions(request: Request) -> Response:
     job_id = path_id(request)
     limit, offset = paging(request)
     since, until = time_param(request, SINCE), time_param(request, UNTIL)
+    trigger = choice_param(request, TRIGGER)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:
         queries.job(job_id)  # 404 for an unknown job
         rows = queries.executions(
-            job_id=job_id, since=since, until=until, limit=limit, offset=offset
+            job_id=job_id,
+            trigger=trigger,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
         )
         return views.page_out(rows, "executions", views.execution_out)
 

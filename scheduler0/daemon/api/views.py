@@ -19,9 +19,9 @@ import orjson
 
 from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
 from scheduler0.daemon.state.queries import Page
-from scheduler0.daemon.state.schema import execution_id
+from scheduler0.daemon.state.schema import execution_id, run_second
 from scheduler0.daemon.timefmt import iso
-from scheduler0.models import SCOPES
+from scheduler0.models import SCOPES, ExecutionTrigger
 
 Row = sqlite3.Row | Mapping[str, Any]
 """A stored row, or a dict of the same columns (a row not read back)."""
@@ -142,8 +142,9 @@ def execution_out(row: Row) -> dict[str, Any]:
         "execution_id": execution_id(row["job_id"], row["slot"]),
         "job_id": row["job_id"],
         "project_id": row["project_id"],
-        "scheduled_at": iso(row["slot"]),
-        "slot": row["slot"],
+        "scheduled_at": iso(run_second(row["slot"])),
+        "slot": run_second(row["slot"]),
+        "trigger": row["trigger"] or ExecutionTrigger.SCHEDULE.value,
         "state": row["state"],
         "node_id": row["node_id"],
         "epoch": row["epoch"],

@@ -167,12 +167,20 @@ class JobPaused(Command):
 
 @dataclass(frozen=True)
 class JobTriggered(Command):
-    """Run a job once now, outside its schedule: a ``pending`` execution at
-    ``slot`` that the bucket's owner picks up and sends."""
+    """Run a job once now, outside its schedule: a ``pending`` execution that
+    the bucket's owner picks up and sends.
+
+    ``manual`` (added within version 3; absent in older entries, which apply
+    as before): the run is keyed apart from the schedule's runs, at the next
+    free ``schema.manual_slot`` of the second ``slot``, with trigger
+    ``manual``, so it never collides with a scheduled run of that second.
+    Without it the run takes ``slot`` itself and a run already there refuses
+    it (``Conflict``), as older nodes applied it."""
 
     now: float
     job_id: int
     slot: int
+    manual: bool = False
 
 
 class IdempotencyKey(NamedTuple):

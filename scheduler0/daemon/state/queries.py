@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from scheduler0.daemon.state.schema import connect
+from scheduler0.daemon.state.schema import RUN_SECOND_SQL, connect
 from scheduler0.errors import NotFound
 
 
@@ -192,6 +192,7 @@ class Queries:
         job_id: int | None = None,
         project_id: int | None = None,
         state: str | None = None,
+        trigger: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -204,16 +205,21 @@ class Queries:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
+        if trigger is not None:
+            # NULL: a run of the schedule (rows older than the column too).
+            clauses.append("COALESCE(trigger, 'schedule') = ?")
+            args.append(trigger)
         if since is not None:
-            clauses.append("slot >= ?")
+            clauses.append(f"{RUN_SECOND_SQL} >= ?")
             args.append(since)
         if until is not None:
-            clauses.append("slot < ?")
+            clauses.append(f"{RUN_SECOND_SQL} < ?")
             args.append(until)
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM executions {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM executions {where} ORDER BY slot DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT * FROM executions {where} ORDER BY {RUN_SECOND_SQL} DESC, id DESC"
+            " LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)

@@ -100,8 +100,50 @@ CREATE TABLE IF NOT EXISTS members (
 """
 
 
+MANUAL = "manual"
+"""``executions.trigger`` of a run-now. NULL is a run of the schedule (and every
+row written before the column existed); ``models.ExecutionTrigger`` lists all."""
+
+MANUAL_PER_SECOND = 1000
+"""Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""
+
+RUN_SECOND_SQL = f"(CASE WHEN slot < 0 THEN (-slot) / {MANUAL_PER_SECOND} ELSE slot END)"
+"""``run_second`` in SQL, over an ``executions`` row: the second a run is for."""
+
+
+def manual_slot(second: int, n: int) -> int:
+    """The ``slot`` key of the ``n``-th manual run of a job in ``second``.
+
+    Scheduled, missed, backfilled and caught-up runs are keyed by their slot,
+    a whole unix second (positive). A manual run is keyed by this negative
+    number instead, so ``UNIQUE (job_id, slot)`` never lets one collide with
+    a scheduled run of the same second, and every command that names an
+    execution as ``[job_id, slot]`` names a manual run the same way. The
+    second stays in the key (``run_second``), so a run's time, order and
+    retention come from the key alone."""
+    if not 0 <= n < MANUAL_PER_SECOND:
+        raise ValueError(f"a job has at most {MANUAL_PER_SECOND} manual runs a second")
+    return -(second * MANUAL_PER_SECOND + n)
+
+
+def is_manual(slot: int) -> bool:
+    return slot < 0
+
+
+def run_second(slot: int) -> int:
+    """The second a run is for: its slot, or a manual run's second."""
+    return -slot // MANUAL_PER_SECOND if slot < 0 else slot
+
+
 def execution_id(job_id: int, slot: int) -> str:
-    """The deterministic id of one run: the same on every node and every retry."""
+    """The deterministic id of one run: the same on every node and every retry.
+
+    ``<job>-<slot>`` for a run of the schedule; ``<job>-<second>-m<n>`` for
+    the ``n``-th manual run of the job in that second (never the form of a
+    scheduled run)."""
+    if slot < 0:
+        second, n = divmod(-slot, MANUAL_PER_SECOND)
+        return f"{job_id}-{second}-m{n}"
     return f"{job_id}-{slot}"
 
 
@@ -124,6 +166,7 @@ ADDED_COLUMNS = (
     ("credentials", "projects", "TEXT"),
     ("credentials", "expires_at", "REAL"),
     ("credentials", "created_by", "TEXT"),
+    ("executions", "trigger", "TEXT"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""

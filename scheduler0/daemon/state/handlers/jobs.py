@@ -8,7 +8,13 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
-from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.daemon.state.schema import (
+    MANUAL,
+    MANUAL_PER_SECOND,
+    bucket_of,
+    execution_id,
+    manual_slot,
+)
 from scheduler0.errors import Conflict, FieldError, NotFound, ValidationFailed
 
 JOB_COLUMNS = (
@@ -136,6 +142,8 @@ def job_triggered(ctx: ApplyContext, cmd: c.JobTriggered) -> dict[str, Any]:
     row = db.execute("SELECT project_id FROM jobs WHERE id = ?", (cmd.job_id,)).fetchone()
     if row is None:
         raise NotFound(f"no job with id {cmd.job_id}")
+    if cmd.manual:
+        return _manual_run(ctx, cmd, row[0])
     cur = db.execute(
         "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, created_at,"
         " updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",
@@ -144,3 +152,31 @@ def job_triggered(ctx: ApplyContext, cmd: c.JobTriggered) -> dict[str, Any]:
     if not cur.rowcount:
         raise Conflict(f"job {cmd.job_id} already has a run at slot {cmd.slot}")
     return {"job_id": cmd.job_id, "slot": cmd.slot}
+
+
+def _manual_run(ctx: ApplyContext, cmd: c.JobTriggered, project_id: int) -> dict[str, Any]:
+    """A manual run at the next free manual key of its second: after the
+    latest manual run of the job in that second still held (the keys of one
+    second run from ``manual_slot(second, 0)`` down)."""
+    first = manual_slot(cmd.slot, 0)
+    (lowest,) = ctx.db.execute(
+        "SELECT MIN(slot) FROM executions WHERE job_id = ? AND slot BETWEEN ? AND ?",
+        (cmd.job_id, manual_slot(cmd.slot, MANUAL_PER_SECOND - 1), first),
+    ).fetchone()
+    n = 0 if lowest is None else first - lowest + 1
+    if n >= MANUAL_PER_SECOND:
+        raise Conflict(
+            f"job {cmd.job_id} already has {MANUAL_PER_SECOND} manual runs in second {cmd.slot}"
+        )
+    slot = manual_slot(cmd.slot, n)
+    ctx.db.execute(
+        "INSERT INTO executions (job_id, project_id, slot, state, created_at, updated_at,"
+        " trigger) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        (cmd.job_id, project_id, slot, cmd.now, cmd.now, MANUAL),
+    )
+    return {
+        "job_id": cmd.job_id,
+        "slot": cmd.slot,
+        "execution_id": execution_id(cmd.job_id, slot),
+        "trigger": MANUAL,
+    }
