@@ -412,6 +412,62 @@ def test_job_deleted_with_its_executions(replica: Replica) -> None:
     assert fire(replica, [[2, T0 + 60]]) == []  # a deleted job never fires
 
 
+@covers(c.JobsCreated, c.JobUpdated, c.JobDeleted)
+def test_job_names_are_unique_per_project_and_labels_are_searchable_rows(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=0)
+    replica.ok(c.ProjectCreated(now=NOW, name="q", description="", signing_secret="s"))
+    created = c.JobsCreated(
+        now=NOW,
+        jobs=[
+            job(name="billing", labels={"team": "ops", "tier": "1"}),
+            job(project_id=2, name="billing"),  # another project: free
+            job(),  # no name, no labels (as every older entry)
+        ],
+    )
+    assert replica.ok(created) == {"ids": [1, 3]}
+    assert replica.rows("SELECT id, project_id, name, labels FROM jobs ORDER BY id") == [
+        (1, 1, "billing", '{"team":"ops","tier":"1"}'),
+        (2, 2, "billing", None),
+        (3, 1, None, None),
+    ]
+    assert replica.rows("SELECT job_id, key, value FROM job_labels ORDER BY job_id, key") == [
+        (1, "team", "ops"),
+        (1, "tier", "1"),
+    ]
+    # Taken in the project, or twice in one batch: 409 naming the items, nothing created.
+    err = replica.refused(
+        c.JobsCreated(now=NOW, jobs=[job(name="a"), job(name="billing"), job(name="a")]),
+        "conflict",
+    )
+    assert err["message"] == "item 1: a job named 'billing' already exists in project 1"
+    assert err["details"] == [
+        {"field": "name", "message": "already taken", "index": 1},
+        {"field": "name", "message": "already taken", "index": 2},
+    ]
+    assert replica.one("SELECT COUNT(*) FROM jobs") == (3,)
+    # Renaming onto a taken name is refused; onto its own name, or clearing, is not.
+    err = replica.refused(c.JobUpdated(now=NOW, job_id=3, changes={"name": "billing"}), "conflict")
+    assert err["details"] == [{"field": "name", "message": "already taken"}]
+    replica.ok(c.JobUpdated(now=NOW, job_id=1, changes={"name": "billing"}))
+    replica.ok(c.JobUpdated(now=NOW, job_id=3, changes={"name": "report", "labels": {"a": "b"}}))
+    replica.ok(c.JobUpdated(now=NOW, job_id=1, changes={"name": None, "labels": {}}))
+    assert replica.rows("SELECT id, name, labels FROM jobs ORDER BY id") == [
+        (1, None, None),
+        (2, "billing", None),
+        (3, "report", '{"a":"b"}'),
+    ]
+    assert replica.rows("SELECT job_id, key, value FROM job_labels") == [(3, "a", "b")]
+    # A change without labels (every older entry) keeps them.
+    replica.ok(c.JobUpdated(now=NOW, job_id=3, changes={"spec": "@every 5s"}))
+    assert replica.rows("SELECT job_id, key, value FROM job_labels") == [(3, "a", "b")]
+    replica.ok(c.JobDeleted(now=NOW, job_id=3))
+    assert replica.rows("SELECT * FROM job_labels") == []
+    # The name is free again.
+    assert replica.ok(c.JobsCreated(now=NOW, jobs=[job(name="report")])) == {"ids": [4, 4]}
+
+
 @covers(c.JobPaused)
 def test_job_paused_stops_firing_and_resuming_skips_the_pause(replica: Replica) -> None:
     seed(replica, jobs=2)

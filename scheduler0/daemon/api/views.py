@@ -88,6 +88,8 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
         "paused": 0,
         "not_before": job["anchor"],
         "next_run": job.get("next_run"),
+        "name": job.get("name"),
+        "labels": job.get("labels"),
         "revision": 0,
         "last_fired_slot": None,
         "last_state": None,
@@ -121,7 +123,19 @@ def job_out(row: Row) -> dict[str, Any]:
         "missed_count": row["missed_count"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+        "name": row["name"],
+        "labels": _labels(row["labels"]),
     }
+
+
+def _labels(stored: str | dict[str, str] | None) -> dict[str, str]:
+    """``jobs.labels`` (JSON, NULL for none), or the map of a row not read back."""
+    if stored is None:
+        return {}
+    if isinstance(stored, dict):
+        return stored
+    labels: dict[str, str] = orjson.loads(stored)
+    return labels
 
 
 def next_run(row: Row) -> int | None:

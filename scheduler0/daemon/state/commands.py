@@ -128,7 +128,10 @@ class JobsCreated(Command):
     """Jobs already validated by the proposer; apply re-checks only what state
     decides (the project exists). Each job is a dict with project_id, spec,
     timezone, data, callback_url, execution_type, anchor and (version 3)
-    next_run, its first slot, computed by the proposer."""
+    next_run, its first slot, computed by the proposer; and, added within
+    version 3, optional ``name`` (unique in its project: apply refuses a taken
+    one) and ``labels`` (a ``{key: value}`` map). Absent: no name, no labels,
+    as every older entry."""
 
     now: float
     jobs: list[dict[str, Any]]
@@ -141,7 +144,10 @@ class JobUpdated(Command):
     """``changes`` holds only the fields being set. A new spec or timezone
     takes effect from the next slot: ``anchor`` is re-stamped by the proposer
     for ``@every`` specs, and (version 3) ``next_run`` is the new first slot.
-    A change of the schedule without ``next_run`` clears the kept next run."""
+    A change of the schedule without ``next_run`` clears the kept next run.
+    Added within version 3 (absent in older entries): ``name`` (a string, or
+    None to clear it; unique in the job's project) and ``labels`` (the whole
+    new map; empty clears it)."""
 
     now: float
     job_id: int

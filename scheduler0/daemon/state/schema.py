@@ -91,6 +91,13 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys(expires_at);
+CREATE TABLE IF NOT EXISTS job_labels (
+    job_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (job_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS job_labels_by_pair ON job_labels(key, value, job_id);
 CREATE TABLE IF NOT EXISTS members (
     node_id INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
@@ -167,16 +174,30 @@ ADDED_COLUMNS = (
     ("credentials", "expires_at", "REAL"),
     ("credentials", "created_by", "TEXT"),
     ("executions", "trigger", "TEXT"),
+    ("jobs", "name", "TEXT"),
+    ("jobs", "labels", "TEXT"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""
 
+ADDED_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;
+"""
+"""Indexes over added columns: made once the columns exist (after ``SCHEMA``
+and ``ADDED_COLUMNS``). ``jobs_by_name`` finds a name in every project and
+backs its uniqueness within one (the handlers refuse a taken name first)."""
+
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older node (a loaded snapshot) up to this
+    schema: the tables and indexes it lacks, the added columns (NULL), then
+    their indexes. Idempotent."""
+    conn.executescript(SCHEMA)
     for table, column, kind in ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.executescript(ADDED_INDEXES)
 
 
 def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
@@ -187,7 +208,6 @@ def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-16000")
     if writer:
-        conn.executescript(SCHEMA)
         add_missing_columns(conn)
     else:
         conn.execute("PRAGMA query_only=ON")
