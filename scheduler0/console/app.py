@@ -70,7 +70,7 @@ class ConsoleApp(App[None]):
         Binding("r", "refresh", "Refresh now", id="app.refresh", show=False),
         Binding("s", "switch_node", "Switch node", id="app.switch-node"),
         Binding("f", "projects", "Projects", id="jobs.projects"),
-        Binding("slash", "filter_jobs", "Filter", id="jobs.filter"),
+        Binding("slash", "filter_jobs", "Search", id="jobs.filter"),
         Binding("n", "new_job", "New job", id="jobs.new"),
         Binding("o", "open_job", "Open job (or enter)", id="jobs.open", show=False),
         Binding("e", "edit_job", "Edit", id="jobs.edit"),
