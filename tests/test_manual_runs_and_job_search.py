@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from scheduler0.console.http_source import JOBS_PAGE_LIMIT, Credentials, HttpSource
 from tests.support.nodes import Client, NodeProcess, create_credential, running_node, wait_until
 from tests.support.receiver import RunningReceiver, run_receiver
 
@@ -251,3 +252,29 @@ def test_name_and_labels_survive_a_restart(tmp_path: Path) -> None:
         client.close()
     finally:
         node.kill()
+
+
+def test_the_console_searches_on_the_node(client: Client, node: NodeProcess) -> None:
+    """The console's ``/``: ``key=value`` words are labels, the rest text; jobs
+    past the console's one page are found, and the total is of those found."""
+    project = new_project(client, "console-search")
+    filler = [job(project) for _ in range(JOBS_PAGE_LIMIT)]
+    client.data("POST", "/jobs", 201, json=filler)
+    wanted = client.data(
+        "POST", "/jobs", 201, json=job(project, name="Needle Report", labels={"team": "ops"})
+    )
+    headers = client.http.headers
+    source = HttpSource(
+        node.url,
+        Credentials(api_key=headers["x-api-key"], api_secret=headers["x-secret-key"]),
+    )
+    try:
+        found = source.jobs(project, "team=ops needle")
+        assert [(j.id, j.name, j.labels) for j in found.jobs] == [
+            (wanted["id"], "Needle Report", (("team", "ops"),))
+        ]
+        assert found.total == 1
+        assert source.jobs(project, "team=web needle").jobs == ()
+        assert source.jobs(project, "").total == JOBS_PAGE_LIMIT + 1
+    finally:
+        source.close()

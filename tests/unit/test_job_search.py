@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -9,8 +10,10 @@ from typing import Any
 import pytest
 
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state import schema
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import JobSearch, Queries
+from scheduler0.daemon.state.schema import SCHEMA
 
 pytestmark = pytest.mark.unit
 
@@ -94,3 +97,33 @@ def test_a_filtered_list_pages_with_its_own_total(queries: Queries) -> None:
     assert (first.total, [r["id"] for r in first.rows]) == (3, [1, 2])
     assert (second.total, [r["id"] for r in second.rows]) == (3, [6])
     assert queries.jobs(None, 100, 0, None, None).total == 6
+
+
+def test_a_database_of_an_older_node_gets_the_new_columns_table_and_index(
+    tmp_path: Path,
+) -> None:
+    """A snapshot written before names, labels and triggers loads: the added
+    columns are NULL (no name, no labels, a run of the schedule) and the label
+    table and the name index are made."""
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(SCHEMA)
+    old.executescript(
+        "DROP TABLE job_labels;"  # SCHEMA has neither the added columns nor their index
+        " INSERT INTO projects VALUES (1, 'p', '', 's', 0, 0);"
+        " INSERT INTO jobs (id, project_id, bucket, spec, timezone, callback_url, anchor,"
+        " not_before, created_at, updated_at) VALUES (1, 1, 0, '@hourly', 'UTC', 'http://h/',"
+        " 0, 0, 0, 0);"
+        " INSERT INTO executions (job_id, project_id, slot, state, created_at, updated_at)"
+        " VALUES (1, 1, 3600, 'success', 0, 0);"
+    )
+    old.close()
+    conn = schema.connect(path, writer=True)
+    conn.row_factory = None
+    assert conn.execute("SELECT name, labels FROM jobs").fetchall() == [(None, None)]
+    assert conn.execute("SELECT trigger FROM executions").fetchall() == [(None,)]
+    indexes = {row[1] for row in conn.execute("PRAGMA index_list(jobs)")}
+    assert "jobs_by_name" in indexes
+    assert conn.execute("SELECT COUNT(*) FROM job_labels").fetchone() == (0,)
+    schema.add_missing_columns(conn)  # idempotent
+    conn.close()
