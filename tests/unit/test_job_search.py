@@ -99,7 +99,7 @@ def test_a_filtered_list_pages_with_its_own_total(queries: Queries) -> None:
     assert queries.jobs(None, 100, 0, None, None).total == 6
 
 
-def test_a_database_of_an_older_node_gets_the_new_columns_table_and_index(
+def test_a_database_of_an_older_node_gets_the_new_columns_tables_and_indexes(
     tmp_path: Path,
 ) -> None:
     """A snapshot written before names, labels and triggers loads: the added
@@ -110,6 +110,7 @@ def test_a_database_of_an_older_node_gets_the_new_columns_table_and_index(
     old.executescript(SCHEMA)
     old.executescript(
         "DROP TABLE job_labels;"  # SCHEMA has neither the added columns nor their index
+        " DROP INDEX executions_by_second; CREATE INDEX executions_by_slot ON executions(slot);"
         " INSERT INTO projects VALUES (1, 'p', '', 's', 0, 0);"
         " INSERT INTO jobs (id, project_id, bucket, spec, timezone, callback_url, anchor,"
         " not_before, created_at, updated_at) VALUES (1, 1, 0, '@hourly', 'UTC', 'http://h/',"
@@ -124,6 +125,9 @@ def test_a_database_of_an_older_node_gets_the_new_columns_table_and_index(
     assert conn.execute("SELECT trigger FROM executions").fetchall() == [(None,)]
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(jobs)")}
     assert "jobs_by_name" in indexes
+    indexes = {row[1] for row in conn.execute("PRAGMA index_list(executions)")}
+    assert {"executions_by_second", "executions_by_trigger"} <= indexes
+    assert "executions_by_slot" not in indexes  # replaced, not kept beside it
     assert conn.execute("SELECT COUNT(*) FROM job_labels").fetchone() == (0,)
     schema.add_missing_columns(conn)  # idempotent
     conn.close()

@@ -247,9 +247,11 @@ class Queries:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
-        if trigger is not None:
+        if trigger == "schedule":
             # NULL: a run of the schedule (rows older than the column too).
-            clauses.append("COALESCE(trigger, 'schedule') = ?")
+            clauses.append("(trigger IS NULL OR trigger = 'schedule')")
+        elif trigger is not None:
+            clauses.append("trigger = ?")  # the executions_by_trigger index
             args.append(trigger)
         if since is not None:
             clauses.append(f"{RUN_SECOND_SQL} >= ?")

@@ -13,7 +13,18 @@ from pathlib import Path
 BUCKETS = 1024
 """Jobs hash into this many buckets; the assignment maps each to one worker."""
 
-SCHEMA = """
+MANUAL = "manual"
+"""``executions.trigger`` of a run-now. NULL is a run of the schedule (and every
+row written before the column existed); ``models.ExecutionTrigger`` lists all."""
+
+MANUAL_PER_SECOND = 1000
+"""Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""
+
+RUN_SECOND_SQL = f"(CASE WHEN slot < 0 THEN (-slot) / {MANUAL_PER_SECOND} ELSE slot END)"
+"""``run_second`` in SQL, over an ``executions`` row: the second a run is for."""
+
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -83,7 +94,7 @@ CREATE TABLE IF NOT EXISTS executions (
     UNIQUE (job_id, slot)
 );
 CREATE INDEX IF NOT EXISTS executions_by_state ON executions(state, id);
-CREATE INDEX IF NOT EXISTS executions_by_slot ON executions(slot);
+CREATE INDEX IF NOT EXISTS executions_by_second ON executions({RUN_SECOND_SQL});
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -105,17 +116,6 @@ CREATE TABLE IF NOT EXISTS members (
     joined_at REAL NOT NULL
 );
 """
-
-
-MANUAL = "manual"
-"""``executions.trigger`` of a run-now. NULL is a run of the schedule (and every
-row written before the column existed); ``models.ExecutionTrigger`` lists all."""
-
-MANUAL_PER_SECOND = 1000
-"""Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""
-
-RUN_SECOND_SQL = f"(CASE WHEN slot < 0 THEN (-slot) / {MANUAL_PER_SECOND} ELSE slot END)"
-"""``run_second`` in SQL, over an ``executions`` row: the second a run is for."""
 
 
 def manual_slot(second: int, n: int) -> int:
@@ -182,10 +182,21 @@ written by an older node lacks them and gets them (NULL) when loaded."""
 
 ADDED_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS executions_by_trigger ON executions(trigger) WHERE trigger IS NOT NULL;
 """
 """Indexes over added columns: made once the columns exist (after ``SCHEMA``
 and ``ADDED_COLUMNS``). ``jobs_by_name`` finds a name in every project and
-backs its uniqueness within one (the handlers refuse a taken name first)."""
+backs its uniqueness within one (the handlers refuse a taken name first).
+``executions_by_trigger`` holds only the rows with a trigger (not the
+schedule's, which leave it NULL): a fire pays nothing for it."""
+
+
+REPLACED_INDEXES = ("executions_by_slot",)
+"""Indexes of older schemas no read uses any more, dropped from a loaded
+snapshot: ``executions_by_slot`` ordered the lists by slot, which
+``executions_by_second`` does now that a manual run's key is not its time
+(an index costs every fire's insert on every node, so it is replaced, not
+added to)."""
 
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -193,6 +204,8 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
     schema: the tables and indexes it lacks, the added columns (NULL), then
     their indexes. Idempotent."""
     conn.executescript(SCHEMA)
+    for index in REPLACED_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
     for table, column, kind in ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
