@@ -19,6 +19,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input
@@ -192,7 +193,11 @@ class ConsoleApp(App[None]):
             return
         self.jobs = {job.id: job for job in message.page.jobs}
         self.jobs_total = message.page.total
-        self.main.query_one(JobsTable).show(message.page.jobs, self.projects, self.clock())
+        try:
+            table = self.main.query_one(JobsTable)
+        except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
+            return
+        table.show(message.page.jobs, self.projects, self.clock())
         self.main.show_error("jobs", "")
         self._retitle()
         for screen in self.screen_stack:
@@ -204,7 +209,11 @@ class ConsoleApp(App[None]):
         if (message.job, message.state) != (self.log_job, self.log_state):
             self._fetch_log()
             return
-        self.main.query_one("#log", ExecutionTable).show(message.executions, self.clock())
+        try:
+            log = self.main.query_one("#log", ExecutionTable)
+        except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
+            return
+        log.show(message.executions, self.clock())
         self.main.show_error("log", "")
 
     def on_history_refreshed(self, message: HistoryRefreshed) -> None:
