@@ -21,7 +21,10 @@ job's next run in state (``next_run`` of a created job and of
 ``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``) and
 carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
 and scopes credentials (``CredentialCreated.scopes``, ``projects``,
-``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``). A
+``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``).
+Later, still within version 3, optional fields whose absence keeps the older
+meaning: ``JobTriggered.manual`` (a run-now keyed apart from the schedule),
+a job's ``name`` and ``labels`` (``JobsCreated`` items, ``JobUpdated.changes``). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
