@@ -133,10 +133,6 @@ def manual_slot(second: int, n: int) -> int:
     return -(second * MANUAL_PER_SECOND + n)
 
 
-def is_manual(slot: int) -> bool:
-    return slot < 0
-
-
 def run_second(slot: int) -> int:
     """The second a run is for: its slot, or a manual run's second."""
     return -slot // MANUAL_PER_SECOND if slot < 0 else slot
