@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
@@ -51,6 +52,23 @@ class ExecutionState(enum.StrEnum):
 
 
 EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)
+
+
+class ExecutionTrigger(enum.StrEnum):
+    """What made an execution: stored in ``executions.trigger`` (NULL, in rows
+    of the schedule and in every row older than the column, is ``schedule``)."""
+
+    SCHEDULE = "schedule"
+    """A slot of the job's schedule, fired on time."""
+    MANUAL = "manual"
+    """Run-now (``POST /jobs/{id}/run``): its own execution id, ``<job>-<second>-m<n>``."""
+    BACKFILL = "backfill"
+    """A past slot fired on request, with the id the scheduled run would have had."""
+    CATCHUP = "catchup"
+    """A slot missed while no node could fire it, fired late."""
+
+
+EXECUTION_TRIGGERS: tuple[str, ...] = tuple(ExecutionTrigger)
 
 _ALIASES = {
     "project_id": "projectId",
@@ -98,14 +116,18 @@ def _not_null(value: Any) -> Any:
     return value
 
 
+_NULLABLE_IN_PATCH = frozenset({"data", "name"})
+"""Patch fields where null is a value (no data, no name), not a mistake."""
+
+
 def _patch_schema(schema: dict[str, Any]) -> None:
     """The JSON schema of a patch as validated: at least one field, and a field
-    is left out rather than null (``data`` may be null)."""
+    is left out rather than null (``data`` and ``name`` may be null)."""
     schema["minProperties"] = 1
     for name, prop in schema.get("properties", {}).items():
         prop.pop("default", None)
         choices = prop.get("anyOf")
-        if name != "data" and choices:
+        if name not in _NULLABLE_IN_PATCH and choices:
             kept = [choice for choice in choices if choice.get("type") != "null"]
             prop.pop("anyOf")
             prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
@@ -258,6 +280,61 @@ class CredentialPatch(_Input):
     archived: StrictBool
 
 
+MAX_JOB_NAME = 200
+"""Characters of a job's name."""
+MAX_LABELS = 32
+"""Labels one job may carry."""
+MAX_LABEL_VALUE = 200
+"""Characters of a label's value."""
+LABEL_KEY = re.compile(r"[a-z0-9][a-z0-9._/-]{0,62}")
+"""A label's key: lowercase letters, digits and ``. _ / -``, at most 63, not
+starting with a punctuation mark (``team``, ``app.kubernetes.io/name``)."""
+
+
+def check_label(key: str, value: str) -> str | None:
+    """Why ``key=value`` is not a label (None: it is one). Shared by the job
+    fields and the ``label`` filter of ``GET /jobs``."""
+    if not LABEL_KEY.fullmatch(key):
+        return f"key {key[:70]!r} must be 1-63 of a-z 0-9 . _ / - starting with a letter or digit"
+    if len(value) > MAX_LABEL_VALUE:
+        return f"value of {key!r} must be at most {MAX_LABEL_VALUE} characters"
+    found = unsafe_character(value, "")
+    if found is not None:
+        return (
+            f"value of {key!r} must not contain control or bidirectional characters"
+            f" (found U+{ord(found):04X})"
+        )
+    return None
+
+
+def _labels(value: Any) -> Any:
+    """A map of at most ``MAX_LABELS`` string keys to string values, each a
+    label (``check_label``); one message naming the first bad one."""
+    if value is None:
+        return value
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ValueError('must be an object of string keys to string values ({"team": "ops"})')
+    if len(value) > MAX_LABELS:
+        raise ValueError(f"must hold at most {MAX_LABELS} labels (got {len(value)})")
+    for key, label in value.items():
+        problem = check_label(key, label)
+        if problem is not None:
+            raise ValueError(problem)
+    return value
+
+
+_NAME_DOC = (
+    f"Unique within the job's project; 1-{MAX_JOB_NAME} characters, no control or"
+    " bidirectional characters."
+)
+_LABELS_DOC = (
+    f"key=value labels, at most {MAX_LABELS}: keys 1-63 of a-z 0-9 . _ / - (starting with a"
+    f" letter or digit), values at most {MAX_LABEL_VALUE} printable characters."
+)
+
+
 class JobIn(_Input):
     project_id: StrictInt = Field(validation_alias=_alias("project_id"), ge=1)
     spec: StrictStr = Field(min_length=1, max_length=256)
@@ -267,8 +344,14 @@ class JobIn(_Input):
     execution_type: Literal["http"] = Field(
         default="http", validation_alias=_alias("execution_type")
     )
+    name: StrictStr | None = Field(
+        default=None, min_length=1, max_length=MAX_JOB_NAME, description=_NAME_DOC
+    )
+    labels: dict[str, str] | None = Field(default=None, description=_LABELS_DOC)
 
     _url = field_validator("callback_url")(_check_url)
+    _name = field_validator("name")(_plain_name)
+    _label_map = field_validator("labels", mode="before")(_labels)
 
 
 class JobPatch(_Patch):
@@ -279,10 +362,21 @@ class JobPatch(_Patch):
     execution_type: Literal["http"] | None = Field(
         default=None, validation_alias=_alias("execution_type")
     )
-
-    _present = field_validator("spec", "timezone", "callback_url", "execution_type", mode="before")(
-        _not_null
+    name: StrictStr | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_JOB_NAME,
+        description=f"{_NAME_DOC} null removes the name.",
     )
+    labels: dict[str, str] | None = Field(
+        default=None, description=f"{_LABELS_DOC} Replaces every label; {{}} removes them."
+    )
+
+    _present = field_validator(
+        "spec", "timezone", "callback_url", "execution_type", "labels", mode="before"
+    )(_not_null)
+    _name = field_validator("name")(_plain_name)
+    _label_map = field_validator("labels", mode="before")(_labels)
 
     @field_validator("callback_url")
     @classmethod
@@ -453,6 +547,8 @@ class JobOut(_Output):
     missed_count: int = 0
     created_at: str | None = None
     updated_at: str | None = None
+    name: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
 
 
 class ScheduleRun(_Output):
@@ -475,7 +571,9 @@ class ExecutionOut(_Output):
     project_id: int | None = None
     scheduled_at: str
     slot: int
+    """The second the run is for (a manual run's: when it was asked for)."""
     state: ExecutionState
+    trigger: ExecutionTrigger = ExecutionTrigger.SCHEDULE
     node_id: int | None = None
     epoch: int | None = None
     attempts: int | None = None

@@ -48,6 +48,8 @@ JOB_KEYS = {
     "missed_count",
     "created_at",
     "updated_at",
+    "name",
+    "labels",
 }
 CALLBACK = "http://127.0.0.1:9/callback"  # never called: every spec here is far off
 

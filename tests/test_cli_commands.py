@@ -278,6 +278,44 @@ def test_jobs_pause_resume_run_delete(cli: Cli, api: Client, project: dict[str, 
     refused(cli("jobs", "pause", jid), 1, "no job")
 
 
+def test_jobs_names_labels_and_search(cli: Cli, api: Client) -> None:
+    home = api.data("POST", "/projects", 201, json={"name": "named-jobs"})
+    pid = str(home["id"])
+    make = ("jobs", "create", "--project", pid, "--spec", FAR_SPEC, "--callback-url")
+    billing = cli.json(*make, CALLBACK, "--name", "billing", "--label", "team=ops")
+    report = cli.json(*make, f"{CALLBACK}/reports", "--label", "team=ops", "--label", "env=prod")
+    assert (billing["name"], billing["labels"]) == ("billing", {"team": "ops"})
+    assert (report["name"], report["labels"]) == (None, {"team": "ops", "env": "prod"})
+
+    listed, by_label, by_both, by_name, by_text, human, taken, bad_label, no_pair = cli.many(
+        ("jobs", "list", "--project", pid, "--json"),
+        ("jobs", "list", "--label", "team=ops", "--project", pid, "--json"),
+        ("jobs", "list", "--label", "team=ops", "--label", "env=prod", "--json"),
+        ("jobs", "list", "--name", "billing", "--project", pid, "--json"),
+        ("jobs", "list", "--q", "REPORTS", "--project", pid, "--json"),
+        ("jobs", "list", "--label", "team=ops", "--project", pid),
+        (*make, CALLBACK, "--name", "billing"),  # 409
+        ("jobs", "list", "--label", "Team=ops"),  # 422 from the node
+        ("jobs", "list", "--label", "team"),  # usage
+    )
+    ids = [j["id"] for j in json.loads(listed.stdout)["jobs"]]
+    assert ids == [billing["id"], report["id"]]
+    assert [j["id"] for j in json.loads(by_label.stdout)["jobs"]] == ids
+    assert [j["id"] for j in json.loads(by_both.stdout)["jobs"]] == [report["id"]]
+    assert [j["id"] for j in json.loads(by_name.stdout)["jobs"]] == [billing["id"]]
+    assert [j["id"] for j in json.loads(by_text.stdout)["jobs"]] == [report["id"]]
+    assert "billing" in human.stdout and "env=prod team=ops" in human.stdout
+    refused(taken, 1, "a job named 'billing' already exists")
+    refused(bad_label, 1, "label: key 'Team'")
+    refused(no_pair, 2, "key=value")
+
+    renamed = cli.json("jobs", "update", str(report["id"]), "--name", "report", "--label", "a=b")
+    assert (renamed["name"], renamed["labels"]) == ("report", {"a": "b"})
+    cleared = cli.json("jobs", "update", str(report["id"]), "--clear-name", "--clear-labels")
+    assert (cleared["name"], cleared["labels"]) == (None, {})
+    refused(cli("jobs", "update", str(report["id"]), "--name", "billing"), 1, "already exists")
+
+
 def test_jobs_bulk_create_from_yaml(cli: Cli, api: Client) -> None:
     bulk = api.data("POST", "/projects", 201, json={"name": "bulk"})
     jobs = [
@@ -352,6 +390,22 @@ def test_executions_list_and_tail(cli: Cli, api: Client, project: dict[str, Any]
     rows = [json.loads(line) for line in tail.stdout.splitlines()]  # JSON Lines
     assert [r["execution_id"] for r in rows] == [execution_id]
     assert execution_id in tail_human.stdout
+
+
+def test_executions_list_by_trigger(cli: Cli, api: Client, project: dict[str, Any]) -> None:
+    jid = str(new_job(api, project["id"])["id"])
+    manual = api.data("POST", f"/jobs/{jid}/run", 202)
+    assert manual["trigger"] == "manual"
+    only_manual, only_schedule, human = cli.many(
+        ("executions", "list", "--job", jid, "--trigger", "manual", "--json"),
+        ("executions", "list", "--job", jid, "--trigger", "schedule", "--json"),
+        ("executions", "list", "--job", jid, "--trigger", "manual"),
+    )
+    rows = json.loads(only_manual.stdout)["executions"]
+    assert [(r["execution_id"], r["trigger"]) for r in rows] == [(manual["execution_id"], "manual")]
+    assert json.loads(only_schedule.stdout)["executions"] == []
+    assert manual["execution_id"] in human.stdout and "manual" in human.stdout
+    refused(cli("executions", "list", "--trigger", "cron"), 2, "--trigger")
 
 
 def test_executions_tail_follow_prints_new_rows_until_ctrl_c(cli: Cli, api: Client) -> None:

@@ -32,7 +32,7 @@ from scheduler0.console.source import (
     Member,
     Project,
 )
-from scheduler0.console.widgets import ClusterBar
+from scheduler0.console.widgets import ClusterBar, JobsTable
 from scheduler0.errors import FieldError, NotFound, ValidationFailed
 
 SIZE = (140, 45)
@@ -76,6 +76,8 @@ class FakeSource:
                 last_state=states[i - 1],
                 last_status_code={"success": 200, "failed": 500}.get(states[i - 1] or ""),
                 last_execution_date=iso(-i * 11),
+                name=[None, "nightly-invoices", "sync", None, "weekly-report", None][i - 1],
+                labels=(("team", "ops"),) if i in (2, 5) else (),
             )
             for i in range(1, 7)
         ]
@@ -83,7 +85,7 @@ class FakeSource:
         self.execution_list = [
             Execution(
                 id=100 - n,
-                execution_id=f"{n % 6 + 1}-{int(NOW) - n * 5}",
+                execution_id=f"{n % 6 + 1}-{int(NOW) - n * 5}" + ("-m0" if n == 3 else ""),
                 job_id=n % 6 + 1,
                 scheduled_at=iso(-n * 5),
                 state=kinds[n % 7],
@@ -92,6 +94,7 @@ class FakeSource:
                 latency_ms=12 + n,
                 error="HTTP 503 from http://hooks.example/4" if kinds[n % 7] == "failed" else None,
                 node_id=1 + n % 2,
+                trigger="manual" if n == 3 else "schedule",
             )
             for n in range(12)
         ]
@@ -408,3 +411,36 @@ async def test_editing_a_job_previews_its_schedule_at_once() -> None:
         await until(pilot, lambda: "Next runs:" in preview_text(app))
         job = app.screen.job  # type: ignore[attr-defined]
         assert f"preview {job.spec!r} {job.timezone!r}" in source.calls
+
+
+@pytest.mark.anyio
+async def test_slash_searches_labels_and_text_through_the_source() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("slash", *"team=ops report")
+        table = app.main.query_one(JobsTable)
+        await until(pilot, lambda: [k.value for k in table.rows] == ["5"])
+        assert app.text_filter == "team=ops report"
+
+
+def test_the_job_form_sends_name_and_labels_and_clears_them_on_edit() -> None:
+    draft = JobDraft(
+        spec="@hourly", callback_url="http://h/", project_id=1, name=" billing ", labels="a=1 b=2"
+    )
+    assert draft.to_body() == {
+        "spec": "@hourly",
+        "callback_url": "http://h/",
+        "project_id": 1,
+        "name": "billing",
+        "labels": {"a": "1", "b": "2"},
+    }
+    blank = JobDraft(spec="@hourly", callback_url="http://h/", project_id=1)
+    assert "name" not in blank.to_body() and "labels" not in blank.to_body()
+    assert blank.to_body(with_project=False) == {
+        "spec": "@hourly",
+        "callback_url": "http://h/",
+        "name": None,
+        "labels": {},
+    }

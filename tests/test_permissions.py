@@ -164,7 +164,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("DELETE", "/jobs/{id}"): Example(on_new_job()),
     ("POST", "/jobs/{id}/pause"): Example(on_job("/pause")),
     ("POST", "/jobs/{id}/resume"): Example(on_job("/resume")),
-    ("POST", "/jobs/{id}/run"): Example(on_new_job("/run")),  # one run per job and second
+    ("POST", "/jobs/{id}/run"): Example(on_new_job("/run")),
     ("GET", "/jobs/{id}/executions"): Example(on_job("/executions")),
     ("GET", "/executions"): Example(lambda w, c: filtered(w, c, "/executions")),
     ("GET", "/schedules/preview"): Example(

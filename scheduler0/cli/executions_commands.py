@@ -53,6 +53,15 @@ class State(StrEnum):
     lost = "lost"
 
 
+class Trigger(StrEnum):
+    """What made a run (GET /executions?trigger=)."""
+
+    schedule = "schedule"
+    manual = "manual"
+    backfill = "backfill"
+    catchup = "catchup"
+
+
 STATE_STYLES = {
     "success": "green",
     "failed": "red",
@@ -72,6 +81,7 @@ COLUMNS = (
     ("job", "job_id"),
     ("project", "project_id"),
     ("scheduled", "scheduled_at"),
+    ("trigger", "trigger"),
     ("state", "state"),
     ("status", "status_code"),
     ("latency ms", "latency_ms"),
@@ -87,10 +97,25 @@ ProjectFilter = Annotated[
 StateFilter = Annotated[
     State | None, typer.Option("--state", case_sensitive=False, help="Only runs in this state.")
 ]
+TriggerFilter = Annotated[
+    Trigger | None,
+    typer.Option(
+        "--trigger",
+        case_sensitive=False,
+        help="Only runs made this way (manual: run-now; schedule: the job's own slots).",
+    ),
+]
 
 
-def _filters(job: int | None, project: int | None, state: State | None) -> dict[str, Any]:
-    return {"jobId": job, "projectId": project, "state": None if state is None else state.value}
+def _filters(
+    job: int | None, project: int | None, state: State | None, trigger: Trigger | None = None
+) -> dict[str, Any]:
+    return {
+        "jobId": job,
+        "projectId": project,
+        "state": None if state is None else state.value,
+        "trigger": None if trigger is None else trigger.value,
+    }
 
 
 @executions_app.command("list")
@@ -98,6 +123,7 @@ def list_executions(
     job: JobFilter = None,
     project: ProjectFilter = None,
     state: StateFilter = None,
+    trigger: TriggerFilter = None,
     since: Annotated[
         str | None,
         typer.Option("--since", help="Scheduled at or after: unix seconds or ISO 8601."),
@@ -122,9 +148,10 @@ def list_executions(
 
     \b
       scheduler0 executions list --job 42 --state failed
+      scheduler0 executions list --trigger manual
       scheduler0 executions list --since 2025-01-01T00:00:00Z --all --json
     """
-    params = {**_filters(job, project, state), "since": since, "until": until}
+    params = {**_filters(job, project, state, trigger), "since": since, "until": until}
     with connect(node, config, api_key, api_secret) as client:
         page = list_page(
             client, "/executions", "executions", limit=limit, offset=offset, every=every, **params
@@ -150,6 +177,9 @@ def _line(row: dict[str, Any]) -> str:
         f"attempts {row.get('attempts') or 0}",
         f"node {row.get('node_id') if row.get('node_id') is not None else '-'}",
     ]
+    trigger = row.get("trigger")
+    if trigger and trigger != "schedule":
+        parts.append(escape(cell(trigger)))
     if row.get("error"):
         parts.append(escape(cell(row["error"])))
     return "  ".join(parts)
@@ -206,6 +236,7 @@ def tail(
     job: JobFilter = None,
     project: ProjectFilter = None,
     state: StateFilter = None,
+    trigger: TriggerFilter = None,
     lines: Annotated[
         int, typer.Option("--lines", "-n", min=1, max=1000, help="How many recent runs to show.")
     ] = 20,
@@ -236,7 +267,7 @@ def tail(
       scheduler0 executions tail -n 50 --job 42
       scheduler0 executions tail --follow --state failed --json | jq .error
     """
-    params = _filters(job, project, state)
+    params = _filters(job, project, state, trigger)
     seen: dict[int, str] = {}
     with connect(node, config, api_key, api_secret) as client:
         with api_errors():

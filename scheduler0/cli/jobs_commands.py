@@ -61,6 +61,7 @@ TABLE_ROWS = 20
 
 COLUMNS = (
     ("id", "id"),
+    ("name", "name"),
     ("project", "project_id"),
     ("spec", "spec"),
     ("timezone", "timezone"),
@@ -69,9 +70,12 @@ COLUMNS = (
     ("next run", "next_run_at"),
     ("last state", "last_state"),
     ("fired", "fired_count"),
+    ("labels", "labels"),
 )
 RECORD_KEYS = (
     "id",
+    "name",
+    "labels",
     "project_id",
     "spec",
     "timezone",
@@ -105,6 +109,13 @@ CallbackOption = Annotated[
 DataOption = Annotated[
     str | None, typer.Option("--data", help="Payload sent with each callback (a string).")
 ]
+NameOption = Annotated[
+    str | None, typer.Option("--name", help="The job's name, unique in its project.")
+]
+LabelOption = Annotated[
+    list[str] | None,
+    typer.Option("--label", help="A key=value label; repeat it for more (at most 32)."),
+]
 
 # libyaml's loader when installed: many times faster on files of thousands of jobs.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -116,13 +127,53 @@ _FLAG_FIELDS = {
     "timezone": ("timezone",),
     "callback_url": ("callback_url", "callbackUrl"),
     "data": ("data",),
+    "name": ("name",),
+    "labels": ("labels",),
 }
+
+
+def _labels(given: list[str] | None, flag: str = "--label") -> dict[str, str] | None:
+    """``--label k=v`` flags as a map (None when none was given); the node
+    checks the keys and values."""
+    if not given:
+        return None
+    out = {}
+    for raw in given:
+        key, sep, value = raw.partition("=")
+        if not sep:
+            usage_error(f"{flag} takes key=value, not {raw!r}", flag)
+        out[key] = value
+    return out
+
+
+def _label_text(labels: Any) -> str | None:
+    """Labels in a table cell: ``k=v k=v`` (values are escaped by ``cell``)."""
+    if not isinstance(labels, dict) or not labels:
+        return None
+    return " ".join(f"{k}={v}" for k, v in labels.items())
+
+
+def _shown(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**row, "labels": _label_text(row.get("labels"))} for row in rows]
 
 
 @jobs_app.command("list")
 def list_jobs(
     project: Annotated[
         int | None, typer.Option("--project", min=1, help="Only this project's jobs.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Only the job(s) with this exact name.")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        typer.Option("--label", help="key=value: only jobs with this label (repeat: all of them)."),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(
+            "--q", "--search", help="Only jobs whose name, callback URL or spec contains this."
+        ),
     ] = None,
     limit: LimitOption = 100,
     offset: OffsetOption = 0,
@@ -133,7 +184,7 @@ def list_jobs(
     api_key: ApiKeyOption = None,
     api_secret: ApiSecretOption = None,
 ) -> None:
-    """List jobs by id, one page at a time.
+    """List jobs by id, one page at a time, filtered on the node.
 
     --json prints the page as the API answers it: {"total", "offset", "limit", "jobs"}.
 
@@ -141,16 +192,27 @@ def list_jobs(
 
     \b
       scheduler0 jobs list --project 1 --limit 20
+      scheduler0 jobs list --label team=ops --label env=prod --q billing
       scheduler0 jobs list --all --json | jq '.jobs[].id'
     """
+    _labels(label)  # key=value each, before asking the node
     with connect(node, config, api_key, api_secret) as client:
         page = list_page(
-            client, "/jobs", "jobs", limit=limit, offset=offset, every=every, projectId=project
+            client,
+            "/jobs",
+            "jobs",
+            limit=limit,
+            offset=offset,
+            every=every,
+            projectId=project,
+            name=name,
+            label=label or None,
+            q=query,
         )
     if as_json:
         print_json(page)
     else:
-        print_page(page, "jobs", COLUMNS)
+        print_page({**page, "jobs": _shown(page.get("jobs") or [])}, "jobs", COLUMNS)
 
 
 @jobs_app.command("get")
@@ -281,6 +343,8 @@ def create_jobs(
     timezone: TimezoneOption = None,
     callback_url: CallbackOption = None,
     data: DataOption = None,
+    name: NameOption = None,
+    label: LabelOption = None,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -300,8 +364,8 @@ def create_jobs(
     """Create one job from flags, or many from a file.
 
     With --file, each item holds the API's job fields (project_id, spec,
-    timezone, data, callback_url; camelCase works too) and the flags fill in
-    what an item leaves out. Jobs are sent 1,000 per request, each request
+    timezone, data, callback_url, name, labels; camelCase works too) and the
+    flags fill in what an item leaves out. Jobs are sent 1,000 per request, each request
     all-or-nothing; a progress bar on stderr follows bigger files. If a request
     is refused, the jobs of the requests before it stay created (the message
     says which).
@@ -312,7 +376,8 @@ def create_jobs(
 
     \b
       scheduler0 jobs create --project 1 --spec '*/5 * * * *' --timezone Europe/Paris \\
-          --callback-url https://example.com/hook --data '{"user": 7}'
+          --callback-url https://example.com/hook --data '{"user": 7}' \\
+          --name nightly-report --label team=ops
       scheduler0 jobs create --file jobs.yaml --project 1 --json > created.json
     """
     flags = {
@@ -321,6 +386,8 @@ def create_jobs(
         "timezone": timezone,
         "callback_url": callback_url,
         "data": data,
+        "name": name,
+        "labels": _labels(label),
     }
     if file is None:
         missing = [
@@ -343,7 +410,7 @@ def create_jobs(
     if as_json:
         print_json(created[0] if single else created)
     elif len(created) <= TABLE_ROWS:
-        print_table(created, COLUMNS)
+        print_table(_shown(created), COLUMNS)
     else:
         typer.echo(_id_ranges([job["id"] for job in created]))
     if not as_json:
@@ -357,6 +424,14 @@ def update_job(
     timezone: TimezoneOption = None,
     callback_url: CallbackOption = None,
     data: DataOption = None,
+    name: NameOption = None,
+    label: LabelOption = None,
+    clear_name: Annotated[
+        bool, typer.Option("--clear-name", help="Remove the job's name.")
+    ] = False,
+    clear_labels: Annotated[
+        bool, typer.Option("--clear-labels", help="Remove every label of the job.")
+    ] = False,
     as_json: JsonOption = False,
     node: NodeOption = None,
     config: ConfigOption = None,
@@ -365,21 +440,32 @@ def update_job(
 ) -> None:
     """Change a job. A new spec or timezone applies from the next slot after now.
 
-    Example:
+    --label replaces every label of the job with the ones given.
+
+    Examples:
 
     \b
       scheduler0 jobs update 42 --spec '@every 10m' --data '{"v": 2}'
+      scheduler0 jobs update 42 --name billing --label team=ops --label env=prod
     """
-    body = {
+    if name is not None and clear_name:
+        usage_error("give one of", "--name", "--clear-name")
+    if label and clear_labels:
+        usage_error("give one of", "--label", "--clear-labels")
+    body: dict[str, Any] = {
         k: v
         for k, v in (
             ("spec", spec),
             ("timezone", timezone),
             ("callback_url", callback_url),
             ("data", data),
+            ("name", name),
+            ("labels", {} if clear_labels else _labels(label)),
         )
         if v is not None
     }
+    if clear_name:
+        body["name"] = None
     if not body:
         usage_error(
             "nothing to change: give at least one",
@@ -387,6 +473,8 @@ def update_job(
             "--timezone",
             "--callback-url",
             "--data",
+            "--name",
+            "--label",
         )
     with connect(node, config, api_key, api_secret) as client:
         job = call(client, "PUT", f"/jobs/{job_id}", body)

@@ -19,6 +19,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input
@@ -70,7 +71,7 @@ class ConsoleApp(App[None]):
         Binding("r", "refresh", "Refresh now", id="app.refresh", show=False),
         Binding("s", "switch_node", "Switch node", id="app.switch-node"),
         Binding("f", "projects", "Projects", id="jobs.projects"),
-        Binding("slash", "filter_jobs", "Filter", id="jobs.filter"),
+        Binding("slash", "filter_jobs", "Search", id="jobs.filter"),
         Binding("n", "new_job", "New job", id="jobs.new"),
         Binding("o", "open_job", "Open job (or enter)", id="jobs.open", show=False),
         Binding("e", "edit_job", "Edit", id="jobs.edit"),
@@ -192,7 +193,11 @@ class ConsoleApp(App[None]):
             return
         self.jobs = {job.id: job for job in message.page.jobs}
         self.jobs_total = message.page.total
-        self.main.query_one(JobsTable).show(message.page.jobs, self.projects, self.clock())
+        try:
+            table = self.main.query_one(JobsTable)
+        except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
+            return
+        table.show(message.page.jobs, self.projects, self.clock())
         self.main.show_error("jobs", "")
         self._retitle()
         for screen in self.screen_stack:
@@ -204,7 +209,11 @@ class ConsoleApp(App[None]):
         if (message.job, message.state) != (self.log_job, self.log_state):
             self._fetch_log()
             return
-        self.main.query_one("#log", ExecutionTable).show(message.executions, self.clock())
+        try:
+            log = self.main.query_one("#log", ExecutionTable)
+        except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
+            return
+        log.show(message.executions, self.clock())
         self.main.show_error("log", "")
 
     def on_history_refreshed(self, message: HistoryRefreshed) -> None:

@@ -254,12 +254,16 @@ class JobForm(FormScreen[Job | None]):
         callback = Input(job.callback_url if job else "", placeholder="https://example.com/hook")
         yield from self.field("callback_url", "Callback URL", callback)
         yield from self.field("data", "Data (sent with each call)", Input(job.data if job else ""))
+        name = Input((job.name or "") if job else "", placeholder="optional, unique in the project")
+        yield from self.field("name", "Name", name)
+        labels = Input(job.labels_text if job else "", placeholder="team=ops env=prod")
+        yield from self.field("labels", "Labels (key=value, space separated)", labels)
 
     def values(self) -> dict[str, Any]:
         project = self.query_one("#field-project_id", Select).value
         values: dict[str, Any] = {
             name: self.query_one(f"#field-{name}", Input).value
-            for name in ("spec", "timezone", "callback_url", "data")
+            for name in ("spec", "timezone", "callback_url", "data", "name", "labels")
         }
         values["project_id"] = project if isinstance(project, int) else None
         return values

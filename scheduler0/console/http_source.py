@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler0.client import ApiClient
-from scheduler0.console.source import ClusterView, Execution, Job, JobDraft, JobPage, Project
+from scheduler0.console.source import (
+    ClusterView,
+    Execution,
+    Job,
+    JobDraft,
+    JobPage,
+    Project,
+    search_terms,
+)
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 """A console refresh is about a second; a node slower than this is shown as failing."""
@@ -71,9 +79,18 @@ class HttpSource:
         return Project.from_api(self._api().post("/projects", body))
 
     def jobs(self, project: int | None, text: str) -> JobPage:
-        data = self._api().get("/jobs", projectId=project, limit=JOBS_PAGE_LIMIT)
-        jobs = (Job.from_api(j) for j in data.get("jobs", []))
-        return JobPage(tuple(j for j in jobs if j.matches(text)), int(data.get("total", 0)))
+        """The search runs on the node (``GET /jobs?label=&q=``): it finds jobs
+        beyond the first page, and the total is of the jobs it found."""
+        labels, q = search_terms(text)
+        data = self._api().get(
+            "/jobs",
+            projectId=project,
+            label=[f"{k}={v}" for k, v in labels] or None,
+            q=q or None,
+            limit=JOBS_PAGE_LIMIT,
+        )
+        jobs = tuple(Job.from_api(j) for j in data.get("jobs", []))
+        return JobPage(jobs, int(data.get("total", 0)))
 
     def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
         data = self._api().get("/executions", jobId=job, state=state, limit=limit)

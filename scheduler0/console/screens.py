@@ -63,7 +63,10 @@ class MainScreen(Screen[None]):
             yield Label("", classes="panel-error -empty")
             yield NodesTable(id="nodes")
         with Vertical(id="jobs-panel", classes="panel"):
-            yield Input(placeholder="filter jobs: id, spec, timezone, URL, data", id="job-filter")
+            yield Input(
+                placeholder="search jobs on the node: key=value labels, text in name, URL or spec",
+                id="job-filter",
+            )
             yield Label("", classes="panel-error -empty")
             yield JobsTable(id="jobs")
         with Vertical(id="log-panel", classes="panel"):

@@ -128,6 +128,13 @@ class Job:
     last_state: str | None = None
     last_status_code: int | None = None
     last_execution_date: str | None = None
+    name: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def labels_text(self) -> str:
+        """``key=value`` pairs separated by spaces, as the form edits them."""
+        return " ".join(f"{k}={v}" for k, v in self.labels)
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Job:
@@ -144,13 +151,43 @@ class Job:
             last_state=out.last_state,
             last_status_code=out.last_status_code,
             last_execution_date=out.last_execution_date,
+            name=None if out.name is None else printable(out.name),
+            labels=tuple((printable(k), printable(v)) for k, v in out.labels.items()),
         )
 
     def matches(self, text: str) -> bool:
-        """The ``/`` filter: a case-insensitive substring of id, spec, timezone, URL or data."""
-        needle = text.strip().lower()
-        haystack = (str(self.id), self.spec, self.timezone, self.callback_url, self.data)
-        return not needle or any(needle in part.lower() for part in haystack)
+        """The ``/`` search as the node answers it (``JobSearch``), for sources
+        without a node: every ``key=value`` word a label, the rest a
+        case-insensitive substring of name, callback URL or spec."""
+        labels, q = search_terms(text)
+        if any(pair not in self.labels for pair in labels):
+            return False
+        haystack = (self.name or "", self.callback_url, self.spec)
+        return not q or any(q.lower() in part.lower() for part in haystack)
+
+
+def search_terms(text: str) -> tuple[tuple[tuple[str, str], ...], str]:
+    """The ``/`` search: ``key=value`` words are labels (all must match), the
+    other words, joined by one space, are the text (``GET /jobs?label=&q=``)."""
+    labels: list[tuple[str, str]] = []
+    words: list[str] = []
+    for word in text.split():
+        key, sep, value = word.partition("=")
+        if sep and key:
+            labels.append((key, value))
+        else:
+            words.append(word)
+    return tuple(labels), " ".join(words)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """The form's labels field: ``key=value`` words (a word without ``=`` is a
+    key with an empty value, which the node refuses by name if it must)."""
+    out: dict[str, str] = {}
+    for word in text.split():
+        key, _, value = word.partition("=")
+        out[key] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -173,6 +210,7 @@ class Execution:
     latency_ms: int | None = None
     error: str | None = None
     node_id: int | None = None
+    trigger: str = "schedule"
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Execution:
@@ -188,6 +226,7 @@ class Execution:
             latency_ms=out.latency_ms,
             error=None if out.error is None else printable(out.error),
             node_id=out.node_id,
+            trigger=str(out.trigger),
         )
 
 
@@ -201,8 +240,13 @@ class JobDraft:
     project_id: int | None = None
     timezone: str = ""
     data: str = ""
+    name: str = ""
+    labels: str = ""
+    """``key=value`` words (``parse_labels``)."""
 
     def to_body(self, *, with_project: bool = True) -> dict[str, Any]:
+        """A new job (``with_project``) leaves a blank name and labels out; a
+        change sends them, blank meaning none (the form shows them all)."""
         body: dict[str, Any] = {"spec": self.spec, "callback_url": self.callback_url}
         if with_project:
             body["project_id"] = self.project_id
@@ -210,6 +254,11 @@ class JobDraft:
             body["timezone"] = self.timezone.strip()
         if self.data:
             body["data"] = self.data
+        name, labels = self.name.strip(), parse_labels(self.labels)
+        if name or not with_project:
+            body["name"] = name or None
+        if labels or not with_project:
+            body["labels"] = labels
         return body
 
 
@@ -235,7 +284,8 @@ class ConsoleSource(Protocol):
     def create_project(self, name: str, description: str) -> Project: ...
 
     def jobs(self, project: int | None, text: str) -> JobPage:
-        """Jobs of ``project`` (all when None) whose fields contain ``text``."""
+        """Jobs of ``project`` (all when None) that the search ``text`` finds
+        (``search_terms``), searched on the node, with their total."""
         ...
 
     def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:

@@ -174,6 +174,7 @@ def _member_cells(m: Member, view: ClusterView, now: float) -> list[Any]:
 class JobsTable(DataTable[Any]):
     COLUMNS = (
         ("id", "id"),
+        ("name", "name"),
         ("project", "project"),
         ("spec", "spec"),
         ("timezone", "timezone"),
@@ -196,6 +197,7 @@ def job_cells(job: Job, projects: dict[int, Project], now: float) -> list[Any]:
     project = projects.get(job.project_id)
     return [
         str(job.id),
+        job.name or "-",
         f"{job.project_id} {project.name}" if project else str(job.project_id),
         job.spec,
         job.timezone,
@@ -213,6 +215,7 @@ class ExecutionTable(DataTable[Any]):
         ("scheduled (UTC)", "scheduled"),
         ("job", "job"),
         ("execution", "execution"),
+        ("trigger", "trigger"),
         ("state", "state"),
         ("code", "code"),
         ("attempts", "attempts"),
@@ -235,6 +238,7 @@ def _execution_cells(e: Execution, now: float) -> list[Any]:
         fmt.clock_time(e.scheduled_at, now),
         str(e.job_id),
         e.execution_id,
+        e.trigger,
         fmt.state_text(e.state),
         fmt.number(e.status_code),
         fmt.number(e.attempts),

@@ -11,6 +11,8 @@ from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.scheduling.proposals import Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.schema import manual_slot
+from scheduler0.daemon.timefmt import iso
 from tests.unit.harness import T0, World, owners_splitting, run_async, settle
 
 pytestmark = pytest.mark.unit
@@ -178,3 +180,30 @@ async def test_a_node_without_buckets_adopts_nothing_and_looks_once_it_has_some(
     parts.adoption.adopt()
     await settle()
     assert [cmd.executions for cmd in world.commands(c.ExecutionsRedispatched)] == [[[job, NOW]]]
+
+
+@run_async
+async def test_a_manual_run_is_adopted_and_sent_with_its_own_id_and_second(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    parts = Parts(world)
+    await world.propose(c.JobTriggered(now=NOW + 0.4, job_id=job, slot=NOW, manual=True))
+    await world.propose(c.JobTriggered(now=NOW + 0.6, job_id=job, slot=NOW, manual=True))
+    world.clock.now = NOW + 1
+    parts.adoption.adopt()
+    await settle()
+    keys = [manual_slot(NOW, 0), manual_slot(NOW, 1)]
+    assert world.executor.sent_pairs() == [(job, key) for key in keys]
+    assert [f.execution_id for f in world.executor.submitted] == [
+        f"{job}-{NOW}-m0",
+        f"{job}-{NOW}-m1",
+    ]
+    item = orjson.loads(world.executor.submitted[0].payload)
+    assert (item["execution_id"], item["scheduled_at"]) == (f"{job}-{NOW}-m0", iso(NOW))
+    # Past the grace window (by the second in its key) a manual run is not adopted.
+    await world.propose(c.JobTriggered(now=NOW + 2, job_id=job, slot=NOW + 2, manual=True))
+    world.clock.now = NOW + 2 + GRACE + 1
+    parts.adoption.adopt()
+    await settle()
+    assert len(world.executor.submitted) == 2

@@ -39,7 +39,13 @@ import pytest
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
-from scheduler0.daemon.state.schema import BUCKETS, bucket_of
+from scheduler0.daemon.state.schema import (
+    BUCKETS,
+    MANUAL_PER_SECOND,
+    bucket_of,
+    execution_id,
+    manual_slot,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -404,6 +410,62 @@ def test_job_deleted_with_its_executions(replica: Replica) -> None:
     assert replica.rows("SELECT id FROM jobs ORDER BY id") == [(1,), (3,)]
     replica.refused(c.JobDeleted(now=NOW, job_id=2), "not_found")
     assert fire(replica, [[2, T0 + 60]]) == []  # a deleted job never fires
+
+
+@covers(c.JobsCreated, c.JobUpdated, c.JobDeleted)
+def test_job_names_are_unique_per_project_and_labels_are_searchable_rows(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=0)
+    replica.ok(c.ProjectCreated(now=NOW, name="q", description="", signing_secret="s"))
+    created = c.JobsCreated(
+        now=NOW,
+        jobs=[
+            job(name="billing", labels={"team": "ops", "tier": "1"}),
+            job(project_id=2, name="billing"),  # another project: free
+            job(),  # no name, no labels (as every older entry)
+        ],
+    )
+    assert replica.ok(created) == {"ids": [1, 3]}
+    assert replica.rows("SELECT id, project_id, name, labels FROM jobs ORDER BY id") == [
+        (1, 1, "billing", '{"team":"ops","tier":"1"}'),
+        (2, 2, "billing", None),
+        (3, 1, None, None),
+    ]
+    assert replica.rows("SELECT job_id, key, value FROM job_labels ORDER BY job_id, key") == [
+        (1, "team", "ops"),
+        (1, "tier", "1"),
+    ]
+    # Taken in the project, or twice in one batch: 409 naming the items, nothing created.
+    err = replica.refused(
+        c.JobsCreated(now=NOW, jobs=[job(name="a"), job(name="billing"), job(name="a")]),
+        "conflict",
+    )
+    assert err["message"] == "item 1: a job named 'billing' already exists in project 1"
+    assert err["details"] == [
+        {"field": "name", "message": "already taken", "index": 1},
+        {"field": "name", "message": "already taken", "index": 2},
+    ]
+    assert replica.one("SELECT COUNT(*) FROM jobs") == (3,)
+    # Renaming onto a taken name is refused; onto its own name, or clearing, is not.
+    err = replica.refused(c.JobUpdated(now=NOW, job_id=3, changes={"name": "billing"}), "conflict")
+    assert err["details"] == [{"field": "name", "message": "already taken"}]
+    replica.ok(c.JobUpdated(now=NOW, job_id=1, changes={"name": "billing"}))
+    replica.ok(c.JobUpdated(now=NOW, job_id=3, changes={"name": "report", "labels": {"a": "b"}}))
+    replica.ok(c.JobUpdated(now=NOW, job_id=1, changes={"name": None, "labels": {}}))
+    assert replica.rows("SELECT id, name, labels FROM jobs ORDER BY id") == [
+        (1, None, None),
+        (2, "billing", None),
+        (3, "report", '{"a":"b"}'),
+    ]
+    assert replica.rows("SELECT job_id, key, value FROM job_labels") == [(3, "a", "b")]
+    # A change without labels (every older entry) keeps them.
+    replica.ok(c.JobUpdated(now=NOW, job_id=3, changes={"spec": "@every 5s"}))
+    assert replica.rows("SELECT job_id, key, value FROM job_labels") == [(3, "a", "b")]
+    replica.ok(c.JobDeleted(now=NOW, job_id=3))
+    assert replica.rows("SELECT * FROM job_labels") == []
+    # The name is free again.
+    assert replica.ok(c.JobsCreated(now=NOW, jobs=[job(name="report")])) == {"ids": [4, 4]}
 
 
 @covers(c.JobPaused)
@@ -774,25 +836,116 @@ def test_listeners_hear_what_changed_after_commit_only(tmp_path: Path) -> None:
     ]
 
 
-# -- known bugs ----------------------------------------------------------------------------
+# -- manual runs ---------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a run-now at a slot the schedule also fires is handed out twice: SlotsFired"
-    " accepts the slot but INSERT OR IGNORE keeps the row 'pending', so"
-    " ExecutionsRedispatched accepts the same (job, slot) again (machine.py _slots_fired"
-    " / _executions_redispatched; the API stamps slot=int(now), api/jobs.py run_now)",
-)
+MANUAL_T0 = manual_slot(T0, 0)
+"""The key of the first manual run of a job in second ``T0``."""
+
+
 @covers(c.JobTriggered, c.SlotsFired, c.ExecutionsRedispatched)
 def test_a_run_now_and_a_scheduled_fire_of_one_slot_are_sent_once(replica: Replica) -> None:
     seed(replica, jobs=1)
-    replica.ok(c.JobTriggered(now=NOW + 0.2, job_id=1, slot=T0))
+    triggered = replica.ok(c.JobTriggered(now=NOW + 0.2, job_id=1, slot=T0, manual=True))
+    assert triggered == {
+        "job_id": 1,
+        "slot": T0,
+        "execution_id": f"1-{T0}-m0",
+        "trigger": "manual",
+    }
     sent = fire(replica, [[1, T0]], now=NOW + 0.3)
-    sent += replica.ok(c.ExecutionsRedispatched(now=NOW + 0.5, node_id=1, executions=[[1, T0]]))[
+    pending = [[1, T0], [1, MANUAL_T0]]
+    sent += replica.ok(c.ExecutionsRedispatched(now=NOW + 0.5, node_id=1, executions=pending))[
         "accepted"
     ]
-    assert sent.count([1, T0]) <= 1, f"(job 1, slot {T0}) handed to a sender {len(sent)} times"
+    # The scheduled slot once (by SlotsFired), the manual run once (by its owner).
+    assert sent == [[1, T0], [1, MANUAL_T0]]
+    assert replica.rows(
+        "SELECT slot, state, trigger FROM executions WHERE job_id = 1 ORDER BY id"
+    ) == [(MANUAL_T0, "dispatched", "manual"), (T0, "dispatched", None)]
+    assert {execution_id(1, slot) for _, slot in sent} == {f"1-{T0}", f"1-{T0}-m0"}
+
+
+@covers(c.JobTriggered)
+def test_manual_runs_of_one_second_take_the_next_key_and_keep_the_schedule(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=2)
+    ids = [
+        replica.ok(c.JobTriggered(now=NOW + 0.1 * n, job_id=2, slot=T0, manual=True))[
+            "execution_id"
+        ]
+        for n in range(3)
+    ]
+    assert ids == [f"2-{T0}-m0", f"2-{T0}-m1", f"2-{T0}-m2"]
+    # Another second, another job: their own first keys.
+    assert (
+        replica.ok(c.JobTriggered(now=NOW + 1, job_id=2, slot=T0 + 1, manual=True))["execution_id"]
+        == f"2-{T0 + 1}-m0"
+    )
+    assert (
+        replica.ok(c.JobTriggered(now=NOW, job_id=1, slot=T0, manual=True))["execution_id"]
+        == f"1-{T0}-m0"
+    )
+    assert replica.rows(
+        "SELECT job_id, slot, state, trigger FROM executions WHERE job_id = 2 ORDER BY id"
+    ) == [
+        (2, manual_slot(T0, 0), "pending", "manual"),
+        (2, manual_slot(T0, 1), "pending", "manual"),
+        (2, manual_slot(T0, 2), "pending", "manual"),
+        (2, manual_slot(T0 + 1, 0), "pending", "manual"),
+    ]
+    # The schedule still fires that second, and its last fired slot is its own.
+    assert fire(replica, [[2, T0]]) == [[2, T0]]
+    assert replica.one("SELECT last_fired_slot, fired_count FROM jobs WHERE id = 2") == (T0, 1)
+    replica.refused(c.JobTriggered(now=NOW, job_id=9, slot=T0, manual=True), "not_found")
+
+
+@covers(c.JobTriggered)
+def test_a_second_holds_at_most_its_manual_keys(replica: Replica) -> None:
+    seed(replica, jobs=1)
+    replica.machine._conn.execute(  # the second already full, as if run-now were spammed
+        "INSERT INTO executions (job_id, project_id, slot, state, created_at, updated_at,"
+        " trigger) VALUES (1, 1, ?, 'success', ?, ?, 'manual')",
+        (manual_slot(T0, MANUAL_PER_SECOND - 1), NOW, NOW),
+    )
+    err = replica.refused(c.JobTriggered(now=NOW, job_id=1, slot=T0, manual=True), "conflict")
+    assert err["message"] == f"job 1 already has {MANUAL_PER_SECOND} manual runs in second {T0}"
+    assert replica.ok(c.JobTriggered(now=NOW, job_id=1, slot=T0 + 1, manual=True))["slot"] == T0 + 1
+
+
+@covers(c.JobTriggered, c.ResultsRecorded, c.ExecutionsPruned)
+def test_a_manual_run_is_settled_and_kept_by_its_second(replica: Replica) -> None:
+    seed(replica, jobs=1)
+    replica.ok(c.JobTriggered(now=NOW + 0.2, job_id=1, slot=T0 + 30, manual=True))
+    replica.ok(
+        c.ExecutionsRedispatched(now=NOW + 1, node_id=1, executions=[[1, manual_slot(T0 + 30, 0)]])
+    )
+    settle(replica, [1], manual_slot(T0 + 30, 0), NOW + 2)
+    for slot in (T0, T0 + 60):
+        fire(replica, [[1, slot]])
+        settle(replica, [1], slot, NOW + 2, "failed")
+    assert replica.rows("SELECT slot, state FROM executions ORDER BY id") == [
+        (manual_slot(T0 + 30, 0), "success"),
+        (T0, "failed"),
+        (T0 + 60, "failed"),
+    ]
+    # The job's last state is its schedule's; the counts hold every run.
+    assert replica.one("SELECT last_state, success_count, failed_count FROM jobs WHERE id = 1") == (
+        "failed",
+        1,
+        2,
+    )
+    # Keeping the two latest per job keeps the manual run (its second is T0 + 30).
+    replica.ok(
+        c.ExecutionsPruned(
+            now=NOW + 3, keep_rows=1000, before=0, per_job=2, job_id_from=1, job_id_to=1
+        )
+    )
+    assert [slot for (slot,) in replica.rows("SELECT slot FROM executions ORDER BY id")] == [
+        manual_slot(T0 + 30, 0),
+        T0 + 60,
+    ]
 
 
 # -- every type: a handler and a test ------------------------------------------------------

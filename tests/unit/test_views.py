@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from scheduler0.daemon.api import views
+from scheduler0.daemon.state.schema import manual_slot
 from scheduler0.models import CredentialOut, ExecutionOut, JobOut, ProjectOut
 
 pytestmark = pytest.mark.unit
@@ -49,6 +50,7 @@ EXECUTION = {
     "job_id": 7,
     "project_id": 3,
     "slot": 1_800_000_100,
+    "trigger": None,
     "state": "success",
     "node_id": 1,
     "epoch": 2,
@@ -86,3 +88,16 @@ def test_an_execution_is_shown_with_the_fields_of_execution_out() -> None:
     shown = views.execution_out(EXECUTION)
     same_fields(ExecutionOut, shown, optional=set())
     assert shown["execution_id"] == "7-1800000100"
+    assert shown["trigger"] == "schedule"  # NULL: a run of the schedule, or an older row
+
+
+def test_a_manual_run_is_shown_with_its_own_id_its_second_and_its_trigger() -> None:
+    key = manual_slot(1_800_000_100, 2)
+    shown = views.execution_out({**EXECUTION, "slot": key, "trigger": "manual"})
+    same_fields(ExecutionOut, shown, optional=set())
+    assert (shown["execution_id"], shown["slot"], shown["trigger"]) == (
+        "7-1800000100-m2",
+        1_800_000_100,
+        "manual",
+    )
+    assert shown["scheduled_at"] == views.execution_out(EXECUTION)["scheduled_at"]

@@ -23,12 +23,16 @@ from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
 from scheduler0.daemon.api.http import (
     CONSISTENCY,
     JOB_ID,
+    JOB_NAME,
     JOBS_LIMIT,
+    LABEL,
     LIMIT,
     OFFSET,
     PROJECT_ID,
+    SEARCH,
     SINCE,
     STATE,
+    TRIGGER,
     UNTIL,
     Declared,
     Services,
@@ -127,7 +131,7 @@ def admin(on: On) -> Permission:
 
 READ = (CONSISTENCY,)
 LIST = (LIMIT, OFFSET, CONSISTENCY)
-EXECUTIONS = (LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
+EXECUTIONS = (TRIGGER, LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
@@ -189,12 +193,14 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/jobs", ("POST",), jobs.create_jobs, write(On.JOB_ITEMS),
         "Create one job or a batch (all validated first, then created atomically)",
         Reply(JobOut, 201, many=True, description="Created: one job, or an array in order"),
-        body=Body(JobIn, many=True),
+        body=Body(JobIn, many=True), errors=(409,),
     ),
     RouteSpec(
         "/jobs", ("GET",), jobs.list_jobs, read(On.LISTS),
-        "List jobs, of one project or all",
-        Reply(JobPage), query=(PROJECT_ID, JOBS_LIMIT, OFFSET, CONSISTENCY), errors=(404,),
+        "List jobs, of one project or all, filtered by name, labels and text",
+        Reply(JobPage),
+        query=(PROJECT_ID, JOB_NAME, LABEL, SEARCH, JOBS_LIMIT, OFFSET, CONSISTENCY),
+        errors=(404,),
     ),
     RouteSpec(
         "/jobs/{id}", ("GET",), jobs.get_job, read(On.JOB), "Get a job", Reply(JobOut), query=READ,
@@ -202,7 +208,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "/jobs/{id}", ("PUT", "PATCH"), jobs.update_job, write(On.JOB),
         "Change a job (a new schedule applies from the next slot after now)",
-        Reply(JobOut), body=Body(JobPatch),
+        Reply(JobOut), body=Body(JobPatch), errors=(409,),
     ),
     RouteSpec(
         "/jobs/{id}", ("DELETE",), jobs.delete_job, write(On.JOB), "Delete a job", Reply(Deleted),

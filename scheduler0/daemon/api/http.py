@@ -31,7 +31,13 @@ from scheduler0.errors import (
     UnsupportedMediaType,
     ValidationFailed,
 )
-from scheduler0.models import EXECUTION_STATES
+from scheduler0.models import (
+    EXECUTION_STATES,
+    EXECUTION_TRIGGERS,
+    MAX_JOB_NAME,
+    MAX_LABELS,
+    check_label,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +173,9 @@ class Param:
     choices: tuple[str, ...] = ()
     alias: str | None = None
     """The camelCase spelling also accepted (``projectId``); both must agree."""
+    repeated: bool = False
+    """May be given more than once (``label=a=1&label=b=2``): read with ``label_params``."""
+    max_length: int | None = None
 
     def names(self) -> tuple[str, ...]:
         return (self.name,) if self.alias is None else (self.alias, self.name)
@@ -237,6 +246,33 @@ CONSISTENCY = Param(
     choices=("local", "strong"),
 )
 STATE = Param("state", "Only executions in this state.", type="string", choices=EXECUTION_STATES)
+TRIGGER = Param(
+    "trigger",
+    "Only executions made this way: schedule, manual (run-now), backfill or catchup.",
+    type="string",
+    choices=EXECUTION_TRIGGERS,
+)
+
+
+JOB_NAME = Param(
+    "name",
+    "Only the job with this name (names are unique per project).",
+    type="string",
+    max_length=MAX_JOB_NAME,
+)
+LABEL = Param(
+    "label",
+    f"key=value: only jobs with this label; repeat it (at most {MAX_LABELS}) for jobs with"
+    " every one of them.",
+    type="string",
+    repeated=True,
+)
+SEARCH = Param(
+    "q",
+    "Only jobs whose name, callback URL or spec contains this text (ignoring ASCII case).",
+    type="string",
+    max_length=MAX_JOB_NAME,
+)
 
 
 def int_param(request: Request, param: Param, name: str | None = None) -> int | None:
@@ -266,7 +302,29 @@ def text_param(request: Request, param: Param) -> str | None:
     raw = request.query_params.get(param.name) or None
     if raw is None:
         return param.default if isinstance(param.default, str) else None
+    if param.max_length is not None and len(raw) > param.max_length:
+        message = f"must be at most {param.max_length} characters"
+        raise ValidationFailed(f"{param.name}: {message}", [FieldError(param.name, message)])
     return raw
+
+
+def label_params(request: Request, param: Param) -> tuple[tuple[str, str], ...]:
+    """Every ``key=value`` given as ``param`` (empty ones ignored), each a
+    valid label, at most ``MAX_LABELS``: the first bad one is a 422."""
+    _declared(request, param)
+    name = param.name
+    given = [raw for raw in request.query_params.getlist(name) if raw]
+    if len(given) > MAX_LABELS:
+        message = f"at most {MAX_LABELS} labels"
+        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
+    out = []
+    for raw in given:
+        key, sep, value = raw.partition("=")
+        problem = "must be key=value" if not sep else check_label(key, value)
+        if problem is not None:
+            raise ValidationFailed(f"{name}: {problem}", [FieldError(name, problem)])
+        out.append((key, value))
+    return tuple(out)
 
 
 def id_param(request: Request, param: Param) -> int | None:

@@ -20,13 +20,19 @@ from starlette.responses import Response
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.auth import visible
 from scheduler0.daemon.api.http import (
+    JOB_NAME,
     JOBS_LIMIT,
+    LABEL,
     PROJECT_ID,
+    SEARCH,
     SINCE,
+    TRIGGER,
     UNTIL,
     Services,
+    choice_param,
     id_param,
     json_body,
+    label_params,
     off_loop,
     ok,
     ok_off_loop,
@@ -34,6 +40,7 @@ from scheduler0.daemon.api.http import (
     path_id,
     read_barrier,
     services,
+    text_param,
     time_param,
 )
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
@@ -45,8 +52,7 @@ from scheduler0.daemon.scheduling.cron import (
     validate_schedule,
 )
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.queries import Queries, Visible
-from scheduler0.daemon.state.schema import execution_id
+from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import JobIn, JobPatch, invalid, known_keys, parse_one
 
@@ -258,18 +264,21 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
         key = (job.spec, job.timezone)
         if key not in firsts:
             firsts[key] = first_run(job.spec, job.timezone, anchor, anchor)  # nothing fired yet
-        rows.append(
-            {
-                "project_id": job.project_id,
-                "spec": job.spec,
-                "timezone": job.timezone,
-                "data": encode_data(job.data),
-                "callback_url": job.callback_url,
-                "execution_type": job.execution_type,
-                "anchor": anchor,
-                "next_run": firsts[key],
-            }
-        )
+        row = {
+            "project_id": job.project_id,
+            "spec": job.spec,
+            "timezone": job.timezone,
+            "data": encode_data(job.data),
+            "callback_url": job.callback_url,
+            "execution_type": job.execution_type,
+            "anchor": anchor,
+            "next_run": firsts[key],
+        }
+        if job.name is not None:  # absent: no name (as in every older command)
+            row["name"] = job.name
+        if job.labels:
+            row["labels"] = job.labels
+        rows.append(row)
     return rows
 
 
@@ -277,6 +286,11 @@ async def list_jobs(request: Request) -> Response:
     queries = services(request).queries
     project_id = id_param(request, PROJECT_ID)
     limit, offset = paging(request, JOBS_LIMIT)
+    search = JobSearch(
+        name=text_param(request, JOB_NAME),
+        labels=label_params(request, LABEL),
+        q=text_param(request, SEARCH),
+    )
     shown = visible(request)
     await read_barrier(request)
 
@@ -285,7 +299,7 @@ async def list_jobs(request: Request) -> Response:
             if shown is not None and project_id not in shown:
                 raise NotFound(f"no project with id {project_id}")  # as if it did not exist
             queries.project(project_id)  # 404 for an unknown project
-        rows = queries.jobs(project_id, limit, offset, shown)
+        rows = queries.jobs(project_id, limit, offset, shown, search)
         return views.page_out(rows, "jobs", views.job_out)
 
     return await ok_off_loop(page)
@@ -315,6 +329,10 @@ async def update_job(request: Request) -> Response:
             changes[name] = value
     if "data" in patch.model_fields_set:
         changes["data"] = encode_data(patch.data)
+    if "name" in patch.model_fields_set:
+        changes["name"] = patch.name  # None removes it
+    if patch.labels is not None:
+        changes["labels"] = patch.labels
     if "callback_url" in changes or changes.get("data") is not None:
         checks = await off_loop(job_checks, svc)
         problems = checks.problems(changes.get("callback_url"), changes.get("data"))
@@ -369,12 +387,14 @@ async def resume_job(request: Request) -> Response:
 
 
 async def run_now(request: Request) -> Response:
+    """A manual run: keyed apart from the schedule's runs (``JobTriggered.manual``),
+    so a slot of the schedule in the same second never refuses it."""
     job_id = path_id(request)
     now = time.time()
     result = await services(request).writes.propose(
-        c.JobTriggered(now=now, job_id=job_id, slot=int(now))
+        c.JobTriggered(now=now, job_id=job_id, slot=int(now), manual=True)
     )
-    return ok({**result, "execution_id": execution_id(job_id, result["slot"])}, 202)
+    return ok(result, 202)
 
 
 async def job_executions(request: Request) -> Response:
@@ -382,12 +402,18 @@ async def job_executions(request: Request) -> Response:
     job_id = path_id(request)
     limit, offset = paging(request)
     since, until = time_param(request, SINCE), time_param(request, UNTIL)
+    trigger = choice_param(request, TRIGGER)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:
         queries.job(job_id)  # 404 for an unknown job
         rows = queries.executions(
-            job_id=job_id, since=since, until=until, limit=limit, offset=offset
+            job_id=job_id,
+            trigger=trigger,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
         )
         return views.page_out(rows, "executions", views.execution_out)
 

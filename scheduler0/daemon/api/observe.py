@@ -14,6 +14,7 @@ from scheduler0.daemon.api.http import (
     PROJECT_ID,
     SINCE,
     STATE,
+    TRIGGER,
     UNTIL,
     choice_param,
     id_param,
@@ -31,6 +32,7 @@ from scheduler0.daemon.metrics import CONTENT_TYPE
 async def list_executions(request: Request) -> Response:
     queries = services(request).queries
     state = choice_param(request, STATE)
+    trigger = choice_param(request, TRIGGER)
     job_id = id_param(request, JOB_ID)
     project_id = id_param(request, PROJECT_ID)
     since, until = time_param(request, SINCE), time_param(request, UNTIL)
@@ -44,6 +46,7 @@ async def list_executions(request: Request) -> Response:
             job_id=job_id,
             project_id=project_id,
             state=state,
+            trigger=trigger,
             since=since,
             until=until,
             limit=limit,

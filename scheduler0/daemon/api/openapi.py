@@ -173,8 +173,12 @@ def _param_schema(param: Param) -> dict[str, Any]:
         schema = {"type": "string"}
         if param.choices:
             schema["enum"] = list(param.choices)
+        if param.max_length is not None:
+            schema["maxLength"] = param.max_length
     if param.default is not None:
         schema["default"] = param.default
+    if param.repeated:
+        return {"type": "array", "items": schema}
     return schema
 
 

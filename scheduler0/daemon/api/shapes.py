@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler0.models import CredentialOut, ExecutionOut, JobOut, ProjectOut
+from scheduler0.models import CredentialOut, ExecutionOut, ExecutionTrigger, JobOut, ProjectOut
 
 
 class _Shape(BaseModel):
@@ -56,8 +56,11 @@ class Triggered(_Open):
     """A run-now accepted: sent by the bucket's owner as soon as it sees it."""
 
     job_id: int
-    slot: int
-    execution_id: str = Field(description="The receiver's de-duplication key.")
+    slot: int = Field(description="The second the run was asked for.")
+    execution_id: str = Field(
+        description="The receiver's de-duplication key: <job>-<second>-m<n> for a manual run."
+    )
+    trigger: ExecutionTrigger = ExecutionTrigger.MANUAL
 
 
 class Health(_Open):

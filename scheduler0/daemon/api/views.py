@@ -19,9 +19,9 @@ import orjson
 
 from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
 from scheduler0.daemon.state.queries import Page
-from scheduler0.daemon.state.schema import execution_id
+from scheduler0.daemon.state.schema import execution_id, run_second
 from scheduler0.daemon.timefmt import iso
-from scheduler0.models import SCOPES
+from scheduler0.models import SCOPES, ExecutionTrigger
 
 Row = sqlite3.Row | Mapping[str, Any]
 """A stored row, or a dict of the same columns (a row not read back)."""
@@ -88,6 +88,8 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
         "paused": 0,
         "not_before": job["anchor"],
         "next_run": job.get("next_run"),
+        "name": job.get("name"),
+        "labels": job.get("labels"),
         "revision": 0,
         "last_fired_slot": None,
         "last_state": None,
@@ -121,7 +123,19 @@ def job_out(row: Row) -> dict[str, Any]:
         "missed_count": row["missed_count"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+        "name": row["name"],
+        "labels": _labels(row["labels"]),
     }
+
+
+def _labels(stored: str | dict[str, str] | None) -> dict[str, str]:
+    """``jobs.labels`` (JSON, NULL for none), or the map of a row not read back."""
+    if stored is None:
+        return {}
+    if isinstance(stored, dict):
+        return stored
+    labels: dict[str, str] = orjson.loads(stored)
+    return labels
 
 
 def next_run(row: Row) -> int | None:
@@ -142,8 +156,9 @@ def execution_out(row: Row) -> dict[str, Any]:
         "execution_id": execution_id(row["job_id"], row["slot"]),
         "job_id": row["job_id"],
         "project_id": row["project_id"],
-        "scheduled_at": iso(row["slot"]),
-        "slot": row["slot"],
+        "scheduled_at": iso(run_second(row["slot"])),
+        "slot": run_second(row["slot"]),
+        "trigger": row["trigger"] or ExecutionTrigger.SCHEDULE.value,
         "state": row["state"],
         "node_id": row["node_id"],
         "epoch": row["epoch"],

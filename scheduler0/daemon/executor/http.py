@@ -76,6 +76,7 @@ from scheduler0.daemon.executor.destinations import (
     PinnedTransport,
 )
 from scheduler0.daemon.metrics import Metrics, status_class
+from scheduler0.daemon.state.schema import run_second
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ class Fire:
 
     execution_id: str
     job_id: int
-    slot: int  # unix seconds of the scheduled slot
+    slot: int  # the execution's key: unix seconds of its slot, or a manual run's key
     callback_url: str
     signing_secret: str  # per project; fires batch by (callback_url, signing_secret)
     payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
@@ -530,7 +531,7 @@ class Executor:
             metrics.callbacks.labels(status_class(outcome.status_code, error)).inc(len(chunk.fires))
         if outcome.ok:
             # Each fire's lateness once, for /status and for the metric.
-            lateness = [finished_at - fire.slot for fire in chunk.fires]
+            lateness = [finished_at - run_second(fire.slot) for fire in chunk.fires]
             self._lateness.extend(lateness)
             if metrics is not None:
                 metrics.delivered(lateness)

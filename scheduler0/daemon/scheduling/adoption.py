@@ -23,7 +23,7 @@ from scheduler0.daemon.scheduling.proposals import Outcome, Proposer, ignore
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries
-from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.daemon.state.schema import bucket_of, run_second
 
 ADOPT_EVERY = 0.5
 """Seconds between looks for ``lost`` or ``pending`` (run-now) executions to send."""
@@ -78,7 +78,7 @@ class Adoption:
         wanted = [
             [row["job_id"], row["slot"]]
             for row in rows
-            if bucket_of(row["job_id"]) in buckets and now - row["slot"] <= self._grace
+            if bucket_of(row["job_id"]) in buckets and now - run_second(row["slot"]) <= self._grace
         ]
         if not wanted:
             return

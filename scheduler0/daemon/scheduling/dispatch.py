@@ -16,7 +16,7 @@ from scheduler0.daemon.executor.callback_body import callback_item, payload_head
 from scheduler0.daemon.executor.http import Fire
 from scheduler0.daemon.scheduling.owned import PayloadHead
 from scheduler0.daemon.state.queries import Queries
-from scheduler0.daemon.state.schema import execution_id
+from scheduler0.daemon.state.schema import execution_id, run_second
 
 
 class FireSubmitter(Protocol):
@@ -58,7 +58,7 @@ class Dispatcher:
                 continue  # deleted meanwhile
             head, callback_url, secret = cached
             exec_id = execution_id(job_id, slot)
-            body = callback_item(head, exec_id, slot, previous.get(job_id))
+            body = callback_item(head, exec_id, run_second(slot), previous.get(job_id))
             sent.add((job_id, slot))
             out.append(Fire(exec_id, job_id, slot, callback_url, secret, body))
         if out:

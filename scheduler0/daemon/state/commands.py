@@ -21,7 +21,10 @@ job's next run in state (``next_run`` of a created job and of
 ``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``) and
 carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
 and scopes credentials (``CredentialCreated.scopes``, ``projects``,
-``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``). A
+``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``).
+Later, still within version 3, optional fields whose absence keeps the older
+meaning: ``JobTriggered.manual`` (a run-now keyed apart from the schedule),
+a job's ``name`` and ``labels`` (``JobsCreated`` items, ``JobUpdated.changes``). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
@@ -128,7 +131,10 @@ class JobsCreated(Command):
     """Jobs already validated by the proposer; apply re-checks only what state
     decides (the project exists). Each job is a dict with project_id, spec,
     timezone, data, callback_url, execution_type, anchor and (version 3)
-    next_run, its first slot, computed by the proposer."""
+    next_run, its first slot, computed by the proposer; and, added within
+    version 3, optional ``name`` (unique in its project: apply refuses a taken
+    one) and ``labels`` (a ``{key: value}`` map). Absent: no name, no labels,
+    as every older entry."""
 
     now: float
     jobs: list[dict[str, Any]]
@@ -141,7 +147,10 @@ class JobUpdated(Command):
     """``changes`` holds only the fields being set. A new spec or timezone
     takes effect from the next slot: ``anchor`` is re-stamped by the proposer
     for ``@every`` specs, and (version 3) ``next_run`` is the new first slot.
-    A change of the schedule without ``next_run`` clears the kept next run."""
+    A change of the schedule without ``next_run`` clears the kept next run.
+    Added within version 3 (absent in older entries): ``name`` (a string, or
+    None to clear it; unique in the job's project) and ``labels`` (the whole
+    new map; empty clears it)."""
 
     now: float
     job_id: int
@@ -167,12 +176,20 @@ class JobPaused(Command):
 
 @dataclass(frozen=True)
 class JobTriggered(Command):
-    """Run a job once now, outside its schedule: a ``pending`` execution at
-    ``slot`` that the bucket's owner picks up and sends."""
+    """Run a job once now, outside its schedule: a ``pending`` execution that
+    the bucket's owner picks up and sends.
+
+    ``manual`` (added within version 3; absent in older entries, which apply
+    as before): the run is keyed apart from the schedule's runs, at the next
+    free ``schema.manual_slot`` of the second ``slot``, with trigger
+    ``manual``, so it never collides with a scheduled run of that second.
+    Without it the run takes ``slot`` itself and a run already there refuses
+    it (``Conflict``), as older nodes applied it."""
 
     now: float
     job_id: int
     slot: int
+    manual: bool = False
 
 
 class IdempotencyKey(NamedTuple):

@@ -9,15 +9,17 @@ call them off the event loop where the answer may be large.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
-from scheduler0.daemon.state.schema import connect
+from scheduler0.daemon.state.schema import RUN_SECOND_SQL, connect
 from scheduler0.errors import NotFound
 
 
@@ -45,6 +47,37 @@ def _visible(visible: Visible, column: str = "project_id") -> tuple[str, list[An
 def _where(clauses: list[str]) -> str:
     kept = [clause for clause in clauses if clause]
     return f"WHERE {' AND '.join(kept)}" if kept else ""
+
+
+@dataclass(frozen=True)
+class JobSearch:
+    """What ``GET /jobs`` filters on besides the project: every given part must
+    match. ``name`` exactly (the ``jobs_by_name`` index); each ``(key, value)``
+    of ``labels`` (the ``job_labels_by_pair`` index); ``q`` a substring of the
+    name, callback URL or spec, ignoring ASCII case (a scan of the rows the
+    other parts leave)."""
+
+    name: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    q: str | None = None
+
+    def clauses(self, args: list[Any]) -> list[str]:
+        """SQL conditions on ``jobs`` (their arguments appended to ``args``)."""
+        out = []
+        if self.name is not None:
+            out.append("name = ?")
+            args.append(self.name)
+        for key, value in self.labels:
+            out.append("id IN (SELECT job_id FROM job_labels WHERE key = ? AND value = ?)")
+            args.extend((key, value))
+        if self.q:
+            pattern = "%" + re.sub(r"([\\%_])", r"\\\1", self.q) + "%"
+            out.append(
+                "(name LIKE ? ESCAPE '\\' OR callback_url LIKE ? ESCAPE '\\'"
+                " OR spec LIKE ? ESCAPE '\\')"
+            )
+            args.extend((pattern, pattern, pattern))
+        return out
 
 
 class Queries:
@@ -148,12 +181,21 @@ class Queries:
         return rows
 
     def jobs(
-        self, project_id: int | None, limit: int, offset: int, visible: Visible = None
+        self,
+        project_id: int | None,
+        limit: int,
+        offset: int,
+        visible: Visible = None,
+        search: JobSearch | None = None,
     ) -> Page:
         clause, args = _visible(visible)
+        clauses = [clause]
         if project_id is not None:
+            clauses.append("project_id = ?")
             args.append(project_id)
-        where = _where([clause, "project_id = ?" if project_id is not None else ""])
+        if search is not None:
+            clauses.extend(search.clauses(args))
+        where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
         rows = self.db.execute(
             f"SELECT * FROM jobs {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
@@ -192,6 +234,7 @@ class Queries:
         job_id: int | None = None,
         project_id: int | None = None,
         state: str | None = None,
+        trigger: str | None = None,
         since: float | None = None,
         until: float | None = None,
         limit: int = 100,
@@ -204,16 +247,23 @@ class Queries:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
+        if trigger == "schedule":
+            # NULL: a run of the schedule (rows older than the column too).
+            clauses.append("(trigger IS NULL OR trigger = 'schedule')")
+        elif trigger is not None:
+            clauses.append("trigger = ?")  # the executions_by_trigger index
+            args.append(trigger)
         if since is not None:
-            clauses.append("slot >= ?")
+            clauses.append(f"{RUN_SECOND_SQL} >= ?")
             args.append(since)
         if until is not None:
-            clauses.append("slot < ?")
+            clauses.append(f"{RUN_SECOND_SQL} < ?")
             args.append(until)
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM executions {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM executions {where} ORDER BY slot DESC, id DESC LIMIT ? OFFSET ?",
+            f"SELECT * FROM executions {where} ORDER BY {RUN_SECOND_SQL} DESC, id DESC"
+            " LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)

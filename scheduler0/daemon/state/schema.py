@@ -13,7 +13,18 @@ from pathlib import Path
 BUCKETS = 1024
 """Jobs hash into this many buckets; the assignment maps each to one worker."""
 
-SCHEMA = """
+MANUAL = "manual"
+"""``executions.trigger`` of a run-now. NULL is a run of the schedule (and every
+row written before the column existed); ``models.ExecutionTrigger`` lists all."""
+
+MANUAL_PER_SECOND = 1000
+"""Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""
+
+RUN_SECOND_SQL = f"(CASE WHEN slot < 0 THEN (-slot) / {MANUAL_PER_SECOND} ELSE slot END)"
+"""``run_second`` in SQL, over an ``executions`` row: the second a run is for."""
+
+
+SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -83,7 +94,7 @@ CREATE TABLE IF NOT EXISTS executions (
     UNIQUE (job_id, slot)
 );
 CREATE INDEX IF NOT EXISTS executions_by_state ON executions(state, id);
-CREATE INDEX IF NOT EXISTS executions_by_slot ON executions(slot);
+CREATE INDEX IF NOT EXISTS executions_by_second ON executions({RUN_SECOND_SQL});
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
     fingerprint TEXT NOT NULL,
@@ -91,6 +102,13 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     expires_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_by_expiry ON idempotency_keys(expires_at);
+CREATE TABLE IF NOT EXISTS job_labels (
+    job_id INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (job_id, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS job_labels_by_pair ON job_labels(key, value, job_id);
 CREATE TABLE IF NOT EXISTS members (
     node_id INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
@@ -104,8 +122,35 @@ CREATE TABLE IF NOT EXISTS departed_members (
 """
 
 
+def manual_slot(second: int, n: int) -> int:
+    """The ``slot`` key of the ``n``-th manual run of a job in ``second``.
+
+    Scheduled, missed, backfilled and caught-up runs are keyed by their slot,
+    a whole unix second (positive). A manual run is keyed by this negative
+    number instead, so ``UNIQUE (job_id, slot)`` never lets one collide with
+    a scheduled run of the same second, and every command that names an
+    execution as ``[job_id, slot]`` names a manual run the same way. The
+    second stays in the key (``run_second``), so a run's time, order and
+    retention come from the key alone."""
+    if not 0 <= n < MANUAL_PER_SECOND:
+        raise ValueError(f"a job has at most {MANUAL_PER_SECOND} manual runs a second")
+    return -(second * MANUAL_PER_SECOND + n)
+
+
+def run_second(slot: int) -> int:
+    """The second a run is for: its slot, or a manual run's second."""
+    return -slot // MANUAL_PER_SECOND if slot < 0 else slot
+
+
 def execution_id(job_id: int, slot: int) -> str:
-    """The deterministic id of one run: the same on every node and every retry."""
+    """The deterministic id of one run: the same on every node and every retry.
+
+    ``<job>-<slot>`` for a run of the schedule; ``<job>-<second>-m<n>`` for
+    the ``n``-th manual run of the job in that second (never the form of a
+    scheduled run)."""
+    if slot < 0:
+        second, n = divmod(-slot, MANUAL_PER_SECOND)
+        return f"{job_id}-{second}-m{n}"
     return f"{job_id}-{slot}"
 
 
@@ -128,16 +173,44 @@ ADDED_COLUMNS = (
     ("credentials", "projects", "TEXT"),
     ("credentials", "expires_at", "REAL"),
     ("credentials", "created_by", "TEXT"),
+    ("executions", "trigger", "TEXT"),
+    ("jobs", "name", "TEXT"),
+    ("jobs", "labels", "TEXT"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""
 
+ADDED_INDEXES = """
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;
+CREATE INDEX IF NOT EXISTS executions_by_trigger ON executions(trigger) WHERE trigger IS NOT NULL;
+"""
+"""Indexes over added columns: made once the columns exist (after ``SCHEMA``
+and ``ADDED_COLUMNS``). ``jobs_by_name`` finds a name in every project and
+backs its uniqueness within one (the handlers refuse a taken name first).
+``executions_by_trigger`` holds only the rows with a trigger (not the
+schedule's, which leave it NULL): a fire pays nothing for it."""
+
+
+REPLACED_INDEXES = ("executions_by_slot",)
+"""Indexes of older schemas no read uses any more, dropped from a loaded
+snapshot: ``executions_by_slot`` ordered the lists by slot, which
+``executions_by_second`` does now that a manual run's key is not its time
+(an index costs every fire's insert on every node, so it is replaced, not
+added to)."""
+
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older node (a loaded snapshot) up to this
+    schema: the tables and indexes it lacks, the added columns (NULL), then
+    their indexes. Idempotent."""
+    conn.executescript(SCHEMA)
+    for index in REPLACED_INDEXES:
+        conn.execute(f"DROP INDEX IF EXISTS {index}")
     for table, column, kind in ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    conn.executescript(ADDED_INDEXES)
 
 
 def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
@@ -148,7 +221,6 @@ def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA temp_store=MEMORY")
     conn.execute("PRAGMA cache_size=-16000")
     if writer:
-        conn.executescript(SCHEMA)
         add_missing_columns(conn)
     else:
         conn.execute("PRAGMA query_only=ON")

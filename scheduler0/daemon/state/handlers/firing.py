@@ -10,7 +10,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, handles, json_ids
-from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.daemon.state.schema import RUN_SECOND_SQL, bucket_of
 
 MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
@@ -241,7 +241,8 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
     )
     db.execute(
         "DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
-        " (PARTITION BY job_id ORDER BY slot DESC) AS rn FROM executions"
+        f" (PARTITION BY job_id ORDER BY {RUN_SECOND_SQL} DESC, slot DESC) AS rn"
+        " FROM executions"
         " WHERE job_id BETWEEN ? AND ?) WHERE rn > ?)",
         (cmd.job_id_from, cmd.job_id_to, cmd.per_job),
     )

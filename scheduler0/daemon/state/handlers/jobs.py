@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
-from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.daemon.state.schema import (
+    MANUAL,
+    MANUAL_PER_SECOND,
+    bucket_of,
+    execution_id,
+    manual_slot,
+)
 from scheduler0.errors import Conflict, FieldError, NotFound, ValidationFailed
 
 JOB_COLUMNS = (
@@ -20,8 +27,9 @@ JOB_COLUMNS = (
     "anchor",
     "not_before",
     "next_run",
+    "name",
 )
-"""The columns a ``JobUpdated`` may change."""
+"""The columns a ``JobUpdated`` may change (``labels`` is set by ``_set_labels``)."""
 SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before"})
 """A change of any of these moves the job's next run."""
 
@@ -44,12 +52,13 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     ]
     if unknown:
         raise ValidationFailed(f"{len(unknown)} job(s) name an unknown project", unknown)
+    _refuse_taken_names(db, cmd.jobs)
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
     first = (row[0] if row else 0) + 1
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
-        " execution_type, anchor, not_before, created_at, updated_at, next_run)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -65,13 +74,72 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 cmd.now,
                 cmd.now,
                 job.get("next_run"),
+                job.get("name"),
+                _labels_json(job.get("labels")),
             )
             for i, job in enumerate(cmd.jobs)
         ),
     )
+    labelled = [(first + i, job["labels"]) for i, job in enumerate(cmd.jobs) if job.get("labels")]
+    if labelled:
+        db.executemany(
+            "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
+            ((job_id, k, v) for job_id, labels in labelled for k, v in labels.items()),
+        )
     ids = list(range(first, first + len(cmd.jobs)))
     ctx.changed(Change.JOBS, ids)
     return {"ids": [first, first + len(cmd.jobs) - 1] if ids else []}
+
+
+def _labels_json(labels: dict[str, str] | None) -> str | None:
+    """``jobs.labels`` as stored: the map as JSON (keys sorted), NULL for none."""
+    return orjson.dumps(labels, option=orjson.OPT_SORT_KEYS).decode() if labels else None
+
+
+def _set_labels(db: sqlite3.Connection, job_id: int, labels: dict[str, str] | None) -> str | None:
+    """Replace the job's labels (the searchable ``job_labels`` rows); the value
+    for its ``labels`` column."""
+    db.execute("DELETE FROM job_labels WHERE job_id = ?", (job_id,))
+    if labels:
+        db.executemany(
+            "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
+            ((job_id, k, v) for k, v in labels.items()),
+        )
+    return _labels_json(labels)
+
+
+def _refuse_taken_names(
+    db: sqlite3.Connection, jobs: list[dict[str, Any]], renamed: int | None = None
+) -> None:
+    """A job name is unique within its project: ``Conflict`` naming each item
+    whose name another job of its project holds (in the database, other than
+    ``renamed``, or earlier in the same batch)."""
+    named = [(i, job["project_id"], job["name"]) for i, job in enumerate(jobs) if job.get("name")]
+    if not named:
+        return
+    taken = {
+        (project_id, name)
+        for project_id, name in db.execute(
+            "SELECT project_id, name FROM jobs WHERE name IN (SELECT value FROM json_each(?))"
+            " AND id IS NOT ?",
+            (orjson.dumps(sorted({name for _, _, name in named})).decode(), renamed),
+        )
+    }
+    clashes = []
+    for index, project_id, name in named:
+        if (project_id, name) in taken:
+            clashes.append((index, project_id, name))
+        taken.add((project_id, name))
+    if clashes:
+        index, project_id, name = clashes[0]
+        where = "" if renamed is not None else f"item {index}: "
+        raise Conflict(
+            f"{where}a job named {name!r} already exists in project {project_id}",
+            [
+                FieldError("name", "already taken", None if renamed is not None else i)
+                for i, _, _ in clashes
+            ],
+        )
 
 
 @handles(c.JobUpdated)
@@ -79,6 +147,13 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
     db = ctx.db
     require(db, "jobs", cmd.job_id, "job")
     changes = {k: v for k, v in cmd.changes.items() if k in JOB_COLUMNS}
+    if changes.get("name") is not None:
+        (project_id,) = db.execute(
+            "SELECT project_id FROM jobs WHERE id = ?", (cmd.job_id,)
+        ).fetchone()
+        _refuse_taken_names(db, [{"project_id": project_id, "name": changes["name"]}], cmd.job_id)
+    if "labels" in cmd.changes:  # added within version 3: absent in older entries
+        changes["labels"] = _set_labels(db, cmd.job_id, cmd.changes["labels"])
     bump = ""
     if "next_run" in changes:  # version 3: a new schedule, and its first slot
         bump = ", revision = revision + 1"
@@ -100,6 +175,7 @@ def job_deleted(ctx: ApplyContext, cmd: c.JobDeleted) -> dict[str, Any]:
     require(db, "jobs", cmd.job_id, "job")
     db.execute("DELETE FROM jobs WHERE id = ?", (cmd.job_id,))
     db.execute("DELETE FROM executions WHERE job_id = ?", (cmd.job_id,))
+    db.execute("DELETE FROM job_labels WHERE job_id = ?", (cmd.job_id,))
     ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id}
 
@@ -136,6 +212,8 @@ def job_triggered(ctx: ApplyContext, cmd: c.JobTriggered) -> dict[str, Any]:
     row = db.execute("SELECT project_id FROM jobs WHERE id = ?", (cmd.job_id,)).fetchone()
     if row is None:
         raise NotFound(f"no job with id {cmd.job_id}")
+    if cmd.manual:
+        return _manual_run(ctx, cmd, row[0])
     cur = db.execute(
         "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, created_at,"
         " updated_at) VALUES (?, ?, ?, 'pending', ?, ?)",
@@ -144,3 +222,31 @@ def job_triggered(ctx: ApplyContext, cmd: c.JobTriggered) -> dict[str, Any]:
     if not cur.rowcount:
         raise Conflict(f"job {cmd.job_id} already has a run at slot {cmd.slot}")
     return {"job_id": cmd.job_id, "slot": cmd.slot}
+
+
+def _manual_run(ctx: ApplyContext, cmd: c.JobTriggered, project_id: int) -> dict[str, Any]:
+    """A manual run at the next free manual key of its second: after the
+    latest manual run of the job in that second still held (the keys of one
+    second run from ``manual_slot(second, 0)`` down)."""
+    first = manual_slot(cmd.slot, 0)
+    (lowest,) = ctx.db.execute(
+        "SELECT MIN(slot) FROM executions WHERE job_id = ? AND slot BETWEEN ? AND ?",
+        (cmd.job_id, manual_slot(cmd.slot, MANUAL_PER_SECOND - 1), first),
+    ).fetchone()
+    n = 0 if lowest is None else first - lowest + 1
+    if n >= MANUAL_PER_SECOND:
+        raise Conflict(
+            f"job {cmd.job_id} already has {MANUAL_PER_SECOND} manual runs in second {cmd.slot}"
+        )
+    slot = manual_slot(cmd.slot, n)
+    ctx.db.execute(
+        "INSERT INTO executions (job_id, project_id, slot, state, created_at, updated_at,"
+        " trigger) VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        (cmd.job_id, project_id, slot, cmd.now, cmd.now, MANUAL),
+    )
+    return {
+        "job_id": cmd.job_id,
+        "slot": cmd.slot,
+        "execution_id": execution_id(cmd.job_id, slot),
+        "trigger": MANUAL,
+    }
