@@ -21,7 +21,9 @@ job's next run in state (``next_run`` of a created job and of
 ``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``) and
 carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
 and scopes credentials (``CredentialCreated.scopes``, ``projects``,
-``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``). A
+``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``); 4
+adds a job's policies (``policy`` of a created job, ``JobUpdated.changes["policy"]``)
+and the note of a pause or resume (``JobPaused.note``). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
@@ -35,8 +37,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-VERSION = 3
-READABLE_VERSIONS = frozenset({1, 2, 3})
+VERSION = 4
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 _COMPRESS_ABOVE = 4096
 
 
@@ -127,8 +129,9 @@ class CredentialDeleted(Command):
 class JobsCreated(Command):
     """Jobs already validated by the proposer; apply re-checks only what state
     decides (the project exists). Each job is a dict with project_id, spec,
-    timezone, data, callback_url, execution_type, anchor and (version 3)
-    next_run, its first slot, computed by the proposer."""
+    timezone, data, callback_url, execution_type, anchor, (version 3)
+    next_run, its first slot, computed by the proposer, and (version 4)
+    policy, the job's policies set (a dict; absent or None: every default)."""
 
     now: float
     jobs: list[dict[str, Any]]
@@ -141,7 +144,9 @@ class JobUpdated(Command):
     """``changes`` holds only the fields being set. A new spec or timezone
     takes effect from the next slot: ``anchor`` is re-stamped by the proposer
     for ``@every`` specs, and (version 3) ``next_run`` is the new first slot.
-    A change of the schedule without ``next_run`` clears the kept next run."""
+    A change of the schedule without ``next_run`` clears the kept next run.
+    ``changes["policy"]`` (version 4) sets the policies it names, and returns
+    those it gives as None to their defaults; the others are kept."""
 
     now: float
     job_id: int
@@ -157,12 +162,14 @@ class JobDeleted(Command):
 @dataclass(frozen=True)
 class JobPaused(Command):
     """Pause, or resume. A resume skips the slots due while paused; its
-    ``next_run`` (version 3) is the first slot after ``now``."""
+    ``next_run`` (version 3) is the first slot after ``now``. ``note``
+    (version 4): why, shown on the job until its next pause or resume."""
 
     now: float
     job_id: int
     paused: bool
     next_run: int | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, handles, json_ids
-from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.daemon.state.schema import NO_NEXT_RUN, bucket_of
 
 MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
@@ -23,6 +23,8 @@ class _FiringJob:
     project_id: int
     last_fired: int | None
     revision: int
+    runs_left: int | None
+    """Scheduled runs its ``max_runs`` still allows (None: no limit)."""
 
 
 Run = tuple[int, int, list[int]]
@@ -39,6 +41,9 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     bucket that did not move in a reassignment keeps firing, and a slot is
     still accepted at most once, because acceptance is decided here in log
     order against ``last_fired_slot``.
+
+    A job with ``max_runs`` (version 4) accepts no fire past it, and its
+    last allowed fire leaves it with no next run (``NO_NEXT_RUN``): completed.
 
     A job the tick advances (a fire accepted, or missed slots recorded) keeps
     the slot ``following`` gives it as its next run, unless its schedule
@@ -72,9 +77,12 @@ def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
     ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
     owners, node_id = ctx.assignment.owners, cmd.node_id
     return {
-        job_id: _FiringJob(project_id, last_fired, revision)
-        for job_id, project_id, paused, last_fired, revision in ctx.db.execute(
-            "SELECT id, project_id, paused, last_fired_slot, revision FROM jobs"
+        job_id: _FiringJob(
+            project_id, last_fired, revision, None if max_runs is None else max_runs - fired
+        )
+        for job_id, project_id, paused, last_fired, revision, max_runs, fired in ctx.db.execute(
+            "SELECT id, project_id, paused, last_fired_slot, revision,"
+            " policy ->> '$.max_runs', fired_count FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (orjson.dumps(sorted(ids)).decode(),),
         )
@@ -134,13 +142,20 @@ def _accept(
         job = jobs.get(job_id)
         if job is None or (job.last_fired is not None and slot <= job.last_fired):
             continue
+        next_run = next_runs.get(job_id)
+        if job.runs_left is not None:  # version 4: max_runs
+            if job.runs_left <= 0:
+                continue
+            job.runs_left -= 1
+            if job.runs_left == 0:
+                next_run = NO_NEXT_RUN  # its last run: the job is completed
         job.last_fired = slot
         accepted.append([job_id, slot])
         if runs and runs[-1][0] == job.project_id and runs[-1][1] == slot:
             runs[-1][2].append(job_id)
         else:
             runs.append((job.project_id, slot, [job_id]))
-        by_slot.setdefault((slot, next_runs.get(job_id)), []).append(job_id)
+        by_slot.setdefault((slot, next_run), []).append(job_id)
     return accepted, runs, by_slot
 
 

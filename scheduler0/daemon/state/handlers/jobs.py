@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
-from scheduler0.daemon.state.schema import bucket_of
+from scheduler0.daemon.state.schema import bucket_of, encode_policy
 from scheduler0.errors import Conflict, FieldError, NotFound, ValidationFailed
 
 JOB_COLUMNS = (
@@ -22,7 +23,7 @@ JOB_COLUMNS = (
     "next_run",
 )
 """The columns a ``JobUpdated`` may change."""
-SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before"})
+SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before", "policy"})
 """A change of any of these moves the job's next run."""
 
 
@@ -48,8 +49,8 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     first = (row[0] if row else 0) + 1
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
-        " execution_type, anchor, not_before, created_at, updated_at, next_run)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " execution_type, anchor, not_before, created_at, updated_at, next_run, policy)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -65,6 +66,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 cmd.now,
                 cmd.now,
                 job.get("next_run"),
+                encode_policy(job.get("policy")),  # version 4
             )
             for i, job in enumerate(cmd.jobs)
         ),
@@ -79,6 +81,8 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
     db = ctx.db
     require(db, "jobs", cmd.job_id, "job")
     changes = {k: v for k, v in cmd.changes.items() if k in JOB_COLUMNS}
+    if "policy" in cmd.changes:  # version 4: merged into the job's policies
+        changes["policy"] = _merged_policy(db, cmd.job_id, cmd.changes["policy"])
     bump = ""
     if "next_run" in changes:  # version 3: a new schedule, and its first slot
         bump = ", revision = revision + 1"
@@ -92,6 +96,14 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
         )
     ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id}
+
+
+def _merged_policy(db: sqlite3.Connection, job_id: int, given: dict[str, Any]) -> str | None:
+    """The job's stored policies with ``given`` set over them (a None value
+    returns that policy to its default)."""
+    (raw,) = db.execute("SELECT policy FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    current: dict[str, Any] = {} if raw is None else orjson.loads(raw)
+    return encode_policy({**current, **given})
 
 
 @handles(c.JobDeleted)
@@ -111,13 +123,14 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
     # Resuming skips the slots that fell due while paused: they were not
     # missed, they were not wanted. It moves the next run: a new revision.
     db.execute(
-        "UPDATE jobs SET paused = ?, updated_at = ?,"
+        "UPDATE jobs SET paused = ?, updated_at = ?, status_note = ?,"
         " not_before = CASE WHEN ? THEN not_before ELSE ? END,"
         " next_run = CASE WHEN ? THEN next_run ELSE ? END,"
         " revision = revision + ? WHERE id = ?",
         (
             int(cmd.paused),
             cmd.now,
+            cmd.note,
             int(cmd.paused),
             int(cmd.now),
             int(cmd.paused),
