@@ -347,8 +347,8 @@ stored together as the job's ``policy`` (only the fields set)."""
 
 class RetryPolicy(_Input):
     """How a failed callback is retried; a field left out keeps the node's
-    setting (``JobExecutionRetryMax``, ``JobExecutionRetryDelay``; today's
-    delay is constant: multiplier 1, no cap, no jitter)."""
+    setting (``JobExecutionRetryMax``, ``JobExecutionRetryDelay``, doubling
+    (multiplier 2), capped at ``max(30, delay)`` seconds, no jitter)."""
 
     attempts: StrictInt | None = Field(
         default=None,

@@ -114,8 +114,15 @@ class World:
         return int(result["id"])
 
     async def jobs(
-        self, *specs: str, project_id: int = 1, anchor: int = T0, timezone: str = "UTC"
+        self,
+        *specs: str,
+        project_id: int = 1,
+        anchor: int = T0,
+        timezone: str = "UTC",
+        policy: dict[str, Any] | None = None,
     ) -> list[int]:
+        """Create jobs with ``specs`` (each with ``policy``, if given)."""
+
         result = await self.propose(
             c.JobsCreated(
                 now=anchor,
@@ -128,6 +135,7 @@ class World:
                         "callback_url": "http://receiver.invalid/cb",
                         "execution_type": "http",
                         "anchor": anchor,
+                        **({} if policy is None else {"policy": policy}),
                     }
                     for i, spec in enumerate(specs)
                 ],

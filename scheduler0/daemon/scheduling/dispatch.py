@@ -15,6 +15,7 @@ from typing import Protocol
 from scheduler0.daemon.executor.callback_body import callback_item, payload_head
 from scheduler0.daemon.executor.http import Fire
 from scheduler0.daemon.scheduling.owned import PayloadHead
+from scheduler0.daemon.scheduling.policy import fire_policy_of
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import execution_id
 
@@ -49,17 +50,20 @@ class Dispatcher:
         missing = [entry for entry in accepted if entry[0] not in payloads]
         if missing:
             for job_id, row in self._queries.fire_payloads(missing).items():
-                payloads[job_id] = payload_head(row)
+                payloads[job_id] = (*payload_head(row), fire_policy_of(row["policy"]))
         out: list[Fire] = []
         sent = self._sent
         for job_id, slot in accepted:
             cached = payloads.get(job_id)
             if cached is None:
                 continue  # deleted meanwhile
-            head, callback_url, secret = cached
+            head, callback_url, secret, policy = cached
             exec_id = execution_id(job_id, slot)
             body = callback_item(head, exec_id, slot, previous.get(job_id))
             sent.add((job_id, slot))
-            out.append(Fire(exec_id, job_id, slot, callback_url, secret, body))
+            fire = Fire(exec_id, job_id, slot, callback_url, secret, body)
+            if policy is not None:
+                fire.delivery = policy.delivery
+            out.append(fire)
         if out:
             self._executor.submit(out)

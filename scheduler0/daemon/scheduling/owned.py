@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
+from scheduler0.daemon.scheduling.policy import FirePolicy
 from scheduler0.daemon.state.machine import AssignmentView
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import bucket_of
@@ -31,9 +32,10 @@ log = logging.getLogger(__name__)
 DueEntry = tuple[int, int, int]
 """A heap entry: (slot, job id, version)."""
 
-PayloadHead = tuple[bytes, str, str]
+PayloadHead = tuple[bytes, str, str, FirePolicy | None]
 """A job's callback item up to its execution id, URL and signing secret
-(``callback_body.payload_head``)."""
+(``callback_body.payload_head``), and its retry/timeout/overlap policies
+(``policy.fire_policy_of``; None for a job without any)."""
 
 
 class OwnedJob:

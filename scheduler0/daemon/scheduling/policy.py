@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from scheduler0.daemon.executor.delivery import Delivery
 from scheduler0.daemon.scheduling.cron import (
     BoundedSchedule,
     Schedule,
@@ -107,3 +108,41 @@ def jitter_offset(job_id: int, slot: int, jitter_seconds: int) -> int:
         return 0
     digest = hashlib.blake2b(f"{job_id}:{slot}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") % (jitter_seconds + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class FirePolicy:
+    """What the owner needs, per fire, of a job's policies: its retry and
+    timeout overrides for the executor, and its overlap rule."""
+
+    delivery: Delivery | None
+    overlap: str
+
+
+@lru_cache(maxsize=4096)
+def fire_policy_of(raw: str | None) -> FirePolicy | None:
+    """The stored ``policy`` as the dispatcher caches it with the job's
+    payload head: None for a job without retry, timeout or overlap policies
+    (nothing extra per fire). Cached, so jobs with the same stored policy
+    share one ``Delivery``, and their fires still batch into one POST."""
+    policy = policy_of(raw)
+    delivery = delivery_of(policy)
+    if delivery is None and policy.overlap == "allow":
+        return None
+    return FirePolicy(delivery, policy.overlap)
+
+
+def delivery_of(policy: JobPolicy) -> Delivery | None:
+    """The job's ``retry`` and ``timeout_seconds`` as the executor reads them
+    (None: the node's settings)."""
+    retry = policy.retry or {}
+    if not retry and policy.timeout_seconds is None:
+        return None
+    return Delivery(
+        retry_max=retry.get("attempts"),
+        initial_seconds=retry.get("initial_seconds"),
+        multiplier=retry.get("multiplier"),
+        cap_seconds=retry.get("cap_seconds"),
+        jitter=retry.get("jitter"),
+        timeout_seconds=policy.timeout_seconds,
+    )

@@ -1,0 +1,95 @@
+"""A job's execution policies on a real node against real receivers:
+``retry`` and ``timeout_seconds`` overriding the node's settings,
+``pause_after_failures`` and ``overlap``."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.nodes import Client, NodeProcess, create_credential, running_node, wait_until
+from tests.support.receiver import run_receiver
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+NODE_ENV = {
+    "SCHEDULER0_JOB_EXECUTION_RETRY_MAX": "0",
+    "SCHEDULER0_JOB_EXECUTION_RETRY_DELAY": "0",
+    "SCHEDULER0_JOB_EXECUTION_TIMEOUT": "20",
+}
+"""The node retries nothing and waits 20 s: whatever a test sees otherwise is the job's."""
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[NodeProcess]:
+    with running_node(tmp_path / "node", extra_env=NODE_ENV) as started:
+        yield started
+
+
+@pytest.fixture
+def client(node: NodeProcess) -> Iterator[Client]:
+    client = Client(node.api, create_credential(node))
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def create_job(client: Client, url: str, spec: str = "@every 1h", **policy: Any) -> dict[str, Any]:
+    project = client.data("POST", "/projects", 201, json={"name": f"p-{url.rsplit(':', 1)[1]}"})
+    job = {"project_id": project["id"], "spec": spec, "callback_url": url, **policy}
+    created: dict[str, Any] = client.data("POST", "/jobs", 201, json=job)
+    return created
+
+
+def finished(client: Client, job_id: int, execution_id: str, timeout: float) -> dict[str, Any]:
+    """The execution, once it has a final state (bounded wait)."""
+
+    def settled() -> dict[str, Any] | None:
+        rows = client.data("GET", f"/jobs/{job_id}/executions")["executions"]
+        for row in rows:
+            if row["execution_id"] == execution_id and row["state"] in ("success", "failed"):
+                return dict(row)
+        return None
+
+    found: dict[str, Any] = wait_until(settled, timeout, what=f"{execution_id} to finish")
+    return found
+
+
+# -- retry and timeout ---------------------------------------------------------------------
+
+
+def test_a_jobs_retry_attempts_are_honoured(
+    tmp_path: Path, node: NodeProcess, client: Client
+) -> None:
+    with run_receiver(tmp_path, status=500) as receiver:
+        job = create_job(
+            client,
+            f"{receiver.url}/cb",
+            retry={"attempts": 2, "initial_seconds": 0.2, "multiplier": 2.0},
+        )
+        assert job["retry"] == {"attempts": 2, "initial_seconds": 0.2, "multiplier": 2.0}
+        run = client.data("POST", f"/jobs/{job['id']}/run", 202)
+        execution = finished(client, job["id"], run["execution_id"], 30)
+        posts = Counter(r["execution_id"] for r in receiver.records())
+
+    assert (execution["state"], execution["attempts"], execution["status_code"]) == (
+        "failed",
+        3,
+        500,
+    )
+    assert posts == {run["execution_id"]: 3}  # the node alone would have sent one
+
+
+def test_a_jobs_timeout_is_honoured(tmp_path: Path, node: NodeProcess, client: Client) -> None:
+    with run_receiver(tmp_path, delay=30) as receiver:
+        job = create_job(client, f"{receiver.url}/cb", timeout_seconds=0.5)
+        run = client.data("POST", f"/jobs/{job['id']}/run", 202)
+        execution = finished(client, job["id"], run["execution_id"], 15)
+
+    assert (execution["state"], execution["attempts"]) == ("failed", 1)
+    assert execution["error"] == "timeout after 0.5s"  # the node's would be 20 s
