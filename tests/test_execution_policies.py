@@ -93,3 +93,54 @@ def test_a_jobs_timeout_is_honoured(tmp_path: Path, node: NodeProcess, client: C
 
     assert (execution["state"], execution["attempts"]) == ("failed", 1)
     assert execution["error"] == "timeout after 0.5s"  # the node's would be 20 s
+
+
+# -- pause_after_failures --------------------------------------------------------------------
+
+
+def test_pause_after_failures_pauses_with_the_reason(
+    tmp_path: Path, node: NodeProcess, client: Client
+) -> None:
+    """A job failing every second pauses after 3 failures, shows why, and
+    stops firing (a plain job on the same receiver keeps going meanwhile); a
+    resume starts it again with its count cleared."""
+    with run_receiver(tmp_path, status=500) as receiver:
+        url = f"{receiver.url}/cb"
+        job = create_job(client, url, spec="@every 1s", pause_after_failures=3)
+        witness = client.data(
+            "POST",
+            "/jobs",
+            201,
+            json={"project_id": job["project_id"], "spec": "@every 1s", "callback_url": url},
+        )
+
+        def paused() -> dict[str, Any] | None:
+            found: dict[str, Any] = client.data("GET", f"/jobs/{job['id']}")
+            return found if found["paused"] else None
+
+        stopped = wait_until(paused, 30, what="the job to pause itself")
+        assert stopped["status"] == "paused"
+        assert stopped["status_note"] == "paused after 3 consecutive failures (last: HTTP 500)"
+        assert stopped["next_run_at"] is None
+        # A slot accepted just before the pause applied may still report: the
+        # fires stop where the pause lands, whatever that count is.
+        fired_at_pause = stopped["fired_count"]
+        assert fired_at_pause >= 3
+
+        def witnessed_since(moment: float, count: int) -> bool:
+            later = [r for r in receiver.records() if r["id"] == witness["id"] and r["t"] > moment]
+            return len(later) >= count
+
+        paused_at = max(r["t"] for r in receiver.records() if r["id"] == job["id"])
+        wait_until(lambda: witnessed_since(paused_at, 3), 20, what="three more witness fires")
+        after = [r for r in receiver.records() if r["id"] == job["id"] and r["t"] > paused_at]
+        assert after == []
+        assert client.data("GET", f"/jobs/{job['id']}")["fired_count"] == fired_at_pause
+
+        resumed = client.data("POST", f"/jobs/{job['id']}/resume", 200, json={"note": "fixed"})
+        assert (resumed["paused"], resumed["status_note"]) == (False, "fixed")
+        again = wait_until(paused, 30, what="the job to pause itself again")
+
+    # counted from 0 again after the resume: three new failures, not one
+    assert again["status_note"] == "paused after 3 consecutive failures (last: HTTP 500)"
+    assert again["failed_count"] >= stopped["failed_count"] + 3

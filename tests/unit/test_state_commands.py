@@ -527,6 +527,57 @@ def test_results_recorded_updates_rows_and_counters(replica: Replica) -> None:
     assert replica.one("SELECT success_count, last_state FROM jobs WHERE id = 1") == (2, "success")
 
 
+@covers(c.ResultsRecorded, c.JobPaused)
+def test_results_recorded_pauses_after_consecutive_failures(replica: Replica) -> None:
+    """Job 1 pauses after 3 failures in a row (a success in between starts
+    over); job 2 (no policy) fails as often and keeps firing; a resume clears
+    the count."""
+    changes: list[tuple[str, Any]] = []
+    replica.machine._on_change = lambda kind, detail: changes.append((kind, detail))
+    seed(replica, jobs=0)
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(policy={"pause_after_failures": 3}), job()]))
+
+    def outcome(slot: int, state: str, error: str | None = None) -> None:
+        fire(replica, [[1, slot], [2, slot]])
+        code = 200 if state == "success" else 500
+        replica.ok(
+            c.ResultsRecorded(
+                now=NOW + slot - T0, node_id=1, groups=[[slot, state, code, 1, 3, error, [1, 2]]]
+            )
+        )
+
+    def counts() -> list[tuple[Any, ...]]:
+        return replica.rows("SELECT id, paused, consecutive_failures FROM jobs ORDER BY id")
+
+    outcome(T0, "failed", "HTTP 500")
+    outcome(T0 + 60, "failed", "HTTP 500")
+    assert counts() == [(1, 0, 2), (2, 0, 0)]
+    outcome(T0 + 120, "success")
+    assert counts() == [(1, 0, 0), (2, 0, 0)]
+    changes.clear()
+    for k in (3, 4):
+        outcome(T0 + 60 * k, "failed", "HTTP 500")
+    assert counts() == [(1, 0, 2), (2, 0, 0)]
+    outcome(T0 + 300, "failed", "timeout after 2s")
+    assert counts() == [(1, 1, 3), (2, 0, 0)]
+    assert replica.one("SELECT status_note, updated_at FROM jobs WHERE id = 1") == (
+        "paused after 3 consecutive failures (last: timeout after 2s)",
+        NOW + 300,
+    )
+    assert ("jobs", [1]) in changes  # the owner hears of it and stops firing it
+    assert fire(replica, [[1, T0 + 360], [2, T0 + 360]]) == [[2, T0 + 360]]
+    # Results still in flight when it paused are recorded; the job stays paused.
+    replica.ok(
+        c.ResultsRecorded(
+            now=NOW + 361, node_id=1, groups=[[T0 + 360, "failed", 500, 1, 3, "x", [1]]]
+        )
+    )
+    assert counts()[0] == (1, 1, 4)
+    replica.ok(c.JobPaused(now=NOW + 400, job_id=1, paused=False, note="fixed"))
+    assert counts()[0] == (1, 0, 0)
+    assert replica.one("SELECT status_note FROM jobs WHERE id = 1") == ("fixed",)
+
+
 # -- lost executions -----------------------------------------------------------------------
 
 

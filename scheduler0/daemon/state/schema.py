@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     next_run INTEGER,
     revision INTEGER NOT NULL DEFAULT 0,
     policy TEXT,
-    status_note TEXT
+    status_note TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(project_id, id);
 CREATE INDEX IF NOT EXISTS jobs_by_bucket ON jobs(bucket);
@@ -146,6 +147,7 @@ ADDED_COLUMNS = (
     ("credentials", "created_by", "TEXT"),
     ("jobs", "policy", "TEXT"),
     ("jobs", "status_note", "TEXT"),
+    ("jobs", "consecutive_failures", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""

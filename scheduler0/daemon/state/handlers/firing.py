@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.apply import ApplyContext, handles, json_ids
+from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
 from scheduler0.daemon.state.schema import NO_NEXT_RUN, bucket_of
 
 MAX_RUN_STATEMENTS = 16
@@ -187,10 +187,15 @@ def _insert_dispatched(db: sqlite3.Connection, cmd: c.SlotsFired, runs: list[Run
 def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any]:
     """Version-1 ``results`` row by row, exactly as version 1 applied them
     (journals replay them); ``groups`` with one statement per table each:
-    every fire of one POST shares its outcome."""
+    every fire of one POST shares its outcome.
+
+    Jobs with ``pause_after_failures`` (version 4) count their consecutive
+    failed executions here, in log order, so every replica counts the same
+    and pauses the job at the same entry (``_count_failures``)."""
     db = ctx.db
     if cmd.results:
         _legacy_results(ctx.db, cmd)
+    paused: list[int] = []
     for slot, state, code, attempts, latency, error, ids in cmd.groups:
         listed = json_ids(ids)
         db.execute(
@@ -209,7 +214,39 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
             " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
             (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
         )
+        paused.extend(_count_failures(db, cmd.now, ok, error, listed))
+    if paused:
+        ctx.changed(Change.JOBS, paused)  # their owner stops firing them
     return {"recorded": len(cmd.results) + sum(len(g[6]) for g in cmd.groups)}
+
+
+def _count_failures(
+    db: sqlite3.Connection, now: float, ok: bool, error: str | None, listed: str
+) -> list[int]:
+    """A success resets the consecutive failures of the listed jobs that
+    have ``pause_after_failures``; a failure adds one, and pauses those that
+    reach their limit, with the reason as their ``status_note``. Jobs without
+    the policy are left alone (their counter stays 0), so entries older than
+    version 4 apply as they did. Returns the ids of the jobs paused."""
+    db.execute(
+        "UPDATE jobs SET consecutive_failures = CASE WHEN ? THEN 0"
+        " ELSE consecutive_failures + 1 END"
+        " WHERE id IN (SELECT value FROM json_each(?))"
+        " AND policy ->> '$.pause_after_failures' IS NOT NULL",
+        (int(ok), listed),
+    )
+    if ok:
+        return []
+    rows = db.execute(
+        "UPDATE jobs SET paused = 1, updated_at = ?,"
+        " status_note = 'paused after ' || consecutive_failures"
+        " || ' consecutive failures (last: ' || ? || ')'"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND NOT paused"
+        " AND consecutive_failures >= policy ->> '$.pause_after_failures'"
+        " RETURNING id",
+        (now, error or "failed", listed),
+    ).fetchall()
+    return sorted(row[0] for row in rows)
 
 
 @handles(c.ExecutionsLost)

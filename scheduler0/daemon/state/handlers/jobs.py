@@ -125,6 +125,7 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
     db.execute(
         "UPDATE jobs SET paused = ?, updated_at = ?, status_note = ?,"
         " not_before = CASE WHEN ? THEN not_before ELSE ? END,"
+        " consecutive_failures = CASE WHEN ? THEN consecutive_failures ELSE 0 END,"
         " next_run = CASE WHEN ? THEN next_run ELSE ? END,"
         " revision = revision + ? WHERE id = ?",
         (
@@ -133,6 +134,7 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
             cmd.note,
             int(cmd.paused),
             int(cmd.now),
+            int(cmd.paused),  # a resume starts counting failures afresh
             int(cmd.paused),
             cmd.next_run,
             int(not cmd.paused and cmd.next_run is not None),  # a version-3 resume
