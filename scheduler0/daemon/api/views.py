@@ -132,12 +132,17 @@ def policy_out(policy: JobPolicy) -> dict[str, Any]:
         "timeout_seconds": policy.timeout_seconds,
         "catchup": policy.catchup,
         "catchup_window_seconds": policy.catchup_window_seconds,
-        "start_at": iso(policy.start_at),
-        "end_at": iso(policy.end_at),
+        "start_at": iso(_whole(policy.start_at)),
+        "end_at": iso(_whole(policy.end_at)),
         "jitter_seconds": policy.jitter_seconds,
         "max_runs": policy.max_runs,
         "pause_after_failures": policy.pause_after_failures,
     }
+
+
+def _whole(instant: float | None) -> float | int | None:
+    """A whole second shown without a fraction (as it was most likely given)."""
+    return int(instant) if instant is not None and instant.is_integer() else instant
 
 
 def job_status(row: Row, upcoming: int | None) -> str:
