@@ -123,12 +123,16 @@ def job_out(row: Row) -> dict[str, Any]:
     }
 
 
+RETRY_FIELDS = ("attempts", "initial_seconds", "multiplier", "cap_seconds", "jitter")
+"""The fields of a job's ``retry`` as shown (``models.RetryOut``); None: the node's setting."""
+
+
 def policy_out(policy: JobPolicy) -> dict[str, Any]:
     """A job's policies as shown: overlap and catchup with their defaults
     filled in, None for what follows the node's settings or is not set."""
     return {
         "overlap": policy.overlap,
-        "retry": policy.retry,
+        "retry": None if policy.retry is None else {k: policy.retry.get(k) for k in RETRY_FIELDS},
         "timeout_seconds": policy.timeout_seconds,
         "catchup": policy.catchup,
         "catchup_window_seconds": policy.catchup_window_seconds,
