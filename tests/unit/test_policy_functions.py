@@ -5,12 +5,15 @@ instant is given."""
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scheduler0.daemon.scheduling.cron import (
     NEVER,
     BoundedSchedule,
     ManualSchedule,
     OneShotSchedule,
+    Schedule,
     parse_schedule,
     resume_slot,
     validate_schedule,
@@ -21,6 +24,7 @@ from scheduler0.daemon.scheduling.misfire import (
     CaughtUp,
     catch_up,
     due_slots,
+    following_if_on_time,
 )
 from scheduler0.daemon.scheduling.policy import (
     jitter_offset,
@@ -194,3 +198,62 @@ def test_a_jitter_offset_does_not_depend_on_the_process() -> None:
 
 KNOWN_OFFSETS = [2733, 3021, 486, 148]
 """blake2b (8 bytes) of '<job>:<slot>', big-endian, modulo jitter_seconds + 1."""
+
+
+SCHEDULES = [
+    EVERY_10S,
+    EVERY_MINUTE,
+    parse_schedule("*/7 * * * * *", "UTC"),
+    BoundedSchedule(parse_schedule("0 */2 * * *", "Europe/Paris"), T0 + 3600, T0 + 86400),
+]
+
+
+@given(
+    schedule=st.sampled_from(SCHEDULES),
+    start=st.integers(0, 100_000),
+    late=st.floats(0, 20_000, allow_nan=False),
+    window=st.sampled_from([1.0, 5.0, 60.0, 3600.0]),
+    catchup=st.sampled_from(["latest", "all", "none"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_the_on_time_shortcut_agrees_with_every_catchup(
+    schedule: Schedule, start: int, late: float, window: float, catchup: str
+) -> None:
+    """The scheduler fires one on-time slot without ``catch_up`` whatever the
+    job's catchup: that must be what ``catch_up`` would have answered."""
+    slot = schedule.next_after(T0 + start)
+    if slot >= NEVER:
+        return
+    now = slot + late
+    shortcut = following_if_on_time(schedule, slot, now, window)
+    if shortcut is not None:
+        assert catch_up(schedule, slot, now, window, catchup) == CaughtUp([slot], [], 0, shortcut)
+
+
+@given(
+    schedule=st.sampled_from(SCHEDULES),
+    start=st.integers(0, 100_000),
+    late=st.floats(0, 20_000, allow_nan=False),
+    window=st.sampled_from([1.0, 5.0, 60.0, 3600.0]),
+    catchup=st.sampled_from(["latest", "all", "none"]),
+)
+@settings(max_examples=300, deadline=None)
+def test_every_catchup_fires_due_slots_within_the_window_in_order_after_the_missed_ones(
+    schedule: Schedule, start: int, late: float, window: float, catchup: str
+) -> None:
+    slot = schedule.next_after(T0 + start)
+    if slot >= NEVER:
+        return
+    now = slot + late
+    got = catch_up(schedule, slot, now, window, catchup)
+    assert got.fires == sorted(set(got.fires))
+    assert all(slot <= f <= now and now - f <= window for f in got.fires)
+    assert got.listed == sorted(set(got.listed)) and len(got.listed) <= MISSED_LISTED
+    assert all(missed < fired for missed in got.listed for fired in got.fires)
+    assert set(got.listed).isdisjoint(got.fires)
+    if catchup != "all":
+        assert len(got.fires) <= 1
+    if len(got.fires) < CATCHUP_FIRES:
+        assert got.following > now  # nothing due is left behind
+    else:
+        assert got.following > got.fires[-1]

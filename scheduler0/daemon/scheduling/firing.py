@@ -138,9 +138,9 @@ class Firing:
         policy = job.policy
         window = policy.window(self._grace)
         runs_left = job.runs_left
-        if policy.catchup != "all" and (runs_left is None or runs_left > 1):
+        if runs_left is None or runs_left > 1:
             following = following_if_on_time(job.schedule, slot, shifted, window)
-            if following is not None:  # one slot due, on time
+            if following is not None:  # one slot due, on time: every catchup fires it
                 fires.append([job.id, slot])
                 self._stats.recent_lag.append(shifted - slot)
                 return following
