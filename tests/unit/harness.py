@@ -121,8 +121,6 @@ class World:
         timezone: str = "UTC",
         policy: dict[str, Any] | None = None,
     ) -> list[int]:
-        """Create jobs with ``specs`` (each with ``policy``, if given)."""
-
         result = await self.propose(
             c.JobsCreated(
                 now=anchor,
@@ -135,7 +133,7 @@ class World:
                         "callback_url": "http://receiver.invalid/cb",
                         "execution_type": "http",
                         "anchor": anchor,
-                        **({} if policy is None else {"policy": policy}),
+                        "policy": policy,
                     }
                     for i, spec in enumerate(specs)
                 ],

@@ -385,39 +385,56 @@ async def update_job(request: Request) -> Response:
         if problems:
             raise invalid(problems)
     policy_given = patch.policy_changes()
-    if "spec" in changes or "timezone" in changes or policy_given:
-        now = time.time()
-        spec = changes.get("spec", current["spec"])
-        timezone = changes.get("timezone", current["timezone"])
-        problem = check_schedule(spec, timezone)
-        if problem is not None:
-            raise invalid([problem])
-        merged = _merged_policy(current["policy"], policy_given)
-        # An unchanged one-shot spec is not checked again (it may have run).
-        problems = policy_problems(spec, timezone, merged, now, new_spec="spec" in changes)
-        if problems:
-            raise invalid(problems)
-        # The new schedule (or policies) applies from the next slot after
-        # now; a new schedule's grid is anchored now (for @every).
-        start = int(now)
-        anchor = current["anchor"]
-        if "spec" in changes or "timezone" in changes:
-            changes["anchor"] = anchor = start
-        changes["not_before"] = start
-        if policy_given:
-            changes["policy"] = policy_given
-        changes["next_run"] = await off_loop(
-            first_run,
-            spec,
-            timezone,
-            anchor,
-            start,
-            current["last_fired_slot"],
-            encode_policy(merged),
-            current["fired_count"],
-        )
+    new_schedule = "spec" in changes or "timezone" in changes
+    if new_schedule or policy_given:
+        changes.update(await off_loop(_schedule_changes, current, changes, policy_given))
     await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
     return ok(await off_loop(_job_out, svc.queries, job_id))
+
+
+GRID_POLICIES = frozenset({"start_at", "end_at", "max_runs"})
+"""Policies that decide which slots a job has: a change moves its next run."""
+
+
+def _schedule_changes(
+    current: views.Row, changes: dict[str, Any], policy_given: dict[str, Any]
+) -> dict[str, Any]:
+    """The further ``JobUpdated.changes`` of a new schedule or new policies,
+    checked (422 naming the field) against the job's stored spec and policies:
+    the policies given, and for a new schedule or new bounds, where the job
+    now starts and its next run."""
+    now = time.time()
+    new_schedule = "spec" in changes or "timezone" in changes
+    spec = changes.get("spec", current["spec"])
+    timezone = changes.get("timezone", current["timezone"])
+    problem = check_schedule(spec, timezone)
+    if problem is not None:
+        raise invalid([problem])
+    merged = _merged_policy(current["policy"], policy_given)
+    # An unchanged one-shot spec is not checked again (it may have run).
+    problems = policy_problems(spec, timezone, merged, now, new_spec="spec" in changes)
+    if problems:
+        raise invalid(problems)
+    out: dict[str, Any] = {"policy": policy_given} if policy_given else {}
+    if not new_schedule and GRID_POLICIES.isdisjoint(policy_given):
+        return out
+    # The new schedule (or bounds) applies from the next slot after now; a new
+    # schedule's grid is anchored now (for @every).
+    start = int(now)
+    anchor = current["anchor"]
+    if new_schedule:
+        out["anchor"] = anchor = start
+    out["not_before"] = start
+    out["next_run"] = first_run(
+        spec,
+        timezone,
+        anchor,
+        start,
+        current["last_fired_slot"],
+        encode_policy(merged),
+        current["fired_count"],
+    )
+    return out
 
 
 def _merged_policy(stored: str | None, given: dict[str, Any]) -> dict[str, Any]:

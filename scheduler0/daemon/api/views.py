@@ -123,21 +123,30 @@ def job_out(row: Row) -> dict[str, Any]:
     }
 
 
+RETRY_FIELDS = ("attempts", "initial_seconds", "multiplier", "cap_seconds", "jitter")
+"""The fields of a job's ``retry`` as shown (``models.RetryOut``); None: the node's setting."""
+
+
 def policy_out(policy: JobPolicy) -> dict[str, Any]:
     """A job's policies as shown: overlap and catchup with their defaults
     filled in, None for what follows the node's settings or is not set."""
     return {
         "overlap": policy.overlap,
-        "retry": policy.retry,
+        "retry": None if policy.retry is None else {k: policy.retry.get(k) for k in RETRY_FIELDS},
         "timeout_seconds": policy.timeout_seconds,
         "catchup": policy.catchup,
         "catchup_window_seconds": policy.catchup_window_seconds,
-        "start_at": iso(policy.start_at),
-        "end_at": iso(policy.end_at),
+        "start_at": iso(_whole(policy.start_at)),
+        "end_at": iso(_whole(policy.end_at)),
         "jitter_seconds": policy.jitter_seconds,
         "max_runs": policy.max_runs,
         "pause_after_failures": policy.pause_after_failures,
     }
+
+
+def _whole(instant: float | None) -> float | int | None:
+    """A whole second shown without a fraction (as it was most likely given)."""
+    return int(instant) if instant is not None and instant.is_integer() else instant
 
 
 def job_status(row: Row, upcoming: int | None) -> str:

@@ -53,13 +53,17 @@ class Dispatcher:
                 payloads[job_id] = (*payload_head(row), fire_policy_of(row["policy"]))
         out: list[Fire] = []
         sent = self._sent
+        earlier: dict[int, int | None] = {}
+        """Jobs fired more than once here (catchup=all): the slot before."""
         for job_id, slot in accepted:
             cached = payloads.get(job_id)
             if cached is None:
                 continue  # deleted meanwhile
             head, callback_url, secret, policy = cached
             exec_id = execution_id(job_id, slot)
-            body = callback_item(head, exec_id, slot, previous.get(job_id))
+            last = earlier[job_id] if job_id in earlier else previous.get(job_id)
+            earlier[job_id] = slot
+            body = callback_item(head, exec_id, slot, last)
             sent.add((job_id, slot))
             fire = Fire(exec_id, job_id, slot, callback_url, secret, body)
             if policy is not None:

@@ -24,8 +24,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
-from scheduler0.daemon.scheduling.misfire import due_slots, following_if_on_time
+from scheduler0.daemon.scheduling.misfire import catch_up, due_slots, following_if_on_time
 from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
+from scheduler0.daemon.scheduling.policy import DEFAULT_POLICY
 from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
@@ -78,6 +79,12 @@ class Firing:
             recent_lag = self._stats.recent_lag
             for job in self._owned.pop_due(now):
                 slot = job.next_slot
+                if job.policy is not DEFAULT_POLICY:
+                    job.pending = True
+                    batch[job.id] = (job, self._by_policy(job, now, fires, missed))
+                    if len(fires) >= capacity:
+                        break
+                    continue
                 following = following_if_on_time(job.schedule, slot, now, grace)
                 if following is not None:  # one slot due, on time: the common case
                     fires.append([job.id, slot])
@@ -114,6 +121,38 @@ class Firing:
         )
         self.in_flight = True
         self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))
+
+    def _by_policy(
+        self, job: OwnedJob, now: float, fires: list[list[int]], missed: list[list[Any]]
+    ) -> int:
+        """Split a job's due slots by its policies (``misfire.catch_up``), add
+        them to the tick's ``fires`` and ``missed``, and return its next slot.
+
+        With ``jitter_seconds`` the job was due at its slot plus that slot's
+        offset: lateness is counted from then (the policy sees the clock
+        shifted back by the offset), and the fire keeps the slot itself (its
+        execution id)."""
+        slot = job.next_slot
+        offset = job.due_at(slot) - slot
+        shifted = now - offset
+        policy = job.policy
+        window = policy.window(self._grace)
+        runs_left = job.runs_left
+        if runs_left is None or runs_left > 1:
+            following = following_if_on_time(job.schedule, slot, shifted, window)
+            if following is not None:  # one slot due, on time: every catchup fires it
+                fires.append([job.id, slot])
+                self._stats.recent_lag.append(shifted - slot)
+                return following
+        fired, listed, uncounted, following = catch_up(
+            job.schedule, slot, shifted, window, policy.catchup, runs_left
+        )
+        if listed or uncounted:
+            missed.append([job.id, listed, uncounted])
+        for fire_slot in fired:
+            fires.append([job.id, fire_slot])
+            self._stats.recent_lag.append(shifted - fire_slot)
+        return following
 
     def _fired(
         self,
@@ -160,5 +199,7 @@ class Firing:
             fired_job = jobs.get(job_id)
             if fired_job is not None:
                 fired_job.last_fired = slot
+                if fired_job.runs_left is not None:
+                    fired_job.runs_left -= 1
         if stale:
             owned.invalidate(stale)

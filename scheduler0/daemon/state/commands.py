@@ -146,7 +146,9 @@ class JobUpdated(Command):
     for ``@every`` specs, and (version 3) ``next_run`` is the new first slot.
     A change of the schedule without ``next_run`` clears the kept next run.
     ``changes["policy"]`` (version 4) sets the policies it names, and returns
-    those it gives as None to their defaults; the others are kept."""
+    those it gives as None to their defaults; the others are kept. A change of
+    the policies that bound the grid (``start_at``, ``end_at``, ``max_runs``)
+    comes with its ``next_run`` and ``not_before``."""
 
     now: float
     job_id: int

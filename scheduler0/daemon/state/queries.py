@@ -164,7 +164,7 @@ class Queries:
         """Active jobs in ``buckets`` (all of them, or only ``ids``)."""
         sql = (
             "SELECT id, spec, timezone, anchor, not_before, last_fired_slot, paused, bucket,"
-            " next_run, revision"
+            " next_run, revision, policy, fired_count"
             " FROM jobs"
             " WHERE bucket IN (SELECT value FROM json_each(?))"
         )

@@ -23,7 +23,7 @@ JOB_COLUMNS = (
     "next_run",
 )
 """The columns a ``JobUpdated`` may change."""
-SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before", "policy"})
+SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before"})
 """A change of any of these moves the job's next run."""
 
 
