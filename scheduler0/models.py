@@ -51,6 +51,8 @@ class ExecutionState(enum.StrEnum):
     FAILED = "failed"
     MISSED = "missed"
     LOST = "lost"
+    SKIPPED = "skipped"
+    """Not sent: the job's overlap policy skipped the slot (``error`` says why)."""
 
 
 EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)

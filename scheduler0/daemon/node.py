@@ -447,6 +447,7 @@ class Node:
             "accepted": stats.fired,
             "rejected": stats.rejected,
             "missed": stats.missed,
+            "skipped": stats.skipped,
             "lost": stats.lost + self.coordinator.lost_declared,
             "redispatched": stats.redispatched,
         }

@@ -464,8 +464,9 @@ def v4_journal() -> list[bytes]:
     policies (stored as sorted JSON, NULL for none), changed by a patch (one
     policy set, one returned to its default, the rest kept), ``max_runs``
     (a fire past it refused, its last fire leaving no next run), catch-up of
-    several slots of one job in one tick, an ``@at`` job's one fire, and pause
-    and resume with notes."""
+    several slots of one job in one tick, an ``@at`` job's one fire, pause
+    and resume with notes, a slot skipped by an overlap policy, and a job
+    paused by ``pause_after_failures``."""
     t = 2_000_000_000
     plain = [{**job, "next_run": t + 60} for job in jobs(t, 20)]
     policies: list[dict[str, Any]] = [
@@ -579,6 +580,64 @@ def v4_journal() -> list[bytes]:
                     [t + 60, "success", 200, 1, 12, None, [1, 2, 5, 6, 21]],
                     [t + 60, "failed", 500, 3, 90, "HTTP 500", [7, 22]],
                 ],
+            )
+        ),
+        # Job 23 (overlap buffer_one, pause_after_failures 3): a slot fires, the
+        # next one waits for it, a third is skipped by the owner; three
+        # failures in a row pause it with the reason.
+        v4(
+            c.SlotsFired(
+                now=t + 240.1,
+                node_id=1,
+                epoch=1,
+                fires=[[23, t + 240]],
+                following=[[t + 300, [23]]],
+                revisions=[[23, 1]],
+            )
+        ),
+        v4(
+            c.SlotsFired(
+                now=t + 300.1,
+                node_id=1,
+                epoch=1,
+                fires=[[23, t + 300]],
+                following=[[t + 360, [23]]],
+                revisions=[[23, 1]],
+            )
+        ),
+        v4(
+            c.SlotsFired(
+                now=t + 360.1,
+                node_id=1,
+                epoch=1,
+                fires=[],
+                skipped=[
+                    [
+                        23,
+                        [t + 360],
+                        f"overlap buffer_one: 23-{t + 240} is still running and one execution"
+                        " already waits",
+                    ]
+                ],
+                following=[[t + 420, [23]]],
+                revisions=[[23, 1]],
+            )
+        ),
+        v4(
+            c.ResultsRecorded(
+                now=t + 361,
+                node_id=1,
+                groups=[
+                    [t + 120, "failed", 500, 1, 20, "HTTP 500", [23]],
+                    [t + 240, "failed", 502, 1, 20, "HTTP 502", [23]],
+                ],
+            )
+        ),
+        v4(
+            c.ResultsRecorded(
+                now=t + 362,
+                node_id=1,
+                groups=[[t + 300, "failed", None, 1, 10000, "timeout after 10s", [23]]],
             )
         ),
         v4(c.JobTriggered(now=t + 232.4, job_id=25, slot=t + 232)),

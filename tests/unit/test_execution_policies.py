@@ -1,6 +1,7 @@
 """A job's execution policies as pure functions (a controlled clock, a
 controlled random draw) and through the scheduling parts with a recording
-executor: ``retry`` and ``timeout_seconds`` (carried on the ``Fire``)."""
+executor: ``retry`` and ``timeout_seconds`` (carried on the ``Fire``), and
+``overlap`` (decided by the owner, recorded by apply)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from scheduler0.daemon.executor.delivery import (
     job_plan,
     node_plan,
 )
+from scheduler0.daemon.executor.http import Fire
+from scheduler0.daemon.scheduling.overlap import InFlight, overlap_split, skip_reason
 from scheduler0.daemon.scheduling.policy import fire_policy_of
+from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.schema import encode_policy
-from tests.unit.harness import T0, World, run_async
+from tests.unit.harness import T0, RecordingExecutor, World, run_async
 from tests.unit.test_firing import setup
+from tests.unit.test_scheduler import scheduler, tick
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +110,143 @@ async def test_fires_carry_their_jobs_retry_and_timeout(world: World) -> None:
     await parts.tick(T0 + 20.1)  # the cached head carries it on the next fire too
     second = [f for f in world.executor.submitted if f.job_id == own][1]
     assert second.delivery is delivery
+
+
+# -- overlap: the split, and what is in flight -----------------------------------------------
+
+
+def test_overlap_split_allow_fires_everything() -> None:
+    assert overlap_split("allow", 5, [10, 20, 30]) == ([10, 20, 30], [])
+
+
+def test_overlap_split_skip_fires_only_when_nothing_runs() -> None:
+    assert overlap_split("skip", 0, [10]) == ([10], [])
+    assert overlap_split("skip", 1, [10]) == ([], [10])
+    assert overlap_split("skip", 0, [10, 20, 30]) == ([10], [20, 30])  # catchup=all
+
+
+def test_overlap_split_buffer_one_lets_one_wait() -> None:
+    assert overlap_split("buffer_one", 0, [10]) == ([10], [])
+    assert overlap_split("buffer_one", 1, [10]) == ([10], [])  # it waits
+    assert overlap_split("buffer_one", 2, [10]) == ([], [10])  # one waits already
+    assert overlap_split("buffer_one", 0, [10, 20, 30]) == ([10, 20], [30])
+    assert overlap_split("buffer_one", 1, [10, 20]) == ([10], [20])
+
+
+def test_skip_reasons_name_the_execution_in_flight() -> None:
+    assert skip_reason("skip", 7, [T0]) == f"overlap skip: 7-{T0} is still in flight"
+    assert skip_reason("buffer_one", 7, [T0]) == (
+        f"overlap buffer_one: 7-{T0} is still running and one execution already waits"
+    )
+
+
+def fire(job_id: int, slot: int) -> Fire:
+    return Fire(f"{job_id}-{slot}", job_id, slot, "http://r.invalid/cb", "s", b"{}")
+
+
+def test_in_flight_holds_a_fire_until_the_running_one_finishes() -> None:
+    executor = RecordingExecutor()
+    in_flight = InFlight(executor)
+    first, second, other = fire(1, T0), fire(1, T0 + 10), fire(2, T0)
+    assert in_flight.admit(first) and in_flight.admit(other)
+    assert not in_flight.admit(second)
+    assert (in_flight.busy(1), in_flight.busy(2), in_flight.busy(3)) == (2, 1, 0)
+    executor.finish([other])
+    in_flight.finished(executor.drain_results())
+    assert executor.submitted == []  # job 1 still runs
+    assert (in_flight.busy(1), in_flight.busy(2)) == (2, 0)
+    executor.finish([first], state="failed", status_code=500)
+    in_flight.finished(executor.drain_results())
+    assert executor.submitted == [second]  # released, now the running one
+    assert in_flight.in_flight(1) == [T0 + 10] and in_flight.busy(1) == 1
+    executor.submitted.clear()
+    executor.finish([second])
+    in_flight.finished(executor.drain_results())
+    assert (in_flight.running, in_flight.held, executor.submitted) == ({}, {}, [])
+
+
+def test_in_flight_ignores_results_of_jobs_it_does_not_track() -> None:
+    executor = RecordingExecutor()
+    in_flight = InFlight(executor)
+    assert in_flight.admit(fire(1, T0))
+    executor.finish([fire(1, T0 + 10), fire(5, T0)])  # not admitted here
+    in_flight.finished(executor.drain_results())
+    assert in_flight.in_flight(1) == [T0]
+
+
+# -- overlap: through the scheduler (owner decides, apply records) ----------------------------
+
+
+@run_async
+async def test_overlap_skip_records_the_slots_due_while_one_is_in_flight(world: World) -> None:
+    await world.project()
+    [plain] = await world.jobs("@every 10s")
+    [job] = await world.jobs("@every 10s", policy={"overlap": "skip"})
+    await world.assign_all()
+    s = scheduler(world)
+    executor = world.executor
+    await tick(s, world, T0 + 10.1)
+    await tick(s, world, T0 + 20.1)
+    await tick(s, world, T0 + 30.1)
+    sent = executor.sent_pairs()
+    assert sent == [(plain, T0 + 10), (job, T0 + 10), (plain, T0 + 20), (plain, T0 + 30)]
+    reason = f"overlap skip: {job}-{T0 + 10} is still in flight"
+    assert [cmd.skipped for cmd in world.commands(c.SlotsFired)] == [
+        [],
+        [[job, [T0 + 20], reason]],
+        [[job, [T0 + 30], reason]],
+    ]
+    assert world.executions() == [
+        (plain, T0 + 10, "dispatched"),
+        (plain, T0 + 20, "dispatched"),
+        (plain, T0 + 30, "dispatched"),
+        (job, T0 + 10, "dispatched"),
+        (job, T0 + 20, "skipped"),
+        (job, T0 + 30, "skipped"),
+    ]
+    errors = world.queries.db.execute(
+        "SELECT error FROM executions WHERE job_id = ? AND state = 'skipped'", (job,)
+    ).fetchall()
+    assert [row[0] for row in errors] == [reason, reason]
+    assert s.stats.skipped == 2
+    # The running one finishes: the next slot fires again.
+    executor.finish([f for f in executor.submitted if f.job_id == job])
+    await tick(s, world, T0 + 35)
+    await tick(s, world, T0 + 40.1)
+    assert executor.sent_pairs()[-2:] == [(plain, T0 + 40), (job, T0 + 40)]
+    assert world.commands(c.SlotsFired)[-1].skipped == []
+    row = world.queries.db.execute(
+        "SELECT last_fired_slot, fired_count, last_state FROM jobs WHERE id = ?", (job,)
+    ).fetchone()
+    assert tuple(row) == (T0 + 40, 2, "dispatched")  # a skipped slot is not a run
+
+
+@run_async
+async def test_overlap_buffer_one_holds_one_slot_and_skips_the_rest(world: World) -> None:
+    await world.project()
+    [job] = await world.jobs("@every 10s", policy={"overlap": "buffer_one"})
+    await world.assign_all()
+    s = scheduler(world)
+    executor = world.executor
+    await tick(s, world, T0 + 10.1)
+    await tick(s, world, T0 + 20.1)  # accepted, held: T0 + 10 still runs
+    await tick(s, world, T0 + 30.1)  # skipped: T0 + 20 already waits
+    assert executor.sent_pairs() == [(job, T0 + 10)]
+    assert world.executions() == [
+        (job, T0 + 10, "dispatched"),
+        (job, T0 + 20, "dispatched"),
+        (job, T0 + 30, "skipped"),
+    ]
+    [[_, [slot], reason]] = world.commands(c.SlotsFired)[-1].skipped
+    assert (slot, reason) == (
+        T0 + 30,
+        f"overlap buffer_one: {job}-{T0 + 10} is still running and one execution already waits",
+    )
+    executor.finish(executor.submitted)
+    await tick(s, world, T0 + 31)  # the running one ends: the waiting one is sent
+    assert executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 20)]
+    held = executor.submitted[1]
+    assert held.execution_id == f"{job}-{T0 + 20}"
+    await tick(s, world, T0 + 40.1)  # T0 + 20 runs, nothing waits: T0 + 40 may wait
+    assert world.executions()[-1] == (job, T0 + 40, "dispatched")
+    assert executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 20)]

@@ -481,6 +481,61 @@ def test_slots_fired_accepts_owned_active_later_slots(replica: Replica) -> None:
     assert fire(replica, [[1, T0], [3, T0 - 60]]) == []
 
 
+@covers(c.SlotsFired)
+def test_slots_fired_records_skipped_slots_with_their_reason(replica: Replica) -> None:
+    """Version 4: the proposer's overlap policy skipped them. They are recorded
+    after the fires, only for an owned active job and a later slot, and take
+    the slot without counting as a run."""
+    seed(replica, jobs=0)
+    replica.ok(
+        c.JobsCreated(
+            now=NOW,
+            jobs=[job(policy={"overlap": "skip"}), job(policy={"max_runs": 1}), job(), job()],
+        )
+    )
+    replica.ok(c.JobPaused(now=NOW, job_id=4, paused=True))
+    fired = replica.ok(
+        c.SlotsFired(
+            now=NOW + 1,
+            node_id=1,
+            epoch=3,
+            fires=[[1, T0], [2, T0]],
+            skipped=[
+                [1, [T0 - 60, T0 + 60, T0 + 120], "busy"],  # T0 - 60: before its fire
+                [2, [T0 + 60], "busy"],  # its max_runs is spent
+                [3, [T0 + 60], "busy"],
+                [4, [T0 + 60], "busy"],  # paused
+                [9, [T0 + 60], "busy"],  # no such job
+            ],
+            following=[[T0 + 180, [1, 3]]],
+        )
+    )
+    assert fired == {"accepted": [[1, T0], [2, T0]]}
+    assert replica.rows(
+        "SELECT job_id, slot, state, node_id, epoch, error, created_at FROM executions ORDER BY id"
+    ) == [
+        (1, T0, "dispatched", 1, 3, None, NOW + 1),
+        (2, T0, "dispatched", 1, 3, None, NOW + 1),
+        (1, T0 + 60, "skipped", 1, 3, "busy", NOW + 1),
+        (1, T0 + 120, "skipped", 1, 3, "busy", NOW + 1),
+        (3, T0 + 60, "skipped", 1, 3, "busy", NOW + 1),
+    ]
+    assert replica.rows(
+        "SELECT id, last_fired_slot, fired_count, last_state, next_run FROM jobs ORDER BY id"
+    ) == [
+        (1, T0 + 120, 1, "skipped", T0 + 180),
+        (2, T0, 1, "dispatched", 2**62),
+        (3, T0 + 60, 0, "skipped", T0 + 180),
+        (4, None, 0, None, None),
+    ]
+    # A skipped slot is taken: neither a fire nor another skip gets it again.
+    assert fire(replica, [[1, T0 + 120], [3, T0 + 60]]) == []
+    replica.ok(
+        c.SlotsFired(now=NOW + 2, node_id=2, epoch=3, fires=[], skipped=[[3, [T0 + 90], "x"]])
+    )
+    assert len(states(replica, "state = 'skipped'")) == 3  # not the owner: nothing recorded
+
+
 @covers(c.ResultsRecorded)
 def test_results_recorded_updates_rows_and_counters(replica: Replica) -> None:
     seed(replica, jobs=3)

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
 from scheduler0.daemon.scheduling.misfire import catch_up, due_slots, following_if_on_time
+from scheduler0.daemon.scheduling.overlap import overlap_split, skip_reason
 from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
 from scheduler0.daemon.scheduling.policy import DEFAULT_POLICY
 from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
@@ -62,6 +63,8 @@ class Firing:
         self._stats = stats
         self._grace = misfire_grace
         self._clock = clock
+        self._in_flight = dispatcher.in_flight
+        """What of the overlap-policy jobs is in flight (``overlap.InFlight``)."""
         self.in_flight = False
         """A ``SlotsFired`` is proposed and its outcome is not in yet."""
 
@@ -73,6 +76,7 @@ class Firing:
         capacity = self._executor.free_capacity()
         fires: list[list[int]] = []
         missed: list[list[Any]] = []
+        skipped: list[list[Any]] = []
         batch: Batch = {}
         if capacity > 0:
             grace = self._grace
@@ -81,7 +85,7 @@ class Firing:
                 slot = job.next_slot
                 if job.policy is not DEFAULT_POLICY:
                     job.pending = True
-                    batch[job.id] = (job, self._by_policy(job, now, fires, missed))
+                    batch[job.id] = (job, self._by_policy(job, now, fires, missed, skipped))
                     if len(fires) >= capacity:
                         break
                     continue
@@ -118,15 +122,24 @@ class Firing:
             missed=missed,
             following=[[slot, ids] for slot, ids in next_runs.items()],
             revisions=revisions,
+            skipped=skipped,
         )
         self.in_flight = True
-        self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))
+        self._proposer.propose(
+            command, lambda outcome: self._fired(batch, fires, outcome, missed, skipped)
+        )
 
     def _by_policy(
-        self, job: OwnedJob, now: float, fires: list[list[int]], missed: list[list[Any]]
+        self,
+        job: OwnedJob,
+        now: float,
+        fires: list[list[int]],
+        missed: list[list[Any]],
+        skipped: list[list[Any]],
     ) -> int:
-        """Split a job's due slots by its policies (``misfire.catch_up``), add
-        them to the tick's ``fires`` and ``missed``, and return its next slot.
+        """Split a job's due slots by its policies (``misfire.catch_up``, then
+        ``overlap.overlap_split``), add them to the tick's ``fires``,
+        ``missed`` and ``skipped``, and return its next slot.
 
         With ``jitter_seconds`` the job was due at its slot plus that slot's
         offset: lateness is counted from then (the policy sees the clock
@@ -138,17 +151,26 @@ class Firing:
         policy = job.policy
         window = policy.window(self._grace)
         runs_left = job.runs_left
+        following: int | None = None
         if runs_left is None or runs_left > 1:
+            # one slot due, on time: every catchup fires it
             following = following_if_on_time(job.schedule, slot, shifted, window)
-            if following is not None:  # one slot due, on time: every catchup fires it
-                fires.append([job.id, slot])
-                self._stats.recent_lag.append(shifted - slot)
-                return following
-        fired, listed, uncounted, following = catch_up(
-            job.schedule, slot, shifted, window, policy.catchup, runs_left
-        )
-        if listed or uncounted:
-            missed.append([job.id, listed, uncounted])
+        if following is not None:
+            fired = [slot]
+        else:
+            fired, listed, uncounted, following = catch_up(
+                job.schedule, slot, shifted, window, policy.catchup, runs_left
+            )
+            if listed or uncounted:
+                missed.append([job.id, listed, uncounted])
+        if policy.overlap != "allow" and fired:
+            in_flight = self._in_flight
+            fired, skip = overlap_split(policy.overlap, in_flight.busy(job.id), fired)
+            if skip:
+                reason = skip_reason(policy.overlap, job.id, in_flight.in_flight(job.id))
+                skipped.append([job.id, skip, reason])
+                if runs_left is not None:  # a skipped slot is not a run: more are left
+                    following = job.schedule.next_after(skip[-1])
         for fire_slot in fired:
             fires.append([job.id, fire_slot])
             self._stats.recent_lag.append(shifted - fire_slot)
@@ -160,6 +182,7 @@ class Firing:
         fires: list[list[int]],
         outcome: Outcome,
         missed: list[list[Any]] | None = None,
+        skipped: list[list[Any]] | None = None,
     ) -> None:
         self.in_flight = False
         result, error = outcome
@@ -176,6 +199,8 @@ class Firing:
         self._stats.rejected += len(fires) - len(accepted)
         if missed:
             self._stats.missed += sum(len(listed) + uncounted for _, listed, uncounted in missed)
+        if skipped:
+            self._stats.skipped += sum(len(slots) for _, slots, _ in skipped)
         self._reschedule(batch, fires, accepted)
         if accepted:
             self._dispatcher.dispatch(accepted, previous)

@@ -23,7 +23,8 @@ carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
 and scopes credentials (``CredentialCreated.scopes``, ``projects``,
 ``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``); 4
 adds a job's policies (``policy`` of a created job, ``JobUpdated.changes["policy"]``)
-and the note of a pause or resume (``JobPaused.note``). A
+and the note of a pause or resume (``JobPaused.note``), and the slots an
+overlap policy skipped (``SlotsFired.skipped``). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
@@ -203,6 +204,14 @@ class Missed(NamedTuple):
     uncounted: int
 
 
+class Skipped(NamedTuple):
+    """One entry of ``SlotsFired.skipped`` (version 4)."""
+
+    job_id: int
+    slots: list[int]
+    reason: str
+
+
 class ResultGroup(NamedTuple):
     """One entry of ``ResultsRecorded.groups``: the outcome shared by ``job_ids``."""
 
@@ -236,7 +245,10 @@ class SlotsFired(Command):
     slot after this tick, kept as its next run if the tick advances it and the
     job's schedule is still the one the proposer computed it from:
     ``revisions`` are ``[job_id, revision]`` for the jobs whose revision (bumped
-    by every change of schedule) was not 0 when the proposer loaded them."""
+    by every change of schedule) was not 0 when the proposer loaded them.
+    ``skipped`` (version 4) are ``[job_id, [slots...], reason]``: slots the
+    proposer's ``overlap`` policy skipped (the job's previous execution was
+    still in flight there), recorded ``skipped`` with the reason."""
 
     now: float
     node_id: int
@@ -245,9 +257,13 @@ class SlotsFired(Command):
     missed: list[list[Any]] = field(default_factory=list)
     following: list[list[Any]] = field(default_factory=list)
     revisions: list[list[int]] = field(default_factory=list)
+    skipped: list[list[Any]] = field(default_factory=list)
 
     def missed_entries(self) -> list[Missed]:
         return [Missed(*entry) for entry in self.missed]
+
+    def skipped_entries(self) -> list[Skipped]:
+        return [Skipped(*entry) for entry in self.skipped]
 
     def revision_of(self) -> dict[int, int]:
         """Job id -> the revision its next run was computed from (absent: 0)."""

@@ -45,6 +45,11 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     A job with ``max_runs`` (version 4) accepts no fire past it, and its
     last allowed fire leaves it with no next run (``NO_NEXT_RUN``): completed.
 
+    ``skipped`` slots (version 4: the proposer's overlap policy skipped them)
+    are recorded ``skipped`` with their reason, after the fires, under the
+    same rule as missed ones (a later slot of an active job the proposer
+    owns); they take the slot without counting as a run.
+
     A job the tick advances (a fire accepted, or missed slots recorded) keeps
     the slot ``following`` gives it as its next run, unless its schedule
     changed since the proposer loaded it (the revisions differ: the proposer's
@@ -69,12 +74,15 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
             " WHERE id IN (SELECT value FROM json_each(?))",
             (slot, next_run, json_ids(by_slot[slot, next_run])),
         )
+    if cmd.skipped:
+        _record_skipped(ctx.db, cmd, jobs, next_runs)
     return {"accepted": accepted}
 
 
 def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
     """The command's jobs that exist, are active and are the proposer's now."""
     ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
+    ids.update(entry[0] for entry in cmd.skipped)
     owners, node_id = ctx.assignment.owners, cmd.node_id
     return {
         job_id: _FiringJob(
@@ -124,6 +132,43 @@ def _record_missed(
         "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
         " last_state = 'missed', next_run = ? WHERE id = ?",
         ((n, jobs[j].last_fired, next_runs.get(j), j) for j, n in counts.items()),
+    )
+
+
+def _record_skipped(
+    db: sqlite3.Connection,
+    cmd: c.SlotsFired,
+    jobs: dict[int, _FiringJob],
+    next_runs: dict[int, int],
+) -> None:
+    """Rows (``error``: the reason) and the job's last slot for the skipped
+    slots later than each job's last fired slot; none for a job its
+    ``max_runs`` completed."""
+    rows: list[tuple[Any, ...]] = []
+    advanced: dict[int, int] = {}
+    for job_id, slots, reason in cmd.skipped_entries():
+        job = jobs.get(job_id)
+        if job is None or (job.runs_left is not None and job.runs_left <= 0):
+            continue
+        last = job.last_fired
+        fresh = [s for s in slots if last is None or s > last]
+        if not fresh:
+            continue
+        rows.extend(
+            (job_id, job.project_id, s, cmd.node_id, cmd.epoch, reason, cmd.now, cmd.now)
+            for s in fresh
+        )
+        job.last_fired = advanced[job_id] = max(fresh)
+    if not rows:
+        return
+    db.executemany(
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
+        " error, created_at, updated_at) VALUES (?, ?, ?, 'skipped', ?, ?, ?, ?, ?)",
+        rows,
+    )
+    db.executemany(
+        "UPDATE jobs SET last_fired_slot = ?, last_state = 'skipped', next_run = ? WHERE id = ?",
+        ((slot, next_runs.get(j), j) for j, slot in advanced.items()),
     )
 
 
