@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -144,3 +145,75 @@ def test_pause_after_failures_pauses_with_the_reason(
     # counted from 0 again after the resume: three new failures, not one
     assert again["status_note"] == "paused after 3 consecutive failures (last: HTTP 500)"
     assert again["failed_count"] >= stopped["failed_count"] + 3
+
+
+# -- overlap ---------------------------------------------------------------------------------
+
+
+def executions_of(client: Client, job_id: int) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = client.data(
+        "GET", f"/jobs/{job_id}/executions", params={"limit": 500}
+    )["executions"]
+    return rows
+
+
+def run_overlapping(
+    tmp_path: Path, client: Client, overlap: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """A job due every second against a receiver that takes 2.5 s to answer,
+    until it has 3 deliveries and 3 skipped slots: (executions, deliveries,
+    receiver stats)."""
+    with run_receiver(tmp_path, delay=2.5) as receiver:
+        job = create_job(client, f"{receiver.url}/cb", spec="@every 1s", overlap=overlap)
+        assert job["overlap"] == overlap
+
+        def enough() -> bool:
+            rows = executions_of(client, job["id"])
+            skipped = [r for r in rows if r["state"] == "skipped"]
+            delivered = [r for r in rows if r["state"] == "success"]
+            return len(skipped) >= 3 and len(delivered) >= 3
+
+        wait_until(enough, 40, what=f"3 deliveries and 3 skipped slots ({overlap})")
+        client.data("POST", f"/jobs/{job['id']}/pause", 200)
+        rows = executions_of(client, job["id"])
+        records = receiver.records()
+        stats = receiver.stats()
+    return rows, records, stats
+
+
+def test_overlap_skip_against_a_slow_receiver(tmp_path: Path, client: Client) -> None:
+    rows, records, stats = run_overlapping(tmp_path, client, "skip")
+
+    delivered = [r["execution_id"] for r in records]
+    assert len(delivered) == len(set(delivered))  # none delivered twice
+    assert stats["max_concurrency"] == 1  # never two executions of the job at once
+    skipped = [r for r in rows if r["state"] == "skipped"]
+    answered = {r["execution_id"] for r in rows if r["state"] == "success"}
+    sent = answered | {r["execution_id"] for r in rows if r["state"] == "dispatched"}
+    assert answered <= set(delivered) <= sent
+    for row in skipped:
+        assert row["execution_id"] not in delivered
+        assert row["attempts"] == 0 and row["status_code"] is None
+        running = row["error"].removeprefix("overlap skip: ").removesuffix(" is still in flight")
+        assert running in delivered, row["error"]  # the execution it waited on was sent
+        assert running < row["execution_id"]  # an earlier slot (same job id, same digits)
+    # Every slot of the job is accounted for once: delivered or skipped.
+    slots = sorted(r["slot"] for r in rows)
+    assert slots == list(range(slots[0], slots[-1] + 1))
+
+
+def test_overlap_buffer_one_against_a_slow_receiver(tmp_path: Path, client: Client) -> None:
+    rows, records, stats = run_overlapping(tmp_path, client, "buffer_one")
+
+    delivered = [r["execution_id"] for r in records]
+    assert len(delivered) == len(set(delivered))
+    assert stats["max_concurrency"] == 1  # the waiting one is sent after the running one
+    assert delivered == sorted(delivered)  # in slot order
+    for row in (r for r in rows if r["state"] == "skipped"):
+        assert row["error"].startswith("overlap buffer_one: ")
+        assert row["error"].endswith(" is still running and one execution already waits")
+        assert row["execution_id"] not in delivered
+    # Back to back: each delivery starts when the previous one's answer came.
+    starts = [r["t"] for r in records]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
+    assert all(gap >= 2.5 for gap in gaps), gaps
