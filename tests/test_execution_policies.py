@@ -73,7 +73,13 @@ def test_a_jobs_retry_attempts_are_honoured(
             f"{receiver.url}/cb",
             retry={"attempts": 2, "initial_seconds": 0.2, "multiplier": 2.0},
         )
-        assert job["retry"] == {"attempts": 2, "initial_seconds": 0.2, "multiplier": 2.0}
+        assert job["retry"] == {
+            "attempts": 2,
+            "initial_seconds": 0.2,
+            "multiplier": 2.0,
+            "cap_seconds": None,
+            "jitter": None,
+        }
         run = client.data("POST", f"/jobs/{job['id']}/run", 202)
         execution = finished(client, job["id"], run["execution_id"], 30)
         posts = Counter(r["execution_id"] for r in receiver.records())
