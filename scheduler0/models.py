@@ -120,6 +120,7 @@ def _patch_schema(schema: dict[str, Any]) -> None:
     """The JSON schema of a patch as validated: at least one field, and a field
     is left out rather than null (``data`` may be null)."""
     schema["minProperties"] = 1
+    _policies_last(schema)
     for name, prop in schema.get("properties", {}).items():
         prop.pop("default", None)
         choices = prop.get("anyOf")
@@ -127,6 +128,15 @@ def _patch_schema(schema: dict[str, Any]) -> None:
             kept = [choice for choice in choices if choice.get("type") != "null"]
             prop.pop("anyOf")
             prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
+
+
+def _policies_last(schema: dict[str, Any]) -> None:
+    """A job's own fields first in its JSON schema, then its policies."""
+    properties = schema.get("properties", {})
+    schema["properties"] = {
+        **{k: v for k, v in properties.items() if k not in POLICY_FIELDS},
+        **{k: v for k, v in properties.items() if k in POLICY_FIELDS},
+    }
 
 
 class _Patch(_Input):
@@ -485,6 +495,8 @@ class _JobPolicies(_Input):
 
 
 class JobIn(_JobPolicies):
+    model_config = ConfigDict(json_schema_extra=_policies_last)
+
     project_id: StrictInt = Field(validation_alias=_alias("project_id"), ge=1)
     spec: StrictStr = Field(min_length=1, max_length=256)
     timezone: StrictStr = Field(default="UTC", max_length=64)
@@ -698,8 +710,9 @@ class JobOut(_Output):
     paused: bool = False
     status: Literal["active", "paused", "completed"] = Field(
         default="active",
-        description="completed: no run left (past end_at or max_runs, an @at that ran);"
-        " a completed job that is changed to have runs again is active again.",
+        description="completed: no run left (past end_at or max_runs, an @at that ran),"
+        " also when paused; a completed job that is changed to have runs again is active"
+        " again.",
     )
     status_note: str | None = Field(
         default=None, description="The note of the last pause or resume."

@@ -325,6 +325,35 @@ def test_adding_then_removing_a_node_rebalances_without_loss(tmp_path: Path) -> 
     assert result["lost"] == 0, result
 
 
+def test_a_node_removed_while_down_stops_by_itself_when_it_comes_back(tmp_path: Path) -> None:
+    """It never applied its MemberLeft (raft stopped sending it the log while it was
+    down): once leaderless it asks the others, learns it was removed, and stops
+    instead of campaigning. The cluster it left goes on taking writes."""
+    with running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        credential = create_credential(leader)
+        leaving = next(n for n in cl.nodes if n is not leader)
+        leaving.kill()
+        response = httpx.delete(
+            f"{leader.api}/cluster/members/{leaving.node_id}",
+            headers=operator_headers(),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        leaving.start(wait=False)
+        wait_until(
+            lambda: leaving.proc is not None and leaving.proc.poll() is not None,
+            timeout=40,
+            what="the node removed while down to stop by itself",
+        )
+        log_text = (leaving.workdir / "node.log").read_text()
+        assert "was removed from the cluster; stopping (member" in log_text, leaving.log_tail()
+        assert leaving.proc is not None and leaving.proc.returncode == 0, leaving.log_tail()
+        client = Client(leader.api, credential)
+        client.data("POST", "/projects", 201, json={"name": "after-removal"})
+        client.close()
+
+
 def _new_member(cl: Cluster, workdir: Path, node_id: int) -> NodeProcess:
     node = NodeProcess(workdir, node_id=node_id, extra_env=dict(ENV))
     node.replicas = [

@@ -214,6 +214,7 @@ class Coordinator:
         """Record this node, and the configured replicas raft knows, as members."""
         settings = self._settings
         known = {m["node_id"] for m in self._queries.members()}
+        known.update(self._queries.departed_member_ids())  # removed: never re-registered
         partners = set(self._log.status().get("partners_connected", {}))
         wanted = [(settings.node_id, settings.address, settings.raft_address)]
         wanted += [r for r in settings.replicas if r[2] in partners]
@@ -221,7 +222,11 @@ class Coordinator:
             if node_id not in known:
                 await self._writes.propose(
                     c.MemberJoined(
-                        now=time.time(), node_id=node_id, address=address, raft_address=raft_address
+                        now=time.time(),
+                        node_id=node_id,
+                        address=address,
+                        raft_address=raft_address,
+                        automatic=True,
                     )
                 )
 

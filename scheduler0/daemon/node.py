@@ -30,6 +30,7 @@ from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
 from scheduler0.daemon.executor.destinations import DestinationGuard, policy_for
 from scheduler0.daemon.executor.http import Executor
 from scheduler0.daemon.metrics import Metrics, Readings
+from scheduler0.daemon.peers import removal_witness
 from scheduler0.daemon.raft import RaftLog, RaftOptions, max_message_bytes, raft_password
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
@@ -326,6 +327,8 @@ class NodeStatus:
             "halted": self._halted(),
             "state_digest": self._machine.digest(),
             "counts": self._queries.counts(),
+            "member_ids": sorted(int(m["node_id"]) for m in self._queries.members()),
+            "departed_member_ids": self._queries.departed_member_ids(),
         }
 
     def status(self) -> dict[str, Any]:
@@ -416,6 +419,7 @@ class Node:
             over_memory=memory.over,
             halted=self.halted,
             low_disk=disk.low,
+            removal_witness=lambda: removal_witness(settings, self.queries.members()),
         )
         self.metrics.read_from(
             Readings(

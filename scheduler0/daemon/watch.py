@@ -4,7 +4,12 @@ or leaves, when the memory guard turns on or off. A node removed from the
 cluster says so and stops (it would otherwise campaign forever).
 
 Polls the node's own status (cheap reads) every ``period`` seconds on the event
-loop; it never proposes anything.
+loop; it never proposes anything. A node normally learns of its removal by
+applying its own ``MemberLeft``; one that missed it (down or too slow while it
+was removed, so raft stopped sending it the log first) only sees its leader
+go. After ``orphan_after`` seconds without a leader it asks the other members
+(``removal_witness``) whether one of them, further along the log, no longer
+lists it; if so it stops too.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,7 +51,10 @@ class Watch:
         halted: Callable[[], str | None] = lambda: None,
         low_disk: Callable[[], bool] = lambda: False,
         stop_node: Callable[[], None] | None = None,
+        removal_witness: Callable[[], Awaitable[int | None]] | None = None,
         period: float = 0.5,
+        orphan_after: float = 3.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._node_id = node_id
         self._raft = raft
@@ -56,7 +65,12 @@ class Watch:
         self._low_disk = low_disk
         self._seen_low_disk = False
         self._stop_node = stop_node or _terminate_self
+        self._removal_witness = removal_witness
         self._period = period
+        self._orphan_after = orphan_after
+        self._clock = clock
+        self._leaderless_since: float | None = None
+        self._asked_at: float | None = None
         self._seen = Observed()
         self._was_member = False
         self._stopping = False
@@ -69,6 +83,7 @@ class Watch:
         while not self._stopping:
             try:
                 self.check()
+                await self.check_orphaned()
             except Exception:
                 log.exception("watch failed")
             await asyncio.sleep(self._period)
@@ -85,11 +100,41 @@ class Watch:
         self._check_members()
         self._check_guards()
 
+    async def check_orphaned(self) -> None:
+        """Stop if this node has been without a leader for ``orphan_after``
+        seconds and another member proves it was removed (asked at most once
+        every ``orphan_after`` seconds)."""
+        if self._stopping or self._removal_witness is None:
+            return
+        now = self._clock()
+        if self._leaderless_since is None or now - self._leaderless_since < self._orphan_after:
+            return
+        if self._asked_at is not None and now - self._asked_at < self._orphan_after:
+            return
+        self._asked_at = now
+        witness = await self._removal_witness()
+        if witness is not None and not self._stopping:
+            log.warning(
+                "this node (%d) was removed from the cluster; stopping (member %d no longer"
+                " lists it)",
+                self._node_id,
+                witness,
+            )
+            self._stopping = True
+            self._stop_node()
+
     def _check_raft(self) -> None:
         raft, seen = self._raft(), self._seen
+        leader, role = raft.get("leader"), raft.get("state")
+        # A node that restarts after its removal never gets ready (no leader
+        # sends it the log), so leaderless time counts before ready too.
+        if leader is None and role != "leader":
+            if self._leaderless_since is None:
+                self._leaderless_since = self._clock()
+        else:
+            self._leaderless_since = None
         if not raft.get("ready"):
             return
-        leader, role = raft.get("leader"), raft.get("state")
         if leader != seen.leader:
             if leader is None:
                 log.warning("no leader (was %s, term %s)", seen.leader, raft.get("term"))

@@ -644,7 +644,7 @@ def v4_journal() -> list[bytes]:
         v4(c.ExecutionsLost(now=t + 233, executions=[[8, t + 60], [9, t + 60]])),
         v4(c.ExecutionsRedispatched(now=t + 234, node_id=1, executions=[[8, t + 60]])),
         v4(c.JobDeleted(now=t + 235, job_id=10)),
-        v4(c.MemberLeft(now=t + 236, node_id=2)),
+        v4(c.MemberLeft(now=t + 236, node_id=2, remember=True)),  # as nodes propose it now
         v4(c.ProjectDeleted(now=t + 237, project_id=2)),
         v4(c.JobsCreated(now=t + 238, jobs=jobs(t, 2), idempotency=["key-a", "fp-1", t + 9e4])),
         v4(

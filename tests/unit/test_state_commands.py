@@ -835,6 +835,28 @@ def test_members_join_rejoin_and_leave(replica: Replica) -> None:
     assert replica.rows("SELECT node_id FROM members") == [(1,)]
 
 
+def test_a_remembered_departure_is_never_undone_by_an_automatic_join(replica: Replica) -> None:
+    """The leader registers configured replicas raft knows; between a removal's
+    MemberLeft and raft dropping the node it still knows the leaving one."""
+    joined = c.MemberJoined(now=NOW, node_id=2, address="http://b:9090", raft_address="b:7070")
+    replica.ok(joined)
+    replica.ok(c.MemberLeft(now=NOW + 1, node_id=2, remember=True))
+    assert replica.rows("SELECT * FROM departed_members") == [(2, NOW + 1)]
+    ignored = replica.ok(dataclasses.replace(joined, now=NOW + 2, automatic=True))
+    assert ignored == {"node_id": 2, "ignored": "departed"}
+    assert replica.rows("SELECT node_id FROM members") == []
+    # An operator adding it back is obeyed, and it is no longer departed.
+    assert replica.ok(dataclasses.replace(joined, now=NOW + 3)) == {"node_id": 2}
+    assert replica.rows("SELECT node_id FROM members") == [(2,)]
+    assert replica.rows("SELECT * FROM departed_members") == []
+
+
+def test_an_older_member_left_records_no_departure(replica: Replica) -> None:
+    replica.ok(c.MemberJoined(now=NOW, node_id=2, address="http://b:9090", raft_address="b:7070"))
+    replica.ok(c.MemberLeft(now=NOW + 1, node_id=2))
+    assert replica.rows("SELECT * FROM departed_members") == []
+
+
 def test_listeners_hear_what_changed_after_commit_only(tmp_path: Path) -> None:
     heard: list[tuple[str, Any]] = []
     replica = Replica(

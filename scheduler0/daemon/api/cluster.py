@@ -12,36 +12,14 @@ import asyncio
 import time
 from typing import Any
 
-import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
+from scheduler0.daemon import peers
 from scheduler0.daemon.api.http import Services, json_body, ok, path_id, services
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import FieldError, NotFound, ValidationFailed
-from scheduler0.tls import client_context
-
-
-async def _peer_status(
-    client: httpx.AsyncClient, member: dict[str, Any], settings: Settings
-) -> dict[str, Any]:
-    started = time.monotonic()
-    try:
-        response = await client.get(
-            f"{member['address']}/api/v1/peer/status",
-            auth=(settings.auth_username or "", settings.auth_password or ""),
-            headers={"x-peer": "peer"},
-        )
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()["data"]
-        data["reachable"] = True
-    except Exception as exc:
-        data = {"node_id": member["node_id"], "reachable": False, "error": str(exc)[:200]}
-    data["address"] = member["address"]
-    data["raft_address"] = member["raft_address"]
-    data["response_ms"] = int((time.monotonic() - started) * 1000)
-    return data
 
 
 async def cluster_status(svc: Services) -> dict[str, Any]:
@@ -49,17 +27,16 @@ async def cluster_status(svc: Services) -> dict[str, Any]:
     local = svc.status.local_status()
     members = svc.queries.members()
     timeout = settings.peer_auth_request_timeout_ms / 1000
-    verify = client_context(settings.tls_ca_file)
-    async with httpx.AsyncClient(timeout=timeout, verify=verify) as client:
-        peers = await asyncio.gather(
+    async with peers.peer_client(settings, timeout) as client:
+        others = await asyncio.gather(
             *(
-                _peer_status(client, m, settings)
+                peers.peer_status(client, m, settings)
                 for m in members
                 if m["node_id"] != settings.node_id
             )
         )
     local.update(reachable=True, response_ms=0)
-    nodes = sorted([local, *peers], key=lambda n: n["node_id"])
+    nodes = sorted([local, *others], key=lambda n: n["node_id"])
     raft = local["raft"]
     leader = raft.get("leader")
     for entry in nodes:
@@ -136,7 +113,7 @@ async def remove_member(request: Request) -> Response:
         raise NotFound(f"no member with node id {node_id}")
     # MemberLeft first, while the leaving node still receives the log: it sees
     # itself removed, says so and stops (raft alone would leave it campaigning).
-    await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id))
+    await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id, remember=True))
     if node_id != svc.settings.node_id:
         applied_here = svc.status.local_status()["state_digest"]["index"]
         await _until_applied(svc.settings, member, applied_here, LEAVE_NOTICE_SECONDS)
@@ -155,10 +132,9 @@ async def _until_applied(
     so that it sees its own MemberLeft before raft stops sending it the log. A
     member that is down or slow is not waited for longer: the removal goes on."""
     deadline = time.monotonic() + timeout
-    verify = client_context(settings.tls_ca_file)
-    async with httpx.AsyncClient(timeout=1.0, verify=verify) as client:
+    async with peers.peer_client(settings, 1.0) as client:
         while time.monotonic() < deadline:
-            status = await _peer_status(client, member, settings)
+            status = await peers.peer_status(client, member, settings)
             applied = (status.get("state_digest") or {}).get("index", -1)
             if status.get("reachable") and applied >= index:
                 return True

@@ -302,16 +302,26 @@ class AssignmentChanged(Command):
 
 @dataclass(frozen=True)
 class MemberJoined(Command):
+    """``automatic``: proposed by the leader for a configured replica raft knows
+    (not by an operator); ignored for a node that has departed, so a removal is
+    never undone by the leader seeing the leaving node before raft dropped it."""
+
     now: float
     node_id: int
     address: str
     raft_address: str
+    automatic: bool = False
 
 
 @dataclass(frozen=True)
 class MemberLeft(Command):
+    """``remember``: record the departure (older entries did not), so that the
+    leader does not re-register the node and a node removed while it was down
+    can learn it from the others."""
+
     now: float
     node_id: int
+    remember: bool = False
 
 
 @dataclass(frozen=True)

@@ -243,3 +243,7 @@ class Queries:
 
     def members(self) -> list[dict[str, Any]]:
         return [dict(r) for r in self.db.execute("SELECT * FROM members ORDER BY node_id")]
+
+    def departed_member_ids(self) -> list[int]:
+        """Nodes removed from the cluster (and not added back since)."""
+        return [r[0] for r in self.db.execute("SELECT node_id FROM departed_members ORDER BY 1")]

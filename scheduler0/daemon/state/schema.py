@@ -104,6 +104,10 @@ CREATE TABLE IF NOT EXISTS members (
     raft_address TEXT NOT NULL,
     joined_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS departed_members (
+    node_id INTEGER PRIMARY KEY,
+    left_at REAL NOT NULL
+);
 """
 
 

@@ -32,6 +32,13 @@ def assignment_changed(ctx: ApplyContext, cmd: c.AssignmentChanged) -> dict[str,
 @handles(c.MemberJoined)
 def member_joined(ctx: ApplyContext, cmd: c.MemberJoined) -> dict[str, Any]:
     db = ctx.db
+    departed = db.execute(
+        "SELECT 1 FROM departed_members WHERE node_id = ?", (cmd.node_id,)
+    ).fetchone()
+    if departed is not None:
+        if cmd.automatic:
+            return {"node_id": cmd.node_id, "ignored": "departed"}
+        db.execute("DELETE FROM departed_members WHERE node_id = ?", (cmd.node_id,))
     db.execute(
         "INSERT INTO members (node_id, address, raft_address, joined_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT(node_id) DO UPDATE SET address = excluded.address,"
@@ -46,5 +53,10 @@ def member_joined(ctx: ApplyContext, cmd: c.MemberJoined) -> dict[str, Any]:
 def member_left(ctx: ApplyContext, cmd: c.MemberLeft) -> dict[str, Any]:
     db = ctx.db
     db.execute("DELETE FROM members WHERE node_id = ?", (cmd.node_id,))
+    if cmd.remember:
+        db.execute(
+            "INSERT OR REPLACE INTO departed_members (node_id, left_at) VALUES (?, ?)",
+            (cmd.node_id, cmd.now),
+        )
     ctx.changed(Change.MEMBERS, cmd.node_id)
     return {"node_id": cmd.node_id}
