@@ -181,3 +181,14 @@ async def test_jitter_sends_each_slot_at_its_offset_the_same_on_two_nodes(
     assert len(offsets) > 1  # not one fixed delay
     assert first[: len(expected)] == expected
     assert second == first
+
+
+@run_async
+async def test_catchup_all_takes_no_more_than_the_executor_has_room_for(world: World) -> None:
+    parts, _ = await one_job(world, "@every 10s", catchup="all", catchup_window_seconds=600.0)
+    world.executor.capacity = 3
+    await parts.tick(T0 + 60.5)  # six slots due
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30]
+    await parts.tick(T0 + 60.6)
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60]
+    assert world.executions("missed") == []

@@ -24,7 +24,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
-from scheduler0.daemon.scheduling.misfire import catch_up, due_slots, following_if_on_time
+from scheduler0.daemon.scheduling.misfire import (
+    CATCHUP_FIRES,
+    catch_up,
+    due_slots,
+    following_if_on_time,
+)
 from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
 from scheduler0.daemon.scheduling.policy import DEFAULT_POLICY
 from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
@@ -81,7 +86,8 @@ class Firing:
                 slot = job.next_slot
                 if job.policy is not DEFAULT_POLICY:
                     job.pending = True
-                    batch[job.id] = (job, self._by_policy(job, now, fires, missed))
+                    room = capacity - len(fires)
+                    batch[job.id] = (job, self._by_policy(job, now, fires, missed, room))
                     if len(fires) >= capacity:
                         break
                     continue
@@ -123,10 +129,17 @@ class Firing:
         self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))
 
     def _by_policy(
-        self, job: OwnedJob, now: float, fires: list[list[int]], missed: list[list[Any]]
+        self,
+        job: OwnedJob,
+        now: float,
+        fires: list[list[int]],
+        missed: list[list[Any]],
+        room: int,
     ) -> int:
         """Split a job's due slots by its policies (``misfire.catch_up``), add
         them to the tick's ``fires`` and ``missed``, and return its next slot.
+        ``catchup=all`` fires at most ``room`` (the executor's free capacity
+        left in this tick) slots; the rest stay due for the next ticks.
 
         With ``jitter_seconds`` the job was due at its slot plus that slot's
         offset: lateness is counted from then (the policy sees the clock
@@ -145,7 +158,13 @@ class Firing:
                 self._stats.recent_lag.append(shifted - slot)
                 return following
         fired, listed, uncounted, following = catch_up(
-            job.schedule, slot, shifted, window, policy.catchup, runs_left
+            job.schedule,
+            slot,
+            shifted,
+            window,
+            policy.catchup,
+            runs_left,
+            max(1, min(CATCHUP_FIRES, room)),  # a backlog never overfills the executor
         )
         if listed or uncounted:
             missed.append([job.id, listed, uncounted])
