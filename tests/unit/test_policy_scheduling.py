@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from scheduler0.daemon.api import views
@@ -125,6 +126,13 @@ async def test_catchup_all_fires_each_missed_slot_within_the_window_once_in_orde
         "SELECT slot, COUNT(*) FROM executions WHERE job_id = ? GROUP BY slot", (job_id,)
     ).fetchall()
     assert all(count == 1 for _, count in rows)
+    # Each caught-up run names the run before it as its last execution.
+    previous = [
+        orjson.loads(f.payload)["last_execution_date"]
+        for f in world.executor.submitted
+        if isinstance(f.payload, bytes)
+    ]
+    assert previous == [None, *(iso(slot) for slot in fired_slots(world)[:-1])]
 
 
 @run_async
