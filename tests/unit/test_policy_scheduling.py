@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from scheduler0.daemon.api import views
@@ -125,6 +126,13 @@ async def test_catchup_all_fires_each_missed_slot_within_the_window_once_in_orde
         "SELECT slot, COUNT(*) FROM executions WHERE job_id = ? GROUP BY slot", (job_id,)
     ).fetchall()
     assert all(count == 1 for _, count in rows)
+    # Each caught-up run names the run before it as its last execution.
+    previous = [
+        orjson.loads(f.payload)["last_execution_date"]
+        for f in world.executor.submitted
+        if isinstance(f.payload, bytes)
+    ]
+    assert previous == [None, *(iso(slot) for slot in fired_slots(world)[:-1])]
 
 
 @run_async
@@ -181,3 +189,14 @@ async def test_jitter_sends_each_slot_at_its_offset_the_same_on_two_nodes(
     assert len(offsets) > 1  # not one fixed delay
     assert first[: len(expected)] == expected
     assert second == first
+
+
+@run_async
+async def test_catchup_all_takes_no_more_than_the_executor_has_room_for(world: World) -> None:
+    parts, _ = await one_job(world, "@every 10s", catchup="all", catchup_window_seconds=600.0)
+    world.executor.capacity = 3
+    await parts.tick(T0 + 60.5)  # six slots due
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30]
+    await parts.tick(T0 + 60.6)
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60]
+    assert world.executions("missed") == []

@@ -24,7 +24,12 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
-from scheduler0.daemon.scheduling.misfire import catch_up, due_slots, following_if_on_time
+from scheduler0.daemon.scheduling.misfire import (
+    CATCHUP_FIRES,
+    catch_up,
+    due_slots,
+    following_if_on_time,
+)
 from scheduler0.daemon.scheduling.overlap import overlap_split, skip_reason
 from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
 from scheduler0.daemon.scheduling.policy import DEFAULT_POLICY
@@ -85,7 +90,11 @@ class Firing:
                 slot = job.next_slot
                 if job.policy is not DEFAULT_POLICY:
                     job.pending = True
-                    batch[job.id] = (job, self._by_policy(job, now, fires, missed, skipped))
+                    room = capacity - len(fires)
+                    batch[job.id] = (
+                        job,
+                        self._by_policy(job, now, fires, missed, skipped, room),
+                    )
                     if len(fires) >= capacity:
                         break
                     continue
@@ -136,10 +145,13 @@ class Firing:
         fires: list[list[int]],
         missed: list[list[Any]],
         skipped: list[list[Any]],
+        room: int,
     ) -> int:
         """Split a job's due slots by its policies (``misfire.catch_up``, then
         ``overlap.overlap_split``), add them to the tick's ``fires``,
         ``missed`` and ``skipped``, and return its next slot.
+        ``catchup=all`` fires at most ``room`` (the executor's free capacity
+        left in this tick) slots; the rest stay due for the next ticks.
 
         With ``jitter_seconds`` the job was due at its slot plus that slot's
         offset: lateness is counted from then (the policy sees the clock
@@ -159,7 +171,13 @@ class Firing:
             fired = [slot]
         else:
             fired, listed, uncounted, following = catch_up(
-                job.schedule, slot, shifted, window, policy.catchup, runs_left
+                job.schedule,
+                slot,
+                shifted,
+                window,
+                policy.catchup,
+                runs_left,
+                max(1, min(CATCHUP_FIRES, room)),  # a backlog never overfills the executor
             )
             if listed or uncounted:
                 missed.append([job.id, listed, uncounted])

@@ -206,7 +206,7 @@ class OwnedJobs:
                 policy.runs_left(row["fired_count"]),
             )
             kept = row["next_run"]  # kept in state since command version 3
-            if kept is None:
+            if kept is None or job.runs_left == 0:
                 kept = resume_slot(schedule, row["not_before"], job.last_fired, job.runs_left)
             self.push(job, kept)
 
