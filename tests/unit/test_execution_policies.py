@@ -250,3 +250,49 @@ async def test_overlap_buffer_one_holds_one_slot_and_skips_the_rest(world: World
     await tick(s, world, T0 + 40.1)  # T0 + 20 runs, nothing waits: T0 + 40 may wait
     assert world.executions()[-1] == (job, T0 + 40, "dispatched")
     assert executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 20)]
+
+
+@run_async
+async def test_overlap_skip_with_catchup_all_skips_the_whole_backlog(world: World) -> None:
+    await world.project()
+    policy = {"overlap": "skip", "catchup": "all", "catchup_window_seconds": 300.0}
+    [job] = await world.jobs("@every 10s", policy=policy)
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 10.1)
+    await tick(s, world, T0 + 40.1)  # three slots due, T0 + 10 still in flight
+    assert world.executor.sent_pairs() == [(job, T0 + 10)]
+    assert [entry[:2] for entry in world.commands(c.SlotsFired)[-1].skipped] == [
+        [job, [T0 + 20, T0 + 30, T0 + 40]]
+    ]
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 45)
+    world.executor.submitted.clear()
+    await tick(s, world, T0 + 70.1)  # nothing in flight: the oldest fires, the others wait on it
+    assert world.executor.sent_pairs() == [(job, T0 + 50)]
+    assert world.commands(c.SlotsFired)[-1].skipped == [
+        [job, [T0 + 60, T0 + 70], f"overlap skip: {job}-{T0 + 50} is still in flight"]
+    ]
+
+
+@run_async
+async def test_a_skipped_slot_does_not_use_up_max_runs(world: World) -> None:
+    await world.project()
+    [job] = await world.jobs("@every 10s", policy={"overlap": "skip", "max_runs": 2})
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 10.1)
+    await tick(s, world, T0 + 20.1)  # the last run allowed would be this one: skipped
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 25)
+    await tick(s, world, T0 + 30.1)
+    assert world.executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 30)]
+    assert world.executions() == [
+        (job, T0 + 10, "success"),
+        (job, T0 + 20, "skipped"),
+        (job, T0 + 30, "dispatched"),
+    ]
+    row = world.queries.db.execute(
+        "SELECT fired_count, next_run FROM jobs WHERE id = ?", (job,)
+    ).fetchone()
+    assert tuple(row) == (2, 2**62)  # its two runs done: completed

@@ -185,7 +185,9 @@ class Firing:
             in_flight = self._in_flight
             fired, skip = overlap_split(policy.overlap, in_flight.busy(job.id), fired)
             if skip:
-                reason = skip_reason(policy.overlap, job.id, in_flight.in_flight(job.id))
+                # what it waits on: sent earlier, or fired just before it in this tick
+                running = in_flight.in_flight(job.id) or fired
+                reason = skip_reason(policy.overlap, job.id, running)
                 skipped.append([job.id, skip, reason])
                 if runs_left is not None:  # a skipped slot is not a run: more are left
                     following = job.schedule.next_after(skip[-1])
