@@ -533,3 +533,14 @@ def test_a_jobs_backoff_spaces_its_retries(tmp_path: Path) -> None:
     assert len(gaps) == 2
     assert 0.2 <= gaps[0] < 0.5
     assert 0.6 <= gaps[1] < 1.2
+
+
+def test_a_jobs_retries_go_through_its_destinations_circuit() -> None:
+    """A job allowed 8 retries against a closed port: its first five attempts
+    open the destination's circuit, and its later retries fail at once there,
+    as any callback's would."""
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    own = with_delivery(make_fires(closed, 1), Delivery(retry_max=8, initial_seconds=0.01))
+    [result] = run(lambda ex: deliver(ex, own), max_workers=1, timeout=2.0)
+    assert (result.state, result.attempts) == ("failed", 9)
+    assert result.error is not None and "circuit open" in result.error
