@@ -582,7 +582,7 @@ def test_results_recorded_updates_rows_and_counters(replica: Replica) -> None:
     assert replica.one("SELECT success_count, last_state FROM jobs WHERE id = 1") == (2, "success")
 
 
-@covers(c.ResultsRecorded, c.JobPaused)
+@covers(c.ResultsRecorded, c.JobPaused, c.JobUpdated)
 def test_results_recorded_pauses_after_consecutive_failures(replica: Replica) -> None:
     """Job 1 pauses after 3 failures in a row (a success in between starts
     over); job 2 (no policy) fails as often and keeps firing; a resume clears
@@ -631,6 +631,14 @@ def test_results_recorded_pauses_after_consecutive_failures(replica: Replica) ->
     replica.ok(c.JobPaused(now=NOW + 400, job_id=1, paused=False, note="fixed"))
     assert counts()[0] == (1, 0, 0)
     assert replica.one("SELECT status_note FROM jobs WHERE id = 1") == ("fixed",)
+    # A new limit counts from when it is set; another policy's change keeps the count.
+    outcome(T0 + 420, "failed", "HTTP 500")
+    replica.ok(c.JobUpdated(now=NOW + 430, job_id=1, changes={"policy": {"overlap": "skip"}}))
+    assert counts()[0] == (1, 0, 1)
+    replica.ok(
+        c.JobUpdated(now=NOW + 431, job_id=1, changes={"policy": {"pause_after_failures": 5}})
+    )
+    assert counts()[0] == (1, 0, 0)
 
 
 # -- lost executions -----------------------------------------------------------------------

@@ -83,6 +83,8 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
     changes = {k: v for k, v in cmd.changes.items() if k in JOB_COLUMNS}
     if "policy" in cmd.changes:  # version 4: merged into the job's policies
         changes["policy"] = _merged_policy(db, cmd.job_id, cmd.changes["policy"])
+        if "pause_after_failures" in cmd.changes["policy"]:
+            changes["consecutive_failures"] = 0  # counted from when the limit is set
     bump = ""
     if "next_run" in changes:  # version 3: a new schedule, and its first slot
         bump = ", revision = revision + 1"
