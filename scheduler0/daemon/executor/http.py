@@ -5,8 +5,9 @@ The scheduler hands accepted fires to :meth:`Executor.submit` and collects
 
 Wire format (the seed contract; each item is built by ``callback_body``):
 
-- Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` form a
-  batch, sent as ``POST callback_url`` with a JSON array of their payloads.
+- Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` (and
+  their job's retry/timeout ``delivery``, below) form a batch, sent as ``POST
+  callback_url`` with a JSON array of their payloads.
 - A batch whose array would exceed ``payload_max_bytes`` is split into chunks,
   each body at most ``payload_max_bytes`` (a single payload larger than that is
   sent alone, as a one-item array: it cannot be split further).
@@ -109,7 +110,7 @@ class Fire:
     job_id: int
     slot: int  # unix seconds of the scheduled slot
     callback_url: str
-    signing_secret: str  # per project; fires batch by (callback_url, signing_secret)
+    signing_secret: str  # per project; fires batch by (callback_url, signing_secret, delivery)
     payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
     delivery: Delivery | None = None  # the job's retry/timeout policies; None: the node's
 
