@@ -22,6 +22,13 @@ the leader, and sums the nodes' CPU.
 
     python bench/fire_rate.py [--nodes 1|3] [--jobs 1000,2000,5000,10000,20000] [--duration 20]
         [--receiver lean|starlette] [--warmup 5] [--drain 5] [--flush-before-ack on|off]
+        [--policies off|on|compare]
+
+``--policies on`` gives every job every policy (``POLICIES``: values that
+change nothing a run of this length fires, so the figures compare like with
+like: the policy path of the scheduler and apply against the plain one);
+``--policies compare`` runs each step with plain jobs, then with policies, and
+reports the ratio of their delivered fires/s and node CPU.
 
 ``--receiver lean`` (default) is ``bench/lean_receiver.py`` (raw asyncio);
 ``starlette`` is ``tests.support.receiver`` (uvicorn + Starlette, one JSON line
@@ -68,7 +75,24 @@ def read_deliveries(kind: str, out: Path) -> list[tuple[float, str]]:
     return deliveries
 
 
-def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
+def policies(now: float) -> dict[str, Any]:
+    """Every job policy, at values under which every slot of the run still
+    fires once (``jitter_seconds`` 0: an ``@every 1s`` job allows no more)."""
+    return {
+        "overlap": "buffer_one",
+        "retry": {"attempts": 3, "initial_seconds": 1, "multiplier": 2, "cap_seconds": 10},
+        "timeout_seconds": 30,
+        "catchup": "all",
+        "catchup_window_seconds": 60,
+        "start_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - 3600)),
+        "end_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now + 86400)),
+        "jitter_seconds": 0,
+        "max_runs": 10**9,
+        "pause_after_failures": 1000,
+    }
+
+
+def one_step(jobs: int, args: argparse.Namespace, with_policies: bool = False) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{args.nodes}x{jobs}-"))
     env = common.flush_env(getattr(args, "flush_before_ack", None))
     cluster = Cluster(workdir, args.nodes, extra_env=env) if args.nodes > 1 else None
@@ -87,6 +111,7 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         response.raise_for_status()
         project_id = response.json()["data"]["id"]
         callback = f"{receiver_url}/cb"
+        extra = policies(time.time()) if with_policies else {}
         created = 0
         create_started = time.time()
         while created < jobs:
@@ -99,6 +124,7 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
                         "timezone": "America/New_York",
                         "data": {"n": created + i},
                         "callback_url": callback,
+                        **extra,
                     }
                     for i in range(n)
                 ]
@@ -166,6 +192,7 @@ def one_step(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "nodes": args.nodes,
         "jobs": jobs,
+        "policies": with_policies,
         "window_slots": slots,
         "expected": expected,
         "delivered": delivered,
@@ -222,6 +249,25 @@ def node_statuses(nodes: list[NodeProcess], headers: dict[str, str]) -> dict[int
     return out
 
 
+def policy_ratios(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per step run both ways (``--policies compare``): with policies / plain."""
+    plain = {r["jobs"]: r for r in results if not r["policies"]}
+    out = []
+    for r in results:
+        base = plain.get(r["jobs"])
+        if not r["policies"] or base is None:
+            continue
+        out.append(
+            {
+                "jobs": r["jobs"],
+                "delivered_ratio": r["delivered_fires_per_second"]
+                / max(base["delivered_fires_per_second"], 1e-9),
+                "node_cpu_ratio": r["node_cpu_percent"] / max(base["node_cpu_percent"], 1e-9),
+            }
+        )
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", default="1000,2000,5000,10000,20000")
@@ -247,9 +293,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the nodes' FlushBeforeAck (default: the nodes' default, on)",
     )
+    parser.add_argument(
+        "--policies",
+        choices=("off", "on", "compare"),
+        default="off",
+        help="jobs with every policy (on), or each step plain then with policies (compare)",
+    )
     args = parser.parse_args(argv)
     if args.name is None:
         args.name = "fire_rate" if args.nodes == 1 else f"fire_rate_{args.nodes}n"
+        if args.policies != "off":
+            args.name += f"_policies_{args.policies}"
+    kinds = {"off": [False], "on": [True], "compare": [False, True]}[args.policies]
     steps = [int(s) for s in args.jobs.split(",") if s.strip()]
 
     results = []
@@ -258,22 +313,27 @@ def main(argv: list[str] | None = None) -> int:
         if failures >= args.stop_after_failures:
             print(f"step {jobs}: skipped after {failures} failed steps")
             continue
-        print(
-            f"step {jobs} jobs @every 1s on {args.nodes} node(s) for {args.duration:g}s ...",
-            flush=True,
-        )
-        r = one_step(jobs, args)
-        results.append(r)
-        failures += 0 if r["ok"] else 1
-        print(
-            f"  delivered {r['delivered_fires_per_second']:.0f}/s p99 late "
-            f"{r['lateness_p99_seconds']:.3f}s missed {r['missed']} dup {r['duplicates']} "
-            f"node cpu {r['node_cpu_percent']:.0f}% receiver cpu {r['receiver_cpu_percent']:.0f}%",
-            flush=True,
-        )
+        for with_policies in kinds:
+            what = "with every policy" if with_policies else "plain"
+            print(
+                f"step {jobs} jobs @every 1s ({what}) on {args.nodes} node(s)"
+                f" for {args.duration:g}s ...",
+                flush=True,
+            )
+            r = one_step(jobs, args, with_policies)
+            results.append(r)
+            failures += 0 if r["ok"] else 1
+            print(
+                f"  delivered {r['delivered_fires_per_second']:.0f}/s p99 late "
+                f"{r['lateness_p99_seconds']:.3f}s missed {r['missed']} dup {r['duplicates']} "
+                f"node cpu {r['node_cpu_percent']:.0f}% "
+                f"receiver cpu {r['receiver_cpu_percent']:.0f}%",
+                flush=True,
+            )
     rows = [
         [
             r["jobs"],
+            "yes" if r["policies"] else "no",
             r["delivered_fires_per_second"],
             r["lateness_p50_seconds"],
             r["lateness_p99_seconds"],
@@ -290,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     headers = [
         "jobs",
+        "policies",
         "fires/s",
         "late p50 s",
         "late p99 s",
@@ -313,6 +374,12 @@ def main(argv: list[str] | None = None) -> int:
         + f"; {common.machine_info()['cpus']} cores shared by {args.nodes} node(s) and the"
         + f" {args.receiver} receiver"
     )
+    ratios = policy_ratios(results)
+    for ratio in ratios:
+        print(
+            f"{ratio['jobs']} jobs, with policies / plain: delivered fires/s"
+            f" {ratio['delivered_ratio']:.3f}, node cpu {ratio['node_cpu_ratio']:.3f}"
+        )
     path = common.write_result(
         args.name,
         {
@@ -322,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
             "sustained_fires_per_second": sustained,
             "sustained_at_jobs": best["jobs"] if best else None,
             "steps": results,
+            "policy_ratios": ratios,
         },
     )
     print(f"wrote {path}")

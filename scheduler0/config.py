@@ -283,6 +283,12 @@ class Settings(BaseModel):
         alias="JobExecutionTimeout",
         description="Seconds one callback attempt may take before it counts as failed",
     )
+    job_execution_timeout_max: PositiveFloat = _setting(
+        300.0,
+        alias="JobExecutionTimeoutMax",
+        description="Seconds a job's own timeout_seconds may at most give one callback attempt"
+        " (a larger one is cut to this; never below JobExecutionTimeout)",
+    )
     job_execution_retry_delay: NonNegativeFloat = _setting(
         1.0,
         alias="JobExecutionRetryDelay",

@@ -26,9 +26,11 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -49,6 +51,8 @@ class ExecutionState(enum.StrEnum):
     FAILED = "failed"
     MISSED = "missed"
     LOST = "lost"
+    SKIPPED = "skipped"
+    """Not sent: the job's overlap policy skipped the slot (``error`` says why)."""
 
 
 EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)
@@ -77,7 +81,20 @@ _ALIASES = {
     "expires_at": "expiresAt",
     "expires_in_seconds": "expiresInSeconds",
     "created_by": "createdBy",
+    "timeout_seconds": "timeoutSeconds",
+    "catchup_window_seconds": "catchupWindowSeconds",
+    "start_at": "startAt",
+    "end_at": "endAt",
+    "jitter_seconds": "jitterSeconds",
+    "max_runs": "maxRuns",
+    "pause_after_failures": "pauseAfterFailures",
+    "initial_seconds": "initialSeconds",
+    "cap_seconds": "capSeconds",
 }
+
+
+ALIAS_PAIRS: tuple[tuple[str, str], ...] = tuple(_ALIASES.items())
+"""(snake_case, camelCase) spellings of the same field; a body may use one."""
 
 
 def _alias(name: str) -> AliasChoices:
@@ -124,17 +141,28 @@ def _patch_schema(schema: dict[str, Any]) -> None:
     """The JSON schema of a patch as validated: at least one field, and a field
     is left out rather than null (``data`` and ``name`` may be null)."""
     schema["minProperties"] = 1
+    _policies_last(schema)
     for name, prop in schema.get("properties", {}).items():
         prop.pop("default", None)
         choices = prop.get("anyOf")
-        if name not in _NULLABLE_IN_PATCH and choices:
+        if name not in _NULLABLE_IN_PATCH and name not in POLICY_FIELDS and choices:
             kept = [choice for choice in choices if choice.get("type") != "null"]
             prop.pop("anyOf")
             prop.update(kept[0] if len(kept) == 1 else {"anyOf": kept})
 
 
+def _policies_last(schema: dict[str, Any]) -> None:
+    """A job's own fields first in its JSON schema, then its policies."""
+    properties = schema.get("properties", {})
+    schema["properties"] = {
+        **{k: v for k, v in properties.items() if k not in POLICY_FIELDS},
+        **{k: v for k, v in properties.items() if k in POLICY_FIELDS},
+    }
+
+
 class _Patch(_Input):
-    """A partial update: at least one field, none of them null (except ``data``)."""
+    """A partial update: at least one field, none of them null (except ``data``
+    and a job's policies, where null means "back to the default")."""
 
     model_config = ConfigDict(json_schema_extra=_patch_schema)
 
@@ -335,7 +363,216 @@ _LABELS_DOC = (
 )
 
 
-class JobIn(_Input):
+# -- job policies ------------------------------------------------------------------------
+
+_RFC3339 = re.compile(
+    r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})"
+)
+LATEST_INSTANT = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+"""The latest instant a job's times may name (and an ``@at`` spec)."""
+
+
+def parse_rfc3339(text: str) -> float:
+    """Unix seconds of an RFC 3339 time, which must carry its offset (``Z`` or
+    ``+02:00``): a time without one would be read in some zone nobody chose."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError(
+            "must be an RFC 3339 time with its offset, e.g. '2026-03-01T09:00:00Z'"
+            " or '2026-03-01T10:00:00+01:00'"
+        )
+    try:
+        moment = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"is not a valid time ({exc})") from None
+    value = moment.timestamp()
+    if not 0 <= value <= LATEST_INSTANT:
+        raise ValueError("must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+    return value
+
+
+def _instant(value: Any) -> Any:
+    """An RFC 3339 string in, unix seconds out (None passes: a patch's reset)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("must be an RFC 3339 time string with its offset")
+    return parse_rfc3339(value)
+
+
+_INSTANT_SCHEMA: dict[str, Any] = {"type": "string", "format": "date-time"}
+
+OVERLAPS: tuple[str, ...] = ("allow", "skip", "buffer_one")
+CATCHUPS: tuple[str, ...] = ("latest", "all", "none")
+Overlap = Literal["allow", "skip", "buffer_one"]
+Catchup = Literal["latest", "all", "none"]
+
+MAX_RETRY_ATTEMPTS = 100
+MAX_BACKOFF_SECONDS = 86400.0
+MAX_TIMEOUT_SECONDS = 3600.0
+MAX_CATCHUP_WINDOW_SECONDS = 7 * 86400.0
+MAX_JITTER_SECONDS = 3600
+MAX_RUNS = 2**31 - 1
+MAX_FAILURES_BEFORE_PAUSE = 10_000
+MAX_NOTE_LENGTH = 1024
+
+POLICY_FIELDS: frozenset[str] = frozenset(
+    {
+        "overlap",
+        "retry",
+        "timeout_seconds",
+        "catchup",
+        "catchup_window_seconds",
+        "start_at",
+        "end_at",
+        "jitter_seconds",
+        "max_runs",
+        "pause_after_failures",
+    }
+)
+"""A job's optional policies: flat fields of ``JobIn``/``JobPatch``/``JobOut``,
+stored together as the job's ``policy`` (only the fields set)."""
+
+
+class RetryPolicy(_Input):
+    """How a failed callback is retried; a field left out keeps the node's
+    setting (``JobExecutionRetryMax``, ``JobExecutionRetryDelay``, doubling
+    (multiplier 2), capped at ``max(30, delay)`` seconds, no jitter)."""
+
+    attempts: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_RETRY_ATTEMPTS,
+        description="Retries after the first attempt (0 = none).",
+    )
+    initial_seconds: StrictFloat | None = Field(
+        default=None,
+        validation_alias=_alias("initial_seconds"),
+        ge=0,
+        le=MAX_BACKOFF_SECONDS,
+        description="The delay before the first retry.",
+    )
+    multiplier: StrictFloat | None = Field(
+        default=None, ge=1, le=10, description="Each delay is the previous one times this."
+    )
+    cap_seconds: StrictFloat | None = Field(
+        default=None,
+        validation_alias=_alias("cap_seconds"),
+        ge=0,
+        le=MAX_BACKOFF_SECONDS,
+        description="No delay longer than this.",
+    )
+    jitter: StrictFloat | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="Each delay is shortened by a random fraction of itself up to this.",
+    )
+
+    @field_validator("cap_seconds")
+    @classmethod
+    def _cap_not_below_initial(cls, value: float | None, info: ValidationInfo) -> float | None:
+        initial = info.data.get("initial_seconds")
+        if value is not None and initial is not None and value < initial:
+            raise ValueError(f"must not be less than initial_seconds ({initial:g})")
+        return value
+
+
+def _end_after_start(value: float | None, info: ValidationInfo) -> float | None:
+    start = info.data.get("start_at")
+    if value is not None and start is not None and value <= start:
+        raise ValueError("must be later than start_at")
+    return value
+
+
+class _JobPolicies(_Input):
+    """The policy fields shared by ``JobIn`` and ``JobPatch``. Every one is
+    optional; left out (or, in a patch, null) it is the default, which is what
+    a job did before policies existed."""
+
+    overlap: Overlap | None = Field(
+        default=None,
+        description="A slot due while the job's previous execution is still in flight or"
+        " retrying: allow (fire anyway; the default), skip (recorded skipped), buffer_one"
+        " (fire it when the previous one ends; at most one waits).",
+    )
+    retry: RetryPolicy | None = Field(
+        default=None, description="Retries of a failed callback; left out: the node's settings."
+    )
+    timeout_seconds: StrictFloat | None = Field(
+        default=None,
+        validation_alias=_alias("timeout_seconds"),
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="Seconds one callback attempt may take (the node's JobExecutionTimeout"
+        " when left out).",
+    )
+    catchup: Catchup | None = Field(
+        default=None,
+        description="Slots missed while no node could fire them: latest (fire the latest one"
+        " within the window; the default), all (every one within the window, in order), none"
+        " (record them missed; the next slot fires).",
+    )
+    catchup_window_seconds: StrictFloat | None = Field(
+        default=None,
+        validation_alias=_alias("catchup_window_seconds"),
+        ge=1,
+        le=MAX_CATCHUP_WINDOW_SECONDS,
+        description="How late a slot may still fire (the node's MisfireGraceSeconds when"
+        " left out).",
+    )
+    start_at: float | None = Field(
+        default=None,
+        validation_alias=_alias("start_at"),
+        description="RFC 3339 with offset: no slot before this instant.",
+        json_schema_extra={"anyOf": [_INSTANT_SCHEMA, {"type": "null"}]},
+    )
+    end_at: float | None = Field(
+        default=None,
+        validation_alias=_alias("end_at"),
+        description="RFC 3339 with offset: no slot after this instant; then the job is completed.",
+        json_schema_extra={"anyOf": [_INSTANT_SCHEMA, {"type": "null"}]},
+    )
+    jitter_seconds: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("jitter_seconds"),
+        ge=0,
+        le=MAX_JITTER_SECONDS,
+        description="The callback of each slot is sent up to this many seconds after it, by an"
+        " offset fixed per job and slot (the same on every node).",
+    )
+    max_runs: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("max_runs"),
+        ge=1,
+        le=MAX_RUNS,
+        description="After this many scheduled runs the job is completed.",
+    )
+    pause_after_failures: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("pause_after_failures"),
+        ge=1,
+        le=MAX_FAILURES_BEFORE_PAUSE,
+        description="Pause the job after this many consecutive failed executions.",
+    )
+
+    _instants = field_validator("start_at", "end_at", mode="before")(_instant)
+    _end = field_validator("end_at")(_end_after_start)
+
+    def policy_changes(self) -> dict[str, Any]:
+        """The policy fields given (a patch's nulls included), as stored:
+        ``retry`` as a dict of the fields it sets."""
+        out: dict[str, Any] = {}
+        for name in sorted(POLICY_FIELDS & self.model_fields_set):
+            value = getattr(self, name)
+            if isinstance(value, RetryPolicy):
+                value = value.model_dump(exclude_none=True)
+            out[name] = value
+        return out
+
+
+class JobIn(_JobPolicies):
+    model_config = ConfigDict(json_schema_extra=_policies_last)
+
     project_id: StrictInt = Field(validation_alias=_alias("project_id"), ge=1)
     spec: StrictStr = Field(min_length=1, max_length=256)
     timezone: StrictStr = Field(default="UTC", max_length=64)
@@ -353,8 +590,13 @@ class JobIn(_Input):
     _name = field_validator("name")(_plain_name)
     _label_map = field_validator("labels", mode="before")(_labels)
 
+    def policy(self) -> dict[str, Any] | None:
+        """The policies as stored: the fields set to a value, None if none is."""
+        given = {k: v for k, v in self.policy_changes().items() if v is not None}
+        return given or None
 
-class JobPatch(_Patch):
+
+class JobPatch(_Patch, _JobPolicies):
     spec: StrictStr | None = Field(default=None, min_length=1, max_length=256)
     timezone: StrictStr | None = Field(default=None, max_length=64)
     data: Any = None
@@ -384,6 +626,18 @@ class JobPatch(_Patch):
         return None if value is None else _check_url(value)
 
 
+class PauseIn(_Input):
+    """The optional body of pause and resume."""
+
+    note: StrictStr | None = Field(
+        default=None,
+        max_length=MAX_NOTE_LENGTH,
+        description="Why: shown on the job as its status_note.",
+    )
+
+    _note = field_validator("note")(_plain_name)
+
+
 class ScheduleIn(_Input):
     """A schedule alone (``GET /schedules/preview``), checked exactly as a job's
     ``spec`` and ``timezone`` are (a test holds the two models together)."""
@@ -396,13 +650,13 @@ def field_errors(exc: ValidationError, index: int | None = None) -> list[FieldEr
     out = []
     for err in exc.errors(include_url=False):
         loc = [str(part) for part in err["loc"]]
-        name = _canonical(loc[0]) if loc else "body"
+        name = ".".join(_canonical(part) for part in loc) if loc else "body"
         message = err["msg"]
         if err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] == "value_error":
             message = str(err.get("ctx", {}).get("error", message))
-        out.append(FieldError(".".join([name, *loc[1:]]), message, index))
+        out.append(FieldError(name, message, index))
     return out
 
 
@@ -528,6 +782,16 @@ class CredentialOut(_Output):
     """Only in the answer that created the credential."""
 
 
+class RetryOut(_Output):
+    """A job's retry policy as stored: a field not set follows the node's setting."""
+
+    attempts: int | None = None
+    initial_seconds: float | None = None
+    multiplier: float | None = None
+    cap_seconds: float | None = None
+    jitter: float | None = None
+
+
 class JobOut(_Output):
     id: int
     project_id: int
@@ -537,6 +801,15 @@ class JobOut(_Output):
     callback_url: str = ""
     execution_type: str = "http"
     paused: bool = False
+    status: Literal["active", "paused", "completed"] = Field(
+        default="active",
+        description="completed: no run left (past end_at or max_runs, an @at that ran),"
+        " also when paused; a completed job that is changed to have runs again is active"
+        " again.",
+    )
+    status_note: str | None = Field(
+        default=None, description="The note of the last pause or resume."
+    )
     last_execution_date: str | None = None
     next_run_at: str | None = None
     last_state: str | None = None
@@ -549,6 +822,16 @@ class JobOut(_Output):
     updated_at: str | None = None
     name: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    overlap: Overlap = "allow"
+    retry: RetryOut | None = Field(default=None, description="None: the node's settings.")
+    timeout_seconds: float | None = None
+    catchup: Catchup = "latest"
+    catchup_window_seconds: float | None = None
+    start_at: str | None = None
+    end_at: str | None = None
+    jitter_seconds: int = 0
+    max_runs: int | None = None
+    pause_after_failures: int | None = None
 
 
 class ScheduleRun(_Output):

@@ -50,6 +50,19 @@ JOB_KEYS = {
     "updated_at",
     "name",
     "labels",
+    # status, and the policies (README "Job policies")
+    "status",
+    "status_note",
+    "overlap",
+    "retry",
+    "timeout_seconds",
+    "catchup",
+    "catchup_window_seconds",
+    "start_at",
+    "end_at",
+    "jitter_seconds",
+    "max_runs",
+    "pause_after_failures",
 }
 CALLBACK = "http://127.0.0.1:9/callback"  # never called: every spec here is far off
 

@@ -316,6 +316,48 @@ def test_jobs_names_labels_and_search(cli: Cli, api: Client) -> None:
     refused(cli("jobs", "update", str(report["id"]), "--name", "billing"), 1, "already exists")
 
 
+def test_jobs_policies_and_pause_notes(cli: Cli, api: Client, project: dict[str, Any]) -> None:
+    job = cli.json(
+        "jobs",
+        "create",
+        "--project",
+        str(project["id"]),
+        "--spec",
+        FAR_SPEC,
+        "--callback-url",
+        CALLBACK,
+        "-p",
+        "max_runs=3",
+        "--policy",
+        "catchup=all",
+        "-p",
+        "endAt=2040-01-01T00:00:00Z",
+        "-p",
+        'retry={"attempts": 2}',
+    )
+    assert (job["max_runs"], job["catchup"], job["end_at"]) == (3, "all", "2040-01-01T00:00:00Z")
+    assert job["retry"]["attempts"] == 2
+    jid = str(job["id"])
+    changed = cli.json("jobs", "update", jid, "-p", "max_runs=null", "-p", "jitter_seconds=60")
+    assert (changed["max_runs"], changed["jitter_seconds"], changed["catchup"]) == (None, 60, "all")
+    shown = cli.ok("jobs", "get", jid).stdout
+    assert "jitter_seconds" in shown and "status" in shown
+
+    assert (
+        cli.json("jobs", "pause", jid, "--note", "receiver down")["status_note"] == "receiver down"
+    )
+    assert api.data("GET", f"/jobs/{jid}")["status"] == "paused"
+    resumed = cli.json("jobs", "resume", jid)
+    assert (resumed["status"], resumed["status_note"]) == ("active", None)
+
+    bad_name, bad_value = cli.many(
+        ("jobs", "update", jid, "-p", "tries=3"),
+        ("jobs", "update", jid, "-p", "overlap=queue"),
+    )
+    refused(bad_name, 2, "expected NAME=VALUE")
+    refused(bad_value, 1, "overlap")
+
+
 def test_jobs_bulk_create_from_yaml(cli: Cli, api: Client) -> None:
     bulk = api.data("POST", "/projects", 201, json={"name": "bulk"})
     jobs = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,10 +15,12 @@ import orjson
 import pytest
 
 from scheduler0 import signing
+from scheduler0.daemon.executor.delivery import Delivery, node_plan
 from scheduler0.daemon.executor.http import Executor, Fire, FireResult, _chunk_batch
 from tests.support.receiver import run_receiver
 
 SECRET = "s3cret"
+PLAN = node_plan(retry_max=0, retry_delay=0.0, timeout=5.0)
 
 
 def make_fires(
@@ -121,7 +124,7 @@ def test_large_batches_split_into_numbered_chunks_delivered_once(tmp_path: Path)
 
 def test_chunk_bodies_fit_the_limit_and_keep_order() -> None:
     fires = make_fires("http://x", 50)
-    chunks = list(_chunk_batch("http://x/cb", SECRET, fires, 250))
+    chunks = list(_chunk_batch("http://x/cb", SECRET, fires, 250, PLAN))
     assert len(chunks) > 1
     assert all(len(chunk.body) <= 250 for chunk in chunks)
     delivered = [item for chunk in chunks for item in orjson.loads(chunk.body)]
@@ -134,7 +137,7 @@ def test_chunk_bodies_fit_the_limit_and_keep_order() -> None:
 def test_payload_larger_than_the_limit_goes_alone() -> None:
     fires = make_fires("http://x", 3)
     big = Fire("big", 99, 1, "http://x/cb", SECRET, {"id": 99, "data": "x" * 500})
-    chunks = list(_chunk_batch("http://x/cb", SECRET, [fires[0], big, *fires[1:]], 200))
+    chunks = list(_chunk_batch("http://x/cb", SECRET, [fires[0], big, *fires[1:]], 200, PLAN))
     assert [len(chunk.fires) for chunk in chunks] == [1, 1, 2]
     assert chunks[1].fires == [big]
 
@@ -407,7 +410,7 @@ def test_a_full_backlog_records_fires_failed_with_the_reason(tmp_path: Path) -> 
             return await deliver(executor, fires, timeout=30)
 
         # Room for two chunks' bodies (and a half): the rest are refused.
-        body = next(iter(_chunk_batch(fires[0].callback_url, SECRET, fires[:1], 10**6))).body
+        body = next(iter(_chunk_batch(fires[0].callback_url, SECRET, fires[:1], 10**6, PLAN))).body
         room = int(len(body) * 2.5)
         results = run(scenario, max_workers=1, destination_max_bytes=room, timeout=10.0)
     refused = [r for r in results if r.state == "failed"]
@@ -434,3 +437,110 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+# -- a job's own retry and timeout policies (Fire.delivery) ------------------
+
+
+def with_delivery(fires: list[Fire], delivery: Delivery) -> list[Fire]:
+    for fire in fires:
+        fire.delivery = delivery
+    return fires
+
+
+def test_a_jobs_retry_attempts_override_the_nodes(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, status=500) as receiver:
+        own = with_delivery(
+            make_fires(receiver.url, 1, path="/own"), Delivery(retry_max=2, initial_seconds=0.01)
+        )
+        plain = make_fires(receiver.url, 1, path="/plain", start=1)
+        results = run(lambda ex: deliver(ex, own + plain), retry_max=0, retry_delay=0.01)
+        posts = Counter(r["path"] for r in receiver.records())
+
+    attempts = {r.execution_id: r.attempts for r in results}
+    assert attempts == {own[0].execution_id: 3, plain[0].execution_id: 1}
+    assert posts == {"/own": 3, "/plain": 1}
+
+
+def test_a_jobs_zero_attempts_means_no_retry_on_a_retrying_node(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, status=500) as receiver:
+        own = with_delivery(make_fires(receiver.url, 1), Delivery(retry_max=0))
+        [result] = run(lambda ex: deliver(ex, own), retry_max=3, retry_delay=0.01)
+        assert receiver.stats()["requests"] == 1
+
+    assert (result.state, result.attempts) == ("failed", 1)
+
+
+def test_a_jobs_timeout_overrides_the_nodes(tmp_path: Path) -> None:
+    with run_receiver(tmp_path, delay=5) as receiver:
+        own = with_delivery(make_fires(receiver.url, 1), Delivery(timeout_seconds=0.3))
+        started = time.monotonic()
+        [result] = run(lambda ex: deliver(ex, own), timeout=30.0)
+        elapsed = time.monotonic() - started
+
+    assert (result.state, result.attempts) == ("failed", 1)
+    assert result.error == "timeout after 0.3s"
+    assert elapsed < 4  # not the node's 30 s
+
+
+def test_a_jobs_longer_timeout_is_honoured_up_to_the_node_cap(tmp_path: Path) -> None:
+    """Node timeout 0.2 s, cap 0.8 s: a receiver answering in 0.5 s succeeds for
+    a job asking 2 s (it gets 0.8 s), and a job asking 30 s is cut to 0.8 s
+    against one that never answers."""
+    (tmp_path / "slow").mkdir()
+    (tmp_path / "hung").mkdir()
+    with (
+        run_receiver(tmp_path / "slow", delay=0.5) as slow,
+        run_receiver(tmp_path / "hung", delay=60) as hung,
+    ):
+        patient = with_delivery(make_fires(slow.url, 1), Delivery(timeout_seconds=2.0))
+        plain = make_fires(slow.url, 1, path="/plain", start=1)
+        greedy = with_delivery(make_fires(hung.url, 1, start=2), Delivery(timeout_seconds=30.0))
+        results = run(
+            lambda ex: deliver(ex, patient + plain + greedy), timeout=0.2, timeout_max=0.8
+        )
+
+    by_id = {r.execution_id: r for r in results}
+    assert by_id[patient[0].execution_id].state == "success"
+    assert by_id[plain[0].execution_id].error == "timeout after 0.2s"
+    assert by_id[greedy[0].execution_id].error == "timeout after 0.8s"
+
+
+def test_fires_with_different_policies_are_not_batched_together(tmp_path: Path) -> None:
+    shared = Delivery(retry_max=1)
+    with run_receiver(tmp_path) as receiver:
+        fires = make_fires(receiver.url, 4)
+        with_delivery(fires[:2], shared)
+        results = run(lambda ex: deliver(ex, fires))
+        batches = Counter(r["batch"] for r in receiver.records())
+
+    assert all(r.state == "success" for r in results)
+    assert sorted(batches.values()) == [2, 2]  # plain pair, shared-policy pair
+
+
+def test_a_jobs_backoff_spaces_its_retries(tmp_path: Path) -> None:
+    """initial 0.2 s, multiplier 3: the retries come ~0.2 s and ~0.6 s apart
+    (a node backoff of 0.01 s would give 0.01 and 0.02)."""
+    with run_receiver(tmp_path, status=500) as receiver:
+        own = with_delivery(
+            make_fires(receiver.url, 1),
+            Delivery(retry_max=2, initial_seconds=0.2, multiplier=3.0, cap_seconds=5.0),
+        )
+        run(lambda ex: deliver(ex, own), retry_delay=0.01)
+        times = [r["t"] for r in receiver.records()]
+
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(gaps) == 2
+    assert 0.2 <= gaps[0] < 0.5
+    assert 0.6 <= gaps[1] < 1.2
+
+
+def test_a_jobs_retries_go_through_its_destinations_circuit() -> None:
+    """A job allowed 8 retries against a closed port: its first five attempts
+    open the destination's circuit, and its later retries fail at once there,
+    as any callback's would."""
+    closed = f"http://127.0.0.1:{_closed_port()}"
+    own = with_delivery(make_fires(closed, 1), Delivery(retry_max=8, initial_seconds=0.01))
+    [result] = run(lambda ex: deliver(ex, own), max_workers=1, timeout=2.0)
+    assert (result.state, result.attempts) == ("failed", 9)
+    assert result.error is not None and "circuit open" in result.error

@@ -51,6 +51,7 @@ class State(StrEnum):
     failed = "failed"
     missed = "missed"
     lost = "lost"
+    skipped = "skipped"
 
 
 class Trigger(StrEnum):
@@ -67,6 +68,7 @@ STATE_STYLES = {
     "failed": "red",
     "lost": "red",
     "missed": "yellow",
+    "skipped": "yellow",
     "dispatched": "cyan",
     "pending": "dim",
 }

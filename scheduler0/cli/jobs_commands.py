@@ -43,6 +43,7 @@ from scheduler0.cli.context import (
 from scheduler0.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE, fail, say, stderr
 from scheduler0.client import ApiClient, Unreachable
 from scheduler0.errors import FieldError, Scheduler0Error
+from scheduler0.models import ALIAS_PAIRS, POLICY_FIELDS
 
 jobs_app = typer.Typer(
     help=(
@@ -67,6 +68,7 @@ COLUMNS = (
     ("timezone", "timezone"),
     ("callback", "callback_url"),
     ("paused", "paused"),
+    ("status", "status"),
     ("next run", "next_run_at"),
     ("last state", "last_state"),
     ("fired", "fired_count"),
@@ -83,6 +85,8 @@ RECORD_KEYS = (
     "callback_url",
     "execution_type",
     "paused",
+    "status",
+    "status_note",
     "next_run_at",
     "last_execution_date",
     "last_state",
@@ -93,12 +97,17 @@ RECORD_KEYS = (
     "missed_count",
     "created_at",
     "updated_at",
+    *sorted(POLICY_FIELDS),
 )
 
 JobId = Annotated[int, typer.Argument(help="Id of the job.", min=1, metavar="JOB_ID")]
 SpecOption = Annotated[
     str | None,
-    typer.Option("--spec", help="Cron spec: 5 or 6 fields (seconds first), @daily, @every 90s."),
+    typer.Option(
+        "--spec",
+        help="Cron spec: 5 or 6 fields (seconds first), @daily, @every 90s,"
+        " @at <RFC 3339>, @manually.",
+    ),
 ]
 TimezoneOption = Annotated[
     str | None, typer.Option("--timezone", help="IANA timezone of the spec (default UTC).")
@@ -116,6 +125,43 @@ LabelOption = Annotated[
     list[str] | None,
     typer.Option("--label", help="A key=value label; repeat it for more (at most 32)."),
 ]
+PolicyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--policy",
+        "-p",
+        metavar="NAME=VALUE",
+        help="A job policy (repeatable): max_runs=3, catchup=all,"
+        " end_at=2027-01-01T00:00:00Z, retry='{\"attempts\": 5}'. VALUE is read as"
+        " JSON when it parses, else as text; in update, NAME=null returns the policy"
+        " to its default. Names: " + ", ".join(sorted(POLICY_FIELDS)) + ".",
+    ),
+]
+NoteOption = Annotated[
+    str | None, typer.Option("--note", help="Why: shown on the job as its status_note.")
+]
+
+
+def _policies(pairs: list[str] | None) -> dict[str, Any]:
+    """``--policy NAME=VALUE`` flags as API fields (a usage error names a bad one)."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        name, sep, text = pair.partition("=")
+        name = _SNAKE.get(name.strip(), name.strip())
+        if not sep or name not in POLICY_FIELDS:
+            usage_error(
+                f"--policy {pair!r}: expected NAME=VALUE with NAME one of",
+                *sorted(POLICY_FIELDS),
+            )
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            out[name] = text
+    return out
+
+
+_SNAKE = {camel: snake for snake, camel in ALIAS_PAIRS}
+"""camelCase policy names as given on the command line -> snake_case."""
 
 # libyaml's loader when installed: many times faster on files of thousands of jobs.
 _YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -129,6 +175,10 @@ _FLAG_FIELDS = {
     "data": ("data",),
     "name": ("name",),
     "labels": ("labels",),
+    **{
+        name: (name, *(camel for snake, camel in ALIAS_PAIRS if snake == name))
+        for name in POLICY_FIELDS
+    },
 }
 
 
@@ -345,6 +395,7 @@ def create_jobs(
     data: DataOption = None,
     name: NameOption = None,
     label: LabelOption = None,
+    policy: PolicyOption = None,
     file: Annotated[
         Path | None,
         typer.Option(
@@ -378,6 +429,8 @@ def create_jobs(
       scheduler0 jobs create --project 1 --spec '*/5 * * * *' --timezone Europe/Paris \\
           --callback-url https://example.com/hook --data '{"user": 7}' \\
           --name nightly-report --label team=ops
+      scheduler0 jobs create --project 1 --spec '@at 2027-03-01T09:00:00+01:00' \\
+          --callback-url https://example.com/hook -p jitter_seconds=30 -p catchup=all
       scheduler0 jobs create --file jobs.yaml --project 1 --json > created.json
     """
     flags = {
@@ -388,6 +441,7 @@ def create_jobs(
         "data": data,
         "name": name,
         "labels": _labels(label),
+        **_policies(policy),
     }
     if file is None:
         missing = [
@@ -432,6 +486,7 @@ def update_job(
     clear_labels: Annotated[
         bool, typer.Option("--clear-labels", help="Remove every label of the job.")
     ] = False,
+    policy: PolicyOption = None,
     as_json: JsonOption = False,
     node: NodeOption = None,
     config: ConfigOption = None,
@@ -447,6 +502,7 @@ def update_job(
     \b
       scheduler0 jobs update 42 --spec '@every 10m' --data '{"v": 2}'
       scheduler0 jobs update 42 --name billing --label team=ops --label env=prod
+      scheduler0 jobs update 42 -p max_runs=10 -p jitter_seconds=null
     """
     if name is not None and clear_name:
         usage_error("give one of", "--name", "--clear-name")
@@ -466,6 +522,7 @@ def update_job(
     }
     if clear_name:
         body["name"] = None
+    body.update(_policies(policy))
     if not body:
         usage_error(
             "nothing to change: give at least one",
@@ -475,6 +532,7 @@ def update_job(
             "--data",
             "--name",
             "--label",
+            "--policy",
         )
     with connect(node, config, api_key, api_secret) as client:
         job = call(client, "PUT", f"/jobs/{job_id}", body)
@@ -513,6 +571,7 @@ def delete_job(
 def _set_paused(
     job_id: int,
     paused: bool,
+    note: str | None,
     as_json: bool,
     node: str | None,
     config: Path | None,
@@ -520,8 +579,9 @@ def _set_paused(
     api_secret: str | None,
 ) -> None:
     verb = "pause" if paused else "resume"
+    body = None if note is None else {"note": note}
     with connect(node, config, api_key, api_secret) as client:
-        job = call(client, "POST", f"/jobs/{job_id}/{verb}")
+        job = call(client, "POST", f"/jobs/{job_id}/{verb}", body)
     if as_json:
         print_json(job)
     else:
@@ -532,6 +592,7 @@ def _set_paused(
 @jobs_app.command("pause")
 def pause_job(
     job_id: JobId,
+    note: NoteOption = None,
     as_json: JsonOption = False,
     node: NodeOption = None,
     config: ConfigOption = None,
@@ -543,14 +604,15 @@ def pause_job(
     Example:
 
     \b
-      scheduler0 jobs pause 42
+      scheduler0 jobs pause 42 --note 'receiver maintenance'
     """
-    _set_paused(job_id, True, as_json, node, config, api_key, api_secret)
+    _set_paused(job_id, True, note, as_json, node, config, api_key, api_secret)
 
 
 @jobs_app.command("resume")
 def resume_job(
     job_id: JobId,
+    note: NoteOption = None,
     as_json: JsonOption = False,
     node: NodeOption = None,
     config: ConfigOption = None,
@@ -564,7 +626,7 @@ def resume_job(
     \b
       scheduler0 jobs resume 42 --json
     """
-    _set_paused(job_id, False, as_json, node, config, api_key, api_secret)
+    _set_paused(job_id, False, note, as_json, node, config, api_key, api_secret)
 
 
 @jobs_app.command("run")

@@ -10,6 +10,7 @@ STATE_STYLES = {
     "success": "green",
     "failed": "bold red",
     "missed": "yellow",
+    "skipped": "yellow",
     "lost": "magenta",
     "dispatched": "cyan",
 }

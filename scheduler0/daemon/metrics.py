@@ -193,11 +193,12 @@ def _scheduler_families(stats: dict[str, int]) -> Iterable[Metric]:
     fires = CounterMetricFamily(
         "scheduler0_fires",
         "Fires this node proposed, by what became of them: accepted (called back),"
-        " rejected (stale), missed (recorded missed), lost (declared lost by this node),"
+        " rejected (stale), missed (recorded missed), skipped (by an overlap policy),"
+        " lost (declared lost by this node),"
         " redispatched (lost or run-now executions this node took over).",
         labels=["result"],
     )
-    for result in ("accepted", "rejected", "missed", "lost", "redispatched"):
+    for result in ("accepted", "rejected", "missed", "skipped", "lost", "redispatched"):
         fires.add_metric([result], stats.get(result, 0))
     yield fires
 

@@ -374,6 +374,7 @@ class Node:
             max_workers=settings.max_workers,
             max_queue=settings.max_queue,
             timeout=settings.job_execution_timeout,
+            timeout_max=settings.job_execution_timeout_max,
             retry_max=settings.job_execution_retry_max,
             retry_delay=settings.job_execution_retry_delay,
             payload_max_bytes=int(settings.http_executor_payload_max_size_mb * 2**20),
@@ -450,6 +451,7 @@ class Node:
             "accepted": stats.fired,
             "rejected": stats.rejected,
             "missed": stats.missed,
+            "skipped": stats.skipped,
             "lost": stats.lost + self.coordinator.lost_declared,
             "redispatched": stats.redispatched,
         }

@@ -448,7 +448,232 @@ def v3_journal() -> list[bytes]:
     return entries
 
 
-JOURNALS = {"v1": v1_journal, "v2": v2_journal, "v3": v3_journal}
+def v4(command: c.Command) -> bytes:
+    payload = frame(4, command.type_name, args_of(command))
+    if c.VERSION == 4:  # while version 4 is current, this is exactly what nodes propose
+        assert payload == c.encode(command), command.type_name
+    return payload
+
+
+NO_NEXT_RUN = 2**62
+"""``schema.NO_NEXT_RUN``: the kept next run of a job with none left."""
+
+
+def v4_journal() -> list[bytes]:
+    """Every command type of version 4, and the job policies: created with
+    policies (stored as sorted JSON, NULL for none), changed by a patch (one
+    policy set, one returned to its default, the rest kept), ``max_runs``
+    (a fire past it refused, its last fire leaving no next run), catch-up of
+    several slots of one job in one tick, an ``@at`` job's one fire, pause
+    and resume with notes, a slot skipped by an overlap policy, and a job
+    paused by ``pause_after_failures``."""
+    t = 2_000_000_000
+    plain = [{**job, "next_run": t + 60} for job in jobs(t, 20)]
+    policies: list[dict[str, Any]] = [
+        {"max_runs": 2, "overlap": "skip"},
+        {"catchup": "all", "catchup_window_seconds": 300.0, "jitter_seconds": 30},
+        {
+            "start_at": t + 120.0,
+            "end_at": t + 240.0,
+            "retry": {"attempts": 5, "initial_seconds": 2.0, "multiplier": 2.0},
+            "timeout_seconds": 10.0,
+            "pause_after_failures": 3,
+        },
+    ]
+    with_policies = [
+        {**jobs(t, 21)[20], "policy": policies[0], "next_run": t + 60},  # job 21
+        {**jobs(t, 22)[21], "policy": policies[1], "next_run": t + 60},  # job 22
+        {**jobs(t, 23)[22], "policy": policies[2], "next_run": t + 120},  # job 23
+        {  # job 24: one shot
+            **jobs(t, 24)[23],
+            "spec": "@at 2033-05-18T03:35:00Z",
+            "next_run": t + 100,
+            "policy": None,
+        },
+        {**jobs(t, 25)[24], "spec": "@manually", "next_run": NO_NEXT_RUN},  # job 25
+    ]
+    entries = [
+        v4(c.Noop()),
+        v4(c.MemberJoined(now=t, node_id=1, address="http://n1:9090", raft_address="n1:7070")),
+        v4(c.AssignmentChanged(now=t, epoch=1, owners=[1] * BUCKETS)),
+        v4(c.ProjectCreated(now=t + 1, name="alpha", description="", signing_secret="sec-a")),
+        v4(c.ProjectCreated(now=t + 1, name="beta", description="b", signing_secret="sec-b")),
+        v4(c.ProjectUpdated(now=t + 2, project_id=2, description="second")),
+        v4(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1")),
+        v4(c.CredentialArchived(now=t + 4, credential_id=1)),
+        v4(c.CredentialDeleted(now=t + 5, credential_id=1)),
+        v4(c.JobsCreated(now=t + 6, jobs=plain + with_policies)),
+        # Job 21 (max_runs 2) fires at t+60; job 22 (catchup all) catches up
+        # three slots in one tick, in order.
+        v4(
+            c.SlotsFired(
+                now=t + 60.1,
+                node_id=1,
+                epoch=1,
+                fires=[[j, t + 60] for j in range(1, 22)],
+                following=[[t + 120, list(range(1, 22))]],
+            )
+        ),
+        v4(
+            c.SlotsFired(
+                now=t + 200.1,
+                node_id=1,
+                epoch=1,
+                fires=[[22, t + 60], [22, t + 120], [22, t + 180]],
+                missed=[[22, [t], 0]],
+                following=[[t + 240, [22]]],
+            )
+        ),
+        # Job 21's second run is its last (no next run); a third is refused.
+        v4(
+            c.SlotsFired(
+                now=t + 120.1,
+                node_id=1,
+                epoch=1,
+                fires=[[21, t + 120], [23, t + 120]],
+                following=[[NO_NEXT_RUN, [21]], [t + 180, [23]]],
+            )
+        ),
+        v4(
+            c.SlotsFired(
+                now=t + 180.1,
+                node_id=1,
+                epoch=1,
+                fires=[[21, t + 180]],
+                following=[[t + 240, [21]]],
+            )
+        ),
+        # The @at job fires once; a second fire of the same slot is refused.
+        v4(
+            c.SlotsFired(
+                now=t + 100.5,
+                node_id=1,
+                epoch=1,
+                fires=[[24, t + 100]],
+                following=[[NO_NEXT_RUN, [24]]],
+            )
+        ),
+        v4(c.SlotsFired(now=t + 100.6, node_id=1, epoch=1, fires=[[24, t + 100]])),
+        # A patch: job 23's end_at moves, its overlap set, its retry returned
+        # to the node's settings; the rest of its policies kept.
+        v4(
+            c.JobUpdated(
+                now=t + 190,
+                job_id=23,
+                changes={
+                    "policy": {"end_at": t + 600.0, "overlap": "buffer_one", "retry": None},
+                    "not_before": t + 190,
+                    "next_run": t + 240,
+                },
+            )
+        ),
+        v4(c.JobUpdated(now=t + 191, job_id=1, changes={"policy": {"max_runs": 1}})),
+        v4(c.JobUpdated(now=t + 192, job_id=2, changes={"policy": {"overlap": None}})),
+        v4(c.JobPaused(now=t + 200, job_id=5, paused=True, note="receiver down")),
+        v4(c.JobPaused(now=t + 230.5, job_id=5, paused=False, next_run=t + 240, note="fixed")),
+        v4(c.JobPaused(now=t + 231, job_id=6, paused=True)),
+        v4(
+            c.ResultsRecorded(
+                now=t + 231,
+                node_id=1,
+                groups=[
+                    [t + 60, "success", 200, 1, 12, None, [1, 2, 5, 6, 21]],
+                    [t + 60, "failed", 500, 3, 90, "HTTP 500", [7, 22]],
+                ],
+            )
+        ),
+        # Job 23 (overlap buffer_one, pause_after_failures 3): a slot fires, the
+        # next one waits for it, a third is skipped by the owner; three
+        # failures in a row pause it with the reason.
+        v4(
+            c.SlotsFired(
+                now=t + 240.1,
+                node_id=1,
+                epoch=1,
+                fires=[[23, t + 240]],
+                following=[[t + 300, [23]]],
+                revisions=[[23, 1]],
+            )
+        ),
+        v4(
+            c.SlotsFired(
+                now=t + 300.1,
+                node_id=1,
+                epoch=1,
+                fires=[[23, t + 300]],
+                following=[[t + 360, [23]]],
+                revisions=[[23, 1]],
+            )
+        ),
+        v4(
+            c.SlotsFired(
+                now=t + 360.1,
+                node_id=1,
+                epoch=1,
+                fires=[],
+                skipped=[
+                    [
+                        23,
+                        [t + 360],
+                        f"overlap buffer_one: 23-{t + 240} is still running and one execution"
+                        " already waits",
+                    ]
+                ],
+                following=[[t + 420, [23]]],
+                revisions=[[23, 1]],
+            )
+        ),
+        v4(
+            c.ResultsRecorded(
+                now=t + 361,
+                node_id=1,
+                groups=[
+                    [t + 120, "failed", 500, 1, 20, "HTTP 500", [23]],
+                    [t + 240, "failed", 502, 1, 20, "HTTP 502", [23]],
+                ],
+            )
+        ),
+        v4(
+            c.ResultsRecorded(
+                now=t + 362,
+                node_id=1,
+                groups=[[t + 300, "failed", None, 1, 10000, "timeout after 10s", [23]]],
+            )
+        ),
+        v4(c.JobTriggered(now=t + 232.4, job_id=25, slot=t + 232)),
+        v4(c.ExecutionsLost(now=t + 233, executions=[[8, t + 60], [9, t + 60]])),
+        v4(c.ExecutionsRedispatched(now=t + 234, node_id=1, executions=[[8, t + 60]])),
+        v4(c.JobDeleted(now=t + 235, job_id=10)),
+        v4(c.MemberLeft(now=t + 236, node_id=2, remember=True)),  # as nodes propose it now
+        v4(c.ProjectDeleted(now=t + 237, project_id=2)),
+        v4(c.JobsCreated(now=t + 238, jobs=jobs(t, 2), idempotency=["key-a", "fp-1", t + 9e4])),
+        v4(
+            c.ProjectCreated(
+                now=t + 239,
+                name="gamma",
+                description="",
+                signing_secret="sec-c",
+                idempotency=["key-b", "fp-3", t + 9e4],
+            )
+        ),
+        v4(
+            c.ExecutionsPruned(
+                now=t + 240,
+                keep_rows=30,
+                before=t + 60.15,
+                per_job=2,
+                job_id_from=1,
+                job_id_to=3,
+            )
+        ),
+    ]
+    types = {unframe(p)["t"] for p in entries}
+    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert all(unframe(p)["v"] == 4 for p in entries)
+    return entries
+
+
+JOURNALS = {"v1": v1_journal, "v2": v2_journal, "v3": v3_journal, "v4": v4_journal}
 
 
 def main(argv: list[str]) -> None:

@@ -114,7 +114,12 @@ class World:
         return int(result["id"])
 
     async def jobs(
-        self, *specs: str, project_id: int = 1, anchor: int = T0, timezone: str = "UTC"
+        self,
+        *specs: str,
+        project_id: int = 1,
+        anchor: int = T0,
+        timezone: str = "UTC",
+        policy: dict[str, Any] | None = None,
     ) -> list[int]:
         result = await self.propose(
             c.JobsCreated(
@@ -128,6 +133,7 @@ class World:
                         "callback_url": "http://receiver.invalid/cb",
                         "execution_type": "http",
                         "anchor": anchor,
+                        "policy": policy,
                     }
                     for i, spec in enumerate(specs)
                 ],

@@ -543,6 +543,61 @@ def test_slots_fired_accepts_owned_active_later_slots(replica: Replica) -> None:
     assert fire(replica, [[1, T0], [3, T0 - 60]]) == []
 
 
+@covers(c.SlotsFired)
+def test_slots_fired_records_skipped_slots_with_their_reason(replica: Replica) -> None:
+    """Version 4: the proposer's overlap policy skipped them. They are recorded
+    after the fires, only for an owned active job and a later slot, and take
+    the slot without counting as a run."""
+    seed(replica, jobs=0)
+    replica.ok(
+        c.JobsCreated(
+            now=NOW,
+            jobs=[job(policy={"overlap": "skip"}), job(policy={"max_runs": 1}), job(), job()],
+        )
+    )
+    replica.ok(c.JobPaused(now=NOW, job_id=4, paused=True))
+    fired = replica.ok(
+        c.SlotsFired(
+            now=NOW + 1,
+            node_id=1,
+            epoch=3,
+            fires=[[1, T0], [2, T0]],
+            skipped=[
+                [1, [T0 - 60, T0 + 60, T0 + 120], "busy"],  # T0 - 60: before its fire
+                [2, [T0 + 60], "busy"],  # its max_runs is spent
+                [3, [T0 + 60], "busy"],
+                [4, [T0 + 60], "busy"],  # paused
+                [9, [T0 + 60], "busy"],  # no such job
+            ],
+            following=[[T0 + 180, [1, 3]]],
+        )
+    )
+    assert fired == {"accepted": [[1, T0], [2, T0]]}
+    assert replica.rows(
+        "SELECT job_id, slot, state, node_id, epoch, error, created_at FROM executions ORDER BY id"
+    ) == [
+        (1, T0, "dispatched", 1, 3, None, NOW + 1),
+        (2, T0, "dispatched", 1, 3, None, NOW + 1),
+        (1, T0 + 60, "skipped", 1, 3, "busy", NOW + 1),
+        (1, T0 + 120, "skipped", 1, 3, "busy", NOW + 1),
+        (3, T0 + 60, "skipped", 1, 3, "busy", NOW + 1),
+    ]
+    assert replica.rows(
+        "SELECT id, last_fired_slot, fired_count, last_state, next_run FROM jobs ORDER BY id"
+    ) == [
+        (1, T0 + 120, 1, "skipped", T0 + 180),
+        (2, T0, 1, "dispatched", 2**62),
+        (3, T0 + 60, 0, "skipped", T0 + 180),
+        (4, None, 0, None, None),
+    ]
+    # A skipped slot is taken: neither a fire nor another skip gets it again.
+    assert fire(replica, [[1, T0 + 120], [3, T0 + 60]]) == []
+    replica.ok(
+        c.SlotsFired(now=NOW + 2, node_id=2, epoch=3, fires=[], skipped=[[3, [T0 + 90], "x"]])
+    )
+    assert len(states(replica, "state = 'skipped'")) == 3  # not the owner: nothing recorded
+
+
 @covers(c.ResultsRecorded)
 def test_results_recorded_updates_rows_and_counters(replica: Replica) -> None:
     seed(replica, jobs=3)
@@ -587,6 +642,65 @@ def test_results_recorded_updates_rows_and_counters(replica: Replica) -> None:
     }
     assert replica.machine.apply(b"j" + orjson.dumps(legacy)) == {"ok": {"recorded": 2}}
     assert replica.one("SELECT success_count, last_state FROM jobs WHERE id = 1") == (2, "success")
+
+
+@covers(c.ResultsRecorded, c.JobPaused, c.JobUpdated)
+def test_results_recorded_pauses_after_consecutive_failures(replica: Replica) -> None:
+    """Job 1 pauses after 3 failures in a row (a success in between starts
+    over); job 2 (no policy) fails as often and keeps firing; a resume clears
+    the count."""
+    changes: list[tuple[str, Any]] = []
+    replica.machine._on_change = lambda kind, detail: changes.append((kind, detail))
+    seed(replica, jobs=0)
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(policy={"pause_after_failures": 3}), job()]))
+
+    def outcome(slot: int, state: str, error: str | None = None) -> None:
+        fire(replica, [[1, slot], [2, slot]])
+        code = 200 if state == "success" else 500
+        replica.ok(
+            c.ResultsRecorded(
+                now=NOW + slot - T0, node_id=1, groups=[[slot, state, code, 1, 3, error, [1, 2]]]
+            )
+        )
+
+    def counts() -> list[tuple[Any, ...]]:
+        return replica.rows("SELECT id, paused, consecutive_failures FROM jobs ORDER BY id")
+
+    outcome(T0, "failed", "HTTP 500")
+    outcome(T0 + 60, "failed", "HTTP 500")
+    assert counts() == [(1, 0, 2), (2, 0, 0)]
+    outcome(T0 + 120, "success")
+    assert counts() == [(1, 0, 0), (2, 0, 0)]
+    changes.clear()
+    for k in (3, 4):
+        outcome(T0 + 60 * k, "failed", "HTTP 500")
+    assert counts() == [(1, 0, 2), (2, 0, 0)]
+    outcome(T0 + 300, "failed", "timeout after 2s")
+    assert counts() == [(1, 1, 3), (2, 0, 0)]
+    assert replica.one("SELECT status_note, updated_at FROM jobs WHERE id = 1") == (
+        "paused after 3 consecutive failures (last: timeout after 2s)",
+        NOW + 300,
+    )
+    assert ("jobs", [1]) in changes  # the owner hears of it and stops firing it
+    assert fire(replica, [[1, T0 + 360], [2, T0 + 360]]) == [[2, T0 + 360]]
+    # Results still in flight when it paused are recorded; the job stays paused.
+    replica.ok(
+        c.ResultsRecorded(
+            now=NOW + 361, node_id=1, groups=[[T0 + 360, "failed", 500, 1, 3, "x", [1]]]
+        )
+    )
+    assert counts()[0] == (1, 1, 4)
+    replica.ok(c.JobPaused(now=NOW + 400, job_id=1, paused=False, note="fixed"))
+    assert counts()[0] == (1, 0, 0)
+    assert replica.one("SELECT status_note FROM jobs WHERE id = 1") == ("fixed",)
+    # A new limit counts from when it is set; another policy's change keeps the count.
+    outcome(T0 + 420, "failed", "HTTP 500")
+    replica.ok(c.JobUpdated(now=NOW + 430, job_id=1, changes={"policy": {"overlap": "skip"}}))
+    assert counts()[0] == (1, 0, 1)
+    replica.ok(
+        c.JobUpdated(now=NOW + 431, job_id=1, changes={"policy": {"pause_after_failures": 5}})
+    )
+    assert counts()[0] == (1, 0, 0)
 
 
 # -- lost executions -----------------------------------------------------------------------

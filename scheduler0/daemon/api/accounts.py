@@ -10,6 +10,7 @@ from starlette.responses import Response
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.auth import shows_secrets, visible
 from scheduler0.daemon.api.http import (
+    has_body,
     json_body,
     off_loop,
     ok,
@@ -110,7 +111,7 @@ async def delete_project(request: Request) -> Response:
 
 async def create_credential(request: Request) -> Response:
     svc = services(request)
-    raw = await json_body(request, _SMALL_BODY) if _has_body(request) else {}
+    raw = await json_body(request, _SMALL_BODY) if has_body(request) else {}
     body = parse_one(CredentialIn, raw)
     now = time.time()
     expires_at = _expiry(body, now)
@@ -199,10 +200,3 @@ def _check_projects(body: CredentialIn, queries: Queries) -> None:
     if missing:
         shown = ", ".join(map(str, missing[:5]))
         raise invalid([FieldError("projects", f"no project with id {shown}")])
-
-
-def _has_body(request: Request) -> bool:
-    length = request.headers.get("content-length")
-    if length is not None:
-        return length != "0"
-    return request.headers.get("transfer-encoding") is not None

@@ -67,6 +67,7 @@ from scheduler0.models import (
     JobIn,
     JobOut,
     JobPatch,
+    PauseIn,
     ProjectIn,
     ProjectOut,
     ProjectPatch,
@@ -216,10 +217,11 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "/jobs/{id}/pause", ("POST",), jobs.pause_job, execute(On.JOB),
         "Pause a job (no slot fires until it is resumed)", Reply(JobOut),
+        body=Body(PauseIn, required=False),
     ),
     RouteSpec(
         "/jobs/{id}/resume", ("POST",), jobs.resume_job, execute(On.JOB),
-        "Resume a paused job", Reply(JobOut),
+        "Resume a paused job", Reply(JobOut), body=Body(PauseIn, required=False),
     ),
     RouteSpec(
         "/jobs/{id}/run", ("POST",), jobs.run_now, execute(On.JOB),

@@ -119,6 +119,14 @@ def is_json(content_type: str | None) -> bool:
     return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
+def has_body(request: Request) -> bool:
+    """Whether the request carries a body (an optional one may be left out)."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        return length != "0"
+    return request.headers.get("transfer-encoding") is not None
+
+
 async def json_body(request: Request, max_bytes: int) -> Any:
     """The request's body as JSON: 415 for another content-type (a form or a
     multipart upload is never read as JSON), 413 past ``max_bytes``, 400 if

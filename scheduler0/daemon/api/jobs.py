@@ -30,6 +30,7 @@ from scheduler0.daemon.api.http import (
     UNTIL,
     Services,
     choice_param,
+    has_body,
     id_param,
     json_body,
     label_params,
@@ -46,15 +47,26 @@ from scheduler0.daemon.api.http import (
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
 from scheduler0.daemon.scheduling.cron import (
+    EverySchedule,
+    OneShotSchedule,
     ScheduleError,
     parse_schedule,
-    resume_slot,
     validate_schedule,
 )
+from scheduler0.daemon.scheduling.policy import job_next_run
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
+from scheduler0.daemon.state.schema import encode_policy
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
-from scheduler0.models import JobIn, JobPatch, invalid, known_keys, parse_one
+from scheduler0.models import (
+    ALIAS_PAIRS,
+    JobIn,
+    JobPatch,
+    PauseIn,
+    invalid,
+    known_keys,
+    parse_one,
+)
 
 
 @lru_cache(maxsize=4096)
@@ -74,16 +86,56 @@ def check_schedule(spec: str, timezone: str, index: int | None = None) -> FieldE
 
 
 def first_run(
-    spec: str, timezone: str, anchor: int, not_before: int, last_fired: int | None = None
+    spec: str,
+    timezone: str,
+    anchor: int,
+    not_before: int,
+    last_fired: int | None = None,
+    policy: str | None = None,
+    fired_count: int = 0,
 ) -> int | None:
     """The next run a command keeps in state for a job of ``spec`` (its grid
-    anchored at ``anchor``) that starts at ``not_before`` and last fired at
-    ``last_fired``. None for a spec that no longer parses (it was checked when
-    the job was made)."""
+    anchored at ``anchor``, bounded by its ``policy``) that starts at
+    ``not_before``, last fired at ``last_fired`` and has fired
+    ``fired_count`` scheduled runs (``cron.NEVER`` when it has none left).
+    None for a spec that no longer parses (it was checked when the job was made)."""
     try:
-        return resume_slot(parse_schedule(spec, timezone, anchor), not_before, last_fired)
+        return job_next_run(spec, timezone, anchor, policy, not_before, last_fired, fired_count)
     except ScheduleError:
         return None
+
+
+def policy_problems(
+    spec: str,
+    timezone: str,
+    policy: dict[str, Any],
+    now: float,
+    index: int | None = None,
+    *,
+    new_spec: bool = True,
+) -> list[FieldError]:
+    """What a job's policies (and an ``@at`` spec) are checked against beyond
+    their models: a new one-shot time still ahead, ``end_at`` after ``start_at``
+    (also when a patch gives only one), a jitter shorter than an ``@every``
+    period. The schedule itself was checked first."""
+    found = []
+    try:
+        schedule = parse_schedule(spec, timezone, 0)
+    except ScheduleError:
+        return []
+    if new_spec and isinstance(schedule, OneShotSchedule) and schedule.at <= now:
+        found.append(FieldError("spec", "the @at time is not in the future", index))
+    start, end = policy.get("start_at"), policy.get("end_at")
+    if start is not None and end is not None and end <= start:
+        found.append(FieldError("end_at", "must be later than start_at", index))
+    jitter = policy.get("jitter_seconds") or 0
+    if isinstance(schedule, EverySchedule) and jitter >= schedule.period:
+        found.append(
+            FieldError(
+                "jitter_seconds", f"must be less than the @every period ({schedule.period}s)", index
+            )
+        )
+    return found
 
 
 def encode_data(value: Any) -> str | None:
@@ -125,11 +177,7 @@ def job_checks(svc: Services) -> JobChecks:
 
 
 _JOB_LIST = TypeAdapter(list[JobIn])
-_DOUBLE_KEYS = (
-    ("project_id", "projectId"),
-    ("callback_url", "callbackUrl"),
-    ("execution_type", "executionType"),
-)
+_DOUBLE_KEYS = ALIAS_PAIRS
 
 
 def _batch_problems(jobs: list[JobIn], checks: JobChecks) -> list[FieldError]:
@@ -159,7 +207,19 @@ def _validate_fast(items: list[Any]) -> list[JobIn] | None:
         return None
     if any(check_schedule(job.spec, job.timezone) is not None for job in jobs):
         return None
+    now = time.time()
+    if any(_policy_problems(job, now) for job in jobs):
+        return None
     return jobs
+
+
+def _policy_problems(job: JobIn, now: float, index: int | None = None) -> list[FieldError]:
+    """``policy_problems`` of a new job; nothing to check for a plain
+    ``* * * * *`` job without policies (the common case: no parse)."""
+    policy = job.policy()
+    if policy is None and not job.spec.lstrip().lower().startswith("@at"):
+        return []
+    return policy_problems(job.spec, job.timezone, policy or {}, now, index)
 
 
 def _usable_projects(queries: Queries, jobs: list[JobIn], shown: Visible) -> set[int]:
@@ -189,6 +249,8 @@ def validate_jobs(
         problem = check_schedule(job.spec, job.timezone, index)
         if problem is not None:
             details.append(problem)
+        else:
+            details += _policy_problems(job, time.time(), index)
         details += checks.problems(job.callback_url, encode_data(job.data), index)
         jobs.append(job)
     if not details:
@@ -258,12 +320,14 @@ async def create_jobs(request: Request) -> Response:
 def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
     """The ``JobsCreated`` items: each with its first run (once per distinct
     schedule: a batch of one spec costs one ``next_after``)."""
-    firsts: dict[tuple[str, str], int | None] = {}
+    firsts: dict[tuple[str, str, str | None], int | None] = {}
     rows = []
     for job in jobs:
-        key = (job.spec, job.timezone)
-        if key not in firsts:
-            firsts[key] = first_run(job.spec, job.timezone, anchor, anchor)  # nothing fired yet
+        policy = job.policy()
+        stored = encode_policy(policy)
+        key = (job.spec, job.timezone, stored)
+        if key not in firsts:  # nothing fired yet
+            firsts[key] = first_run(job.spec, job.timezone, anchor, anchor, None, stored)
         row = {
             "project_id": job.project_id,
             "spec": job.spec,
@@ -278,6 +342,8 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
             row["name"] = job.name
         if job.labels:
             row["labels"] = job.labels
+        if policy is not None:
+            row["policy"] = policy
         rows.append(row)
     return rows
 
@@ -338,21 +404,63 @@ async def update_job(request: Request) -> Response:
         problems = checks.problems(changes.get("callback_url"), changes.get("data"))
         if problems:
             raise invalid(problems)
-    if "spec" in changes or "timezone" in changes:
-        spec = changes.get("spec", current["spec"])
-        timezone = changes.get("timezone", current["timezone"])
-        problem = check_schedule(spec, timezone)
-        if problem is not None:
-            raise invalid([problem])
-        # The new schedule applies from the next slot after now, on a grid
-        # anchored now (for @every).
-        start = int(time.time())
-        changes["anchor"] = changes["not_before"] = start
-        changes["next_run"] = await off_loop(
-            first_run, spec, timezone, start, start, current["last_fired_slot"]
-        )
+    policy_given = patch.policy_changes()
+    new_schedule = "spec" in changes or "timezone" in changes
+    if new_schedule or policy_given:
+        changes.update(await off_loop(_schedule_changes, current, changes, policy_given))
     await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
     return ok(await off_loop(_job_out, svc.queries, job_id))
+
+
+GRID_POLICIES = frozenset({"start_at", "end_at", "max_runs"})
+"""Policies that decide which slots a job has: a change moves its next run."""
+
+
+def _schedule_changes(
+    current: views.Row, changes: dict[str, Any], policy_given: dict[str, Any]
+) -> dict[str, Any]:
+    """The further ``JobUpdated.changes`` of a new schedule or new policies,
+    checked (422 naming the field) against the job's stored spec and policies:
+    the policies given, and for a new schedule or new bounds, where the job
+    now starts and its next run."""
+    now = time.time()
+    new_schedule = "spec" in changes or "timezone" in changes
+    spec = changes.get("spec", current["spec"])
+    timezone = changes.get("timezone", current["timezone"])
+    problem = check_schedule(spec, timezone)
+    if problem is not None:
+        raise invalid([problem])
+    merged = _merged_policy(current["policy"], policy_given)
+    # An unchanged one-shot spec is not checked again (it may have run).
+    problems = policy_problems(spec, timezone, merged, now, new_spec="spec" in changes)
+    if problems:
+        raise invalid(problems)
+    out: dict[str, Any] = {"policy": policy_given} if policy_given else {}
+    if not new_schedule and GRID_POLICIES.isdisjoint(policy_given):
+        return out
+    # The new schedule (or bounds) applies from the next slot after now; a new
+    # schedule's grid is anchored now (for @every).
+    start = int(now)
+    anchor = current["anchor"]
+    if new_schedule:
+        out["anchor"] = anchor = start
+    out["not_before"] = start
+    out["next_run"] = first_run(
+        spec,
+        timezone,
+        anchor,
+        start,
+        current["last_fired_slot"],
+        encode_policy(merged),
+        current["fired_count"],
+    )
+    return out
+
+
+def _merged_policy(stored: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """A job's policies after a patch (as ``JobUpdated`` applies it)."""
+    current: dict[str, Any] = {} if stored is None else orjson.loads(stored)
+    return {k: v for k, v in {**current, **given}.items() if v is not None}
 
 
 async def delete_job(request: Request) -> Response:
@@ -364,18 +472,32 @@ async def delete_job(request: Request) -> Response:
 async def _set_paused(request: Request, paused: bool) -> Response:
     svc = services(request)
     job_id = path_id(request)
+    raw = await json_body(request, _NOTE_BODY) if has_body(request) else {}
+    note = parse_one(PauseIn, raw).note
     now = time.time()
     next_run = None
     if not paused:  # the slots due while paused are skipped: the next is after now
         next_run = await off_loop(_resumed_run, svc.queries, job_id, int(now))
-    command = c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run)
+    command = c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run, note=note)
     await svc.writes.propose(command)
     return ok(await off_loop(_job_out, svc.queries, job_id))
 
 
 def _resumed_run(queries: Queries, job_id: int, now: int) -> int | None:
     job = queries.job(job_id)
-    return first_run(job["spec"], job["timezone"], job["anchor"], now, job["last_fired_slot"])
+    return first_run(
+        job["spec"],
+        job["timezone"],
+        job["anchor"],
+        now,
+        job["last_fired_slot"],
+        job["policy"],
+        job["fired_count"],
+    )
+
+
+_NOTE_BODY = 16 * 1024
+"""The largest body pause and resume read (a note)."""
 
 
 async def pause_job(request: Request) -> Response:

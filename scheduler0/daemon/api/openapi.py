@@ -94,7 +94,8 @@ A credential limited to some projects gets 404 for the others' projects and jobs
 if they did not exist, and never sees them in a list.
 
 Bodies are documented in snake_case; the camelCase spellings of the original server
-(`projectId`, `callbackUrl`, `executionType`, `jobId`) are accepted too (not both at once).
+(`projectId`, `callbackUrl`, `executionType`, `jobId`, and the policies' `startAt`, `endAt`,
+`maxRuns`, `jitterSeconds`, ...) are accepted too (not both at once).
 Reads are local to the node answering; add `?consistency=strong` to read after
 everything committed so far.
 """
@@ -112,7 +113,8 @@ EXAMPLES: dict[str, Any] = {
         "data": {"invoice": 42},
         "callback_url": "http://127.0.0.1:3000/cb",
     },
-    "JobPatch": {"spec": "0 9 * * 1-5"},
+    "JobPatch": {"spec": "0 9 * * 1-5", "max_runs": 10, "end_at": "2030-01-01T00:00:00Z"},
+    "PauseIn": {"note": "the receiver is down for maintenance"},
     "MemberIn": {
         "node_id": 2,
         "address": "http://127.0.0.1:9092",

@@ -34,7 +34,8 @@ LAST_INSTANT = 253_402_300_799
 
 SPEC = Param(
     "spec",
-    "Required: the cron spec, descriptor or '@every <duration>' a job would have.",
+    "Required: the cron spec, descriptor, '@every <duration>', '@at <RFC 3339>' or"
+    " '@manually' a job would have.",
     type="string",
 )
 TIMEZONE = Param("timezone", "The job's IANA timezone.", type="string", default="UTC")

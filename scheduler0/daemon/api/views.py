@@ -12,27 +12,19 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping
-from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
+from scheduler0.daemon.scheduling.cron import NEVER, Schedule, is_manual, resume_slot
+from scheduler0.daemon.scheduling.policy import JobPolicy, job_schedule, policy_of
 from scheduler0.daemon.state.queries import Page
-from scheduler0.daemon.state.schema import execution_id, run_second
+from scheduler0.daemon.state.schema import encode_policy, execution_id, run_second
 from scheduler0.daemon.timefmt import iso
 from scheduler0.models import SCOPES, ExecutionTrigger
 
 Row = sqlite3.Row | Mapping[str, Any]
 """A stored row, or a dict of the same columns (a row not read back)."""
-
-
-@lru_cache(maxsize=8192)
-def _schedule(spec: str, timezone: str, anchor: int) -> Schedule | None:
-    try:
-        return parse_schedule(spec, timezone, anchor)
-    except ValueError:
-        return None
 
 
 def decode_data(raw: str | None) -> Any:
@@ -91,6 +83,8 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
         "name": job.get("name"),
         "labels": job.get("labels"),
         "revision": 0,
+        "policy": encode_policy(job.get("policy")),
+        "status_note": None,
         "last_fired_slot": None,
         "last_state": None,
         "last_status_code": None,
@@ -104,6 +98,8 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
 
 
 def job_out(row: Row) -> dict[str, Any]:
+    upcoming = next_run(row)
+    policy = policy_of(row["policy"])
     return {
         "id": row["id"],
         "project_id": row["project_id"],
@@ -113,8 +109,10 @@ def job_out(row: Row) -> dict[str, Any]:
         "callback_url": row["callback_url"],
         "execution_type": row["execution_type"],
         "paused": bool(row["paused"]),
+        "status": job_status(row, upcoming),
+        "status_note": row["status_note"],
         "last_execution_date": iso(row["last_fired_slot"]),
-        "next_run_at": None if row["paused"] else iso(next_run(row)),
+        "next_run_at": None if row["paused"] or upcoming is None else iso(upcoming),
         "last_state": row["last_state"],
         "last_status_code": row["last_status_code"],
         "fired_count": row["fired_count"],
@@ -125,6 +123,7 @@ def job_out(row: Row) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
         "name": row["name"],
         "labels": _labels(row["labels"]),
+        **policy_out(policy),
     }
 
 
@@ -138,16 +137,64 @@ def _labels(stored: str | dict[str, str] | None) -> dict[str, str]:
     return labels
 
 
+RETRY_FIELDS = ("attempts", "initial_seconds", "multiplier", "cap_seconds", "jitter")
+"""The fields of a job's ``retry`` as shown (``models.RetryOut``); None: the node's setting."""
+
+
+def policy_out(policy: JobPolicy) -> dict[str, Any]:
+    """A job's policies as shown: overlap and catchup with their defaults
+    filled in, None for what follows the node's settings or is not set."""
+    return {
+        "overlap": policy.overlap,
+        "retry": None if policy.retry is None else {k: policy.retry.get(k) for k in RETRY_FIELDS},
+        "timeout_seconds": policy.timeout_seconds,
+        "catchup": policy.catchup,
+        "catchup_window_seconds": policy.catchup_window_seconds,
+        "start_at": iso(_whole(policy.start_at)),
+        "end_at": iso(_whole(policy.end_at)),
+        "jitter_seconds": policy.jitter_seconds,
+        "max_runs": policy.max_runs,
+        "pause_after_failures": policy.pause_after_failures,
+    }
+
+
+def _whole(instant: float | None) -> float | int | None:
+    """A whole second shown without a fraction (as it was most likely given)."""
+    return int(instant) if instant is not None and instant.is_integer() else instant
+
+
+def job_status(row: Row, upcoming: int | None) -> str:
+    """``completed`` when the job has no run left (past its ``end_at`` or its
+    ``max_runs``, an ``@at`` that fired): this follows from replicated state,
+    so every node shows the same. Else ``paused`` or ``active``. A
+    ``@manually`` job has no next run but is never completed."""
+    if upcoming is None and not is_manual(row["spec"]) and _schedulable(row):
+        return "completed"
+    return "paused" if row["paused"] else "active"
+
+
+def _schedulable(row: Row) -> bool:
+    return _schedule(row["spec"], row["timezone"], row["anchor"], row["policy"]) is not None
+
+
 def next_run(row: Row) -> int | None:
     """The job's next slot: kept in state, or (if unknown) the next slot on its
-    grid after its last fired slot (or its start)."""
+    grid after its last fired slot (or its start). None when it has none."""
     kept: int | None = row["next_run"]
-    if kept is not None:
-        return kept
-    schedule = _schedule(row["spec"], row["timezone"], row["anchor"])
-    if schedule is None:
+    if kept is None:
+        schedule = _schedule(row["spec"], row["timezone"], row["anchor"], row["policy"])
+        if schedule is None:
+            return None
+        runs_left = policy_of(row["policy"]).runs_left(row["fired_count"])
+        kept = resume_slot(schedule, row["not_before"], row["last_fired_slot"], runs_left)
+    return None if kept >= NEVER else kept
+
+
+def _schedule(spec: str, timezone: str, anchor: int, raw_policy: str | None) -> Schedule | None:
+    try:
+        return job_schedule(spec, timezone, anchor, raw_policy)
+    except ValueError:
         return None
-    return resume_slot(schedule, row["not_before"], row["last_fired_slot"])
 
 
 def execution_out(row: Row) -> dict[str, Any]:

@@ -5,8 +5,9 @@ The scheduler hands accepted fires to :meth:`Executor.submit` and collects
 
 Wire format (the seed contract; each item is built by ``callback_body``):
 
-- Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` form a
-  batch, sent as ``POST callback_url`` with a JSON array of their payloads.
+- Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` (and
+  their job's retry/timeout ``delivery``, below) form a batch, sent as ``POST
+  callback_url`` with a JSON array of their payloads.
 - A batch whose array would exceed ``payload_max_bytes`` is split into chunks,
   each body at most ``payload_max_bytes`` (a single payload larger than that is
   sent alone, as a one-item array: it cannot be split further).
@@ -27,7 +28,12 @@ Attempts and retries: a 2xx answer is success. Any other status, a timeout
 failed attempt. A chunk gets at most ``1 + retry_max`` attempts; retry ``k``
 (k = 1, 2, ...) waits ``min(retry_delay * 2**(k-1), max(30, retry_delay))``
 seconds, without holding a worker, so a failing receiver never delays other
-chunks. An invalid URL, or a destination the policy refuses (``guard``, see
+chunks. A fire may carry its job's own ``Delivery`` (``retry`` and
+``timeout_seconds`` policies, see ``delivery.py``): its chunk then follows
+that plan instead, its timeout clamped to ``timeout_max``. Fires batch into
+one POST only when they share their ``Delivery`` too.
+
+An invalid URL, or a destination the policy refuses (``guard``, see
 ``destinations.py``: checked after DNS resolution, before connecting), fails
 at once (retrying cannot help). After the final attempt every fire in the
 chunk gets one result carrying that attempt's status code and error (for a
@@ -59,6 +65,7 @@ import contextlib
 import logging
 import math
 import os
+import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -70,6 +77,7 @@ import httpx
 import orjson
 
 from scheduler0 import signing
+from scheduler0.daemon.executor.delivery import Delivery, RetryPlan, job_plan, node_plan
 from scheduler0.daemon.executor.destinations import (
     DestinationGuard,
     DestinationRefused,
@@ -81,7 +89,6 @@ from scheduler0.daemon.state.schema import run_second
 log = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 200
-BACKOFF_CAP_SECONDS = 30.0
 CIRCUIT_AFTER_FAILURES = 5
 """Timeouts or transport errors in a row that open a destination's circuit."""
 CIRCUIT_OPEN_SECONDS = 5.0
@@ -104,8 +111,9 @@ class Fire:
     job_id: int
     slot: int  # the execution's key: unix seconds of its slot, or a manual run's key
     callback_url: str
-    signing_secret: str  # per project; fires batch by (callback_url, signing_secret)
+    signing_secret: str  # per project; fires batch by (callback_url, signing_secret, delivery)
     payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
+    delivery: Delivery | None = None  # the job's retry/timeout policies; None: the node's
 
 
 @dataclass(slots=True)
@@ -133,6 +141,7 @@ class _Chunk:
     body: bytes
     headers: dict[str, str]
     webhook_id: str  # "<batch id>-<chunk number>": the same on every attempt
+    plan: RetryPlan
     attempts: int = 0
 
 
@@ -196,14 +205,18 @@ class Executor:
         destination_share: float = 0.25,
         destination_max_bytes: int = 64 * 2**20,
         guard: DestinationGuard | None = None,
+        timeout_max: float | None = None,
+        random_draw: Callable[[], float] = random.random,
     ) -> None:
         if max_workers < 1 or max_queue < 1 or payload_max_bytes < 2:
             raise ValueError("max_workers, max_queue and payload_max_bytes must be positive")
         self._max_workers = max_workers
         self._max_queue = max_queue
         self._timeout = timeout
-        self._retry_max = max(0, retry_max)
-        self._retry_delay = max(0.0, retry_delay)
+        self._plan = node_plan(retry_max=retry_max, retry_delay=retry_delay, timeout=timeout)
+        self._timeout_max = max(timeout, timeout if timeout_max is None else timeout_max)
+        """No job's ``timeout_seconds`` is longer than this (``JobExecutionTimeoutMax``)."""
+        self._draw = random_draw
         self._payload_max_bytes = payload_max_bytes
         self._clock = clock
         self._transport = transport
@@ -298,11 +311,13 @@ class Executor:
         """
         if self._stopped:
             raise RuntimeError("executor is stopped")
-        batches: dict[tuple[str, str], list[Fire]] = {}
+        batches: dict[tuple[str, str, Delivery | None], list[Fire]] = {}
         for fire in fires:
-            batches.setdefault((fire.callback_url, fire.signing_secret), []).append(fire)
-        for (url, secret), batch in batches.items():
-            for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes):
+            key = (fire.callback_url, fire.signing_secret, fire.delivery)
+            batches.setdefault(key, []).append(fire)
+        for (url, secret, delivery), batch in batches.items():
+            plan = job_plan(self._plan, delivery, self._timeout_max)
+            for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes, plan):
                 self._enqueue(chunk)
             for fire in batch:
                 fire.payload = b""  # its bytes live on in the chunk's body only
@@ -389,7 +404,7 @@ class Executor:
         self._queued_fires -= count
         self._in_flight_fires += count
         outcome = await self._attempt_guarded(destination, chunk)
-        if outcome.ok or not outcome.retryable or chunk.attempts > self._retry_max:
+        if outcome.ok or not outcome.retryable or chunk.attempts > chunk.plan.retry_max:
             destination.queued_bytes -= len(chunk.body)
             self._record(chunk, outcome)
             self._settle(count)
@@ -464,14 +479,10 @@ class Executor:
         return sum(d.queued_bytes for d in self._destinations.values())
 
     def _schedule_retry(self, chunk: _Chunk) -> None:
-        delay = self._backoff(chunk.attempts)
+        plan = chunk.plan
+        delay = plan.delay(chunk.attempts, self._draw() if plan.jitter else 0.0)
         timer = asyncio.get_running_loop().call_later(delay, self._requeue, chunk)
         self._retry_timers[id(chunk)] = timer
-
-    def _backoff(self, retry_number: int) -> float:
-        cap = max(BACKOFF_CAP_SECONDS, self._retry_delay)
-        # The exponent is clamped so a huge retry_max cannot overflow the float.
-        return float(min(self._retry_delay * 2 ** min(retry_number - 1, 32), cap))
 
     async def _attempt(self, chunk: _Chunk) -> _Outcome:
         chunk.attempts += 1
@@ -481,16 +492,17 @@ class Executor:
             | signing.sign(chunk.secret, chunk.body, timestamp)
             | signing.sign_standard(chunk.secret, chunk.webhook_id, chunk.body, timestamp)
         )
+        timeout = chunk.plan.timeout_seconds
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._timeout):
+            async with asyncio.timeout(timeout):
                 if self._guard is not None:
                     await self._guard.check(chunk.url)
-                status_code, snippet = await self._post(chunk.url, chunk.body, headers)
+                status_code, snippet = await self._post(chunk.url, chunk.body, headers, timeout)
         except DestinationRefused as exc:
             return _failure(started, f"destination refused: {exc}", retryable=False)
         except (TimeoutError, httpx.TimeoutException):
-            return _failure(started, f"timeout after {self._timeout:g}s")
+            return _failure(started, f"timeout after {timeout:g}s")
         except (httpx.InvalidURL, httpx.UnsupportedProtocol, ValueError) as exc:
             return _failure(started, f"invalid callback url: {exc}", retryable=False)
         except Exception as exc:  # any transport failure is a failed attempt, never a crash
@@ -503,15 +515,25 @@ class Executor:
         error = f"HTTP {status_code}" + (f": {snippet}" if snippet else "")
         return _Outcome(False, status_code, error, latency_ms)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+    async def _post(
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+    ) -> tuple[int, str]:
         """POST ``body``; return the status and the start of the response text.
+        A job's own timeout replaces the client's for this request only.
 
         The response is read up to ``_RESPONSE_READ_LIMIT`` bytes only: small bodies
         are drained so the connection is reused, huge ones are abandoned (the
         connection is then closed) instead of being buffered.
         """
         assert self._client is not None, "Executor.start() was not awaited"
-        async with self._client.stream("POST", url, content=body, headers=headers) as response:
+        stream = (
+            self._client.stream("POST", url, content=body, headers=headers)
+            if timeout == self._timeout
+            else self._client.stream(
+                "POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
+            )
+        )
+        async with stream as response:
             head = b""
             read = 0
             async for part in response.aiter_bytes():
@@ -553,7 +575,9 @@ class Executor:
         )
 
 
-def _chunk_batch(url: str, secret: str, fires: list[Fire], max_bytes: int) -> Iterable[_Chunk]:
+def _chunk_batch(
+    url: str, secret: str, fires: list[Fire], max_bytes: int, plan: RetryPlan
+) -> Iterable[_Chunk]:
     """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``."""
     encoded = [
         fire.payload if isinstance(fire.payload, bytes) else orjson.dumps(fire.payload)
@@ -570,7 +594,7 @@ def _chunk_batch(url: str, secret: str, fires: list[Fire], max_bytes: int) -> It
             "x-payload-chunk-id": f"{number}/{total}",
             "x-scheduler0-batch-id": batch_id,
         }
-        yield _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}")
+        yield _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}", plan)
         start = end
 
 

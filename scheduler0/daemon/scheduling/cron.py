@@ -14,6 +14,9 @@ Accepted specs (``parse_schedule``)
   ``0 30 9 * * 1-5`` = 09:30:00 on weekdays).
 * Descriptors, case-insensitive: ``@yearly @annually @monthly @weekly @daily
   @midnight @hourly`` (the same instants as their 5-field crontab forms).
+* ``@at <RFC 3339 time with offset>`` (``@at 2026-03-01T09:00:00+01:00``): one
+  slot, at that instant (fractions of a second round up); a one-shot job.
+* ``@manually``: no slot at all; the job runs only when asked (run now).
 * ``@every <Go duration>`` (``1h30m10s``, ``1m``, ``90s``, ``1.5h``; units ns,
   us, µs, ms, s, m, h). It must be a whole number of seconds and at least 1s.
   The grid is ``anchor + k * period`` for ``k >= 1``: the first run is one
@@ -77,6 +80,7 @@ zone's year is known); ``L``/``W``/``#`` specs call croniter.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import threading
 from bisect import bisect_right
@@ -87,11 +91,24 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
+from scheduler0.daemon.state.schema import NO_NEXT_RUN
+from scheduler0.models import parse_rfc3339
+
+NEVER: Final = NO_NEXT_RUN
+"""What ``next_after`` returns when a grid has no further slot (an ``@at``
+past its instant, ``@manually``, a job past its ``end_at``): later than any
+real instant, so it is never due; shown as no next run."""
+
 __all__ = [
+    "NEVER",
+    "BoundedSchedule",
     "CronSchedule",
     "EverySchedule",
+    "ManualSchedule",
+    "OneShotSchedule",
     "Schedule",
     "ScheduleError",
+    "is_manual",
     "parse_duration",
     "parse_schedule",
     "resume_slot",
@@ -705,10 +722,90 @@ def _every_period(rest: str) -> int:
     return parse_duration(rest)
 
 
-def resume_slot(schedule: Schedule, not_before: int, last_fired: int | None) -> int:
+class OneShotSchedule:
+    """``@at <time>``: the one slot ``at``, then none (``NEVER``)."""
+
+    __slots__ = ("at", "spec")
+
+    def __init__(self, spec: str, at: int) -> None:
+        self.spec = spec
+        self.at = at
+
+    def next_after(self, after: int) -> int:
+        return self.at if after < self.at else NEVER
+
+    def __repr__(self) -> str:
+        return f"OneShotSchedule(spec={self.spec!r}, at={self.at})"
+
+
+class ManualSchedule:
+    """``@manually``: no slot; the job runs only by run-now."""
+
+    __slots__ = ("spec",)
+
+    def __init__(self, spec: str) -> None:
+        self.spec = spec
+
+    def next_after(self, after: int) -> int:
+        return NEVER
+
+    def __repr__(self) -> str:
+        return f"ManualSchedule(spec={self.spec!r})"
+
+
+class BoundedSchedule:
+    """A grid limited to ``[start, end]`` (a job's ``start_at``/``end_at``):
+    no slot before ``start``, and ``NEVER`` once the next slot would be after
+    ``end``. Either bound may be None (open)."""
+
+    __slots__ = ("end", "inner", "spec", "start")
+
+    def __init__(self, inner: Schedule, start: float | None, end: float | None) -> None:
+        self.inner = inner
+        self.spec = inner.spec
+        self.start = None if start is None else math.ceil(start)
+        """The first second a slot may fall on."""
+        self.end = None if end is None else math.floor(end)
+        """The last second a slot may fall on."""
+
+    def next_after(self, after: int) -> int:
+        start = self.start
+        if start is not None and after < start:
+            after = start - 1
+        slot = self.inner.next_after(after)
+        end = self.end
+        return NEVER if end is not None and slot > end else slot
+
+    def __repr__(self) -> str:
+        return f"BoundedSchedule({self.inner!r}, start={self.start}, end={self.end})"
+
+
+def is_manual(spec: str) -> bool:
+    """``@manually``: a job that has no next run yet is not completed."""
+    return spec.strip().lower() == "@manually"
+
+
+@lru_cache(maxsize=4096)
+def _at_slot(rest: str) -> int:
+    """The slot of ``@at <time>``: the instant, rounded up to a whole second."""
+    if not rest:
+        raise ScheduleError("spec", "@at needs a time, e.g. '@at 2026-03-01T09:00:00Z'")
+    try:
+        return math.ceil(parse_rfc3339(rest))
+    except ValueError as exc:
+        raise ScheduleError("spec", f"@at time {rest[:64]!r} {exc}") from None
+
+
+def resume_slot(
+    schedule: Schedule, not_before: int, last_fired: int | None, runs_left: int | None = None
+) -> int:
     """A job's next slot from its stored state: the first on its grid after
-    both its start (``not_before``) and its last fired slot. What a job's kept
-    next run is, and what it is computed as where it is not kept."""
+    both its start (``not_before``) and its last fired slot; ``NEVER`` once
+    ``runs_left`` (a job's ``max_runs`` less its fired runs; None: no limit)
+    is down to 0. What a job's kept next run is, and what it is computed as
+    where it is not kept."""
+    if runs_left is not None and runs_left <= 0:
+        return NEVER
     return schedule.next_after(max(not_before, last_fired or not_before))
 
 
@@ -738,6 +835,13 @@ def parse_schedule(spec: str, timezone: str = "UTC", anchor: int = 0) -> Schedul
     if not text:
         raise ScheduleError("spec", "must not be empty")
     head, *rest = text.split(None, 1)
-    if head.lower() == "@every":
+    keyword = head.lower()
+    if keyword == "@every":
         return EverySchedule(spec, _every_period(rest[0] if rest else ""), int(anchor))
+    if keyword == "@at":
+        return OneShotSchedule(spec, _at_slot(rest[0].strip() if rest else ""))
+    if keyword == "@manually":
+        if rest:
+            raise ScheduleError("spec", "@manually takes nothing after it")
+        return ManualSchedule(spec)
     return _cron_schedule(spec, timezone)

@@ -24,8 +24,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
-from scheduler0.daemon.scheduling.misfire import due_slots, following_if_on_time
+from scheduler0.daemon.scheduling.misfire import (
+    CATCHUP_FIRES,
+    catch_up,
+    due_slots,
+    following_if_on_time,
+)
+from scheduler0.daemon.scheduling.overlap import overlap_split, skip_reason
 from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
+from scheduler0.daemon.scheduling.policy import DEFAULT_POLICY
 from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
@@ -61,6 +68,8 @@ class Firing:
         self._stats = stats
         self._grace = misfire_grace
         self._clock = clock
+        self._in_flight = dispatcher.in_flight
+        """What of the overlap-policy jobs is in flight (``overlap.InFlight``)."""
         self.in_flight = False
         """A ``SlotsFired`` is proposed and its outcome is not in yet."""
 
@@ -72,12 +81,23 @@ class Firing:
         capacity = self._executor.free_capacity()
         fires: list[list[int]] = []
         missed: list[list[Any]] = []
+        skipped: list[list[Any]] = []
         batch: Batch = {}
         if capacity > 0:
             grace = self._grace
             recent_lag = self._stats.recent_lag
             for job in self._owned.pop_due(now):
                 slot = job.next_slot
+                if job.policy is not DEFAULT_POLICY:
+                    job.pending = True
+                    room = capacity - len(fires)
+                    batch[job.id] = (
+                        job,
+                        self._by_policy(job, now, fires, missed, skipped, room),
+                    )
+                    if len(fires) >= capacity:
+                        break
+                    continue
                 following = following_if_on_time(job.schedule, slot, now, grace)
                 if following is not None:  # one slot due, on time: the common case
                     fires.append([job.id, slot])
@@ -111,9 +131,70 @@ class Firing:
             missed=missed,
             following=[[slot, ids] for slot, ids in next_runs.items()],
             revisions=revisions,
+            skipped=skipped,
         )
         self.in_flight = True
-        self._proposer.propose(command, lambda outcome: self._fired(batch, fires, outcome, missed))
+        self._proposer.propose(
+            command, lambda outcome: self._fired(batch, fires, outcome, missed, skipped)
+        )
+
+    def _by_policy(
+        self,
+        job: OwnedJob,
+        now: float,
+        fires: list[list[int]],
+        missed: list[list[Any]],
+        skipped: list[list[Any]],
+        room: int,
+    ) -> int:
+        """Split a job's due slots by its policies (``misfire.catch_up``, then
+        ``overlap.overlap_split``), add them to the tick's ``fires``,
+        ``missed`` and ``skipped``, and return its next slot.
+        ``catchup=all`` fires at most ``room`` (the executor's free capacity
+        left in this tick) slots; the rest stay due for the next ticks.
+
+        With ``jitter_seconds`` the job was due at its slot plus that slot's
+        offset: lateness is counted from then (the policy sees the clock
+        shifted back by the offset), and the fire keeps the slot itself (its
+        execution id)."""
+        slot = job.next_slot
+        offset = job.due_at(slot) - slot
+        shifted = now - offset
+        policy = job.policy
+        window = policy.window(self._grace)
+        runs_left = job.runs_left
+        following: int | None = None
+        if runs_left is None or runs_left > 1:
+            # one slot due, on time: every catchup fires it
+            following = following_if_on_time(job.schedule, slot, shifted, window)
+        if following is not None:
+            fired = [slot]
+        else:
+            fired, listed, uncounted, following = catch_up(
+                job.schedule,
+                slot,
+                shifted,
+                window,
+                policy.catchup,
+                runs_left,
+                max(1, min(CATCHUP_FIRES, room)),  # a backlog never overfills the executor
+            )
+            if listed or uncounted:
+                missed.append([job.id, listed, uncounted])
+        if policy.overlap != "allow" and fired:
+            in_flight = self._in_flight
+            fired, skip = overlap_split(policy.overlap, in_flight.busy(job.id), fired)
+            if skip:
+                # what it waits on: sent earlier, or fired just before it in this tick
+                running = in_flight.in_flight(job.id) or fired
+                reason = skip_reason(policy.overlap, job.id, running)
+                skipped.append([job.id, skip, reason])
+                if runs_left is not None:  # a skipped slot is not a run: more are left
+                    following = job.schedule.next_after(skip[-1])
+        for fire_slot in fired:
+            fires.append([job.id, fire_slot])
+            self._stats.recent_lag.append(shifted - fire_slot)
+        return following
 
     def _fired(
         self,
@@ -121,6 +202,7 @@ class Firing:
         fires: list[list[int]],
         outcome: Outcome,
         missed: list[list[Any]] | None = None,
+        skipped: list[list[Any]] | None = None,
     ) -> None:
         self.in_flight = False
         result, error = outcome
@@ -137,6 +219,8 @@ class Firing:
         self._stats.rejected += len(fires) - len(accepted)
         if missed:
             self._stats.missed += sum(len(listed) + uncounted for _, listed, uncounted in missed)
+        if skipped:
+            self._stats.skipped += sum(len(slots) for _, slots, _ in skipped)
         self._reschedule(batch, fires, accepted)
         if accepted:
             self._dispatcher.dispatch(accepted, previous)
@@ -160,5 +244,7 @@ class Firing:
             fired_job = jobs.get(job_id)
             if fired_job is not None:
                 fired_job.last_fired = slot
+                if fired_job.runs_left is not None:
+                    fired_job.runs_left -= 1
         if stale:
             owned.invalidate(stale)

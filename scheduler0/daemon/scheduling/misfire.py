@@ -1,5 +1,8 @@
 """The misfire policy, as pure functions of one job's due slots.
 
+A job's ``catchup`` policy (``catch_up``) chooses among three splits; the
+default, ``latest``, is the one described here:
+
 When more than one slot of a job is due at once (after a restart, a takeover
 or a stall), the latest due slot fires if it is no older than the misfire
 grace; every other due slot is recorded ``missed``. At most ``MISSED_LISTED``
@@ -16,10 +19,11 @@ the shortcut also skips the empty list and tuple the common case used to build.)
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import NamedTuple
 
-from scheduler0.daemon.scheduling.cron import EverySchedule, Schedule
+from scheduler0.daemon.scheduling.cron import NEVER, EverySchedule, Schedule
 
 MISSED_LISTED = 100
 """Missed slots of one job listed one by one (as ``missed`` rows) per tick."""
@@ -87,3 +91,79 @@ def due_slots(schedule: Schedule, slot: int, now: float, grace: float) -> DueSlo
             following,
         )
     return DueSlots(latest, listed, uncounted, following)
+
+
+CATCHUP_FIRES = 100
+"""Slots of one job fired per tick by ``catchup=all``; the rest fire in the
+next ticks (the job stays due), so a long backlog cannot fill one command."""
+
+
+class CaughtUp(NamedTuple):
+    """How a job's due slots split under its catch-up policy."""
+
+    fires: list[int]
+    """The slots to fire, ascending (at most one, except for ``catchup=all``)."""
+    listed: list[int]
+    """Missed slots to record one by one: at most ``MISSED_LISTED``, ascending."""
+    uncounted: int
+    """Further missed slots, only counted."""
+    following: int
+    """The job's next slot (``cron.NEVER`` when it has none left)."""
+
+
+def catch_up(
+    schedule: Schedule,
+    slot: int,
+    now: float,
+    window: float,
+    catchup: str,
+    runs_left: int | None = None,
+    max_fires: int = CATCHUP_FIRES,
+) -> CaughtUp:
+    """Split the due slots of ``schedule`` from ``slot`` (``<= now``) by a
+    job's catch-up policy, ``window`` being how late a slot may fire:
+
+    * ``latest`` (the default): ``due_slots`` (the latest within the window
+      fires, every other one is missed);
+    * ``all``: every slot within the window fires, oldest first (at most
+      ``max_fires`` per call; the job's next slot is then the first one not
+      fired, still due), older ones are missed;
+    * ``none``: one slot due and within the window fires (it is on time); when
+      several are due at once, every one is missed and the job waits for its
+      next slot.
+
+    ``runs_left`` (a job's ``max_runs`` less its runs; None: no limit) caps the
+    fires; the last run allowed leaves the job with no next slot (``NEVER``).
+    """
+    if catchup == "all":
+        caught = _all_within(schedule, slot, now, window, max_fires)
+    else:
+        fire, listed, uncounted, following = due_slots(schedule, slot, now, window)
+        fires = [] if fire is None else [fire]
+        if catchup == "none" and fire is not None and (listed or uncounted):
+            listed = [*listed, fire]
+            uncounted += max(0, len(listed) - MISSED_LISTED)
+            listed = listed[-MISSED_LISTED:]
+            fires = []
+        caught = CaughtUp(fires, listed, uncounted, following)
+    if runs_left is not None and len(caught.fires) >= runs_left:
+        return caught._replace(fires=caught.fires[:runs_left], following=NEVER)
+    return caught
+
+
+def _all_within(
+    schedule: Schedule, slot: int, now: float, window: float, max_fires: int
+) -> CaughtUp:
+    """``catchup=all``: the slots older than the window missed (as
+    ``due_slots`` lists them), the rest fired in order."""
+    too_old = math.ceil(now - window) - 1  # this slot and earlier ones are missed
+    listed: list[int] = []
+    uncounted = 0
+    at = slot
+    if slot <= too_old:
+        _, listed, uncounted, at = due_slots(schedule, slot, too_old, -1.0)
+    fires: list[int] = []
+    while at <= now and len(fires) < max_fires:
+        fires.append(at)
+        at = schedule.next_after(at)
+    return CaughtUp(fires, listed, uncounted, at)

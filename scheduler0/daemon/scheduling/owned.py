@@ -8,7 +8,8 @@ asks for the buckets to be compared or everything to be reloaded. ``refresh``
 (on the event loop, once per tick) does the work. Nothing here decides
 ownership or proposes anything.
 
-Heap entries are ``(slot, job id, version)``. A job reloaded from state gets a
+Heap entries are ``(due, job id, version)``: ``due`` is the job's next slot
+plus its jitter offset (``policy.jitter_offset``; 0 for most jobs). A job reloaded from state gets a
 new version, which turns its older entries stale; a removed job has none. Stale
 entries are skipped when popped.
 """
@@ -21,7 +22,15 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from scheduler0.daemon.scheduling.cron import Schedule, parse_schedule, resume_slot
+from scheduler0.daemon.scheduling.cron import NEVER, Schedule, resume_slot
+from scheduler0.daemon.scheduling.policy import (
+    DEFAULT_POLICY,
+    FirePolicy,
+    JobPolicy,
+    jitter_offset,
+    job_schedule,
+    policy_of,
+)
 from scheduler0.daemon.state.machine import AssignmentView
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import bucket_of
@@ -29,18 +38,29 @@ from scheduler0.daemon.state.schema import bucket_of
 log = logging.getLogger(__name__)
 
 DueEntry = tuple[int, int, int]
-"""A heap entry: (slot, job id, version)."""
+"""A heap entry: (due time, job id, version)."""
 
-PayloadHead = tuple[bytes, str, str]
+PayloadHead = tuple[bytes, str, str, FirePolicy | None]
 """A job's callback item up to its execution id, URL and signing secret
-(``callback_body.payload_head``)."""
+(``callback_body.payload_head``), and its retry/timeout/overlap policies
+(``policy.fire_policy_of``; None for a job without any)."""
 
 
 class OwnedJob:
     """One owned job. ``pending``: popped and proposed, outcome not in yet
     (it is not on the heap meanwhile)."""
 
-    __slots__ = ("id", "last_fired", "next_slot", "pending", "revision", "schedule", "version")
+    __slots__ = (
+        "id",
+        "last_fired",
+        "next_slot",
+        "pending",
+        "policy",
+        "revision",
+        "runs_left",
+        "schedule",
+        "version",
+    )
 
     def __init__(
         self,
@@ -49,15 +69,27 @@ class OwnedJob:
         last_fired: int | None,
         version: int,
         revision: int = 0,
+        policy: JobPolicy = DEFAULT_POLICY,
+        runs_left: int | None = None,
     ):
         self.id = job_id
         self.schedule = schedule
+        """Its grid, bounded by its ``start_at``/``end_at``."""
         self.last_fired = last_fired
         self.version = version
         self.revision = revision
         """The job's replicated schedule revision when loaded (``SlotsFired.revisions``)."""
+        self.policy = policy
+        """``DEFAULT_POLICY`` itself for a job without policies (the fast path tests ``is``)."""
+        self.runs_left = runs_left
+        """Scheduled runs its ``max_runs`` still allows (None: no limit)."""
         self.next_slot = 0
         self.pending = False
+
+    def due_at(self, slot: int) -> int:
+        """When ``slot`` is due: the slot itself, plus the job's jitter offset."""
+        jitter = self.policy.jitter_seconds
+        return slot + jitter_offset(self.id, slot, jitter) if jitter else slot
 
 
 class OwnedJobs:
@@ -156,31 +188,42 @@ class OwnedJobs:
         for row in self._queries.jobs_for_scheduling(ids, sorted(buckets)):
             if row["paused"]:
                 continue
+            raw_policy = row["policy"]
             try:
-                schedule = parse_schedule(row["spec"], row["timezone"], row["anchor"])
+                schedule = job_schedule(row["spec"], row["timezone"], row["anchor"], raw_policy)
             except ValueError:
                 log.error("job %s has an invalid schedule %r", row["id"], row["spec"])
                 continue
+            policy = policy_of(raw_policy)
             self._version += 1
             job = OwnedJob(
-                row["id"], schedule, row["last_fired_slot"], self._version, row["revision"]
+                row["id"],
+                schedule,
+                row["last_fired_slot"],
+                self._version,
+                row["revision"],
+                policy,
+                policy.runs_left(row["fired_count"]),
             )
             kept = row["next_run"]  # kept in state since command version 3
-            if kept is None:
-                kept = resume_slot(schedule, row["not_before"], job.last_fired)
+            if kept is None or job.runs_left == 0:
+                kept = resume_slot(schedule, row["not_before"], job.last_fired, job.runs_left)
             self.push(job, kept)
 
     # -- the heap ----------------------------------------------------------------------------
 
     def push(self, job: OwnedJob, slot: int) -> None:
-        """(Re)schedule ``job`` at ``slot``; it is no longer pending."""
+        """(Re)schedule ``job`` at ``slot`` (due at ``slot`` plus its jitter
+        offset); it is no longer pending. A job with no slot left (``NEVER``:
+        completed, or ``@manually``) is kept but never due."""
         job.next_slot = slot
         job.pending = False
         self.jobs[job.id] = job
-        heapq.heappush(self._heap, (slot, job.id, job.version))
+        if slot < NEVER:
+            heapq.heappush(self._heap, (job.due_at(slot), job.id, job.version))
 
     def pop_due(self, now: float) -> Iterator[OwnedJob]:
-        """Pop the live, not pending jobs whose next slot is at or before ``now``,
+        """Pop the live, not pending jobs due at or before ``now``,
         earliest first, skipping stale entries. Each pop happens only when the
         consumer asks for the next job: stop iterating and the rest stay."""
         heap = self._heap

@@ -47,8 +47,11 @@ class ResultsBatcher:
         proposer: Proposer,
         stats: SchedulerStats,
         clock: Callable[[], float],
+        on_drained: Callable[[list[FireResult]], None] | None = None,
     ) -> None:
         self.node_id = node_id
+        self._on_drained = on_drained
+        """Hears every batch of results drained (``overlap.InFlight.finished``)."""
         self._executor = executor
         self._proposer = proposer
         self._stats = stats
@@ -67,7 +70,10 @@ class ResultsBatcher:
         """Group the executor's new results; propose them all unless a
         ``ResultsRecorded`` is in flight."""
         groups = self._pending
-        for r in self._executor.drain_results():
+        drained = self._executor.drain_results()
+        if drained and self._on_drained is not None:
+            self._on_drained(drained)
+        for r in drained:
             key = (r.slot, r.state, r.status_code, r.attempts, r.latency_ms, r.error)
             groups.setdefault(key, []).append(r.job_id)
         self._stats.results_backlog = sum(len(ids) for ids in groups.values())

@@ -23,8 +23,9 @@ from typing import Any, Protocol
 
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.adoption import Adoption
-from scheduler0.daemon.scheduling.dispatch import Dispatcher, FireSubmitter
+from scheduler0.daemon.scheduling.dispatch import Dispatcher
 from scheduler0.daemon.scheduling.firing import Capacity, Firing
+from scheduler0.daemon.scheduling.overlap import FireSubmitter, InFlight
 from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.scheduling.proposals import Proposer
 from scheduler0.daemon.scheduling.results import ResultsBatcher, ResultSource
@@ -76,14 +77,21 @@ class Scheduler:
         self.stats = SchedulerStats()
         proposer = Proposer(log)
         self._owned = OwnedJobs(node_id=node_id, machine=machine, queries=queries)
+        in_flight = InFlight(executor)
         self._results = ResultsBatcher(
-            node_id=node_id, executor=executor, proposer=proposer, stats=self.stats, clock=clock
+            node_id=node_id,
+            executor=executor,
+            proposer=proposer,
+            stats=self.stats,
+            clock=clock,
+            on_drained=in_flight.finished,
         )
         dispatcher = Dispatcher(
             queries=queries,
             executor=executor,
             payloads=self._owned.payloads,
             sent=self._results.sent,
+            in_flight=in_flight,
         )
         self._firing = Firing(
             node_id=node_id,

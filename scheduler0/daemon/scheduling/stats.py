@@ -13,6 +13,8 @@ class SchedulerStats:
     """Fires the state machine accepted (firing)."""
     missed: int = 0
     """Slots recorded missed by accepted ``SlotsFired`` proposals (firing)."""
+    skipped: int = 0
+    """Slots an overlap policy skipped, in committed ``SlotsFired`` proposals (firing)."""
     lost: int = 0
     """This node's own dispatched executions it declared lost after a restart (adoption)."""
     lag_seconds: float = 0.0

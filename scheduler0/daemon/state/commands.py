@@ -21,10 +21,14 @@ job's next run in state (``next_run`` of a created job and of
 ``JobUpdated.changes``, ``JobPaused.next_run``, ``SlotsFired.following``) and
 carries a client's idempotency key (``JobsCreated`` and ``ProjectCreated``)
 and scopes credentials (``CredentialCreated.scopes``, ``projects``,
-``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``).
-Later, still within version 3, optional fields whose absence keeps the older
-meaning: ``JobTriggered.manual`` (a run-now keyed apart from the schedule),
-a job's ``name`` and ``labels`` (``JobsCreated`` items, ``JobUpdated.changes``). A
+``expires_at``, ``created_by``, ``archived``; ``ProjectUpdated.signing_secret``);
+4 adds a job's policies (``policy`` of a created job,
+``JobUpdated.changes["policy"]``), the note of a pause or resume
+(``JobPaused.note``) and the slots an overlap policy skipped
+(``SlotsFired.skipped``). Optional fields whose absence keeps the older meaning
+were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
+schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
+``JobUpdated.changes``), ``MemberJoined.automatic`` and ``MemberLeft.remember``. A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
@@ -38,8 +42,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-VERSION = 3
-READABLE_VERSIONS = frozenset({1, 2, 3})
+VERSION = 4
+READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 _COMPRESS_ABOVE = 4096
 
 
@@ -130,11 +134,12 @@ class CredentialDeleted(Command):
 class JobsCreated(Command):
     """Jobs already validated by the proposer; apply re-checks only what state
     decides (the project exists). Each job is a dict with project_id, spec,
-    timezone, data, callback_url, execution_type, anchor and (version 3)
-    next_run, its first slot, computed by the proposer; and, added within
-    version 3, optional ``name`` (unique in its project: apply refuses a taken
-    one) and ``labels`` (a ``{key: value}`` map). Absent: no name, no labels,
-    as every older entry."""
+    timezone, data, callback_url, execution_type, anchor, (version 3)
+    next_run, its first slot, computed by the proposer, and (version 4)
+    policy, the job's policies set (a dict; absent or None: every default).
+    Optional ``name`` (unique in its project: apply refuses a taken one) and
+    ``labels`` (a ``{key: value}`` map); absent: no name, no labels, as every
+    older entry."""
 
     now: float
     jobs: list[dict[str, Any]]
@@ -148,9 +153,12 @@ class JobUpdated(Command):
     takes effect from the next slot: ``anchor`` is re-stamped by the proposer
     for ``@every`` specs, and (version 3) ``next_run`` is the new first slot.
     A change of the schedule without ``next_run`` clears the kept next run.
-    Added within version 3 (absent in older entries): ``name`` (a string, or
-    None to clear it; unique in the job's project) and ``labels`` (the whole
-    new map; empty clears it)."""
+    Optional (absent in older entries): ``name`` (a string, or None to clear
+    it; unique in the job's project) and ``labels`` (the whole new map; empty
+    clears it). ``changes["policy"]`` (version 4) sets the policies it names, and returns
+    those it gives as None to their defaults; the others are kept. A change of
+    the policies that bound the grid (``start_at``, ``end_at``, ``max_runs``)
+    comes with its ``next_run`` and ``not_before``."""
 
     now: float
     job_id: int
@@ -166,12 +174,14 @@ class JobDeleted(Command):
 @dataclass(frozen=True)
 class JobPaused(Command):
     """Pause, or resume. A resume skips the slots due while paused; its
-    ``next_run`` (version 3) is the first slot after ``now``."""
+    ``next_run`` (version 3) is the first slot after ``now``. ``note``
+    (version 4): why, shown on the job until its next pause or resume."""
 
     now: float
     job_id: int
     paused: bool
     next_run: int | None = None
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -211,6 +221,14 @@ class Missed(NamedTuple):
     uncounted: int
 
 
+class Skipped(NamedTuple):
+    """One entry of ``SlotsFired.skipped`` (version 4)."""
+
+    job_id: int
+    slots: list[int]
+    reason: str
+
+
 class ResultGroup(NamedTuple):
     """One entry of ``ResultsRecorded.groups``: the outcome shared by ``job_ids``."""
 
@@ -244,7 +262,10 @@ class SlotsFired(Command):
     slot after this tick, kept as its next run if the tick advances it and the
     job's schedule is still the one the proposer computed it from:
     ``revisions`` are ``[job_id, revision]`` for the jobs whose revision (bumped
-    by every change of schedule) was not 0 when the proposer loaded them."""
+    by every change of schedule) was not 0 when the proposer loaded them.
+    ``skipped`` (version 4) are ``[job_id, [slots...], reason]``: slots the
+    proposer's ``overlap`` policy skipped (the job's previous execution was
+    still in flight there), recorded ``skipped`` with the reason."""
 
     now: float
     node_id: int
@@ -253,9 +274,13 @@ class SlotsFired(Command):
     missed: list[list[Any]] = field(default_factory=list)
     following: list[list[Any]] = field(default_factory=list)
     revisions: list[list[int]] = field(default_factory=list)
+    skipped: list[list[Any]] = field(default_factory=list)
 
     def missed_entries(self) -> list[Missed]:
         return [Missed(*entry) for entry in self.missed]
+
+    def skipped_entries(self) -> list[Skipped]:
+        return [Skipped(*entry) for entry in self.skipped]
 
     def revision_of(self) -> dict[int, int]:
         """Job id -> the revision its next run was computed from (absent: 0)."""

@@ -206,7 +206,7 @@ class Queries:
         """Active jobs in ``buckets`` (all of them, or only ``ids``)."""
         sql = (
             "SELECT id, spec, timezone, anchor, not_before, last_fired_slot, paused, bucket,"
-            " next_run, revision"
+            " next_run, revision, policy, fired_count"
             " FROM jobs"
             " WHERE bucket IN (SELECT value FROM json_each(?))"
         )
@@ -220,7 +220,7 @@ class Queries:
         """Job rows (with their project's signing secret) for accepted fires."""
         rows = self.db.execute(
             "SELECT j.id, j.project_id, j.spec, j.timezone, j.data, j.callback_url,"
-            " j.execution_type, p.signing_secret FROM jobs j JOIN projects p"
+            " j.execution_type, j.policy, p.signing_secret FROM jobs j JOIN projects p"
             " ON p.id = j.project_id WHERE j.id IN (SELECT value FROM json_each(?))",
             (orjson.dumps([f[0] for f in fires]).decode(),),
         ).fetchall()

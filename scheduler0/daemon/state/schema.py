@@ -8,7 +8,11 @@ snapshot plus the journal at every start, so it needs no fsync of its own
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 BUCKETS = 1024
 """Jobs hash into this many buckets; the assignment maps each to one worker."""
@@ -73,7 +77,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     next_run INTEGER,
-    revision INTEGER NOT NULL DEFAULT 0
+    revision INTEGER NOT NULL DEFAULT 0,
+    policy TEXT,
+    status_note TEXT,
+    consecutive_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(project_id, id);
 CREATE INDEX IF NOT EXISTS jobs_by_bucket ON jobs(bucket);
@@ -154,6 +161,20 @@ def execution_id(job_id: int, slot: int) -> str:
     return f"{job_id}-{slot}"
 
 
+NO_NEXT_RUN = 2**62
+"""A job's kept next run when it has none left (completed, or ``@manually``):
+later than any real instant, so it is never due."""
+
+
+def encode_policy(policy: Mapping[str, Any] | None) -> str | None:
+    """A job's stored ``policy``: the JSON object of the policies set (sorted
+    keys, so every node writes the same text), NULL when none is."""
+    kept = {k: v for k, v in (policy or {}).items() if v is not None}
+    if not kept:
+        return None
+    return orjson.dumps(kept, option=orjson.OPT_SORT_KEYS).decode()
+
+
 def bucket_of(job_id: int) -> int:
     """Knuth's multiplicative hash: consecutive ids land in scattered buckets,
     so a batch of new jobs spreads over every worker."""
@@ -176,6 +197,9 @@ ADDED_COLUMNS = (
     ("executions", "trigger", "TEXT"),
     ("jobs", "name", "TEXT"),
     ("jobs", "labels", "TEXT"),
+    ("jobs", "policy", "TEXT"),
+    ("jobs", "status_note", "TEXT"),
+    ("jobs", "consecutive_failures", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""

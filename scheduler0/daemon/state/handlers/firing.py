@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.apply import ApplyContext, handles, json_ids
-from scheduler0.daemon.state.schema import RUN_SECOND_SQL, bucket_of
+from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
+from scheduler0.daemon.state.schema import NO_NEXT_RUN, RUN_SECOND_SQL, bucket_of
 
 MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
@@ -23,6 +23,8 @@ class _FiringJob:
     project_id: int
     last_fired: int | None
     revision: int
+    runs_left: int | None
+    """Scheduled runs its ``max_runs`` still allows (None: no limit)."""
 
 
 Run = tuple[int, int, list[int]]
@@ -39,6 +41,14 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     bucket that did not move in a reassignment keeps firing, and a slot is
     still accepted at most once, because acceptance is decided here in log
     order against ``last_fired_slot``.
+
+    A job with ``max_runs`` (version 4) accepts no fire past it, and its
+    last allowed fire leaves it with no next run (``NO_NEXT_RUN``): completed.
+
+    ``skipped`` slots (version 4: the proposer's overlap policy skipped them)
+    are recorded ``skipped`` with their reason, after the fires, under the
+    same rule as missed ones (a later slot of an active job the proposer
+    owns); they take the slot without counting as a run.
 
     A job the tick advances (a fire accepted, or missed slots recorded) keeps
     the slot ``following`` gives it as its next run, unless its schedule
@@ -64,17 +74,23 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
             " WHERE id IN (SELECT value FROM json_each(?))",
             (slot, next_run, json_ids(by_slot[slot, next_run])),
         )
+    if cmd.skipped:
+        _record_skipped(ctx.db, cmd, jobs, next_runs)
     return {"accepted": accepted}
 
 
 def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
     """The command's jobs that exist, are active and are the proposer's now."""
     ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
+    ids.update(entry[0] for entry in cmd.skipped)
     owners, node_id = ctx.assignment.owners, cmd.node_id
     return {
-        job_id: _FiringJob(project_id, last_fired, revision)
-        for job_id, project_id, paused, last_fired, revision in ctx.db.execute(
-            "SELECT id, project_id, paused, last_fired_slot, revision FROM jobs"
+        job_id: _FiringJob(
+            project_id, last_fired, revision, None if max_runs is None else max_runs - fired
+        )
+        for job_id, project_id, paused, last_fired, revision, max_runs, fired in ctx.db.execute(
+            "SELECT id, project_id, paused, last_fired_slot, revision,"
+            " policy ->> '$.max_runs', fired_count FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (orjson.dumps(sorted(ids)).decode(),),
         )
@@ -119,6 +135,43 @@ def _record_missed(
     )
 
 
+def _record_skipped(
+    db: sqlite3.Connection,
+    cmd: c.SlotsFired,
+    jobs: dict[int, _FiringJob],
+    next_runs: dict[int, int],
+) -> None:
+    """Rows (``error``: the reason) and the job's last slot for the skipped
+    slots later than each job's last fired slot; none for a job its
+    ``max_runs`` completed."""
+    rows: list[tuple[Any, ...]] = []
+    advanced: dict[int, int] = {}
+    for job_id, slots, reason in cmd.skipped_entries():
+        job = jobs.get(job_id)
+        if job is None or (job.runs_left is not None and job.runs_left <= 0):
+            continue
+        last = job.last_fired
+        fresh = [s for s in slots if last is None or s > last]
+        if not fresh:
+            continue
+        rows.extend(
+            (job_id, job.project_id, s, cmd.node_id, cmd.epoch, reason, cmd.now, cmd.now)
+            for s in fresh
+        )
+        job.last_fired = advanced[job_id] = max(fresh)
+    if not rows:
+        return
+    db.executemany(
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
+        " error, created_at, updated_at) VALUES (?, ?, ?, 'skipped', ?, ?, ?, ?, ?)",
+        rows,
+    )
+    db.executemany(
+        "UPDATE jobs SET last_fired_slot = ?, last_state = 'skipped', next_run = ? WHERE id = ?",
+        ((slot, next_runs.get(j), j) for j, slot in advanced.items()),
+    )
+
+
 SlotAndNext = tuple[int, int | None]
 """(fired slot, next run): the accepted jobs sharing both take one statement."""
 
@@ -134,13 +187,20 @@ def _accept(
         job = jobs.get(job_id)
         if job is None or (job.last_fired is not None and slot <= job.last_fired):
             continue
+        next_run = next_runs.get(job_id)
+        if job.runs_left is not None:  # version 4: max_runs
+            if job.runs_left <= 0:
+                continue
+            job.runs_left -= 1
+            if job.runs_left == 0:
+                next_run = NO_NEXT_RUN  # its last run: the job is completed
         job.last_fired = slot
         accepted.append([job_id, slot])
         if runs and runs[-1][0] == job.project_id and runs[-1][1] == slot:
             runs[-1][2].append(job_id)
         else:
             runs.append((job.project_id, slot, [job_id]))
-        by_slot.setdefault((slot, next_runs.get(job_id)), []).append(job_id)
+        by_slot.setdefault((slot, next_run), []).append(job_id)
     return accepted, runs, by_slot
 
 
@@ -172,10 +232,15 @@ def _insert_dispatched(db: sqlite3.Connection, cmd: c.SlotsFired, runs: list[Run
 def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any]:
     """Version-1 ``results`` row by row, exactly as version 1 applied them
     (journals replay them); ``groups`` with one statement per table each:
-    every fire of one POST shares its outcome."""
+    every fire of one POST shares its outcome.
+
+    Jobs with ``pause_after_failures`` (version 4) count their consecutive
+    failed executions here, in log order, so every replica counts the same
+    and pauses the job at the same entry (``_count_failures``)."""
     db = ctx.db
     if cmd.results:
         _legacy_results(ctx.db, cmd)
+    paused: list[int] = []
     for slot, state, code, attempts, latency, error, ids in cmd.groups:
         listed = json_ids(ids)
         db.execute(
@@ -194,7 +259,39 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
             " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
             (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
         )
+        paused.extend(_count_failures(db, cmd.now, ok, error, listed))
+    if paused:
+        ctx.changed(Change.JOBS, paused)  # their owner stops firing them
     return {"recorded": len(cmd.results) + sum(len(g[6]) for g in cmd.groups)}
+
+
+def _count_failures(
+    db: sqlite3.Connection, now: float, ok: bool, error: str | None, listed: str
+) -> list[int]:
+    """A success resets the consecutive failures of the listed jobs that
+    have ``pause_after_failures``; a failure adds one, and pauses those that
+    reach their limit, with the reason as their ``status_note``. Jobs without
+    the policy are left alone (their counter stays 0), so entries older than
+    version 4 apply as they did. Returns the ids of the jobs paused."""
+    db.execute(
+        "UPDATE jobs SET consecutive_failures = CASE WHEN ? THEN 0"
+        " ELSE consecutive_failures + 1 END"
+        " WHERE id IN (SELECT value FROM json_each(?))"
+        " AND policy ->> '$.pause_after_failures' IS NOT NULL",
+        (int(ok), listed),
+    )
+    if ok:
+        return []
+    rows = db.execute(
+        "UPDATE jobs SET paused = 1, updated_at = ?,"
+        " status_note = 'paused after ' || consecutive_failures"
+        " || ' consecutive failures (last: ' || ? || ')'"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND NOT paused"
+        " AND consecutive_failures >= policy ->> '$.pause_after_failures'"
+        " RETURNING id",
+        (now, error or "failed", listed),
+    ).fetchall()
+    return sorted(row[0] for row in rows)
 
 
 @handles(c.ExecutionsLost)

@@ -13,6 +13,7 @@ from scheduler0.daemon.state.schema import (
     MANUAL,
     MANUAL_PER_SECOND,
     bucket_of,
+    encode_policy,
     execution_id,
     manual_slot,
 )
@@ -57,8 +58,8 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     first = (row[0] if row else 0) + 1
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
-        " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels,"
+        " policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -76,6 +77,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 job.get("next_run"),
                 job.get("name"),
                 _labels_json(job.get("labels")),
+                encode_policy(job.get("policy")),  # version 4
             )
             for i, job in enumerate(cmd.jobs)
         ),
@@ -154,6 +156,10 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
         _refuse_taken_names(db, [{"project_id": project_id, "name": changes["name"]}], cmd.job_id)
     if "labels" in cmd.changes:  # added within version 3: absent in older entries
         changes["labels"] = _set_labels(db, cmd.job_id, cmd.changes["labels"])
+    if "policy" in cmd.changes:  # version 4: merged into the job's policies
+        changes["policy"] = _merged_policy(db, cmd.job_id, cmd.changes["policy"])
+        if "pause_after_failures" in cmd.changes["policy"]:
+            changes["consecutive_failures"] = 0  # counted from when the limit is set
     bump = ""
     if "next_run" in changes:  # version 3: a new schedule, and its first slot
         bump = ", revision = revision + 1"
@@ -167,6 +173,14 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
         )
     ctx.changed(Change.JOBS, [cmd.job_id])
     return {"id": cmd.job_id}
+
+
+def _merged_policy(db: sqlite3.Connection, job_id: int, given: dict[str, Any]) -> str | None:
+    """The job's stored policies with ``given`` set over them (a None value
+    returns that policy to its default)."""
+    (raw,) = db.execute("SELECT policy FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    current: dict[str, Any] = {} if raw is None else orjson.loads(raw)
+    return encode_policy({**current, **given})
 
 
 @handles(c.JobDeleted)
@@ -187,15 +201,18 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
     # Resuming skips the slots that fell due while paused: they were not
     # missed, they were not wanted. It moves the next run: a new revision.
     db.execute(
-        "UPDATE jobs SET paused = ?, updated_at = ?,"
+        "UPDATE jobs SET paused = ?, updated_at = ?, status_note = ?,"
         " not_before = CASE WHEN ? THEN not_before ELSE ? END,"
+        " consecutive_failures = CASE WHEN ? THEN consecutive_failures ELSE 0 END,"
         " next_run = CASE WHEN ? THEN next_run ELSE ? END,"
         " revision = revision + ? WHERE id = ?",
         (
             int(cmd.paused),
             cmd.now,
+            cmd.note,
             int(cmd.paused),
             int(cmd.now),
+            int(cmd.paused),  # a resume starts counting failures afresh
             int(cmd.paused),
             cmd.next_run,
             int(not cmd.paused and cmd.next_run is not None),  # a version-3 resume

@@ -1,0 +1,202 @@
+"""The scheduling-side policies through the real scheduling parts (owned set,
+firing, dispatch, state machine) with a controlled clock: what fires, when,
+and what a restart (a fresh owned set over the same state) does."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from scheduler0.daemon.api import views
+from scheduler0.daemon.scheduling.cron import NEVER
+from scheduler0.daemon.scheduling.policy import jitter_offset
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.timefmt import iso
+from tests.unit.harness import T0, World, run_async
+from tests.unit.test_firing import Parts
+
+pytestmark = pytest.mark.unit
+
+
+async def one_job(world: World, spec: str, **policy: Any) -> tuple[Parts, int]:
+    await world.project()
+    (job_id,) = await world.jobs(spec, policy=policy or None)
+    await world.assign_all()
+    return Parts(world), job_id
+
+
+async def ticks(parts: Parts, start: float, stop: float, step: float = 0.5) -> None:
+    at = start
+    while at <= stop:
+        await parts.tick(at)
+        at += step
+
+
+def shown(world: World, job_id: int) -> dict[str, Any]:
+    return views.job_out(world.queries.job(job_id))
+
+
+def fired_slots(world: World) -> list[int]:
+    return [slot for _, slot in world.executor.sent_pairs()]
+
+
+@run_async
+async def test_no_slot_outside_start_at_and_end_at_then_completed_across_a_restart(
+    world: World,
+) -> None:
+    parts, job_id = await one_job(world, "@every 10s", start_at=T0 + 25.0, end_at=T0 + 60.0)
+    assert shown(world, job_id)["next_run_at"] == iso(T0 + 30)
+    await ticks(parts, T0 + 1, T0 + 100)
+    assert fired_slots(world) == [T0 + 30, T0 + 40, T0 + 50, T0 + 60]
+    job = shown(world, job_id)
+    assert (job["status"], job["next_run_at"]) == ("completed", None)
+    assert (job["start_at"], job["end_at"]) == (iso(T0 + 25), iso(T0 + 60))
+    restarted = Parts(world)
+    await ticks(restarted, T0 + 100, T0 + 130)
+    assert fired_slots(world) == [T0 + 30, T0 + 40, T0 + 50, T0 + 60]
+    assert world.queries.job(job_id)["next_run"] == NEVER
+
+
+@run_async
+async def test_an_at_job_fires_once_and_never_again_after_a_restart(world: World) -> None:
+    at = T0 + 25
+    parts, job_id = await one_job(world, f"@at {iso(at)}")
+    assert shown(world, job_id)["status"] == "active"
+    await ticks(parts, T0 + 1, T0 + 40)
+    assert world.executor.sent_pairs() == [(job_id, at)]
+    assert shown(world, job_id)["status"] == "completed"
+    restarted = Parts(world)
+    await ticks(restarted, T0 + 40, T0 + 60)
+    assert world.executor.sent_pairs() == [(job_id, at)]
+    assert world.executions() == [(job_id, at, "dispatched")]
+
+
+@run_async
+async def test_a_manual_job_never_fires_by_schedule(world: World) -> None:
+    parts, job_id = await one_job(world, "@manually")
+    await ticks(parts, T0 + 1, T0 + 120, step=1.0)
+    assert world.commands(c.SlotsFired) == []
+    job = shown(world, job_id)
+    assert (job["status"], job["next_run_at"]) == ("active", None)
+
+
+@run_async
+async def test_max_runs_completes_the_job_after_that_many_runs(world: World) -> None:
+    parts, job_id = await one_job(world, "@every 10s", max_runs=3)
+    await ticks(parts, T0 + 1, T0 + 80)
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30]
+    job = shown(world, job_id)
+    assert (job["status"], job["fired_count"], job["max_runs"]) == ("completed", 3, 3)
+    # A stale proposer's fire past the limit is refused by the state machine.
+    refused = await world.propose(
+        c.SlotsFired(now=T0 + 90, node_id=1, epoch=1, fires=[[job_id, T0 + 90]])
+    )
+    assert refused == {"accepted": []}
+    await ticks(Parts(world), T0 + 90, T0 + 120)
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30]
+
+
+async def kill_then_restart(world: World, job_policy: dict[str, Any]) -> tuple[int, Parts]:
+    """Fire slot +10, then no tick until +80.5 (the node was down), then a
+    fresh owned set (the restarted node) ticks once."""
+    parts, job_id = await one_job(world, "@every 10s", **job_policy)
+    await parts.tick(T0 + 10.2)
+    restarted = Parts(world)
+    await restarted.tick(T0 + 80.5)
+    return job_id, restarted
+
+
+@run_async
+async def test_catchup_all_fires_each_missed_slot_within_the_window_once_in_order(
+    world: World,
+) -> None:
+    job_id, restarted = await kill_then_restart(
+        world, {"catchup": "all", "catchup_window_seconds": 35.0}
+    )
+    assert fired_slots(world) == [T0 + 10, T0 + 50, T0 + 60, T0 + 70, T0 + 80]
+    missed = [slot for _, slot, _ in world.executions("missed")]
+    assert missed == [T0 + 20, T0 + 30, T0 + 40]
+    await ticks(restarted, T0 + 81, T0 + 92)
+    assert fired_slots(world) == [T0 + 10, T0 + 50, T0 + 60, T0 + 70, T0 + 80, T0 + 90]
+    rows = world.queries.db.execute(
+        "SELECT slot, COUNT(*) FROM executions WHERE job_id = ? GROUP BY slot", (job_id,)
+    ).fetchall()
+    assert all(count == 1 for _, count in rows)
+    # Each caught-up run names the run before it as its last execution.
+    previous = [
+        orjson.loads(f.payload)["last_execution_date"]
+        for f in world.executor.submitted
+        if isinstance(f.payload, bytes)
+    ]
+    assert previous == [None, *(iso(slot) for slot in fired_slots(world)[:-1])]
+
+
+@run_async
+async def test_catchup_latest_fires_only_the_latest_missed_slot(world: World) -> None:
+    await kill_then_restart(world, {"catchup_window_seconds": 35.0})
+    assert fired_slots(world) == [T0 + 10, T0 + 80]
+    missed = [slot for _, slot, _ in world.executions("missed")]
+    assert missed == [T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60, T0 + 70]
+
+
+@run_async
+async def test_catchup_none_records_every_missed_slot_and_fires_the_next_one(
+    world: World,
+) -> None:
+    _, restarted = await kill_then_restart(world, {"catchup": "none"})
+    assert fired_slots(world) == [T0 + 10]
+    missed = [slot for _, slot, _ in world.executions("missed")]
+    assert missed == [T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60, T0 + 70, T0 + 80]
+    await ticks(restarted, T0 + 81, T0 + 91)
+    assert fired_slots(world) == [T0 + 10, T0 + 90]
+
+
+async def jittered_sends(world: World) -> list[tuple[str, float]]:
+    """(execution id, clock when submitted) of a jittered job over 60 s."""
+    parts, _ = await one_job(world, "@every 10s", jitter_seconds=9)
+    sends: list[tuple[str, float]] = []
+    at = T0 + 0.25
+    while at <= T0 + 60:
+        before = len(world.executor.submitted)
+        await parts.tick(at)
+        sends += [(f.execution_id, at) for f in world.executor.submitted[before:]]
+        at += 0.25
+    return sends
+
+
+@run_async
+async def test_jitter_sends_each_slot_at_its_offset_the_same_on_two_nodes(
+    tmp_path: Path,
+) -> None:
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    worlds = [World(tmp_path / name) for name in ("a", "b")]
+    try:
+        first, second = [await jittered_sends(world) for world in worlds]
+    finally:
+        for world in worlds:
+            world.close()
+    job_id = 1
+    expected = [
+        (f"{job_id}-{slot}", math.ceil((slot + jitter_offset(job_id, slot, 9)) * 4) / 4)
+        for slot in range(T0 + 10, T0 + 51, 10)
+    ]
+    offsets = {jitter_offset(job_id, slot, 9) for slot in range(T0 + 10, T0 + 51, 10)}
+    assert len(offsets) > 1  # not one fixed delay
+    assert first[: len(expected)] == expected
+    assert second == first
+
+
+@run_async
+async def test_catchup_all_takes_no_more_than_the_executor_has_room_for(world: World) -> None:
+    parts, _ = await one_job(world, "@every 10s", catchup="all", catchup_window_seconds=600.0)
+    world.executor.capacity = 3
+    await parts.tick(T0 + 60.5)  # six slots due
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30]
+    await parts.tick(T0 + 60.6)
+    assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60]
+    assert world.executions("missed") == []
