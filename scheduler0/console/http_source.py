@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from scheduler0.client import ApiClient
-from scheduler0.console.source import ClusterView, Execution, Job, JobDraft, JobPage, Project
+from scheduler0.console.source import (
+    ClusterView,
+    Execution,
+    Job,
+    JobDraft,
+    JobPage,
+    Project,
+    SignIn,
+)
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 """A console refresh is about a second; a node slower than this is shown as failing."""
@@ -108,6 +116,18 @@ class HttpSource:
         with self._lock:
             self._retired.append(self._client)
             self._client = fresh
+
+    def sign_in(self, credentials: SignIn) -> None:
+        """New credentials (the CA bundle stays), on the node connected to."""
+        pair = bool(credentials.api_key and credentials.api_secret)
+        self._credentials = Credentials(
+            api_key=credentials.api_key if pair else None,
+            api_secret=credentials.api_secret if pair else None,
+            username=None if pair else credentials.username,
+            password=None if pair else credentials.password,
+            ca_file=self._credentials.ca_file,
+        )
+        self.switch(self.url)
 
     def close(self) -> None:
         with self._lock:
