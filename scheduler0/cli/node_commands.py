@@ -98,15 +98,17 @@ def _node_url(node: str | None, settings: Settings) -> str:
 
 
 def _error_message(response: httpx.Response) -> str:
+    """The node's refusal, naming the node (its URL) it came from."""
+    where = f"HTTP {response.status_code} from {response.request.url.copy_with(path='/')}"
     try:
         envelope = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+        return f"{where}: {response.text[:200]}"
     error = envelope.get("error") if isinstance(envelope, dict) else None
     if isinstance(error, dict) and error.get("message"):
-        return f"HTTP {response.status_code}: {error['message']}"
+        return f"{where}: {error['message']}"
     data = envelope.get("data") if isinstance(envelope, dict) else None
-    return f"HTTP {response.status_code}: {data or response.text[:200]}"
+    return f"{where}: {data or response.text[:200]}"
 
 
 def _post_credential(url: str, settings: Settings) -> dict[str, Any]:

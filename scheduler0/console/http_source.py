@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from scheduler0.client import ApiClient
 from scheduler0.console.source import (
     ClusterView,
@@ -16,6 +18,8 @@ from scheduler0.console.source import (
     Project,
     SignIn,
 )
+from scheduler0.errors import BadRequest
+from scheduler0.terminal import printable
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 """A console refresh is about a second; a node slower than this is shown as failing."""
@@ -48,16 +52,21 @@ class HttpSource:
         self._client = self._connect(node_url)
 
     def _connect(self, node_url: str) -> ApiClient:
+        """A client for ``node_url``; ``BadRequest`` for a URL that is not one
+        (typed in the switch dialog)."""
         c = self._credentials
-        return ApiClient(
-            node_url,
-            api_key=c.api_key,
-            api_secret=c.api_secret,
-            username=c.username,
-            password=c.password,
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            ca_file=c.ca_file,
-        )
+        try:
+            return ApiClient(
+                node_url,
+                api_key=c.api_key,
+                api_secret=c.api_secret,
+                username=c.username,
+                password=c.password,
+                timeout=REQUEST_TIMEOUT_SECONDS,
+                ca_file=c.ca_file,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise BadRequest(f"not a node URL: {printable(node_url)} ({exc})") from None
 
     @property
     def url(self) -> str:
