@@ -37,17 +37,17 @@ class Failover:
 
     def candidate(self, current: str) -> str | None:
         """The member after ``current`` in the known list (wrapping), or None when
-        no other member is known."""
+        no other member is known, or when ``current`` is not one of them (a node
+        typed in the switch dialog: its cluster's members are not known yet)."""
         known = self.addresses()
-        others = [a for a in known if not same_node(a, current)]
-        if not others:
+        here = next((i for i, a in enumerate(known) if same_node(a, current)), None)
+        if here is None:
             return None
-        here = next((i for i, a in enumerate(known) if same_node(a, current)), -1)
-        for step in range(1, len(known) + 1):
+        for step in range(1, len(known)):
             address = known[(here + step) % len(known)]
             if not same_node(address, current):
                 return address
-        return others[0]
+        return None
 
 
 @dataclass
