@@ -279,7 +279,9 @@ async def test_a_switch_to_a_node_refusing_the_credentials_clears_and_asks(
         ).raise_for_status()
         app = create_console(source)
         async with app.run_test(size=SIZE) as pilot:
-            await until(pilot, lambda: app.jobs and log_keys(app), 20, "the first node's rows")
+            await until(
+                pilot, lambda: app.jobs and app.projects and log_keys(app), 20, "the first rows"
+            )
             assert {p.name for p in app.projects.values()} == {"live"}
 
             await pilot.press("s")

@@ -319,6 +319,7 @@ class ConsoleApp(App[None]):
             c.failures, c.error, c.unreachable = 0, None, False
             self._forget_node()
         self._repaint_bars()
+        self.ticks = 0  # a first tick: the projects too
         self.tick()
 
     def _forget_node(self) -> None:
@@ -352,6 +353,7 @@ class ConsoleApp(App[None]):
         self.generation += 1
         self.connection.failures, self.connection.error = 0, None
         self._repaint_bars()
+        self.ticks = 0  # a first tick: the projects too
         self.tick()
 
     # -- selection ------------------------------------------------------------
