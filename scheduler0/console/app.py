@@ -26,7 +26,6 @@ from typing import Any
 from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input
 
@@ -158,17 +157,17 @@ class ConsoleApp(App[None]):
         self._repaint_bars()
         self._mark_stale()
 
-    def _fetch(self, what: str, call: Callable[[], Message]) -> None:
+    def _fetch(self, what: str, call: Callable[[], Fetched]) -> None:
         if what not in self._in_flight:
             self._in_flight.add(what)
             self._fetch_in_thread(what, call)
 
     @work(thread=True, exit_on_error=False, group="fetch")
-    def _fetch_in_thread(self, what: str, call: Callable[[], Message]) -> None:
+    def _fetch_in_thread(self, what: str, call: Callable[[], Fetched]) -> None:
         generation = self.generation
         message: Fetched | FetchFailed
         try:
-            message = call()  # type: ignore[assignment]
+            message = call()
         except Scheduler0Error as exc:
             message = FetchFailed(what, exc)
         except Exception as exc:  # a bad answer must not take the console down
