@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 import yaml
 from rich.progress import (
@@ -267,6 +268,15 @@ def _create_in_chunks(client: ApiClient, items: list[dict[str, Any]]) -> list[di
     return created
 
 
+def _sent_without_answer(exc: Scheduler0Error) -> bool:
+    """The request went out and no answer came back (a read timeout, a dropped
+    connection): the node may have committed it."""
+    return isinstance(exc, Unreachable) and isinstance(exc.__cause__, _NO_ANSWER)
+
+
+_NO_ANSWER = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
 def _chunk_failure(
     exc: Scheduler0Error, start: int, size: int, created: list[dict[str, Any]]
 ) -> str:
@@ -279,14 +289,14 @@ def _chunk_failure(
         if created
         else ""
     )
-    if ambiguous(exc):
+    if ambiguous(exc) or _sent_without_answer(exc):
         doubt = (
             f"items {start}-{start + size - 1} may or may not have been created;"
             " check with `scheduler0 jobs list` before sending them again"
         )
         return "\n".join(part for part in (explain(exc), doubt, before) if part)
-    this = "no job was created" if not created else f"items {start}- were not created"
-    return "\n".join((explain(_shifted(exc, start)), before or this))
+    this = f"items {start} onwards were not created" if created else "no job was created"
+    return "\n".join(part for part in (explain(_shifted(exc, start)), before, this) if part)
 
 
 @jobs_app.command("create")
