@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import queue
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -419,19 +422,24 @@ def test_executions_list_and_tail(cli: Cli, api: Client, project: dict[str, Any]
     jid = str(new_job(api, project["id"])["id"])
     execution_id = api.data("POST", f"/jobs/{jid}/run", 202)["execution_id"]
 
-    page, human, tail, tail_human = cli.many(
+    page, human, tail, lines, tail_human, stream_as_json = cli.many(
         ("executions", "list", "--job", jid, "--json"),
         ("executions", "list", "--job", jid),
         ("executions", "tail", "--job", jid, "-n", "5", "--json"),
+        ("executions", "tail", "--job", jid, "-n", "5", "--json-lines"),
         ("executions", "tail", "--job", jid),
+        ("executions", "tail", "--job", jid, "--follow", "--json"),
     )
     data = json.loads(page.stdout)
     assert set(data) >= PAGE_KEYS | {"executions"}
     assert [r["execution_id"] for r in data["executions"]] == [execution_id]
     assert execution_id in human.stdout
-    rows = [json.loads(line) for line in tail.stdout.splitlines()]  # JSON Lines
+    document = json.loads(tail.stdout)  # --json: one document (a list, oldest first)
+    assert [r["execution_id"] for r in document] == [execution_id]
+    rows = [json.loads(line) for line in lines.stdout.splitlines()]  # JSON Lines
     assert [r["execution_id"] for r in rows] == [execution_id]
     assert execution_id in tail_human.stdout
+    refused(stream_as_json, 2, "--json-lines")
 
 
 def test_executions_list_by_trigger(cli: Cli, api: Client, project: dict[str, Any]) -> None:
@@ -454,7 +462,7 @@ def test_executions_tail_follow_prints_new_rows_until_ctrl_c(cli: Cli, api: Clie
     followed = api.data("POST", "/projects", 201, json={"name": "followed"})
     first_job, second_job = new_job(api, followed["id"]), new_job(api, followed["id"])
     first = api.data("POST", f"/jobs/{first_job['id']}/run", 202)["execution_id"]
-    args = ("executions", "tail", "--follow", "--json", "--interval", "0.2")
+    args = ("executions", "tail", "--follow", "--json-lines", "--interval", "0.2")
     lines: queue.Queue[str] = queue.Queue()
     with subprocess.Popen(
         cli.command([*args, "--project", str(followed["id"])]),
@@ -595,3 +603,151 @@ def test_every_command_has_an_example(noun: str, verbs: list[str]) -> None:
         result = runner.invoke(app, [noun, verb, "--help"])
         assert result.exit_code == 0, result.output
         assert f"scheduler0 {noun} {verb}" in result.output, (noun, verb, result.output)
+
+
+# --- output, version, completion, environment, exit codes ----------------------------
+
+
+LONG_URL = "http://127.0.0.1:9/" + "a-very-long-callback-path/" * 6 + "end"
+
+
+def test_tables_written_to_a_pipe_are_never_wrapped(cli: Cli, api: Client) -> None:
+    wide = api.data("POST", "/projects", 201, json={"name": "piped"})
+    body = {"project_id": wide["id"], "spec": FAR_SPEC, "callback_url": LONG_URL}
+    job = api.data("POST", "/jobs", 201, json=body)
+    narrow_terminal = {k: v for k, v in cli.env().items() if k != "COLUMNS"}
+    narrow_terminal["COLUMNS"] = "80"  # what a pipe used to get: ignored off a terminal
+    table, tsv, as_json, status = cli.many(
+        ("jobs", "list", "--project", str(wide["id"])),
+        ("--output", "tsv", "jobs", "list", "--project", str(wide["id"])),
+        ("-o", "json", "jobs", "list", "--project", str(wide["id"])),
+        ("cluster", "status"),
+        env=narrow_terminal,
+    )
+    [row] = [line for line in table.stdout.splitlines() if LONG_URL in line]
+    assert len(row) > 80  # one whole line: neither folded nor cut at 80 columns
+    assert table.stdout.count(LONG_URL) == 1
+    header, first, *more = tsv.stdout.splitlines()
+    assert header.split("\t")[:3] == ["id", "project", "spec"]
+    assert first.split("\t")[:3] == [str(job["id"]), str(wide["id"]), FAR_SPEC]
+    assert LONG_URL in first.split("\t") and more == []
+    assert [j["id"] for j in json.loads(as_json.stdout)["jobs"]] == [job["id"]]
+    heading = next(line for line in status.stdout.splitlines() if "address" in line)
+    for title in ("node", "health", "last contact", "delivery p99", "digest"):
+        assert title in heading, heading
+
+
+def test_version_and_shell_completion_installed_into_home(tmp_path: Path) -> None:
+    from scheduler0 import __version__
+
+    version = subprocess.run(
+        [*scheduler0_command(), "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert (version.returncode, version.stdout) == (0, f"scheduler0 {__version__}\n")
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {"HOME": str(home), "PATH": os.environ["PATH"], "SHELL": "/bin/bash"}
+    install = subprocess.run(
+        [*scheduler0_command(), "--install-completion", "bash"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert install.returncode == 0, install.stderr
+    script = home / ".bash_completions" / "scheduler0.sh"
+    assert "_SCHEDULER0_COMPLETE" in script.read_text()
+    assert f"source '{script}'" in (home / ".bashrc").read_text()
+    # The installed script asks the program itself; ask it as bash would.
+    asked = subprocess.run(
+        scheduler0_command(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            **env,
+            "_SCHEDULER0_COMPLETE": "complete_bash",
+            "COMP_WORDS": "scheduler0 exe",
+            "COMP_CWORD": "1",
+        },
+    )
+    assert asked.stdout.split() == ["executions"], (asked.stdout, asked.stderr)
+
+
+def test_the_node_from_the_environment_and_errors_naming_it(cli: Cli) -> None:
+    env = cli.env(SCHEDULER0_NODE=cli.node.url)
+    listed, missing = (
+        subprocess.run(
+            [*scheduler0_command(), *args],
+            cwd=cli.cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        for args in (("projects", "list", "--json"), ("projects", "get", "999999"))
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert set(json.loads(listed.stdout)) >= PAGE_KEYS | {"projects"}
+    refused(missing, 1, f"(from {cli.node.url})")
+
+
+def test_a_taken_port_is_a_configuration_error_before_serving(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        node = NodeProcess(tmp_path, port=port)
+        started = subprocess.run(
+            [*scheduler0_command(), "start"],
+            cwd=tmp_path,
+            env=node.env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert started.returncode == 2, started.stderr  # configuration, not "unreachable" (3)
+    assert f"cannot listen on 127.0.0.1:{port}" in started.stderr
+    assert "serving" not in started.stderr
+
+
+class InDoubt(BaseHTTPRequestHandler):
+    """A node whose every write times out uncommitted: 503 no_quorum, in doubt."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length", "0")))
+        message = "the write was not committed (timeout); it may still be applied"
+        body = {"success": False, "data": None, "error": {"code": "no_quorum", "message": message}}
+        data = json.dumps(body).encode()
+        self.send_response(503)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_write_in_doubt_is_said_once_and_clearly(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), InDoubt)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    env = {**NodeProcess(tmp_path).env(), "SCHEDULER0_NODE": url}
+    try:
+        created = subprocess.run(
+            [*scheduler0_command(), "jobs", "create", "--project", "1", "--spec", FAR_SPEC,
+             "--callback-url", CALLBACK],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    refused(created, 1, f"the write is in doubt: {url} could not confirm it was committed")
+    assert "may or may not have been created" in created.stderr
+    assert "no job was created" not in created.stderr
+    assert "it may still be applied" not in created.stderr  # said once, in our words

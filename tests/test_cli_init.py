@@ -54,8 +54,11 @@ def mode(path: Path) -> int:
 def test_help_lists_every_command(runner: CliRunner) -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("config", "credential", "start", "create"):
-        assert command in result.stdout
+    listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("  ")]
+    for command in ("config", "secrets", "credentials", "start", "console"):
+        assert command in listed
+    # The seed's names still work (below) but are not listed next to the new ones.
+    assert "credential" not in listed and "create" not in listed
     assert "Exit codes" in result.stdout
 
 
@@ -65,7 +68,14 @@ def test_no_arguments_shows_help(runner: CliRunner) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [["config", "init"], ["credential", "init"], ["start"], ["create", "credential"]]
+    "command",
+    [
+        ["config", "init"],
+        ["secrets", "init"],
+        ["credential", "init"],
+        ["start"],
+        ["create", "credential"],
+    ],
 )
 def test_every_command_has_an_example(runner: CliRunner, command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
@@ -117,6 +127,13 @@ def test_credential_init_generate_writes_0600(runner: CliRunner, tmp_path: Path)
     assert saved is not None and saved.complete
     assert saved.auth_password is not None and saved.auth_password not in result.output
     assert str(path) in result.stderr
+
+
+def test_secrets_init_is_the_new_name_of_credential_init(runner: CliRunner, tmp_path: Path) -> None:
+    args = ["secrets", "init", "--secret-key", "k", "--username", "ops", "--password", "pw1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert read_secrets_file(tmp_path / ".scheduler0") == Secrets("k", "ops", "pw1")
 
 
 def test_credential_init_flags(runner: CliRunner, tmp_path: Path) -> None:
@@ -192,7 +209,7 @@ def test_start_generates_secrets_and_runs_the_node(
     assert settings.data_dir == Path("d")
     saved = read_secrets_file(tmp_path / ".scheduler0")
     assert saved is not None and saved == settings.secrets
-    assert "scheduler0 create credential" in result.stderr
+    assert "scheduler0 credentials create" in result.stderr
 
     again = runner.invoke(app, ["start"])
     assert again.exit_code == 5
@@ -313,4 +330,4 @@ def test_create_credential_unreachable_exits_3(
 def test_create_credential_without_operator_secrets_exits_2(runner: CliRunner) -> None:
     result = runner.invoke(app, ["create", "credential", "--node", "http://127.0.0.1:1"])
     assert result.exit_code == 2
-    assert "credential init" in result.stderr
+    assert "secrets init" in result.stderr

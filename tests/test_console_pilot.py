@@ -1,27 +1,39 @@
-"""The console driven by keys against a real node process and a real receiver:
+"""The console driven by keys against real node processes and a real receiver:
 create a job through the form (a bad spec first), see it and its executions,
 pause it, delete it; kill the node and see the bar say so while the app keeps
-running; restart it and see the console reconnect by itself."""
+running; restart it and see the console reconnect by itself. Then: the live
+log following its newest rows and counting the newer ones once the operator
+moved away; a switch to a node that refuses the credentials (nothing of the
+previous node stays, a prompt asks for others); the connected member of a
+3-node cluster killed (the console reads from another); the sparklines moving."""
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label
+from textual.widgets import DataTable, Input, Label, Sparkline
 
 from scheduler0.console.app import ConsoleApp, create_console
 from scheduler0.console.forms import JobForm
 from scheduler0.console.http_source import Credentials, HttpSource
-from scheduler0.console.screens import ConfirmScreen, HelpScreen
+from scheduler0.console.screens import (
+    ConfirmScreen,
+    CredentialsScreen,
+    HelpScreen,
+    JobScreen,
+    SwitchNodeScreen,
+)
 from scheduler0.console.widgets import ClusterBar
-from tests.support.nodes import create_credential, running_node
-from tests.support.receiver import run_receiver
+from tests.support.nodes import NodeProcess, create_credential, running_cluster, running_node
+from tests.support.receiver import RunningReceiver, run_receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -146,5 +158,177 @@ async def test_console_against_a_real_node(tmp_path: Path) -> None:
                 node.start()
                 await until(pilot, lambda: "updated" in bar_text(app), 20, "reconnection")
                 assert "quorum yes" in bar_text(app)
+        finally:
+            source.close()
+
+
+# -- live, truthful, with pictures -------------------------------------------------
+
+
+def source_for(node: NodeProcess, headers: dict[str, str]) -> HttpSource:
+    key, secret = headers["x-api-key"], headers["x-secret-key"]
+    return HttpSource(node.url, Credentials(api_key=key, api_secret=secret))
+
+
+def firing_jobs(node: NodeProcess, headers: dict[str, str], url: str, count: int) -> None:
+    """A project and ``count`` jobs firing every second at ``url``."""
+    with httpx.Client(base_url=node.api, headers=headers, timeout=10) as http:
+        project = http.post("/projects", json={"name": "live"}).json()["data"]["id"]
+        body = [{"project_id": project, "spec": "@every 1s", "callback_url": url}] * count
+        http.post("/jobs", json=body).raise_for_status()
+
+
+@contextmanager
+def firing_node(tmp_path: Path, jobs: int) -> Iterator[tuple[NodeProcess, HttpSource]]:
+    receiver: RunningReceiver
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    with run_receiver(tmp_path) as receiver, running_node(tmp_path / "node") as node:
+        headers = create_credential(node)
+        firing_jobs(node, headers, f"{receiver.url}/cb", jobs)
+        source = source_for(node, headers)
+        try:
+            yield node, source
+        finally:
+            source.close()
+
+
+def log_keys(app: ConsoleApp) -> list[int]:
+    return [int(key.value or 0) for key in app.main.query_one("#log", DataTable).rows]
+
+
+def log_cursor(app: ConsoleApp) -> int | None:
+    table = app.main.query_one("#log", DataTable)
+    if not table.row_count:
+        return None
+    return int(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value or 0)
+
+
+def banner(app: ConsoleApp) -> str:
+    return str(app.main.query_one("#log-panel").border_subtitle or "")
+
+
+async def test_the_log_follows_new_rows_and_counts_them_once_the_operator_moves_away(
+    tmp_path: Path,
+) -> None:
+    with firing_node(tmp_path, jobs=2) as (_, source):
+        app = create_console(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: len(log_keys(app)) >= 3, 20, "executions in the log")
+            first = log_keys(app)[0]
+            # Following: the newest row moves to the top, and the cursor with it.
+            await until(pilot, lambda: log_keys(app)[0] > first, 15, "a newer row on top")
+            assert log_cursor(app) == log_keys(app)[0] == max(log_keys(app))
+            assert banner(app) == ""
+
+            app.main.query_one("#log", DataTable).focus()
+            await pilot.press("down")
+            kept = log_cursor(app)
+            assert kept is not None and kept != log_keys(app)[0]
+            await until(pilot, lambda: "newer" in banner(app), 15, "the newer-rows line")
+            found = re.fullmatch(r"(\d+)\+? newer rows? — press End", banner(app))
+            assert found is not None and int(found.group(1)) >= 1, banner(app)
+            assert log_cursor(app) == kept  # the operator's row stays under the cursor
+
+            await pilot.press("end")
+            assert banner(app) == ""
+            assert log_cursor(app) == log_keys(app)[0] == max(log_keys(app))
+            top = log_keys(app)[0]
+            await until(pilot, lambda: log_keys(app)[0] > top, 15, "another newer row")
+            assert log_cursor(app) == log_keys(app)[0]  # following again
+            assert banner(app) == ""
+
+
+async def test_the_sparklines_move_with_the_fires_and_the_job_page_draws_its_lateness(
+    tmp_path: Path,
+) -> None:
+    with firing_node(tmp_path, jobs=3) as (_, source):
+        app = create_console(source)
+        async with app.run_test(size=SIZE) as pilot:
+
+            def fires() -> list[float]:
+                return list(app.main.query_one("#activity-1 .fires", Sparkline).data or [])
+
+            await until(pilot, lambda: len(app.main.query("#activity-1")) == 1, 15, "its row")
+            await until(pilot, lambda: len(fires()) >= 3 and max(fires()) > 0, 20, "fires/s")
+            drawn = len(fires())
+            await until(pilot, lambda: len(fires()) > drawn, 10, "the sparkline to move on")
+            # Three jobs at one fire a second: the rate is about three.
+            assert 1.0 <= sorted(fires())[len(fires()) // 2] <= 6.0, fires()
+            delivery = app.main.query_one("#activity-1 .delivery", Sparkline)
+            assert len(list(delivery.data or [])) >= drawn
+
+            await until(pilot, lambda: app.jobs, 10, "the jobs")
+            app.main.query_one("#jobs", DataTable).focus()
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, JobScreen), 5, "the job page")
+            lateness = app.screen.query_one("#lateness", Sparkline)
+            await until(pilot, lambda: len(list(lateness.data or [])) >= 2, 20, "lateness")
+            assert all(0 <= point < 30 for point in lateness.data or [])
+
+
+async def test_a_switch_to_a_node_refusing_the_credentials_clears_and_asks(
+    tmp_path: Path,
+) -> None:
+    with (
+        firing_node(tmp_path / "a", jobs=1) as (_, source),
+        running_node(tmp_path / "b") as other,
+    ):
+        other_headers = create_credential(other)
+        httpx.post(
+            f"{other.api}/projects", json={"name": "bee"}, headers=other_headers, timeout=10
+        ).raise_for_status()
+        app = create_console(source)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(
+                pilot, lambda: app.jobs and app.projects and log_keys(app), 20, "the first rows"
+            )
+            assert {p.name for p in app.projects.values()} == {"live"}
+
+            await pilot.press("s")
+            await until(pilot, lambda: isinstance(app.screen, SwitchNodeScreen), 5, "switch")
+            await type_into(pilot, "#url", other.url)
+            await pilot.press("enter")
+            await until(pilot, lambda: isinstance(app.screen, CredentialsScreen), 10, "prompt")
+            # Nothing of the first node is left on screen.
+            tables = {t.id: t.row_count for t in app.main.query(DataTable)}
+            assert tables == {"nodes": 0, "jobs": 0, "log": 0}
+            assert not app.jobs and not app.projects and app.connection.view is None
+            assert other.url in bar_text(app)
+
+            await type_into(pilot, "#api-key", other_headers["x-api-key"])
+            await type_into(pilot, "#api-secret", other_headers["x-secret-key"])
+            await pilot.press("enter")
+            await until(pilot, lambda: "quorum yes" in bar_text(app), 15, "the other node")
+            await until(pilot, lambda: app.projects, 10, "the other node's projects")
+            assert {p.name for p in app.projects.values()} == {"bee"}
+            assert other.url in bar_text(app)
+            assert app.main.query_one("#jobs", DataTable).row_count == 0
+
+
+async def test_the_connected_member_killed_the_console_reads_from_another(
+    tmp_path: Path,
+) -> None:
+    with running_cluster(tmp_path, 3) as cluster:
+        first = cluster.by_id(1)
+        source = source_for(first, create_credential(cluster.wait_leader()))
+        app = create_console(source)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+
+                def members() -> int:
+                    return len(app.connection.view.members) if app.connection.view else 0
+
+                await until(pilot, lambda: members() == 3, 20, "the three members")
+                first.kill()
+                await until(pilot, lambda: source.url != first.url, 20, "a move")
+                await until(pilot, lambda: app.connection.view is not None, 20, "its view")
+                now_reading = app.connection.view
+                assert now_reading is not None and now_reading.node_id in (2, 3)
+                assert source.url == cluster.by_id(now_reading.node_id).url
+                assert f"moved here: {first.url} unreachable" in bar_text(app)
+                nodes = app.main.query_one("#nodes", DataTable)
+                await until(
+                    pilot, lambda: cell(nodes, "1", "health") == "unreachable", 20, "node 1 down"
+                )
         finally:
             source.close()

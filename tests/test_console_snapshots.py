@@ -17,12 +17,17 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label
+from textual.widgets import DataTable, Input, Label, OptionList, Sparkline
 
 from scheduler0.client import Unreachable
 from scheduler0.console.app import ConsoleApp, create_console
 from scheduler0.console.forms import JobForm, ProjectForm
-from scheduler0.console.screens import JobScreen, ProjectsScreen, SwitchNodeScreen
+from scheduler0.console.screens import (
+    CredentialsScreen,
+    JobScreen,
+    ProjectsScreen,
+    SwitchNodeScreen,
+)
 from scheduler0.console.source import (
     ClusterView,
     Execution,
@@ -31,9 +36,10 @@ from scheduler0.console.source import (
     JobPage,
     Member,
     Project,
+    SignIn,
 )
 from scheduler0.console.widgets import ClusterBar, JobsTable
-from scheduler0.errors import FieldError, NotFound, ValidationFailed
+from scheduler0.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 
 SIZE = (140, 45)
 NOW = datetime(2026, 3, 14, 15, 9, 26, tzinfo=UTC).timestamp()
@@ -49,12 +55,14 @@ def iso(offset: float) -> str:
 
 class FakeSource:
     """A ``ConsoleSource`` over fixed, in-memory data; ``cluster_error`` makes the
-    cluster call fail as a dead node does."""
+    cluster call fail as a dead node does; ``refused[url]`` makes every read of
+    the node at ``url`` fail (a dead member, or one refusing the credentials)."""
 
     def __init__(self) -> None:
         self.url = "http://127.0.0.1:9091"
         self.lock = threading.Lock()
         self.cluster_error: Exception | None = None
+        self.refused: dict[str, Exception] = {}
         self.calls: list[str] = []
         self.members = (
             Member(1, "http://127.0.0.1:9091", "leader", True, False, None, 342, 1204, 3, 1, 0.04),
@@ -95,6 +103,7 @@ class FakeSource:
                 error="HTTP 503 from http://hooks.example/4" if kinds[n % 7] == "failed" else None,
                 node_id=1 + n % 2,
                 trigger="manual" if n == 3 else "schedule",
+                updated_at=iso(-n * 5 + n % 4),
             )
             for n in range(12)
         ]
@@ -103,9 +112,16 @@ class FakeSource:
         self.calls.append("cluster")
         if self.cluster_error is not None:
             raise self.cluster_error
-        return ClusterView(1, 1, 7, True, 3, 5120, 5120, self.members)
+        self.check()
+        here = next((m.node_id for m in self.members if m.address == self.url), 1)
+        return ClusterView(here, 1, 7, True, 3, 5120, 5120, self.members)
+
+    def check(self) -> None:
+        if self.url in self.refused:
+            raise self.refused[self.url]
 
     def projects(self) -> list[Project]:
+        self.check()
         return list(self.project_list)
 
     def create_project(self, name: str, description: str) -> Project:
@@ -114,11 +130,13 @@ class FakeSource:
         return project
 
     def jobs(self, project: int | None, text: str) -> JobPage:
+        self.check()
         with self.lock:
             jobs = [j for j in self.job_list if project in (None, j.project_id)]
         return JobPage(tuple(j for j in jobs if j.matches(text)), len(jobs))
 
     def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
+        self.check()
         return [
             e for e in self.execution_list if job in (None, e.job_id) and state in (None, e.state)
         ][:limit]
@@ -170,6 +188,11 @@ class FakeSource:
 
     def switch(self, node_url: str) -> None:
         self.url = node_url
+
+    def sign_in(self, credentials: SignIn) -> None:
+        self.calls.append(f"sign in {credentials.api_key or credentials.username}")
+        if credentials.api_key == "right-key":
+            self.refused.pop(self.url, None)
 
     def close(self) -> None:
         pass
@@ -266,7 +289,9 @@ def test_unreachable_node(snap_compare: Any) -> None:
     async def kill(pilot: Pilot[Any]) -> None:
         app = pilot.app
         assert isinstance(app, ConsoleApp)
-        source.cluster_error = Unreachable("cannot reach http://127.0.0.1:9091: connection refused")
+        for member in source.members:  # every member dead: it tried them in turn
+            message = f"cannot reach {member.address}: connection refused"
+            source.refused[member.address] = Unreachable(message)
         for _ in range(3):
             app.tick()
             await until(pilot, lambda: not app._in_flight)
@@ -307,7 +332,8 @@ async def test_a_dead_node_is_shown_in_place_and_the_app_keeps_running() -> None
             app.tick()
             await until(pilot, lambda: not app._in_flight)
         bar = app.main.query_one(ClusterBar)
-        assert "node unreachable — retrying 2/∞" in str(bar.render())
+        # Every member is dead: the console tried another (a failover keeps counting).
+        assert "node unreachable — retrying 3/∞" in str(bar.render())
         assert app.main.query_one("#nodes", DataTable).row_count == 3  # last rows kept
         source.cluster_error = None
         app.tick()
@@ -411,6 +437,145 @@ async def test_editing_a_job_previews_its_schedule_at_once() -> None:
         await until(pilot, lambda: "Next runs:" in preview_text(app))
         job = app.screen.job  # type: ignore[attr-defined]
         assert f"preview {job.spec!r} {job.timezone!r}" in source.calls
+
+
+def newest_first(app: ConsoleApp) -> list[str]:
+    return [key.value or "" for key in app.main.query_one("#log", DataTable).rows]
+
+
+def log_cursor_key(app: ConsoleApp) -> str | None:
+    table = app.main.query_one("#log", DataTable)
+    return table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value
+
+
+def add_executions(source: FakeSource, count: int) -> list[int]:
+    first = max(e.id for e in source.execution_list) + 1
+    fresh = [
+        Execution(id=n, execution_id=f"1-{n}", job_id=1, scheduled_at=iso(n), state="success")
+        for n in range(first, first + count)
+    ]
+    source.execution_list = [*reversed(fresh), *source.execution_list]
+    return [e.id for e in fresh]
+
+
+@pytest.mark.anyio
+async def test_the_log_follows_the_newest_rows_until_the_operator_moves_away() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        panel = app.main.query_one("#log-panel")
+        [newest] = add_executions(source, 1)
+        app.tick()
+        await until(pilot, lambda: newest_first(app)[0] == str(newest))
+        assert log_cursor_key(app) == str(newest)  # following: the cursor is on the newest
+        app.main.query_one("#log", DataTable).focus()
+        await pilot.press("down")  # the operator moves away
+        kept = log_cursor_key(app)
+        assert kept is not None and kept != str(newest)
+        later = add_executions(source, 3)
+        app.tick()
+        await until(pilot, lambda: newest_first(app)[0] == str(later[-1]))
+        assert panel.border_subtitle == "3 newer rows — press End"
+        assert log_cursor_key(app) == kept  # not dragged along
+        await pilot.press("end")
+        assert panel.border_subtitle == ""
+        assert log_cursor_key(app) == str(later[-1])
+        [last] = add_executions(source, 1)
+        app.tick()
+        await until(pilot, lambda: log_cursor_key(app) == str(last))  # following again
+        assert panel.border_subtitle == ""
+
+
+@pytest.mark.anyio
+async def test_a_switch_refused_with_401_shows_nothing_of_the_previous_node_and_asks() -> None:
+    source = FakeSource()
+    source.refused["http://127.0.0.1:9092"] = Unauthorized("invalid api key or secret")
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SwitchNodeScreen))
+        await pilot.press("down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, CredentialsScreen))
+        tables = {t.id: t.row_count for t in app.main.query(DataTable)}
+        assert tables == {"nodes": 0, "jobs": 0, "log": 0}
+        assert not app.jobs and app.connection.view is None
+        assert "invalid api key" in str(app.main.query_one(ClusterBar).render())
+        # Declined: the switch dialog still lists the members the console knew.
+        await pilot.press("escape")
+        await pilot.press("s")
+        await until(pilot, lambda: isinstance(app.screen, SwitchNodeScreen))
+        assert app.screen.query_one(OptionList).option_count == 3
+        await pilot.press("escape")
+        # Answered: the node's own rows arrive.
+        app._credentials_declined = False
+        app.tick()
+        await until(pilot, lambda: isinstance(app.screen, CredentialsScreen))
+        await pilot.press(*"right-key", "tab", *"secret", "enter")
+        await until(pilot, lambda: app.connection.view is not None)
+        assert app.connection.view is not None and app.connection.view.node_id == 2
+        await until(pilot, lambda: app.main.query_one("#jobs", DataTable).row_count == 6)
+        assert "sign in right-key" in source.calls
+
+
+@pytest.mark.anyio
+async def test_an_unreachable_node_hands_over_to_another_member() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        source.refused["http://127.0.0.1:9091"] = Unreachable("connection refused")
+        for _ in range(2):
+            app.tick()
+            await until(pilot, lambda: not app._in_flight)
+        await until(pilot, lambda: app.connection.view is not None)
+        assert source.url == "http://127.0.0.1:9092"
+        assert app.connection.view is not None and app.connection.view.node_id == 2
+        bar = str(app.main.query_one(ClusterBar).render())
+        assert "node 2 http://127.0.0.1:9092" in bar
+        assert "moved here: http://127.0.0.1:9091 unreachable" in bar
+
+
+@pytest.mark.anyio
+async def test_rows_older_than_one_refresh_are_marked_with_their_age() -> None:
+    source = FakeSource()
+    now = [NOW]
+    app = create_console(source, clock=lambda: now[0], refresh_seconds=1.0)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        source.cluster_error = Unreachable("connection refused")
+        source.refused["http://127.0.0.1:9091"] = Unreachable("connection refused")
+        now[0] += 7
+        app.tick()
+        jobs = app.main.query_one("#jobs", DataTable)
+        await until(pilot, lambda: "-stale" in jobs.classes)
+        error = str(app.main.query_one("#jobs-panel .panel-error", Label).render())
+        assert "stale: these rows are 7 s old" in error
+
+
+@pytest.mark.anyio
+async def test_the_activity_sparklines_draw_fires_per_second_and_delivery_lateness() -> None:
+    source = FakeSource()
+    now = [NOW]
+    app = create_console(source, clock=lambda: now[0], refresh_seconds=None)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        for step, fired in enumerate((100, 104, 112)):
+            source.members = tuple(
+                replace(m, fired=fired, delivery_lag_p99_seconds=0.1 * step) for m in source.members
+            )
+            now[0] += 2
+            app.tick()
+            await until(pilot, lambda: not app._in_flight)
+        fires = app.main.query_one("#activity-1 .fires", Sparkline)
+        await until(pilot, lambda: list(fires.data or []) == [2.0, 4.0])
+        delivery = app.main.query_one("#activity-1 .delivery", Sparkline)
+        assert list(delivery.data or [])[-3:] == [0.0, 0.1, 0.2]
+        assert (
+            not app.main.query("#activity-3 .fires")
+            or not app.main.query_one("#activity-3 .fires", Sparkline).data
+        )  # node 3 is unreachable: no points
 
 
 @pytest.mark.anyio

@@ -62,5 +62,5 @@ def test_start_with_nothing_runs_a_node_and_stops_cleanly(
     secrets = tmp_path / ".scheduler0"
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     assert (tmp_path / "scheduler0-data" / "raft.journal").exists()
-    assert "scheduler0 create credential" in stderr
+    assert "scheduler0 credentials create" in stderr
     assert "Traceback" not in stderr

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
 from scheduler0.cli.context import (
     EPILOG,
@@ -15,12 +13,12 @@ from scheduler0.cli.context import (
     NodeOption,
     YesOption,
     call,
-    cell,
     confirm,
     connect_operator,
     print_json,
+    print_table,
 )
-from scheduler0.cli.output import say, stdout
+from scheduler0.cli.output import json_wanted, say
 
 cluster_app = typer.Typer(
     help="See and change the cluster: status, members, add, remove.",
@@ -45,7 +43,7 @@ def status(
     """
     with connect_operator(node, config) as client:
         data = call(client, "GET", "/cluster")
-    if as_json:
+    if json_wanted(as_json):
         print_json(data)
         return
     say(
@@ -53,36 +51,18 @@ def status(
         f" · quorum {'yes' if data['has_quorum'] else 'NO'}"
         f" · commit {data['commit_index']} applied {data['applied_index']}"
     )
-    table = Table(
-        "node",
-        "address",
-        "role",
-        "health",
-        "last contact",
-        "buckets",
-        "jobs",
-        "queue",
-        "in flight",
-        "lag p99",
-        "delivery p99",
-        "digest",
-    )
-    for m in data["members"]:
-        table.add_row(
-            str(m["node_id"]),
-            escape(cell(m.get("address", ""))),
-            escape(cell(m.get("role", "?"))),
-            "up" if m.get("reachable") else "UNREACHABLE",
-            "self" if m["node_id"] == data["node_id"] else _ago(m.get("last_contact")),
-            str(m.get("buckets_owned", "-")),
-            str(m.get("jobs_owned", "-")),
-            str(m.get("queue_depth", "-")),
-            str(m.get("in_flight", "-")),
-            f"{m['fire_lag_p99_seconds']:.2f}s" if "fire_lag_p99_seconds" in m else "-",
-            f"{m['delivery_lag_p99_seconds']:.2f}s" if "delivery_lag_p99_seconds" in m else "-",
-            _digest(m),
-        )
-    stdout().print(table)
+    rows = [
+        {
+            **m,
+            "health": "up" if m.get("reachable") else "UNREACHABLE",
+            "contact": "self" if m["node_id"] == data["node_id"] else _ago(m.get("last_contact")),
+            "lag": _seconds(m.get("fire_lag_p99_seconds")),
+            "delivery": _seconds(m.get("delivery_lag_p99_seconds")),
+            "digest": _digest(m),
+        }
+        for m in data["members"]
+    ]
+    print_table(rows, STATUS_COLUMNS)
     differs = [
         str(m["node_id"]) for m in data["members"] if m.get("digest_matches_leader") is False
     ]
@@ -93,6 +73,33 @@ def status(
         )
 
 
+STATUS_COLUMNS = (
+    ("node", "node_id"),
+    ("address", "address"),
+    ("role", "role"),
+    ("health", "health"),
+    ("last contact", "contact"),
+    ("buckets", "buckets_owned"),
+    ("jobs", "jobs_owned"),
+    ("queue", "queue_depth"),
+    ("in flight", "in_flight"),
+    ("lag p99", "lag"),
+    ("delivery p99", "delivery"),
+    ("digest", "digest"),
+)
+MEMBER_COLUMNS = (
+    ("node", "node_id"),
+    ("address", "address"),
+    ("raft address", "raft_address"),
+    ("role", "role"),
+    ("reachable", "reachable"),
+)
+
+
+def _seconds(value: Any) -> str | None:
+    return f"{value:.2f}s" if isinstance(value, int | float) else None
+
+
 def _digest(member: dict[str, Any]) -> str:
     """The member's state digest against the leader's: same, DIFFERS, or - (not comparable)."""
     match = member.get("digest_matches_leader")
@@ -100,7 +107,7 @@ def _digest(member: dict[str, Any]) -> str:
     index = state.get("index", "?")
     if match is None:
         return f"- @{index}"
-    return f"same @{index}" if match else f"[red]DIFFERS[/] @{index}"
+    return f"same @{index}" if match else f"DIFFERS @{index}"
 
 
 @cluster_app.command("members")
@@ -117,19 +124,10 @@ def members(
         {k: m.get(k) for k in ("node_id", "address", "raft_address", "role", "reachable")}
         for m in data["members"]
     ]
-    if as_json:
+    if json_wanted(as_json):
         print_json(rows)
         return
-    table = Table("node", "address", "raft address", "role", "reachable")
-    for r in rows:
-        table.add_row(
-            str(r["node_id"]),
-            escape(cell(r["address"])),
-            escape(cell(r["raft_address"])),
-            escape(cell(r["role"])),
-            "yes" if r["reachable"] else "no",
-        )
-    stdout().print(table)
+    print_table(rows, MEMBER_COLUMNS)
 
 
 @cluster_app.command("add")

@@ -8,7 +8,8 @@ Auth, first match wins:
    ``SCHEDULER0_AUTH_USERNAME``/``SCHEDULER0_AUTH_PASSWORD`` (HTTP Basic and
    ``x-peer: cmd``), which the node accepts on every route.
 
-The node is ``--node``, else this config's ``http://Host:Port``. An https node
+The node is ``--node`` (or ``SCHEDULER0_NODE``), else this config's
+``http://Host:Port``; every error the node answers names it. An https node
 is verified against ``TLSCAFile`` (config.yml or ``SCHEDULER0_TLS_CA_FILE``),
 else against the system's trust store.
 """
@@ -27,15 +28,26 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from scheduler0.cli.output import EXIT_CONFIG, EXIT_FAILED, EXIT_UNREACHABLE, fail, say, stdout
+from scheduler0.cli.output import (
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_UNREACHABLE,
+    OutputFormat,
+    fail,
+    json_wanted,
+    output_format,
+    say,
+    stdout,
+)
 from scheduler0.client import ApiClient, Unreachable
 from scheduler0.config import load_settings
-from scheduler0.errors import ConfigError, Scheduler0Error
+from scheduler0.errors import ConfigError, NoQuorum, Scheduler0Error
 from scheduler0.terminal import printable
 from scheduler0.tls import CA_FILE_ENV
 
 API_KEY_ENV = "SCHEDULER0_API_KEY"
 API_SECRET_ENV = "SCHEDULER0_API_SECRET"
+NODE_ENV = "SCHEDULER0_NODE"
 
 EPILOG = (
     "Exit codes: 0 ok, 1 the API refused or failed (message on stderr),"
@@ -47,7 +59,12 @@ PAGE_SIZE = 1000
 
 NodeOption = Annotated[
     str | None,
-    typer.Option("--node", help="Any node's base URL (default: this config's http://Host:Port)."),
+    typer.Option(
+        "--node",
+        envvar=NODE_ENV,
+        show_envvar=True,
+        help="Any node's base URL (default: this config's http://Host:Port).",
+    ),
 ]
 ConfigOption = Annotated[
     Path | None,
@@ -71,7 +88,21 @@ ApiSecretOption = Annotated[
         show_envvar=True,
     ),
 ]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the raw data as JSON.")]
+
+
+def _json_or_output(flag: bool) -> bool:
+    """``--json``, or ``scheduler0 --output json`` given before the command."""
+    return json_wanted(flag)
+
+
+JsonOption = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        callback=_json_or_output,
+        help="Print the data as one JSON document (same as: scheduler0 --output json ...).",
+    ),
+]
 YesOption = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 LimitOption = Annotated[int, typer.Option("--limit", min=1, help="Rows per page.")]
 OffsetOption = Annotated[int, typer.Option("--offset", min=0, help="Rows to skip first.")]
@@ -93,7 +124,27 @@ def connect(
     *,
     timeout: float = 30.0,
 ) -> ApiClient:
-    """A client for ``node`` with a client credential if given, else operator auth."""
+    """A client for ``node`` with a client credential if given, else operator auth.
+    Errors from then on name its URL (``api_errors``)."""
+    client = _connect(node, config, api_key, api_secret, timeout=timeout)
+    _Talking.to = client.base_url
+    return client
+
+
+class _Talking:
+    """The node the command talks to, named in its error messages."""
+
+    to: str | None = None
+
+
+def _connect(
+    node: str | None,
+    config: Path | None,
+    api_key: str | None,
+    api_secret: str | None,
+    *,
+    timeout: float,
+) -> ApiClient:
     if bool(api_key) != bool(api_secret):
         usage_error(
             f"give both (or {API_KEY_ENV} and {API_SECRET_ENV})", "--api-key", "--api-secret"
@@ -147,15 +198,40 @@ def describe(exc: Scheduler0Error, shown: int = 20) -> str:
     return "\n".join(lines)
 
 
+AMBIGUOUS_MARK = "may still be applied"
+"""In a 503's message when the node proposed the write but could not see it
+committed: it may or may not take effect (``errors.NotCommitted``)."""
+
+
+def ambiguous(exc: Scheduler0Error) -> bool:
+    """Whether a failed write may still take effect."""
+    return isinstance(exc, NoQuorum) and AMBIGUOUS_MARK in exc.message
+
+
+def explain(exc: Scheduler0Error) -> str:
+    """The error as one message naming the node it came from. An ambiguous
+    write says so once, and what to do, rather than the node's wording."""
+    where = _Talking.to or "the node"
+    if isinstance(exc, Unreachable):
+        return exc.message  # it names the URL already
+    if ambiguous(exc):
+        return (
+            f"the write is in doubt: {where} could not confirm it was committed"
+            " (no quorum or no leader in time), and it may still take effect."
+            " Check before retrying."
+        )
+    return f"{describe(exc)}\n(from {where})"
+
+
 @contextmanager
 def api_errors() -> Iterator[None]:
     """Map client errors to exit codes: 3 unreachable, 1 anything the API refused."""
     try:
         yield
     except Unreachable as exc:
-        fail(exc.message, EXIT_UNREACHABLE)
+        fail(explain(exc), EXIT_UNREACHABLE)
     except Scheduler0Error as exc:
-        fail(describe(exc), EXIT_FAILED)
+        fail(explain(exc), EXIT_FAILED)
 
 
 def call(client: ApiClient, method: str, path: str, body: Any = None, **params: Any) -> Any:
@@ -223,7 +299,9 @@ def cell(value: Any) -> str:
 
 
 def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> Table:
-    """``columns`` are ``(heading, key)``; values are shown as text, never as markup."""
+    """``columns`` are ``(heading, key)``; values are shown as text, never as markup.
+    On a terminal long cells fold; elsewhere (``stdout``) the table is as wide as
+    its cells."""
     out = Table()
     for heading, _ in columns:
         out.add_column(heading, overflow="fold")
@@ -232,23 +310,48 @@ def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) ->
     return out
 
 
+def tsv_line(values: Iterable[str]) -> str:
+    """One TSV line: ``cell`` already shows tabs and newlines as escapes."""
+    return "\t".join(values)
+
+
 def print_table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> None:
-    stdout().print(table(rows, columns))
+    """Rows in the chosen output format (``scheduler0 --output``)."""
+    chosen = output_format()
+    if chosen is OutputFormat.json:
+        print_json(list(rows))
+    elif chosen is OutputFormat.tsv:
+        typer.echo(tsv_line(heading for heading, _ in columns))
+        for row in rows:
+            typer.echo(tsv_line(cell(row.get(key)) for _, key in columns))
+    else:
+        stdout().print(table(rows, columns))
 
 
 def print_record(record: dict[str, Any], keys: Sequence[str] | None = None) -> None:
-    """One object as a two-column grid (field, value)."""
+    """One object as a two-column grid (field, value), or its TSV/JSON form."""
+    shown = [key for key in keys or list(record) if key in record]
+    chosen = output_format()
+    if chosen is OutputFormat.json:
+        print_json({key: record[key] for key in shown})
+        return
+    if chosen is OutputFormat.tsv:
+        for key in shown:
+            typer.echo(tsv_line((cell(key), cell(record[key]))))
+        return
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    for key in keys or list(record):
-        if key in record:
-            grid.add_row(escape(cell(key)), escape(cell(record[key])))
+    for key in shown:
+        grid.add_row(escape(cell(key)), escape(cell(record[key])))
     stdout().print(grid)
 
 
 def print_page(page: dict[str, Any], key: str, columns: Sequence[tuple[str, str]]) -> None:
     """A page as a table on stdout and where it sits in the whole on stderr."""
+    if output_format() is OutputFormat.json:
+        print_json(page)
+        return
     rows = page.get(key) or []
     print_table(rows, columns)
     total, offset = page.get("total"), int(page.get("offset") or 0)

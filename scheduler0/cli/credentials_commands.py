@@ -32,8 +32,10 @@ from scheduler0.models import CredentialScope
 
 credentials_app = typer.Typer(
     help=(
-        "Client api keys. Operator commands: they authenticate with the username and\n"
-        "password of .scheduler0 (or SCHEDULER0_AUTH_USERNAME/SCHEDULER0_AUTH_PASSWORD).\n\n"
+        "Client api keys (key + secret) that apps use against a node: create, list,\n"
+        "archive. Operator commands: they authenticate with the username and\n"
+        "password of .scheduler0 (or SCHEDULER0_AUTH_USERNAME/SCHEDULER0_AUTH_PASSWORD),\n"
+        "which `scheduler0 secrets init` writes.\n\n"
         "Example:\n\n\b\n  scheduler0 credentials create --description ci --json\n"
         "  scheduler0 credentials create --scope read --project 3 --project 4"
     ),

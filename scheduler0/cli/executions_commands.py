@@ -27,6 +27,7 @@ from scheduler0.cli.context import (
     list_page,
     print_json,
     print_page,
+    usage_error,
 )
 from scheduler0.cli.output import EXIT_FAILED, fail, say, stdout
 from scheduler0.client import ApiClient, Unreachable
@@ -248,8 +249,13 @@ def tail(
     interval: Annotated[
         float, typer.Option("--interval", min=0.1, help="Seconds between polls with --follow.")
     ] = 2.0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")
+    as_json: JsonOption = False,
+    json_lines: Annotated[
+        bool,
+        typer.Option(
+            "--json-lines",
+            help="One JSON object per line (JSON Lines), oldest first: the form for --follow.",
+        ),
     ] = False,
     node: NodeOption = None,
     config: ConfigOption = None,
@@ -257,6 +263,9 @@ def tail(
     api_secret: ApiSecretOption = None,
 ) -> None:
     """Print the last N executions, oldest first; with --follow, keep printing new ones.
+
+    --json prints them as one JSON array (oldest first); a stream (--follow)
+    has no end, so it takes --json-lines: one object per line.
 
     --follow polls GET /executions every --interval seconds until Ctrl-C (exit
     0). A run is printed when first seen and again when its state changes
@@ -267,15 +276,25 @@ def tail(
 
     \b
       scheduler0 executions tail -n 50 --job 42
-      scheduler0 executions tail --follow --state failed --json | jq .error
+      scheduler0 executions tail --follow --state failed --json-lines | jq .error
+      scheduler0 executions tail -n 100 --json | python -m json.tool
     """
+    if as_json and (follow or json_lines):
+        usage_error(
+            "--json prints one JSON document, which a stream never ends;"
+            " use --json-lines with --follow",
+            "--json",
+        )
     params = _filters(job, project, state, trigger)
     seen: dict[int, str] = {}
     with connect(node, config, api_key, api_secret) as client:
         with api_errors():
             rows = _newest(client, lines, params)
-        _emit(rows, as_json)
-        if not rows and not as_json:
+        if as_json:
+            print_json(list(reversed(rows)))
+            return
+        _emit(rows, json_lines)
+        if not rows and not json_lines:
             say("no executions yet" + (", waiting for new ones (Ctrl-C stops)" if follow else ""))
         if not follow:
             return
@@ -285,7 +304,7 @@ def tail(
         stop = threading.Event()
         previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
         try:
-            _follow(client, seen, params, interval, as_json, stop)
+            _follow(client, seen, params, interval, json_lines, stop)
         finally:
             signal.signal(signal.SIGINT, previous)
 

@@ -1,4 +1,5 @@
-"""``scheduler0 config init`` and ``scheduler0 credential init``: local files only."""
+"""``scheduler0 config init`` and ``scheduler0 secrets init`` (the seed's
+``credential init``): local files only, no node needed."""
 
 from __future__ import annotations
 
@@ -19,8 +20,15 @@ from scheduler0.config import (
 )
 
 config_app = typer.Typer(help="Create the node's config.yml.", no_args_is_help=True)
+SECRETS_HELP = (
+    "This machine's operator secrets file, .scheduler0: the SecretKey api keys are"
+    " derived from, and the operator username/password that operator commands and"
+    " peers sign in with. Local only. Not client api keys: see `scheduler0 credentials`."
+)
+secrets_app = typer.Typer(help=SECRETS_HELP, no_args_is_help=True)
 credential_app = typer.Typer(
-    help="Create the node's operator secrets (.scheduler0).", no_args_is_help=True
+    help="The seed's name for `scheduler0 secrets` (init writes .scheduler0).",
+    no_args_is_help=True,
 )
 
 
@@ -41,7 +49,7 @@ def config_init(
         path.write_text(render_config_yaml(), encoding="utf-8")
     except OSError as exc:
         fail(f"cannot write {path}: {exc}")
-    say(f"Wrote {escape(str(path))}. Edit it, then run [bold]scheduler0 credential init[/].")
+    say(f"Wrote {escape(str(path))}. Edit it, then run [bold]scheduler0 secrets init[/].")
 
 
 def _prompt_secrets(given: Secrets) -> Secrets:
@@ -59,6 +67,7 @@ def _prompt_secrets(given: Secrets) -> Secrets:
     return Secrets(secret_key or None, username, password)
 
 
+@secrets_app.command("init")
 @credential_app.command("init")
 def credential_init(
     secret_key: Annotated[
@@ -75,11 +84,13 @@ def credential_init(
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Save the secret key, username and password in .scheduler0 (mode 0600).
+    """Write .scheduler0 (mode 0600): the secret key and the operator username/password.
 
-    Every node of a cluster needs the same three values.
+    Every node of a cluster needs the same three values. This is not a client
+    api key (that is `scheduler0 credentials create`). `scheduler0 credential
+    init` is the same command under the seed's name.
 
-    Example: scheduler0 credential init --generate
+    Example: scheduler0 secrets init --generate
     """
     path = secrets_file_path()
     if path.exists() and not force:

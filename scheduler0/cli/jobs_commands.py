@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 import yaml
 from rich.progress import (
@@ -28,11 +29,12 @@ from scheduler0.cli.context import (
     NodeOption,
     OffsetOption,
     YesOption,
+    ambiguous,
     call,
     cell,
     confirm,
     connect,
-    describe,
+    explain,
     list_page,
     print_json,
     print_page,
@@ -371,17 +373,42 @@ def _create_in_chunks(client: ApiClient, items: list[dict[str, Any]]) -> list[di
                 answer = client.post("/jobs", chunk)
             except Scheduler0Error as exc:
                 progress.stop()
-                before = (
-                    f"\n{len(created)} jobs (items 0-{start - 1}) were created before this"
-                    f" request: ids {_id_ranges([j['id'] for j in created])}"
-                    if created
-                    else "\nno job was created"
-                )
                 code = EXIT_UNREACHABLE if isinstance(exc, Unreachable) else EXIT_FAILED
-                fail(describe(_shifted(exc, start)) + before, code)
+                fail(_chunk_failure(exc, start, len(chunk), created), code)
             created.extend(answer)
             progress.advance(task, len(chunk))
     return created
+
+
+def _sent_without_answer(exc: Scheduler0Error) -> bool:
+    """The request went out and no answer came back (a read timeout, a dropped
+    connection): the node may have committed it."""
+    return isinstance(exc, Unreachable) and isinstance(exc.__cause__, _NO_ANSWER)
+
+
+_NO_ANSWER = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
+
+
+def _chunk_failure(
+    exc: Scheduler0Error, start: int, size: int, created: list[dict[str, Any]]
+) -> str:
+    """What went wrong with one request of a create, and what exists now: the
+    jobs of earlier requests were created; this request's were not, unless the
+    write is in doubt (then the message says so, once)."""
+    before = (
+        f"{len(created)} jobs (items 0-{start - 1}) were created by earlier requests:"
+        f" ids {_id_ranges([j['id'] for j in created])}"
+        if created
+        else ""
+    )
+    if ambiguous(exc) or _sent_without_answer(exc):
+        doubt = (
+            f"items {start}-{start + size - 1} may or may not have been created;"
+            " check with `scheduler0 jobs list` before sending them again"
+        )
+        return "\n".join(part for part in (explain(exc), doubt, before) if part)
+    this = f"items {start} onwards were not created" if created else "no job was created"
+    return "\n".join(part for part in (explain(_shifted(exc, start)), before, this) if part)
 
 
 @jobs_app.command("create")

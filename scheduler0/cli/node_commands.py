@@ -1,4 +1,5 @@
-"""``scheduler0 start`` and ``scheduler0 create credential``: commands that need a node."""
+"""``scheduler0 start`` and the seed's ``scheduler0 create credential`` (the same
+as ``scheduler0 credentials create`` with no options; kept for scripts)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from scheduler0.config import Settings, ensure_secrets, load_settings, secrets_f
 from scheduler0.errors import ConfigError
 from scheduler0.tls import client_context
 
-create_app = typer.Typer(help="Create things on a running node.", no_args_is_help=True)
+create_app = typer.Typer(
+    help="The seed's `create credential`: same as `scheduler0 credentials create`.",
+    no_args_is_help=True,
+)
 
 ConfigOption = Annotated[
     Path | None,
@@ -76,7 +80,7 @@ def start(
     if generated:
         say(
             f"Generated missing secrets and saved them in {escape(str(secrets_file_path()))}. "
-            "Get a client api key with: [bold]scheduler0 create credential[/]"
+            "Get a client api key with: [bold]scheduler0 credentials create[/]"
         )
         if len(settings.replicas) > 1:
             say(
@@ -94,21 +98,23 @@ def _node_url(node: str | None, settings: Settings) -> str:
 
 
 def _error_message(response: httpx.Response) -> str:
+    """The node's refusal, naming the node (its URL) it came from."""
+    where = f"HTTP {response.status_code} from {response.request.url.copy_with(path='/')}"
     try:
         envelope = response.json()
     except ValueError:
-        return f"HTTP {response.status_code}: {response.text[:200]}"
+        return f"{where}: {response.text[:200]}"
     error = envelope.get("error") if isinstance(envelope, dict) else None
     if isinstance(error, dict) and error.get("message"):
-        return f"HTTP {response.status_code}: {error['message']}"
+        return f"{where}: {error['message']}"
     data = envelope.get("data") if isinstance(envelope, dict) else None
-    return f"HTTP {response.status_code}: {data or response.text[:200]}"
+    return f"{where}: {data or response.text[:200]}"
 
 
 def _post_credential(url: str, settings: Settings) -> dict[str, Any]:
     if not (settings.auth_username and settings.auth_password):
         fail(
-            "no operator username/password; run `scheduler0 credential init` "
+            "no operator username/password; run `scheduler0 secrets init` "
             "or set SCHEDULER0_AUTH_USERNAME and SCHEDULER0_AUTH_PASSWORD",
             EXIT_CONFIG,
         )
@@ -147,14 +153,19 @@ def _show_credential(data: dict[str, Any]) -> None:
 def create_credential(
     node: Annotated[
         str | None,
-        typer.Option(help="Base URL of a node (default: this config's http://Host:Port)."),
+        typer.Option(
+            envvar="SCHEDULER0_NODE",
+            help="Base URL of a node (default: this config's http://Host:Port).",
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw data as JSON.")] = False,
     config: ConfigOption = None,
 ) -> None:
-    """Create a client api key and secret on a running node.
+    """Create a client api key and secret (the seed's name of `credentials create`).
 
     Authenticates with the operator username/password from .scheduler0 or env.
+    `scheduler0 credentials create` does the same and takes scopes, projects
+    and an expiry.
 
     Example: scheduler0 create credential --node http://127.0.0.1:9091 --json
     """

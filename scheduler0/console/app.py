@@ -5,7 +5,14 @@ open job's history; projects every fifth tick), unless that view's previous
 fetch is still in flight, so a slow or dead node never piles up requests or
 freezes the UI. Workers only call the source and post a message; the handlers
 below are the only code that touches widgets. Failures are shown where the data
-would be (the bar turns red and counts retries; panels keep their last rows).
+would be (the bar turns red and counts retries; panels keep their last rows,
+dimmed and marked with their age once they are older than one refresh).
+
+What is shown is the connected node's, never another's: each answer carries the
+generation of the connection it was asked on, and one asked before a switch is
+dropped; a switch clears the panels first. A 401 asks for credentials. When the
+connected node stops answering, the console reads from another known member
+(``failover.Failover``) and the bar says so.
 """
 
 from __future__ import annotations
@@ -20,14 +27,16 @@ from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.css.query import NoMatches
-from textual.message import Message
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Input
 
 from scheduler0.client import Unreachable
+from scheduler0.console.failover import FAILOVER_AFTER_FAILURES, Failover, Freshness
 from scheduler0.console.forms import FormScreen, JobForm, ProjectForm
+from scheduler0.console.history import ClusterHistory
 from scheduler0.console.messages import (
     ClusterRefreshed,
+    Fetched,
     FetchFailed,
     HistoryRefreshed,
     JobActionFailed,
@@ -40,23 +49,25 @@ from scheduler0.console.screens import (
     ALL_PROJECTS,
     NEW_PROJECT,
     ConfirmScreen,
+    CredentialsScreen,
     HelpScreen,
     JobScreen,
     MainScreen,
     ProjectsScreen,
     SwitchNodeScreen,
 )
-from scheduler0.console.source import EXECUTION_STATES, ConsoleSource, Job, Project
+from scheduler0.console.source import EXECUTION_STATES, ConsoleSource, Job, Project, SignIn
 from scheduler0.console.widgets import (
+    ActivityPanel,
     Clock,
     ClusterBar,
     Connection,
-    ExecutionTable,
     JobsTable,
+    LogTable,
     NodesTable,
     selected_key,
 )
-from scheduler0.errors import Scheduler0Error
+from scheduler0.errors import Scheduler0Error, Unauthorized
 
 REFRESH_SECONDS = 1.0
 PROJECTS_EVERY_TICKS = 5
@@ -104,6 +115,13 @@ class ConsoleApp(App[None]):
         self.log_state: str | None = None
         self.ticks = 0
         self._in_flight: set[str] = set()
+        self.generation = 0
+        """Bumped whenever the node or the credentials change: older answers are dropped."""
+        self.failover = Failover()
+        self.freshness = Freshness()
+        self.history = ClusterHistory()
+        self._asking_credentials = False
+        self._credentials_declined = False
         self.main = MainScreen(self.connection, clock)
 
     # -- lifecycle and polling ----------------------------------------------
@@ -138,29 +156,42 @@ class ConsoleApp(App[None]):
                 lambda: HistoryRefreshed(job_id, self.source.executions(job_id, None)),
             )
         self._repaint_bars()
+        self._mark_stale()
 
-    def _fetch(self, what: str, call: Callable[[], Message]) -> None:
+    def _fetch(self, what: str, call: Callable[[], Fetched]) -> None:
         if what not in self._in_flight:
             self._in_flight.add(what)
             self._fetch_in_thread(what, call)
 
     @work(thread=True, exit_on_error=False, group="fetch")
-    def _fetch_in_thread(self, what: str, call: Callable[[], Message]) -> None:
+    def _fetch_in_thread(self, what: str, call: Callable[[], Fetched]) -> None:
+        generation = self.generation
+        message: Fetched | FetchFailed
         try:
             message = call()
         except Scheduler0Error as exc:
             message = FetchFailed(what, exc)
         except Exception as exc:  # a bad answer must not take the console down
             message = FetchFailed(what, Scheduler0Error(f"{type(exc).__name__}: {exc}"))
+        message.generation = generation
         self.post_message(message)
 
-    def _landed(self, what: str) -> None:
+    def _landed(self, what: str, message: Fetched | FetchFailed) -> bool:
+        """The fetch is no longer in flight; whether its answer is still wanted
+        (asked of the node and credentials in use now)."""
         self._in_flight.discard(what)
+        return message.generation == self.generation
 
     # -- fetch results --------------------------------------------------------
 
     def on_cluster_refreshed(self, message: ClusterRefreshed) -> None:
-        self._landed("cluster")
+        if not self._landed("cluster", message):
+            return
+        now = self.clock()
+        self.failover.learn(message.view)
+        self.failover.misses = 0
+        self.history.add(message.view, now)
+        self.freshness.landed("nodes", now)
         c = self.connection
         c.view, c.fetched_at, c.failures, c.error, c.unreachable = (
             message.view,
@@ -170,8 +201,10 @@ class ConsoleApp(App[None]):
             False,
         )
         self._repaint_bars()
-        self.main.query_one(NodesTable).show(message.view, self.clock())
+        self.main.query_one(NodesTable).show(message.view, now)
+        self.main.query_one(ActivityPanel).show(message.view, self.history)
         self.main.show_error("nodes", "")
+        self.main.mark_stale("nodes", None)
 
     @property
     def top_screen(self) -> Screen[object] | None:
@@ -180,17 +213,21 @@ class ConsoleApp(App[None]):
         return self.screen_stack[-1] if self.screen_stack else None
 
     def on_projects_refreshed(self, message: ProjectsRefreshed) -> None:
-        self._landed("projects")
+        if not self._landed("projects", message):
+            return
         self.projects = {p.id: p for p in message.projects}
         screen = self.top_screen
         if isinstance(screen, ProjectsScreen):
             screen.show(message.projects)
 
     def on_jobs_refreshed(self, message: JobsRefreshed) -> None:
-        self._landed("jobs")
+        if not self._landed("jobs", message):
+            return
         if (message.project, message.text) != (self.project_filter, self.text_filter):
             self.refresh_jobs()  # the filter changed while this was in flight
             return
+        self.freshness.landed("jobs", self.clock())
+        self.main.mark_stale("jobs", None)
         self.jobs = {job.id: job for job in message.page.jobs}
         self.jobs_total = message.page.total
         try:
@@ -205,27 +242,34 @@ class ConsoleApp(App[None]):
                 screen.show_job(self.jobs[screen.job.id])
 
     def on_log_refreshed(self, message: LogRefreshed) -> None:
-        self._landed("log")
+        if not self._landed("log", message):
+            return
         if (message.job, message.state) != (self.log_job, self.log_state):
             self._fetch_log()
             return
         try:
-            log = self.main.query_one("#log", ExecutionTable)
+            log = self.main.query_one("#log", LogTable)
         except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
             return
+        self.freshness.landed("log", self.clock())
         log.show(message.executions, self.clock())
         self.main.show_error("log", "")
+        self.main.mark_stale("log", None)
 
     def on_history_refreshed(self, message: HistoryRefreshed) -> None:
-        self._landed("history")
+        if not self._landed("history", message):
+            return
         for screen in self.screen_stack:
             if isinstance(screen, JobScreen) and screen.job.id == message.job_id:
                 screen.show_history(message.executions)
                 screen.show_error("")
 
     def on_fetch_failed(self, message: FetchFailed) -> None:
-        self._landed(message.what)
+        if not self._landed(message.what, message):
+            return
         error = message.error.message or type(message.error).__name__
+        if isinstance(message.error, Unauthorized):
+            self._ask_credentials(error)
         if message.what == "cluster":
             c = self.connection
             c.failures += 1
@@ -233,6 +277,12 @@ class ConsoleApp(App[None]):
             c.error = error
             self._repaint_bars()
             self.main.show_error("nodes", f"could not refresh: {error}")
+            if c.unreachable:
+                if c.view is not None:
+                    self.main.query_one(NodesTable).mark_unreachable(c.view.node_id)
+                self.failover.misses += 1
+                if self.failover.misses >= FAILOVER_AFTER_FAILURES:
+                    self._fail_over()
         elif message.what in ("jobs", "log"):
             self.main.show_error(message.what, f"could not refresh: {error}")
         elif message.what == "history":
@@ -244,6 +294,75 @@ class ConsoleApp(App[None]):
         for screen in self.screen_stack:
             for bar in screen.query(ClusterBar):
                 bar.changed()
+
+    def _mark_stale(self) -> None:
+        """Dim and date each panel whose rows are older than one refresh."""
+        now = self.clock()
+        for panel in ("nodes", "jobs", "log"):
+            age = self.freshness.stale_age(panel, now, self.refresh_seconds)
+            if age is not None:
+                self.main.mark_stale(panel, age)
+
+    # -- which node, with which credentials -----------------------------------
+
+    def _fail_over(self) -> None:
+        """The connected node stopped answering: read from the next known member.
+        Its rows stay, marked stale, until the new node's land."""
+        gone = self.source.url
+        candidate = self.failover.candidate(gone)
+        if candidate is None:
+            return  # no other member known: keep retrying this one
+        self._connect(candidate, forget=False)
+        self.connection.moved_from = gone
+
+    def _connect(self, url: str, *, forget: bool) -> None:
+        """Talk to ``url`` from now on; ``forget``: clear every panel first, so
+        nothing of the previous node stays on screen."""
+        self.source.switch(url)
+        self.generation += 1
+        self.failover.misses = 0
+        c = self.connection
+        c.url, c.view, c.fetched_at, c.moved_from = self.source.url, None, None, None
+        if forget:  # a failover keeps counting the failures: the cluster is the same
+            c.failures, c.error, c.unreachable = 0, None, False
+            self._forget_node()
+        self._repaint_bars()
+        self.ticks = 0  # a first tick: the projects too
+        self.tick()
+
+    def _forget_node(self) -> None:
+        self.connection.view = None
+        self.jobs, self.jobs_total, self.projects = {}, 0, {}
+        self.freshness.forget()
+        self.history.clear()
+        self._credentials_declined = False
+        while isinstance(self.top_screen, JobScreen):
+            self.pop_screen()
+        for selector in ("#nodes", "#jobs", "#log"):
+            self.main.query_one(selector, DataTable).clear()
+        self.main.query_one(ActivityPanel).clear()
+        for panel in ("nodes", "jobs", "log"):
+            self.main.show_error(panel, "")
+            self.main.mark_stale(panel, None)
+        self._retitle()
+
+    def _ask_credentials(self, reason: str) -> None:
+        if self._asking_credentials or self._credentials_declined:
+            return
+        self._asking_credentials = True
+        self.push_screen(CredentialsScreen(self.source.url, reason), self._signed_in)
+
+    def _signed_in(self, credentials: SignIn | None) -> None:
+        self._asking_credentials = False
+        if credentials is None:
+            self._credentials_declined = True  # asked again after the next switch
+            return
+        self.source.sign_in(credentials)
+        self.generation += 1
+        self.connection.failures, self.connection.error = 0, None
+        self._repaint_bars()
+        self.ticks = 0  # a first tick: the projects too
+        self.tick()
 
     # -- selection ------------------------------------------------------------
 
@@ -284,7 +403,9 @@ class ConsoleApp(App[None]):
             ("forms", FormScreen.BINDINGS),
             ("confirmations", ConfirmScreen.BINDINGS),
             ("projects", ProjectsScreen.BINDINGS),
+            ("execution log", LogTable.BINDINGS),
             ("switch node", SwitchNodeScreen.BINDINGS),
+            ("credentials", CredentialsScreen.BINDINGS),
             ("this help", HelpScreen.BINDINGS),
         ]
         for where, bindings in places:
@@ -304,23 +425,17 @@ class ConsoleApp(App[None]):
                 yield SystemCommand(binding.description, f"key: {key}", run)
 
     def action_switch_node(self) -> None:
-        screen = SwitchNodeScreen(self.connection.view, self.source.url)
+        # The members the console knows, even when the node in use refuses it.
+        screen = SwitchNodeScreen(self.connection.view or self.failover.last_view, self.source.url)
         self.push_screen(screen, self._switch_to)
 
     def _switch_to(self, url: str | None) -> None:
         if not url:
             return
         try:
-            self.source.switch(url)
+            self._connect(url, forget=True)
         except Scheduler0Error as exc:
             self.notify(exc.message, title="cannot switch", severity="error")
-            return
-        self.connection.url = self.source.url
-        self.connection.view = None
-        self.connection.fetched_at = None
-        self.connection.failures = 0
-        self._repaint_bars()
-        self.tick()
 
     # -- actions: projects and filters ----------------------------------------
 

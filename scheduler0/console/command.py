@@ -59,7 +59,13 @@ def resolve_connection(
 def console(
     node: Annotated[
         str | None,
-        typer.Option("--node", metavar="URL", help="Any node's base URL (default: the config's)."),
+        typer.Option(
+            "--node",
+            metavar="URL",
+            envvar="SCHEDULER0_NODE",
+            show_envvar=True,
+            help="Any node's base URL (default: the config's).",
+        ),
     ] = None,
     config: Annotated[
         Path | None,

@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from scheduler0.client import ApiClient
 from scheduler0.console.source import (
     ClusterView,
@@ -14,8 +16,11 @@ from scheduler0.console.source import (
     JobDraft,
     JobPage,
     Project,
+    SignIn,
     search_terms,
 )
+from scheduler0.errors import BadRequest
+from scheduler0.terminal import printable
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 """A console refresh is about a second; a node slower than this is shown as failing."""
@@ -48,16 +53,21 @@ class HttpSource:
         self._client = self._connect(node_url)
 
     def _connect(self, node_url: str) -> ApiClient:
+        """A client for ``node_url``; ``BadRequest`` for a URL that is not one
+        (typed in the switch dialog)."""
         c = self._credentials
-        return ApiClient(
-            node_url,
-            api_key=c.api_key,
-            api_secret=c.api_secret,
-            username=c.username,
-            password=c.password,
-            timeout=REQUEST_TIMEOUT_SECONDS,
-            ca_file=c.ca_file,
-        )
+        try:
+            return ApiClient(
+                node_url,
+                api_key=c.api_key,
+                api_secret=c.api_secret,
+                username=c.username,
+                password=c.password,
+                timeout=REQUEST_TIMEOUT_SECONDS,
+                ca_file=c.ca_file,
+            )
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise BadRequest(f"not a node URL: {printable(node_url)} ({exc})") from None
 
     @property
     def url(self) -> str:
@@ -125,6 +135,18 @@ class HttpSource:
         with self._lock:
             self._retired.append(self._client)
             self._client = fresh
+
+    def sign_in(self, credentials: SignIn) -> None:
+        """New credentials (the CA bundle stays), on the node connected to."""
+        pair = bool(credentials.api_key and credentials.api_secret)
+        self._credentials = Credentials(
+            api_key=credentials.api_key if pair else None,
+            api_secret=credentials.api_secret if pair else None,
+            username=None if pair else credentials.username,
+            password=None if pair else credentials.password,
+            ca_file=self._credentials.ca_file,
+        )
+        self.switch(self.url)
 
     def close(self) -> None:
         with self._lock:

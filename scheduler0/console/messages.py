@@ -11,9 +11,11 @@ from scheduler0.errors import Scheduler0Error
 
 
 class Fetched(Message):
-    """Base of a successful read; ``what`` names it."""
+    """Base of a successful read; ``what`` names it, ``generation`` the
+    connection it was asked on (the app drops answers of an older one)."""
 
     what = ""
+    generation = 0
 
 
 class ClusterRefreshed(Fetched):
@@ -62,6 +64,8 @@ class ProjectsRefreshed(Fetched):
 
 
 class FetchFailed(Message):
+    generation = 0
+
     def __init__(self, what: str, error: Scheduler0Error) -> None:
         super().__init__()
         self.what = what

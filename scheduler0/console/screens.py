@@ -12,17 +12,29 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, DataTable, Footer, Input, Label, OptionList, Static
+from textual.widgets import (
+    Button,
+    DataTable,
+    Footer,
+    Input,
+    Label,
+    OptionList,
+    Sparkline,
+    Static,
+)
 from textual.widgets.option_list import Option
 
 from scheduler0.console import format as fmt
-from scheduler0.console.source import ClusterView, Execution, Job, Project
+from scheduler0.console.history import lateness
+from scheduler0.console.source import ClusterView, Execution, Job, Project, SignIn
 from scheduler0.console.widgets import (
+    ActivityPanel,
     Clock,
     ClusterBar,
     Connection,
     ExecutionTable,
     JobsTable,
+    LogTable,
     NodesTable,
     sync_rows,
 )
@@ -33,6 +45,7 @@ PANEL_CSS = """
 .panel:focus-within { border: round $accent; }
 .panel .panel-error { color: $error; height: auto; padding: 0 1; }
 .panel .panel-error.-empty { display: none; }
+.panel DataTable.-stale { text-opacity: 60%; }
 """
 
 
@@ -42,6 +55,7 @@ class MainScreen(Screen[None]):
         + """
     MainScreen #nodes-panel { height: auto; max-height: 10; }
     MainScreen #nodes { height: auto; max-height: 8; }
+    MainScreen #activity-panel { height: auto; max-height: 9; }
     MainScreen #jobs-panel { height: 1fr; min-height: 8; }
     MainScreen #job-filter { dock: top; display: none; }
     MainScreen #job-filter.-shown { display: block; }
@@ -56,12 +70,16 @@ class MainScreen(Screen[None]):
         super().__init__()
         self.connection = connection
         self.clock = clock
+        self._errors: dict[str, str] = {}
+        self._ages: dict[str, float | None] = {}
 
     def compose(self) -> ComposeResult:
         yield ClusterBar(self.connection, self.clock)
         with Vertical(id="nodes-panel", classes="panel"):
             yield Label("", classes="panel-error -empty")
             yield NodesTable(id="nodes")
+        with Vertical(id="activity-panel", classes="panel"):
+            yield ActivityPanel(id="activity")
         with Vertical(id="jobs-panel", classes="panel"):
             yield Input(
                 placeholder="search jobs on the node: key=value labels, text in name, URL or spec",
@@ -71,11 +89,14 @@ class MainScreen(Screen[None]):
             yield JobsTable(id="jobs")
         with Vertical(id="log-panel", classes="panel"):
             yield Label("", classes="panel-error -empty")
-            yield ExecutionTable(id="log")
+            yield LogTable(id="log")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#nodes-panel").border_title = "Nodes"
+        self.query_one(
+            "#activity-panel"
+        ).border_title = "Activity — last 5 min: fires per second, delivery lateness p99"
         self.query_one("#jobs-panel").border_title = "Jobs"
         self.query_one("#log-panel").border_title = "Executions"
         self.query_one(JobsTable).focus()
@@ -88,9 +109,24 @@ class MainScreen(Screen[None]):
 
     def show_error(self, panel: str, error: str) -> None:
         """An error in place: a red line at the top of the panel; '' clears it."""
-        label = self.query_one(f"#{panel}-panel .panel-error", Label)
-        label.update(error)
-        label.set_class(not error, "-empty")
+        self._errors[panel] = error
+        self._show_notice(panel)
+
+    def mark_stale(self, panel: str, age: float | None) -> None:
+        """Rows older than one refresh are dimmed and say how old they are."""
+        for table in self.query(f"#{panel}-panel DataTable"):
+            table.set_class(age is not None, "-stale")
+        self._ages[panel] = age
+        self._show_notice(panel)
+
+    def _show_notice(self, panel: str) -> None:
+        age, error = self._ages.get(panel), self._errors.get(panel, "")
+        stale = f"stale: these rows are {age:.0f} s old" if age is not None else ""
+        text = " — ".join(part for part in (stale, error) if part)
+        # No label while the app closes: an answer still in flight may land then.
+        for label in self.query(f"#{panel}-panel .panel-error").results(Label):
+            label.update(text)
+            label.set_class(not text, "-empty")
 
 
 class JobScreen(Screen[None]):
@@ -102,6 +138,11 @@ class JobScreen(Screen[None]):
     JobScreen #detail-panel { height: auto; }
     JobScreen #job-detail { height: auto; padding: 0 1; }
     JobScreen #history-panel { height: 1fr; }
+    JobScreen #lateness-row { height: 1; padding: 0 1; }
+    JobScreen #lateness-row Label { width: auto; padding-right: 1; }
+    JobScreen #lateness-row .bold { text-style: bold; padding-right: 0; }
+    JobScreen #lateness-now { padding-left: 1; }
+    JobScreen #lateness { width: 1fr; height: 1; }
     """
     )
     BINDINGS = [Binding("escape", "app.pop_screen", "Back", id="job.back")]
@@ -116,6 +157,10 @@ class JobScreen(Screen[None]):
         yield ClusterBar(self.connection, self.clock)
         with Vertical(id="detail-panel", classes="panel"):
             yield Static(self._detail(), id="job-detail")
+            with Horizontal(id="lateness-row"):
+                yield Label(f"{'lateness':>10} ", classes="bold")
+                yield Sparkline([], summary_function=max, id="lateness")
+                yield Label("-", id="lateness-now")
         with Vertical(id="history-panel", classes="panel"):
             yield Label("", classes="panel-error -empty")
             yield ExecutionTable(id="history")
@@ -132,6 +177,15 @@ class JobScreen(Screen[None]):
 
     def show_history(self, executions: Sequence[Execution]) -> None:
         self.query_one(ExecutionTable).show(executions, self.clock())
+        points = lateness(executions)
+        self.query_one("#lateness", Sparkline).data = points
+        summary = (
+            f"last {fmt.seconds(points[-1])} · max {fmt.seconds(max(points))}"
+            f" · {len(points)} runs (slot to result)"
+            if points
+            else "no finished runs yet"
+        )
+        self.query_one("#lateness-now", Label).update(summary)
 
     def show_error(self, error: str) -> None:
         label = self.query_one("#history-panel .panel-error", Label)
@@ -302,6 +356,56 @@ class SwitchNodeScreen(ModalScreen[str | None]):
     def _typed(self, event: Input.Submitted) -> None:
         if event.value.strip():
             self.dismiss(event.value.strip())
+
+    def action_close(self) -> None:
+        self.dismiss(None)
+
+
+class CredentialsScreen(ModalScreen[SignIn | None]):
+    """The node refused the console's credentials (401): ask for others, a client
+    key pair or the operator's username and password. Dismisses with them, or
+    None (the console then shows the refusal and asks again on the next switch)."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="CredentialsScreen")
+    BINDINGS = [
+        Binding("escape", "close", "Close", id="credentials.close"),
+        Binding("ctrl+s", "sign_in", "Sign in", id="credentials.sign-in"),
+    ]
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__()
+        self.url = url
+        self.reason = reason
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"{self.url} refused the credentials: {self.reason}", classes="title")
+            yield Input(placeholder="api key", id="api-key")
+            yield Input(placeholder="api secret", password=True, id="api-secret")
+            yield Label("or the operator's", classes="hint")
+            yield Input(placeholder="username", id="username")
+            yield Input(placeholder="password", password=True, id="password")
+            yield Label("", id="credentials-error", classes="hint")
+            yield Label("enter / ctrl+s: sign in   esc: close", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#api-key", Input).focus()
+
+    def _given(self) -> SignIn:
+        def value(field: str) -> str:
+            return self.query_one(f"#{field}", Input).value.strip()
+
+        return SignIn(value("api-key"), value("api-secret"), value("username"), value("password"))
+
+    @on(Input.Submitted)
+    def action_sign_in(self) -> None:
+        given = self._given()
+        if given.complete:
+            self.dismiss(given)
+        else:
+            self.query_one("#credentials-error", Label).update(
+                "give an api key and its secret, or a username and its password"
+            )
 
     def action_close(self) -> None:
         self.dismiss(None)

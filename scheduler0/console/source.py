@@ -54,6 +54,9 @@ class Member:
     halted: bool = False
     low_disk: bool = False
     error: str | None = None
+    fired: int | None = None
+    """Fires this node has proposed since it started (a counter: the console
+    draws its rate)."""
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Member:
@@ -73,6 +76,7 @@ class Member:
             halted=bool(data.get("halted")),
             low_disk=bool(data.get("low_disk")),
             error=_str(data.get("error")),
+            fired=_int(data.get("fired")),
         )
 
 
@@ -211,6 +215,8 @@ class Execution:
     error: str | None = None
     node_id: int | None = None
     trigger: str = "schedule"
+    updated_at: str | None = None
+    """When its latest state was recorded: for a finished run, when its result was."""
 
     @classmethod
     def from_api(cls, data: dict[str, Any]) -> Execution:
@@ -227,7 +233,23 @@ class Execution:
             error=None if out.error is None else printable(out.error),
             node_id=out.node_id,
             trigger=str(out.trigger),
+            updated_at=out.updated_at,
         )
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What the credentials prompt collects: a client key pair, or the
+    operator's username and password (the other pair blank)."""
+
+    api_key: str = ""
+    api_secret: str = ""
+    username: str = ""
+    password: str = ""
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.api_key and self.api_secret) or bool(self.username and self.password)
 
 
 @dataclass(frozen=True)
@@ -314,6 +336,10 @@ class ConsoleSource(Protocol):
 
     def switch(self, node_url: str) -> None:
         """Talk to another node from now on, with the same credentials. No I/O."""
+        ...
+
+    def sign_in(self, credentials: SignIn) -> None:
+        """Use these credentials from now on, on the same node. No I/O."""
         ...
 
     def close(self) -> None: ...

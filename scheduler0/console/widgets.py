@@ -9,10 +9,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Label, Sparkline
 
 from scheduler0.console import format as fmt
+from scheduler0.console.follow import FollowState
+from scheduler0.console.history import ClusterHistory
 from scheduler0.console.source import ClusterView, Execution, Job, Member, Project
 
 Clock = Callable[[], float]
@@ -65,6 +70,8 @@ class Connection:
     failures: int = 0
     error: str | None = None
     unreachable: bool = False
+    moved_from: str | None = None
+    """The node the console left because it stopped answering, if it did."""
 
 
 class ClusterBar(Widget):
@@ -85,6 +92,8 @@ class ClusterBar(Widget):
         view = c.view
         text = Text.assemble(("scheduler0 ", "bold"))
         text.append(f"node {view.node_id} {c.url}" if view else c.url)
+        if c.moved_from:
+            text.append(f" (moved here: {c.moved_from} unreachable)", style="bold yellow")
         text.append(" │ ")
         if c.failures:
             text.append(self.freshness(), style="bold")
@@ -141,6 +150,12 @@ class NodesTable(DataTable[Any]):
 
     def show(self, view: ClusterView, now: float) -> None:
         sync_rows(self, [(str(m.node_id), _member_cells(m, view, now)) for m in view.members])
+
+    def mark_unreachable(self, node_id: int) -> None:
+        """The connected node stopped answering: its row must not keep saying up."""
+        key = str(node_id)
+        if key in self.rows:
+            self.update_cell(key, "health", Text("unreachable", style="bold red"))
 
 
 def _member_cells(m: Member, view: ClusterView, now: float) -> list[Any]:
@@ -246,3 +261,103 @@ def _execution_cells(e: Execution, now: float) -> list[Any]:
         fmt.number(e.node_id),
         Text(e.error or "", style="red"),
     ]
+
+
+class LogTable(ExecutionTable):
+    """The live execution log: follows the newest rows (top) unless the operator
+    moved away; ``follow`` decides, the panel's border says how many are newer."""
+
+    BINDINGS = [Binding("end", "follow_newest", "Log: follow newest", id="log.follow")]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.follow = FollowState()
+
+    def at_top(self) -> bool:
+        return self.cursor_row <= 0 and self.scroll_y <= 0
+
+    def show(self, executions: Sequence[Execution], now: float) -> None:
+        shown = [int(key.value) for key in self.rows if key.value is not None]
+        self.follow.observe(self.at_top(), shown)
+        top = max(shown, default=None)
+        ids = [e.id for e in executions]
+        super().show(executions, now)
+        self.follow.landed(ids)
+        if self.follow.following:
+            self._to_newest()
+        elif top is not None:
+            # Rows that arrived above keep the operator's rows where they were.
+            above = sum(1 for row_id in ids if row_id > top)
+            if above:
+                self.scroll_to(y=self.scroll_y + above, animate=False, immediate=True)
+        self._show_banner()
+
+    def action_follow_newest(self) -> None:
+        self.follow.resume()
+        self._to_newest()
+        self._show_banner()
+
+    def _to_newest(self) -> None:
+        if self.row_count:
+            self.move_cursor(row=0, scroll=False)
+        self.scroll_to(y=0, animate=False, immediate=True)
+
+    def _show_banner(self) -> None:
+        if isinstance(self.parent, Widget):
+            self.parent.border_subtitle = self.follow.banner()
+
+
+class NodeActivity(Horizontal):
+    """One node's sparklines: fires per second and delivery lateness p99."""
+
+    DEFAULT_CSS = """
+    NodeActivity { height: 1; }
+    NodeActivity Label { width: auto; padding: 0 1; }
+    NodeActivity .spark-value { width: 10; }
+    NodeActivity Sparkline { width: 1fr; height: 1; }
+    """
+
+    def __init__(self, node_id: int) -> None:
+        super().__init__(id=f"activity-{node_id}")
+        self.node_id = node_id
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"node {self.node_id}  fires/s")
+        yield Sparkline([], summary_function=max, classes="fires")
+        yield Label("-", classes="spark-value fires-now")
+        yield Label("delivery p99")
+        yield Sparkline([], summary_function=max, classes="delivery")
+        yield Label("-", classes="spark-value delivery-now")
+
+    def show(self, fires: Sequence[float], delivery: Sequence[float]) -> None:
+        self.query_one(".fires", Sparkline).data = list(fires)
+        self.query_one(".delivery", Sparkline).data = list(delivery)
+        self.query_one(".fires-now", Label).update(f"{fires[-1]:.1f}" if fires else "-")
+        self.query_one(".delivery-now", Label).update(
+            fmt.seconds(delivery[-1] if delivery else None)
+        )
+
+
+class ActivityPanel(Vertical):
+    """A row of sparklines per member, over the last minutes (``ClusterHistory``)."""
+
+    DEFAULT_CSS = "ActivityPanel { height: auto; }"
+
+    def show(self, view: ClusterView, history: ClusterHistory) -> None:
+        wanted = [m.node_id for m in view.members]
+        for row in list(self.query(NodeActivity)):
+            if row.node_id not in wanted:
+                row.remove()
+        present: dict[int, NodeActivity] = {row.node_id: row for row in self.query(NodeActivity)}
+        for node_id in wanted:
+            series = history.series(node_id)
+            points = (list(series.fires_per_second), list(series.delivery_p99))
+            if node_id in present:
+                present[node_id].show(*points)
+            else:
+                row = NodeActivity(node_id)
+                self.mount(row)
+                row.call_after_refresh(row.show, *points)  # once its children exist
+
+    def clear(self) -> None:
+        self.remove_children()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 
 import orjson
@@ -62,14 +63,33 @@ def configure_logging(level: str, log_format: str = "text", node_id: int = 0) ->
         logger.propagate = True
 
 
+CONFIG_EXIT_CODE = 2
+"""Exit status of a node that cannot start as configured (the CLI's "bad usage
+or configuration"): its HTTP port is taken or its host is not this machine's."""
+
+
+def bind_http(host: str, port: int) -> socket.socket:
+    """The HTTP API's listening socket, bound before anything says "serving", so
+    a taken port is a configuration error at once (``OSError``), not a node that
+    logs it serves and then exits. Options as uvicorn sets them itself."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 GIL_SWITCH_SECONDS = 0.0005
 """How long a thread holding the GIL runs before another may take it."""
 
 
 def run_node(settings: Settings) -> int:
     """Run a node until SIGINT/SIGTERM; returns the process exit code."""
-    import uvicorn
-
     configure_logging(settings.log_level, settings.log_format, settings.node_id)
     # The event loop (ticks, callbacks, small requests) shares the GIL with
     # threads doing CPU work (validation of a large batch, a page of 10,000
@@ -78,6 +98,23 @@ def run_node(settings: Settings) -> int:
     # few dozen turns waited hundreds of milliseconds (bench/isolation.py).
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     os.umask(PRIVATE_UMASK)  # every file and directory the node makes is its own
+    try:
+        listening = bind_http(settings.host, settings.port)
+    except OSError as exc:
+        log.error(
+            "cannot listen on %s:%s (Host/Port): %s", settings.host, settings.port, exc.strerror
+        )
+        return CONFIG_EXIT_CODE
+    try:
+        return _serve(settings, listening)
+    finally:
+        listening.close()
+
+
+def _serve(settings: Settings, listening: socket.socket) -> int:
+    """Run the node on the bound ``listening`` socket."""
+    import uvicorn
+
     node = Node(settings)
     try:
         node.start_log()
@@ -111,7 +148,7 @@ def run_node(settings: Settings) -> int:
     # end up here like Ctrl-C so the raft log is closed cleanly.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        server.run()
+        server.run(sockets=[listening])
     except KeyboardInterrupt:
         pass
     finally:
