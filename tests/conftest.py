@@ -23,9 +23,12 @@ cluster (collection order within a tier).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.nodes import Client, NodeProcess, create_credential, running_node
 
 TIERS = ("unit", "contract", "integration", "cluster")
 SLOW_TIERS = frozenset({"integration", "cluster"})
@@ -123,3 +126,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         more = f"\n  ... and {len(untiered) - 20} more" if len(untiered) > 20 else ""
         raise pytest.UsageError(f"tests without exactly one tier:\n  {shown}{more}")
     items.sort(key=lambda item: TIERS.index(tiers[item.nodeid]))  # stable within a tier
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """One plain node shared by a test module's tests (a module that needs a node
+    with other settings defines its own ``node``)."""
+    with running_node(tmp_path_factory.mktemp("node")) as node:
+        yield node
+
+
+@pytest.fixture(scope="module")
+def client(node: NodeProcess) -> Iterator[Client]:
+    """A client credential of every scope on the module's node."""
+    c = Client(node.api, create_credential(node))
+    yield c
+    c.close()

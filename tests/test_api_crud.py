@@ -11,9 +11,7 @@ import pytest
 from tests.support.nodes import (
     Client,
     NodeProcess,
-    create_credential,
     operator_headers,
-    running_node,
 )
 
 PROJECT_KEYS = {"id", "name", "description", "signing_secret", "created_at", "updated_at"}
@@ -65,19 +63,6 @@ JOB_KEYS = {
     "pause_after_failures",
 }
 CALLBACK = "http://127.0.0.1:9/callback"  # never called: every spec here is far off
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("n")) as node:
-        yield node
-
-
-@pytest.fixture(scope="module")
-def client(node: NodeProcess) -> Iterator[Client]:
-    c = Client(node.api, create_credential(node))
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

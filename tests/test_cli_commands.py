@@ -34,7 +34,6 @@ from tests.support.nodes import (
     NodeProcess,
     free_port,
     operator_headers,
-    running_node,
     scheduler0_command,
     wait_until,
 )
@@ -45,12 +44,6 @@ PAGE_KEYS = {"total", "offset", "limit"}
 JOB_KEYS = {"id", "project_id", "spec", "timezone", "data", "callback_url", "paused"}
 
 Run = subprocess.CompletedProcess[str]
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("cli-node")) as node:
-        yield node
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from scheduler0.daemon.scheduling.policy import jitter_offset
 from tests.support.audit import all_executions
-from tests.support.nodes import Client, NodeProcess, create_credential, running_node, wait_until
+from tests.support.nodes import Client, NodeProcess, create_credential, wait_until
 from tests.support.receiver import RunningReceiver, run_receiver
 
 pytestmark = pytest.mark.integration
@@ -34,19 +33,6 @@ def refusal(client: Client, method: str, path: str, **kwargs: Any) -> list[tuple
 
 
 # -- the API ------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("policies")) as node:
-        yield node
-
-
-@pytest.fixture(scope="module")
-def client(node: NodeProcess) -> Iterator[Client]:
-    c = Client(node.api, create_credential(node))
-    yield c
-    c.close()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from scheduler0.console.http_source import JOBS_PAGE_LIMIT, Credentials, HttpSource
-from tests.support.nodes import Client, NodeProcess, create_credential, running_node, wait_until
+from tests.support.nodes import Client, NodeProcess, create_credential, wait_until
 from tests.support.receiver import RunningReceiver, run_receiver
 
 pytestmark = pytest.mark.integration
@@ -23,19 +23,6 @@ FAR_SPEC = "0 0 1 1 *"
 def receiver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningReceiver]:
     with run_receiver(tmp_path_factory.mktemp("receiver")) as receiver:
         yield receiver
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("node")) as node:
-        yield node
-
-
-@pytest.fixture(scope="module")
-def client(node: NodeProcess) -> Iterator[Client]:
-    c = Client(node.api, create_credential(node))
-    yield c
-    c.close()
 
 
 def new_project(client: Client, name: str) -> int:

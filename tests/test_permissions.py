@@ -30,7 +30,7 @@ from scheduler0.daemon.api.auth import Access, On
 from scheduler0.daemon.api.describe import RouteSpec
 from scheduler0.daemon.api.shapes import ProjectPage
 from scheduler0.models import CredentialScope, ProjectOut
-from tests.support.nodes import Client, NodeProcess, operator_headers, running_node, wait_until
+from tests.support.nodes import Client, NodeProcess, operator_headers, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -290,12 +290,6 @@ def make_callers(node: NodeProcess, world: World) -> list[Caller]:
         ]
     callers.append(Caller("operator", operator_headers(), operator=True))
     return callers
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("matrix")) as node:
-        yield node
 
 
 def make_world(operator: Client) -> World:

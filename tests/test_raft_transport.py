@@ -10,7 +10,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,18 +20,11 @@ from tests.support.nodes import (
     NodeProcess,
     create_credential,
     running_cluster,
-    running_node,
     wait_until,
 )
 
 FLOOD_SECONDS = 20.0
 WRITE_EVERY = 0.05
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("rafttransport")) as node:
-        yield node
 
 
 def rss_bytes(pid: int) -> int:

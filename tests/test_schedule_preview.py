@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,26 +14,11 @@ import pytest
 from tests.support.nodes import (
     Client,
     NodeProcess,
-    create_credential,
     operator_headers,
-    running_node,
     scheduler0_command,
 )
 
 CALLBACK = "http://127.0.0.1:9/callback"  # never called: no job is created
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("preview")) as node:
-        yield node
-
-
-@pytest.fixture(scope="module")
-def client(node: NodeProcess) -> Iterator[Client]:
-    c = Client(node.api, create_credential(node))
-    yield c
-    c.close()
 
 
 def preview(client: Client, **params: Any) -> Any:

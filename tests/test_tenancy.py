@@ -13,16 +13,10 @@ from pathlib import Path
 import pytest
 
 from scheduler0 import signing
-from tests.support.nodes import Client, NodeProcess, operator_headers, running_node, wait_until
+from tests.support.nodes import Client, NodeProcess, operator_headers, wait_until
 from tests.support.receiver import run_receiver
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
-    with running_node(tmp_path_factory.mktemp("tenancy")) as node:
-        yield node
 
 
 @pytest.fixture(scope="module")
