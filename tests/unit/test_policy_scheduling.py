@@ -138,8 +138,7 @@ async def test_catchup_all_fires_each_missed_slot_within_the_window_once_in_orde
 def triggers(world: World, job_id: int) -> list[tuple[int, str | None]]:
     """(slot, stored trigger) of the job's fired executions, by slot."""
     rows = world.queries.db.execute(
-        "SELECT slot, trigger FROM executions WHERE job_id = ? AND state != 'missed'"
-        " ORDER BY slot",
+        "SELECT slot, trigger FROM executions WHERE job_id = ? AND state != 'missed' ORDER BY slot",
         (job_id,),
     ).fetchall()
     return [(slot, trigger) for slot, trigger in rows]

@@ -176,7 +176,7 @@ class Firing:
             # one slot due, on time: every catchup fires it
             following = following_if_on_time(job.schedule, slot, shifted, window)
         on_time = following is not None
-        if on_time:
+        if following is not None:
             fired = [slot]
         else:
             fired, listed, uncounted, following = catch_up(
@@ -201,9 +201,7 @@ class Firing:
                 if runs_left is not None:  # a skipped slot is not a run: more are left
                     following = job.schedule.next_after(skip[-1])
         if not on_time and caught_up is not None and policy.catchup == "all":
-            caught_up.extend(
-                [job.id, s] for s in fired if job.schedule.next_after(s) <= shifted
-            )
+            caught_up.extend([job.id, s] for s in fired if job.schedule.next_after(s) <= shifted)
         for fire_slot in fired:
             fires.append([job.id, fire_slot])
             self._stats.recent_lag.append(shifted - fire_slot)

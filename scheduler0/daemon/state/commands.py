@@ -28,11 +28,12 @@ and scopes credentials (``CredentialCreated.scopes``, ``projects``,
 (``SlotsFired.skipped``). Optional fields whose absence keeps the older meaning
 were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
 schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
-``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a ``catchup=all``
-backlog, recorded with trigger ``catchup``), ``MemberJoined.automatic`` and ``MemberLeft.remember``. A
-node refuses commands of a version it does not know (loudly) instead of
-dropping their fields: upgrade a cluster by stopping every node, then starting
-them all on the new code.
+``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a
+``catchup=all`` backlog, recorded with trigger ``catchup``),
+``MemberJoined.automatic`` and ``MemberLeft.remember``. A node refuses
+commands of a version it does not know (loudly) instead of dropping their
+fields: upgrade a cluster by stopping every node, then starting them all on
+the new code.
 """
 
 from __future__ import annotations
