@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, Sparkline
+from textual.widgets import Collapsible, DataTable, Input, Label, Select, Sparkline
 
 from scheduler0.console.app import ConsoleApp, create_console
 from scheduler0.console.forms import JobForm
@@ -29,6 +29,7 @@ from scheduler0.console.screens import (
     CredentialsScreen,
     HelpScreen,
     JobScreen,
+    NoteScreen,
     SwitchNodeScreen,
 )
 from scheduler0.console.widgets import ClusterBar
@@ -112,12 +113,32 @@ async def test_console_against_a_real_node(tmp_path: Path) -> None:
                 await type_into(pilot, "#field-timezone", "")
 
                 await type_into(pilot, "#field-spec", "@every 1s")
+                # Policies: the node's refusal of end_at shows under it.
+                app.screen.query_one("#policies", Collapsible).collapsed = False
+                app.screen.query_one("#field-overlap", Select).value = "skip"
+                await type_into(pilot, "#field-retry-attempts", "1")
+                await type_into(pilot, "#field-timeout_seconds", "5")
+                await type_into(pilot, "#field-end_at", "tomorrow")
+                await pilot.press("ctrl+s")
+                end_error = app.screen.query_one("#error-end_at")
+                await until(pilot, lambda: "-empty" not in end_error.classes, 10, "end_at error")
+                assert "RFC 3339" in str(end_error.render())
+                assert isinstance(app.screen, JobForm)
+                await type_into(pilot, "#field-end_at", "2099-01-01T00:00:00Z")
                 await pilot.press("ctrl+s")
                 await until(pilot, lambda: not isinstance(app.screen, JobForm), 10, "form closed")
                 await until(pilot, lambda: jobs.row_count == 1, 10, "the job row")
                 job_id = app.jobs[next(iter(app.jobs))].id
                 key = str(job_id)
                 assert cell(jobs, key, "spec") == "@every 1s"
+                stored = httpx.get(f"{node.api}/jobs/{job_id}", headers=headers, timeout=10).json()[
+                    "data"
+                ]
+                assert (stored["overlap"], stored["timeout_seconds"]) == ("skip", 5.0)
+                assert (stored["retry"]["attempts"], stored["end_at"]) == (
+                    1,
+                    "2099-01-01T00:00:00Z",
+                )
 
                 # Its executions arrive in the live log, and in the table's last status.
                 def succeeded() -> bool:
@@ -133,11 +154,15 @@ async def test_console_against_a_real_node(tmp_path: Path) -> None:
                 )
                 assert receiver.records(), "the receiver was called"
 
-                # Pause, with a confirmation.
-                await pilot.press("p")
-                await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "confirm")
-                await pilot.press("y")
+                # Pause with a note: the job's status_note.
+                await pilot.press("P")
+                await until(pilot, lambda: isinstance(app.screen, NoteScreen), 5, "the note")
+                await pilot.press(*"maintenance", "enter")
                 await until(pilot, lambda: cell(jobs, key, "paused") == "yes", 10, "paused")
+                stored = httpx.get(f"{node.api}/jobs/{job_id}", headers=headers, timeout=10).json()[
+                    "data"
+                ]
+                assert (stored["status"], stored["status_note"]) == ("paused", "maintenance")
 
                 # Delete, with a confirmation.
                 await pilot.press("d")

@@ -17,7 +17,16 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, Label, OptionList, Sparkline
+from textual.widgets import (
+    Collapsible,
+    DataTable,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Sparkline,
+    Static,
+)
 
 from scheduler0.client import Unreachable
 from scheduler0.console.app import ConsoleApp, create_console
@@ -25,6 +34,7 @@ from scheduler0.console.forms import JobForm, ProjectForm
 from scheduler0.console.screens import (
     CredentialsScreen,
     JobScreen,
+    NoteScreen,
     ProjectsScreen,
     SwitchNodeScreen,
 )
@@ -53,6 +63,16 @@ def iso(offset: float) -> str:
     return datetime.fromtimestamp(NOW + offset, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+JOB_2_POLICIES = (
+    ("overlap", "skip"),
+    ("catchup", "all"),
+    ("retry.attempts", "3"),
+    ("retry.initial_seconds", "0.5"),
+    ("end_at", "2026-12-31T00:00:00Z"),
+    ("max_runs", "100"),
+)
+
+
 class FakeSource:
     """A ``ConsoleSource`` over fixed, in-memory data; ``cluster_error`` makes the
     cluster call fail as a dead node does; ``refused[url]`` makes every read of
@@ -64,6 +84,7 @@ class FakeSource:
         self.cluster_error: Exception | None = None
         self.refused: dict[str, Exception] = {}
         self.calls: list[str] = []
+        self.drafts: list[JobDraft] = []
         self.members = (
             Member(1, "http://127.0.0.1:9091", "leader", True, False, None, 342, 1204, 3, 1, 0.04),
             Member(2, "http://127.0.0.1:9092", "follower", True, False, NOW - 0.3, 341, 1187, 0, 0),
@@ -86,6 +107,9 @@ class FakeSource:
                 last_execution_date=iso(-i * 11),
                 name=[None, "nightly-invoices", "sync", None, "weekly-report", None][i - 1],
                 labels=(("team", "ops"),) if i in (2, 5) else (),
+                status="paused" if i == 3 else "active",
+                status_note="db maintenance" if i == 3 else None,
+                policies=JOB_2_POLICIES if i == 2 else (),
             )
             for i in range(1, 7)
         ]
@@ -150,7 +174,11 @@ class FakeSource:
         return [(first + timedelta(days=n)).isoformat() for n in range(count)]
 
     def create_job(self, draft: JobDraft) -> Job:
+        self.drafts.append(draft)
         errors = []
+        end_at = draft.to_body().get("end_at")
+        if isinstance(end_at, str) and not end_at[:4].isdigit():
+            errors.append(FieldError("end_at", "must be an RFC 3339 time with its offset", 0))
         if len(draft.spec.split()) not in (5, 6) and not draft.spec.startswith("@"):
             errors.append(FieldError("spec", "expected 5 fields (crontab) or 6 (seconds first)", 0))
         if not draft.callback_url.startswith("http"):
@@ -163,6 +191,7 @@ class FakeSource:
         return job
 
     def update_job(self, job_id: int, draft: JobDraft) -> Job:
+        self.drafts.append(draft)
         return self._change(job_id, spec=draft.spec)
 
     def _change(self, job_id: int, **changes: Any) -> Job:
@@ -177,11 +206,13 @@ class FakeSource:
         with self.lock:
             self.job_list = [j for j in self.job_list if j.id != job_id]
 
-    def pause_job(self, job_id: int) -> Job:
-        return self._change(job_id, paused=True)
+    def pause_job(self, job_id: int, note: str | None = None) -> Job:
+        self.calls.append(f"pause {job_id} {note!r}")
+        return self._change(job_id, paused=True, status="paused", status_note=note)
 
-    def resume_job(self, job_id: int) -> Job:
-        return self._change(job_id, paused=False)
+    def resume_job(self, job_id: int, note: str | None = None) -> Job:
+        self.calls.append(f"resume {job_id} {note!r}")
+        return self._change(job_id, paused=False, status="active", status_note=note)
 
     def run_job(self, job_id: int) -> None:
         self.calls.append(f"run {job_id}")
@@ -272,6 +303,20 @@ def test_job_form_shows_validation_errors_by_field(snap_compare: Any) -> None:
         )
 
     assert snap_compare(console(), terminal_size=SIZE, run_before=after(fill_badly))
+
+
+def test_job_form_editing_a_job_with_policies(snap_compare: Any) -> None:
+    async def edit_job_2(pilot: Pilot[Any]) -> None:
+        await pilot.press("down", "e")
+        await until(pilot, lambda: isinstance(pilot.app.screen, JobForm))
+        await until(pilot, lambda: "Next runs:" in preview_text(pilot.app))
+        form = pilot.app.screen
+        assert not form.query_one("#policies", Collapsible).collapsed
+        form.query_one("#field-overlap", Select).focus()
+        form.query_one("#policies").scroll_visible(animate=False, top=True)
+        await pilot.pause()
+
+    assert snap_compare(console(), terminal_size=SIZE, run_before=after(edit_job_2))
 
 
 def test_job_page_with_history(snap_compare: Any) -> None:
@@ -609,3 +654,159 @@ def test_the_job_form_sends_name_and_labels_and_clears_them_on_edit() -> None:
         "name": None,
         "labels": {},
     }
+
+
+async def type_into(pilot: Pilot[Any], selector: str, text: str) -> None:
+    """Focus the field (scrolled into view) and type ``text`` key by key."""
+    pilot.app.screen.query_one(selector, Input).focus()
+    await pilot.pause()
+    await pilot.press(*text)
+
+
+@pytest.mark.anyio
+async def test_policies_set_in_the_form_reach_the_body_and_a_refused_end_at_shows_under_it() -> (
+    None
+):
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("n")
+        await until(pilot, lambda: isinstance(app.screen, JobForm))
+        form = app.screen
+        policies = form.query_one("#policies", Collapsible)
+        assert policies.collapsed  # a new job: folded away
+        form.query_one("#field-spec", Input).value = "@hourly"
+        form.query_one("#field-callback_url", Input).value = "http://hooks.example/new"
+        form.query_one("#policies CollapsibleTitle").focus()
+        await pilot.press("enter")  # the keyboard opens the section
+        await until(pilot, lambda: not policies.collapsed)
+        form.query_one("#field-overlap", Select).value = "skip"
+        await type_into(pilot, "#field-max_runs", "3")
+        await type_into(pilot, "#field-retry-attempts", "2")
+        await type_into(pilot, "#field-end_at", "yesterday")
+        policies.collapsed = True  # the refusal must open it again
+        await pilot.press("ctrl+s")
+        error = form.query_one("#error-end_at", Label)
+        await until(pilot, lambda: "-empty" not in error.classes)
+        assert str(error.render()) == "must be an RFC 3339 time with its offset"
+        assert not policies.collapsed
+        assert isinstance(app.screen, JobForm)  # still open
+        assert source.drafts[-1].to_body() == {
+            "spec": "@hourly",
+            "callback_url": "http://hooks.example/new",
+            "project_id": None,
+            "overlap": "skip",
+            "retry": {"attempts": 2},
+            "end_at": "yesterday",
+            "max_runs": 3,
+        }
+        form.query_one("#field-end_at", Input).value = "2026-12-31T00:00:00Z"
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, JobForm))
+        assert source.drafts[-1].to_body()["end_at"] == "2026-12-31T00:00:00Z"
+
+
+@pytest.mark.anyio
+async def test_editing_shows_the_policies_and_a_cleared_one_is_sent_as_null() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("down", "e")
+        await until(pilot, lambda: isinstance(app.screen, JobForm))
+        form = app.screen
+        assert str(form.query_one("#policies", Collapsible).title) == "Policies (6 set)"
+        assert form.query_one("#field-catchup", Select).value == "all"
+        assert form.query_one("#field-retry-initial_seconds", Input).value == "0.5"
+        form.query_one("#field-overlap", Select).clear()
+        form.query_one("#field-retry-attempts", Input).value = ""
+        form.query_one("#field-max_runs", Input).value = ""
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, JobForm))
+        body = source.drafts[-1].to_body(with_project=False)
+        policies = {k: v for k, v in body.items() if k not in ("spec", "callback_url", "timezone")}
+        assert policies == {
+            "data": '{"job": 2}',
+            "name": "nightly-invoices",
+            "labels": {"team": "ops"},
+            "overlap": None,
+            "catchup": "all",
+            "retry": {"initial_seconds": 0.5},
+            "end_at": "2026-12-31T00:00:00Z",
+            "max_runs": None,
+        }
+
+
+@pytest.mark.anyio
+async def test_pause_with_a_note_sends_the_note_and_the_plain_key_sends_none() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("P")
+        await until(pilot, lambda: isinstance(app.screen, NoteScreen))
+        await pilot.press(*"deploy freeze", "enter")
+        await until(pilot, lambda: "pause 1 'deploy freeze'" in source.calls)
+        await pilot.press("U", "escape")  # asked, cancelled: nothing sent
+        await pilot.press("u", "y")
+        await until(pilot, lambda: "resume 1 None" in source.calls)
+        assert [c for c in source.calls if c.startswith("resume")] == ["resume 1 None"]
+        assert source.job_list[0].status == "active"
+
+
+def test_a_jobs_policies_read_from_the_node_are_the_texts_the_form_edits() -> None:
+    job = Job.from_api(
+        {
+            "id": 7,
+            "project_id": 1,
+            "spec": "@hourly",
+            "status": "paused",
+            "status_note": "paused after 3 consecutive failures (last: HTTP 500)",
+            "overlap": "allow",
+            "catchup": "none",
+            "catchup_window_seconds": 300.0,
+            "retry": {"attempts": 0, "multiplier": 1.5, "jitter": None},
+            "timeout_seconds": 2.5,
+            "start_at": "2026-01-01T00:00:00Z",
+            "jitter_seconds": 0,
+            "pause_after_failures": 3,
+        }
+    )
+    assert (job.status, job.status_note) == (
+        "paused",
+        "paused after 3 consecutive failures (last: HTTP 500)",
+    )
+    assert job.policies == (
+        ("catchup", "none"),
+        ("catchup_window_seconds", "300"),
+        ("retry.attempts", "0"),
+        ("retry.multiplier", "1.5"),
+        ("timeout_seconds", "2.5"),
+        ("start_at", "2026-01-01T00:00:00Z"),
+        ("pause_after_failures", "3"),
+    )
+    # Sent back unchanged, the same values (numbers as numbers).
+    draft = JobDraft(
+        spec="@hourly", callback_url="http://h/", policies=job.policies, had=frozenset()
+    )
+    body = draft.to_body(with_project=False)
+    assert {k: body[k] for k in ("catchup_window_seconds", "retry", "timeout_seconds")} == {
+        "catchup_window_seconds": 300,
+        "retry": {"attempts": 0, "multiplier": 1.5},
+        "timeout_seconds": 2.5,
+    }
+
+
+@pytest.mark.anyio
+async def test_the_job_page_shows_a_paused_jobs_note_and_its_default_policies() -> None:
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("down", "down", "enter")
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        detail = str(app.screen.query_one("#job-detail", Static).render())
+        lines = {line.strip().split("  ", 1)[0]: line.strip() for line in detail.splitlines()}
+        assert lines["status"] == "status  paused — db maintenance"
+        assert lines["next run"] == "next run  -"
+        assert lines["policies"] == "policies  defaults"

@@ -265,6 +265,7 @@ def test_catchup_all_fires_each_slot_missed_during_a_kill_once_in_order(tmp_path
             node.kill()
             killed_at = time.time()
             wait_until(lambda: time.time() > killed_at + 7, timeout=10, what="4 slots missed")
+            restarted_at = time.time()
             node.start()
             client = Client(node.api, credential)
             wait_until(
@@ -290,6 +291,16 @@ def test_catchup_all_fires_each_slot_missed_during_a_kill_once_in_order(tmp_path
     # ... and each was sent exactly once.
     counts = Counter(slot for slot, _ in received(receiver, job_id))
     assert all(counts[s] == 1 for s in slots if s > killed_at), counts
+    # The caught-up ones carry trigger catchup: every slot of the down time
+    # older than the newest one due when the node came back (which fired as
+    # the schedule's own); the runs before the kill and after the backlog are
+    # the schedule's.
+    caught_up = [e for e in by_slot if killed_at < e["slot"] < restarted_at - 2]
+    assert len(caught_up) >= 2
+    assert [e["trigger"] for e in caught_up] == ["catchup"] * len(caught_up), by_slot
+    assert by_slot[0]["trigger"] == "schedule"
+    assert by_slot[-1]["trigger"] == "schedule"
+    assert {e["trigger"] for e in by_slot} == {"schedule", "catchup"}
 
 
 def test_jitter_sends_each_slot_at_the_same_offset_on_two_nodes(tmp_path: Path) -> None:

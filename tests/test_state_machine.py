@@ -164,6 +164,47 @@ def test_missed_slots_are_recorded_and_advance_the_job(
     )
 
 
+def test_caught_up_fires_are_recorded_with_trigger_catchup_and_only_when_accepted(
+    machine: StateMachine, tmp_path: Path
+) -> None:
+    for command in history():
+        ok(machine, command)
+    ok(machine, c.SlotsFired(now=NOW, node_id=1, epoch=1, fires=[[8, 5]]))
+    fired = ok(
+        machine,
+        c.SlotsFired(
+            now=NOW,
+            node_id=1,
+            epoch=1,
+            fires=[[7, 3], [7, 4], [7, 5], [8, 4], [8, 6], [9, 6]],
+            # job 8's slot 4 is refused (slot 5 fired before): nothing to mark
+            caught_up=[[7, 3], [7, 4], [8, 4]],
+        ),
+    )
+    assert fired["accepted"] == [[7, 3], [7, 4], [7, 5], [8, 6], [9, 6]]
+    db = sqlite3.connect(tmp_path / "a.db")
+    rows = db.execute(
+        "SELECT job_id, slot, trigger FROM executions WHERE job_id IN (7, 8, 9)"
+        " ORDER BY job_id, slot"
+    ).fetchall()
+    assert rows == [
+        (7, 3, "catchup"),
+        (7, 4, "catchup"),
+        (7, 5, None),
+        (8, 5, None),
+        (8, 6, None),
+        (9, 6, None),
+    ]
+
+
+def test_a_slots_fired_entry_without_caught_up_decodes_as_none_caught_up() -> None:
+    entry = {"now": NOW, "node_id": 1, "epoch": 1, "fires": [[1, 2]]}
+    for version in (3, 4):
+        payload = b"j" + orjson.dumps({"v": version, "t": "SlotsFired", "a": entry})
+        decoded = c.decode(payload)
+        assert isinstance(decoded, c.SlotsFired) and decoded.caught_up == []
+
+
 def test_a_snapshot_restores_the_same_database(machine: StateMachine, tmp_path: Path) -> None:
     for command in history():
         ok(machine, command)

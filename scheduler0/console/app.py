@@ -53,6 +53,7 @@ from scheduler0.console.screens import (
     HelpScreen,
     JobScreen,
     MainScreen,
+    NoteScreen,
     ProjectsScreen,
     SwitchNodeScreen,
 )
@@ -88,6 +89,8 @@ class ConsoleApp(App[None]):
         Binding("e", "edit_job", "Edit", id="jobs.edit"),
         Binding("p", "job_verb('pause')", "Pause", id="jobs.pause"),
         Binding("u", "job_verb('resume')", "Resume", id="jobs.resume"),
+        Binding("P", "job_note('pause')", "Pause with a note", id="jobs.pause-note", show=False),
+        Binding("U", "job_note('resume')", "Resume with a note", id="jobs.resume-note", show=False),
         Binding("x", "job_verb('run')", "Run now", id="jobs.run"),
         Binding("d", "job_verb('delete')", "Delete", id="jobs.delete"),
         Binding("t", "cycle_log_state", "Log: state", id="log.state", show=False),
@@ -382,7 +385,7 @@ class ConsoleApp(App[None]):
         on_job_page = isinstance(self.screen, JobScreen)
         if on_job_page and action in ("projects", "filter_jobs", "new_job", "open_job"):
             return False
-        if action in ("edit_job", "job_verb", "open_job", "toggle_log_job"):
+        if action in ("edit_job", "job_verb", "job_note", "open_job", "toggle_log_job"):
             return None if self.current_job() is None else True
         return True
 
@@ -402,6 +405,7 @@ class ConsoleApp(App[None]):
             ("job page", JobScreen.BINDINGS),
             ("forms", FormScreen.BINDINGS),
             ("confirmations", ConfirmScreen.BINDINGS),
+            ("pause/resume note", NoteScreen.BINDINGS),
             ("projects", ProjectsScreen.BINDINGS),
             ("execution log", LogTable.BINDINGS),
             ("switch node", SwitchNodeScreen.BINDINGS),
@@ -552,11 +556,24 @@ class ConsoleApp(App[None]):
 
         self.push_screen(ConfirmScreen(question), answered)
 
+    def action_job_note(self, verb: str) -> None:
+        """Pause or resume after asking for a note (the job's status_note)."""
+        job = self.current_job()
+        if job is None or verb not in ("pause", "resume"):
+            return
+        question = f"{verb.capitalize()} job {job.id} ({job.spec} → {job.callback_url})"
+
+        def answered(note: str | None) -> None:
+            if note is not None:
+                self._job_action(verb, job.id, note or None)
+
+        self.push_screen(NoteScreen(question), answered)
+
     @work(thread=True, exit_on_error=False, group="job-actions")
-    def _job_action(self, verb: str, job_id: int) -> None:
+    def _job_action(self, verb: str, job_id: int, note: str | None = None) -> None:
         calls: dict[str, Callable[[int], Job | None]] = {
-            "pause": self.source.pause_job,
-            "resume": self.source.resume_job,
+            "pause": lambda job_id: self.source.pause_job(job_id, note),
+            "resume": lambda job_id: self.source.resume_job(job_id, note),
             "run": self.source.run_job,
             "delete": self.source.delete_job,
         }

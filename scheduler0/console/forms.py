@@ -11,15 +11,16 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
 from textual.timer import Timer
 from textual.widget import Widget
-from textual.widgets import Button, Input, Label, Select
+from textual.widgets import Button, Collapsible, Input, Label, Select
 
-from scheduler0.console.source import ConsoleSource, Job, JobDraft, Project
+from scheduler0.console.source import POLICY_FIELDS, ConsoleSource, Job, JobDraft, Project
 from scheduler0.errors import Scheduler0Error
+from scheduler0.models import CATCHUPS, OVERLAPS
 
 T = TypeVar("T")
 
@@ -33,7 +34,14 @@ FormScreen .field-error { color: $error; height: auto; }
 FormScreen .field-error.-empty { display: none; }
 FormScreen #buttons { height: auto; margin-top: 1; align-horizontal: right; }
 FormScreen #buttons Button { margin-left: 1; }
+FormScreen .field-row { height: auto; }
+FormScreen .field-cell { width: 1fr; height: auto; margin-right: 1; }
 """
+
+
+def dom_name(field: str) -> str:
+    """A field's name as a widget id: ``retry.attempts`` -> ``retry-attempts``."""
+    return field.replace(".", "-")
 
 
 class FormScreen(ModalScreen[T], Generic[T]):
@@ -83,10 +91,16 @@ class FormScreen(ModalScreen[T], Generic[T]):
         raise NotImplementedError
 
     def field(self, name: str, label: str, widget: Widget) -> Iterator[Widget]:
-        widget.id = f"field-{name}"
+        """Label, widget (``#field-<name>``) and error line (``#error-<name>``),
+        ``name`` as the node names the field in its errors (``dom_name``)."""
+        widget.id = f"field-{dom_name(name)}"
         yield Label(label, classes="field-label")
         yield widget
-        yield Label("", id=f"error-{name}", classes="field-error -empty")
+        yield Label("", id=f"error-{dom_name(name)}", classes="field-error -empty")
+
+    def cell(self, name: str, label: str, widget: Widget) -> Widget:
+        """One ``field`` as a column of a ``Horizontal`` row."""
+        return Vertical(*self.field(name, label, widget), classes="field-cell")
 
     def values(self) -> dict[str, Any]:
         """The fields' values, read on the UI thread."""
@@ -129,14 +143,19 @@ class FormScreen(ModalScreen[T], Generic[T]):
         by_field: dict[str, list[str]] = {}
         for detail in message.error.details:
             by_field.setdefault(detail.field, []).append(detail.message)
-        unplaced = [f for f in by_field if not self.query(f"#error-{f}")]
+        unplaced = [f for f in by_field if not self.query(f"#error-{dom_name(f)}")]
         general = message.error.message if unplaced or not by_field else ""
         self._show_errors(by_field, general)
+        self.errors_shown(set(by_field))
+
+    def errors_shown(self, fields: set[str]) -> None:
+        """Hook: the node refused these fields (a form may reveal them)."""
 
     def _show_errors(self, by_field: dict[str, list[str]], general: str) -> None:
+        by_dom = {dom_name(f): messages for f, messages in by_field.items()}
         for label in self.query(".field-error").results(Label):
             name = (label.id or "").removeprefix("error-")
-            text = general if name == "form" else "; ".join(by_field.get(name, []))
+            text = general if name == "form" else "; ".join(by_dom.get(name, []))
             label.update(text)
             label.set_class(not text, "-empty")
 
@@ -166,6 +185,9 @@ class JobForm(FormScreen[Job | None]):
     DEFAULT_CSS = """
     JobForm #schedule-preview { color: $text-muted; height: auto; margin-top: 1; }
     JobForm #schedule-preview.-failed { color: $error; }
+    JobForm #policies { margin-top: 1; padding: 0; }
+    JobForm #policies Contents { padding: 0 0 0 1; }
+    JobForm .policy-hint { color: $text-muted; }
     """
 
     class Previewed(Message):
@@ -258,6 +280,89 @@ class JobForm(FormScreen[Job | None]):
         yield from self.field("name", "Name", name)
         labels = Input(job.labels_text if job else "", placeholder="team=ops env=prod")
         yield from self.field("labels", "Labels (key=value, space separated)", labels)
+        yield self.policies()
+
+    def policies(self) -> Collapsible:
+        """The per-job policies, folded away unless the job sets one. A blank
+        field (or select) is the node's default and is not sent."""
+        had = dict(self.job.policies) if self.job else {}
+
+        def text(name: str, hint: str) -> Input:
+            return Input(had.get(name, ""), placeholder=hint)
+
+        def choice(name: str, options: Sequence[str], default: str) -> Select[str]:
+            value = had.get(name, "")
+            return Select(
+                [(o, o) for o in options],
+                prompt=f"default ({default})",
+                value=value if value in options else Select.NULL,
+            )
+
+        rows: list[list[Widget]] = [
+            [
+                self.cell("overlap", "Overlap", choice("overlap", OVERLAPS, "allow")),
+                self.cell("catchup", "Catch-up", choice("catchup", CATCHUPS, "latest")),
+                self.cell(
+                    "catchup_window_seconds",
+                    "Catch-up window s",
+                    text("catchup_window_seconds", "node's grace"),
+                ),
+            ],
+            [
+                self.cell("retry.attempts", "Retries", text("retry.attempts", "node's")),
+                self.cell(
+                    "retry.initial_seconds",
+                    "First delay s",
+                    text("retry.initial_seconds", "node's"),
+                ),
+                self.cell("retry.multiplier", "Multiplier", text("retry.multiplier", "2")),
+            ],
+            [
+                self.cell("retry.cap_seconds", "Delay cap s", text("retry.cap_seconds", "node's")),
+                self.cell("retry.jitter", "Retry jitter 0-1", text("retry.jitter", "0")),
+                self.cell("timeout_seconds", "Timeout s", text("timeout_seconds", "node's")),
+            ],
+            [
+                self.cell("start_at", "Start at", text("start_at", "2026-03-01T09:00:00Z")),
+                self.cell("end_at", "End at", text("end_at", "RFC 3339 with offset")),
+            ],
+            [
+                self.cell("jitter_seconds", "Jitter s", text("jitter_seconds", "0")),
+                self.cell("max_runs", "Max runs", text("max_runs", "no limit")),
+                self.cell(
+                    "pause_after_failures",
+                    "Pause after failures",
+                    text("pause_after_failures", "never"),
+                ),
+            ],
+        ]
+        children: list[Widget] = [
+            Label(
+                "Blank: the default. Clear a field to return it to its default.",
+                classes="policy-hint",
+            ),
+            Label("", id="error-retry", classes="field-error -empty"),
+            *(Horizontal(*row, classes="field-row") for row in rows),
+        ]
+        title = "Policies" + (f" ({len(had)} set)" if had else "")
+        return Collapsible(*children, title=title, collapsed=not had, id="policies")
+
+    def errors_shown(self, fields: set[str]) -> None:
+        refused = {f.partition(".")[0] for f in fields}
+        if refused & {f.partition(".")[0] for f in POLICY_FIELDS}:
+            self.query_one("#policies", Collapsible).collapsed = False
+
+    def policy_texts(self) -> tuple[tuple[str, str], ...]:
+        """Every policy field's text ('' when blank or the select is on its default)."""
+        texts = []
+        for name in POLICY_FIELDS:
+            widget = self.query_one(f"#field-{dom_name(name)}")
+            if isinstance(widget, Select):
+                value = widget.value
+                texts.append((name, value if isinstance(value, str) else ""))
+            elif isinstance(widget, Input):
+                texts.append((name, widget.value))
+        return tuple(texts)
 
     def values(self) -> dict[str, Any]:
         project = self.query_one("#field-project_id", Select).value
@@ -266,6 +371,8 @@ class JobForm(FormScreen[Job | None]):
             for name in ("spec", "timezone", "callback_url", "data", "name", "labels")
         }
         values["project_id"] = project if isinstance(project, int) else None
+        values["policies"] = self.policy_texts()
+        values["had"] = frozenset(dict(self.job.policies) if self.job else ())
         return values
 
     def submit(self, values: dict[str, Any]) -> Job:

@@ -121,11 +121,11 @@ class HttpSource:
     def delete_job(self, job_id: int) -> None:
         self._api().delete(f"/jobs/{job_id}")
 
-    def pause_job(self, job_id: int) -> Job:
-        return Job.from_api(self._api().post(f"/jobs/{job_id}/pause"))
+    def pause_job(self, job_id: int, note: str | None = None) -> Job:
+        return Job.from_api(self._api().post(f"/jobs/{job_id}/pause", _note_body(note)))
 
-    def resume_job(self, job_id: int) -> Job:
-        return Job.from_api(self._api().post(f"/jobs/{job_id}/resume"))
+    def resume_job(self, job_id: int, note: str | None = None) -> Job:
+        return Job.from_api(self._api().post(f"/jobs/{job_id}/resume", _note_body(note)))
 
     def run_job(self, job_id: int) -> None:
         self._api().post(f"/jobs/{job_id}/run")
@@ -154,6 +154,11 @@ class HttpSource:
             self._retired = []
         for client in clients:
             client.close()
+
+
+def _note_body(note: str | None) -> dict[str, str] | None:
+    """No body without a note: the request is then exactly the plain one."""
+    return {"note": note} if note else None
 
 
 def _one(data: Any) -> dict[str, Any]:

@@ -200,8 +200,12 @@ class JobScreen(Screen[None]):
             ("timezone", job.timezone),
             ("callback", job.callback_url),
             ("data", printable(job.data) or "-"),
-            ("paused", "yes" if job.paused else "no"),
-            ("next run", "-" if job.paused else fmt.clock_time(job.next_run_at, now) + " UTC"),
+            ("status", job.status + (f" — {job.status_note}" if job.status_note else "")),
+            (
+                "next run",
+                "-" if job.status != "active" else fmt.clock_time(job.next_run_at, now) + " UTC",
+            ),
+            ("policies", " ".join(f"{k}={v}" for k, v in job.policies) or "defaults"),
             ("last run", fmt.clock_time(job.last_execution_date, now)),
         ]
         text = Text()
@@ -220,6 +224,35 @@ MODAL_CSS = """
 {name} .title {{ text-style: bold; margin-bottom: 1; }}
 {name} .hint {{ color: $text-muted; margin-top: 1; }}
 """
+
+
+class NoteScreen(ModalScreen[str | None]):
+    """Pause or resume with a note (shown as the job's status_note): enter
+    confirms (a blank note is none), escape cancels. Dismisses with the note
+    ('' for none) or None."""
+
+    DEFAULT_CSS = MODAL_CSS.format(name="NoteScreen")
+    BINDINGS = [Binding("escape", "close", "Close", id="note.close")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(self.question, classes="title")
+            yield Input(placeholder="note (optional): why", id="note")
+            yield Label("enter: confirm   esc: cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one("#note", Input).focus()
+
+    @on(Input.Submitted)
+    def _confirmed(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip())
+
+    def action_close(self) -> None:
+        self.dismiss(None)
 
 
 class ConfirmScreen(ModalScreen[bool]):

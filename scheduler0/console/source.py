@@ -134,6 +134,12 @@ class Job:
     last_execution_date: str | None = None
     name: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    status: str = "active"
+    """active, paused or completed (no run left: past end_at or max_runs)."""
+    status_note: str | None = None
+    policies: tuple[tuple[str, str], ...] = ()
+    """The policies set away from their defaults, as ``(field, text)`` in
+    ``POLICY_FIELDS`` order, as the form edits them (``retry.attempts``...)."""
 
     @property
     def labels_text(self) -> str:
@@ -157,6 +163,9 @@ class Job:
             last_execution_date=out.last_execution_date,
             name=None if out.name is None else printable(out.name),
             labels=tuple((printable(k), printable(v)) for k, v in out.labels.items()),
+            status=out.status,
+            status_note=None if out.status_note is None else printable(out.status_note),
+            policies=policy_texts(out),
         )
 
     def matches(self, text: str) -> bool:
@@ -192,6 +201,86 @@ def parse_labels(text: str) -> dict[str, str]:
         key, _, value = word.partition("=")
         out[key] = value
     return out
+
+
+POLICY_FIELDS: tuple[str, ...] = (
+    "overlap",
+    "catchup",
+    "catchup_window_seconds",
+    "retry.attempts",
+    "retry.initial_seconds",
+    "retry.multiplier",
+    "retry.cap_seconds",
+    "retry.jitter",
+    "timeout_seconds",
+    "start_at",
+    "end_at",
+    "jitter_seconds",
+    "max_runs",
+    "pause_after_failures",
+)
+"""The job form's policy fields, named as the node names them in its errors
+(``retry.attempts`` is ``attempts`` of the ``retry`` object)."""
+
+POLICY_DEFAULTS: dict[str, Any] = {"overlap": "allow", "catchup": "latest", "jitter_seconds": 0}
+"""What the node shows for a policy left at its default (None for the others)."""
+
+
+def _number_text(value: Any) -> str:
+    """``30`` for 30.0, ``0.5`` for 0.5: what the user would have typed."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def policy_texts(out: JobOut) -> tuple[tuple[str, str], ...]:
+    """The policies ``out`` sets away from their defaults, as form texts."""
+    retry = out.retry.model_dump() if out.retry is not None else {}
+    texts = []
+    for name in POLICY_FIELDS:
+        _, _, sub = name.partition(".")
+        value = retry.get(sub) if sub else getattr(out, name)
+        if value is None or (not sub and value == POLICY_DEFAULTS.get(name)):
+            continue
+        text = value if isinstance(value, str) else _number_text(value)
+        texts.append((name, printable(text)))
+    return tuple(texts)
+
+
+def _policy_value(text: str) -> Any:
+    """A number when the text is one, else the text itself: the node names a
+    field whose value it refuses (``end_at: must be an RFC 3339 time ...``)."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return text
+
+
+def policy_body(texts: dict[str, str], had: frozenset[str]) -> dict[str, Any]:
+    """The API fields of the form's policy ``texts``: each one given, and null
+    for a blank one the job ``had`` (an edit returns it to its default);
+    ``retry`` as one object of the fields given (it replaces the job's), null
+    when all are blank and the job had one."""
+    body: dict[str, Any] = {}
+    retry: dict[str, Any] = {}
+    for name in POLICY_FIELDS:
+        text = texts.get(name, "").strip()
+        _, _, sub = name.partition(".")
+        if sub and text:
+            retry[sub] = _policy_value(text)
+        elif sub:
+            continue
+        elif text:
+            body[name] = text if name in ("overlap", "catchup") else _policy_value(text)
+        elif name in had:
+            body[name] = None
+    if retry:
+        body["retry"] = retry
+    elif any(name.startswith("retry.") for name in had):
+        body["retry"] = None
+    return body
 
 
 @dataclass(frozen=True)
@@ -265,6 +354,10 @@ class JobDraft:
     name: str = ""
     labels: str = ""
     """``key=value`` words (``parse_labels``)."""
+    policies: tuple[tuple[str, str], ...] = ()
+    """The form's policy fields, ``(field, text)``; blank ones are not sent."""
+    had: frozenset[str] = frozenset()
+    """The policy fields the edited job had set: blank now, they are sent as null."""
 
     def to_body(self, *, with_project: bool = True) -> dict[str, Any]:
         """A new job (``with_project``) leaves a blank name and labels out; a
@@ -281,6 +374,7 @@ class JobDraft:
             body["name"] = name or None
         if labels or not with_project:
             body["labels"] = labels
+        body.update(policy_body(dict(self.policies), self.had))
         return body
 
 
@@ -326,9 +420,11 @@ class ConsoleSource(Protocol):
 
     def delete_job(self, job_id: int) -> None: ...
 
-    def pause_job(self, job_id: int) -> Job: ...
+    def pause_job(self, job_id: int, note: str | None = None) -> Job:
+        """Pause; ``note`` (optional) is shown as the job's status_note."""
+        ...
 
-    def resume_job(self, job_id: int) -> Job: ...
+    def resume_job(self, job_id: int, note: str | None = None) -> Job: ...
 
     def run_job(self, job_id: int) -> None:
         """Fire the job now, once, outside its schedule."""

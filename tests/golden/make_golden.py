@@ -464,7 +464,7 @@ def v4_journal() -> list[bytes]:
     policies (stored as sorted JSON, NULL for none), changed by a patch (one
     policy set, one returned to its default, the rest kept), ``max_runs``
     (a fire past it refused, its last fire leaving no next run), catch-up of
-    several slots of one job in one tick, an ``@at`` job's one fire, pause
+    several slots of one job in one tick (marked ``caught_up``), an ``@at`` job's one fire, pause
     and resume with notes, a slot skipped by an overlap policy, and a job
     paused by ``pause_after_failures``."""
     t = 2_000_000_000
@@ -504,7 +504,8 @@ def v4_journal() -> list[bytes]:
         v4(c.CredentialDeleted(now=t + 5, credential_id=1)),
         v4(c.JobsCreated(now=t + 6, jobs=plain + with_policies)),
         # Job 21 (max_runs 2) fires at t+60; job 22 (catchup all) catches up
-        # three slots in one tick, in order.
+        # three slots in one tick, in order: the two before the newest due
+        # one with trigger catchup (``caught_up``).
         v4(
             c.SlotsFired(
                 now=t + 60.1,
@@ -522,6 +523,7 @@ def v4_journal() -> list[bytes]:
                 fires=[[22, t + 60], [22, t + 120], [22, t + 180]],
                 missed=[[22, [t], 0]],
                 following=[[t + 240, [22]]],
+                caught_up=[[22, t + 60], [22, t + 120]],
             )
         ),
         # Job 21's second run is its last (no next run); a third is refused.

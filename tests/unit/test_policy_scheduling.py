@@ -135,10 +135,60 @@ async def test_catchup_all_fires_each_missed_slot_within_the_window_once_in_orde
     assert previous == [None, *(iso(slot) for slot in fired_slots(world)[:-1])]
 
 
+def triggers(world: World, job_id: int) -> list[tuple[int, str | None]]:
+    """(slot, stored trigger) of the job's fired executions, by slot."""
+    rows = world.queries.db.execute(
+        "SELECT slot, trigger FROM executions WHERE job_id = ? AND state != 'missed' ORDER BY slot",
+        (job_id,),
+    ).fetchall()
+    return [(slot, trigger) for slot, trigger in rows]
+
+
+@run_async
+async def test_catchup_all_marks_the_backlog_catchup_and_the_newest_due_slot_schedule(
+    world: World,
+) -> None:
+    job_id, restarted = await kill_then_restart(
+        world, {"catchup": "all", "catchup_window_seconds": 35.0}
+    )
+    [first, backlog] = world.commands(c.SlotsFired)
+    assert first.caught_up == []
+    assert backlog.caught_up == [[job_id, T0 + 50], [job_id, T0 + 60], [job_id, T0 + 70]]
+    await ticks(restarted, T0 + 81, T0 + 92)
+    assert triggers(world, job_id) == [
+        (T0 + 10, None),
+        (T0 + 50, "catchup"),
+        (T0 + 60, "catchup"),
+        (T0 + 70, "catchup"),
+        (T0 + 80, None),  # the slot the job was at: fired as its schedule would
+        (T0 + 90, None),
+    ]
+    page = world.queries.executions(job_id=job_id, trigger="catchup")
+    assert [views.execution_out(row)["execution_id"] for row in page.rows] == [
+        f"{job_id}-{T0 + n}" for n in (70, 60, 50)
+    ]
+
+
+@run_async
+async def test_a_backlog_split_over_ticks_marks_every_slot_before_the_newest_due(
+    world: World,
+) -> None:
+    parts, job_id = await one_job(world, "@every 10s", catchup="all", catchup_window_seconds=600.0)
+    world.executor.capacity = 3
+    await parts.tick(T0 + 60.5)  # six slots due, three fire
+    await parts.tick(T0 + 60.6)
+    assert triggers(world, job_id) == [
+        *((T0 + n, "catchup") for n in (10, 20, 30, 40, 50)),
+        (T0 + 60, None),
+    ]
+
+
 @run_async
 async def test_catchup_latest_fires_only_the_latest_missed_slot(world: World) -> None:
-    await kill_then_restart(world, {"catchup_window_seconds": 35.0})
+    job_id, _ = await kill_then_restart(world, {"catchup_window_seconds": 35.0})
     assert fired_slots(world) == [T0 + 10, T0 + 80]
+    assert all(cmd.caught_up == [] for cmd in world.commands(c.SlotsFired))
+    assert triggers(world, job_id) == [(T0 + 10, None), (T0 + 80, None)]
     missed = [slot for _, slot, _ in world.executions("missed")]
     assert missed == [T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60, T0 + 70]
 

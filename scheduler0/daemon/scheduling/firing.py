@@ -82,6 +82,7 @@ class Firing:
         fires: list[list[int]] = []
         missed: list[list[Any]] = []
         skipped: list[list[Any]] = []
+        caught_up: list[list[int]] = []
         batch: Batch = {}
         if capacity > 0:
             grace = self._grace
@@ -93,7 +94,7 @@ class Firing:
                     room = capacity - len(fires)
                     batch[job.id] = (
                         job,
-                        self._by_policy(job, now, fires, missed, skipped, room),
+                        self._by_policy(job, now, fires, missed, skipped, room, caught_up),
                     )
                     if len(fires) >= capacity:
                         break
@@ -132,6 +133,7 @@ class Firing:
             following=[[slot, ids] for slot, ids in next_runs.items()],
             revisions=revisions,
             skipped=skipped,
+            caught_up=caught_up,
         )
         self.in_flight = True
         self._proposer.propose(
@@ -146,6 +148,7 @@ class Firing:
         missed: list[list[Any]],
         skipped: list[list[Any]],
         room: int,
+        caught_up: list[list[int]] | None = None,
     ) -> int:
         """Split a job's due slots by its policies (``misfire.catch_up``, then
         ``overlap.overlap_split``), add them to the tick's ``fires``,
@@ -156,7 +159,12 @@ class Firing:
         With ``jitter_seconds`` the job was due at its slot plus that slot's
         offset: lateness is counted from then (the policy sees the clock
         shifted back by the offset), and the fire keeps the slot itself (its
-        execution id)."""
+        execution id).
+
+        A slot fired while a later slot of the job was already due (only a
+        ``catchup=all`` backlog does that) is listed in ``caught_up``: its
+        execution's trigger is ``catchup``. The newest due slot, which the
+        job would fire without a backlog, stays ``schedule``."""
         slot = job.next_slot
         offset = job.due_at(slot) - slot
         shifted = now - offset
@@ -167,6 +175,7 @@ class Firing:
         if runs_left is None or runs_left > 1:
             # one slot due, on time: every catchup fires it
             following = following_if_on_time(job.schedule, slot, shifted, window)
+        on_time = following is not None
         if following is not None:
             fired = [slot]
         else:
@@ -191,6 +200,8 @@ class Firing:
                 skipped.append([job.id, skip, reason])
                 if runs_left is not None:  # a skipped slot is not a run: more are left
                     following = job.schedule.next_after(skip[-1])
+        if not on_time and caught_up is not None and policy.catchup == "all":
+            caught_up.extend([job.id, s] for s in fired if job.schedule.next_after(s) <= shifted)
         for fire_slot in fired:
             fires.append([job.id, fire_slot])
             self._stats.recent_lag.append(shifted - fire_slot)

@@ -28,10 +28,12 @@ and scopes credentials (``CredentialCreated.scopes``, ``projects``,
 (``SlotsFired.skipped``). Optional fields whose absence keeps the older meaning
 were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
 schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
-``JobUpdated.changes``), ``MemberJoined.automatic`` and ``MemberLeft.remember``. A
-node refuses commands of a version it does not know (loudly) instead of
-dropping their fields: upgrade a cluster by stopping every node, then starting
-them all on the new code.
+``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a
+``catchup=all`` backlog, recorded with trigger ``catchup``),
+``MemberJoined.automatic`` and ``MemberLeft.remember``. A node refuses
+commands of a version it does not know (loudly) instead of dropping their
+fields: upgrade a cluster by stopping every node, then starting them all on
+the new code.
 """
 
 from __future__ import annotations
@@ -265,7 +267,11 @@ class SlotsFired(Command):
     by every change of schedule) was not 0 when the proposer loaded them.
     ``skipped`` (version 4) are ``[job_id, [slots...], reason]``: slots the
     proposer's ``overlap`` policy skipped (the job's previous execution was
-    still in flight there), recorded ``skipped`` with the reason."""
+    still in flight there), recorded ``skipped`` with the reason.
+    ``caught_up`` (optional within version 4; absent: none) are the
+    ``[job_id, slot]`` of ``fires`` that a ``catchup=all`` backlog fired
+    while a later slot of the job was already due: their executions are
+    recorded with trigger ``catchup`` (every other fire is ``schedule``)."""
 
     now: float
     node_id: int
@@ -275,6 +281,7 @@ class SlotsFired(Command):
     following: list[list[Any]] = field(default_factory=list)
     revisions: list[list[int]] = field(default_factory=list)
     skipped: list[list[Any]] = field(default_factory=list)
+    caught_up: list[list[int]] = field(default_factory=list)
 
     def missed_entries(self) -> list[Missed]:
         return [Missed(*entry) for entry in self.missed]

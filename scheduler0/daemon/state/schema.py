@@ -21,6 +21,10 @@ MANUAL = "manual"
 """``executions.trigger`` of a run-now. NULL is a run of the schedule (and every
 row written before the column existed); ``models.ExecutionTrigger`` lists all."""
 
+CATCHUP = "catchup"
+"""``executions.trigger`` of a fire of a ``catchup=all`` backlog
+(``SlotsFired.caught_up``)."""
+
 MANUAL_PER_SECOND = 1000
 """Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""
 

@@ -10,7 +10,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
-from scheduler0.daemon.state.schema import NO_NEXT_RUN, RUN_SECOND_SQL, bucket_of
+from scheduler0.daemon.state.schema import CATCHUP, NO_NEXT_RUN, RUN_SECOND_SQL, bucket_of
 
 MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
@@ -50,6 +50,10 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     same rule as missed ones (a later slot of an active job the proposer
     owns); they take the slot without counting as a run.
 
+    The accepted fires listed in ``caught_up`` (version 4; absent in older
+    entries: none) are recorded with trigger ``catchup``: the proposer
+    marks them, so every replica stores the same trigger.
+
     A job the tick advances (a fire accepted, or missed slots recorded) keeps
     the slot ``following`` gives it as its next run, unless its schedule
     changed since the proposer loaded it (the revisions differ: the proposer's
@@ -66,6 +70,8 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     _record_missed(ctx.db, cmd, jobs, next_runs)
     accepted, runs, by_slot = _accept(cmd, jobs, next_runs)
     _insert_dispatched(ctx.db, cmd, runs)
+    if cmd.caught_up:
+        _mark_caught_up(ctx.db, cmd, accepted)
     # Ascending slots: a job accepted twice in one command ends on its latest.
     for slot, next_run in sorted(by_slot, key=lambda key: key[0]):
         ctx.db.execute(
@@ -225,6 +231,19 @@ def _insert_dispatched(db: sqlite3.Connection, cmd: c.SlotsFired, runs: list[Run
             " epoch, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2,"
             " 'dispatched', ?, ?, ?, ? FROM json_each(?) ORDER BY key",
             (cmd.node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(triples).decode()),
+        )
+
+
+def _mark_caught_up(db: sqlite3.Connection, cmd: c.SlotsFired, accepted: list[list[int]]) -> None:
+    """Trigger ``catchup`` on the rows this command inserted for its
+    ``caught_up`` fires (only accepted ones: a refused fire inserted nothing)."""
+    fired = {(job_id, slot) for job_id, slot in accepted}
+    marked = [[j, s] for j, s in cmd.caught_up if (j, s) in fired]
+    if marked:
+        db.execute(
+            "UPDATE executions SET trigger = ? WHERE (job_id, slot) IN"
+            " (SELECT value ->> 0, value ->> 1 FROM json_each(?)) AND trigger IS NULL",
+            (CATCHUP, orjson.dumps(marked).decode()),
         )
 
 
