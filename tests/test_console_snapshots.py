@@ -32,6 +32,7 @@ from scheduler0.console.source import (
     ClusterView,
     Execution,
     Job,
+    JobCounters,
     JobDraft,
     JobPage,
     Member,
@@ -64,6 +65,8 @@ class FakeSource:
         self.cluster_error: Exception | None = None
         self.refused: dict[str, Exception] = {}
         self.calls: list[str] = []
+        self.page_size: int | None = None
+        """Jobs per page as a node pages them; None: every job on one page."""
         self.members = (
             Member(1, "http://127.0.0.1:9091", "leader", True, False, None, 342, 1204, 3, 1, 0.04),
             Member(2, "http://127.0.0.1:9092", "follower", True, False, NOW - 0.3, 341, 1187, 0, 0),
@@ -86,6 +89,7 @@ class FakeSource:
                 last_execution_date=iso(-i * 11),
                 name=[None, "nightly-invoices", "sync", None, "weekly-report", None][i - 1],
                 labels=(("team", "ops"),) if i in (2, 5) else (),
+                counters=JobCounters(fired=10 * i, success=9 * i, failed=i - 1, missed=i % 3),
             )
             for i in range(1, 7)
         ]
@@ -129,17 +133,34 @@ class FakeSource:
         self.project_list.append(project)
         return project
 
-    def jobs(self, project: int | None, text: str) -> JobPage:
+    def jobs(self, project: int | None, text: str, offset: int = 0) -> JobPage:
         self.check()
+        self.calls.append(f"jobs {text!r} {offset}")
         with self.lock:
             jobs = [j for j in self.job_list if project in (None, j.project_id)]
-        return JobPage(tuple(j for j in jobs if j.matches(text)), len(jobs))
+        found = [j for j in jobs if j.matches(text)]
+        if self.page_size is None:
+            return JobPage(tuple(found), len(jobs))
+        page = found[offset : offset + self.page_size]
+        return JobPage(tuple(page), len(found), offset, self.page_size)
 
-    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
+    def executions(
+        self,
+        job: int | None,
+        state: str | None,
+        limit: int = 50,
+        *,
+        trigger: str | None = None,
+        offset: int = 0,
+    ) -> list[Execution]:
         self.check()
         return [
-            e for e in self.execution_list if job in (None, e.job_id) and state in (None, e.state)
-        ][:limit]
+            e
+            for e in self.execution_list
+            if job in (None, e.job_id)
+            and state in (None, e.state)
+            and trigger in (None, e.trigger)
+        ][offset : offset + limit]
 
     def preview_schedule(self, spec: str, timezone: str, count: int) -> list[str]:
         self.calls.append(f"preview {spec!r} {timezone!r}")
