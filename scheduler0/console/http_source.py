@@ -19,7 +19,7 @@ from scheduler0.console.source import (
     SignIn,
     search_terms,
 )
-from scheduler0.errors import BadRequest
+from scheduler0.errors import BadRequest, NotFound
 from scheduler0.terminal import printable
 
 REQUEST_TIMEOUT_SECONDS = 2.0
@@ -102,7 +102,22 @@ class HttpSource:
         )
         jobs = tuple(Job.from_api(j) for j in data.get("jobs", []))
         total, start = int(data.get("total", 0)), int(data.get("offset", offset))
+        by_id = self._job_by_id(project, text) if start == 0 else None
+        if by_id is not None and by_id.id not in {job.id for job in jobs}:
+            jobs, total = (by_id, *jobs), total + 1
         return JobPage(jobs, total, start, JOBS_PAGE_LIMIT)
+
+    def _job_by_id(self, project: int | None, text: str) -> Job | None:
+        """A search that is one number also finds the job with that id (first,
+        on the first page): the node's search matches names, URLs and specs only."""
+        word = text.strip()
+        if not word.isdigit() or len(word) > 18:
+            return None
+        try:
+            job = Job.from_api(self._api().get(f"/jobs/{int(word)}"))
+        except NotFound:
+            return None
+        return job if project in (None, job.project_id) else None
 
     def executions(
         self,

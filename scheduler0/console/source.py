@@ -180,7 +180,10 @@ class Job:
     def matches(self, text: str) -> bool:
         """The ``/`` search as the node answers it (``JobSearch``), for sources
         without a node: every ``key=value`` word a label, the rest a
-        case-insensitive substring of name, callback URL or spec."""
+        case-insensitive substring of name, callback URL or spec; a search that
+        is one number also finds the job with that id."""
+        if text.strip() == str(self.id):
+            return True
         labels, q = search_terms(text)
         if any(pair not in self.labels for pair in labels):
             return False
