@@ -38,8 +38,8 @@ def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> None:
     current = [key.value for key in table.rows if key.value is not None]
     kept = [key for key in current if key in wanted]
     new = [key for key, _ in rows if key not in set(current)]
-    if [key for key, _ in rows] != kept + new:
-        table.clear()
+    if [key for key, _ in rows] != kept + new or (current and not kept):
+        table.clear()  # a new order, or a new page: rebuilt at once, not row by row
         kept, new = [], [key for key, _ in rows]
     for key in current:
         if key not in wanted and key in table.rows:
