@@ -654,7 +654,9 @@ async def test_brackets_page_the_jobs_on_the_node_and_a_search_starts_at_its_fir
         await pilot.press("right_square_bracket")
         await until(pilot, lambda: job_keys(app) == ["3", "4"])
         assert "jobs 3-4 of 6" in jobs_title(app)
-        await pilot.press("right_square_bracket")
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: job_keys(app) == ["1", "2"])
+        await pilot.press("right_square_bracket", "right_square_bracket")  # held: two pages
         await until(pilot, lambda: job_keys(app) == ["5", "6"])
         await pilot.press("right_square_bracket")  # the last page: it stays
         await pilot.pause()

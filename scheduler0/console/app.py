@@ -588,15 +588,16 @@ class ConsoleApp(App[None]):
         self._fetch("log", fetch)
 
     def action_jobs_page(self, step: int) -> None:
-        """``]``/``[``: the next or previous page of the jobs found, from the node."""
+        """``]``/``[``: the next or previous page of the jobs found, from the node.
+        Counted from the page asked for, so a held key moves on before each lands."""
         page = self.jobs_page
-        if step > 0 and page.offset + len(page.jobs) >= page.total:
+        if step > 0 and self.jobs_offset + page.size >= page.total:
             self.notify(f"{page.span}: this is the last page")
             return
-        if step < 0 and page.offset == 0:
+        if step < 0 and self.jobs_offset == 0:
             self.notify(f"{page.span}: this is the first page")
             return
-        self.jobs_offset = max(0, page.offset + step * page.size)
+        self.jobs_offset = max(0, self.jobs_offset + step * page.size)
         self._retitle()
         self.refresh_jobs()
 
