@@ -5,7 +5,8 @@ running; restart it and see the console reconnect by itself. Then: the live
 log following its newest rows and counting the newer ones once the operator
 moved away; a switch to a node that refuses the credentials (nothing of the
 previous node stays, a prompt asks for others); the connected member of a
-3-node cluster killed (the console reads from another); the sparklines moving."""
+3-node cluster killed (the console reads from another); the sparklines moving;
+20,000 jobs searched and paged on the node, and a job page after a run-now."""
 
 from __future__ import annotations
 
