@@ -5,7 +5,8 @@ running; restart it and see the console reconnect by itself. Then: the live
 log following its newest rows and counting the newer ones once the operator
 moved away; a switch to a node that refuses the credentials (nothing of the
 previous node stays, a prompt asks for others); the connected member of a
-3-node cluster killed (the console reads from another); the sparklines moving."""
+3-node cluster killed (the console reads from another); the sparklines moving;
+20,000 jobs searched and paged on the node, and a job page after a run-now."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from textual.widgets import Collapsible, DataTable, Input, Label, Select, Sparkl
 from scheduler0.console.app import ConsoleApp, create_console
 from scheduler0.console.forms import JobForm
 from scheduler0.console.http_source import Credentials, HttpSource
+from scheduler0.console.job_summary import JobSummary
 from scheduler0.console.screens import (
     ConfirmScreen,
     CredentialsScreen,
@@ -357,3 +359,106 @@ async def test_the_connected_member_killed_the_console_reads_from_another(
                 )
         finally:
             source.close()
+
+
+# -- 20,000 jobs: search, paging, the job page --------------------------------------
+
+BULK_JOBS = 20_000
+BULK_BATCH = 1_000
+YEARLY = "0 0 1 1 *"
+"""Never due while the test runs: the node has 20,000 jobs and nothing to fire."""
+
+
+def bulk_jobs(node: NodeProcess, headers: dict[str, str], url: str) -> list[int]:
+    """``BULK_JOBS`` jobs named ``bulk-00001``..., created ``BULK_BATCH`` per POST;
+    their ids in order."""
+    ids: list[int] = []
+    with httpx.Client(base_url=node.api, headers=headers, timeout=60) as http:
+        project = http.post("/projects", json={"name": "bulk"}).json()["data"]["id"]
+        for start in range(0, BULK_JOBS, BULK_BATCH):
+            body = [
+                {
+                    "project_id": project,
+                    "spec": YEARLY,
+                    "callback_url": url,
+                    "name": f"bulk-{n:05d}",
+                }
+                for n in range(start + 1, start + BULK_BATCH + 1)
+            ]
+            answer = http.post("/jobs", json=body)
+            answer.raise_for_status()
+            ids.extend(job["id"] for job in answer.json()["data"])
+    return ids
+
+
+def jobs_title(app: ConsoleApp) -> str:
+    return str(app.main.query_one("#jobs-panel").border_title)
+
+
+async def test_search_and_paging_across_20000_jobs_and_the_job_page_after_a_run_now(
+    tmp_path: Path,
+) -> None:
+    with run_receiver(tmp_path) as receiver, running_node(tmp_path / "node") as node:
+        headers = create_credential(node)
+        ids = bulk_jobs(node, headers, f"{receiver.url}/cb")
+        assert len(ids) == BULK_JOBS
+        source = source_for(node, headers)
+        app = create_console(source)
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: app.jobs_page.total == BULK_JOBS, 20, "first page")
+                assert sorted(app.jobs) == ids[:500]
+                assert f"jobs 1-500 of {BULK_JOBS}" in jobs_title(app)
+
+                # `/` searches on the node: a job far beyond the first 500 by its name...
+                target = ids[12_344]
+                await pilot.press("slash", *"bulk-12345")
+                await until(pilot, lambda: list(app.jobs) == [target], 15, "the name search")
+                assert 'matching "bulk-12345" · jobs 1-1 of 1' in jobs_title(app)
+                # ... and by its id, which the node's text search does not match.
+                await pilot.press("ctrl+u", *str(ids[-1]))
+                await until(pilot, lambda: ids[-1] in app.jobs, 15, "the id search")
+
+                # Cleared, the pages walk to the last one with `]`.
+                await pilot.press("escape")
+                await until(pilot, lambda: app.jobs_page.total == BULK_JOBS, 15, "all again")
+                app.main.query_one("#jobs", DataTable).focus()
+                last = (BULK_JOBS - 1) // 500 * 500
+                for offset in range(500, last + 1, 500):
+                    await pilot.press("right_square_bracket")
+                    await until(pilot, lambda o=offset: app.jobs_page.offset == o, 15, f"{offset}")
+                assert sorted(app.jobs) == ids[last:]
+                assert f"jobs {last + 1}-{BULK_JOBS} of {BULK_JOBS}" in jobs_title(app)
+                await pilot.press("right_square_bracket")  # past the last: it stays
+                await pilot.pause(0.2)
+                assert app.jobs_offset == last and sorted(app.jobs) == ids[last:]
+                await pilot.press("left_square_bracket")
+                await until(pilot, lambda: app.jobs_page.offset == last - 500, 15, "back one")
+
+                # The job page: counters, project, next five runs; after a run-now,
+                # "last run" is the manual run the history shows on top.
+                await pilot.press("slash", *"bulk-12345", "enter", "enter")
+                await until(pilot, lambda: isinstance(app.screen, JobScreen), 10, "job page")
+                summary = app.screen.query_one(JobSummary)
+                await until(pilot, lambda: "01-01 00:00:00 +00:00" in text_of(summary), 10, "runs")
+                assert "project  1 bulk" in text_of(summary)
+                assert "runs  fired 0 · success 0 · failed 0 · missed 0" in text_of(summary)
+                assert "last run  never" in text_of(summary)
+                await pilot.press("x")
+                await until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 5, "confirm")
+                await pilot.press("y")
+                await until(pilot, lambda: "manual · success" in text_of(summary), 20, "the run")
+                history = app.screen.query_one("#history", DataTable)
+                [row] = list(history.rows)
+                assert cell(history, row.value or "", "trigger") == "manual"
+                when = cell(history, row.value or "", "scheduled")
+                assert f"last run  {when} UTC · manual · success 200" in text_of(summary)
+                await until(
+                    pilot, lambda: "success 1 " in text_of(summary), 10, "the counter to move"
+                )
+        finally:
+            source.close()
+
+
+def text_of(summary: JobSummary) -> str:
+    return str(summary.summary())

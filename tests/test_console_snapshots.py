@@ -31,6 +31,7 @@ from textual.widgets import (
 from scheduler0.client import Unreachable
 from scheduler0.console.app import ConsoleApp, create_console
 from scheduler0.console.forms import JobForm, ProjectForm
+from scheduler0.console.job_summary import JobSummary
 from scheduler0.console.screens import (
     CredentialsScreen,
     JobScreen,
@@ -42,6 +43,7 @@ from scheduler0.console.source import (
     ClusterView,
     Execution,
     Job,
+    JobCounters,
     JobDraft,
     JobPage,
     Member,
@@ -85,6 +87,8 @@ class FakeSource:
         self.refused: dict[str, Exception] = {}
         self.calls: list[str] = []
         self.drafts: list[JobDraft] = []
+        self.page_size: int | None = None
+        """Jobs per page as a node pages them; None: every job on one page."""
         self.members = (
             Member(1, "http://127.0.0.1:9091", "leader", True, False, None, 342, 1204, 3, 1, 0.04),
             Member(2, "http://127.0.0.1:9092", "follower", True, False, NOW - 0.3, 341, 1187, 0, 0),
@@ -110,6 +114,7 @@ class FakeSource:
                 status="paused" if i == 3 else "active",
                 status_note="db maintenance" if i == 3 else None,
                 policies=JOB_2_POLICIES if i == 2 else (),
+                counters=JobCounters(fired=10 * i, success=9 * i, failed=i - 1, missed=i % 3),
             )
             for i in range(1, 7)
         ]
@@ -153,17 +158,32 @@ class FakeSource:
         self.project_list.append(project)
         return project
 
-    def jobs(self, project: int | None, text: str) -> JobPage:
+    def jobs(self, project: int | None, text: str, offset: int = 0) -> JobPage:
         self.check()
+        self.calls.append(f"jobs {text!r} {offset}")
         with self.lock:
             jobs = [j for j in self.job_list if project in (None, j.project_id)]
-        return JobPage(tuple(j for j in jobs if j.matches(text)), len(jobs))
+        found = [j for j in jobs if j.matches(text)]
+        if self.page_size is None:
+            return JobPage(tuple(found), len(jobs))
+        page = found[offset : offset + self.page_size]
+        return JobPage(tuple(page), len(found), offset, self.page_size)
 
-    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
+    def executions(
+        self,
+        job: int | None,
+        state: str | None,
+        limit: int = 50,
+        *,
+        trigger: str | None = None,
+        offset: int = 0,
+    ) -> list[Execution]:
         self.check()
         return [
-            e for e in self.execution_list if job in (None, e.job_id) and state in (None, e.state)
-        ][:limit]
+            e
+            for e in self.execution_list
+            if job in (None, e.job_id) and state in (None, e.state) and trigger in (None, e.trigger)
+        ][offset : offset + limit]
 
     def preview_schedule(self, spec: str, timezone: str, count: int) -> list[str]:
         self.calls.append(f"preview {spec!r} {timezone!r}")
@@ -810,3 +830,130 @@ async def test_the_job_page_shows_a_paused_jobs_note_and_its_default_policies() 
         assert lines["status"] == "status  paused — db maintenance"
         assert lines["next run"] == "next run  -"
         assert lines["policies"] == "policies  defaults"
+
+
+# -- paging, sorting, the job page's summary ----------------------------------------
+
+
+def jobs_title(app: ConsoleApp) -> str:
+    return str(app.main.query_one("#jobs-panel").border_title)
+
+
+def job_keys(app: ConsoleApp) -> list[str]:
+    return [key.value or "" for key in app.main.query_one(JobsTable).rows]
+
+
+@pytest.mark.anyio
+async def test_brackets_page_the_jobs_on_the_node_and_a_search_starts_at_its_first_page() -> None:
+    source = FakeSource()
+    source.page_size = 2
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        assert job_keys(app) == ["1", "2"]
+        assert "jobs 1-2 of 6 ([ ]: pages)" in jobs_title(app)
+        await pilot.press("right_square_bracket")
+        await until(pilot, lambda: job_keys(app) == ["3", "4"])
+        assert "jobs 3-4 of 6" in jobs_title(app)
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: job_keys(app) == ["1", "2"])
+        await pilot.press("right_square_bracket", "right_square_bracket")  # held: two pages
+        await until(pilot, lambda: job_keys(app) == ["5", "6"])
+        await pilot.press("right_square_bracket")  # the last page: it stays
+        await pilot.pause()
+        assert job_keys(app) == ["5", "6"] and app.jobs_offset == 4
+        assert "jobs 5-6 of 6" in jobs_title(app)
+        await pilot.press("left_square_bracket")
+        await until(pilot, lambda: job_keys(app) == ["3", "4"])
+        await pilot.press("slash", *"*/")  # a search asks for its first page
+        await until(pilot, lambda: job_keys(app) == ["1", "4"])
+        assert "jobs '*/' 0" in source.calls
+        assert 'matching "*/" · jobs 1-2 of 3' in jobs_title(app)
+        await pilot.press("enter", "right_square_bracket")
+        await until(pilot, lambda: job_keys(app) == ["6"])
+        assert "jobs '*/' 2" in source.calls
+        assert "jobs 3-3 of 3" in jobs_title(app)
+
+
+@pytest.mark.anyio
+async def test_a_header_click_or_s_sorts_the_page_and_the_panel_says_within_this_page() -> None:
+    app = console()
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        table = app.main.query_one(JobsTable)
+        columns = [c.key.value for c in table.ordered_columns]
+        x = sum(c.get_render_width(table) for c in table.ordered_columns[: columns.index("name")])
+        await pilot.click(JobsTable, offset=(x + 2, 0))
+        await until(pilot, lambda: job_keys(app)[:3] == ["2", "3", "5"])  # names, then blanks
+        assert job_keys(app) == ["2", "3", "5", "1", "4", "6"]
+        assert "sorted by name ↑ within this page" in jobs_title(app)
+        await pilot.click(JobsTable, offset=(x + 2, 0))  # again: the other way
+        await until(pilot, lambda: "sorted by name ↓" in jobs_title(app))
+        assert job_keys(app) == ["1", "4", "6", "5", "3", "2"]  # ties keep the node's order
+        await pilot.click(JobsTable, offset=(x + 2, 0))  # a third time: the node's order
+        await until(pilot, lambda: job_keys(app) == ["1", "2", "3", "4", "5", "6"])
+        assert "sorted" not in jobs_title(app)
+        table.focus()
+        await pilot.press("S", "S", "S", "S")  # id, name, project, spec
+        assert "sorted by spec ↑" in jobs_title(app)
+        assert job_keys(app) == ["1", "6", "4", "2", "5", "3"]  # "*/10" < "*/5" < "0 3" < "@"
+        await pilot.press("R")
+        assert "sorted by spec ↓" in jobs_title(app)
+        assert job_keys(app)[0] == "3"
+        app.tick()  # a refresh keeps the order
+        await until(pilot, lambda: not app._in_flight)
+        assert job_keys(app)[0] == "3"
+
+
+@pytest.mark.anyio
+async def test_the_log_filters_by_trigger_and_pages_older_rows_from_the_source() -> None:
+    source = FakeSource()
+    added = add_executions(source, 60)
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        log_title = app.main.query_one("#log-panel")
+        assert newest_first(app)[0] == str(added[-1]) and len(newest_first(app)) == 50
+        await pilot.press("greater_than_sign")  # older: rows 51-72 of 72
+        await until(pilot, lambda: newest_first(app)[0] == str(added[9]))
+        assert len(newest_first(app)) == 22
+        assert "rows 51-100, older (<: newer)" in str(log_title.border_title)
+        await pilot.press("greater_than_sign")  # nothing older: back a page
+        await until(pilot, lambda: app.log_offset == 50 and not app._in_flight)
+        await pilot.press("less_than_sign")
+        await until(pilot, lambda: newest_first(app)[0] == str(added[-1]))
+        assert "newest first" in str(log_title.border_title)
+        await pilot.press("g", "g")  # all → schedule → manual
+        await until(pilot, lambda: newest_first(app) == ["97"])
+        assert "· manual ·" in str(log_title.border_title)
+        await pilot.press("t", "t")  # a state as well: successful manual runs, none
+        await until(pilot, lambda: newest_first(app) == [])
+
+
+@pytest.mark.anyio
+async def test_the_job_page_shows_counters_project_next_runs_and_the_last_run_of_its_history() -> (
+    None
+):
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        app.tick()  # the projects by name
+        await until(pilot, lambda: not app._in_flight)
+        await pilot.press("down", "down", "down", "enter")  # job 4: its newest run is manual
+        await until(pilot, lambda: isinstance(app.screen, JobScreen))
+        screen = app.screen
+        assert isinstance(screen, JobScreen) and screen.job.id == 4
+        summary = screen.query_one(JobSummary)
+        await until(pilot, lambda: summary.runs and summary.history_landed)
+        text = str(summary.summary())
+        assert "project  1 billing" in text
+        assert "runs  fired 40 · success 36 · failed 3 · missed 1" in text
+        # The job's own last_execution_date is its last scheduled fire (15:08:42);
+        # the history's newest row is the manual run at 15:09:11: the page says that.
+        assert "last run  15:09:11 UTC · manual · dispatched" in text
+        assert "next 5  03-28 09:00:00 +00:00  03-29 09:00:00 +00:00" in text
+        assert "preview '*/5 * * * *' 'Europe/Paris'" in source.calls
+        source._change(4, spec="@hourly")  # a changed spec: its runs are asked again
+        app.tick()
+        await until(pilot, lambda: "preview '@hourly' 'Europe/Paris'" in source.calls)

@@ -34,6 +34,7 @@ from scheduler0.client import Unreachable
 from scheduler0.console.failover import FAILOVER_AFTER_FAILURES, Failover, Freshness
 from scheduler0.console.forms import FormScreen, JobForm, ProjectForm
 from scheduler0.console.history import ClusterHistory
+from scheduler0.console.job_summary import NEXT_RUNS, JobSummary
 from scheduler0.console.messages import (
     ClusterRefreshed,
     Fetched,
@@ -44,6 +45,7 @@ from scheduler0.console.messages import (
     JobsRefreshed,
     LogRefreshed,
     ProjectsRefreshed,
+    RunsPreviewed,
 )
 from scheduler0.console.screens import (
     ALL_PROJECTS,
@@ -57,21 +59,34 @@ from scheduler0.console.screens import (
     ProjectsScreen,
     SwitchNodeScreen,
 )
-from scheduler0.console.source import EXECUTION_STATES, ConsoleSource, Job, Project, SignIn
+from scheduler0.console.source import (
+    EXECUTION_STATES,
+    EXECUTION_TRIGGERS,
+    ConsoleSource,
+    Job,
+    JobPage,
+    Project,
+    SignIn,
+)
 from scheduler0.console.widgets import (
     ActivityPanel,
     Clock,
     ClusterBar,
     Connection,
+    ExecutionTable,
     JobsTable,
     LogTable,
     NodesTable,
+    SortableTable,
+    TableSorted,
     selected_key,
 )
 from scheduler0.errors import Scheduler0Error, Unauthorized
 
 REFRESH_SECONDS = 1.0
 PROJECTS_EVERY_TICKS = 5
+LOG_PAGE_ROWS = 50
+"""Rows of the execution log per page (``<``/``>`` page through older ones)."""
 JOB_VERBS = ("pause", "resume", "run", "delete")
 
 
@@ -93,8 +108,15 @@ class ConsoleApp(App[None]):
         Binding("U", "job_note('resume')", "Resume with a note", id="jobs.resume-note", show=False),
         Binding("x", "job_verb('run')", "Run now", id="jobs.run"),
         Binding("d", "job_verb('delete')", "Delete", id="jobs.delete"),
+        Binding("right_square_bracket", "jobs_page(1)", "Jobs: next page", id="jobs.next-page"),
+        Binding(
+            "left_square_bracket", "jobs_page(-1)", "Jobs: previous page", id="jobs.previous-page"
+        ),
         Binding("t", "cycle_log_state", "Log: state", id="log.state", show=False),
+        Binding("g", "cycle_log_trigger", "Log: trigger", id="log.trigger", show=False),
         Binding("j", "toggle_log_job", "Log: this job", id="log.job", show=False),
+        Binding("greater_than_sign", "log_page(1)", "Log: older rows", id="log.older", show=False),
+        Binding("less_than_sign", "log_page(-1)", "Log: newer rows", id="log.newer", show=False),
     ]
 
     def __init__(
@@ -112,10 +134,16 @@ class ConsoleApp(App[None]):
         self.projects: dict[int, Project] = {}
         self.jobs: dict[int, Job] = {}
         self.jobs_total = 0
+        self.jobs_page = JobPage((), 0)
+        self.jobs_offset = 0
+        """Where the page of jobs asked for starts among those found."""
         self.project_filter: int | None = None
         self.text_filter = ""
         self.log_job: int | None = None
         self.log_state: str | None = None
+        self.log_trigger: str | None = None
+        self.log_offset = 0
+        """Newer rows skipped: 0 is the live log, more is an older page."""
         self.ticks = 0
         self._in_flight: set[str] = set()
         self.generation = 0
@@ -147,10 +175,8 @@ class ConsoleApp(App[None]):
             self._fetch("projects", lambda: ProjectsRefreshed(self.source.projects()))
         self.ticks += 1
         self._fetch("cluster", lambda: ClusterRefreshed(self.source.cluster()))
-        project, text = self.project_filter, self.text_filter
-        self._fetch("jobs", lambda: JobsRefreshed(self.source.jobs(project, text), project, text))
-        job, state = self.log_job, self.log_state
-        self._fetch("log", lambda: LogRefreshed(self.source.executions(job, state), job, state))
+        self.refresh_jobs()
+        self._fetch_log()
         screen = self.top_screen
         if isinstance(screen, JobScreen):
             job_id = screen.job.id
@@ -158,6 +184,7 @@ class ConsoleApp(App[None]):
                 "history",
                 lambda: HistoryRefreshed(job_id, self.source.executions(job_id, None)),
             )
+            self._feed_job_page(screen)
         self._repaint_bars()
         self._mark_stale()
 
@@ -226,13 +253,20 @@ class ConsoleApp(App[None]):
     def on_jobs_refreshed(self, message: JobsRefreshed) -> None:
         if not self._landed("jobs", message):
             return
-        if (message.project, message.text) != (self.project_filter, self.text_filter):
-            self.refresh_jobs()  # the filter changed while this was in flight
+        asked = (message.project, message.text, message.offset)
+        if asked != (self.project_filter, self.text_filter, self.jobs_offset):
+            self.refresh_jobs()  # the filter or the page changed while this was in flight
+            return
+        page = message.page
+        if not page.jobs and page.total and self.jobs_offset >= page.total:
+            self.jobs_offset = page.last_page_offset  # jobs went: back to the last page
+            self.refresh_jobs()
             return
         self.freshness.landed("jobs", self.clock())
         self.main.mark_stale("jobs", None)
         self.jobs = {job.id: job for job in message.page.jobs}
         self.jobs_total = message.page.total
+        self.jobs_page = page
         try:
             table = self.main.query_one(JobsTable)
         except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
@@ -243,11 +277,46 @@ class ConsoleApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, JobScreen) and screen.job.id in self.jobs:
                 screen.show_job(self.jobs[screen.job.id])
+                self._feed_job_page(screen)
+
+    def _feed_job_page(self, screen: JobScreen) -> None:
+        """The job page's summary: the job and its project's name, and its next
+        runs fetched again whenever its spec or timezone changed."""
+        job = screen.job
+        try:
+            summary = screen.query_one(JobSummary)
+        except NoMatches:  # not composed yet: the next tick feeds it
+            return
+        summary.show_job(job, self.projects.get(job.project_id))
+        wanted = summary.wanted_runs()
+        if wanted is not None:
+            spec, timezone = wanted
+            self._fetch(
+                "runs",
+                lambda: RunsPreviewed(
+                    job.id, spec, timezone, self.source.preview_schedule(spec, timezone, NEXT_RUNS)
+                ),
+            )
+
+    def on_runs_previewed(self, message: RunsPreviewed) -> None:
+        if not self._landed("runs", message):
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, JobScreen) and screen.job.id == message.job_id:
+                summary = screen.query_one(JobSummary)
+                summary.show_runs(message.spec, message.timezone, message.runs)
 
     def on_log_refreshed(self, message: LogRefreshed) -> None:
         if not self._landed("log", message):
             return
-        if (message.job, message.state) != (self.log_job, self.log_state):
+        asked = (message.job, message.state, message.trigger, message.offset)
+        if asked != (self.log_job, self.log_state, self.log_trigger, self.log_offset):
+            self._fetch_log()
+            return
+        if not message.executions and self.log_offset:
+            self.log_offset = max(0, self.log_offset - LOG_PAGE_ROWS)  # past the oldest row
+            self.notify("no older rows")
+            self._retitle()
             self._fetch_log()
             return
         try:
@@ -265,6 +334,7 @@ class ConsoleApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, JobScreen) and screen.job.id == message.job_id:
                 screen.show_history(message.executions)
+                screen.query_one(JobSummary).show_history(message.executions)
                 screen.show_error("")
 
     def on_fetch_failed(self, message: FetchFailed) -> None:
@@ -292,6 +362,12 @@ class ConsoleApp(App[None]):
             for screen in self.screen_stack:
                 if isinstance(screen, JobScreen):
                     screen.show_error(f"could not refresh: {error}")
+        elif message.what == "runs":
+            for screen in self.screen_stack:
+                if isinstance(screen, JobScreen):
+                    summary = screen.query_one(JobSummary)
+                    job = screen.job
+                    summary.show_runs(job.spec, job.timezone, [], error)
 
     def _repaint_bars(self) -> None:
         for screen in self.screen_stack:
@@ -336,6 +412,7 @@ class ConsoleApp(App[None]):
     def _forget_node(self) -> None:
         self.connection.view = None
         self.jobs, self.jobs_total, self.projects = {}, 0, {}
+        self.jobs_page, self.jobs_offset, self.log_offset = JobPage((), 0), 0, 0
         self.freshness.forget()
         self.history.clear()
         self._credentials_declined = False
@@ -383,7 +460,14 @@ class ConsoleApp(App[None]):
         if isinstance(self.screen, ModalScreen):
             return False  # a dialog is open: its own keys only
         on_job_page = isinstance(self.screen, JobScreen)
-        if on_job_page and action in ("projects", "filter_jobs", "new_job", "open_job"):
+        if on_job_page and action in (
+            "projects",
+            "filter_jobs",
+            "new_job",
+            "open_job",
+            "jobs_page",
+            "log_page",
+        ):
             return False
         if action in ("edit_job", "job_verb", "job_note", "open_job", "toggle_log_job"):
             return None if self.current_job() is None else True
@@ -402,6 +486,7 @@ class ConsoleApp(App[None]):
         places: list[tuple[str, list[Any]]] = [
             ("console", [*ConsoleApp.BINDINGS, *App.BINDINGS, *Screen.BINDINGS]),
             ("jobs list", MainScreen.BINDINGS),
+            ("jobs, log and history tables", SortableTable.BINDINGS),
             ("job page", JobScreen.BINDINGS),
             ("forms", FormScreen.BINDINGS),
             ("confirmations", ConfirmScreen.BINDINGS),
@@ -454,6 +539,7 @@ class ConsoleApp(App[None]):
         if choice is None:
             return
         self.project_filter = choice if isinstance(choice, int) else None
+        self.jobs_offset = 0
         assert choice == ALL_PROJECTS or isinstance(choice, int)
         self._retitle()
         self.refresh_jobs()
@@ -474,6 +560,7 @@ class ConsoleApp(App[None]):
     @on(Input.Changed, "#job-filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.text_filter = event.value
+        self.jobs_offset = 0
         self._retitle()
         self.refresh_jobs()
 
@@ -484,22 +571,76 @@ class ConsoleApp(App[None]):
         self.main.query_one(JobsTable).focus()
 
     def refresh_jobs(self) -> None:
-        project, text = self.project_filter, self.text_filter
-        self._fetch("jobs", lambda: JobsRefreshed(self.source.jobs(project, text), project, text))
+        project, text, offset = self.project_filter, self.text_filter, self.jobs_offset
+        self._fetch(
+            "jobs",
+            lambda: JobsRefreshed(self.source.jobs(project, text, offset), project, text, offset),
+        )
 
     def _fetch_log(self) -> None:
-        job, state = self.log_job, self.log_state
-        self._fetch("log", lambda: LogRefreshed(self.source.executions(job, state), job, state))
+        job, state, trigger, offset = (
+            self.log_job,
+            self.log_state,
+            self.log_trigger,
+            self.log_offset,
+        )
+
+        def fetch() -> LogRefreshed:
+            rows = self.source.executions(job, state, LOG_PAGE_ROWS, trigger=trigger, offset=offset)
+            return LogRefreshed(rows, job, state, trigger, offset)
+
+        self._fetch("log", fetch)
+
+    def action_jobs_page(self, step: int) -> None:
+        """``]``/``[``: the next or previous page of the jobs found, from the node.
+        Counted from the page asked for, so a held key moves on before each lands."""
+        page = self.jobs_page
+        if step > 0 and self.jobs_offset + page.size >= page.total:
+            self.notify(f"{page.span}: this is the last page")
+            return
+        if step < 0 and self.jobs_offset == 0:
+            self.notify(f"{page.span}: this is the first page")
+            return
+        self.jobs_offset = max(0, self.jobs_offset + step * page.size)
+        self._retitle()
+        self.refresh_jobs()
+
+    def action_log_page(self, step: int) -> None:
+        """``>``/``<``: older or newer rows of the log, from the node; back on
+        the newest page it is live again."""
+        if step < 0 and self.log_offset == 0:
+            return
+        self.log_offset = max(0, self.log_offset + step * LOG_PAGE_ROWS)
+        self._retitle()
+        self._fetch_log()
+
+    def action_cycle_log_trigger(self) -> None:
+        triggers: list[str | None] = [None, *EXECUTION_TRIGGERS]
+        self.log_trigger = triggers[(triggers.index(self.log_trigger) + 1) % len(triggers)]
+        self.log_offset = 0
+        self._retitle()
+        self._fetch_log()
+
+    @on(TableSorted)
+    def _table_sorted(self, message: TableSorted) -> None:
+        self._retitle()
+        for screen in self.screen_stack:
+            if isinstance(screen, JobScreen):
+                order = screen.query_one(ExecutionTable).sort_label()
+                panel = screen.query_one("#history-panel")
+                panel.border_title = f"History — {order}" if order else "History (newest first)"
 
     def action_cycle_log_state(self) -> None:
         states: list[str | None] = [None, *EXECUTION_STATES]
         self.log_state = states[(states.index(self.log_state) + 1) % len(states)]
+        self.log_offset = 0
         self._retitle()
         self._fetch_log()
 
     def action_toggle_log_job(self) -> None:
         job = self.current_job()
         self.log_job = None if self.log_job is not None or job is None else job.id
+        self.log_offset = 0
         self._retitle()
         self._fetch_log()
 
@@ -509,13 +650,30 @@ class ConsoleApp(App[None]):
         if self.project_filter is not None:
             scope = f"project {self.project_filter}" + (f" {project.name}" if project else "")
         text = f' · matching "{self.text_filter}"' if self.text_filter else ""
-        count = f" · {len(self.jobs)} shown of {self.jobs_total}"
-        self.main.query_one("#jobs-panel").border_title = f"Jobs — {scope}{text}{count}"
+        page = self.jobs_page
+        count = f" · {page.span}"
+        if page.offset != self.jobs_offset:
+            count += f" (loading from {self.jobs_offset + 1})"
+        elif page.total > len(page.jobs):
+            count += " ([ ]: pages)"
+        order = self.main.query_one(JobsTable).sort_label()
+        self.main.query_one("#jobs-panel").border_title = f"Jobs — {scope}{text}{count}" + (
+            f" · {order}" if order else ""
+        )
         job = f"job {self.log_job}" if self.log_job is not None else "all jobs"
         state = self.log_state or "all states"
-        self.main.query_one(
-            "#log-panel"
-        ).border_title = f"Executions — {job} · {state} · newest first (t: state, j: this job)"
+        trigger = self.log_trigger or "all triggers"
+        rows = (
+            f"rows {self.log_offset + 1}-{self.log_offset + LOG_PAGE_ROWS}, older (<: newer)"
+            if self.log_offset
+            else "newest first"
+        )
+        log_order = self.main.query_one(LogTable).sort_label()
+        self.main.query_one("#log-panel").border_title = (
+            f"Executions — {job} · {state} · {trigger} · {rows}"
+            + (f" · {log_order}" if log_order else "")
+            + " (t: state, g: trigger, j: this job, >: older)"
+        )
 
     # -- actions: jobs --------------------------------------------------------
 

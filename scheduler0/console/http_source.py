@@ -19,14 +19,14 @@ from scheduler0.console.source import (
     SignIn,
     search_terms,
 )
-from scheduler0.errors import BadRequest
+from scheduler0.errors import BadRequest, NotFound
 from scheduler0.terminal import printable
 
 REQUEST_TIMEOUT_SECONDS = 2.0
 """A console refresh is about a second; a node slower than this is shown as failing."""
 
 JOBS_PAGE_LIMIT = 500
-"""The jobs table shows at most this many (the first by id); its title says of how many."""
+"""The jobs table shows one page of this many (by id); its title says which of how many."""
 
 
 @dataclass(frozen=True)
@@ -88,9 +88,9 @@ class HttpSource:
         body = {"name": name, "description": description}
         return Project.from_api(self._api().post("/projects", body))
 
-    def jobs(self, project: int | None, text: str) -> JobPage:
-        """The search runs on the node (``GET /jobs?label=&q=``): it finds jobs
-        beyond the first page, and the total is of the jobs it found."""
+    def jobs(self, project: int | None, text: str, offset: int = 0) -> JobPage:
+        """The search runs on the node (``GET /jobs?label=&q=&offset=``): it
+        finds jobs beyond the first page, and the total is of the jobs it found."""
         labels, q = search_terms(text)
         data = self._api().get(
             "/jobs",
@@ -98,12 +98,44 @@ class HttpSource:
             label=[f"{k}={v}" for k, v in labels] or None,
             q=q or None,
             limit=JOBS_PAGE_LIMIT,
+            offset=offset or None,
         )
         jobs = tuple(Job.from_api(j) for j in data.get("jobs", []))
-        return JobPage(jobs, int(data.get("total", 0)))
+        total, start = int(data.get("total", 0)), int(data.get("offset", offset))
+        by_id = self._job_by_id(project, text) if start == 0 else None
+        if by_id is not None and by_id.id not in {job.id for job in jobs}:
+            jobs, total = (by_id, *jobs), total + 1
+        return JobPage(jobs, total, start, JOBS_PAGE_LIMIT)
 
-    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
-        data = self._api().get("/executions", jobId=job, state=state, limit=limit)
+    def _job_by_id(self, project: int | None, text: str) -> Job | None:
+        """A search that is one number also finds the job with that id (first,
+        on the first page): the node's search matches names, URLs and specs only."""
+        word = text.strip()
+        if not word.isdigit() or len(word) > 18:
+            return None
+        try:
+            job = Job.from_api(self._api().get(f"/jobs/{int(word)}"))
+        except NotFound:
+            return None
+        return job if project in (None, job.project_id) else None
+
+    def executions(
+        self,
+        job: int | None,
+        state: str | None,
+        limit: int = 50,
+        *,
+        trigger: str | None = None,
+        offset: int = 0,
+    ) -> list[Execution]:
+        data = self._api().get(
+            "/executions",
+            jobId=job,
+            state=state,
+            trigger=trigger,
+            limit=limit,
+            offset=offset or None,
+        )
         return [Execution.from_api(e) for e in data.get("executions", [])]
 
     def preview_schedule(self, spec: str, timezone: str, count: int) -> list[str]:

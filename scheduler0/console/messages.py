@@ -29,21 +29,31 @@ class ClusterRefreshed(Fetched):
 class JobsRefreshed(Fetched):
     what = "jobs"
 
-    def __init__(self, page: JobPage, project: int | None, text: str) -> None:
+    def __init__(self, page: JobPage, project: int | None, text: str, offset: int = 0) -> None:
         super().__init__()
         self.page = page
         self.project = project
         self.text = text
+        self.offset = offset
 
 
 class LogRefreshed(Fetched):
     what = "log"
 
-    def __init__(self, executions: list[Execution], job: int | None, state: str | None) -> None:
+    def __init__(
+        self,
+        executions: list[Execution],
+        job: int | None,
+        state: str | None,
+        trigger: str | None = None,
+        offset: int = 0,
+    ) -> None:
         super().__init__()
         self.executions = executions
         self.job = job
         self.state = state
+        self.trigger = trigger
+        self.offset = offset
 
 
 class HistoryRefreshed(Fetched):
@@ -53,6 +63,19 @@ class HistoryRefreshed(Fetched):
         super().__init__()
         self.job_id = job_id
         self.executions = executions
+
+
+class RunsPreviewed(Fetched):
+    """The next runs of an open job's spec (``GET /schedules/preview``)."""
+
+    what = "runs"
+
+    def __init__(self, job_id: int, spec: str, timezone: str, runs: list[str]) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.spec = spec
+        self.timezone = timezone
+        self.runs = runs
 
 
 class ProjectsRefreshed(Fetched):

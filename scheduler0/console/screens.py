@@ -26,6 +26,7 @@ from textual.widgets.option_list import Option
 
 from scheduler0.console import format as fmt
 from scheduler0.console.history import lateness
+from scheduler0.console.job_summary import JobSummary
 from scheduler0.console.source import ClusterView, Execution, Job, Project, SignIn
 from scheduler0.console.widgets import (
     ActivityPanel,
@@ -157,6 +158,7 @@ class JobScreen(Screen[None]):
         yield ClusterBar(self.connection, self.clock)
         with Vertical(id="detail-panel", classes="panel"):
             yield Static(self._detail(), id="job-detail")
+            yield JobSummary(self.job, self.clock, id="job-summary")
             with Horizontal(id="lateness-row"):
                 yield Label(f"{'lateness':>10} ", classes="bold")
                 yield Sparkline([], summary_function=max, id="lateness")
@@ -195,7 +197,6 @@ class JobScreen(Screen[None]):
     def _detail(self) -> Text:
         job, now = self.job, self.clock()
         rows = [
-            ("project", str(job.project_id)),
             ("spec", job.spec),
             ("timezone", job.timezone),
             ("callback", job.callback_url),
@@ -206,14 +207,12 @@ class JobScreen(Screen[None]):
                 "-" if job.status != "active" else fmt.clock_time(job.next_run_at, now) + " UTC",
             ),
             ("policies", " ".join(f"{k}={v}" for k, v in job.policies) or "defaults"),
-            ("last run", fmt.clock_time(job.last_execution_date, now)),
         ]
         text = Text()
         for name, value in rows:
             text.append(f"{name:>10}  ", style="bold")
             text.append(f"{value}\n")
-        text.append(f"{'last state':>10}  ", style="bold")
-        text.append_text(fmt.state_text(job.last_state, job.last_status_code))
+        text.rstrip()
         return text
 
 

@@ -13,11 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from scheduler0.models import ExecutionOut, ExecutionState, JobOut, ProjectOut
+from scheduler0.models import ExecutionOut, ExecutionState, ExecutionTrigger, JobOut, ProjectOut
 from scheduler0.terminal import printable
 
 EXECUTION_STATES = tuple(s for s in ExecutionState if s is not ExecutionState.PENDING)
 """The states the execution log can be filtered by."""
+
+EXECUTION_TRIGGERS = tuple(ExecutionTrigger)
+"""The triggers the execution log can be filtered by."""
 
 
 def _int(value: Any) -> int | None:
@@ -120,6 +123,16 @@ class Project:
 
 
 @dataclass(frozen=True)
+class JobCounters:
+    """A job's run counters as the node keeps them (``fired_count`` ...)."""
+
+    fired: int = 0
+    success: int = 0
+    failed: int = 0
+    missed: int = 0
+
+
+@dataclass(frozen=True)
 class Job:
     id: int
     project_id: int
@@ -140,6 +153,8 @@ class Job:
     policies: tuple[tuple[str, str], ...] = ()
     """The policies set away from their defaults, as ``(field, text)`` in
     ``POLICY_FIELDS`` order, as the form edits them (``retry.attempts``...)."""
+    counters: JobCounters | None = None
+    """What the node counted of its runs (None: a source that does not say)."""
 
     @property
     def labels_text(self) -> str:
@@ -166,12 +181,18 @@ class Job:
             status=out.status,
             status_note=None if out.status_note is None else printable(out.status_note),
             policies=policy_texts(out),
+            counters=JobCounters(
+                out.fired_count, out.success_count, out.failed_count, out.missed_count
+            ),
         )
 
     def matches(self, text: str) -> bool:
         """The ``/`` search as the node answers it (``JobSearch``), for sources
         without a node: every ``key=value`` word a label, the rest a
-        case-insensitive substring of name, callback URL or spec."""
+        case-insensitive substring of name, callback URL or spec; a search that
+        is one number also finds the job with that id."""
+        if text.strip() == str(self.id):
+            return True
         labels, q = search_terms(text)
         if any(pair not in self.labels for pair in labels):
             return False
@@ -289,6 +310,25 @@ class JobPage:
 
     jobs: tuple[Job, ...]
     total: int
+    offset: int = 0
+    """Where the first of ``jobs`` sits among the ``total`` found."""
+    limit: int = 0
+    """The page size the source asked for (0: every job found is on this page)."""
+
+    @property
+    def size(self) -> int:
+        return self.limit or max(1, len(self.jobs))
+
+    @property
+    def last_page_offset(self) -> int:
+        return max(0, (self.total - 1) // self.size * self.size)
+
+    @property
+    def span(self) -> str:
+        """``jobs 501-1000 of 20005``, or ``no jobs``."""
+        if not self.jobs:
+            return f"no jobs of {self.total}" if self.total else "no jobs"
+        return f"jobs {self.offset + 1}-{self.offset + len(self.jobs)} of {self.total}"
 
 
 @dataclass(frozen=True)
@@ -399,13 +439,23 @@ class ConsoleSource(Protocol):
 
     def create_project(self, name: str, description: str) -> Project: ...
 
-    def jobs(self, project: int | None, text: str) -> JobPage:
+    def jobs(self, project: int | None, text: str, offset: int = 0) -> JobPage:
         """Jobs of ``project`` (all when None) that the search ``text`` finds
-        (``search_terms``), searched on the node, with their total."""
+        (``search_terms``), searched on the node, with their total: one page
+        of them, from the ``offset``-th found (by id)."""
         ...
 
-    def executions(self, job: int | None, state: str | None, limit: int = 50) -> list[Execution]:
-        """Newest first, across the cluster; ``job``/``state`` narrow it."""
+    def executions(
+        self,
+        job: int | None,
+        state: str | None,
+        limit: int = 50,
+        *,
+        trigger: str | None = None,
+        offset: int = 0,
+    ) -> list[Execution]:
+        """Newest first, across the cluster; ``job``/``state``/``trigger``
+        narrow it; ``offset`` skips that many newer rows (older pages)."""
         ...
 
     def preview_schedule(self, spec: str, timezone: str, count: int) -> list[str]:

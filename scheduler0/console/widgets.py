@@ -12,12 +12,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.message import Message
 from textual.widget import Widget
 from textual.widgets import DataTable, Label, Sparkline
 
 from scheduler0.console import format as fmt
 from scheduler0.console.follow import FollowState
 from scheduler0.console.history import ClusterHistory
+from scheduler0.console.sorting import EXECUTION_SORT_KEYS, JOB_SORT_KEYS, SortKey, SortOrder
 from scheduler0.console.source import ClusterView, Execution, Job, Member, Project
 
 Clock = Callable[[], float]
@@ -36,8 +38,8 @@ def sync_rows(table: DataTable[Any], rows: Sequence[Row]) -> None:
     current = [key.value for key in table.rows if key.value is not None]
     kept = [key for key in current if key in wanted]
     new = [key for key, _ in rows if key not in set(current)]
-    if [key for key, _ in rows] != kept + new:
-        table.clear()
+    if [key for key, _ in rows] != kept + new or (current and not kept):
+        table.clear()  # a new order, or a new page: rebuilt at once, not row by row
         kept, new = [], [key for key, _ in rows]
     for key in current:
         if key not in wanted and key in table.rows:
@@ -186,7 +188,73 @@ def _member_cells(m: Member, view: ClusterView, now: float) -> list[Any]:
     ]
 
 
-class JobsTable(DataTable[Any]):
+class TableSorted(Message):
+    """A table's order changed: the app says it in the panel's title."""
+
+    def __init__(self, table: SortableTable) -> None:
+        super().__init__()
+        self.table = table
+
+
+class SortableTable(DataTable[Any]):
+    """A keyed table whose page of records can be ordered by a column
+    (``sorting.SortOrder``): a header click, or ``S``/``R`` while it has focus.
+    Subclasses say their ``COLUMNS``, ``SORT_KEYS`` and how a record becomes
+    cells (``cells``); ``show_records`` keeps the last page to re-order it."""
+
+    BINDINGS = [
+        Binding(
+            "S", "sort_next", "Sort by the next column (in the page)", id="table.sort", show=False
+        ),
+        Binding("R", "sort_reverse", "Reverse the sort", id="table.sort-reverse", show=False),
+    ]
+    COLUMNS: tuple[tuple[str, str], ...] = ()
+    SORT_KEYS: dict[str, SortKey] = {}
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ordering = SortOrder()
+        self._records: Sequence[Any] = ()
+        self._now = 0.0
+
+    def on_mount(self) -> None:
+        self.cursor_type = "row"
+        for label, key in self.COLUMNS:
+            self.add_column(label, key=key)
+
+    def row_key(self, record: Any) -> str:
+        return str(record.id)
+
+    def cells(self, record: Any, now: float) -> list[Any]:
+        raise NotImplementedError
+
+    def show_records(self, records: Sequence[Any], now: float) -> None:
+        self._records, self._now = records, now
+        ordered = self.ordering.apply(records, self.SORT_KEYS)
+        sync_rows(self, [(self.row_key(r), self.cells(r, now)) for r in ordered])
+
+    def sort_by(self, order: SortOrder) -> None:
+        self.ordering = order
+        self.show_records(self._records, self._now)
+        self.post_message(TableSorted(self))
+
+    def sort_label(self) -> str:
+        """'' in the node's order, else e.g. ``sorted by spec ↑ within this page``."""
+        return self.ordering.describe({key: label for label, key in self.COLUMNS})
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        if event.column_key.value is not None:
+            self.sort_by(self.ordering.clicked(event.column_key.value))
+
+    def action_sort_next(self) -> None:
+        self.sort_by(self.ordering.next_column([key for _, key in self.COLUMNS]))
+
+    def action_sort_reverse(self) -> None:
+        self.sort_by(self.ordering.reversed())
+
+
+class JobsTable(SortableTable):
     COLUMNS = (
         ("id", "id"),
         ("name", "name"),
@@ -198,14 +266,18 @@ class JobsTable(DataTable[Any]):
         ("paused", "paused"),
         ("callback", "callback"),
     )
+    SORT_KEYS = JOB_SORT_KEYS
 
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.projects: dict[int, Project] = {}
 
     def show(self, jobs: Sequence[Job], projects: dict[int, Project], now: float) -> None:
-        sync_rows(self, [(str(job.id), job_cells(job, projects, now)) for job in jobs])
+        self.projects = projects
+        self.show_records(jobs, now)
+
+    def cells(self, record: Any, now: float) -> list[Any]:
+        return job_cells(record, self.projects, now)
 
 
 def job_cells(job: Job, projects: dict[int, Project], now: float) -> list[Any]:
@@ -223,7 +295,7 @@ def job_cells(job: Job, projects: dict[int, Project], now: float) -> list[Any]:
     ]
 
 
-class ExecutionTable(DataTable[Any]):
+class ExecutionTable(SortableTable):
     """Executions, newest first, state coloured (the log and a job's history)."""
 
     COLUMNS = (
@@ -238,14 +310,13 @@ class ExecutionTable(DataTable[Any]):
         ("node", "node"),
         ("error", "error"),
     )
-
-    def on_mount(self) -> None:
-        self.cursor_type = "row"
-        for label, key in self.COLUMNS:
-            self.add_column(label, key=key)
+    SORT_KEYS = EXECUTION_SORT_KEYS
 
     def show(self, executions: Sequence[Execution], now: float) -> None:
-        sync_rows(self, [(str(e.id), _execution_cells(e, now)) for e in executions])
+        self.show_records(executions, now)
+
+    def cells(self, record: Any, now: float) -> list[Any]:
+        return _execution_cells(record, now)
 
 
 def _execution_cells(e: Execution, now: float) -> list[Any]:
@@ -267,7 +338,9 @@ class LogTable(ExecutionTable):
     """The live execution log: follows the newest rows (top) unless the operator
     moved away; ``follow`` decides, the panel's border says how many are newer."""
 
-    BINDINGS = [Binding("end", "follow_newest", "Log: follow newest", id="log.follow")]
+    BINDINGS = [
+        Binding("end", "follow_newest", "Log: follow newest (newest first again)", id="log.follow")
+    ]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -277,6 +350,10 @@ class LogTable(ExecutionTable):
         return self.cursor_row <= 0 and self.scroll_y <= 0
 
     def show(self, executions: Sequence[Execution], now: float) -> None:
+        if self.ordering.column is not None:  # the operator ordered the page: no following
+            super().show(executions, now)
+            self._show_banner()
+            return
         shown = [int(key.value) for key in self.rows if key.value is not None]
         self.follow.observe(self.at_top(), shown)
         top = max(shown, default=None)
@@ -293,6 +370,8 @@ class LogTable(ExecutionTable):
         self._show_banner()
 
     def action_follow_newest(self) -> None:
+        if self.ordering.column is not None:
+            self.sort_by(SortOrder())
         self.follow.resume()
         self._to_newest()
         self._show_banner()
@@ -304,7 +383,8 @@ class LogTable(ExecutionTable):
 
     def _show_banner(self) -> None:
         if isinstance(self.parent, Widget):
-            self.parent.border_subtitle = self.follow.banner()
+            sorted_note = "sorted — End: newest first again" if self.ordering.column else ""
+            self.parent.border_subtitle = sorted_note or self.follow.banner()
 
 
 class NodeActivity(Horizontal):

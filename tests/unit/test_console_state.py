@@ -9,7 +9,10 @@ from scheduler0.console.failover import Failover, Freshness
 from scheduler0.console.follow import FollowState
 from scheduler0.console.history import ClusterHistory, lateness
 from scheduler0.console.http_source import Credentials, HttpSource
-from scheduler0.console.source import ClusterView, Execution, Member
+from scheduler0.console.job_summary import run_time
+from scheduler0.console.sorting import EXECUTION_SORT_KEYS, JOB_SORT_KEYS, SortOrder
+from scheduler0.console.source import ClusterView, Execution, Job, JobPage, Member
+from scheduler0.console.widgets import ExecutionTable, JobsTable
 from scheduler0.errors import BadRequest
 
 
@@ -91,3 +94,71 @@ def test_a_switch_to_something_that_is_not_a_url_is_refused_and_changes_nothing(
         assert source.url == "http://127.0.0.1:9091"
     finally:
         source.close()
+
+
+# -- paging and sorting ------------------------------------------------------------
+
+
+def test_a_job_page_says_which_jobs_of_how_many_and_where_the_last_page_starts() -> None:
+    jobs = tuple(Job(id=n, project_id=1, spec="@hourly") for n in range(501, 1001))
+    page = JobPage(jobs, total=20005, offset=500, limit=500)
+    assert page.span == "jobs 501-1000 of 20005"
+    assert page.last_page_offset == 20000
+    assert JobPage((), 0).span == "no jobs"
+    assert JobPage((), 7, offset=500, limit=500).span == "no jobs of 7"
+    one_page = JobPage(jobs[:3], total=3)  # a source that does not page: all on one
+    assert (one_page.size, one_page.last_page_offset) == (3, 0)
+
+
+def test_a_header_click_sorts_then_reverses_then_returns_to_the_nodes_order() -> None:
+    order = SortOrder().clicked("spec")
+    assert order == SortOrder("spec")
+    assert order.clicked("spec") == SortOrder("spec", descending=True)
+    assert order.clicked("spec").clicked("spec") == SortOrder()
+    assert order.clicked("id") == SortOrder("id")
+    assert order.describe({"spec": "spec"}) == "sorted by spec ↑ within this page"
+    assert SortOrder().describe({}) == ""
+
+
+def test_s_steps_through_the_columns_and_back_to_the_nodes_order() -> None:
+    columns = ["id", "name"]
+    order = SortOrder()
+    seen = []
+    for _ in range(3):
+        order = order.next_column(columns)
+        seen.append(order.column)
+    assert seen == ["id", "name", None]
+    assert SortOrder("name").reversed() == SortOrder("name", descending=True)
+    assert SortOrder().reversed() == SortOrder()
+
+
+def test_sorting_orders_jobs_by_value_with_blanks_last_and_ties_in_the_nodes_order() -> None:
+    jobs = [
+        Job(id=1, project_id=1, spec="b", name=None),
+        Job(id=2, project_id=1, spec="a", name="zeta"),
+        Job(id=3, project_id=1, spec="a", name="Alpha"),
+    ]
+    by_name = SortOrder("name").apply(jobs, JOB_SORT_KEYS)
+    assert [j.id for j in by_name] == [3, 2, 1]
+    by_spec = SortOrder("spec").apply(jobs, JOB_SORT_KEYS)
+    assert [j.id for j in by_spec] == [2, 3, 1]
+    assert [j.id for j in SortOrder("id", descending=True).apply(jobs, JOB_SORT_KEYS)] == [3, 2, 1]
+    assert [j.id for j in SortOrder().apply(jobs, JOB_SORT_KEYS)] == [1, 2, 3]
+
+
+def test_every_sort_key_takes_its_tables_records_even_with_blank_fields() -> None:
+    job = Job(id=1, project_id=1, spec="@hourly")
+    run = Execution(
+        id=1, execution_id="1-1", job_id=1, scheduled_at="2026-01-01T00:00:00Z", state="x"
+    )
+    assert set(JOB_SORT_KEYS) == {key for _, key in JobsTable.COLUMNS}
+    assert set(EXECUTION_SORT_KEYS) == {key for _, key in ExecutionTable.COLUMNS}
+    for key in JOB_SORT_KEYS.values():
+        key(job)
+    for key in EXECUTION_SORT_KEYS.values():
+        key(run)
+
+
+def test_a_previewed_run_is_shown_short_with_its_offset() -> None:
+    assert run_time("2026-03-30T09:00:00+02:00") == "03-30 09:00:00 +02:00"
+    assert run_time("not a time") == "not a time"
