@@ -21,6 +21,9 @@ MANUAL = "manual"
 """``executions.trigger`` of a run-now. NULL is a run of the schedule (and every
 row written before the column existed); ``models.ExecutionTrigger`` lists all."""
 
+BACKFILL = "backfill"
+"""``executions.trigger`` of a past slot fired on request (``JobBackfilled``)."""
+
 MANUAL_PER_SECOND = 1000
 """Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""
 
