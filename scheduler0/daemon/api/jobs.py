@@ -7,6 +7,7 @@ applied atomically: all jobs are created or none.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,19 +48,24 @@ from scheduler0.daemon.api.http import (
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
 from scheduler0.daemon.scheduling.cron import (
+    NEVER,
     EverySchedule,
     OneShotSchedule,
     ScheduleError,
+    is_manual,
     parse_schedule,
     validate_schedule,
 )
-from scheduler0.daemon.scheduling.policy import job_next_run
+from scheduler0.daemon.scheduling.policy import job_next_run, job_schedule
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
 from scheduler0.daemon.state.schema import encode_policy
+from scheduler0.daemon.timefmt import iso
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import (
     ALIAS_PAIRS,
+    MAX_BACKFILL_SLOTS,
+    BackfillIn,
     JobIn,
     JobPatch,
     PauseIn,
@@ -517,6 +523,56 @@ async def run_now(request: Request) -> Response:
         c.JobTriggered(now=now, job_id=job_id, slot=int(now), manual=True)
     )
     return ok(result, 202)
+
+
+_BACKFILL_BODY = 4 * 1024
+"""The largest body a backfill reads (two times)."""
+
+
+async def backfill(request: Request) -> Response:
+    """Fire every slot of the job's grid in ``[from, to]`` once, with the
+    execution id its scheduled run would have had: the state machine queues
+    the slots not run yet (``JobBackfilled``), and the bucket's owner sends
+    them at a bounded pace (``scheduling/adoption.py``)."""
+    svc = services(request)
+    job_id = path_id(request)
+    body = parse_one(BackfillIn, await json_body(request, _BACKFILL_BODY))
+    now = time.time()
+    slots = await off_loop(_backfill_slots, svc.queries, job_id, body, now)
+    result = await svc.writes.propose(c.JobBackfilled(now=now, job_id=job_id, slots=slots))
+    return ok({**result, "first": iso(result["first"]), "last": iso(result["last"])}, 202)
+
+
+def _backfill_slots(queries: Queries, job_id: int, body: BackfillIn, now: float) -> list[int]:
+    """The slots of the job's grid (bounded by its ``start_at``/``end_at``)
+    from ``from`` to ``to`` (now, if later), both included; 422 naming the
+    field for an empty or reversed range, a range of more than
+    ``MAX_BACKFILL_SLOTS``, or a job without a grid (``@manually``)."""
+    job = queries.job(job_id)
+    start, end = body.from_, min(body.to, now)
+    if start >= now:
+        raise invalid([FieldError("from", "must be in the past")])
+    if end <= start:
+        raise invalid([FieldError("to", "must be later than from")])
+    if is_manual(job["spec"]):
+        raise invalid([FieldError("spec", "an @manually job has no schedule to backfill")])
+    schedule = job_schedule(job["spec"], job["timezone"], job["anchor"], job["policy"])
+    slots: list[int] = []
+    slot = schedule.next_after(math.ceil(start) - 1)
+    while slot <= end and slot != NEVER:
+        if len(slots) == MAX_BACKFILL_SLOTS:
+            raise invalid(
+                [
+                    FieldError(
+                        "to",
+                        f"the range holds more than {MAX_BACKFILL_SLOTS} slots (the first"
+                        f" {MAX_BACKFILL_SLOTS} end at {iso(slots[-1])}); backfill it in parts",
+                    )
+                ]
+            )
+        slots.append(slot)
+        slot = schedule.next_after(slot)
+    return slots
 
 
 async def job_executions(request: Request) -> Response:

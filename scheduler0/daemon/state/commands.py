@@ -28,8 +28,8 @@ and scopes credentials (``CredentialCreated.scopes``, ``projects``,
 (``SlotsFired.skipped``). Optional fields whose absence keeps the older meaning
 were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
 schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
-``JobUpdated.changes``), ``MemberJoined.automatic`` and ``MemberLeft.remember``; and one command type,
-``JobBackfilled`` (a type older journals never hold). A
+``JobUpdated.changes``), ``MemberJoined.automatic`` and ``MemberLeft.remember``;
+and one command type, ``JobBackfilled`` (older journals never hold it). A
 node refuses commands of a version it does not know (loudly) instead of
 dropping their fields: upgrade a cluster by stopping every node, then starting
 them all on the new code.
