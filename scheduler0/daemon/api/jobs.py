@@ -7,7 +7,6 @@ applied atomically: all jobs are created or none.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,7 +47,6 @@ from scheduler0.daemon.api.http import (
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
 from scheduler0.daemon.scheduling.cron import (
-    NEVER,
     EverySchedule,
     OneShotSchedule,
     ScheduleError,
@@ -56,7 +54,12 @@ from scheduler0.daemon.scheduling.cron import (
     parse_schedule,
     validate_schedule,
 )
-from scheduler0.daemon.scheduling.policy import job_next_run, job_schedule
+from scheduler0.daemon.scheduling.policy import (
+    TooManySlots,
+    job_next_run,
+    job_schedule,
+    slots_between,
+)
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
 from scheduler0.daemon.state.schema import encode_policy
@@ -557,22 +560,14 @@ def _backfill_slots(queries: Queries, job_id: int, body: BackfillIn, now: float)
     if is_manual(job["spec"]):
         raise invalid([FieldError("spec", "an @manually job has no schedule to backfill")])
     schedule = job_schedule(job["spec"], job["timezone"], job["anchor"], job["policy"])
-    slots: list[int] = []
-    slot = schedule.next_after(math.ceil(start) - 1)
-    while slot <= end and slot != NEVER:
-        if len(slots) == MAX_BACKFILL_SLOTS:
-            raise invalid(
-                [
-                    FieldError(
-                        "to",
-                        f"the range holds more than {MAX_BACKFILL_SLOTS} slots (the first"
-                        f" {MAX_BACKFILL_SLOTS} end at {iso(slots[-1])}); backfill it in parts",
-                    )
-                ]
-            )
-        slots.append(slot)
-        slot = schedule.next_after(slot)
-    return slots
+    try:
+        return slots_between(schedule, start, end, MAX_BACKFILL_SLOTS)
+    except TooManySlots as exc:
+        message = (
+            f"the range holds more than {exc.limit} slots (the first {exc.limit} end at"
+            f" {iso(exc.last)}); backfill it in parts"
+        )
+        raise invalid([FieldError("to", message)]) from None
 
 
 async def job_executions(request: Request) -> Response:
