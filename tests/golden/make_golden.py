@@ -666,6 +666,10 @@ def v4_journal() -> list[bytes]:
                 job_id_to=3,
             )
         ),
+        # Added within version 4 (appended, so the entries above replay as
+        # before): a failed slot stays done, a skipped one and one never run
+        # before the job's last slot are queued, one after it is left alone.
+        v4(c.JobBackfilled(now=t + 241, job_id=23, slots=[t + 240, t + 270, t + 360, t + 900])),
     ]
     types = {unframe(p)["t"] for p in entries}
     assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
