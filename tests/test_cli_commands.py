@@ -286,10 +286,11 @@ def test_jobs_backfill(cli: Cli, api: Client, project: dict[str, Any]) -> None:
     api.data("POST", f"/jobs/{jid}/pause")  # its backfilled runs stay queued
     span = ("--from", "2020-01-01T00:00:00Z", "--to", "2025-06-01T00:00:00Z")
     first = cli.ok("jobs", "backfill", jid, *span)
-    assert first.stderr.split() == (
+    summary = (
         f"job {jid}: 6 slot(s) in range (2020-01-01T00:00:00Z .. 2025-01-01T00:00:00Z):"
         " 6 queued, 0 already run"
-    ).split()
+    )
+    assert first.stderr.split() == summary.split()
     again = cli.json("jobs", "backfill", jid, *span)
     assert (again["requested"], again["queued"], again["already_done"]) == (6, 0, 6)
     rows = api.data("GET", f"/jobs/{jid}/executions", params={"trigger": "backfill"})
