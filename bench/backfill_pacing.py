@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench._common import percentile, table, write_result
+from _common import percentile, table, write_result
+
 from scheduler0.models import MAX_BACKFILL_SLOTS
 from tests.support.nodes import Client, NodeProcess, create_credential, wait_until
 from tests.support.receiver import RunningReceiver, run_receiver
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace, workdir: Path, receiver: RunningReceiver) -> d
                 args.slots
             )
 
-        wait_until(drained, args.slots / 50 + 60, what="the backfill drained")
+        wait_until(drained, args.slots / 50 + 60, interval=1.0, what="the backfill drained")
         finished = time.time()
         client.close()
     finally:

@@ -279,7 +279,9 @@ def test_live_fires_stay_on_time_while_a_large_backfill_drains(tmp_path: Path) -
         started = time.time()
         answer = client.data("POST", f"/jobs/{backfilled}/backfill", 202, json=body)
         assert answer["queued"] == BACKFILLED
-        wait_until(lambda: drained_count() >= BACKFILLED, timeout=120, what="the drain")
+        wait_until(
+            lambda: drained_count() >= BACKFILLED, timeout=120, interval=0.5, what="the drain"
+        )
         drained = time.time()
         for job_id in [*live, backfilled]:
             client.data("POST", f"/jobs/{job_id}/pause")

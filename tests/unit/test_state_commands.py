@@ -911,6 +911,34 @@ def test_executions_pruned_per_job_within_the_job_id_range(replica: Replica) -> 
     )
 
 
+@covers(c.ExecutionsPruned)
+def test_executions_pruned_keeps_unsent_backfill_and_counts_none_per_job(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=1)
+    assert fire(replica, [[1, T0 + 60], [1, T0 + 120]]) == [[1, T0 + 60], [1, T0 + 120]]
+    settle(replica, [1], T0 + 60, NOW + 61)
+    settle(replica, [1], T0 + 120, NOW + 121)
+    old = [T0 - 60 * k for k in range(5, 0, -1)]  # older seconds than any scheduled run
+    assert replica.ok(c.JobBackfilled(now=NOW + 130, job_id=1, slots=old))["queued"] == 5
+    replica.ok(c.ExecutionsRedispatched(now=NOW + 131, node_id=1, executions=[[1, old[0]]]))
+    settle(replica, [1], old[0], NOW + 132)  # sent and settled
+    per_job = c.ExecutionsPruned(
+        now=NOW + 200, keep_rows=NO_CAP, before=0.0, per_job=1, job_id_from=1, job_id_to=1
+    )
+    replica.ok(per_job)
+    # The per-job rule keeps the newest scheduled run, and neither counts nor
+    # drops the backfilled rows (the record that their slots ran).
+    assert states(replica) == [
+        (1, old[0], "success"),
+        *[(1, s, "pending") for s in old[1:]],
+        (1, T0 + 120, "success"),
+    ]
+    # The global cap and the age rule drop everything they may: not an unsent backfill.
+    replica.ok(dataclasses.replace(per_job, keep_rows=0, before=NOW + 1000))
+    assert states(replica) == [(1, s, "pending") for s in old[1:]]
+
+
 # -- cluster -------------------------------------------------------------------------------
 
 
