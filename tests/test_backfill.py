@@ -218,6 +218,9 @@ def test_backfill_after_a_kill_fires_each_missed_slot_once(tmp_path: Path) -> No
             first, last = fired_before[0], missed[-1]
             holes = [s for s in range(first, last + 1) if state_of.get(s, "missed") == "missed"]
             body = {"from": rfc3339(first), "to": rfc3339(last)}
+            # The slot in flight at the kill may have reached the receiver twice
+            # (its re-send after the restart: at-least-once); the backfill adds none.
+            before = sent(receiver, job_id)
             answer = client.data("POST", f"/jobs/{job_id}/backfill", 202, json=body)
             assert answer["requested"] == last - first + 1
             assert answer["queued"] == len(holes)
@@ -244,7 +247,7 @@ def test_backfill_after_a_kill_fires_each_missed_slot_once(tmp_path: Path) -> No
     after = sent(receiver, job_id)
     # Each slot of the gap once; the slots fired before it not again.
     assert all(after[s] == 1 for s in holes), after
-    assert all(after[s] == 1 for s in fired_before), after
+    assert all(after[s] == before[s] >= 1 for s in fired_before), (before, after)
 
 
 # -- pacing ------------------------------------------------------------------------------------
