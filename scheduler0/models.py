@@ -646,6 +646,9 @@ class BackfillIn(_Input):
     """The body of ``POST /jobs/{id}/backfill``: the range of the job's grid
     to fire, both ends included. ``to`` later than now is taken as now."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    """``from`` only: the attribute's own name (``from_``) is no field of the body."""
+
     from_: float = Field(
         validation_alias="from",
         description="RFC 3339 with offset: the first instant of the range.",
