@@ -638,6 +638,30 @@ class PauseIn(_Input):
     _note = field_validator("note")(_plain_name)
 
 
+MAX_BACKFILL_SLOTS = 10_000
+"""The most slots one backfill request may cover (ask again for more)."""
+
+
+class BackfillIn(_Input):
+    """The body of ``POST /jobs/{id}/backfill``: the range of the job's grid
+    to fire, both ends included. ``to`` later than now is taken as now."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+    """``from`` only: the attribute's own name (``from_``) is no field of the body."""
+
+    from_: float = Field(
+        validation_alias="from",
+        description="RFC 3339 with offset: the first instant of the range.",
+        json_schema_extra=_INSTANT_SCHEMA,
+    )
+    to: float = Field(
+        description="RFC 3339 with offset: the last instant of the range (now, if later).",
+        json_schema_extra=_INSTANT_SCHEMA,
+    )
+
+    _instants = field_validator("from_", "to", mode="before")(_instant)
+
+
 class ScheduleIn(_Input):
     """A schedule alone (``GET /schedules/preview``), checked exactly as a job's
     ``spec`` and ``timezone`` are (a test holds the two models together)."""

@@ -274,6 +274,23 @@ def test_jobs_pause_resume_run_delete(cli: Cli, api: Client, project: dict[str, 
     refused(cli("jobs", "pause", jid), 1, "no job")
 
 
+def test_jobs_backfill(cli: Cli, api: Client, project: dict[str, Any]) -> None:
+    jid = str(new_job(api, project["id"])["id"])  # once a year, on 1 January
+    api.data("POST", f"/jobs/{jid}/pause")  # its backfilled runs stay queued
+    span = ("--from", "2020-01-01T00:00:00Z", "--to", "2025-06-01T00:00:00Z")
+    first = cli.ok("jobs", "backfill", jid, *span)
+    summary = (
+        f"job {jid}: 6 slot(s) in range (2020-01-01T00:00:00Z .. 2025-01-01T00:00:00Z):"
+        " 6 queued, 0 already run"
+    )
+    assert first.stderr.split() == summary.split()
+    again = cli.json("jobs", "backfill", jid, *span)
+    assert (again["requested"], again["queued"], again["already_done"]) == (6, 0, 6)
+    rows = api.data("GET", f"/jobs/{jid}/executions", params={"trigger": "backfill"})
+    assert rows["total"] == 6
+    refused(cli("jobs", "backfill", jid, "--from", "2020-01-01"), 1, "from")
+
+
 def test_jobs_names_labels_and_search(cli: Cli, api: Client) -> None:
     home = api.data("POST", "/projects", 201, json={"name": "named-jobs"})
     pid = str(home["id"])

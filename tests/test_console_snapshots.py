@@ -30,7 +30,7 @@ from textual.widgets import (
 
 from scheduler0.client import Unreachable
 from scheduler0.console.app import ConsoleApp, create_console
-from scheduler0.console.forms import JobForm, ProjectForm
+from scheduler0.console.forms import BackfillForm, JobForm, ProjectForm
 from scheduler0.console.job_summary import JobSummary
 from scheduler0.console.screens import (
     CredentialsScreen,
@@ -237,6 +237,14 @@ class FakeSource:
     def run_job(self, job_id: int) -> None:
         self.calls.append(f"run {job_id}")
 
+    def backfill_job(self, job_id: int, start: str, end: str) -> dict[str, Any]:
+        self.calls.append(f"backfill {job_id} {start} {end}")
+        if not start.endswith("Z"):
+            raise ValidationFailed("invalid", [FieldError("from", "must carry its offset")])
+        if end <= start:
+            raise ValidationFailed("invalid", [FieldError("to", "must be later than from")])
+        return {"job_id": job_id, "requested": 24, "queued": 20, "already_done": 4}
+
     def switch(self, node_url: str) -> None:
         self.url = node_url
 
@@ -416,6 +424,27 @@ async def test_run_now_asks_first_then_calls_the_node() -> None:
         await pilot.press("x", "y")
         await until(pilot, lambda: "run 1" in source.calls)
         assert source.calls.count("run 1") == 1
+
+
+def form_error(app: ConsoleApp, name: str) -> str:
+    return str(app.screen.query_one(f"#error-{name}", Label).render())
+
+
+@pytest.mark.anyio
+async def test_backfill_asks_for_a_range_shows_refusals_by_field_then_calls_the_node() -> None:
+    source = FakeSource()
+    app = console(source)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, loaded(app))
+        await pilot.press("b")
+        await until(pilot, lambda: isinstance(app.screen, BackfillForm))
+        now = datetime.fromtimestamp(app.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert app.screen.query_one("#field-to", Input).value == now  # prefilled
+        await pilot.press(*"2024-03-27T00:00:00", "ctrl+s")
+        await until(pilot, lambda: form_error(app, "from") == "must carry its offset")
+        await pilot.press("Z", "ctrl+s")
+        await until(pilot, lambda: not isinstance(app.screen, BackfillForm))
+        assert source.calls[-1] == f"backfill 1 2024-03-27T00:00:00Z {now}"
 
 
 @pytest.mark.anyio

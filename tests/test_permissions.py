@@ -165,6 +165,9 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("POST", "/jobs/{id}/pause"): Example(on_job("/pause")),
     ("POST", "/jobs/{id}/resume"): Example(on_job("/resume")),
     ("POST", "/jobs/{id}/run"): Example(on_new_job("/run")),
+    ("POST", "/jobs/{id}/backfill"): Example(
+        on_job("/backfill", {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T01:00:00Z"})
+    ),
     ("GET", "/jobs/{id}/executions"): Example(on_job("/executions")),
     ("GET", "/executions"): Example(lambda w, c: filtered(w, c, "/executions")),
     ("GET", "/schedules/preview"): Example(

@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -32,7 +33,7 @@ from textual.widgets import DataTable, Input
 
 from scheduler0.client import Unreachable
 from scheduler0.console.failover import FAILOVER_AFTER_FAILURES, Failover, Freshness
-from scheduler0.console.forms import FormScreen, JobForm, ProjectForm
+from scheduler0.console.forms import BackfillForm, FormScreen, JobForm, ProjectForm
 from scheduler0.console.history import ClusterHistory
 from scheduler0.console.job_summary import NEXT_RUNS, JobSummary
 from scheduler0.console.messages import (
@@ -107,6 +108,7 @@ class ConsoleApp(App[None]):
         Binding("P", "job_note('pause')", "Pause with a note", id="jobs.pause-note", show=False),
         Binding("U", "job_note('resume')", "Resume with a note", id="jobs.resume-note", show=False),
         Binding("x", "job_verb('run')", "Run now", id="jobs.run"),
+        Binding("b", "backfill_job", "Backfill", id="jobs.backfill", show=False),
         Binding("d", "job_verb('delete')", "Delete", id="jobs.delete"),
         Binding("right_square_bracket", "jobs_page(1)", "Jobs: next page", id="jobs.next-page"),
         Binding(
@@ -696,6 +698,20 @@ class ConsoleApp(App[None]):
         if job is not None:
             form = JobForm(self.source, list(self.projects.values()), job=job)
             self.push_screen(form, self._job_saved)
+
+    def action_backfill_job(self) -> None:
+        job = self.current_job()
+        if job is not None:
+            now = datetime.fromtimestamp(self.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self.push_screen(BackfillForm(self.source, job, now), partial(self._backfilled, job))
+
+    def _backfilled(self, job: Job, answer: dict[str, Any] | None) -> None:
+        if answer is not None:
+            self.notify(
+                f"job {job.id}: {answer.get('queued', 0)} of {answer.get('requested', 0)}"
+                f" slot(s) queued ({answer.get('already_done', 0)} already run)"
+            )
+            self.refresh_jobs()
 
     def _job_saved(self, job: Job | None) -> None:
         if job is not None:

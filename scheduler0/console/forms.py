@@ -394,3 +394,27 @@ class ProjectForm(FormScreen[Project | None]):
 
     def submit(self, values: dict[str, Any]) -> Project:
         return self.source.create_project(values["name"], values["description"])
+
+
+class BackfillForm(FormScreen[dict[str, Any] | None]):
+    """Backfill a job: the range of its past slots to fire once each (RFC 3339
+    with offset, ``to`` prefilled with now). The node's 422s show under the
+    field they name; the result is the node's answer."""
+
+    def __init__(self, source: ConsoleSource, job: Job, now: str) -> None:
+        super().__init__(source)
+        self.job = job
+        self.now = now
+        self.heading = f"Backfill job {job.id} ({job.spec})"
+
+    def fields(self) -> Iterator[Widget]:
+        yield from self.field(
+            "from", "From (RFC 3339)", Input(placeholder="e.g. 2026-03-01T00:00:00Z")
+        )
+        yield from self.field("to", "To (RFC 3339; later than now is now)", Input(self.now))
+
+    def values(self) -> dict[str, Any]:
+        return {n: self.query_one(f"#field-{n}", Input).value.strip() for n in ("from", "to")}
+
+    def submit(self, values: dict[str, Any]) -> dict[str, Any]:
+        return self.source.backfill_job(self.job.id, values["from"], values["to"])

@@ -162,6 +162,10 @@ class HttpSource:
     def run_job(self, job_id: int) -> None:
         self._api().post(f"/jobs/{job_id}/run")
 
+    def backfill_job(self, job_id: int, start: str, end: str) -> dict[str, Any]:
+        answer = self._api().post(f"/jobs/{job_id}/backfill", {"from": start, "to": end})
+        return dict(answer) if isinstance(answer, dict) else {}
+
     def switch(self, node_url: str) -> None:
         fresh = self._connect(node_url)
         with self._lock:

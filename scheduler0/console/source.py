@@ -480,6 +480,11 @@ class ConsoleSource(Protocol):
         """Fire the job now, once, outside its schedule."""
         ...
 
+    def backfill_job(self, job_id: int, start: str, end: str) -> dict[str, Any]:
+        """Fire the job's past slots from ``start`` to ``end`` (RFC 3339) once
+        each; the node's answer (``requested``, ``queued``, ...)."""
+        ...
+
     def switch(self, node_url: str) -> None:
         """Talk to another node from now on, with the same credentials. No I/O."""
         ...

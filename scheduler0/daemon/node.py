@@ -113,6 +113,7 @@ GROWING = (
     c.JobsCreated,
     c.JobUpdated,
     c.JobTriggered,
+    c.JobBackfilled,
 )
 """Commands from clients that add state: refused by the disk guard."""
 

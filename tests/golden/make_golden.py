@@ -668,6 +668,43 @@ def v4_journal() -> list[bytes]:
                 job_id_to=3,
             )
         ),
+        # Added within version 4 (appended, so the entries above replay as
+        # before): a failed slot stays done, a skipped one and one never run
+        # before the job's last slot are queued, one after it is left alone.
+        v4(c.JobBackfilled(now=t + 241, job_id=23, slots=[t + 240, t + 270, t + 360, t + 900])),
+        # Optional fields added within version 4 (appended likewise): a job's
+        # name and labels, a taken name refused, two manual runs in one second
+        # keyed apart, and the departure of node 2 (remembered above) ignored
+        # by an automatic join and undone by an operator's.
+        v4(
+            c.JobsCreated(
+                now=t + 242,
+                jobs=[
+                    {**jobs(t + 242, 1)[0], "name": "nightly", "labels": {"team": "ops"}},
+                    {**jobs(t + 242, 2)[1], "labels": {"team": "ops", "env": "prod"}},
+                ],
+            )
+        ),
+        v4(c.JobsCreated(now=t + 243, jobs=[{**jobs(t + 243, 1)[0], "name": "nightly"}])),
+        v4(
+            c.JobUpdated(
+                now=t + 244, job_id=1, changes={"name": "renamed", "labels": {"env": "prod"}}
+            )
+        ),
+        v4(c.JobTriggered(now=t + 245.2, job_id=1, slot=t + 245, manual=True)),
+        v4(c.JobTriggered(now=t + 245.7, job_id=1, slot=t + 245, manual=True)),
+        v4(
+            c.MemberJoined(
+                now=t + 246,
+                node_id=2,
+                address="http://n2:9090",
+                raft_address="n2:7070",
+                automatic=True,
+            )
+        ),
+        v4(
+            c.MemberJoined(now=t + 247, node_id=2, address="http://n2:9090", raft_address="n2:7070")
+        ),
     ]
     types = {unframe(p)["t"] for p in entries}
     assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types

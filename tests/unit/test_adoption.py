@@ -5,7 +5,12 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from scheduler0.daemon.scheduling.adoption import ADOPT_EVERY, Adoption
+from scheduler0.daemon.scheduling.adoption import (
+    ADOPT_EVERY,
+    BACKFILL_PER_ROUND,
+    Adoption,
+    backfill_budget,
+)
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
 from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.scheduling.proposals import Proposer
@@ -40,6 +45,7 @@ class Parts:
                 sent=self.sent,
             ),
             sent=self.sent,
+            executor=world.executor,
             stats=self.stats,
             misfire_grace=GRACE,
             clock=world.clock,
@@ -207,3 +213,88 @@ async def test_a_manual_run_is_adopted_and_sent_with_its_own_id_and_second(world
     parts.adoption.adopt()
     await settle()
     assert len(world.executor.submitted) == 2
+
+
+async def backfilled(world: World, job: int, count: int) -> list[int]:
+    """A backfill of ``count`` slots of ``job`` long before the grace window
+    (every 10 s before its start at ``T0``), oldest first."""
+    slots = [T0 - 10 * k for k in range(count, 0, -1)]
+    await world.propose(c.JobBackfilled(now=NOW, job_id=job, slots=slots))
+    return slots
+
+
+async def adopt_round(world: World, parts: Parts) -> None:
+    world.clock.now += ADOPT_EVERY
+    parts.adoption.adopt()
+    await settle()
+
+
+def test_a_round_of_backfill_takes_half_the_free_capacity_up_to_its_cap() -> None:
+    assert backfill_budget(10_000) == BACKFILL_PER_ROUND
+    assert backfill_budget(2 * BACKFILL_PER_ROUND) == BACKFILL_PER_ROUND
+    assert backfill_budget(40) == 20
+    assert backfill_budget(1) == 0  # a (nearly) full executor: the room is the live fires'
+    assert backfill_budget(0) == 0
+
+
+@run_async
+async def test_backfill_is_sent_whatever_its_age_at_a_bounded_pace_oldest_first(
+    world: World,
+) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    count = 2 * BACKFILL_PER_ROUND + 50
+    slots = await backfilled(world, job, count)
+    parts = Parts(world)
+    world.clock.now = NOW
+    sent_per_round = []
+    for _ in range(4):
+        before = len(world.executor.submitted)
+        await adopt_round(world, parts)
+        sent_per_round.append(len(world.executor.submitted) - before)
+    assert sent_per_round == [BACKFILL_PER_ROUND, BACKFILL_PER_ROUND, 50, 0]
+    assert world.executor.sent_pairs() == [(job, slot) for slot in slots]  # each once, in order
+    assert world.executor.submitted[0].execution_id == f"{job}-{slots[0]}"
+    assert world.executions() == [(job, slot, "dispatched") for slot in slots]
+
+
+@run_async
+async def test_backfill_waits_while_the_executor_is_full_and_for_a_paused_job(
+    world: World,
+) -> None:
+    await world.project()
+    running, paused = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    await backfilled(world, running, 30)
+    await backfilled(world, paused, 5)
+    await world.propose(c.JobPaused(now=NOW, job_id=paused, paused=True))
+    parts = Parts(world)
+    world.clock.now = NOW
+    world.executor.capacity = 1
+    await adopt_round(world, parts)
+    assert world.executor.submitted == []
+    assert world.commands(c.ExecutionsRedispatched) == []
+    world.executor.capacity = 20
+    await adopt_round(world, parts)
+    assert len(world.executor.submitted) == 10  # half the room
+    world.executor.capacity = 10_000
+    await adopt_round(world, parts)
+    assert {j for j, _ in world.executor.sent_pairs()} == {running}
+    assert len(world.executor.sent_pairs()) == 30
+
+
+@run_async
+async def test_a_lost_backfill_execution_is_adopted_again_whatever_its_age(world: World) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    (slot,) = await backfilled(world, job, 1)
+    parts = Parts(world)
+    world.clock.now = NOW
+    await adopt_round(world, parts)
+    await world.propose(c.ExecutionsLost(now=NOW, executions=[[job, slot]]))
+    assert NOW - slot > GRACE
+    await adopt_round(world, parts)
+    assert world.executor.sent_pairs() == [(job, slot), (job, slot)]
+    assert world.executions() == [(job, slot, "dispatched")]

@@ -27,10 +27,12 @@ from scheduler0.daemon.scheduling.misfire import (
     following_if_on_time,
 )
 from scheduler0.daemon.scheduling.policy import (
+    TooManySlots,
     jitter_offset,
     job_next_run,
     job_schedule,
     policy_of,
+    slots_between,
 )
 from scheduler0.daemon.state.schema import encode_policy
 
@@ -257,3 +259,42 @@ def test_every_catchup_fires_due_slots_within_the_window_in_order_after_the_miss
         assert got.following > now  # nothing due is left behind
     else:
         assert got.following > got.fires[-1]
+
+
+# -- backfill: the slots of a range ---------------------------------------------------------
+
+
+def test_a_backfill_range_holds_every_slot_of_the_grid_with_both_ends() -> None:
+    hourly = parse_schedule("0 * * * *", "UTC")
+    assert slots_between(hourly, T0, T0 + 3 * 3600, 100) == [T0 + h * 3600 for h in range(4)]
+    # Ends between slots: only the slots inside; a fractional start rounds up.
+    assert slots_between(hourly, T0 + 0.5, T0 + 3 * 3600 - 1, 100) == [T0 + 3600, T0 + 7200]
+    assert slots_between(hourly, T0 + 1, T0 + 3599, 100) == []
+
+
+def test_a_backfill_range_respects_start_at_and_end_at_and_the_every_anchor() -> None:
+    bounded = job_schedule(
+        "@every 10s",
+        "UTC",
+        T0,
+        encode_policy({"start_at": T0 + 30.0, "end_at": T0 + 60.0}),
+    )
+    assert slots_between(bounded, T0 - 100, T0 + 100, 100) == [T0 + 30, T0 + 40, T0 + 50, T0 + 60]
+    # @every has no slot before its anchor (its first slot is one period after it).
+    assert slots_between(EVERY_10S, T0 - 100, T0 + 20, 100) == [T0 + 10, T0 + 20]
+
+
+def test_a_backfill_range_of_a_one_shot_holds_its_one_slot_and_manual_none() -> None:
+    at = parse_schedule("@at 2027-01-15T08:00:05Z", "UTC")
+    assert slots_between(at, T0, T0 + 3600, 100) == [T0 + 5]
+    assert slots_between(at, T0 + 6, T0 + 3600, 100) == []
+    assert slots_between(ManualSchedule("@manually"), T0, T0 + 3600, 100) == []
+
+
+def test_a_backfill_range_past_its_limit_stops_at_the_limit() -> None:
+    every_second = parse_schedule("@every 1s", "UTC", T0)
+    assert len(slots_between(every_second, T0, T0 + 99, 100)) == 99
+    assert len(slots_between(every_second, T0, T0 + 100, 100)) == 100
+    with pytest.raises(TooManySlots) as refused:
+        slots_between(every_second, T0, T0 + 10**9, 100)  # not walked to the end
+    assert (refused.value.limit, refused.value.last) == (100, T0 + 100)

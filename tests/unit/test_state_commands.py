@@ -505,6 +505,58 @@ def test_job_triggered_adds_one_pending_run_at_its_slot(replica: Replica) -> Non
     assert states(replica) == [(2, T0, "dispatched")]
 
 
+@covers(c.JobBackfilled)
+def test_job_backfilled_queues_each_unfired_past_slot_once(replica: Replica) -> None:
+    seed(replica, jobs=2)
+    assert fire(replica, [[1, T0 + 60]]) == [[1, T0 + 60]]
+    settle(replica, [1], T0 + 60, NOW + 61)
+    replica.ok(
+        c.SlotsFired(now=NOW + 130, node_id=1, epoch=1, fires=[], missed=[[1, [T0 + 120], 0]])
+    )
+    assert fire(replica, [[1, T0 + 180]], now=NOW + 180) == [[1, T0 + 180]]  # in flight
+    slots = [T0 + 60, T0 + 120, T0 + 180, T0 + 240]
+    result = replica.ok(c.JobBackfilled(now=NOW + 200, job_id=1, slots=slots))
+    # T0+60 succeeded and T0+180 is in flight: done. T0+120 was missed: queued.
+    # T0+240 is after the last fired slot: the schedule's own, left alone.
+    assert result == {
+        "job_id": 1,
+        "requested": 4,
+        "queued": 1,
+        "already_done": 2,
+        "left_to_schedule": 1,
+        "first": T0 + 60,
+        "last": T0 + 240,
+    }
+    assert replica.rows(
+        "SELECT slot, state, trigger, node_id, error FROM executions WHERE job_id = 1 ORDER BY slot"
+    ) == [
+        (T0 + 60, "success", None, 1, None),
+        (T0 + 120, "pending", "backfill", None, None),
+        (T0 + 180, "dispatched", None, 1, None),
+    ]
+    # The schedule's bookkeeping is untouched: the backfill is not a scheduled run.
+    assert replica.one(
+        "SELECT last_fired_slot, fired_count, missed_count FROM jobs WHERE id = 1"
+    ) == (T0 + 180, 2, 1)
+    # Repeating it queues nothing; a never-fired job's slots before its start are queued.
+    again = replica.ok(c.JobBackfilled(now=NOW + 201, job_id=1, slots=slots))
+    assert (again["queued"], again["already_done"]) == (0, 3)
+    before_start = replica.ok(c.JobBackfilled(now=NOW + 202, job_id=2, slots=[T0 - 60, T0]))
+    assert (before_start["queued"], before_start["left_to_schedule"]) == (2, 0)
+    assert states(replica, "trigger = 'backfill'") == [
+        (1, T0 + 120, "pending"),
+        (2, T0 - 60, "pending"),
+        (2, T0, "pending"),
+    ]
+    # The bucket's owner picks them up with the ids the schedule would have used.
+    accepted = replica.ok(
+        c.ExecutionsRedispatched(now=NOW + 203, node_id=1, executions=[[1, T0 + 120]])
+    )
+    assert accepted == {"accepted": [[1, T0 + 120]]}
+    assert execution_id(1, T0 + 120) == f"1-{T0 + 120}"
+    replica.refused(c.JobBackfilled(now=NOW, job_id=9, slots=[T0]), "not_found")
+
+
 # -- firing --------------------------------------------------------------------------------
 
 
@@ -857,6 +909,34 @@ def test_executions_pruned_per_job_within_the_job_id_range(replica: Replica) -> 
         1,
         2,
     )
+
+
+@covers(c.ExecutionsPruned)
+def test_executions_pruned_keeps_unsent_backfill_and_counts_none_per_job(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=1)
+    assert fire(replica, [[1, T0 + 60], [1, T0 + 120]]) == [[1, T0 + 60], [1, T0 + 120]]
+    settle(replica, [1], T0 + 60, NOW + 61)
+    settle(replica, [1], T0 + 120, NOW + 121)
+    old = [T0 - 60 * k for k in range(5, 0, -1)]  # older seconds than any scheduled run
+    assert replica.ok(c.JobBackfilled(now=NOW + 130, job_id=1, slots=old))["queued"] == 5
+    replica.ok(c.ExecutionsRedispatched(now=NOW + 131, node_id=1, executions=[[1, old[0]]]))
+    settle(replica, [1], old[0], NOW + 132)  # sent and settled
+    per_job = c.ExecutionsPruned(
+        now=NOW + 200, keep_rows=NO_CAP, before=0.0, per_job=1, job_id_from=1, job_id_to=1
+    )
+    replica.ok(per_job)
+    # The per-job rule keeps the newest scheduled run, and neither counts nor
+    # drops the backfilled rows (the record that their slots ran).
+    assert states(replica) == [
+        (1, old[0], "success"),
+        *[(1, s, "pending") for s in old[1:]],
+        (1, T0 + 120, "success"),
+    ]
+    # The global cap and the age rule drop everything they may: not an unsent backfill.
+    replica.ok(dataclasses.replace(per_job, keep_rows=0, before=NOW + 1000))
+    assert states(replica) == [(1, s, "pending") for s in old[1:]]
 
 
 # -- cluster -------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from scheduler0.daemon.api.http import (
     failure,
 )
 from scheduler0.daemon.api.shapes import (
+    Backfilled,
     ClusterStatus,
     CredentialPage,
     Deleted,
@@ -60,6 +61,7 @@ from scheduler0.errors import (
     Scheduler0Error,
 )
 from scheduler0.models import (
+    BackfillIn,
     CredentialIn,
     CredentialOut,
     CredentialPatch,
@@ -227,6 +229,12 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/jobs/{id}/run", ("POST",), jobs.run_now, execute(On.JOB),
         "Run a job once now, outside its schedule",
         Reply(Triggered, 202, description="Accepted"), errors=(409,),
+    ),
+    RouteSpec(
+        "/jobs/{id}/backfill", ("POST",), jobs.backfill, execute(On.JOB),
+        "Fire every slot of the job's grid in a past range once, with the execution id its"
+        " scheduled run would have had (slots already run are not run again), at a bounded pace",
+        Reply(Backfilled, 202, description="Accepted"), body=Body(BackfillIn),
     ),
     RouteSpec(
         "/jobs/{id}/executions", ("GET",), jobs.job_executions, read(On.JOB),

@@ -50,16 +50,25 @@ from scheduler0.daemon.scheduling.cron import (
     EverySchedule,
     OneShotSchedule,
     ScheduleError,
+    is_manual,
     parse_schedule,
     validate_schedule,
 )
-from scheduler0.daemon.scheduling.policy import job_next_run
+from scheduler0.daemon.scheduling.policy import (
+    TooManySlots,
+    job_next_run,
+    job_schedule,
+    slots_between,
+)
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
 from scheduler0.daemon.state.schema import encode_policy
+from scheduler0.daemon.timefmt import iso
 from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import (
     ALIAS_PAIRS,
+    MAX_BACKFILL_SLOTS,
+    BackfillIn,
     JobIn,
     JobPatch,
     PauseIn,
@@ -517,6 +526,48 @@ async def run_now(request: Request) -> Response:
         c.JobTriggered(now=now, job_id=job_id, slot=int(now), manual=True)
     )
     return ok(result, 202)
+
+
+_BACKFILL_BODY = 4 * 1024
+"""The largest body a backfill reads (two times)."""
+
+
+async def backfill(request: Request) -> Response:
+    """Fire every slot of the job's grid in ``[from, to]`` once, with the
+    execution id its scheduled run would have had: the state machine queues
+    the slots not run yet (``JobBackfilled``), and the bucket's owner sends
+    them at a bounded pace (``scheduling/adoption.py``)."""
+    svc = services(request)
+    job_id = path_id(request)
+    body = parse_one(BackfillIn, await json_body(request, _BACKFILL_BODY))
+    now = time.time()
+    slots = await off_loop(_backfill_slots, svc.queries, job_id, body, now)
+    result = await svc.writes.propose(c.JobBackfilled(now=now, job_id=job_id, slots=slots))
+    return ok({**result, "first": iso(result["first"]), "last": iso(result["last"])}, 202)
+
+
+def _backfill_slots(queries: Queries, job_id: int, body: BackfillIn, now: float) -> list[int]:
+    """The slots of the job's grid (bounded by its ``start_at``/``end_at``)
+    from ``from`` to ``to`` (now, if later), both included; 422 naming the
+    field for an empty or reversed range, a range of more than
+    ``MAX_BACKFILL_SLOTS``, or a job without a grid (``@manually``)."""
+    job = queries.job(job_id)
+    start, end = body.from_, min(body.to, now)
+    if start >= now:
+        raise invalid([FieldError("from", "must be in the past")])
+    if end <= start:
+        raise invalid([FieldError("to", "must be later than from")])
+    if is_manual(job["spec"]):
+        raise invalid([FieldError("spec", "an @manually job has no schedule to backfill")])
+    schedule = job_schedule(job["spec"], job["timezone"], job["anchor"], job["policy"])
+    try:
+        return slots_between(schedule, start, end, MAX_BACKFILL_SLOTS)
+    except TooManySlots as exc:
+        message = (
+            f"the range holds more than {exc.limit} slots (the first {exc.limit} end at"
+            f" {iso(exc.last)}); backfill it in parts"
+        )
+        raise invalid([FieldError("to", message)]) from None
 
 
 async def job_executions(request: Request) -> Response:

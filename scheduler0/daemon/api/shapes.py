@@ -63,6 +63,23 @@ class Triggered(_Open):
     trigger: ExecutionTrigger = ExecutionTrigger.MANUAL
 
 
+class Backfilled(_Open):
+    """A backfill accepted: its slots are sent by the bucket's owner at a
+    bounded pace, each with the execution id its scheduled run would have had."""
+
+    job_id: int
+    requested: int = Field(description="Slots of the job's grid in the range.")
+    queued: int = Field(description="Slots queued now (none yet run, or missed or skipped).")
+    already_done: int = Field(
+        description="Slots that already have a run (sent, in flight, pending or lost)."
+    )
+    left_to_schedule: int = Field(
+        description="Slots after the job's last fired slot: its schedule fires them itself."
+    )
+    first: str | None = Field(description="The first slot in the range (RFC 3339), if any.")
+    last: str | None = Field(description="The last slot in the range (RFC 3339), if any.")
+
+
 class Health(_Open):
     status: Literal["ok", "degraded", "halted"]
     halted: str | None = Field(

@@ -10,6 +10,13 @@
   current owner once, in log order; the accepted ones are dispatched again
   with the same execution id (receivers de-duplicate on it). Older ones stay
   ``lost``.
+* Backfill executions (``JobBackfilled``: past slots, ``pending`` whatever
+  their age) go the same way, but paced so that they never crowd out live
+  fires: at most ``BACKFILL_PER_ROUND`` each ``ADOPT_EVERY`` seconds, never
+  more than ``BACKFILL_SHARE`` of the executor's free capacity (the rest is
+  the live fires'), none while the executor is full, and one proposal at a
+  time. A backfill execution lost on the way is adopted again the same way,
+  whatever its age.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
+from scheduler0.daemon.scheduling.firing import Capacity
 from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.scheduling.proposals import Outcome, Proposer, ignore
 from scheduler0.daemon.scheduling.stats import SchedulerStats
@@ -27,6 +35,21 @@ from scheduler0.daemon.state.schema import bucket_of, run_second
 
 ADOPT_EVERY = 0.5
 """Seconds between looks for ``lost`` or ``pending`` (run-now) executions to send."""
+
+BACKFILL_PER_ROUND = 100
+"""The most backfill executions one round (every ``ADOPT_EVERY`` seconds)
+sends: at most 200 a second per node, whatever the size of the backfill."""
+
+BACKFILL_SHARE = 0.5
+"""The share of the executor's free capacity a round of backfill may take:
+the rest stays free for the live fires of the next ticks."""
+
+
+def backfill_budget(free_capacity: int) -> int:
+    """How many backfill executions a round may send when the executor has
+    ``free_capacity`` room: ``BACKFILL_SHARE`` of it, at most
+    ``BACKFILL_PER_ROUND``; 0 when it has (almost) none."""
+    return max(0, min(BACKFILL_PER_ROUND, int(free_capacity * BACKFILL_SHARE)))
 
 
 class Adoption:
@@ -39,6 +62,7 @@ class Adoption:
         proposer: Proposer,
         dispatcher: Dispatcher,
         sent: AbstractSet[tuple[int, int]],
+        executor: Capacity,
         stats: SchedulerStats,
         misfire_grace: float,
         clock: Callable[[], float],
@@ -49,10 +73,13 @@ class Adoption:
         self._proposer = proposer
         self._dispatcher = dispatcher
         self._sent = sent
+        self._executor = executor
         self._stats = stats
         self._grace = misfire_grace
         self._clock = clock
         self._last_adopt = 0.0
+        self.backfilling = False
+        """A round of backfill is proposed and its outcome is not in yet."""
 
     def declare_own_lost(self) -> None:
         """After a restart this node's earlier ``dispatched`` executions have no
@@ -68,24 +95,49 @@ class Adoption:
 
     def adopt(self) -> None:
         """Re-send, with the same execution id, ``lost`` executions of owned
-        buckets still within the grace window; older ones stay ``lost``."""
+        buckets still within the grace window (older ones stay ``lost``) and
+        ``pending`` run-now ones; then a paced round of backfill."""
         now = self._clock()
         buckets = self._owned.buckets
         if now - self._last_adopt < ADOPT_EVERY or not buckets:
             return
         self._last_adopt = now
-        rows = [*self._queries.unsettled("lost"), *self._queries.unsettled("pending")]
+        queries = self._queries
+        rows = [
+            *queries.unsettled("lost", backfill=False),
+            *queries.unsettled("pending", backfill=False),
+        ]
         wanted = [
             [row["job_id"], row["slot"]]
             for row in rows
             if bucket_of(row["job_id"]) in buckets and now - run_second(row["slot"]) <= self._grace
         ]
-        if not wanted:
+        if wanted:
+            self._proposer.propose(
+                c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted),
+                self._adopted,
+            )
+        self._backfill(now, buckets)
+
+    def _backfill(self, now: float, buckets: frozenset[int]) -> None:
+        """One paced round of backfill executions (see the module docstring)."""
+        if self.backfilling:
             return
+        budget = backfill_budget(self._executor.free_capacity())
+        if budget <= 0:
+            return
+        due = self._queries.backfill_due(buckets, budget)
+        if not due:
+            return
+        self.backfilling = True
         self._proposer.propose(
-            c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted),
-            self._adopted,
+            c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=due),
+            self._backfilled,
         )
+
+    def _backfilled(self, outcome: Outcome) -> None:
+        self.backfilling = False
+        self._adopted(outcome)
 
     def _adopted(self, outcome: Outcome) -> None:
         result, error = outcome

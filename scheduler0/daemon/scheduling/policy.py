@@ -10,6 +10,7 @@ limit, no automatic pause.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -18,6 +19,7 @@ import orjson
 
 from scheduler0.daemon.executor.delivery import Delivery
 from scheduler0.daemon.scheduling.cron import (
+    NEVER,
     BoundedSchedule,
     Schedule,
     parse_schedule,
@@ -97,6 +99,29 @@ def job_next_run(
     schedule = job_schedule(spec, timezone, anchor, raw_policy)
     runs_left = policy_of(raw_policy).runs_left(fired_count)
     return resume_slot(schedule, not_before, last_fired, runs_left)
+
+
+class TooManySlots(ValueError):
+    """A range holding more slots than allowed; ``last`` is the last allowed one."""
+
+    def __init__(self, limit: int, last: int) -> None:
+        super().__init__(f"more than {limit} slots")
+        self.limit = limit
+        self.last = last
+
+
+def slots_between(schedule: Schedule, start: float, end: float, limit: int) -> list[int]:
+    """The slots of ``schedule`` from ``start`` to ``end``, both included,
+    ascending (what a backfill fires). Raises ``TooManySlots`` past ``limit``
+    slots, without walking the rest of the range."""
+    slots: list[int] = []
+    slot = schedule.next_after(math.ceil(start) - 1)
+    while slot != NEVER and slot <= end:
+        if len(slots) == limit:
+            raise TooManySlots(limit, slots[-1])
+        slots.append(slot)
+        slot = schedule.next_after(slot)
+    return slots
 
 
 def jitter_offset(job_id: int, slot: int, jitter_seconds: int) -> int:

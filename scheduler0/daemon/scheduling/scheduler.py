@@ -110,6 +110,7 @@ class Scheduler:
             proposer=proposer,
             dispatcher=dispatcher,
             sent=self._results.sent,
+            executor=executor,
             stats=self.stats,
             misfire_grace=misfire_grace,
             clock=clock,

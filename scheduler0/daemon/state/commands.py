@@ -30,10 +30,10 @@ were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
 schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
 ``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a
 ``catchup=all`` backlog, recorded with trigger ``catchup``),
-``MemberJoined.automatic`` and ``MemberLeft.remember``. A node refuses
-commands of a version it does not know (loudly) instead of dropping their
-fields: upgrade a cluster by stopping every node, then starting them all on
-the new code.
+``MemberJoined.automatic`` and ``MemberLeft.remember``; and one command type,
+``JobBackfilled`` (older journals never hold it). A node refuses commands of a
+version it does not know (loudly) instead of dropping their fields: upgrade a
+cluster by stopping every node, then starting them all on the new code.
 """
 
 from __future__ import annotations
@@ -202,6 +202,23 @@ class JobTriggered(Command):
     job_id: int
     slot: int
     manual: bool = False
+
+
+@dataclass(frozen=True)
+class JobBackfilled(Command):
+    """Fire past slots of a job's grid once (added within version 4): each of
+    ``slots`` (the proposer computed them from the job's grid, ascending) not
+    held by an execution yet becomes a ``pending`` execution with trigger
+    ``backfill``, and one recorded ``missed`` or ``skipped`` is made
+    ``pending`` again; either is keyed by the slot itself, so it carries the
+    execution id the scheduled run would have had. A slot the schedule may
+    still fire (later than the job's last fired slot and its start) is left
+    to the schedule. The bucket's owner sends the pending ones at its own
+    pace (``scheduling/adoption.py``)."""
+
+    now: float
+    job_id: int
+    slots: list[int]
 
 
 class IdempotencyKey(NamedTuple):

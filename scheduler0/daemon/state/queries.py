@@ -12,14 +12,14 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
-from scheduler0.daemon.state.schema import RUN_SECOND_SQL, connect
+from scheduler0.daemon.state.schema import BACKFILL, RUN_SECOND_SQL, connect
 from scheduler0.errors import NotFound
 
 
@@ -268,15 +268,34 @@ class Queries:
         ).fetchall()
         return Page(total, offset, limit, rows)
 
-    def unsettled(self, state: str, node_id: int | None = None) -> list[sqlite3.Row]:
+    def unsettled(
+        self, state: str, node_id: int | None = None, *, backfill: bool = True
+    ) -> list[sqlite3.Row]:
         """Executions in ``state`` (``pending``, ``dispatched`` or ``lost``),
-        optionally of one node."""
+        optionally of one node; without the backfill ones when ``backfill`` is
+        False (those are sent at their own pace: ``backfill_due``)."""
         sql = "SELECT job_id, slot, node_id, created_at FROM executions WHERE state = ?"
         args: list[Any] = [state]
         if node_id is not None:
             sql += " AND node_id = ?"
             args.append(node_id)
+        if not backfill:
+            sql += " AND trigger IS NOT ?"
+            args.append(BACKFILL)
         return self.db.execute(sql, args).fetchall()
+
+    def backfill_due(self, buckets: Iterable[int], limit: int) -> list[list[int]]:
+        """Up to ``limit`` backfill executions still to send (``pending``, or
+        ``lost`` on the way) of active jobs in ``buckets``, oldest request
+        first: ``[job_id, slot]``. Through the ``executions_by_trigger`` index,
+        which holds only rows with a trigger."""
+        rows = self.db.execute(
+            "SELECT e.job_id, e.slot FROM executions AS e JOIN jobs AS j ON j.id = e.job_id"
+            " WHERE e.trigger = ? AND e.state IN ('pending', 'lost') AND NOT j.paused"
+            " AND j.bucket IN (SELECT value FROM json_each(?)) ORDER BY e.id LIMIT ?",
+            (BACKFILL, orjson.dumps(sorted(buckets)).decode(), limit),
+        ).fetchall()
+        return [[row[0], row[1]] for row in rows]
 
     def counts(self) -> dict[str, int]:
         db = self.db

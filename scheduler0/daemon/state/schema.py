@@ -24,6 +24,8 @@ row written before the column existed); ``models.ExecutionTrigger`` lists all.""
 CATCHUP = "catchup"
 """``executions.trigger`` of a fire of a ``catchup=all`` backlog
 (``SlotsFired.caught_up``)."""
+BACKFILL = "backfill"
+"""``executions.trigger`` of a past slot fired on request (``JobBackfilled``)."""
 
 MANUAL_PER_SECOND = 1000
 """Manual runs (run-now) of one job one second may hold (see ``manual_slot``)."""

@@ -343,23 +343,38 @@ def executions_redispatched(ctx: ApplyContext, cmd: c.ExecutionsRedispatched) ->
     return {"accepted": accepted}
 
 
+UNSENT_BACKFILL = "NOT (trigger IS 'backfill' AND state IN ('pending', 'lost'))"
+"""Backfilled runs not sent yet: kept by every rule of retention (they are
+old slots, so the per-job rule, which keeps the newest seconds, would drop
+them before they are sent)."""
+
+
 @handles(c.ExecutionsPruned)
 def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, Any]:
+    """Retention: rows past the global cap, older than ``before``, and past
+    ``per_job`` rows of a job (its newest seconds kept). ``dispatched`` rows
+    stay. Backfilled rows (``trigger = 'backfill'``, which no entry older than
+    ``JobBackfilled`` wrote, so those apply as before) stay while unsent, and
+    are not counted or dropped by the per-job rule: they are the record that
+    their slots ran, kept for ``before`` (``ExecutionRetentionSeconds``), so
+    repeating a backfill does not send them again."""
     db = ctx.db
     before = db.total_changes
     (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM executions").fetchone()
     db.execute(
-        "DELETE FROM executions WHERE id <= ? AND state != 'dispatched'",
+        f"DELETE FROM executions WHERE id <= ? AND state != 'dispatched' AND {UNSENT_BACKFILL}",
         (top - cmd.keep_rows,),
     )
     db.execute(
-        "DELETE FROM executions WHERE created_at < ? AND state != 'dispatched'", (cmd.before,)
+        "DELETE FROM executions WHERE created_at < ? AND state != 'dispatched'"
+        f" AND {UNSENT_BACKFILL}",
+        (cmd.before,),
     )
     db.execute(
         "DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
         f" (PARTITION BY job_id ORDER BY {RUN_SECOND_SQL} DESC, slot DESC) AS rn"
         " FROM executions"
-        " WHERE job_id BETWEEN ? AND ?) WHERE rn > ?)",
+        " WHERE job_id BETWEEN ? AND ? AND trigger IS NOT 'backfill') WHERE rn > ?)",
         (cmd.job_id_from, cmd.job_id_to, cmd.per_job),
     )
     return {"deleted": db.total_changes - before}

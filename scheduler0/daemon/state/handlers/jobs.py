@@ -10,6 +10,7 @@ import orjson
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
 from scheduler0.daemon.state.schema import (
+    BACKFILL,
     MANUAL,
     MANUAL_PER_SECOND,
     bucket_of,
@@ -266,4 +267,55 @@ def _manual_run(ctx: ApplyContext, cmd: c.JobTriggered, project_id: int) -> dict
         "slot": cmd.slot,
         "execution_id": execution_id(cmd.job_id, slot),
         "trigger": MANUAL,
+    }
+
+
+REFIRED_STATES = ("missed", "skipped")
+"""States of a slot's execution that a backfill fires again: the slot never
+reached its receiver. Any other row (sent, in flight, pending, lost and
+being adopted) means the slot is already done or underway."""
+
+
+@handles(c.JobBackfilled)
+def job_backfilled(ctx: ApplyContext, cmd: c.JobBackfilled) -> dict[str, Any]:
+    """Queue each listed slot once, as a ``pending`` execution with trigger
+    ``backfill`` (``commands.JobBackfilled``). Decided here, in log order, so
+    two backfills of one range (or a repeat) queue every slot at most once.
+
+    Slots later than the job's scheduling frontier (its last fired slot, or
+    its start ``not_before`` when that is later) are the schedule's own: it
+    fires them, or records them missed, itself; a backfill leaves them alone
+    (``left_to_schedule``) so a slot is never sent by both."""
+    db = ctx.db
+    row = db.execute(
+        "SELECT project_id, MAX(not_before, COALESCE(last_fired_slot, not_before))"
+        " FROM jobs WHERE id = ?",
+        (cmd.job_id,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no job with id {cmd.job_id}")
+    project_id, frontier = row
+    past = [slot for slot in cmd.slots if slot <= frontier]
+    listed = orjson.dumps(past).decode()
+    refired = db.execute(
+        "UPDATE executions SET state = 'pending', trigger = ?, node_id = NULL, error = NULL,"
+        " updated_at = ? WHERE job_id = ? AND state IN (?, ?)"
+        " AND slot IN (SELECT value FROM json_each(?))",
+        (BACKFILL, cmd.now, cmd.job_id, *REFIRED_STATES, listed),
+    ).rowcount
+    inserted = db.execute(
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, created_at,"
+        " updated_at, trigger) SELECT ?, ?, value, 'pending', ?, ?, ? FROM json_each(?)"
+        " ORDER BY key",
+        (cmd.job_id, project_id, cmd.now, cmd.now, BACKFILL, listed),
+    ).rowcount
+    queued = refired + inserted
+    return {
+        "job_id": cmd.job_id,
+        "requested": len(cmd.slots),
+        "queued": queued,
+        "already_done": len(past) - queued,
+        "left_to_schedule": len(cmd.slots) - len(past),
+        "first": cmd.slots[0] if cmd.slots else None,
+        "last": cmd.slots[-1] if cmd.slots else None,
     }
