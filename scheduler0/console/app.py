@@ -232,11 +232,14 @@ class ConsoleApp(App[None]):
             None,
             False,
         )
-        self._repaint_bars()
-        self.main.query_one(NodesTable).show(message.view, now)
-        self.main.query_one(ActivityPanel).show(message.view, self.history)
-        self.main.show_error("nodes", "")
-        self.main.mark_stale("nodes", None)
+        try:
+            self._repaint_bars()
+            self.main.query_one(NodesTable).show(message.view, now)
+            self.main.query_one(ActivityPanel).show(message.view, self.history)
+            self.main.show_error("nodes", "")
+            self.main.mark_stale("nodes", None)
+        except NoMatches:  # the app is closing: its widgets are gone, a fetch landed
+            return
 
     @property
     def top_screen(self) -> Screen[object] | None:
