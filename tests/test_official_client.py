@@ -204,3 +204,24 @@ def test_a_job_created_by_the_client_fires_to_its_executor_signed_with_its_secre
         webhook.verify(body, headers)  # raises WebhookVerificationError when not signed so
         ours = [i for i in items if isinstance(i, dict) and i.get("id") == job_id]
         assert all(str(i["execution_id"]).startswith(f"{job_id}-") for i in ours), ours
+
+
+def _readme_example() -> str:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Using the official clients\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_example_uses_the_official_clients_real_api(client_python: Path) -> None:
+    """Its imports, client methods and request-body fields exist in the client
+    (checked in the client's environment, statically: no node needed)."""
+    checker = REPO / "tests" / "official_client" / "check_example.py"
+    done = subprocess.run(
+        [str(client_python), "-I", str(checker)],
+        input=_readme_example(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == []
