@@ -15,9 +15,12 @@ update, delete; jobs batch create (``executorId``, ``startDate``,
 ``retryMax``, ``status``), get, list, update, delete; executions list.
 
 Asserted here: every one of those calls succeeded (a failure names the call,
-the status and the node's answer), and the job created through the client was
-called back at its executor's URL, signed with the executor's secret
-(checked with the Standard Webhooks library).
+the status and the node's answer; a call whose input a failed call should have
+made still runs on one the driver makes over plain HTTP, so each call is judged
+on its own), and the job created through the client was called back at its
+executor's URL, signed with the executor's secret (checked with the Standard
+Webhooks library). And the README's worked example uses the client's real API
+(``tests/official_client/check_example.py``).
 """
 
 from __future__ import annotations

@@ -86,13 +86,23 @@ class Steps:
         except Exception as exc:  # any other failure of the client is this step's
             outcome["error"] = f"{type(exc).__name__}: {exc}"[:2000]
         else:
-            problem = check(result) if check is not None else None
+            problem = self._check(check, result)
             outcome["ok"] = problem is None
             outcome["error"] = problem
         outcome["result"] = result
         self.outcomes[name] = outcome
         print(json.dumps(outcome, default=str), flush=True)
         return result if outcome["ok"] else None
+
+    @staticmethod
+    def _check(check: Check | None, result: Any) -> str | None:
+        """The check's message; an answer of another shape is a failed check too."""
+        if check is None:
+            return None
+        try:
+            return check(result)
+        except Exception as exc:  # a missing key, a failed GET after a delete, ...
+            return f"checking the answer: {type(exc).__name__}: {exc}"[:2000]
 
 
 def need(value: Any, what: str) -> Any:
