@@ -242,10 +242,12 @@ class RunningReceiver:
 
     def requests(self) -> list[tuple[dict[str, Any], dict[str, str], bytes]]:
         """Every request recorded so far (``keep_requests=True``), in arrival order,
-        as ``(record, headers, raw body)``."""
+        as ``(record, headers, raw body)``. As in :meth:`records`, a last line
+        still being written is left for the next call."""
         if self.requests_out is None or not self.requests_out.exists():
             return []
-        lines = self.requests_out.read_bytes().splitlines()
+        data = self.requests_out.read_bytes()
+        lines = data[: data.rfind(b"\n") + 1].splitlines()
         records = [orjson.loads(line) for line in lines if line]
         return [(r, r["headers"], base64.b64decode(r["body_b64"])) for r in records]
 
