@@ -272,11 +272,15 @@ def test_project_deleted_only_once_it_has_no_jobs(replica: Replica) -> None:
 # -- executors (version 5) -----------------------------------------------------------------
 
 
+URL = "http://127.0.0.1:2/hooks"
+V2 = "http://127.0.0.1:3/v2"
+
+
 def executor(**overrides: Any) -> c.ExecutorCreated:
     fields: dict[str, Any] = {
         "now": NOW,
         "name": "billing",
-        "webhook_url": "http://127.0.0.1:2/hooks",
+        "webhook_url": URL,
         "webhook_method": "PUT",
         "webhook_secret": "exec-secret",
         "created_by": "ops",
@@ -294,10 +298,8 @@ def test_executor_created_stores_what_the_proposer_stamped(replica: Replica) -> 
     assert replica.ok(executor()) == {"id": 1}
     assert replica.ok(executor(now=NOW + 1, name="plain", webhook_secret=None)) == {"id": 2}
     assert replica.rows(EXECUTOR_ROW) == [
-        (1, "billing", "webhook_url", "http://127.0.0.1:2/hooks", "PUT", "exec-secret", "ops")
-        + (None, NOW, NOW),
-        (2, "plain", "webhook_url", "http://127.0.0.1:2/hooks", "PUT", None, "ops")
-        + (None, NOW + 1, NOW + 1),
+        (1, "billing", "webhook_url", URL, "PUT", "exec-secret", "ops", None, NOW, NOW),
+        (2, "plain", "webhook_url", URL, "PUT", None, "ops", None, NOW + 1, NOW + 1),
     ]
 
 
@@ -310,7 +312,7 @@ def test_executor_updated_sets_the_given_fields_and_tells_the_owners_of_its_jobs
     replica.ok(c.JobsCreated(now=NOW, jobs=[job(callback_url="", executor_id=1) for _ in "ab"]))
     heard: list[tuple[str, Any]] = []
     replica.machine._on_change = lambda kind, detail: heard.append((kind, detail))
-    changes = {"webhook_url": "http://127.0.0.1:3/v2", "webhook_method": "POST"}
+    changes = {"webhook_url": V2, "webhook_method": "POST"}
     replica.ok(c.ExecutorUpdated(now=NOW + 5, executor_id=1, changes={**changes}))
     replica.ok(
         c.ExecutorUpdated(
@@ -318,8 +320,7 @@ def test_executor_updated_sets_the_given_fields_and_tells_the_owners_of_its_jobs
         )
     )
     assert replica.rows(EXECUTOR_ROW) == [
-        (1, "billing", "webhook_url", "http://127.0.0.1:3/v2", "POST", None, "ops", "dev")
-        + (NOW, NOW + 6)
+        (1, "billing", "webhook_url", V2, "POST", None, "ops", "dev", NOW, NOW + 6)
     ]
     assert heard == [("jobs", [3, 4]), ("jobs", [3, 4])]
     err = replica.refused(c.ExecutorUpdated(now=NOW, executor_id=9, changes={}), "not_found")
