@@ -437,7 +437,8 @@ async def update_job(request: Request) -> Response:
     changes.update(await off_loop(_destination_changes, svc.queries, current, patch))
     if "callback_url" in changes or changes.get("data") is not None:
         checks = await off_loop(job_checks, svc)
-        problems = checks.problems(changes.get("callback_url"), changes.get("data"))
+        # "" (the job moves onto an executor) is not a URL to check.
+        problems = checks.problems(changes.get("callback_url") or None, changes.get("data"))
         if problems:
             raise invalid(problems)
     policy_given = patch.policy_changes()

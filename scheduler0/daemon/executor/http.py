@@ -113,7 +113,7 @@ class Fire:
     job_id: int
     slot: int  # the execution's key: unix seconds of its slot, or a manual run's key
     callback_url: str
-    signing_secret: str  # per project; fires batch by (callback_url, signing_secret, delivery)
+    signing_secret: str  # the project's or its executor's
     payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
     delivery: Delivery | None = None  # the job's retry/timeout policies; None: the node's
     method: str = "POST"  # an executor's webhook_method; every other job's is POST
