@@ -12,7 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler0.models import CredentialOut, ExecutionOut, ExecutionTrigger, JobOut, ProjectOut
+from scheduler0.models import (
+    AuditRecordOut,
+    CredentialOut,
+    ExecutionOut,
+    ExecutionTrigger,
+    JobOut,
+    ProjectOut,
+)
 
 
 class _Shape(BaseModel):
@@ -45,6 +52,10 @@ class JobPage(_Page):
 
 class ExecutionPage(_Page):
     executions: list[ExecutionOut] = Field(description="Newest first.")
+
+
+class AuditPage(_Page):
+    records: list[AuditRecordOut] = Field(description="Newest first.")
 
 
 class Deleted(_Shape):
