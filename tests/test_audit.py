@@ -48,7 +48,7 @@ def test_the_official_clients_bodies_are_recorded_and_shown(
     """``ProjectRequestBody``, ``ProjectUpdateRequestBody``, ``JobRequestBody``
     (with a callback URL), ``JobUpdateRequestBody`` and the delete bodies, as
     the client serializes them (camelCase, a JSON body on DELETE)."""
-    client, _ = credential(node, operator, scopes=["write", "read"])
+    client, credential_id = credential(node, operator, scopes=["write", "read"])
     try:
         project = client.data(
             "POST",
@@ -87,7 +87,10 @@ def test_the_official_clients_bodies_are_recorded_and_shown(
         shown = client.data("GET", f"/jobs/{job_id}")
         assert (shown["created_by"], shown["modified_by"]) == ("cy", "dee")
         listed = client.data("GET", "/jobs", params={"projectId": project["id"]})["jobs"]
-        assert [(j["id"], j["created_by"]) for j in listed][0] == (job_id, "cy")
+        assert [(j["id"], j["created_by"]) for j in listed] == [
+            (job_id, "cy"),
+            (other, f"credential:{credential_id}"),  # the item named nobody: the caller
+        ]
 
         before = time.time()
         gone = client.data("DELETE", f"/jobs/{job_id}", json={"deletedBy": "eve"})

@@ -229,7 +229,7 @@ def test_the_recording_function_serves_any_kind_of_delete(tmp_path: Path) -> Non
     StateMachine(tmp_path / "a.db").close()  # the schema
     executors = [DeletedObject("executor", 3, "hooks", None, {"webhook_url": "http://h/"})]
     assert record_deletions(conn, NOW, None, executors) == 0
-    assert record_deletions(conn, NOW, "ana", executors + [DeletedObject("job", 4)]) == 2
+    assert record_deletions(conn, NOW, "ana", [*executors, DeletedObject("job", 4)]) == 2
     conn.commit()
     assert conn.execute(AUDIT + " ORDER BY id").fetchall() == [
         (1, NOW, "deleted", "executor", 3, "hooks", None, "ana", '{"webhook_url":"http://h/"}'),
