@@ -22,6 +22,7 @@ from scheduler0.daemon.api import (
     audit,
     backup,
     cluster,
+    executors,
     jobs,
     observe,
     openapi,
@@ -54,6 +55,7 @@ from scheduler0.daemon.api.shapes import (
     CredentialPage,
     Deleted,
     ExecutionPage,
+    ExecutorPage,
     Health,
     JobPage,
     Member,
@@ -78,6 +80,9 @@ from scheduler0.models import (
     CredentialPatch,
     CredentialScope,
     DeleteIn,
+    ExecutorIn,
+    ExecutorOut,
+    ExecutorPatch,
     JobIn,
     JobOut,
     JobPatch,
@@ -206,6 +211,31 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/credentials/{id}", ("DELETE",), accounts.delete_credential, OPERATOR,
         "Delete a client credential; recorded in the audit log", Reply(Deleted),
         body=Body(DeleteIn, required=False),
+    ),
+    RouteSpec(
+        "/executors", ("POST",), executors.create_executor, write(On.ACCOUNT),
+        "Create an executor (type webhook_url): a URL, method and secret jobs may call back"
+        " through (executor_id)",
+        Reply(ExecutorOut, 201, description="Created"), body=Body(ExecutorIn),
+    ),
+    RouteSpec(
+        "/executors", ("GET",), executors.list_executors, read(),
+        "List executors", Reply(ExecutorPage), query=LIST,
+    ),
+    RouteSpec(
+        "/executors/{id}", ("GET",), executors.get_executor, read(),
+        "Get an executor (its secret is never shown)", Reply(ExecutorOut), query=READ,
+    ),
+    RouteSpec(
+        "/executors/{id}", ("PUT", "PATCH"), executors.update_executor, write(On.ACCOUNT),
+        "Change an executor: the later callbacks of its jobs go to its new URL, method and"
+        " secret",
+        Reply(ExecutorOut), body=Body(ExecutorPatch),
+    ),
+    RouteSpec(
+        "/executors/{id}", ("DELETE",), executors.delete_executor, write(On.ACCOUNT),
+        "Delete an executor (refused while jobs use it)", Reply(Deleted),
+        body=Body(DeleteIn, required=False), errors=(409,),
     ),
     RouteSpec(
         "/jobs", ("POST",), jobs.create_jobs, write(On.JOB_ITEMS),

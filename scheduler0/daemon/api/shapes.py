@@ -17,6 +17,7 @@ from scheduler0.models import (
     CredentialOut,
     ExecutionOut,
     ExecutionTrigger,
+    ExecutorOut,
     JobOut,
     ProjectOut,
 )
@@ -40,6 +41,10 @@ class _Page(_Shape):
 
 class ProjectPage(_Page):
     projects: list[ProjectOut]
+
+
+class ExecutorPage(_Page):
+    executors: list[ExecutorOut]
 
 
 class CredentialPage(_Page):
