@@ -382,6 +382,16 @@ class Settings(BaseModel):
         alias="ExecutionRetentionSeconds",
         description="Seconds execution rows are kept (default 7 days)",
     )
+    audit_retention_rows: PositiveInt = _setting(
+        100000,
+        alias="AuditRetentionRows",
+        description="Max audit records (deletions) kept; oldest are pruned (count)",
+    )
+    audit_retention_seconds: PositiveFloat = _setting(
+        90 * 24 * 3600.0,
+        alias="AuditRetentionSeconds",
+        description="Seconds audit records (deletions) are kept (default 90 days)",
+    )
     max_jobs_per_request: PositiveInt = _setting(
         10000, alias="MaxJobsPerRequest", description="Max jobs in one POST /jobs array (count)"
     )

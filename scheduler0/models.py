@@ -83,6 +83,7 @@ _ALIASES = {
     "created_by": "createdBy",
     "modified_by": "modifiedBy",
     "deleted_by": "deletedBy",
+    "archived_by": "archivedBy",
     "executor_id": "executorId",
     "webhook_url": "webhookUrl",
     "webhook_method": "webhookMethod",
@@ -200,21 +201,55 @@ def _plain(value: str | None, allowed: str) -> str | None:
     return value
 
 
+MAX_ACTOR = 255
+"""Characters of a ``created_by``, ``modified_by`` or ``deleted_by``."""
+
+_ACTOR_DOC = (
+    f"Who {{did}} it: at most {MAX_ACTOR} characters, no control or bidirectional characters."
+    " Left out (or empty): the caller's identity, credential:<id> or operator."
+)
+
+
+def _actor(name: str, did: str) -> Any:
+    """A ``created_by``/``modified_by``/``deleted_by`` field: an optional
+    string that the API fills with the caller when left out (or empty)."""
+    return Field(
+        default=None,
+        validation_alias=_alias(name),
+        max_length=MAX_ACTOR,
+        description=_ACTOR_DOC.format(did=did),
+    )
+
+
 class ProjectIn(_Input):
     name: StrictStr = Field(min_length=1, max_length=255)
     description: StrictStr = Field(default="", max_length=4096)
+    created_by: StrictStr | None = _actor("created_by", "created")
 
     _name = field_validator("name")(_plain_name)
     _description = field_validator("description")(_plain_text)
+    _by = field_validator("created_by")(_plain_name)
 
 
 class ProjectPatch(_Patch):
     name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
     description: StrictStr | None = Field(default=None, max_length=4096)
+    modified_by: StrictStr | None = _actor("modified_by", "changed")
 
-    _present = field_validator("name", "description", mode="before")(_not_null)
+    _present = field_validator("name", "description", "modified_by", mode="before")(_not_null)
     _name = field_validator("name")(_plain_name)
     _description = field_validator("description")(_plain_text)
+    _by = field_validator("modified_by")(_plain_name)
+
+
+class DeleteIn(_Input):
+    """The optional body of a delete (the official clients send one:
+    ``ProjectDeleteRequestBody``, ``JobDeleteRequestBody``,
+    ``CredentialDeleteRequestBody``, ``ExecutorDeleteRequestBody``)."""
+
+    deleted_by: StrictStr | None = _actor("deleted_by", "deleted")
+
+    _by = field_validator("deleted_by")(_plain_name)
 
 
 # -- executors ---------------------------------------------------------------------------
@@ -331,14 +366,6 @@ class ExecutorPatch(_Patch):
     _name = field_validator("name")(_plain_name)
 
 
-class DeleteIn(_Input):
-    """The optional body of a delete (``ExecutorDeleteRequestBody``)."""
-
-    deleted_by: StrictStr | None = Field(
-        default=None, validation_alias=_alias("deleted_by"), max_length=255
-    )
-
-
 class CredentialScope(enum.StrEnum):
     """What a client credential may do; a credential holds a non-empty set."""
 
@@ -419,13 +446,12 @@ class CredentialIn(_Input):
         le=MAX_LIFETIME_SECONDS,
         description="The same as expires_at, counted from now (not with expires_at).",
     )
-    created_by: StrictStr | None = Field(
-        default=None, validation_alias=_alias("created_by"), max_length=255
-    )
+    created_by: StrictStr | None = _actor("created_by", "created")
     archived: StrictBool = False
 
     _scope_names = field_validator("scopes", mode="before")(_scopes)
     _expires = field_validator("expires_at", mode="before")(_expiry)
+    _by = field_validator("created_by")(_plain_name)
 
     @field_validator("projects")
     @classmethod
@@ -435,6 +461,17 @@ class CredentialIn(_Input):
 
 class CredentialPatch(_Input):
     archived: StrictBool
+    modified_by: StrictStr | None = _actor("modified_by", "changed")
+
+    _by = field_validator("modified_by")(_plain_name)
+
+
+class ArchiveIn(_Input):
+    """The optional body of ``POST /credentials/{id}/archive``."""
+
+    archived_by: StrictStr | None = _actor("archived_by", "archived")
+
+    _by = field_validator("archived_by")(_plain_name)
 
 
 MAX_JOB_NAME = 200
@@ -726,9 +763,11 @@ class JobIn(_JobPolicies):
         default=None, min_length=1, max_length=MAX_JOB_NAME, description=_NAME_DOC
     )
     labels: dict[str, str] | None = Field(default=None, description=_LABELS_DOC)
+    created_by: StrictStr | None = _actor("created_by", "created")
 
     _name = field_validator("name")(_plain_name)
     _label_map = field_validator("labels", mode="before")(_labels)
+    _by = field_validator("created_by")(_plain_name)
 
     @field_validator("callback_url")
     @classmethod
@@ -777,11 +816,20 @@ class JobPatch(_Patch, _JobPolicies):
     labels: dict[str, str] | None = Field(
         default=None, description=f"{_LABELS_DOC} Replaces every label; {{}} removes them."
     )
+    modified_by: StrictStr | None = _actor("modified_by", "changed")
 
     _present = field_validator(
-        "spec", "timezone", "callback_url", "executor_id", "execution_type", "labels", mode="before"
+        "spec",
+        "timezone",
+        "callback_url",
+        "executor_id",
+        "execution_type",
+        "labels",
+        "modified_by",
+        mode="before",
     )(_not_null)
     _name = field_validator("name")(_plain_name)
+    _by = field_validator("modified_by")(_plain_name)
     _label_map = field_validator("labels", mode="before")(_labels)
 
     @field_validator("callback_url")
@@ -798,8 +846,10 @@ class PauseIn(_Input):
         max_length=MAX_NOTE_LENGTH,
         description="Why: shown on the job as its status_note.",
     )
+    modified_by: StrictStr | None = _actor("modified_by", "paused or resumed")
 
     _note = field_validator("note")(_plain_name)
+    _by = field_validator("modified_by")(_plain_name)
 
 
 MAX_BACKFILL_SLOTS = 10_000
@@ -950,6 +1000,10 @@ class ProjectOut(_Output):
     description: str = ""
     created_at: str | None = None
     updated_at: str | None = None
+    created_by: str | None = Field(default=None, description="None: not known (older rows).")
+    modified_by: str | None = Field(
+        default=None, description="Who changed it last; None: never changed, or not known."
+    )
     signing_secret: str | None = None
     """Shown to callers who may sign for the project."""
 
@@ -964,6 +1018,9 @@ class CredentialOut(_Output):
     """Empty: every project."""
     expires_at: str | None = None
     created_by: str | None = None
+    modified_by: str | None = Field(
+        default=None, description="Who archived or restored it last; None: not known."
+    )
     created_at: str | None = None
     updated_at: str | None = None
     api_secret: str | None = None
@@ -1029,6 +1086,11 @@ class JobOut(_Output):
     updated_at: str | None = None
     name: str | None = None
     labels: dict[str, str] = Field(default_factory=dict)
+    created_by: str | None = Field(default=None, description="None: not known (older rows).")
+    modified_by: str | None = Field(
+        default=None,
+        description="Who changed, paused or resumed it last; None: never, or not known.",
+    )
     overlap: Overlap = "allow"
     retry: RetryOut | None = Field(default=None, description="None: the node's settings.")
     timeout_seconds: float | None = None
@@ -1072,3 +1134,40 @@ class ExecutionOut(_Output):
     error: str | None = None
     created_at: str | None = None
     updated_at: str | None = None
+
+
+class AuditKind(enum.StrEnum):
+    """What an audit record is about (``GET /audit?kind=``)."""
+
+    PROJECT = "project"
+    JOB = "job"
+    CREDENTIAL = "credential"
+    """Shown to operators only (a credential belongs to no project)."""
+    EXECUTOR = "executor"
+
+
+AUDIT_KINDS: tuple[str, ...] = tuple(AuditKind)
+
+
+class AuditRecordOut(_Output):
+    """One record of the audit log: who deleted what, and when."""
+
+    id: int
+    action: Literal["deleted"] = "deleted"
+    kind: AuditKind
+    object_id: int = Field(description="The id the deleted object had.")
+    name: str | None = Field(
+        default=None, description="Its name (a credential's description), if it had one."
+    )
+    project_id: int | None = Field(
+        default=None, description="The project it belonged to (a project's own id)."
+    )
+    by: str | None = Field(
+        description="deleted_by as the request gave it, else the caller: credential:<id> or"
+        " operator."
+    )
+    at: str = Field(description="When (RFC 3339, UTC): the time the delete was proposed.")
+    detail: dict[str, Any] = Field(
+        default_factory=dict,
+        description="What else named it: a job's spec and callback_url, a credential's api_key.",
+    )

@@ -14,7 +14,16 @@ from tests.support.nodes import (
     operator_headers,
 )
 
-PROJECT_KEYS = {"id", "name", "description", "signing_secret", "created_at", "updated_at"}
+PROJECT_KEYS = {
+    "id",
+    "name",
+    "description",
+    "signing_secret",
+    "created_at",
+    "updated_at",
+    "created_by",
+    "modified_by",
+}
 CREDENTIAL_KEYS = {
     "id",
     "api_key",
@@ -24,6 +33,7 @@ CREDENTIAL_KEYS = {
     "projects",
     "expires_at",
     "created_by",
+    "modified_by",
     "created_at",
     "updated_at",
 }
@@ -49,6 +59,8 @@ JOB_KEYS = {
     "updated_at",
     "name",
     "labels",
+    "created_by",
+    "modified_by",
     # status, and the policies (README "Job policies")
     "status",
     "status_note",

@@ -565,6 +565,22 @@ def test_credentials_create_with_scopes_projects_and_expiry(cli: Cli, api: Clien
     refused(cli("credentials", "create", "--project", "999999"), 1, "no project with id 999999")
 
 
+def test_audit_list_shows_who_deleted_what(cli: Cli, api: Client) -> None:
+    project = api.data("POST", "/projects", 201, json={"name": "cli-audit"})["id"]
+    job = new_job(api, project)
+    api.data("DELETE", f"/jobs/{job['id']}", json={"deletedBy": "cli-eve"})
+    page = cli.json("audit", "list", "--kind", "job", "--project", str(project))
+    human, bad_kind = parallel(
+        partial(cli, "audit", "list", "--project", str(project)),
+        partial(cli, "audit", "list", "--kind", "widget"),
+    )
+    assert set(page) >= PAGE_KEYS | {"records"} and page["total"] == 1
+    record = page["records"][0]
+    assert (record["kind"], record["object_id"], record["by"]) == ("job", job["id"], "cli-eve")
+    assert human.returncode == 0 and "cli-eve" in human.stdout
+    refused(bad_kind, 2, "widget")
+
+
 def test_auth_and_configuration_errors(cli: Cli, api: Client) -> None:
     no_secrets = {k: v for k, v in cli.env().items() if not k.startswith("SCHEDULER0_AUTH")}
     cred = api.data("POST", "/credentials", 201, json={})

@@ -192,6 +192,7 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ),
     ("GET", "/jobs/{id}/executions"): Example(on_job("/executions")),
     ("GET", "/executions"): Example(lambda w, c: filtered(w, c, "/executions")),
+    ("GET", "/audit"): Example(lambda w, c: filtered(w, c, "/audit")),
     ("GET", "/schedules/preview"): Example(
         lambda w, c: Request("/schedules/preview", params={"spec": "0 9 * * 1-5"})
     ),
@@ -324,6 +325,8 @@ def make_world(operator: Client) -> World:
     for project in (inside, outside):
         jobs[project] = operator.data("POST", "/jobs", 201, json=job_body(project))["id"]
         operator.data("POST", f"/jobs/{jobs[project]}/run", 202)  # an execution row each
+        gone = operator.data("POST", "/jobs", 201, json=job_body(project))["id"]
+        operator.data("DELETE", f"/jobs/{gone}")  # an audit record each
     executor = operator.data("POST", "/executors", 201, json=executor_body())["id"]
     return World(operator, inside, outside, jobs, executor)
 

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from scheduler0 import __version__
+from scheduler0.cli.audit_commands import audit_app
 from scheduler0.cli.backup_commands import backup, restore
 from scheduler0.cli.cluster_commands import cluster_app
 from scheduler0.cli.credentials_commands import credentials_app
@@ -96,6 +97,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(executions_app, name="executions")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(audit_app, name="audit")
 app.command("console")(console)
 
 

@@ -120,6 +120,9 @@ class CoordinatorSettings:
     retention_rows: int
     retention_seconds: float
     retention_per_job: int
+    audit_retention_rows: int | None = None
+    audit_retention_seconds: float | None = None
+    """The audit log's bounds; None: it is not pruned."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CoordinatorSettings:
@@ -131,6 +134,8 @@ class CoordinatorSettings:
             retention_rows=settings.execution_retention_rows,
             retention_seconds=settings.execution_retention_seconds,
             retention_per_job=settings.execution_retention_per_job,
+            audit_retention_rows=settings.audit_retention_rows,
+            audit_retention_seconds=settings.audit_retention_seconds,
         )
 
 
@@ -284,6 +289,10 @@ class Coordinator:
                 per_job=settings.retention_per_job,
                 job_id_from=start,
                 job_id_to=start + PRUNE_JOBS_PER_ROUND - 1,
+                audit_keep_rows=settings.audit_retention_rows,
+                audit_before=None
+                if settings.audit_retention_seconds is None
+                else now - settings.audit_retention_seconds,
             )
         )
         self._prune_from = start + PRUNE_JOBS_PER_ROUND

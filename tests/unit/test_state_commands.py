@@ -192,8 +192,8 @@ def test_project_created_gets_the_next_id_and_a_unique_name(replica: Replica) ->
     )
     assert err["details"] == [{"field": "name", "message": "already taken"}]
     assert replica.rows("SELECT * FROM projects ORDER BY id") == [
-        (1, "a", "d", "s1", NOW, NOW),
-        (2, "b", "", "s2", NOW + 1, NOW + 1),
+        (1, "a", "d", "s1", NOW, NOW, None, None),  # created_by, modified_by: not known
+        (2, "b", "", "s2", NOW + 1, NOW + 1, None, None),
     ]
 
 
@@ -437,8 +437,8 @@ def test_credential_created_stores_the_stamped_key_and_hash(replica: Replica) ->
     # Without scopes, projects or expiry (as every entry before version 3):
     # NULL, which means every scope, every project, never.
     assert replica.rows("SELECT * FROM credentials ORDER BY id") == [
-        (1, "k1", "h1", "ci", 0, NOW, NOW, None, None, None, None),
-        (2, "k2", "h2", "", 0, NOW + 1, NOW + 1, None, None, None, None),
+        (1, "k1", "h1", "ci", 0, NOW, NOW, None, None, None, None, None),
+        (2, "k2", "h2", "", 0, NOW + 1, NOW + 1, None, None, None, None, None),
     ]
 
 

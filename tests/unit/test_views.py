@@ -11,7 +11,14 @@ from pydantic import BaseModel
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.state.schema import manual_slot
-from scheduler0.models import CredentialOut, ExecutionOut, ExecutorOut, JobOut, ProjectOut
+from scheduler0.models import (
+    AuditRecordOut,
+    CredentialOut,
+    ExecutionOut,
+    ExecutorOut,
+    JobOut,
+    ProjectOut,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -32,6 +39,8 @@ PROJECT = {
     "signing_secret": "s",
     "created_at": NOW,
     "updated_at": NOW,
+    "created_by": "ana",
+    "modified_by": None,
 }
 CREDENTIAL = {
     "id": 2,
@@ -44,6 +53,7 @@ CREDENTIAL = {
     "projects": None,
     "expires_at": None,
     "created_by": None,
+    "modified_by": "credential:4",
 }
 EXECUTION = {
     "id": 9,
@@ -82,6 +92,32 @@ def test_a_project_is_shown_with_the_fields_of_project_out() -> None:
 
 def test_a_credential_is_shown_with_the_fields_of_credential_out() -> None:
     same_fields(CredentialOut, views.credential_out(CREDENTIAL), optional={"api_secret"})
+
+
+def test_a_new_job_shows_the_batch_creator_unless_it_names_its_own() -> None:
+    assert views.job_out(views.new_job_row(7, JOB, NOW, "credential:3"))["created_by"] == (
+        "credential:3"
+    )
+    own = views.job_out(views.new_job_row(7, {**JOB, "created_by": "ana"}, NOW, "credential:3"))
+    assert own["created_by"] == "ana" and own["modified_by"] is None
+
+
+def test_an_audit_record_is_shown_with_the_fields_of_audit_record_out() -> None:
+    row = {
+        "id": 5,
+        "at": NOW,
+        "action": "deleted",
+        "kind": "job",
+        "object_id": 7,
+        "name": "nightly",
+        "project_id": 3,
+        "actor": "ana",
+        "detail": '{"callback_url": "http://127.0.0.1:3000/cb", "spec": "* * * * *"}',
+    }
+    shown = views.audit_record_out(row)
+    same_fields(AuditRecordOut, shown, optional=set())
+    assert shown["by"] == "ana" and shown["at"] == "2027-01-15T08:00:00.500000Z"
+    assert shown["detail"] == {"callback_url": "http://127.0.0.1:3000/cb", "spec": "* * * * *"}
 
 
 def test_an_execution_is_shown_with_the_fields_of_execution_out() -> None:

@@ -8,7 +8,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
-from scheduler0.daemon.api.auth import shows_secrets, visible
+from scheduler0.daemon.api.audit import deleted_by
+from scheduler0.daemon.api.auth import actor, principal, shows_secrets, visible
 from scheduler0.daemon.api.http import (
     has_body,
     json_body,
@@ -26,6 +27,7 @@ from scheduler0.daemon.state.queries import Queries
 from scheduler0.errors import FieldError
 from scheduler0.models import (
     MAX_LIFETIME_SECONDS,
+    ArchiveIn,
     CredentialIn,
     CredentialPatch,
     ProjectIn,
@@ -50,6 +52,7 @@ async def create_project(request: Request) -> Response:
             description=body.description,
             signing_secret=new_signing_secret(),
             idempotency=idempotency_key(request, "POST /projects", raw),
+            created_by=actor(request, body.created_by),
         )
     )
     project = await off_loop(svc.queries.project, result["id"])
@@ -82,6 +85,7 @@ async def update_project(request: Request) -> Response:
             project_id=project_id,
             name=body.name,
             description=body.description,
+            modified_by=actor(request, body.modified_by),
         )
     )
     return ok(views.project_out(svc.queries.project(project_id), shows_secrets(request)))
@@ -94,7 +98,10 @@ async def rotate_signing_secret(request: Request) -> Response:
     project_id = path_id(request)
     await svc.writes.propose(
         c.ProjectUpdated(
-            now=time.time(), project_id=project_id, signing_secret=new_signing_secret()
+            now=time.time(),
+            project_id=project_id,
+            signing_secret=new_signing_secret(),
+            modified_by=principal(request),
         )
     )
     return ok(views.project_out(svc.queries.project(project_id)))
@@ -102,7 +109,10 @@ async def rotate_signing_secret(request: Request) -> Response:
 
 async def delete_project(request: Request) -> Response:
     project_id = path_id(request)
-    await services(request).writes.propose(c.ProjectDeleted(now=time.time(), project_id=project_id))
+    who = await deleted_by(request)
+    await services(request).writes.propose(
+        c.ProjectDeleted(now=time.time(), project_id=project_id, deleted_by=who)
+    )
     return ok({"id": project_id, "deleted": True})
 
 
@@ -127,7 +137,7 @@ async def create_credential(request: Request) -> Response:
             scopes=None if body.scopes is None else [str(scope) for scope in body.scopes],
             projects=body.projects,
             expires_at=expires_at,
-            created_by=body.created_by,
+            created_by=actor(request, body.created_by),
             archived=body.archived,
         )
     )
@@ -155,7 +165,12 @@ async def update_credential(request: Request) -> Response:
     credential_id = path_id(request)
     body = parse_one(CredentialPatch, await json_body(request, _SMALL_BODY))
     await svc.writes.propose(
-        c.CredentialArchived(now=time.time(), credential_id=credential_id, archived=body.archived)
+        c.CredentialArchived(
+            now=time.time(),
+            credential_id=credential_id,
+            archived=body.archived,
+            modified_by=actor(request, body.modified_by),
+        )
     )
     return ok(views.credential_out(svc.queries.credential(credential_id)))
 
@@ -163,16 +178,21 @@ async def update_credential(request: Request) -> Response:
 async def archive_credential(request: Request) -> Response:
     svc = services(request)
     credential_id = path_id(request)
+    raw = await json_body(request, _SMALL_BODY) if has_body(request) else {}
+    by = actor(request, parse_one(ArchiveIn, raw).archived_by)
     await svc.writes.propose(
-        c.CredentialArchived(now=time.time(), credential_id=credential_id, archived=True)
+        c.CredentialArchived(
+            now=time.time(), credential_id=credential_id, archived=True, modified_by=by
+        )
     )
     return ok(views.credential_out(svc.queries.credential(credential_id)))
 
 
 async def delete_credential(request: Request) -> Response:
     credential_id = path_id(request)
+    who = await deleted_by(request)
     await services(request).writes.propose(
-        c.CredentialDeleted(now=time.time(), credential_id=credential_id)
+        c.CredentialDeleted(now=time.time(), credential_id=credential_id, deleted_by=who)
     )
     return ok({"id": credential_id, "deleted": True})
 

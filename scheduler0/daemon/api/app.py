@@ -19,6 +19,7 @@ from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
 from scheduler0.daemon.api import (
     accounts,
+    audit,
     backup,
     cluster,
     executors,
@@ -48,6 +49,7 @@ from scheduler0.daemon.api.http import (
     failure,
 )
 from scheduler0.daemon.api.shapes import (
+    AuditPage,
     Backfilled,
     ClusterStatus,
     CredentialPage,
@@ -71,6 +73,7 @@ from scheduler0.errors import (
     Scheduler0Error,
 )
 from scheduler0.models import (
+    ArchiveIn,
     BackfillIn,
     CredentialIn,
     CredentialOut,
@@ -171,7 +174,8 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "/projects/{id}", ("DELETE",), accounts.delete_project, write(On.PROJECT),
-        "Delete a project (refused while it has jobs)", Reply(Deleted), errors=(409,),
+        "Delete a project (refused while it has jobs); recorded in the audit log",
+        Reply(Deleted), body=Body(DeleteIn, required=False), errors=(409,),
     ),
     RouteSpec(
         "/projects/{id}/signing-secret", ("POST",), accounts.rotate_signing_secret,
@@ -201,10 +205,12 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "/credentials/{id}/archive", ("POST",), accounts.archive_credential, OPERATOR,
         "Archive a client credential (its keys stop working)", Reply(CredentialOut),
+        body=Body(ArchiveIn, required=False),
     ),
     RouteSpec(
         "/credentials/{id}", ("DELETE",), accounts.delete_credential, OPERATOR,
-        "Delete a client credential", Reply(Deleted),
+        "Delete a client credential; recorded in the audit log", Reply(Deleted),
+        body=Body(DeleteIn, required=False),
     ),
     RouteSpec(
         "/executors", ("POST",), executors.create_executor, write(On.ACCOUNT),
@@ -253,7 +259,9 @@ ROUTES: tuple[RouteSpec, ...] = (
         Reply(JobOut), body=Body(JobPatch), errors=(409,),
     ),
     RouteSpec(
-        "/jobs/{id}", ("DELETE",), jobs.delete_job, write(On.JOB), "Delete a job", Reply(Deleted),
+        "/jobs/{id}", ("DELETE",), jobs.delete_job, write(On.JOB),
+        "Delete a job; recorded in the audit log", Reply(Deleted),
+        body=Body(DeleteIn, required=False),
     ),
     RouteSpec(
         "/jobs/{id}/pause", ("POST",), jobs.pause_job, execute(On.JOB),
@@ -289,6 +297,12 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/executions", ("GET",), observe.list_executions, read(On.LISTS),
         "Executions, newest first, filtered",
         Reply(ExecutionPage), query=(JOB_ID, PROJECT_ID, STATE, *EXECUTIONS),
+    ),
+    RouteSpec(
+        "/audit", ("GET",), audit.list_audit, read(On.LISTS),
+        "Who deleted what, and when: the audit log, newest first (operators see every record;"
+        " a credential, the records of its projects)",
+        Reply(AuditPage), query=(audit.KIND, PROJECT_ID, *LIST),
     ),
     RouteSpec(
         "/healthcheck", ("GET",), observe.healthcheck, PUBLIC,

@@ -195,6 +195,30 @@ def caller(request: Request) -> Caller:
     return user
 
 
+OPERATOR_PRINCIPAL = "operator"
+"""Who an operator (HTTP Basic) is in the audit fields."""
+
+
+def principal(request: Request) -> str:
+    """The caller as the audit fields record it when a body names nobody:
+    ``credential:<id>`` for a client credential (the id of ``GET
+    /credentials/{id}``), ``operator`` for an operator."""
+    who = caller(request)
+    if who.kind is CallerKind.CLIENT:
+        return f"credential:{who.credential_id}"
+    return OPERATOR_PRINCIPAL
+
+
+def actor(request: Request, given: str | None) -> str:
+    """Who did it: ``given`` (a body's ``createdBy``/``modifiedBy``/
+    ``deletedBy``) unless it is left out or empty, else the caller."""
+    return given if given else principal(request)
+
+
+def is_operator(request: Request) -> bool:
+    return caller(request).kind is CallerKind.OPERATOR
+
+
 def visible(request: Request) -> frozenset[int] | None:
     """The projects the caller may see (None: every project), for lists."""
     return caller(request).projects

@@ -18,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
-from scheduler0.daemon.api.auth import visible
+from scheduler0.daemon.api.audit import deleted_by
+from scheduler0.daemon.api.auth import actor, principal, visible
 from scheduler0.daemon.api.http import (
     JOB_NAME,
     JOBS_LIMIT,
@@ -321,6 +322,8 @@ async def create_jobs(request: Request) -> Response:
             f"{len(items)} jobs in one request; the limit is {svc.settings.max_jobs_per_request}"
         )
 
+    who = principal(request)  # each job's created_by unless the job names its own
+
     # Validation and the answer's rows (each with its next run) are CPU work in
     # proportion to the batch: off the loop that runs the scheduler's ticks.
     def prepare() -> tuple[c.JobsCreated, list[dict[str, Any]]]:
@@ -328,7 +331,8 @@ async def create_jobs(request: Request) -> Response:
         keyed = idempotency_key(request, "POST /jobs", body)
         now = time.time()
         rows = _job_rows(jobs, int(now))
-        return c.JobsCreated(now=now, jobs=rows, idempotency=keyed), rows
+        command = c.JobsCreated(now=now, jobs=rows, idempotency=keyed, created_by=who)
+        return command, rows
 
     command, rows = await off_loop(prepare)
     now = command.now
@@ -344,7 +348,9 @@ async def create_jobs(request: Request) -> Response:
     first = result["ids"][0]
 
     def created() -> Any:
-        out = [views.job_out(views.new_job_row(first + i, row, now)) for i, row in enumerate(rows)]
+        out = [
+            views.job_out(views.new_job_row(first + i, row, now, who)) for i, row in enumerate(rows)
+        ]
         return out[0] if single else out
 
     return await ok_off_loop(created, 201)
@@ -379,6 +385,8 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
             row["labels"] = job.labels
         if policy is not None:
             row["policy"] = policy
+        if job.created_by:  # absent: the batch's created_by (the caller)
+            row["created_by"] = job.created_by
         rows.append(row)
     return rows
 
@@ -435,6 +443,7 @@ async def update_job(request: Request) -> Response:
     if patch.labels is not None:
         changes["labels"] = patch.labels
     changes.update(await off_loop(_destination_changes, svc.queries, current, patch))
+    changes["modified_by"] = actor(request, patch.modified_by)
     if "callback_url" in changes or changes.get("data") is not None:
         checks = await off_loop(job_checks, svc)
         # "" (the job moves onto an executor) is not a URL to check.
@@ -516,7 +525,10 @@ def _merged_policy(stored: str | None, given: dict[str, Any]) -> dict[str, Any]:
 
 async def delete_job(request: Request) -> Response:
     job_id = path_id(request)
-    await services(request).writes.propose(c.JobDeleted(now=time.time(), job_id=job_id))
+    who = await deleted_by(request)
+    await services(request).writes.propose(
+        c.JobDeleted(now=time.time(), job_id=job_id, deleted_by=who)
+    )
     return ok({"id": job_id, "deleted": True})
 
 
@@ -524,12 +536,19 @@ async def _set_paused(request: Request, paused: bool) -> Response:
     svc = services(request)
     job_id = path_id(request)
     raw = await json_body(request, _NOTE_BODY) if has_body(request) else {}
-    note = parse_one(PauseIn, raw).note
+    body = parse_one(PauseIn, raw)
     now = time.time()
     next_run = None
     if not paused:  # the slots due while paused are skipped: the next is after now
         next_run = await off_loop(_resumed_run, svc.queries, job_id, int(now))
-    command = c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run, note=note)
+    command = c.JobPaused(
+        now=now,
+        job_id=job_id,
+        paused=paused,
+        next_run=next_run,
+        note=body.note,
+        modified_by=actor(request, body.modified_by),
+    )
     await svc.writes.propose(command)
     return ok(await off_loop(_job_out, svc.queries, job_id))
 

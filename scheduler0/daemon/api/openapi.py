@@ -94,7 +94,8 @@ A credential limited to some projects gets 404 for the others' projects and jobs
 if they did not exist, and never sees them in a list.
 
 Bodies are documented in snake_case; the camelCase spellings of the original server
-(`projectId`, `callbackUrl`, `executionType`, `jobId`, and the policies' `startAt`, `endAt`,
+(`projectId`, `callbackUrl`, `executionType`, `jobId`, `createdBy`, `modifiedBy`,
+`deletedBy`, and the policies' `startAt`, `endAt`,
 `maxRuns`, `jitterSeconds`, ...) are accepted too (not both at once).
 Reads are local to the node answering; add `?consistency=strong` to read after
 everything committed so far.
@@ -102,10 +103,12 @@ everything committed so far.
 
 
 EXAMPLES: dict[str, Any] = {
-    "ProjectIn": {"name": "billing", "description": "invoices and reminders"},
-    "ProjectPatch": {"description": "invoices, reminders and dunning"},
-    "CredentialIn": {"description": "billing service"},
-    "CredentialPatch": {"archived": True},
+    "ProjectIn": {"name": "billing", "description": "invoices and reminders", "created_by": "ana"},
+    "ProjectPatch": {"description": "invoices, reminders and dunning", "modified_by": "ana"},
+    "CredentialIn": {"description": "billing service", "created_by": "ops"},
+    "CredentialPatch": {"archived": True, "modified_by": "ops"},
+    "ArchiveIn": {"archived_by": "ops"},
+    "DeleteIn": {"deleted_by": "ana"},
     "JobIn": {
         "project_id": 1,
         "spec": "*/5 * * * *",
@@ -124,7 +127,6 @@ EXAMPLES: dict[str, Any] = {
         "created_by": "ops",
     },
     "ExecutorPatch": {"webhook_url": "http://127.0.0.1:3001/hooks", "modified_by": "ops"},
-    "DeleteIn": {"deleted_by": "ops"},
     "MemberIn": {
         "node_id": 2,
         "address": "http://127.0.0.1:9092",

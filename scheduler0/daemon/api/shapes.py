@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler0.models import (
+    AuditRecordOut,
     CredentialOut,
     ExecutionOut,
     ExecutionTrigger,
@@ -56,6 +57,10 @@ class JobPage(_Page):
 
 class ExecutionPage(_Page):
     executions: list[ExecutionOut] = Field(description="Newest first.")
+
+
+class AuditPage(_Page):
+    records: list[AuditRecordOut] = Field(description="Newest first.")
 
 
 class Deleted(_Shape):

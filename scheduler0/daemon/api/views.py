@@ -48,6 +48,8 @@ def project_out(row: Row, with_secret: bool = True) -> dict[str, Any]:
         "description": row["description"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+        "created_by": row["created_by"],
+        "modified_by": row["modified_by"],
     }
     if with_secret:
         out["signing_secret"] = row["signing_secret"]
@@ -66,6 +68,7 @@ def credential_out(row: Row) -> dict[str, Any]:
         "projects": [] if row["projects"] is None else orjson.loads(row["projects"]),
         "expires_at": iso(row["expires_at"]),
         "created_by": row["created_by"],
+        "modified_by": row["modified_by"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
     }
@@ -88,9 +91,12 @@ def executor_out(row: Row) -> dict[str, Any]:
     }
 
 
-def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, Any]:
-    """The row ``JobsCreated`` writes for ``job``: lets the API answer without
-    reading it back. Keep in step with the state machine's ``jobs_created``."""
+def new_job_row(
+    job_id: int, job: Mapping[str, Any], now: float, created_by: str | None = None
+) -> dict[str, Any]:
+    """The row ``JobsCreated`` writes for ``job`` (``created_by``: the batch's):
+    lets the API answer without reading it back. Keep in step with the state
+    machine's ``jobs_created``."""
     return {
         **job,
         "id": job_id,
@@ -112,6 +118,8 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
         "missed_count": 0,
         "created_at": now,
         "updated_at": now,
+        "created_by": job.get("created_by", created_by),
+        "modified_by": None,
     }
 
 
@@ -142,6 +150,8 @@ def job_out(row: Row) -> dict[str, Any]:
         "updated_at": iso(row["updated_at"]),
         "name": row["name"],
         "labels": _labels(row["labels"]),
+        "created_by": row["created_by"],
+        "modified_by": row["modified_by"],
         **policy_out(policy),
     }
 
@@ -234,4 +244,19 @@ def execution_out(row: Row) -> dict[str, Any]:
         "error": row["error"],
         "created_at": iso(row["created_at"]),
         "updated_at": iso(row["updated_at"]),
+    }
+
+
+def audit_record_out(row: Row) -> dict[str, Any]:
+    """``audit_log.actor`` is shown as ``by``, ``at`` as RFC 3339."""
+    return {
+        "id": row["id"],
+        "action": row["action"],
+        "kind": row["kind"],
+        "object_id": row["object_id"],
+        "name": row["name"],
+        "project_id": row["project_id"],
+        "by": row["actor"],
+        "at": iso(row["at"]),
+        "detail": {} if row["detail"] is None else orjson.loads(row["detail"]),
     }

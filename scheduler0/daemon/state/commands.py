@@ -31,7 +31,15 @@ schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
 ``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a
 ``catchup=all`` backlog, recorded with trigger ``catchup``),
 ``MemberJoined.automatic`` and ``MemberLeft.remember``; and one command type,
-``JobBackfilled`` (older journals never hold it). A node refuses commands of a
+``JobBackfilled`` (older journals never hold it). Who did it (optional, added
+the same way; absent: unknown, NULL, as every older entry): ``created_by`` of
+``ProjectCreated``, of ``JobsCreated`` (the batch's default) and of its items,
+``modified_by`` of ``ProjectUpdated``, ``JobUpdated.changes``, ``JobPaused``
+and ``CredentialArchived``, and ``deleted_by`` of ``ProjectDeleted``,
+``JobDeleted`` and ``CredentialDeleted``: a delete that carries it leaves a
+record in ``audit_log`` (one without it, as every older entry, leaves none);
+and ``ExecutionsPruned.audit_keep_rows``/``audit_before``, the audit log's
+retention (absent: the audit log is not pruned). A node refuses commands of a
 version it does not know (loudly) instead of dropping their fields: upgrade a
 cluster by stopping every node, then starting them all on the new code.
 
@@ -91,6 +99,8 @@ class ProjectCreated(Command):
     signing_secret: str
     idempotency: list[Any] | None = None
     """An ``IdempotencyKey`` (version 3): see ``state/idempotency.py``."""
+    created_by: str | None = None
+    """Who created it (optional; absent: unknown)."""
 
 
 @dataclass(frozen=True)
@@ -101,12 +111,16 @@ class ProjectUpdated(Command):
     description: str | None = None
     signing_secret: str | None = None
     """Version 3: a new secret (a rotation), stamped by the proposer."""
+    modified_by: str | None = None
+    """Who changed it (optional; absent: the project's ``modified_by`` is kept)."""
 
 
 @dataclass(frozen=True)
 class ProjectDeleted(Command):
     now: float
     project_id: int
+    deleted_by: str | None = None
+    """Who deleted it (optional): given, the delete is recorded in ``audit_log``."""
 
 
 @dataclass(frozen=True)
@@ -132,12 +146,16 @@ class CredentialArchived(Command):
     now: float
     credential_id: int
     archived: bool = True
+    modified_by: str | None = None
+    """Who archived or restored it (optional; absent: ``modified_by`` is kept)."""
 
 
 @dataclass(frozen=True)
 class CredentialDeleted(Command):
     now: float
     credential_id: int
+    deleted_by: str | None = None
+    """Who deleted it (optional): given, the delete is recorded in ``audit_log``."""
 
 
 @dataclass(frozen=True)
@@ -151,12 +169,16 @@ class JobsCreated(Command):
     ``labels`` (a ``{key: value}`` map); absent: no name, no labels, as every
     older entry. Optional ``executor_id`` (version 5; apply refuses an unknown
     one): the job calls back through that executor, and its ``callback_url``
-    is ``""``."""
+    is ``""``. Optional ``created_by``: who created that job, when it is not
+    the batch's ``created_by``."""
 
     now: float
     jobs: list[dict[str, Any]]
     idempotency: list[Any] | None = None
     """An ``IdempotencyKey`` (version 3): see ``state/idempotency.py``."""
+    created_by: str | None = None
+    """Who created the jobs that do not name their own ``created_by`` (optional;
+    absent: unknown). One value for the batch keeps a batch of 10,000 small."""
 
 
 @dataclass(frozen=True)
@@ -172,7 +194,8 @@ class JobUpdated(Command):
     the policies that bound the grid (``start_at``, ``end_at``, ``max_runs``)
     comes with its ``next_run`` and ``not_before``. ``changes["executor_id"]``
     (version 5) points the job at an executor (with ``callback_url`` ``""``),
-    or, None, back at its own ``callback_url`` (given with it)."""
+    or, None, back at its own ``callback_url`` (given with it). Optional
+    ``changes["modified_by"]``: who changed it (absent: kept)."""
 
     now: float
     job_id: int
@@ -183,6 +206,8 @@ class JobUpdated(Command):
 class JobDeleted(Command):
     now: float
     job_id: int
+    deleted_by: str | None = None
+    """Who deleted it (optional): given, the delete is recorded in ``audit_log``."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +221,8 @@ class JobPaused(Command):
     paused: bool
     next_run: int | None = None
     note: str | None = None
+    modified_by: str | None = None
+    """Who paused or resumed it (optional; absent: ``modified_by`` is kept)."""
 
 
 @dataclass(frozen=True)
@@ -434,7 +461,10 @@ class ExecutionsRedispatched(Command):
 
 @dataclass(frozen=True)
 class ExecutionsPruned(Command):
-    """Retention: drop rows past the global cap and older than ``before``."""
+    """Retention: drop rows past the global cap and older than ``before``.
+    ``audit_keep_rows`` and ``audit_before`` (optional; absent, as in every
+    older entry: the audit log is left alone): ``audit_log`` keeps at most its
+    newest ``audit_keep_rows`` records, none recorded before ``audit_before``."""
 
     now: float
     keep_rows: int
@@ -442,6 +472,8 @@ class ExecutionsPruned(Command):
     per_job: int
     job_id_from: int
     job_id_to: int
+    audit_keep_rows: int | None = None
+    audit_before: float | None = None
 
 
 class UndecodableCommand(ValueError):

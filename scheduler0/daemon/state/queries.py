@@ -336,6 +336,39 @@ class Queries:
         ).fetchall()
         return [[row[0], row[1]] for row in rows]
 
+    # -- the audit log ----------------------------------------------------------------
+
+    def audit_records(
+        self,
+        *,
+        kind: str | None = None,
+        project_id: int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        visible: Visible = None,
+        every_record: bool = False,
+    ) -> Page:
+        """Audit records, newest first. ``every_record`` (operators): records
+        of no project (credentials) too; otherwise only records of a project
+        in ``visible`` (None: of any project)."""
+        clause, args = _visible(visible)
+        clauses = [clause]
+        if not every_record:
+            clauses.append("project_id IS NOT NULL")
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(kind)
+        if project_id is not None:
+            clauses.append("project_id = ?")
+            args.append(project_id)
+        where = _where(clauses)
+        (total,) = self.db.execute(f"SELECT COUNT(*) FROM audit_log {where}", args).fetchone()
+        rows = self.db.execute(
+            f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        ).fetchall()
+        return Page(total, offset, limit, rows)
+
     def counts(self) -> dict[str, int]:
         db = self.db
         out = {

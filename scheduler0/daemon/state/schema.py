@@ -144,6 +144,19 @@ CREATE TABLE IF NOT EXISTS departed_members (
     node_id INTEGER PRIMARY KEY,
     left_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    action TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    object_id INTEGER NOT NULL,
+    name TEXT,
+    project_id INTEGER,
+    actor TEXT,
+    detail TEXT
+);
+CREATE INDEX IF NOT EXISTS audit_log_by_kind ON audit_log(kind, id);
+CREATE INDEX IF NOT EXISTS audit_log_by_project ON audit_log(project_id, id);
 """
 
 
@@ -219,9 +232,16 @@ ADDED_COLUMNS = (
     ("jobs", "status_note", "TEXT"),
     ("jobs", "consecutive_failures", "INTEGER NOT NULL DEFAULT 0"),
     ("jobs", "executor_id", "INTEGER"),
+    ("projects", "created_by", "TEXT"),
+    ("projects", "modified_by", "TEXT"),
+    ("jobs", "created_by", "TEXT"),
+    ("jobs", "modified_by", "TEXT"),
+    ("credentials", "modified_by", "TEXT"),
 )
 """Columns added to a table since its first version, in order: a snapshot
-written by an older node lacks them and gets them (NULL) when loaded."""
+written by an older node lacks them and gets them (NULL) when loaded. The
+``created_by``/``modified_by`` columns: NULL is "not known" (every row made
+or last changed by an older entry)."""
 
 ADDED_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;

@@ -9,6 +9,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
+from scheduler0.daemon.state.handlers.audit import DeletedObject, record_deletions
 from scheduler0.errors import Conflict, FieldError
 
 
@@ -21,9 +22,9 @@ def project_created(ctx: ApplyContext, cmd: c.ProjectCreated) -> dict[str, Any]:
             [FieldError("name", "already taken")],
         )
     cur = db.execute(
-        "INSERT INTO projects (name, description, signing_secret, created_at, updated_at)"
-        " VALUES (?, ?, ?, ?, ?)",
-        (cmd.name, cmd.description, cmd.signing_secret, cmd.now, cmd.now),
+        "INSERT INTO projects (name, description, signing_secret, created_at, updated_at,"
+        " created_by) VALUES (?, ?, ?, ?, ?, ?)",
+        (cmd.name, cmd.description, cmd.signing_secret, cmd.now, cmd.now, cmd.created_by),
     )
     return {"id": cur.lastrowid}
 
@@ -43,8 +44,16 @@ def project_updated(ctx: ApplyContext, cmd: c.ProjectUpdated) -> dict[str, Any]:
             )
     db.execute(
         "UPDATE projects SET name = COALESCE(?, name), description = COALESCE(?, description),"
-        " signing_secret = COALESCE(?, signing_secret), updated_at = ? WHERE id = ?",
-        (cmd.name, cmd.description, cmd.signing_secret, cmd.now, cmd.project_id),
+        " signing_secret = COALESCE(?, signing_secret), modified_by = COALESCE(?, modified_by),"
+        " updated_at = ? WHERE id = ?",
+        (
+            cmd.name,
+            cmd.description,
+            cmd.signing_secret,
+            cmd.modified_by,
+            cmd.now,
+            cmd.project_id,
+        ),
     )
     if cmd.signing_secret is not None:
         # The owners keep each job's callback head with its secret: re-read them.
@@ -62,6 +71,9 @@ def project_deleted(ctx: ApplyContext, cmd: c.ProjectDeleted) -> dict[str, Any]:
     ).fetchone()
     if jobs:
         raise Conflict(f"project {cmd.project_id} still has {jobs} job(s); delete them first")
+    (name,) = db.execute("SELECT name FROM projects WHERE id = ?", (cmd.project_id,)).fetchone()
+    deleted = DeletedObject("project", cmd.project_id, name, cmd.project_id)
+    record_deletions(db, cmd.now, cmd.deleted_by, [deleted])
     db.execute("DELETE FROM projects WHERE id = ?", (cmd.project_id,))
     return {"id": cmd.project_id}
 
@@ -94,8 +106,9 @@ def credential_archived(ctx: ApplyContext, cmd: c.CredentialArchived) -> dict[st
     db = ctx.db
     require(db, "credentials", cmd.credential_id, "credential")
     db.execute(
-        "UPDATE credentials SET archived = ?, updated_at = ? WHERE id = ?",
-        (int(cmd.archived), cmd.now, cmd.credential_id),
+        "UPDATE credentials SET archived = ?, modified_by = COALESCE(?, modified_by),"
+        " updated_at = ? WHERE id = ?",
+        (int(cmd.archived), cmd.modified_by, cmd.now, cmd.credential_id),
     )
     return {"id": cmd.credential_id}
 
@@ -104,6 +117,14 @@ def credential_archived(ctx: ApplyContext, cmd: c.CredentialArchived) -> dict[st
 def credential_deleted(ctx: ApplyContext, cmd: c.CredentialDeleted) -> dict[str, Any]:
     db = ctx.db
     require(db, "credentials", cmd.credential_id, "credential")
+    api_key, description = db.execute(
+        "SELECT api_key, description FROM credentials WHERE id = ?", (cmd.credential_id,)
+    ).fetchone()
+    # The api key names it (it is no secret: lists show it); no project's record.
+    deleted = DeletedObject(
+        "credential", cmd.credential_id, description or None, None, {"api_key": api_key}
+    )
+    record_deletions(db, cmd.now, cmd.deleted_by, [deleted])
     db.execute("DELETE FROM credentials WHERE id = ?", (cmd.credential_id,))
     return {"id": cmd.credential_id}
 

@@ -10,6 +10,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
+from scheduler0.daemon.state.handlers.audit import prune_audit_log
 from scheduler0.daemon.state.schema import CATCHUP, NO_NEXT_RUN, RUN_SECOND_SQL, bucket_of
 
 MAX_RUN_STATEMENTS = 16
@@ -357,7 +358,8 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
     ``JobBackfilled`` wrote, so those apply as before) stay while unsent, and
     are not counted or dropped by the per-job rule: they are the record that
     their slots ran, kept for ``before`` (``ExecutionRetentionSeconds``), so
-    repeating a backfill does not send them again."""
+    repeating a backfill does not send them again. With ``audit_keep_rows``
+    or ``audit_before``, the audit log is bounded in the same transaction."""
     db = ctx.db
     before = db.total_changes
     (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM executions").fetchone()
@@ -377,7 +379,13 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
         " WHERE job_id BETWEEN ? AND ? AND trigger IS NOT 'backfill') WHERE rn > ?)",
         (cmd.job_id_from, cmd.job_id_to, cmd.per_job),
     )
-    return {"deleted": db.total_changes - before}
+    deleted = db.total_changes - before
+    if cmd.audit_keep_rows is None and cmd.audit_before is None:
+        return {"deleted": deleted}  # as every older entry
+    return {
+        "deleted": deleted,
+        "audit_deleted": prune_audit_log(db, cmd.audit_keep_rows, cmd.audit_before),
+    }
 
 
 def _legacy_results(db: sqlite3.Connection, cmd: c.ResultsRecorded) -> None:

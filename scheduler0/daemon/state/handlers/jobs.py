@@ -9,6 +9,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
+from scheduler0.daemon.state.handlers.audit import DeletedObject, record_deletions
 from scheduler0.daemon.state.schema import (
     BACKFILL,
     MANUAL,
@@ -31,6 +32,7 @@ JOB_COLUMNS = (
     "next_run",
     "name",
     "executor_id",
+    "modified_by",
 )
 """The columns a ``JobUpdated`` may change (``labels`` is set by ``_set_labels``)."""
 SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before"})
@@ -62,7 +64,8 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
         " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels,"
-        " policy, executor_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " policy, executor_id, created_by)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -82,6 +85,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 _labels_json(job.get("labels")),
                 encode_policy(job.get("policy")),  # version 4
                 job.get("executor_id"),  # version 5
+                job.get("created_by", cmd.created_by),
             )
             for i, job in enumerate(cmd.jobs)
         ),
@@ -215,7 +219,16 @@ def _merged_policy(db: sqlite3.Connection, job_id: int, given: dict[str, Any]) -
 @handles(c.JobDeleted)
 def job_deleted(ctx: ApplyContext, cmd: c.JobDeleted) -> dict[str, Any]:
     db = ctx.db
-    require(db, "jobs", cmd.job_id, "job")
+    row = db.execute(
+        "SELECT project_id, name, spec, callback_url FROM jobs WHERE id = ?", (cmd.job_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no job with id {cmd.job_id}")
+    project_id, name, spec, callback_url = row
+    deleted = DeletedObject(
+        "job", cmd.job_id, name, project_id, {"spec": spec, "callback_url": callback_url}
+    )
+    record_deletions(db, cmd.now, cmd.deleted_by, [deleted])
     db.execute("DELETE FROM jobs WHERE id = ?", (cmd.job_id,))
     db.execute("DELETE FROM executions WHERE job_id = ?", (cmd.job_id,))
     db.execute("DELETE FROM job_labels WHERE job_id = ?", (cmd.job_id,))
@@ -231,6 +244,7 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
     # missed, they were not wanted. It moves the next run: a new revision.
     db.execute(
         "UPDATE jobs SET paused = ?, updated_at = ?, status_note = ?,"
+        " modified_by = COALESCE(?, modified_by),"
         " not_before = CASE WHEN ? THEN not_before ELSE ? END,"
         " consecutive_failures = CASE WHEN ? THEN consecutive_failures ELSE 0 END,"
         " next_run = CASE WHEN ? THEN next_run ELSE ? END,"
@@ -239,6 +253,7 @@ def job_paused(ctx: ApplyContext, cmd: c.JobPaused) -> dict[str, Any]:
             int(cmd.paused),
             cmd.now,
             cmd.note,
+            cmd.modified_by,
             int(cmd.paused),
             int(cmd.now),
             int(cmd.paused),  # a resume starts counting failures afresh
