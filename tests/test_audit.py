@@ -287,3 +287,40 @@ def test_an_unknown_kind_is_refused_naming_it(operator: Client) -> None:
     answer = operator.call("GET", "/audit", params={"kind": "widget"})
     assert answer.status_code == 422
     assert answer.json()["error"]["details"][0]["field"] == "kind"
+
+
+def test_executors_record_who_made_changed_and_deleted_them(
+    node: NodeProcess, operator: Client
+) -> None:
+    body = {"name": "audited", "type": "webhook_url", "webhookUrl": CALLBACK}
+    made = operator.data("POST", "/executors", 201, json={**body, "createdBy": "ops"})
+    assert made["created_by"] == "ops" and made["modified_by"] is None
+    changed = operator.data("PUT", f"/executors/{made['id']}", json={"name": "audited v2"})
+    assert changed["modified_by"] == "operator"  # no name in the body: the caller
+    refused = operator.call("DELETE", f"/executors/{made['id'] + 10_000}", json={"deletedBy": "x"})
+    assert refused.status_code == 404
+    operator.data("DELETE", f"/executors/{made['id']}", json={"deletedBy": "ops4"})
+    found = [
+        r for r in records(operator, kind="executor")["records"] if r["object_id"] == made["id"]
+    ]
+    assert found == [
+        {
+            "id": found[0]["id"],
+            "action": "deleted",
+            "kind": "executor",
+            "object_id": made["id"],
+            "name": "audited v2",
+            "project_id": None,
+            "by": "ops4",
+            "at": found[0]["at"],
+            "detail": {"webhook_url": CALLBACK, "webhook_method": "POST"},
+        }
+    ]
+    # Without a body the caller is recorded.
+    other = operator.data("POST", "/executors", 201, json=body)
+    assert other["created_by"] == "operator"
+    operator.data("DELETE", f"/executors/{other['id']}")
+    (mine,) = [
+        r for r in records(operator, kind="executor")["records"] if r["object_id"] == other["id"]
+    ]
+    assert mine["by"] == "operator"

@@ -728,7 +728,10 @@ def v5_journal() -> list[bytes]:
     method, one without; jobs that name one (an unknown one refused, naming
     the item), a job moved onto an executor and back to its own URL, a change
     of an executor (its URL, method and secret cleared), its deletion refused
-    while a job uses it and done once none does."""
+    while a job uses it and done once none does. And the audit fields: who
+    created, changed and deleted (a batch's creator and an item naming another),
+    the deletions recorded (a refused one records nothing, one without
+    ``deleted_by`` neither) and the audit log pruned by rows and by age."""
     t = 2_100_000_000
     plain = [{**job, "next_run": t + 60} for job in jobs(t, 24)]
     entries = [
@@ -736,11 +739,15 @@ def v5_journal() -> list[bytes]:
         v5(c.MemberJoined(now=t, node_id=1, address="http://n1:9090", raft_address="n1:7070")),
         v5(c.AssignmentChanged(now=t, epoch=1, owners=[1] * BUCKETS)),
         v5(c.ProjectCreated(now=t + 1, name="alpha", description="", signing_secret="sec-a")),
-        v5(c.ProjectCreated(now=t + 1, name="beta", description="b", signing_secret="sec-b")),
-        v5(c.ProjectUpdated(now=t + 2, project_id=2, description="second")),
+        v5(
+            c.ProjectCreated(
+                now=t + 1, name="beta", description="b", signing_secret="sec-b", created_by="alice"
+            )
+        ),
+        v5(c.ProjectUpdated(now=t + 2, project_id=2, description="second", modified_by="bob")),
         v5(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1")),
-        v5(c.CredentialArchived(now=t + 4, credential_id=1)),
-        v5(c.CredentialDeleted(now=t + 5, credential_id=1)),
+        v5(c.CredentialArchived(now=t + 4, credential_id=1, modified_by="ops")),
+        v5(c.CredentialDeleted(now=t + 5, credential_id=1, deleted_by="ops")),
         v5(
             c.ExecutorCreated(
                 now=t + 6,
@@ -759,8 +766,15 @@ def v5_journal() -> list[bytes]:
                 now=t + 9,
                 jobs=[
                     {**jobs(t, 1)[0], "callback_url": "", "executor_id": 1, "next_run": t + 60},
-                    {**jobs(t, 2)[1], "callback_url": "", "executor_id": 2, "next_run": t + 60},
+                    {
+                        **jobs(t, 2)[1],
+                        "callback_url": "",
+                        "executor_id": 2,
+                        "next_run": t + 60,
+                        "created_by": "dave",
+                    },
                 ],
+                created_by="carol",
             )
         ),
         # An unknown executor refuses the whole batch, naming the item.
@@ -770,7 +784,13 @@ def v5_journal() -> list[bytes]:
                 jobs=[jobs(t, 1)[0], {**jobs(t, 2)[1], "callback_url": "", "executor_id": 9}],
             )
         ),
-        v5(c.JobUpdated(now=t + 11, job_id=3, changes={"executor_id": 1, "callback_url": ""})),
+        v5(
+            c.JobUpdated(
+                now=t + 11,
+                job_id=3,
+                changes={"executor_id": 1, "callback_url": "", "modified_by": "erin"},
+            )
+        ),
         v5(c.JobUpdated(now=t + 12, job_id=4, changes={"executor_id": 7, "callback_url": ""})),
         v5(
             c.ExecutorUpdated(
@@ -809,17 +829,29 @@ def v5_journal() -> list[bytes]:
                 now=t + 61, node_id=1, groups=[[t + 60, "success", 200, 1, 12, None, [1, 25]]]
             )
         ),
-        v5(c.JobPaused(now=t + 62, job_id=5, paused=True, note="receiver down")),
+        v5(
+            c.JobPaused(
+                now=t + 62, job_id=5, paused=True, note="receiver down", modified_by="ops"
+            )
+        ),
         v5(c.JobTriggered(now=t + 63.2, job_id=25, slot=t + 63, manual=True)),
         v5(c.JobBackfilled(now=t + 64, job_id=25, slots=[t, t + 30])),
         v5(c.ExecutionsLost(now=t + 65, executions=[[25, t + 63]])),
         v5(c.ExecutionsRedispatched(now=t + 66, node_id=1, executions=[[25, t + 63]])),
-        v5(c.JobDeleted(now=t + 67, job_id=10)),
+        v5(c.JobDeleted(now=t + 67, job_id=10, deleted_by="ops")),
+        v5(c.JobDeleted(now=t + 67, job_id=11)),
         v5(c.MemberLeft(now=t + 68, node_id=2, remember=True)),
-        v5(c.ProjectDeleted(now=t + 69, project_id=2)),
+        v5(c.ProjectDeleted(now=t + 69, project_id=2, deleted_by="ops")),
         v5(
             c.ExecutionsPruned(
-                now=t + 70, keep_rows=30, before=t, per_job=2, job_id_from=1, job_id_to=30
+                now=t + 70,
+                keep_rows=30,
+                before=t,
+                per_job=2,
+                job_id_from=1,
+                job_id_to=30,
+                audit_keep_rows=3,
+                audit_before=t + 6,
             )
         ),
     ]

@@ -17,8 +17,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
+from scheduler0.daemon.api.audit import deleted_by
+from scheduler0.daemon.api.auth import actor
 from scheduler0.daemon.api.http import (
-    has_body,
     json_body,
     off_loop,
     ok,
@@ -30,7 +31,7 @@ from scheduler0.daemon.api.http import (
 from scheduler0.daemon.executor.destinations import policy_for
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import FieldError
-from scheduler0.models import DeleteIn, ExecutorIn, ExecutorPatch, invalid, parse_one
+from scheduler0.models import ExecutorIn, ExecutorPatch, invalid, parse_one
 
 _SMALL_BODY = 64 * 1024
 
@@ -57,7 +58,7 @@ async def create_executor(request: Request) -> Response:
             webhook_url=body.webhook_url,
             webhook_method=body.webhook_method,
             webhook_secret=body.webhook_secret,
-            created_by=body.created_by,
+            created_by=actor(request, body.created_by),
             type=body.type,
         )
     )
@@ -85,9 +86,10 @@ async def update_executor(request: Request) -> Response:
     await off_loop(_check_destination, request, body.webhook_url)
     changes: dict[str, Any] = {
         name: getattr(body, name)
-        for name in ("name", "webhook_url", "webhook_method", "modified_by")
+        for name in ("name", "webhook_url", "webhook_method")
         if getattr(body, name) is not None
     }
+    changes["modified_by"] = actor(request, body.modified_by)
     if "webhook_secret" in body.model_fields_set:
         changes["webhook_secret"] = body.webhook_secret  # None: none of its own any more
     await svc.writes.propose(
@@ -97,14 +99,12 @@ async def update_executor(request: Request) -> Response:
 
 
 async def delete_executor(request: Request) -> Response:
-    """Refused (409, with the number of jobs) while jobs still use it."""
+    """Refused (409, with the number of jobs) while jobs still use it; a
+    deletion is recorded in the audit log (the body's ``deletedBy``, else the
+    caller)."""
     executor_id = path_id(request)
-    body = parse_one(DeleteIn, await json_body(request, _SMALL_BODY)) if has_body(request) else None
+    who = await deleted_by(request)
     await services(request).writes.propose(
-        c.ExecutorDeleted(
-            now=time.time(),
-            executor_id=executor_id,
-            deleted_by=None if body is None else body.deleted_by,
-        )
+        c.ExecutorDeleted(now=time.time(), executor_id=executor_id, deleted_by=who)
     )
     return ok({"id": executor_id, "deleted": True})

@@ -7,6 +7,7 @@ from typing import Any
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
+from scheduler0.daemon.state.handlers.audit import DeletedObject, record_deletions
 from scheduler0.errors import Conflict
 
 EXECUTOR_COLUMNS = ("name", "webhook_url", "webhook_method", "webhook_secret", "modified_by")
@@ -57,6 +58,23 @@ def executor_deleted(ctx: ApplyContext, cmd: c.ExecutorDeleted) -> dict[str, Any
             f"executor {cmd.executor_id} is used by {used} job(s); point them at another"
             " executor or callback_url, or delete them, first"
         )
+    row = db.execute(
+        "SELECT name, webhook_url, webhook_method FROM executors WHERE id = ?", (cmd.executor_id,)
+    ).fetchone()
+    record_deletions(
+        db,
+        cmd.now,
+        cmd.deleted_by,
+        [
+            DeletedObject(
+                "executor",
+                cmd.executor_id,
+                row[0],
+                None,
+                {"webhook_url": row[1], "webhook_method": row[2]},
+            )
+        ],
+    )
     db.execute("DELETE FROM executors WHERE id = ?", (cmd.executor_id,))
     return {"id": cmd.executor_id}
 
