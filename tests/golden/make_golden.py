@@ -829,11 +829,7 @@ def v5_journal() -> list[bytes]:
                 now=t + 61, node_id=1, groups=[[t + 60, "success", 200, 1, 12, None, [1, 25]]]
             )
         ),
-        v5(
-            c.JobPaused(
-                now=t + 62, job_id=5, paused=True, note="receiver down", modified_by="ops"
-            )
-        ),
+        v5(c.JobPaused(now=t + 62, job_id=5, paused=True, note="receiver down", modified_by="ops")),
         v5(c.JobTriggered(now=t + 63.2, job_id=25, slot=t + 63, manual=True)),
         v5(c.JobBackfilled(now=t + 64, job_id=25, slots=[t, t + 30])),
         v5(c.ExecutionsLost(now=t + 65, executions=[[25, t + 63]])),
