@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -143,6 +144,8 @@ class _Chunk:
     webhook_id: str  # "<batch id>-<chunk number>": the same on every attempt
     plan: RetryPlan
     attempts: int = 0
+    refused: bool = False
+    """Its destination's backlog had no room: no body was built, its fires fail."""
 
 
 @dataclass(slots=True, eq=False)
@@ -317,10 +320,10 @@ class Executor:
             batches.setdefault(key, []).append(fire)
         for (url, secret, delivery), batch in batches.items():
             plan = job_plan(self._plan, delivery, self._timeout_max)
-            for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes, plan):
-                self._enqueue(chunk)
-            for fire in batch:
-                fire.payload = b""  # its bytes live on in the chunk's body only
+            destination = self._destination(url)
+            room = functools.partial(self._has_room, destination)
+            for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, room):
+                self._enqueue(destination, chunk)
 
     def drain_results(self) -> list[FireResult]:
         """Return the results finished since the last call, and forget them."""
@@ -336,12 +339,15 @@ class Executor:
             found = self._destinations[key] = _Destination(key)
         return found
 
-    def _enqueue(self, chunk: _Chunk) -> None:
-        destination = self._destination(chunk.url)
+    def _has_room(self, destination: _Destination, size: int) -> bool:
+        """Whether a body of ``size`` bytes fits in the destination's backlog
+        (an empty backlog takes any one body)."""
+        queued = destination.queued_bytes
+        return not queued or queued + size <= self._destination_max_bytes
+
+    def _enqueue(self, destination: _Destination, chunk: _Chunk) -> None:
         size = len(chunk.body)
-        if destination.queued_bytes and destination.queued_bytes + size > (
-            self._destination_max_bytes
-        ):
+        if chunk.refused:
             # The destination's bulkhead is full: record these fires as failed
             # now, with the reason, instead of holding them without bound.
             error = (
@@ -576,9 +582,19 @@ class Executor:
 
 
 def _chunk_batch(
-    url: str, secret: str, fires: list[Fire], max_bytes: int, plan: RetryPlan
+    url: str,
+    secret: str,
+    fires: list[Fire],
+    max_bytes: int,
+    plan: RetryPlan,
+    admit: Callable[[int], bool] = lambda size: True,
 ) -> Iterable[_Chunk]:
-    """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``."""
+    """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``.
+
+    A chunk's body is built only if ``admit(its size)`` when it is its turn
+    (else it comes ``refused``, without one), and each fire's own bytes are
+    let go as soon as its chunk is done: a tick's fires for a destination
+    whose backlog is full cost no copy, and the batch never exists twice."""
     encoded = [
         fire.payload if isinstance(fire.payload, bytes) else orjson.dumps(fire.payload)
         for fire in fires
@@ -588,13 +604,21 @@ def _chunk_batch(
     total = len(groups)
     start = 0
     for number, end in enumerate(groups, start=1):
-        body = b"[" + b",".join(encoded[start:end]) + b"]"
+        parts = encoded[start:end]
+        size = sum(map(len, parts)) + len(parts) + 1  # "[", the items, a "," or "]" each
+        refused = not admit(size)
+        body = b"" if refused else b"[" + b",".join(parts) + b"]"
+        del parts
+        for index in range(start, end):
+            encoded[index] = fires[index].payload = b""  # its bytes live on in the body only
         headers = {
             "content-type": "application/json",
             "x-payload-chunk-id": f"{number}/{total}",
             "x-scheduler0-batch-id": batch_id,
         }
-        yield _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}", plan)
+        chunk = _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}", plan)
+        chunk.refused = refused
+        yield chunk
         start = end
 
 
