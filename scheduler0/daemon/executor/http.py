@@ -113,7 +113,9 @@ class Fire:
     slot: int  # the execution's key: unix seconds of its slot, or a manual run's key
     callback_url: str
     signing_secret: str  # per project; fires batch by (callback_url, signing_secret, delivery)
-    payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
+    payload: dict[str, Any] | bytes | tuple[bytes, bytes]
+    """The job object sent to the receiver: a dict, its JSON, or its JSON in two
+    pieces (the job's cached head, this fire's tail) joined only into the body."""
     delivery: Delivery | None = None  # the job's retry/timeout policies; None: the node's
 
 
@@ -595,20 +597,18 @@ def _chunk_batch(
     (else it comes ``refused``, without one), and each fire's own bytes are
     let go as soon as its chunk is done: a tick's fires for a destination
     whose backlog is full cost no copy, and the batch never exists twice."""
-    encoded = [
-        fire.payload if isinstance(fire.payload, bytes) else orjson.dumps(fire.payload)
-        for fire in fires
+    encoded = [_encoded(fire.payload) for fire in fires]
+    sizes = [
+        len(item) if isinstance(item, bytes) else len(item[0]) + len(item[1]) for item in encoded
     ]
-    groups = _split_by_size(encoded, max_bytes)
+    groups = _split_by_size(sizes, max_bytes)
     batch_id = os.urandom(8).hex()
     total = len(groups)
     start = 0
     for number, end in enumerate(groups, start=1):
-        parts = encoded[start:end]
-        size = sum(map(len, parts)) + len(parts) + 1  # "[", the items, a "," or "]" each
+        size = sum(sizes[start:end]) + (end - start) + 1  # "[", the items, a "," or "]" each
         refused = not admit(size)
-        body = b"" if refused else b"[" + b",".join(parts) + b"]"
-        del parts
+        body = b"" if refused else _array(encoded[start:end])
         for index in range(start, end):
             encoded[index] = fires[index].payload = b""  # its bytes live on in the body only
         headers = {
@@ -622,17 +622,39 @@ def _chunk_batch(
         start = end
 
 
-def _split_by_size(encoded: list[bytes], max_bytes: int) -> list[int]:
-    """Return the end index of each chunk; a body is ``[`` + items joined by ``,`` + ``]``."""
+def _encoded(payload: dict[str, Any] | bytes | tuple[bytes, bytes]) -> bytes | tuple[bytes, bytes]:
+    return payload if isinstance(payload, bytes | tuple) else orjson.dumps(payload)
+
+
+def _array(items: list[bytes | tuple[bytes, bytes]]) -> bytes:
+    """``[`` + items joined by ``,`` + ``]``, in one copy (a two-piece item too)."""
+    pieces: list[bytes] = []
+    for item in items:
+        pieces.append(b",")
+        if isinstance(item, bytes):
+            pieces.append(item)
+        else:
+            pieces += item
+    if pieces:
+        pieces[0] = b"["
+    else:
+        pieces.append(b"[")
+    pieces.append(b"]")
+    return b"".join(pieces)
+
+
+def _split_by_size(sizes: list[int], max_bytes: int) -> list[int]:
+    """Return the end index of each chunk, given each item's encoded size; a
+    body is ``[`` + items joined by ``,`` + ``]``."""
     ends: list[int] = []
     size = 1  # the opening "["; each item then adds its length plus "," or "]"
-    for index, item in enumerate(encoded):
-        grown = size + len(item) + 1
+    for index, length in enumerate(sizes):
+        grown = size + length + 1
         if grown > max_bytes and size > 1:
             ends.append(index)
-            grown = 1 + len(item) + 1
+            grown = 1 + length + 1
         size = grown
-    ends.append(len(encoded))
+    ends.append(len(sizes))
     return ends
 
 
