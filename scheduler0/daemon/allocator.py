@@ -121,7 +121,7 @@ class Trimmer:
     """Calls :func:`trim` every ``period`` seconds in a worker thread (ctypes
     releases the GIL: the event loop keeps running meanwhile)."""
 
-    def __init__(self, period: float = 5.0, free_over: int = TRIM_FREE_BYTES) -> None:
+    def __init__(self, period: float = 1.0, free_over: int = TRIM_FREE_BYTES) -> None:
         self._period = period
         self._free_over = free_over
         self.trims = 0
