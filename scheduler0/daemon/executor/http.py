@@ -49,7 +49,7 @@ past it new fires for it are recorded ``failed`` with the reason. After
 ``CIRCUIT_AFTER_FAILURES`` timeouts or transport errors in a row a destination's
 circuit opens: its attempts fail at once (holding no worker) for 5 s, doubling
 up to 60 s while the probe after each opening fails. A fire's bytes are kept
-once, in its chunk's body.
+once, in its chunk's body; a chunk refused for want of room gets no body.
 
 Accounting: ``queue_depth`` counts fires waiting for a worker; ``in_flight``
 counts fires being posted or waiting for their next attempt. Fires still queued
