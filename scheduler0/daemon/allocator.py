@@ -124,8 +124,6 @@ class Trimmer:
     def __init__(self, period: float = 1.0, free_over: int = TRIM_FREE_BYTES) -> None:
         self._period = period
         self._free_over = free_over
-        self.trims = 0
-        """How many times it gave memory back (for tests and the log)."""
 
     async def run(self) -> None:
         if _LIBC is None:
@@ -134,5 +132,4 @@ class Trimmer:
             await asyncio.sleep(self._period)
             freed = await asyncio.to_thread(trim, self._free_over)
             if freed:
-                self.trims += 1
                 log.debug("gave %d MB of free heap back to the system", freed // 2**20)
