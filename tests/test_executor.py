@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import time
 from collections import Counter, defaultdict
@@ -149,14 +150,33 @@ def test_large_batches_split_into_numbered_chunks_delivered_once(tmp_path: Path)
 
 def test_chunk_bodies_fit_the_limit_and_keep_order() -> None:
     fires = make_fires("http://x", 50)
+    payloads = [fire.payload for fire in fires]
     chunks = list(_chunk_batch("http://x/cb", SECRET, fires, 250, PLAN))
     assert len(chunks) > 1
     assert all(len(chunk.body) <= 250 for chunk in chunks)
     delivered = [item for chunk in chunks for item in orjson.loads(chunk.body)]
-    assert delivered == [fire.payload for fire in fires]
+    assert delivered == payloads
+    assert all(fire.payload == b"" for fire in fires)  # the bytes live in the bodies only
     assert [chunk.headers["x-payload-chunk-id"] for chunk in chunks] == [
         f"{n}/{len(chunks)}" for n in range(1, len(chunks) + 1)
     ]
+
+
+def test_a_chunk_without_room_is_refused_without_building_its_body() -> None:
+    fires = make_fires("http://x", 50)
+    sizes: list[int] = []
+
+    def admit(size: int) -> bool:
+        sizes.append(size)
+        return len(sizes) == 1  # room for the first chunk only
+
+    chunks = list(_chunk_batch("http://x/cb", SECRET, fires, 250, PLAN, admit))
+    assert len(chunks) > 1
+    assert not chunks[0].refused
+    assert sizes[0] == len(chunks[0].body)  # the size asked about is the body's
+    assert all(chunk.refused and chunk.body == b"" for chunk in chunks[1:])
+    assert [fire for chunk in chunks for fire in chunk.fires] == fires
+    assert all(fire.payload == b"" for fire in fires)
 
 
 def test_payload_larger_than_the_limit_goes_alone() -> None:
@@ -435,7 +455,8 @@ def test_a_full_backlog_records_fires_failed_with_the_reason(tmp_path: Path) -> 
             return await deliver(executor, fires, timeout=30)
 
         # Room for two chunks' bodies (and a half): the rest are refused.
-        body = next(iter(_chunk_batch(fires[0].callback_url, SECRET, fires[:1], 10**6, PLAN))).body
+        alike = [dataclasses.replace(fires[0])]  # chunking lets go of the fire's own bytes
+        body = next(iter(_chunk_batch(fires[0].callback_url, SECRET, alike, 10**6, PLAN))).body
         room = int(len(body) * 2.5)
         results = run(scenario, max_workers=1, destination_max_bytes=room, timeout=10.0)
     refused = [r for r in results if r.state == "failed"]

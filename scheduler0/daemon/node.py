@@ -26,6 +26,7 @@ from typing import Any
 from scheduler0 import __version__
 from scheduler0.backup import BackupHeader, file_sha256, key_check
 from scheduler0.config import Settings
+from scheduler0.daemon.allocator import Trimmer
 from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
 from scheduler0.daemon.executor.destinations import DestinationGuard, policy_for
 from scheduler0.daemon.executor.http import Executor
@@ -440,6 +441,7 @@ class Node:
                 leader_changes=lambda: self.watch.leader_changes,
             )
         )
+        self.trimmer = Trimmer()
         self._tasks: list[asyncio.Task[None]] = []
 
     def halted(self) -> str | None:
@@ -473,6 +475,7 @@ class Node:
             asyncio.create_task(self.scheduler.run(), name="scheduler"),
             asyncio.create_task(self.coordinator.run(), name="coordinator"),
             asyncio.create_task(self.watch.run(), name="watch"),
+            asyncio.create_task(self.trimmer.run(), name="trimmer"),
         ]
 
     async def stop_background(self) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from scheduler0.daemon.executor.http import Fire, FireResult
 from scheduler0.daemon.memory_log import InMemoryLog
 from scheduler0.daemon.state import commands as c
@@ -188,3 +190,12 @@ def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., N
         asyncio.run(test(*args, **kwargs))
 
     return wrapper
+
+
+def fire_item(fire: Fire) -> Any:
+    """The job object ``fire`` sends, as the executor puts it in the POST body
+    (a ``(head, tail)`` payload is the two pieces of its JSON)."""
+    payload = fire.payload
+    if isinstance(payload, tuple):
+        payload = b"".join(payload)
+    return orjson.loads(payload) if isinstance(payload, bytes) else payload

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from scheduler0.daemon.scheduling.adoption import (
@@ -18,7 +17,7 @@ from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.schema import manual_slot
 from scheduler0.daemon.timefmt import iso
-from tests.unit.harness import T0, World, owners_splitting, run_async, settle
+from tests.unit.harness import T0, World, fire_item, owners_splitting, run_async, settle
 
 pytestmark = pytest.mark.unit
 
@@ -112,9 +111,8 @@ async def test_lost_and_pending_executions_within_the_grace_are_adopted(world: W
         f"{recent}-{recent_slot}",
         f"{triggered}-{NOW - 1}",
     ]
-    payload = world.executor.submitted[0].payload
-    assert isinstance(payload, bytes)
-    assert orjson.loads(payload)["last_execution_date"] is None
+    assert isinstance(world.executor.submitted[0].payload, tuple)  # the job's head, its tail
+    assert fire_item(world.executor.submitted[0])["last_execution_date"] is None
     assert parts.sent == {(recent, recent_slot), (triggered, NOW - 1)}
     assert parts.stats.redispatched == 2
     assert world.executions() == [
@@ -205,7 +203,7 @@ async def test_a_manual_run_is_adopted_and_sent_with_its_own_id_and_second(world
         f"{job}-{NOW}-m0",
         f"{job}-{NOW}-m1",
     ]
-    item = orjson.loads(world.executor.submitted[0].payload)
+    item = fire_item(world.executor.submitted[0])
     assert (item["execution_id"], item["scheduled_at"]) == (f"{job}-{NOW}-m0", iso(NOW))
     # Past the grace window (by the second in its key) a manual run is not adopted.
     await world.propose(c.JobTriggered(now=NOW + 2, job_id=job, slot=NOW + 2, manual=True))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import orjson
 import pytest
 
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
@@ -12,7 +11,7 @@ from scheduler0.daemon.scheduling.proposals import Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.timefmt import iso
-from tests.unit.harness import T0, World, owners_splitting, run_async, settle
+from tests.unit.harness import T0, World, fire_item, owners_splitting, run_async, settle
 
 pytestmark = pytest.mark.unit
 
@@ -92,12 +91,13 @@ async def test_due_jobs_fire_once_per_slot(world: World) -> None:
     assert (second.execution_id, second.slot) == (f"{ids[0]}-{T0 + 20}", T0 + 20)
     assert second.callback_url == "http://receiver.invalid/cb"
     assert second.signing_secret == "secret"
-    assert isinstance(second.payload, bytes) and isinstance(first.payload, bytes)
-    body = orjson.loads(second.payload)
+    assert isinstance(second.payload, tuple) and isinstance(first.payload, tuple)
+    assert second.payload[0] is first.payload[0]  # the job's cached head, not a copy per fire
+    body = fire_item(second)
     assert body["id"] == ids[0] and body["execution_id"] == second.execution_id
     assert body["scheduled_at"] == iso(T0 + 20)
     assert body["last_execution_date"] == iso(T0 + 10)
-    assert orjson.loads(first.payload)["last_execution_date"] is None
+    assert fire_item(first)["last_execution_date"] is None
 
 
 @run_async

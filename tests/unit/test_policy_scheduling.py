@@ -8,7 +8,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from scheduler0.daemon.api import views
@@ -16,7 +15,7 @@ from scheduler0.daemon.scheduling.cron import NEVER
 from scheduler0.daemon.scheduling.policy import jitter_offset
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.timefmt import iso
-from tests.unit.harness import T0, World, run_async
+from tests.unit.harness import T0, World, fire_item, run_async
 from tests.unit.test_firing import Parts
 
 pytestmark = pytest.mark.unit
@@ -127,11 +126,7 @@ async def test_catchup_all_fires_each_missed_slot_within_the_window_once_in_orde
     ).fetchall()
     assert all(count == 1 for _, count in rows)
     # Each caught-up run names the run before it as its last execution.
-    previous = [
-        orjson.loads(f.payload)["last_execution_date"]
-        for f in world.executor.submitted
-        if isinstance(f.payload, bytes)
-    ]
+    previous = [fire_item(f)["last_execution_date"] for f in world.executor.submitted]
     assert previous == [None, *(iso(slot) for slot in fired_slots(world)[:-1])]
 
 

@@ -51,7 +51,7 @@ past it new fires for it are recorded ``failed`` with the reason. After
 ``CIRCUIT_AFTER_FAILURES`` timeouts or transport errors in a row a destination's
 circuit opens: its attempts fail at once (holding no worker) for 5 s, doubling
 up to 60 s while the probe after each opening fails. A fire's bytes are kept
-once, in its chunk's body.
+once, in its chunk's body; a chunk refused for want of room gets no body.
 
 Accounting: ``queue_depth`` counts fires waiting for a worker; ``in_flight``
 counts fires being posted or waiting for their next attempt. Fires still queued
@@ -64,6 +64,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -114,7 +115,9 @@ class Fire:
     slot: int  # the execution's key: unix seconds of its slot, or a manual run's key
     callback_url: str
     signing_secret: str  # the project's or its executor's
-    payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
+    payload: dict[str, Any] | bytes | tuple[bytes, bytes]
+    """The job object sent to the receiver: a dict, its JSON, or its JSON in two
+    pieces (the job's cached head, this fire's tail) joined only into the body."""
     delivery: Delivery | None = None  # the job's retry/timeout policies; None: the node's
     method: str = "POST"  # an executor's webhook_method; every other job's is POST
 
@@ -147,6 +150,8 @@ class _Chunk:
     plan: RetryPlan
     attempts: int = 0
     method: str = "POST"
+    refused: bool = False
+    """Its destination's backlog had no room: no body was built, its fires fail."""
 
 
 @dataclass(slots=True, eq=False)
@@ -321,11 +326,11 @@ class Executor:
             batches.setdefault(key, []).append(fire)
         for (url, secret, delivery, method), batch in batches.items():
             plan = job_plan(self._plan, delivery, self._timeout_max)
-            chunks = _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, method)
+            destination = self._destination(url)
+            room = functools.partial(self._has_room, destination)
+            chunks = _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, room, method)
             for chunk in chunks:
-                self._enqueue(chunk)
-            for fire in batch:
-                fire.payload = b""  # its bytes live on in the chunk's body only
+                self._enqueue(destination, chunk)
 
     def drain_results(self) -> list[FireResult]:
         """Return the results finished since the last call, and forget them."""
@@ -341,12 +346,15 @@ class Executor:
             found = self._destinations[key] = _Destination(key)
         return found
 
-    def _enqueue(self, chunk: _Chunk) -> None:
-        destination = self._destination(chunk.url)
+    def _has_room(self, destination: _Destination, size: int) -> bool:
+        """Whether a body of ``size`` bytes fits in the destination's backlog
+        (an empty backlog takes any one body)."""
+        queued = destination.queued_bytes
+        return not queued or queued + size <= self._destination_max_bytes
+
+    def _enqueue(self, destination: _Destination, chunk: _Chunk) -> None:
         size = len(chunk.body)
-        if destination.queued_bytes and destination.queued_bytes + size > (
-            self._destination_max_bytes
-        ):
+        if chunk.refused:
             # The destination's bulkhead is full: record these fires as failed
             # now, with the reason, instead of holding them without bound.
             error = (
@@ -584,40 +592,79 @@ class Executor:
 
 
 def _chunk_batch(
-    url: str, secret: str, fires: list[Fire], max_bytes: int, plan: RetryPlan, method: str = "POST"
+    url: str,
+    secret: str,
+    fires: list[Fire],
+    max_bytes: int,
+    plan: RetryPlan,
+    admit: Callable[[int], bool] = lambda size: True,
+    method: str = "POST",
 ) -> Iterable[_Chunk]:
-    """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``."""
-    encoded = [
-        fire.payload if isinstance(fire.payload, bytes) else orjson.dumps(fire.payload)
-        for fire in fires
+    """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``.
+
+    A chunk's body is built only if ``admit(its size)`` when it is its turn
+    (else it comes ``refused``, without one), and each fire's own bytes are
+    let go as soon as its chunk is done: a tick's fires for a destination
+    whose backlog is full cost no copy, and the batch never exists twice."""
+    encoded = [_encoded(fire.payload) for fire in fires]
+    sizes = [
+        len(item) if isinstance(item, bytes) else len(item[0]) + len(item[1]) for item in encoded
     ]
-    groups = _split_by_size(encoded, max_bytes)
+    groups = _split_by_size(sizes, max_bytes)
     batch_id = os.urandom(8).hex()
     total = len(groups)
     start = 0
     for number, end in enumerate(groups, start=1):
-        body = b"[" + b",".join(encoded[start:end]) + b"]"
+        size = sum(sizes[start:end]) + (end - start) + 1  # "[", the items, a "," or "]" each
+        refused = not admit(size)
+        body = b"" if refused else _array(encoded[start:end])
+        for index in range(start, end):
+            encoded[index] = fires[index].payload = b""  # its bytes live on in the body only
         headers = {
             "content-type": "application/json",
             "x-payload-chunk-id": f"{number}/{total}",
             "x-scheduler0-batch-id": batch_id,
         }
         webhook_id = f"{batch_id}-{number}"
-        yield _Chunk(url, secret, fires[start:end], body, headers, webhook_id, plan, 0, method)
+        chunk = _Chunk(url, secret, fires[start:end], body, headers, webhook_id, plan, 0, method)
+        chunk.refused = refused
+        yield chunk
         start = end
 
 
-def _split_by_size(encoded: list[bytes], max_bytes: int) -> list[int]:
-    """Return the end index of each chunk; a body is ``[`` + items joined by ``,`` + ``]``."""
+def _encoded(payload: dict[str, Any] | bytes | tuple[bytes, bytes]) -> bytes | tuple[bytes, bytes]:
+    return payload if isinstance(payload, bytes | tuple) else orjson.dumps(payload)
+
+
+def _array(items: list[bytes | tuple[bytes, bytes]]) -> bytes:
+    """``[`` + items joined by ``,`` + ``]``, in one copy (a two-piece item too)."""
+    pieces: list[bytes] = []
+    for item in items:
+        pieces.append(b",")
+        if isinstance(item, bytes):
+            pieces.append(item)
+        else:
+            pieces += item
+    if pieces:
+        pieces[0] = b"["
+    else:
+        pieces.append(b"[")
+    pieces.append(b"]")
+    return b"".join(pieces)
+
+
+def _split_by_size(sizes: list[int], max_bytes: int) -> list[int]:
+    """Return the end index of each chunk, given each item's encoded size; a
+    body is ``[`` + items joined by ``,`` + ``]``."""
     ends: list[int] = []
     size = 1  # the opening "["; each item then adds its length plus "," or "]"
-    for index, item in enumerate(encoded):
-        grown = size + len(item) + 1
+    for index, length in enumerate(sizes):
+        grown = size + length + 1
         if grown > max_bytes and size > 1:
             ends.append(index)
-            grown = 1 + len(item) + 1
+            grown = 1 + length + 1
         size = grown
-    ends.append(len(encoded))
+    ends.append(len(sizes))
     return ends
 
 

@@ -2,8 +2,9 @@
 
 Only pairs the state machine accepted (a ``SlotsFired`` or an
 ``ExecutionsRedispatched`` result) come here. Each becomes one ``Fire`` whose
-body is the job's cached ``PayloadHead`` plus this fire's fields (a byte join:
-no row read, dict or JSON encode per fire; see ``callback_body``). Each pair
+payload is the job's cached ``PayloadHead`` and this fire's fields, joined only
+into the POST body (no row read, dict, JSON encode or copy of the job's data
+per fire; see ``callback_body``). Each pair
 sent is recorded in ``sent`` until its result is recorded. A fire of a job
 with an ``overlap`` policy goes through ``in_flight`` (``overlap.InFlight``),
 which holds it while the job's previous execution runs.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from scheduler0.daemon.executor.callback_body import callback_item, payload_head
+from scheduler0.daemon.executor.callback_body import callback_tail, payload_head
 from scheduler0.daemon.executor.http import Fire
 from scheduler0.daemon.scheduling.overlap import FireSubmitter, InFlight
 from scheduler0.daemon.scheduling.owned import PayloadHead
@@ -63,7 +64,7 @@ class Dispatcher:
             exec_id = execution_id(job_id, slot)
             last = earlier[job_id] if job_id in earlier else previous.get(job_id)
             earlier[job_id] = slot
-            body = callback_item(head, exec_id, run_second(slot), last)
+            body = (head, callback_tail(exec_id, run_second(slot), last))
             sent.add((job_id, slot))
             fire = Fire(exec_id, job_id, slot, callback_url, secret, body, method=method)
             if policy is not None:
