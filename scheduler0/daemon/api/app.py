@@ -22,19 +22,26 @@ from scheduler0.daemon.api.auth import Access, AuthMiddleware, On, Permission, g
 from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
 from scheduler0.daemon.api.http import (
     CONSISTENCY,
+    CREDENTIALS_ORDER,
+    EXECUTIONS_ORDER,
     JOB_ID,
     JOB_NAME,
     JOBS_LIMIT,
+    JOBS_ORDER,
     LABEL,
     LIMIT,
     OFFSET,
+    ORDER_BY_DIRECTION,
+    ORDER_DIRECTION,
     PROJECT_ID,
+    PROJECTS_ORDER,
     SEARCH,
     SINCE,
     STATE,
     TRIGGER,
     UNTIL,
     Declared,
+    Param,
     Services,
     failure,
 )
@@ -133,8 +140,24 @@ def admin(on: On) -> Permission:
 
 
 READ = (CONSISTENCY,)
-LIST = (LIMIT, OFFSET, CONSISTENCY)
-EXECUTIONS = (TRIGGER, LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
+
+
+def listing(order: Param) -> tuple[Param, ...]:
+    """The parameters of a plain list ordered by ``order``."""
+    return (LIMIT, OFFSET, order, ORDER_BY_DIRECTION, CONSISTENCY)
+
+
+EXECUTIONS = (
+    TRIGGER,
+    LIMIT,
+    OFFSET,
+    SINCE,
+    UNTIL,
+    EXECUTIONS_ORDER,
+    ORDER_BY_DIRECTION,
+    ORDER_DIRECTION,
+    CONSISTENCY,
+)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
@@ -144,7 +167,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "/projects", ("GET",), accounts.list_projects, read(On.LISTS),
-        "List projects", Reply(ProjectPage), query=LIST,
+        "List projects", Reply(ProjectPage), query=listing(PROJECTS_ORDER),
     ),
     RouteSpec(
         "/projects/{id}", ("GET",), accounts.get_project, read(On.PROJECT),
@@ -173,7 +196,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "/credentials", ("GET",), accounts.list_credentials, OPERATOR,
-        "List client credentials", Reply(CredentialPage), query=LIST,
+        "List client credentials", Reply(CredentialPage), query=listing(CREDENTIALS_ORDER),
     ),
     RouteSpec(
         "/credentials/{id}", ("GET",), accounts.get_credential, OPERATOR,
@@ -202,7 +225,10 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/jobs", ("GET",), jobs.list_jobs, read(On.LISTS),
         "List jobs, of one project or all, filtered by name, labels and text",
         Reply(JobPage),
-        query=(PROJECT_ID, JOB_NAME, LABEL, SEARCH, JOBS_LIMIT, OFFSET, CONSISTENCY),
+        query=(
+            PROJECT_ID, JOB_NAME, LABEL, SEARCH, JOBS_LIMIT, OFFSET, JOBS_ORDER,
+            ORDER_BY_DIRECTION, CONSISTENCY,
+        ),
         errors=(404,),
     ),
     RouteSpec(

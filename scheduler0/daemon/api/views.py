@@ -77,7 +77,7 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
     return {
         **job,
         "id": job_id,
-        "paused": 0,
+        "paused": int(bool(job.get("paused"))),
         "not_before": job["anchor"],
         "next_run": job.get("next_run"),
         "name": job.get("name"),

@@ -28,7 +28,8 @@ and scopes credentials (``CredentialCreated.scopes``, ``projects``,
 (``SlotsFired.skipped``). Optional fields whose absence keeps the older meaning
 were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
 schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
-``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a
+``JobUpdated.changes``), a created job's ``paused`` (``JobsCreated`` items),
+``SlotsFired.caught_up`` (fires of a
 ``catchup=all`` backlog, recorded with trigger ``catchup``),
 ``MemberJoined.automatic`` and ``MemberLeft.remember``; and one command type,
 ``JobBackfilled`` (older journals never hold it). A node refuses commands of a
@@ -141,6 +142,8 @@ class JobsCreated(Command):
     policy, the job's policies set (a dict; absent or None: every default).
     Optional ``name`` (unique in its project: apply refuses a taken one) and
     ``labels`` (a ``{key: value}`` map); absent: no name, no labels, as every
+    older entry. Optional ``paused`` (true: the job is created paused, as an
+    official client's ``status: inactive`` asks); absent: active, as every
     older entry."""
 
     now: float

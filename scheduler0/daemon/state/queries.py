@@ -80,6 +80,61 @@ class JobSearch:
         return out
 
 
+@dataclass(frozen=True)
+class Order:
+    """How a list is ordered: one of its ``ORDERS`` columns (None: its
+    default), ascending or descending (None: its default direction)."""
+
+    column: str | None = None
+    descending: bool | None = None
+
+
+ORDERS: dict[str, dict[str, str]] = {
+    "projects": {"id": "id", "name": "name", "created_at": "id", "updated_at": "updated_at"},
+    "credentials": {"id": "id", "created_at": "id", "updated_at": "updated_at"},
+    "jobs": {
+        "id": "id",
+        "name": "name",
+        "project_id": "project_id",
+        "created_at": "id",
+        "updated_at": "updated_at",
+    },
+    "executions": {"scheduled_at": RUN_SECOND_SQL, "id": "id", "created_at": "id"},
+}
+"""The columns each list may be ordered by (the whitelist: the only text an
+``ORDER BY`` is made of), as SQL over its table. ``created_at`` orders by id:
+rows are numbered in the order the replicated log creates them, while
+``created_at`` is the proposing node's clock (nodes' clocks may differ a
+little). Each column a large table is ordered by has an index
+(``jobs_by_name_all``, ``jobs_by_updated``, ``jobs_by_project``,
+``executions_by_second``), so a deep page walks an index instead of sorting
+the table."""
+
+DEFAULT_ORDERS: dict[str, tuple[str, bool]] = {
+    "projects": ("id", False),
+    "credentials": ("id", False),
+    "jobs": ("id", False),
+    "executions": ("scheduled_at", True),
+}
+"""Each list's order when none is asked for: by id, except executions, newest
+run first. A direction given alone applies to the default column; a column
+given alone is in the list's default direction."""
+
+
+def order_by(table: str, order: Order | None) -> str:
+    """The ``ORDER BY`` clause of ``table``'s list: the column's SQL from
+    ``ORDERS`` (a column not there raises ``KeyError``: the API checked it),
+    then the id in the same direction, so equal values page stably."""
+    column, descending = DEFAULT_ORDERS[table]
+    if order is not None:
+        column = order.column if order.column is not None else column
+        descending = order.descending if order.descending is not None else descending
+    expression = ORDERS[table][column]
+    direction = "DESC" if descending else "ASC"
+    tie = "" if expression == "id" else f", id {direction}"
+    return f"ORDER BY {expression} {direction}{tie}"
+
+
 class Queries:
     """One read-only connection per thread."""
 
@@ -111,12 +166,15 @@ class Queries:
         ).fetchone()
         return row
 
-    def projects(self, limit: int, offset: int, visible: Visible = None) -> Page:
+    def projects(
+        self, limit: int, offset: int, visible: Visible = None, order: Order | None = None
+    ) -> Page:
         clause, args = _visible(visible, "id")
         where = _where([clause])
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM projects {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM projects {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
+            f"SELECT * FROM projects {where} {order_by('projects', order)} LIMIT ? OFFSET ?",
+            [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -147,10 +205,11 @@ class Queries:
         ).fetchone()
         return row
 
-    def credentials(self, limit: int, offset: int) -> Page:
+    def credentials(self, limit: int, offset: int, order: Order | None = None) -> Page:
         (total,) = self.db.execute("SELECT COUNT(*) FROM credentials").fetchone()
         rows = self.db.execute(
-            "SELECT * FROM credentials ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            f"SELECT * FROM credentials {order_by('credentials', order)} LIMIT ? OFFSET ?",
+            (limit, offset),
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -187,6 +246,7 @@ class Queries:
         offset: int,
         visible: Visible = None,
         search: JobSearch | None = None,
+        order: Order | None = None,
     ) -> Page:
         clause, args = _visible(visible)
         clauses = [clause]
@@ -198,7 +258,8 @@ class Queries:
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM jobs {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
+            f"SELECT * FROM jobs {where} {order_by('jobs', order)} LIMIT ? OFFSET ?",
+            [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -240,6 +301,7 @@ class Queries:
         limit: int = 100,
         offset: int = 0,
         visible: Visible = None,
+        order: Order | None = None,
     ) -> Page:
         clause, args = _visible(visible)
         clauses = [clause] if clause else []
@@ -262,8 +324,7 @@ class Queries:
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM executions {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM executions {where} ORDER BY {RUN_SECOND_SQL} DESC, id DESC"
-            " LIMIT ? OFFSET ?",
+            f"SELECT * FROM executions {where} {order_by('executions', order)} LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)

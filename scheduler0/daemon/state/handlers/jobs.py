@@ -60,7 +60,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
         " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels,"
-        " policy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " policy, paused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -79,6 +79,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 job.get("name"),
                 _labels_json(job.get("labels")),
                 encode_policy(job.get("policy")),  # version 4
+                int(bool(job.get("paused"))),  # absent in older entries: active
             )
             for i, job in enumerate(cmd.jobs)
         ),
