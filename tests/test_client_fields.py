@@ -64,9 +64,7 @@ def client_job(project: int, **fields: Any) -> dict[str, Any]:
 # -- job fields ------------------------------------------------------------------------
 
 
-def test_client_job_fields_come_out_as_window_retry_and_pause(
-    client: Client, project: int
-) -> None:
+def test_client_job_fields_come_out_as_window_retry_and_pause(client: Client, project: int) -> None:
     created = client.data(
         "POST",
         "/jobs",
