@@ -125,12 +125,15 @@ def test_bad_client_job_fields_get_422s_naming_them(client: Client, project: int
         ({"status": "paused"}, "status", "'active' or 'inactive'"),
         ({"retryMax": 3, "retry": {"attempts": 2}}, "retry_max", "disagrees with retry.attempts"),
         ({"startDate": "next tuesday"}, "start_date", "RFC 3339"),
-        ({"startDate": "2031-01-01T00:00:00Z", "startAt": "2031-01-02T00:00:00Z"}, "start_date",
-         "disagrees with start_at"),
+        (
+            {"startDate": "2031-01-01T00:00:00Z", "startAt": "2031-01-02T00:00:00Z"},
+            "start_date",
+            "disagrees with start_at",
+        ),
         ({"startDate": "2031-02-01", "endDate": "2031-01-01"}, "end_date", "later than start_date"),
         ({"timezoneOffset": -5 * 3600}, "timezone_offset", "contradicts timezone 'Europe/Berlin'"),
         ({"retryMax": 101}, "retry_max", "less than or equal to 100"),
-    ]  # fmt: skip
+    ]
     for fields, name, message in cases:
         details = refusal(client, "POST", "/jobs", json=client_job(project, **fields))
         assert len(details) == 1 and details[0][0] == name, (fields, details)
@@ -157,8 +160,10 @@ def check_orders(caller: Client, path: str, key: str, table: str, **params: Any)
     """``path`` ordered by every column of ``table``, both directions, in both
     spellings of the parameters: the rows in exactly the expected order."""
     for column in ORDERS[table]:
-        for direction, spelled in (("asc", ("orderBy", "orderByDirection")),
-                                   ("desc", ("order_by", "order_by_direction"))):  # fmt: skip
+        for direction, spelled in (
+            ("asc", ("orderBy", "orderByDirection")),
+            ("desc", ("order_by", "order_by_direction")),
+        ):
             query = {**params, spelled[0]: column, spelled[1]: direction, "limit": 1000}
             rows = caller.data("GET", path, params=query)[key]
             assert len(rows) >= 3, (path, rows)
@@ -185,8 +190,9 @@ def test_projects_jobs_and_credentials_are_ordered_by_each_documented_column(
     check_orders(client, "/jobs", "jobs", "jobs")
     check_orders(operator, "/credentials", "credentials", "credentials")
     # The client's names of the columns are read as ours.
-    newest = client.data("GET", "/projects", params={"orderBy": "dateCreated",
-                                                      "orderByDirection": "DESC"})  # fmt: skip
+    newest = client.data(
+        "GET", "/projects", params={"orderBy": "dateCreated", "orderByDirection": "DESC"}
+    )
     assert newest["projects"][0]["id"] == ids[-1]
 
 
@@ -199,8 +205,9 @@ def test_an_unknown_order_gets_a_422_naming_the_parameter(client: Client) -> Non
         assert details == [("orderByDirection", "must be asc or desc")]
     details = refusal(client, "GET", "/jobs", params={"order_by": "id; DROP TABLE jobs"})
     assert [field for field, _ in details] == ["order_by"]
-    details = refusal(client, "GET", "/executions", params={"orderDirection": "asc",
-                                                            "orderByDirection": "desc"})  # fmt: skip
+    details = refusal(
+        client, "GET", "/executions", params={"orderDirection": "asc", "orderByDirection": "desc"}
+    )
     assert details == [("orderDirection", "disagrees with orderByDirection; send one")]
 
 
@@ -227,8 +234,13 @@ def test_executions_are_filtered_by_start_and_end_date_and_ordered(
         "/executions",
         params={**window, "orderBy": "lastExecutionDateTime", "orderDirection": "ASC"},
     )["executions"]
-    assert [row["slot"] for row in ascending] == [now - 480, now - 420, now - 360, now - 300,
-                                                   now - 240]  # fmt: skip
+    assert [row["slot"] for row in ascending] == [
+        now - 480,
+        now - 420,
+        now - 360,
+        now - 300,
+        now - 240,
+    ]
     check_orders(client, "/executions", "executions", "executions", jobId=job["id"])
     check_orders(client, f"/jobs/{job['id']}/executions", "executions", "executions")
 

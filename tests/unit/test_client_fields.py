@@ -74,8 +74,10 @@ def test_end_date_in_snake_case_and_an_equal_start_at_are_accepted() -> None:
             "end_date": "2031-02-01",
         },
     )
-    assert job.policy() == {"start_at": unix("2031-01-01T00:00:00"),
-                            "end_at": unix("2031-02-01T00:00:00")}  # fmt: skip
+    assert job.policy() == {
+        "start_at": unix("2031-01-01T00:00:00"),
+        "end_at": unix("2031-02-01T00:00:00"),
+    }
 
 
 def test_a_date_without_offset_in_a_patch_is_read_in_the_jobs_timezone() -> None:
@@ -147,19 +149,34 @@ def test_a_contradicting_timezone_offset_is_refused_with_the_zones_offset() -> N
         ({"startDate": 1893456000}, "start_date", "must be a time string"),
         ({"startDate": "2031-13-01"}, "start_date", "is not a valid time"),
         ({"endDate": "soon"}, "end_date", "must be RFC 3339"),
-        ({"endDate": "2031-01-01", "endAt": "2031-01-02T00:00:00Z"}, "end_date",
-         "disagrees with end_at; send one of them"),
-        ({"startDate": "2031-01-02", "endDate": "2031-01-02"}, "end_date",
-         "must be later than start_date"),
-        ({"retryMax": 2, "retry": {"attempts": 3}}, "retry_max",
-         "disagrees with retry.attempts (3); send one of them"),
+        (
+            {"endDate": "2031-01-01", "endAt": "2031-01-02T00:00:00Z"},
+            "end_date",
+            "disagrees with end_at; send one of them",
+        ),
+        (
+            {"startDate": "2031-01-02", "endDate": "2031-01-02"},
+            "end_date",
+            "must be later than start_date",
+        ),
+        (
+            {"retryMax": 2, "retry": {"attempts": 3}},
+            "retry_max",
+            "disagrees with retry.attempts (3); send one of them",
+        ),
         ({"retryMax": -1}, "retry_max", "Input should be greater than or equal to 0"),
-        ({"startDate": "2031-01-01", "start_date": "2031-01-01"}, "start_date",
-         "given twice, as start_date and startDate"),
-        ({"startDate": "2031-01-01", "timezone": "Nowhere/Else"}, "start_date",
-         "has no offset, and the job's timezone 'Nowhere/Else' is not a known zone to read it in"),
+        (
+            {"startDate": "2031-01-01", "start_date": "2031-01-01"},
+            "start_date",
+            "given twice, as start_date and startDate",
+        ),
+        (
+            {"startDate": "2031-01-01", "timezone": "Nowhere/Else"},
+            "start_date",
+            "has no offset, and the job's timezone 'Nowhere/Else' is not a known zone",
+        ),
     ],
-)  # fmt: skip
+)
 def test_bad_client_fields_are_refused_naming_the_field(
     fields: dict[str, Any], name: str, message: str
 ) -> None:
@@ -174,8 +191,15 @@ def test_a_created_job_is_paused_only_when_its_command_says_so(tmp_path: Path) -
         machine.apply(
             c.encode(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s"))
         )
-        job = {"project_id": 1, "spec": "@every 1m", "timezone": "UTC", "data": None,
-               "callback_url": "http://127.0.0.1:1/", "execution_type": "http", "anchor": 1}  # fmt: skip
+        job = {
+            "project_id": 1,
+            "spec": "@every 1m",
+            "timezone": "UTC",
+            "data": None,
+            "callback_url": "http://127.0.0.1:1/",
+            "execution_type": "http",
+            "anchor": 1,
+        }
         # An entry without ``paused`` (every older one) creates an active job.
         jobs = [job, {**job, "paused": True}, {**job, "paused": False}]
         assert "ok" in machine.apply(c.encode(c.JobsCreated(now=1.0, jobs=jobs)))
@@ -233,14 +257,17 @@ def test_order_parameters_read_both_spellings_and_the_clients_column_names() -> 
 @pytest.mark.parametrize(
     ("query", "field", "message"),
     [
-        ({"orderBy": "secret"}, "orderBy", "must be one of id, name, project_id, created_at,"
-         " updated_at"),
+        (
+            {"orderBy": "secret"},
+            "orderBy",
+            "must be one of id, name, project_id, created_at, updated_at",
+        ),
         ({"order_by": "name DESC"}, "order_by", "must be one of"),
         ({"orderBy": "name", "order_by": "id"}, "order_by", "orderBy and order_by disagree"),
         ({"orderByDirection": "up"}, "orderByDirection", "must be asc or desc"),
         ({"order_by_direction": "Desc"}, "order_by_direction", "must be asc or desc"),
     ],
-)  # fmt: skip
+)
 def test_an_order_outside_the_whitelist_is_a_422_naming_the_parameter(
     query: dict[str, str], field: str, message: str
 ) -> None:
