@@ -1146,6 +1146,16 @@ class JobOut(_Output):
     jitter_seconds: int = 0
     max_runs: int | None = None
     pause_after_failures: int | None = None
+    start_date: str | None = Field(
+        default=None, description="start_at, under the official clients' name."
+    )
+    end_date: str | None = Field(
+        default=None, description="end_at, under the official clients' name."
+    )
+    retry_max: int | None = Field(
+        default=None,
+        description="retry.attempts, under the official clients' name (None: the node's setting).",
+    )
 
 
 class ScheduleRun(_Output):

@@ -93,6 +93,12 @@ def test_client_job_fields_come_out_as_window_retry_and_pause(client: Client, pr
         "2031-02-01T00:00:00Z",
     )
     assert inactive["retry"]["attempts"] == 4
+    # Shown under the client's names too.
+    assert (inactive["start_date"], inactive["end_date"], inactive["retry_max"]) == (
+        "2031-01-06T08:00:00Z",
+        "2031-02-01T00:00:00Z",
+        4,
+    )
     # The active one is scheduled from its start: 09:00 Berlin on the start day.
     assert (active["paused"], active["status"]) == (False, "active")
     assert active["start_at"] == "2031-01-05T23:00:00Z"
@@ -113,6 +119,7 @@ def test_a_patch_status_pauses_and_resumes_and_retry_max_keeps_the_other_retry_f
     paused = client.data("PUT", path, json={"status": "inactive", "retryMax": 7})
     assert (paused["paused"], paused["status"]) == (True, "paused")
     assert (paused["retry"]["attempts"], paused["retry"]["initial_seconds"]) == (7, 5.0)
+    assert paused["retry_max"] == 7
     assert client.data("GET", path)["paused"] is True
     resumed = client.data("PUT", path, json={"status": "active", "endDate": "2040-01-01"})
     assert (resumed["paused"], resumed["status"]) == (False, "active")

@@ -124,6 +124,17 @@ def job_out(row: Row) -> dict[str, Any]:
         "name": row["name"],
         "labels": _labels(row["labels"]),
         **policy_out(policy),
+        **client_names(policy),
+    }
+
+
+def client_names(policy: JobPolicy) -> dict[str, Any]:
+    """The official clients' names of a job's window and retries, shown beside
+    ours (the same values): ``start_date``, ``end_date``, ``retry_max``."""
+    return {
+        "start_date": iso(_whole(policy.start_at)),
+        "end_date": iso(_whole(policy.end_at)),
+        "retry_max": None if policy.retry is None else policy.retry.get("attempts"),
     }
 
 
