@@ -84,6 +84,12 @@ _ALIASES = {
     "expires_at": "expiresAt",
     "expires_in_seconds": "expiresInSeconds",
     "created_by": "createdBy",
+    "modified_by": "modifiedBy",
+    "deleted_by": "deletedBy",
+    "executor_id": "executorId",
+    "webhook_url": "webhookUrl",
+    "webhook_method": "webhookMethod",
+    "webhook_secret": "webhookSecret",
     "timeout_seconds": "timeoutSeconds",
     "catchup_window_seconds": "catchupWindowSeconds",
     "start_at": "startAt",
@@ -140,8 +146,11 @@ def _not_null(value: Any) -> Any:
     return value
 
 
-_NULLABLE_IN_PATCH = frozenset({"data", "name", "start_date", "end_date", "timezone_offset"})
-"""Patch fields where null is a value (no data, no name, no start or end), not a mistake."""
+_NULLABLE_IN_PATCH = frozenset(
+    {"data", "name", "webhook_secret", "start_date", "end_date", "timezone_offset"}
+)
+"""Patch fields where null is a value (no data, no name, no secret of an
+executor's own, no start or end, no offset to check), not a mistake."""
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
@@ -215,6 +224,128 @@ class ProjectPatch(_Patch):
     _present = field_validator("name", "description", mode="before")(_not_null)
     _name = field_validator("name")(_plain_name)
     _description = field_validator("description")(_plain_text)
+
+
+# -- executors ---------------------------------------------------------------------------
+
+EXECUTOR_TYPES: tuple[str, ...] = ("webhook_url",)
+"""The executor types this server runs."""
+UNSUPPORTED_EXECUTOR_TYPES: tuple[str, ...] = ("cloud_function", "container", "local")
+"""Types the official clients know that this server does not run: refused by name."""
+WEBHOOK_METHODS: tuple[str, ...] = ("GET", "POST", "PUT", "PATCH", "DELETE")
+"""The HTTP methods an executor may call its URL with (the body is the same)."""
+MAX_WEBHOOK_SECRET = 1024
+
+
+def _executor_type(value: Any) -> Any:
+    """``webhook_url``; the official clients' other types by name, with why."""
+    if isinstance(value, str) and value in UNSUPPORTED_EXECUTOR_TYPES:
+        raise ValueError(
+            f"{value!r} executors are not supported by this server; the only type is webhook_url"
+        )
+    if value != "webhook_url":
+        raise ValueError("must be webhook_url")
+    return value
+
+
+def _webhook_method(value: Any) -> Any:
+    """One of ``WEBHOOK_METHODS``, in any case (stored upper case)."""
+    if value is None:
+        return value
+    if not isinstance(value, str) or value.upper() not in WEBHOOK_METHODS:
+        raise ValueError(f"must be one of {', '.join(WEBHOOK_METHODS)}")
+    return value.upper()
+
+
+def _optional_url(value: str | None) -> str | None:
+    return None if value is None else _check_url(value)
+
+
+def _secret_text(value: str | None) -> str | None:
+    """A secret is used as its UTF-8 bytes: any printable text, not empty."""
+    if value is not None and (not value or not value.isprintable()):
+        raise ValueError("must be 1 or more printable characters")
+    return value
+
+
+class ExecutorIn(_Input):
+    """A ``webhook_url`` executor, in the official clients' field names
+    (``ExecutorRequestBody``; camelCase or snake_case)."""
+
+    name: StrictStr = Field(min_length=1, max_length=255)
+    type: StrictStr = Field(
+        description="webhook_url (cloud_function, container and local are refused).",
+        json_schema_extra={"enum": list(EXECUTOR_TYPES)},
+    )
+    webhook_url: StrictStr = Field(
+        validation_alias=_alias("webhook_url"), description="Where the callbacks go."
+    )
+    webhook_method: StrictStr = Field(
+        default="POST",
+        validation_alias=_alias("webhook_method"),
+        description=f"The HTTP method of the callbacks: {', '.join(WEBHOOK_METHODS)}.",
+        json_schema_extra={"enum": list(WEBHOOK_METHODS)},
+    )
+    webhook_secret: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("webhook_secret"),
+        max_length=MAX_WEBHOOK_SECRET,
+        description="Signs the callbacks of its jobs (as a project's signing secret does);"
+        " never shown again. Left out: the job's project's signing secret signs them.",
+    )
+    created_by: StrictStr | None = Field(
+        default=None, validation_alias=_alias("created_by"), max_length=255
+    )
+
+    _type = field_validator("type", mode="before")(_executor_type)
+    _method = field_validator("webhook_method", mode="before")(_webhook_method)
+    _url = field_validator("webhook_url")(_check_url)
+    _secret = field_validator("webhook_secret")(_secret_text)
+    _name = field_validator("name")(_plain_name)
+
+
+class ExecutorPatch(_Patch):
+    """A change of an executor: the fields given (``ExecutorUpdateRequestBody``
+    sends ``name``, ``type`` and ``modifiedBy`` every time)."""
+
+    name: StrictStr | None = Field(default=None, min_length=1, max_length=255)
+    type: StrictStr | None = Field(
+        default=None,
+        description="webhook_url: an executor's type does not change.",
+        json_schema_extra={"enum": list(EXECUTOR_TYPES)},
+    )
+    webhook_url: StrictStr | None = Field(default=None, validation_alias=_alias("webhook_url"))
+    webhook_method: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("webhook_method"),
+        json_schema_extra={"enum": list(WEBHOOK_METHODS)},
+    )
+    webhook_secret: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("webhook_secret"),
+        max_length=MAX_WEBHOOK_SECRET,
+        description="A new secret; null: none of its own (the projects' secrets sign).",
+    )
+    modified_by: StrictStr | None = Field(
+        default=None, validation_alias=_alias("modified_by"), max_length=255
+    )
+
+    _present = field_validator(
+        "name", "type", "webhook_url", "webhook_method", "modified_by", mode="before"
+    )(_not_null)
+    _type = field_validator("type", mode="before")(_executor_type)
+    _method = field_validator("webhook_method", mode="before")(_webhook_method)
+    _url = field_validator("webhook_url")(_optional_url)
+    _secret = field_validator("webhook_secret")(_secret_text)
+    _name = field_validator("name")(_plain_name)
+
+
+class DeleteIn(_Input):
+    """The optional body of a delete (``ExecutorDeleteRequestBody``)."""
+
+    deleted_by: StrictStr | None = Field(
+        default=None, validation_alias=_alias("deleted_by"), max_length=255
+    )
 
 
 class CredentialScope(enum.StrEnum):
@@ -841,7 +972,19 @@ class JobIn(_JobPolicies):
     spec: StrictStr = Field(min_length=1, max_length=256)
     timezone: StrictStr = Field(default="UTC", max_length=64)
     data: Any = None
-    callback_url: StrictStr = Field(validation_alias=_alias("callback_url"))
+    callback_url: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("callback_url"),
+        description="Where the job's callbacks go; or give executor_id (exactly one of the two).",
+    )
+    executor_id: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("executor_id"),
+        ge=1,
+        le=2**63 - 1,
+        description="The executor the job's callbacks go through (its URL, method and secret,"
+        " read at each delivery); or give callback_url (exactly one of the two).",
+    )
     execution_type: Literal["http"] = Field(
         default="http", validation_alias=_alias("execution_type")
     )
@@ -853,7 +996,6 @@ class JobIn(_JobPolicies):
         default=None, description=_STATUS_DOC + " Left out: active."
     )
 
-    _url = field_validator("callback_url")(_check_url)
     _name = field_validator("name")(_plain_name)
     _label_map = field_validator("labels", mode="before")(_labels)
 
@@ -861,6 +1003,19 @@ class JobIn(_JobPolicies):
     def paused(self) -> bool:
         """Created paused: ``status`` ``inactive``."""
         return self.status == "inactive"
+
+    @field_validator("callback_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+    def destination_problems(self, index: int | None = None) -> list[FieldError]:
+        """A job names exactly one destination: ``callback_url`` or ``executor_id``."""
+        if self.callback_url is not None and self.executor_id is not None:
+            return [FieldError("executor_id", "give callback_url or executor_id, not both", index)]
+        if self.callback_url is None and self.executor_id is None:
+            return [FieldError("callback_url", "Field required (or give executor_id)", index)]
+        return []
 
     def policy(self) -> dict[str, Any] | None:
         """The policies as stored: the fields set to a value, None if none is."""
@@ -872,7 +1027,18 @@ class JobPatch(_Patch, _JobPolicies):
     spec: StrictStr | None = Field(default=None, min_length=1, max_length=256)
     timezone: StrictStr | None = Field(default=None, max_length=64)
     data: Any = None
-    callback_url: StrictStr | None = Field(default=None, validation_alias=_alias("callback_url"))
+    callback_url: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("callback_url"),
+        description="The job's own callback URL (it then uses no executor).",
+    )
+    executor_id: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("executor_id"),
+        ge=1,
+        le=2**63 - 1,
+        description="Call back through this executor from now on (not with callback_url).",
+    )
     execution_type: Literal["http"] | None = Field(
         default=None, validation_alias=_alias("execution_type")
     )
@@ -894,6 +1060,7 @@ class JobPatch(_Patch, _JobPolicies):
         "spec",
         "timezone",
         "callback_url",
+        "executor_id",
         "execution_type",
         "labels",
         "status",
@@ -1096,6 +1263,22 @@ class CredentialOut(_Output):
     """Only in the answer that created the credential."""
 
 
+class ExecutorOut(_Output):
+    """An executor as shown: never its secret, only whether it has one."""
+
+    id: int
+    name: str
+    type: str = "webhook_url"
+    webhook_url: str
+    webhook_method: str = "POST"
+    has_webhook_secret: bool = False
+    jobs: int = Field(default=0, description="The jobs calling back through it.")
+    created_by: str | None = None
+    modified_by: str | None = None
+    created_at: str | None = None
+    updated_at: str | None = None
+
+
 class RetryOut(_Output):
     """A job's retry policy as stored: a field not set follows the node's setting."""
 
@@ -1112,7 +1295,10 @@ class JobOut(_Output):
     spec: str
     timezone: str = "UTC"
     data: Any = None
-    callback_url: str = ""
+    callback_url: str = Field(default="", description='"" for a job of an executor.')
+    executor_id: int | None = Field(
+        default=None, description="The executor its callbacks go through; None: callback_url."
+    )
     execution_type: str = "http"
     paused: bool = False
     status: Literal["active", "paused", "completed"] = Field(

@@ -34,6 +34,7 @@ JOB_KEYS = {
     "timezone",
     "data",
     "callback_url",
+    "executor_id",
     "execution_type",
     "paused",
     "last_execution_date",

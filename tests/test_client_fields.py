@@ -178,7 +178,7 @@ def check_orders(caller: Client, path: str, key: str, table: str, **params: Any)
             assert [r["id"] for r in rows] == [r["id"] for r in expected], (path, column, direction)
 
 
-def test_projects_jobs_and_credentials_are_ordered_by_each_documented_column(
+def test_projects_jobs_credentials_and_executors_are_ordered_by_each_documented_column(
     client: Client, operator: Client
 ) -> None:
     ids = [
@@ -193,7 +193,18 @@ def test_projects_jobs_and_credentials_are_ordered_by_each_documented_column(
     client.data("PUT", f"/jobs/{first_job['id']}", json={"spec": "0 10 * * *"})
     for _ in range(3):
         operator.data("POST", "/credentials", 201, json={})
+    executors = [
+        client.data(
+            "POST",
+            "/executors",
+            201,
+            json={"name": name, "type": "webhook_url", "webhookUrl": CALLBACK},
+        )["id"]
+        for name in ("hook-b", "hook-c", "hook-a")
+    ]
+    client.data("PUT", f"/executors/{executors[0]}", json={"name": "hook-b2"})
     check_orders(client, "/projects", "projects", "projects")
+    check_orders(client, "/executors", "executors", "executors")
     check_orders(client, "/jobs", "jobs", "jobs")
     check_orders(operator, "/credentials", "credentials", "credentials")
     # The client's names of the columns are read as ours.
@@ -204,7 +215,7 @@ def test_projects_jobs_and_credentials_are_ordered_by_each_documented_column(
 
 
 def test_an_unknown_order_gets_a_422_naming_the_parameter(client: Client) -> None:
-    for path in ("/projects", "/jobs", "/executions"):
+    for path in ("/projects", "/jobs", "/executions", "/executors", "/jobs/1/executions"):
         details = refusal(client, "GET", path, params={"orderBy": "signing_secret"})
         assert [field for field, _ in details] == ["orderBy"]
         assert "must be one of" in details[0][1]

@@ -106,6 +106,31 @@ def test_fires_sharing_url_and_secret_go_in_one_post(tmp_path: Path) -> None:
     assert {record["chunk"] for record in records} == {"1/1"}
 
 
+def test_fires_of_another_method_go_in_their_own_request_with_that_method(
+    tmp_path: Path,
+) -> None:
+    """An executor's ``webhook_method``: fires sharing URL and secret but not
+    the method are two requests, each with its method and the same body shape."""
+    with run_receiver(tmp_path) as receiver:
+        fires = make_fires(receiver.url, 2) + make_fires(receiver.url, 3, start=2)
+        for fire in fires[2:4]:
+            fire.method = "PUT"
+        fires[4].method = "DELETE"
+        results = run(lambda ex: deliver(ex, fires))
+        records = receiver.records()
+
+    assert all(r.state == "success" and r.status_code == 200 for r in results)
+    by_method: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        by_method[record["method"]].append(record["id"])
+    assert {method: sorted(ids) for method, ids in by_method.items()} == {
+        "POST": [0, 1],
+        "PUT": [2, 3],
+        "DELETE": [4],
+    }
+    assert len({record["batch"] for record in records}) == 3
+
+
 def test_large_batches_split_into_numbered_chunks_delivered_once(tmp_path: Path) -> None:
     with run_receiver(tmp_path) as receiver:
         fires = make_fires(receiver.url, 40)

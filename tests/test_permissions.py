@@ -66,6 +66,8 @@ class World:
     inside: int
     outside: int
     jobs: dict[int, int]
+    executor: int
+    """An executor that the requests read and change (executors serve the whole account)."""
     names: Iterator[int] = field(default_factory=itertools.count)
 
     def project(self, caller: Caller) -> int:
@@ -86,9 +88,17 @@ class World:
     def name(self) -> str:
         return f"matrix-{next(self.names)}"
 
+    def new_executor(self) -> int:
+        """An executor of its own, for a request that deletes it."""
+        return int(self.operator.data("POST", "/executors", 201, json=executor_body())["id"])
+
 
 def job_body(project_id: int) -> dict[str, Any]:
     return {"project_id": project_id, "spec": YEARLY, "callback_url": CALLBACK}
+
+
+def executor_body() -> dict[str, Any]:
+    return {"name": "matrix", "type": "webhook_url", "webhookUrl": CALLBACK}
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,18 @@ EXAMPLES: dict[tuple[str, str], Example] = {
     ("DELETE", "/credentials/{id}"): Example(
         lambda w, c: Request(f"/credentials/{w.new_credential()}")
     ),
+    ("POST", "/executors"): Example(lambda w, c: Request("/executors", executor_body())),
+    ("GET", "/executors"): Example(same("/executors")),
+    ("GET", "/executors/{id}"): Example(lambda w, c: Request(f"/executors/{w.executor}")),
+    ("PUT", "/executors/{id}"): Example(
+        lambda w, c: Request(f"/executors/{w.executor}", {"name": "changed"})
+    ),
+    ("PATCH", "/executors/{id}"): Example(
+        lambda w, c: Request(f"/executors/{w.executor}", {"modifiedBy": "matrix"})
+    ),
+    ("DELETE", "/executors/{id}"): Example(
+        lambda w, c: Request(f"/executors/{w.new_executor()}", {"deletedBy": "matrix"})
+    ),
     ("POST", "/jobs"): Example(lambda w, c: Request("/jobs", [job_body(w.project(c))])),
     ("GET", "/jobs"): Example(lambda w, c: filtered(w, c, "/jobs"), outside_list=404),
     ("GET", "/jobs/{id}"): Example(on_job()),
@@ -206,7 +228,7 @@ def expected(method: str, spec: RouteSpec, caller: Caller) -> int:
         return 403
     if not caller.limited:
         return allowed
-    if permission.on is On.NEW_PROJECT:
+    if permission.on in (On.NEW_PROJECT, On.ACCOUNT):
         return 403
     if not caller.outside:
         return allowed
@@ -302,7 +324,8 @@ def make_world(operator: Client) -> World:
     for project in (inside, outside):
         jobs[project] = operator.data("POST", "/jobs", 201, json=job_body(project))["id"]
         operator.data("POST", f"/jobs/{jobs[project]}/run", 202)  # an execution row each
-    return World(operator, inside, outside, jobs)
+    executor = operator.data("POST", "/executors", 201, json=executor_body())["id"]
+    return World(operator, inside, outside, jobs, executor)
 
 
 def test_every_route_has_an_example_in_the_matrix() -> None:

@@ -4,13 +4,16 @@ and ``audit`` catches each kind of double or lost run it claims to catch."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from tests.support.audit import audit
 from tests.support.nodes import wait_until
+from tests.support.receiver import RunningReceiver
 
 # -- wait_until ------------------------------------------------------------------------------
 
@@ -149,3 +152,11 @@ def test_a_hole_in_the_grid_is_counted() -> None:
     rows = [r for r in grid(5) if r["slot"] != SLOT + 2]
     records = [r for r in once_each(5) if r["execution_id"] != f"{JOB}-{SLOT + 2}"]
     assert audit(records, rows, {JOB})["holes"] == 1
+
+
+def test_receiver_requests_leave_a_line_still_being_written(tmp_path: Path) -> None:
+    out = tmp_path / "requests.jsonl"
+    whole = orjson.dumps({"path": "/cb", "headers": {"webhook-id": "b-1"}, "body_b64": "W10="})
+    out.write_bytes(whole + b"\n" + whole[:20])  # the second record is half written
+    receiver = RunningReceiver(1, tmp_path / "items.jsonl", out)
+    assert receiver.requests() == [(orjson.loads(whole), {"webhook-id": "b-1"}, b"[]")]

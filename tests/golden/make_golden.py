@@ -707,12 +707,135 @@ def v4_journal() -> list[bytes]:
         ),
     ]
     types = {unframe(p)["t"] for p in entries}
-    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert types == set(c.COMMAND_TYPES) - V5_TYPES, set(c.COMMAND_TYPES) - V5_TYPES - types
     assert all(unframe(p)["v"] == 4 for p in entries)
     return entries
 
 
-JOURNALS = {"v1": v1_journal, "v2": v2_journal, "v3": v3_journal, "v4": v4_journal}
+V5_TYPES = {"ExecutorCreated", "ExecutorUpdated", "ExecutorDeleted"}
+"""The command types version 5 added."""
+
+
+def v5(command: c.Command) -> bytes:
+    payload = frame(5, command.type_name, args_of(command))
+    if c.VERSION == 5:  # while version 5 is current, this is exactly what nodes propose
+        assert payload == c.encode(command), command.type_name
+    return payload
+
+
+def v5_journal() -> list[bytes]:
+    """Every command type of version 5, and executors: one with a secret and
+    method, one without; jobs that name one (an unknown one refused, naming
+    the item), a job moved onto an executor and back to its own URL, a change
+    of an executor (its URL, method and secret cleared), its deletion refused
+    while a job uses it and done once none does."""
+    t = 2_100_000_000
+    plain = [{**job, "next_run": t + 60} for job in jobs(t, 24)]
+    entries = [
+        v5(c.Noop()),
+        v5(c.MemberJoined(now=t, node_id=1, address="http://n1:9090", raft_address="n1:7070")),
+        v5(c.AssignmentChanged(now=t, epoch=1, owners=[1] * BUCKETS)),
+        v5(c.ProjectCreated(now=t + 1, name="alpha", description="", signing_secret="sec-a")),
+        v5(c.ProjectCreated(now=t + 1, name="beta", description="b", signing_secret="sec-b")),
+        v5(c.ProjectUpdated(now=t + 2, project_id=2, description="second")),
+        v5(c.CredentialCreated(now=t + 3, api_key="key-1", secret_hash="hash-1")),
+        v5(c.CredentialArchived(now=t + 4, credential_id=1)),
+        v5(c.CredentialDeleted(now=t + 5, credential_id=1)),
+        v5(
+            c.ExecutorCreated(
+                now=t + 6,
+                name="billing",
+                webhook_url="http://receiver.test/billing",
+                webhook_method="PUT",
+                webhook_secret="exec-secret",
+                created_by="ops",
+            )
+        ),
+        v5(c.ExecutorCreated(now=t + 7, name="plain", webhook_url="http://receiver.test/plain")),
+        # Jobs 1-24 with their own URLs (compressed), 25 and 26 through executors.
+        v5(c.JobsCreated(now=t + 8, jobs=plain)),
+        v5(
+            c.JobsCreated(
+                now=t + 9,
+                jobs=[
+                    {**jobs(t, 1)[0], "callback_url": "", "executor_id": 1, "next_run": t + 60},
+                    {**jobs(t, 2)[1], "callback_url": "", "executor_id": 2, "next_run": t + 60},
+                ],
+            )
+        ),
+        # An unknown executor refuses the whole batch, naming the item.
+        v5(
+            c.JobsCreated(
+                now=t + 10,
+                jobs=[jobs(t, 1)[0], {**jobs(t, 2)[1], "callback_url": "", "executor_id": 9}],
+            )
+        ),
+        v5(c.JobUpdated(now=t + 11, job_id=3, changes={"executor_id": 1, "callback_url": ""})),
+        v5(c.JobUpdated(now=t + 12, job_id=4, changes={"executor_id": 7, "callback_url": ""})),
+        v5(
+            c.ExecutorUpdated(
+                now=t + 13,
+                executor_id=1,
+                changes={
+                    "webhook_url": "http://receiver.test/billing-v2",
+                    "webhook_method": "POST",
+                    "modified_by": "dev",
+                },
+            )
+        ),
+        v5(c.ExecutorUpdated(now=t + 14, executor_id=2, changes={"webhook_secret": "s2"})),
+        v5(c.ExecutorUpdated(now=t + 15, executor_id=2, changes={"webhook_secret": None})),
+        v5(c.ExecutorUpdated(now=t + 16, executor_id=5, changes={"name": "missing"})),
+        v5(c.ExecutorDeleted(now=t + 17, executor_id=2, deleted_by="ops")),
+        v5(
+            c.JobUpdated(
+                now=t + 18,
+                job_id=26,
+                changes={"callback_url": "http://receiver.test/own", "executor_id": None},
+            )
+        ),
+        v5(c.ExecutorDeleted(now=t + 19, executor_id=2, deleted_by="ops")),
+        v5(
+            c.SlotsFired(
+                now=t + 60.1,
+                node_id=1,
+                epoch=1,
+                fires=[[25, t + 60], [1, t + 60]],
+                following=[[t + 120, [1, 25]]],
+            )
+        ),
+        v5(
+            c.ResultsRecorded(
+                now=t + 61, node_id=1, groups=[[t + 60, "success", 200, 1, 12, None, [1, 25]]]
+            )
+        ),
+        v5(c.JobPaused(now=t + 62, job_id=5, paused=True, note="receiver down")),
+        v5(c.JobTriggered(now=t + 63.2, job_id=25, slot=t + 63, manual=True)),
+        v5(c.JobBackfilled(now=t + 64, job_id=25, slots=[t, t + 30])),
+        v5(c.ExecutionsLost(now=t + 65, executions=[[25, t + 63]])),
+        v5(c.ExecutionsRedispatched(now=t + 66, node_id=1, executions=[[25, t + 63]])),
+        v5(c.JobDeleted(now=t + 67, job_id=10)),
+        v5(c.MemberLeft(now=t + 68, node_id=2, remember=True)),
+        v5(c.ProjectDeleted(now=t + 69, project_id=2)),
+        v5(
+            c.ExecutionsPruned(
+                now=t + 70, keep_rows=30, before=t, per_job=2, job_id_from=1, job_id_to=30
+            )
+        ),
+    ]
+    types = {unframe(p)["t"] for p in entries}
+    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert all(unframe(p)["v"] == 5 for p in entries)
+    return entries
+
+
+JOURNALS = {
+    "v1": v1_journal,
+    "v2": v2_journal,
+    "v3": v3_journal,
+    "v4": v4_journal,
+    "v5": v5_journal,
+}
 
 
 def main(argv: list[str]) -> None:

@@ -6,11 +6,12 @@ Run it as its own process::
         [--status 200] [--fail-first N] [--delay SECONDS] [--secret S] \\
         [--requests-out /tmp/requests.jsonl]
 
-It listens on 127.0.0.1, accepts ``POST`` on any path, parses the JSON array
-body, and appends one JSON line per item to ``--out`` (flushed before it
-answers)::
+It listens on 127.0.0.1, accepts ``POST`` (and the other methods an executor
+may call with: ``GET``, ``PUT``, ``PATCH``, ``DELETE``) on any path, parses
+the JSON array body, and appends one JSON line per item to ``--out`` (flushed
+before it answers)::
 
-    {"t": <receive unix time>, "path": "/cb", "chunk": "1/2", "batch": "<hex>",
+    {"t": <receive unix time>, "method": "POST", "path": "/cb", "chunk": "1/2", "batch": "<hex>",
      "webhook_id": "<hex>-1", "status": <status answered>, "execution_id": ...,
      "id": ..., "slot": ..., "verified": <bool, only with --secret>,
      "verified_standard": <bool, only with --secret>}
@@ -22,7 +23,7 @@ answers)::
 With ``--requests-out`` it also appends one JSON line per request, headers and
 raw body (base64) included, for tests that verify or tamper with them::
 
-    {"t": ..., "path": "/cb", "status": 200, "headers": {"webhook-id": ...},
+    {"t": ..., "method": "POST", "path": "/cb", "status": 200, "headers": {...},
      "body_b64": "<base64 of the raw body>"}
 
 Items of requests answered with an error are recorded too (``status`` tells
@@ -119,6 +120,7 @@ class _Recorder:
         status = 500 if failing else self.options.status
         common: dict[str, Any] = {
             "t": received_at,
+            "method": request.method,
             "path": request.url.path,
             "chunk": request.headers.get("x-payload-chunk-id"),
             "batch": request.headers.get("x-scheduler0-batch-id"),
@@ -144,6 +146,7 @@ class _Recorder:
         assert self.requests_sink is not None
         record = {
             "t": common["t"],
+            "method": common["method"],
             "path": common["path"],
             "status": common["status"],
             "headers": headers,
@@ -179,7 +182,9 @@ def create_app(
     return Starlette(
         routes=[
             Route("/stats", recorder.stats, methods=["GET"]),
-            Route("/{path:path}", recorder.callback, methods=["POST"]),
+            Route(
+                "/{path:path}", recorder.callback, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]
+            ),
         ]
     )
 
@@ -242,10 +247,12 @@ class RunningReceiver:
 
     def requests(self) -> list[tuple[dict[str, Any], dict[str, str], bytes]]:
         """Every request recorded so far (``keep_requests=True``), in arrival order,
-        as ``(record, headers, raw body)``."""
+        as ``(record, headers, raw body)``. As in :meth:`records`, a last line
+        still being written is left for the next call."""
         if self.requests_out is None or not self.requests_out.exists():
             return []
-        lines = self.requests_out.read_bytes().splitlines()
+        data = self.requests_out.read_bytes()
+        lines = data[: data.rfind(b"\n") + 1].splitlines()
         records = [orjson.loads(line) for line in lines if line]
         return [(r, r["headers"], base64.b64decode(r["body_b64"])) for r in records]
 

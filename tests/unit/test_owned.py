@@ -74,7 +74,7 @@ async def test_a_changed_job_is_reread_and_its_old_heap_entry_is_stale(world: Wo
     await world.assign_all()
     owned = owned_set(world)
     owned.refresh()
-    owned.payloads[job] = (b"head", "url", "secret", None)
+    owned.payloads[job] = (b"head", "url", "secret", None, "POST")
     await world.propose(c.JobUpdated(now=T0, job_id=job, changes={"spec": "@every 30s"}))
     owned.refresh()
     assert job not in owned.payloads
@@ -94,7 +94,7 @@ async def test_a_bucket_move_drops_its_jobs(world: World) -> None:
     owned = owned_set(world)
     owned.refresh()
     for job_id in ids:
-        owned.payloads[job_id] = (b"head", "url", "secret", None)
+        owned.payloads[job_id] = (b"head", "url", "secret", None, "POST")
     await world.assign(owners_splitting({ids[1]: 2, ids[3]: 2}))
     owned.refresh()
     assert sorted(owned.jobs) == [ids[0], ids[2]]

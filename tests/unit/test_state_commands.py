@@ -39,6 +39,7 @@ import pytest
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import (
     BUCKETS,
     MANUAL_PER_SECOND,
@@ -266,6 +267,158 @@ def test_project_deleted_only_once_it_has_no_jobs(replica: Replica) -> None:
     assert replica.ok(c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s")) == {
         "id": 3
     }
+
+
+# -- executors (version 5) -----------------------------------------------------------------
+
+
+URL = "http://127.0.0.1:2/hooks"
+V2 = "http://127.0.0.1:3/v2"
+
+
+def executor(**overrides: Any) -> c.ExecutorCreated:
+    fields: dict[str, Any] = {
+        "now": NOW,
+        "name": "billing",
+        "webhook_url": URL,
+        "webhook_method": "PUT",
+        "webhook_secret": "exec-secret",
+        "created_by": "ops",
+        **overrides,
+    }
+    return c.ExecutorCreated(**fields)
+
+
+EXECUTOR_ROW = "SELECT id, name, type, webhook_url, webhook_method, webhook_secret, created_by,"
+EXECUTOR_ROW += " modified_by, created_at, updated_at FROM executors ORDER BY id"
+
+
+@covers(c.ExecutorCreated)
+def test_executor_created_stores_what_the_proposer_stamped(replica: Replica) -> None:
+    assert replica.ok(executor()) == {"id": 1}
+    assert replica.ok(executor(now=NOW + 1, name="plain", webhook_secret=None)) == {"id": 2}
+    assert replica.rows(EXECUTOR_ROW) == [
+        (1, "billing", "webhook_url", URL, "PUT", "exec-secret", "ops", None, NOW, NOW),
+        (2, "plain", "webhook_url", URL, "PUT", None, "ops", None, NOW + 1, NOW + 1),
+    ]
+
+
+@covers(c.ExecutorUpdated)
+def test_executor_updated_sets_the_given_fields_and_tells_the_owners_of_its_jobs(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=2)
+    replica.ok(executor())
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(callback_url="", executor_id=1) for _ in "ab"]))
+    heard: list[tuple[str, Any]] = []
+    replica.machine._on_change = lambda kind, detail: heard.append((kind, detail))
+    changes = {"webhook_url": V2, "webhook_method": "POST"}
+    replica.ok(c.ExecutorUpdated(now=NOW + 5, executor_id=1, changes={**changes}))
+    replica.ok(
+        c.ExecutorUpdated(
+            now=NOW + 6, executor_id=1, changes={"webhook_secret": None, "modified_by": "dev"}
+        )
+    )
+    assert replica.rows(EXECUTOR_ROW) == [
+        (1, "billing", "webhook_url", V2, "POST", None, "ops", "dev", NOW, NOW + 6)
+    ]
+    assert heard == [("jobs", [3, 4]), ("jobs", [3, 4])]
+    err = replica.refused(c.ExecutorUpdated(now=NOW, executor_id=9, changes={}), "not_found")
+    assert err["message"] == "no executor with id 9"
+
+
+@covers(c.ExecutorDeleted)
+def test_executor_deleted_only_once_no_job_uses_it(replica: Replica) -> None:
+    seed(replica, jobs=0)
+    replica.ok(executor())
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(callback_url="", executor_id=1) for _ in "ab"]))
+    err = replica.refused(c.ExecutorDeleted(now=NOW, executor_id=1, deleted_by="ops"), "conflict")
+    assert err["message"] == (
+        "executor 1 is used by 2 job(s); point them at another executor or callback_url,"
+        " or delete them, first"
+    )
+    replica.ok(c.JobDeleted(now=NOW, job_id=1))
+    replica.ok(
+        c.JobUpdated(
+            now=NOW, job_id=2, changes={"callback_url": "http://x.test/", "executor_id": None}
+        )
+    )
+    assert replica.ok(c.ExecutorDeleted(now=NOW, executor_id=1, deleted_by="ops")) == {"id": 1}
+    assert replica.rows("SELECT id FROM executors") == []
+    replica.refused(c.ExecutorDeleted(now=NOW, executor_id=1), "not_found")
+
+
+def test_jobs_naming_an_unknown_executor_are_refused_naming_each_item(replica: Replica) -> None:
+    seed(replica, jobs=0)
+    replica.ok(executor())
+    err = replica.refused(
+        c.JobsCreated(
+            now=NOW,
+            jobs=[job(callback_url="", executor_id=1), job(), job(callback_url="", executor_id=7)],
+        ),
+        "validation_failed",
+    )
+    assert err["details"] == [
+        {"field": "executor_id", "message": "no executor with id 7", "index": 2}
+    ]
+    assert replica.rows("SELECT id FROM jobs") == []
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(), job(callback_url="", executor_id=1)]))
+    assert replica.rows("SELECT id, callback_url, executor_id FROM jobs ORDER BY id") == [
+        (1, "http://127.0.0.1:1/cb", None),
+        (2, "", 1),
+    ]
+    err = replica.refused(
+        c.JobUpdated(now=NOW, job_id=1, changes={"executor_id": 5, "callback_url": ""}),
+        "validation_failed",
+    )
+    assert err["details"] == [{"field": "executor_id", "message": "no executor with id 5"}]
+    assert replica.one("SELECT callback_url, executor_id FROM jobs WHERE id = 1") == (
+        "http://127.0.0.1:1/cb",
+        None,
+    )
+
+
+def test_a_fire_of_an_executor_job_goes_to_its_url_method_and_secret(
+    replica: Replica,
+) -> None:
+    """What the owner reads to send a fire: the executor's URL, method and
+    secret, read when sent (a change of the executor applies to later fires);
+    the project's secret for an executor without one; the job's own URL, POST
+    and the project's secret for every other job."""
+    seed(replica, jobs=1)
+    replica.ok(executor())
+    replica.ok(executor(name="no secret", webhook_url="http://127.0.0.1:4/", webhook_secret=None))
+    replica.ok(
+        c.JobsCreated(
+            now=NOW,
+            jobs=[job(callback_url="", executor_id=1), job(callback_url="", executor_id=2)],
+        )
+    )
+    reader = Queries(replica.path)
+
+    def sent() -> list[tuple[Any, ...]]:
+        rows = reader.fire_payloads([[1, T0], [2, T0], [3, T0]])
+        return [
+            (job_id, row["callback_url"], row["method"], row["signing_secret"])
+            for job_id, row in sorted(rows.items())
+        ]
+
+    try:
+        assert sent() == [
+            (1, "http://127.0.0.1:1/cb", "POST", "s"),
+            (2, "http://127.0.0.1:2/hooks", "PUT", "exec-secret"),
+            (3, "http://127.0.0.1:4/", "PUT", "s"),
+        ]
+        replica.ok(
+            c.ExecutorUpdated(
+                now=NOW,
+                executor_id=1,
+                changes={"webhook_url": "http://127.0.0.1:5/v2", "webhook_secret": "rotated"},
+            )
+        )
+        assert sent()[1] == (2, "http://127.0.0.1:5/v2", "PUT", "rotated")
+    finally:
+        reader.db.close()
 
 
 # -- credentials ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.state.schema import manual_slot
-from scheduler0.models import CredentialOut, ExecutionOut, JobOut, ProjectOut
+from scheduler0.models import CredentialOut, ExecutionOut, ExecutorOut, JobOut, ProjectOut
 
 pytestmark = pytest.mark.unit
 
@@ -101,3 +101,24 @@ def test_a_manual_run_is_shown_with_its_own_id_its_second_and_its_trigger() -> N
         "manual",
     )
     assert shown["scheduled_at"] == views.execution_out(EXECUTION)["scheduled_at"]
+
+
+def test_an_executor_is_shown_with_the_fields_of_executor_out_and_never_its_secret() -> None:
+    row = {
+        "id": 4,
+        "name": "billing",
+        "type": "webhook_url",
+        "webhook_url": "http://127.0.0.1:3000/hooks",
+        "webhook_method": "PUT",
+        "webhook_secret": "exec-secret",
+        "created_by": "ops",
+        "modified_by": None,
+        "created_at": NOW,
+        "updated_at": NOW,
+        "jobs": 2,
+    }
+    shown = views.executor_out(row)
+    same_fields(ExecutorOut, shown, optional=set())
+    assert "exec-secret" not in repr(shown)
+    assert shown["has_webhook_secret"] is True
+    assert views.executor_out({**row, "webhook_secret": None})["has_webhook_secret"] is False

@@ -17,13 +17,23 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route, compile_path
 from starlette.types import ASGIApp, Lifespan, Message, Receive, Scope, Send
 
-from scheduler0.daemon.api import accounts, backup, cluster, jobs, observe, openapi, schedules
+from scheduler0.daemon.api import (
+    accounts,
+    backup,
+    cluster,
+    executors,
+    jobs,
+    observe,
+    openapi,
+    schedules,
+)
 from scheduler0.daemon.api.auth import Access, AuthMiddleware, On, Permission, guard
 from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
 from scheduler0.daemon.api.http import (
     CONSISTENCY,
     CREDENTIALS_ORDER,
     EXECUTIONS_ORDER,
+    EXECUTORS_ORDER,
     JOB_ID,
     JOB_NAME,
     JOBS_LIMIT,
@@ -51,6 +61,7 @@ from scheduler0.daemon.api.shapes import (
     CredentialPage,
     Deleted,
     ExecutionPage,
+    ExecutorPage,
     Health,
     JobPage,
     Member,
@@ -73,6 +84,10 @@ from scheduler0.models import (
     CredentialOut,
     CredentialPatch,
     CredentialScope,
+    DeleteIn,
+    ExecutorIn,
+    ExecutorOut,
+    ExecutorPatch,
     JobIn,
     JobOut,
     JobPatch,
@@ -214,6 +229,31 @@ ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
         "/credentials/{id}", ("DELETE",), accounts.delete_credential, OPERATOR,
         "Delete a client credential", Reply(Deleted),
+    ),
+    RouteSpec(
+        "/executors", ("POST",), executors.create_executor, write(On.ACCOUNT),
+        "Create an executor (type webhook_url): a URL, method and secret jobs may call back"
+        " through (executor_id)",
+        Reply(ExecutorOut, 201, description="Created"), body=Body(ExecutorIn),
+    ),
+    RouteSpec(
+        "/executors", ("GET",), executors.list_executors, read(),
+        "List executors", Reply(ExecutorPage), query=listing(EXECUTORS_ORDER),
+    ),
+    RouteSpec(
+        "/executors/{id}", ("GET",), executors.get_executor, read(),
+        "Get an executor (its secret is never shown)", Reply(ExecutorOut), query=READ,
+    ),
+    RouteSpec(
+        "/executors/{id}", ("PUT", "PATCH"), executors.update_executor, write(On.ACCOUNT),
+        "Change an executor: the later callbacks of its jobs go to its new URL, method and"
+        " secret",
+        Reply(ExecutorOut), body=Body(ExecutorPatch),
+    ),
+    RouteSpec(
+        "/executors/{id}", ("DELETE",), executors.delete_executor, write(On.ACCOUNT),
+        "Delete an executor (refused while jobs use it)", Reply(Deleted),
+        body=Body(DeleteIn, required=False), errors=(409,),
     ),
     RouteSpec(
         "/jobs", ("POST",), jobs.create_jobs, write(On.JOB_ITEMS),

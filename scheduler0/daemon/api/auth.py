@@ -72,6 +72,9 @@ class On(enum.Enum):
     """The project ``{id}`` of the path: another's answers 404."""
     JOB = "job"
     """The job ``{id}`` of the path, by its project: another's answers 404."""
+    ACCOUNT = "account"
+    """Changes an object of the whole account (an executor, which jobs of
+    every project may use): a credential limited to some projects gets 403."""
     JOB_ITEMS = "job items"
     """Each item's ``project_id`` (``POST /jobs``): another's is refused like a
     missing project (422 naming the item's field)."""
@@ -233,6 +236,11 @@ async def _within_projects(request: Request, who: Caller, on: On) -> None:
     whose barrier therefore runs first)."""
     if on is On.NEW_PROJECT:
         raise Forbidden("a credential limited to some projects cannot create projects")
+    if on is On.ACCOUNT:
+        raise Forbidden(
+            "a credential limited to some projects cannot change executors (they serve every"
+            " project)"
+        )
     if on is On.PROJECT:
         project_id = path_id(request)
         if not who.sees(project_id):

@@ -302,6 +302,7 @@ def _order_param(table: str) -> Param:
 
 PROJECTS_ORDER = _order_param("projects")
 CREDENTIALS_ORDER = _order_param("credentials")
+EXECUTORS_ORDER = _order_param("executors")
 JOBS_ORDER = _order_param("jobs")
 EXECUTIONS_ORDER = _order_param("executions")
 DIRECTIONS = ("asc", "desc", "ASC", "DESC")

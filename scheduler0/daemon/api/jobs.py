@@ -199,9 +199,11 @@ def _batch_problems(jobs: list[JobIn], checks: JobChecks) -> list[FieldError]:
     refused: dict[str, str | None] = {}
     found = []
     for index, job in enumerate(jobs):
-        if job.callback_url not in refused:
-            refused[job.callback_url] = checks.policy.check_url(job.callback_url)
-        url = job.callback_url if refused[job.callback_url] is not None else None
+        url = job.callback_url
+        if url is not None:
+            if url not in refused:
+                refused[url] = checks.policy.check_url(url)
+            url = url if refused[url] is not None else None
         found += checks.problems(url, encode_data(job.data), index)
     return found
 
@@ -218,6 +220,8 @@ def _validate_fast(items: list[Any]) -> list[JobIn] | None:
     try:
         jobs = _JOB_LIST.validate_python(items)
     except ValidationError:
+        return None
+    if any(job.destination_problems() for job in jobs):
         return None
     if any(check_schedule(job.spec, job.timezone) is not None for job in jobs):
         return None
@@ -243,6 +247,20 @@ def _usable_projects(queries: Queries, jobs: list[JobIn], shown: Visible) -> set
     return known if shown is None else known & shown
 
 
+def _unknown_executors(queries: Queries, jobs: list[JobIn]) -> list[FieldError]:
+    """A 422 detail for each job naming an executor that does not exist.
+    Executors serve the whole account: any credential's job may name any."""
+    wanted = [job.executor_id for job in jobs if job.executor_id is not None]
+    if not wanted:
+        return []
+    known = queries.existing_executor_ids(wanted)
+    return [
+        FieldError("executor_id", f"no executor with id {job.executor_id}", index)
+        for index, job in enumerate(jobs)
+        if job.executor_id is not None and job.executor_id not in known
+    ]
+
+
 def validate_jobs(
     items: list[Any], queries: Queries, checks: JobChecks, shown: Visible = None
 ) -> list[JobIn]:
@@ -250,7 +268,11 @@ def validate_jobs(
     fast = _validate_fast(items)
     if fast is not None:
         known = _usable_projects(queries, fast, shown)
-        if all(job.project_id in known for job in fast) and not _batch_problems(fast, checks):
+        if (
+            all(job.project_id in known for job in fast)
+            and not _batch_problems(fast, checks)
+            and not _unknown_executors(queries, fast)
+        ):
             return fast
     jobs: list[JobIn] = []
     details: list[FieldError] = []
@@ -260,6 +282,7 @@ def validate_jobs(
         except ValidationFailed as exc:
             details.extend(exc.details)
             continue
+        details += job.destination_problems(index)
         problem = check_schedule(job.spec, job.timezone, index)
         if problem is not None:
             details.append(problem)
@@ -274,6 +297,7 @@ def validate_jobs(
             for index, job in enumerate(jobs)
             if job.project_id not in known
         ]
+        details += _unknown_executors(queries, jobs)
     if details:
         raise invalid(details)
     return jobs
@@ -347,11 +371,13 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
             "spec": job.spec,
             "timezone": job.timezone,
             "data": encode_data(job.data),
-            "callback_url": job.callback_url,
+            "callback_url": job.callback_url or "",  # "" for a job of an executor
             "execution_type": job.execution_type,
             "anchor": anchor,
             "next_run": firsts[key],
         }
+        if job.executor_id is not None:  # absent: its own callback_url (version 5)
+            row["executor_id"] = job.executor_id
         if job.name is not None:  # absent: no name (as in every older command)
             row["name"] = job.name
         if job.labels:
@@ -418,9 +444,11 @@ async def update_job(request: Request) -> Response:
         changes["name"] = patch.name  # None removes it
     if patch.labels is not None:
         changes["labels"] = patch.labels
+    changes.update(await off_loop(_destination_changes, svc.queries, current, patch))
     if "callback_url" in changes or changes.get("data") is not None:
         checks = await off_loop(job_checks, svc)
-        problems = checks.problems(changes.get("callback_url"), changes.get("data"))
+        # "" (the job moves onto an executor) is not a URL to check.
+        problems = checks.problems(changes.get("callback_url") or None, changes.get("data"))
         if problems:
             raise invalid(problems)
     policy_given = patch.policy_changes(_stored_retry(current["policy"]))
@@ -450,6 +478,20 @@ async def _apply_status(svc: Services, job_id: int, *, paused: bool) -> None:
     now = time.time()
     next_run = None if paused else await off_loop(_resumed_run, svc.queries, job_id, int(now))
     await svc.writes.propose(c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run))
+
+
+def _destination_changes(queries: Queries, current: views.Row, patch: JobPatch) -> dict[str, Any]:
+    """The ``JobUpdated.changes`` of a new destination: an executor (the job's
+    own URL then ``""``), or its own ``callback_url`` (no executor any more)."""
+    if patch.executor_id is not None and patch.callback_url is not None:
+        raise invalid([FieldError("executor_id", "give callback_url or executor_id, not both")])
+    if patch.executor_id is not None:
+        if not queries.existing_executor_ids([patch.executor_id]):
+            raise invalid([FieldError("executor_id", f"no executor with id {patch.executor_id}")])
+        return {"executor_id": patch.executor_id, "callback_url": ""}
+    if patch.callback_url is not None and current["executor_id"] is not None:
+        return {"executor_id": None}
+    return {}
 
 
 GRID_POLICIES = frozenset({"start_at", "end_at", "max_runs"})

@@ -121,6 +121,16 @@ EXAMPLES: dict[str, Any] = {
     },
     "JobPatch": {"spec": "0 9 * * 1-5", "max_runs": 10, "end_at": "2030-01-01T00:00:00Z"},
     "PauseIn": {"note": "the receiver is down for maintenance"},
+    "ExecutorIn": {
+        "name": "billing webhook",
+        "type": "webhook_url",
+        "webhook_url": "http://127.0.0.1:3000/hooks",
+        "webhook_method": "PUT",
+        "webhook_secret": "a long random string",
+        "created_by": "ops",
+    },
+    "ExecutorPatch": {"webhook_url": "http://127.0.0.1:3001/hooks", "modified_by": "ops"},
+    "DeleteIn": {"deleted_by": "ops"},
     "MemberIn": {
         "node_id": 2,
         "address": "http://127.0.0.1:9092",

@@ -12,7 +12,14 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler0.models import CredentialOut, ExecutionOut, ExecutionTrigger, JobOut, ProjectOut
+from scheduler0.models import (
+    CredentialOut,
+    ExecutionOut,
+    ExecutionTrigger,
+    ExecutorOut,
+    JobOut,
+    ProjectOut,
+)
 
 
 class _Shape(BaseModel):
@@ -33,6 +40,10 @@ class _Page(_Shape):
 
 class ProjectPage(_Page):
     projects: list[ProjectOut]
+
+
+class ExecutorPage(_Page):
+    executors: list[ExecutorOut]
 
 
 class CredentialPage(_Page):

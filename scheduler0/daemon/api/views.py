@@ -71,6 +71,23 @@ def credential_out(row: Row) -> dict[str, Any]:
     }
 
 
+def executor_out(row: Row) -> dict[str, Any]:
+    """An executor without its secret (shown to nobody after it is given)."""
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "type": row["type"],
+        "webhook_url": row["webhook_url"],
+        "webhook_method": row["webhook_method"],
+        "has_webhook_secret": row["webhook_secret"] is not None,
+        "jobs": row["jobs"],
+        "created_by": row["created_by"],
+        "modified_by": row["modified_by"],
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
 def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, Any]:
     """The row ``JobsCreated`` writes for ``job``: lets the API answer without
     reading it back. Keep in step with the state machine's ``jobs_created``."""
@@ -82,6 +99,7 @@ def new_job_row(job_id: int, job: Mapping[str, Any], now: float) -> dict[str, An
         "next_run": job.get("next_run"),
         "name": job.get("name"),
         "labels": job.get("labels"),
+        "executor_id": job.get("executor_id"),
         "revision": 0,
         "policy": encode_policy(job.get("policy")),
         "status_note": None,
@@ -107,6 +125,7 @@ def job_out(row: Row) -> dict[str, Any]:
         "timezone": row["timezone"],
         "data": decode_data(row["data"]),
         "callback_url": row["callback_url"],
+        "executor_id": row["executor_id"],
         "execution_type": row["execution_type"],
         "paused": bool(row["paused"]),
         "status": job_status(row, upcoming),

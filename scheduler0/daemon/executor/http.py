@@ -6,8 +6,10 @@ The scheduler hands accepted fires to :meth:`Executor.submit` and collects
 Wire format (the seed contract; each item is built by ``callback_body``):
 
 - Fires of ONE ``submit`` call sharing ``(callback_url, signing_secret)`` (and
-  their job's retry/timeout ``delivery``, below) form a batch, sent as ``POST
-  callback_url`` with a JSON array of their payloads.
+  their job's retry/timeout ``delivery``, below, and HTTP ``method``) form a
+  batch, sent as ``POST callback_url`` with a JSON array of their payloads (a
+  job of an executor uses the executor's method instead: ``GET``, ``PUT``,
+  ``PATCH`` and ``DELETE`` carry the same body and headers).
 - A batch whose array would exceed ``payload_max_bytes`` is split into chunks,
   each body at most ``payload_max_bytes`` (a single payload larger than that is
   sent alone, as a one-item array: it cannot be split further).
@@ -111,9 +113,10 @@ class Fire:
     job_id: int
     slot: int  # the execution's key: unix seconds of its slot, or a manual run's key
     callback_url: str
-    signing_secret: str  # per project; fires batch by (callback_url, signing_secret, delivery)
+    signing_secret: str  # the project's or its executor's
     payload: dict[str, Any] | bytes  # the job object sent to the receiver (or its JSON)
     delivery: Delivery | None = None  # the job's retry/timeout policies; None: the node's
+    method: str = "POST"  # an executor's webhook_method; every other job's is POST
 
 
 @dataclass(slots=True)
@@ -143,6 +146,7 @@ class _Chunk:
     webhook_id: str  # "<batch id>-<chunk number>": the same on every attempt
     plan: RetryPlan
     attempts: int = 0
+    method: str = "POST"
 
 
 @dataclass(slots=True, eq=False)
@@ -311,13 +315,14 @@ class Executor:
         """
         if self._stopped:
             raise RuntimeError("executor is stopped")
-        batches: dict[tuple[str, str, Delivery | None], list[Fire]] = {}
+        batches: dict[tuple[str, str, Delivery | None, str], list[Fire]] = {}
         for fire in fires:
-            key = (fire.callback_url, fire.signing_secret, fire.delivery)
+            key = (fire.callback_url, fire.signing_secret, fire.delivery, fire.method)
             batches.setdefault(key, []).append(fire)
-        for (url, secret, delivery), batch in batches.items():
+        for (url, secret, delivery, method), batch in batches.items():
             plan = job_plan(self._plan, delivery, self._timeout_max)
-            for chunk in _chunk_batch(url, secret, batch, self._payload_max_bytes, plan):
+            chunks = _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, method)
+            for chunk in chunks:
                 self._enqueue(chunk)
             for fire in batch:
                 fire.payload = b""  # its bytes live on in the chunk's body only
@@ -498,7 +503,9 @@ class Executor:
             async with asyncio.timeout(timeout):
                 if self._guard is not None:
                     await self._guard.check(chunk.url)
-                status_code, snippet = await self._post(chunk.url, chunk.body, headers, timeout)
+                status_code, snippet = await self._post(
+                    chunk.url, chunk.body, headers, timeout, chunk.method
+                )
         except DestinationRefused as exc:
             return _failure(started, f"destination refused: {exc}", retryable=False)
         except (TimeoutError, httpx.TimeoutException):
@@ -516,9 +523,10 @@ class Executor:
         return _Outcome(False, status_code, error, latency_ms)
 
     async def _post(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+        self, url: str, body: bytes, headers: dict[str, str], timeout: float, method: str = "POST"
     ) -> tuple[int, str]:
-        """POST ``body``; return the status and the start of the response text.
+        """POST ``body`` (or send it with an executor's ``method``); return the
+        status and the start of the response text.
         A job's own timeout replaces the client's for this request only.
 
         The response is read up to ``_RESPONSE_READ_LIMIT`` bytes only: small bodies
@@ -527,10 +535,10 @@ class Executor:
         """
         assert self._client is not None, "Executor.start() was not awaited"
         stream = (
-            self._client.stream("POST", url, content=body, headers=headers)
+            self._client.stream(method, url, content=body, headers=headers)
             if timeout == self._timeout
             else self._client.stream(
-                "POST", url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
+                method, url, content=body, headers=headers, timeout=httpx.Timeout(timeout)
             )
         )
         async with stream as response:
@@ -576,7 +584,7 @@ class Executor:
 
 
 def _chunk_batch(
-    url: str, secret: str, fires: list[Fire], max_bytes: int, plan: RetryPlan
+    url: str, secret: str, fires: list[Fire], max_bytes: int, plan: RetryPlan, method: str = "POST"
 ) -> Iterable[_Chunk]:
     """Split one batch into chunks whose JSON-array bodies fit in ``max_bytes``."""
     encoded = [
@@ -594,7 +602,8 @@ def _chunk_batch(
             "x-payload-chunk-id": f"{number}/{total}",
             "x-scheduler0-batch-id": batch_id,
         }
-        yield _Chunk(url, secret, fires[start:end], body, headers, f"{batch_id}-{number}", plan)
+        webhook_id = f"{batch_id}-{number}"
+        yield _Chunk(url, secret, fires[start:end], body, headers, webhook_id, plan, 0, method)
         start = end
 
 

@@ -49,7 +49,8 @@ class Dispatcher:
         missing = [entry for entry in accepted if entry[0] not in payloads]
         if missing:
             for job_id, row in self._queries.fire_payloads(missing).items():
-                payloads[job_id] = (*payload_head(row), fire_policy_of(row["policy"]))
+                first = payload_head(row)
+                payloads[job_id] = (*first, fire_policy_of(row["policy"]), row["method"])
         out: list[Fire] = []
         sent = self._sent
         earlier: dict[int, int | None] = {}
@@ -58,13 +59,13 @@ class Dispatcher:
             cached = payloads.get(job_id)
             if cached is None:
                 continue  # deleted meanwhile
-            head, callback_url, secret, policy = cached
+            head, callback_url, secret, policy, method = cached
             exec_id = execution_id(job_id, slot)
             last = earlier[job_id] if job_id in earlier else previous.get(job_id)
             earlier[job_id] = slot
             body = callback_item(head, exec_id, run_second(slot), last)
             sent.add((job_id, slot))
-            fire = Fire(exec_id, job_id, slot, callback_url, secret, body)
+            fire = Fire(exec_id, job_id, slot, callback_url, secret, body, method=method)
             if policy is not None:
                 fire.delivery = policy.delivery
                 if policy.overlap != "allow" and not self.in_flight.admit(fire):

@@ -40,10 +40,11 @@ log = logging.getLogger(__name__)
 DueEntry = tuple[int, int, int]
 """A heap entry: (due time, job id, version)."""
 
-PayloadHead = tuple[bytes, str, str, FirePolicy | None]
+PayloadHead = tuple[bytes, str, str, FirePolicy | None, str]
 """A job's callback item up to its execution id, URL and signing secret
-(``callback_body.payload_head``), and its retry/timeout/overlap policies
-(``policy.fire_policy_of``; None for a job without any)."""
+(``callback_body.payload_head``), its retry/timeout/overlap policies
+(``policy.fire_policy_of``; None for a job without any) and the HTTP method
+of its callbacks (an executor's; ``POST`` for every other job)."""
 
 
 class OwnedJob:

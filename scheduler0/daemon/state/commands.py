@@ -35,6 +35,14 @@ schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
 ``JobBackfilled`` (older journals never hold it). A node refuses commands of a
 version it does not know (loudly) instead of dropping their fields: upgrade a
 cluster by stopping every node, then starting them all on the new code.
+
+Version 5 adds executors: three command types (``ExecutorCreated``,
+``ExecutorUpdated``, ``ExecutorDeleted``; older journals never hold them) and
+a job's optional ``executor_id`` (a ``JobsCreated`` item, and
+``JobUpdated.changes``): such a job's callbacks go to its executor's URL, with
+its method, signed with its secret (the project's signing secret when it has
+none), read at each delivery. Absent, a job calls its own ``callback_url`` as
+before.
 """
 
 from __future__ import annotations
@@ -45,8 +53,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-VERSION = 4
-READABLE_VERSIONS = frozenset({1, 2, 3, 4})
+VERSION = 5
+READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
 _COMPRESS_ABOVE = 4096
 
 
@@ -142,7 +150,9 @@ class JobsCreated(Command):
     policy, the job's policies set (a dict; absent or None: every default).
     Optional ``name`` (unique in its project: apply refuses a taken one) and
     ``labels`` (a ``{key: value}`` map); absent: no name, no labels, as every
-    older entry. Optional ``paused`` (true: the job is created paused, as an
+    older entry. Optional ``executor_id`` (version 5; apply refuses an unknown
+    one): the job calls back through that executor, and its ``callback_url``
+    is ``""``. Optional ``paused`` (true: the job is created paused, as an
     official client's ``status: inactive`` asks); absent: active, as every
     older entry."""
 
@@ -163,7 +173,9 @@ class JobUpdated(Command):
     clears it). ``changes["policy"]`` (version 4) sets the policies it names, and returns
     those it gives as None to their defaults; the others are kept. A change of
     the policies that bound the grid (``start_at``, ``end_at``, ``max_runs``)
-    comes with its ``next_run`` and ``not_before``."""
+    comes with its ``next_run`` and ``not_before``. ``changes["executor_id"]``
+    (version 5) points the job at an executor (with ``callback_url`` ``""``),
+    or, None, back at its own ``callback_url`` (given with it)."""
 
     now: float
     job_id: int
@@ -222,6 +234,43 @@ class JobBackfilled(Command):
     now: float
     job_id: int
     slots: list[int]
+
+
+@dataclass(frozen=True)
+class ExecutorCreated(Command):
+    """Version 5: a ``webhook_url`` executor, validated by the proposer
+    (``webhook_method`` one of ``models.WEBHOOK_METHODS``; ``webhook_secret``
+    None: its jobs are signed with their project's signing secret)."""
+
+    now: float
+    name: str
+    webhook_url: str
+    webhook_method: str = "POST"
+    webhook_secret: str | None = None
+    created_by: str | None = None
+    type: str = "webhook_url"
+
+
+@dataclass(frozen=True)
+class ExecutorUpdated(Command):
+    """Version 5. ``changes`` holds only the fields being set, of ``name``,
+    ``webhook_url``, ``webhook_method``, ``webhook_secret`` (None: no secret of
+    its own any more) and ``modified_by``. The owners of its jobs re-read them,
+    so later deliveries use the new values."""
+
+    now: float
+    executor_id: int
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ExecutorDeleted(Command):
+    """Version 5: refused (``Conflict``) while a job still uses the executor.
+    ``deleted_by``: who asked, as the client said."""
+
+    now: float
+    executor_id: int
+    deleted_by: str | None = None
 
 
 class IdempotencyKey(NamedTuple):

@@ -22,6 +22,9 @@ import orjson
 from scheduler0.daemon.state.schema import BACKFILL, RUN_SECOND_SQL, connect
 from scheduler0.errors import NotFound
 
+_EXECUTOR_JOBS = "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id) AS jobs"
+"""The number of jobs calling back through executor ``e`` (``jobs_by_executor``)."""
+
 
 class Page(NamedTuple):
     """One page of a list: the rows and where they sit in the whole."""
@@ -92,6 +95,7 @@ class Order:
 ORDERS: dict[str, dict[str, str]] = {
     "projects": {"id": "id", "name": "name", "created_at": "id", "updated_at": "updated_at"},
     "credentials": {"id": "id", "created_at": "id", "updated_at": "updated_at"},
+    "executors": {"id": "id", "name": "name", "created_at": "id", "updated_at": "updated_at"},
     "jobs": {
         "id": "id",
         "name": "name",
@@ -113,6 +117,7 @@ the table."""
 DEFAULT_ORDERS: dict[str, tuple[str, bool]] = {
     "projects": ("id", False),
     "credentials": ("id", False),
+    "executors": ("id", False),
     "jobs": ("id", False),
     "executions": ("scheduled_at", True),
 }
@@ -183,6 +188,35 @@ class Queries:
             row[0]
             for row in self.db.execute(
                 "SELECT id FROM projects WHERE id IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(sorted(set(ids))).decode(),),
+            )
+        }
+
+    # -- executors -------------------------------------------------------------------
+
+    def executor(self, executor_id: int) -> sqlite3.Row:
+        """One executor with ``jobs``, the number of jobs using it."""
+        row: sqlite3.Row | None = self.db.execute(
+            f"SELECT *, {_EXECUTOR_JOBS} FROM executors e WHERE id = ?", (executor_id,)
+        ).fetchone()
+        if row is None:
+            raise NotFound(f"no executor with id {executor_id}")
+        return row
+
+    def executors(self, limit: int, offset: int, order: Order | None = None) -> Page:
+        (total,) = self.db.execute("SELECT COUNT(*) FROM executors").fetchone()
+        rows = self.db.execute(
+            f"SELECT *, {_EXECUTOR_JOBS} FROM executors e {order_by('executors', order)}"
+            " LIMIT ? OFFSET ?",
+            (limit, offset),
+        ).fetchall()
+        return Page(total, offset, limit, rows)
+
+    def existing_executor_ids(self, ids: Sequence[int]) -> set[int]:
+        return {
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM executors WHERE id IN (SELECT value FROM json_each(?))",
                 (orjson.dumps(sorted(set(ids))).decode(),),
             )
         }
@@ -278,11 +312,19 @@ class Queries:
         return self.db.execute(sql, args).fetchall()
 
     def fire_payloads(self, fires: Sequence[Sequence[int]]) -> dict[int, sqlite3.Row]:
-        """Job rows (with their project's signing secret) for accepted fires."""
+        """Job rows for accepted fires, with where their callbacks go: the
+        job's executor's URL, method and secret (version 5), or else the job's
+        own ``callback_url``, ``POST`` and its project's signing secret (also
+        for an executor without a secret of its own)."""
         rows = self.db.execute(
-            "SELECT j.id, j.project_id, j.spec, j.timezone, j.data, j.callback_url,"
-            " j.execution_type, j.policy, p.signing_secret FROM jobs j JOIN projects p"
-            " ON p.id = j.project_id WHERE j.id IN (SELECT value FROM json_each(?))",
+            "SELECT j.id, j.project_id, j.spec, j.timezone, j.data,"
+            " COALESCE(e.webhook_url, j.callback_url) AS callback_url,"
+            " COALESCE(e.webhook_method, 'POST') AS method,"
+            " j.execution_type, j.policy,"
+            " COALESCE(e.webhook_secret, p.signing_secret) AS signing_secret"
+            " FROM jobs j JOIN projects p ON p.id = j.project_id"
+            " LEFT JOIN executors e ON e.id = j.executor_id"
+            " WHERE j.id IN (SELECT value FROM json_each(?))",
             (orjson.dumps([f[0] for f in fires]).decode(),),
         ).fetchall()
         return {row[0]: row for row in rows}

@@ -122,6 +122,18 @@ CREATE TABLE IF NOT EXISTS job_labels (
     PRIMARY KEY (job_id, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS job_labels_by_pair ON job_labels(key, value, job_id);
+CREATE TABLE IF NOT EXISTS executors (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    type TEXT NOT NULL DEFAULT 'webhook_url',
+    webhook_url TEXT NOT NULL,
+    webhook_method TEXT NOT NULL DEFAULT 'POST',
+    webhook_secret TEXT,
+    created_by TEXT,
+    modified_by TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS members (
     node_id INTEGER PRIMARY KEY,
     address TEXT NOT NULL,
@@ -206,6 +218,7 @@ ADDED_COLUMNS = (
     ("jobs", "policy", "TEXT"),
     ("jobs", "status_note", "TEXT"),
     ("jobs", "consecutive_failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("jobs", "executor_id", "INTEGER"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded."""
@@ -213,6 +226,7 @@ written by an older node lacks them and gets them (NULL) when loaded."""
 ADDED_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_by_trigger ON executions(trigger) WHERE trigger IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_by_executor ON jobs(executor_id) WHERE executor_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_name_all ON jobs(name);
 CREATE INDEX IF NOT EXISTS jobs_by_updated ON jobs(updated_at);
 """
@@ -221,6 +235,8 @@ and ``ADDED_COLUMNS``). ``jobs_by_name`` finds a name in every project and
 backs its uniqueness within one (the handlers refuse a taken name first).
 ``executions_by_trigger`` holds only the rows with a trigger (not the
 schedule's, which leave it NULL): a fire pays nothing for it.
+``jobs_by_executor`` finds the jobs of an executor (a change of it, a refused
+delete); a job with its own ``callback_url`` (NULL) is not in it.
 ``jobs_by_name_all`` and ``jobs_by_updated`` serve ``GET /jobs`` ordered by
 name or by updated_at (``queries.ORDERS``) without sorting every job; a fire
 changes neither column, so neither costs a fire anything."""

@@ -30,6 +30,7 @@ JOB_COLUMNS = (
     "not_before",
     "next_run",
     "name",
+    "executor_id",
 )
 """The columns a ``JobUpdated`` may change (``labels`` is set by ``_set_labels``)."""
 SCHEDULE_COLUMNS = frozenset({"spec", "timezone", "anchor", "not_before"})
@@ -54,13 +55,15 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     ]
     if unknown:
         raise ValidationFailed(f"{len(unknown)} job(s) name an unknown project", unknown)
+    _refuse_unknown_executors(db, cmd.jobs)
     _refuse_taken_names(db, cmd.jobs)
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
     first = (row[0] if row else 0) + 1
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
         " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels,"
-        " policy, paused) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " policy, executor_id, paused)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -79,6 +82,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 job.get("name"),
                 _labels_json(job.get("labels")),
                 encode_policy(job.get("policy")),  # version 4
+                job.get("executor_id"),  # version 5
                 int(bool(job.get("paused"))),  # absent in older entries: active
             )
             for i, job in enumerate(cmd.jobs)
@@ -93,6 +97,30 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     ids = list(range(first, first + len(cmd.jobs)))
     ctx.changed(Change.JOBS, ids)
     return {"ids": [first, first + len(cmd.jobs) - 1] if ids else []}
+
+
+def _refuse_unknown_executors(
+    db: sqlite3.Connection, jobs: list[dict[str, Any]], index: bool = True
+) -> None:
+    """Every ``executor_id`` given (version 5) names an executor: a
+    ``ValidationFailed`` naming each item's field otherwise."""
+    wanted = sorted({job["executor_id"] for job in jobs if job.get("executor_id") is not None})
+    if not wanted:
+        return
+    known = {
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM executors WHERE id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(wanted).decode(),),
+        )
+    }
+    unknown = [
+        FieldError("executor_id", f"no executor with id {job['executor_id']}", i if index else None)
+        for i, job in enumerate(jobs)
+        if job.get("executor_id") is not None and job["executor_id"] not in known
+    ]
+    if unknown:
+        raise ValidationFailed(f"{len(unknown)} job(s) name an unknown executor", unknown)
 
 
 def _labels_json(labels: dict[str, str] | None) -> str | None:
@@ -151,6 +179,7 @@ def job_updated(ctx: ApplyContext, cmd: c.JobUpdated) -> dict[str, Any]:
     db = ctx.db
     require(db, "jobs", cmd.job_id, "job")
     changes = {k: v for k, v in cmd.changes.items() if k in JOB_COLUMNS}
+    _refuse_unknown_executors(db, [changes], index=False)
     if changes.get("name") is not None:
         (project_id,) = db.execute(
             "SELECT project_id FROM jobs WHERE id = ?", (cmd.job_id,)
