@@ -1,4 +1,5 @@
-"""Bench: one filtered page of ``GET /jobs`` at 100,000 jobs (the query alone).
+"""Bench: one filtered page of ``GET /jobs`` at 100,000 jobs (the query alone),
+and the last page of the list in each order (``orderBy``).
 
 On a fresh state machine (real SQLite file, no raft) with ``--jobs`` jobs in
 ``--projects`` projects, each named, with two labels (``team`` one of 20
@@ -23,7 +24,7 @@ from typing import Any
 def measure(args: argparse.Namespace) -> dict[str, float]:
     from scheduler0.daemon.state import commands as c
     from scheduler0.daemon.state.machine import StateMachine
-    from scheduler0.daemon.state.queries import JobSearch, Queries
+    from scheduler0.daemon.state.queries import ORDERS, JobSearch, Order, Queries
 
     workdir = Path(tempfile.mkdtemp(prefix="s0-search-"))
     try:
@@ -70,6 +71,17 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
                 page = queries.jobs(None, 100, 0, None, search)
                 times.append(time.perf_counter() - started)
             out[f"{name} (total {page.total})"] = statistics.median(times) * 1000
+        deepest = max(0, args.jobs - 100)
+        for column in ORDERS["jobs"]:
+            for descending in (False, True):
+                order = Order(column, descending)
+                times = []
+                for _ in range(args.rounds):
+                    started = time.perf_counter()
+                    queries.jobs(None, 100, deepest, None, None, order)
+                    times.append(time.perf_counter() - started)
+                direction = "desc" if descending else "asc"
+                out[f"last page by {column} {direction}"] = statistics.median(times) * 1000
         queries.db.close()
         machine.close()
         return out

@@ -15,10 +15,12 @@ from __future__ import annotations
 import enum
 import itertools
 import re
+import time
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AliasChoices,
@@ -34,6 +36,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from scheduler0.errors import FieldError, ValidationFailed
 from scheduler0.terminal import unsafe_character
@@ -97,6 +100,10 @@ _ALIASES = {
     "pause_after_failures": "pauseAfterFailures",
     "initial_seconds": "initialSeconds",
     "cap_seconds": "capSeconds",
+    "start_date": "startDate",
+    "end_date": "endDate",
+    "retry_max": "retryMax",
+    "timezone_offset": "timezoneOffset",
 }
 
 
@@ -140,9 +147,11 @@ def _not_null(value: Any) -> Any:
     return value
 
 
-_NULLABLE_IN_PATCH = frozenset({"data", "name", "webhook_secret"})
+_NULLABLE_IN_PATCH = frozenset(
+    {"data", "name", "webhook_secret", "start_date", "end_date", "timezone_offset"}
+)
 """Patch fields where null is a value (no data, no name, no secret of an
-executor's own), not a mistake."""
+executor's own, no start or end, no offset to check), not a mistake."""
 
 
 def _patch_schema(schema: dict[str, Any]) -> None:
@@ -650,6 +659,209 @@ def _end_after_start(value: float | None, info: ValidationInfo) -> float | None:
     return value
 
 
+# -- the official clients' job fields ---------------------------------------------------
+
+CLIENT_FIELD_ERROR = "client_field"
+"""The pydantic error type of a problem with one of the official clients' job
+fields, found before the fields are validated: ``field_errors`` names the
+field its context names."""
+
+CLIENT_JOB_KEYS: frozenset[str] = frozenset(
+    {
+        "start_date",
+        "startDate",
+        "end_date",
+        "endDate",
+        "timezone_offset",
+        "timezoneOffset",
+        "retry_max",
+        "retryMax",
+    }
+)
+"""The official clients' job fields that are read into ours (or checked
+against them) before validation: ``startDate``/``endDate`` become
+``start_at``/``end_at``, ``timezoneOffset`` is checked against ``timezone``,
+``retryMax`` against ``retry.attempts``."""
+
+MAX_TIMEZONE_OFFSET = 18 * 3600
+"""The largest ``timezone_offset`` accepted, in seconds (no zone is further from UTC)."""
+
+_LOCAL_TIME = re.compile(r"\d{4}-\d{2}-\d{2}(?:[Tt ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,6})?)?)?")
+"""A date-time or a date without an offset: read in the job's timezone."""
+
+_CLIENT_TIME_DOC = (
+    "RFC 3339 with an offset ('2026-03-01T09:00:00Z'), or a date-time or a date without"
+    " one ('2026-03-01T09:00:00', '2026-03-01': midnight), read in the job's timezone."
+)
+
+
+@lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo | None:
+    """The IANA zone ``name`` (None: no such zone; the schedule's check names ``timezone``)."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        return None
+
+
+def client_instant(text: Any, zone_name: str) -> float:
+    """Unix seconds of an official client's ``startDate``/``endDate``: an RFC
+    3339 time with its offset is that instant; a date-time or date without one
+    is a wall-clock time in the job's timezone (the first of a repeated hour;
+    a time skipped by a clock change is read with the offset before it)."""
+    if not isinstance(text, str):
+        raise ValueError(f"must be a time string: {_CLIENT_TIME_DOC}")
+    if _RFC3339.fullmatch(text):
+        return parse_rfc3339(text)
+    if not _LOCAL_TIME.fullmatch(text):
+        raise ValueError(f"must be {_CLIENT_TIME_DOC}")
+    zone = _zone(zone_name)
+    if zone is None:
+        raise ValueError(
+            f"has no offset, and the job's timezone {zone_name[:64]!r} is not a known zone"
+            " to read it in"
+        )
+    try:
+        local = datetime.fromisoformat(text.upper())
+    except ValueError as exc:
+        raise ValueError(f"is not a valid time ({exc})") from None
+    value = local.replace(tzinfo=zone).timestamp()
+    if not 0 <= value <= LATEST_INSTANT:
+        raise ValueError("must lie between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+    return value
+
+
+def offset_readings(value: int) -> tuple[int, ...]:
+    """The UTC offsets, in seconds east of UTC, an integer ``timezoneOffset``
+    may mean: seconds east of UTC (Go's ``time.Zone``), minutes east of UTC, or
+    minutes west of UTC (JavaScript's ``getTimezoneOffset``)."""
+    return (value, value * 60, -value * 60)
+
+
+def _zone_offset(zone: ZoneInfo, at: float) -> int:
+    shift = datetime.fromtimestamp(at, zone).utcoffset()
+    return 0 if shift is None else int(shift.total_seconds())
+
+
+def _hours(seconds: int) -> str:
+    sign = "-" if seconds < 0 else "+"
+    minutes = abs(seconds) // 60
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def timezone_offset_problem(
+    value: Any, zone_name: str, now: float, start: float | None
+) -> str | None:
+    """Why ``timezone_offset`` cannot be accepted with ``timezone`` (None: it
+    can, and is ignored: the timezone decides). It must be an integer that is,
+    in one of its readings (``offset_readings``), the zone's UTC offset now or
+    at the job's start. An unknown zone is not checked here: the schedule's
+    check names ``timezone``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "must be an integer: the timezone's UTC offset (seconds east of UTC)"
+    if abs(value) > MAX_TIMEZONE_OFFSET:
+        return f"must be between -{MAX_TIMEZONE_OFFSET} and {MAX_TIMEZONE_OFFSET} seconds"
+    zone = _zone(zone_name)
+    if zone is None:
+        return None
+    offsets = {_zone_offset(zone, now)}
+    if start is not None:
+        offsets.add(_zone_offset(zone, start))
+    if offsets & set(offset_readings(value)):
+        return None
+    shown = " or ".join(_hours(offset) for offset in sorted(offsets))
+    return (
+        f"{value} contradicts timezone {zone_name!r}, whose UTC offset is {shown}"
+        f" ({' or '.join(str(offset) for offset in sorted(offsets))} seconds east of UTC);"
+        " the timezone decides when the job runs: send its offset or leave timezone_offset out"
+    )
+
+
+def _client_error(field: str, message: str) -> PydanticCustomError:
+    return PydanticCustomError(
+        CLIENT_FIELD_ERROR, "{field}: {message}", {"field": field, "message": message}
+    )
+
+
+def _given(body: dict[str, Any], snake: str) -> str | None:
+    """The key under which ``body`` holds the field ``snake`` (either spelling), if any."""
+    if snake in body:
+        return snake
+    camel = _ALIASES.get(snake)
+    return camel if camel is not None and camel in body else None
+
+
+def _same_instant(ours: Any, value: float | None) -> bool:
+    """Whether our field's raw value names the instant ``value`` (a value
+    that does not parse is let through: its own check names it)."""
+    if ours is None or value is None:
+        return ours is None and value is None
+    try:
+        return abs(parse_rfc3339(ours) - value) < 1e-6 if isinstance(ours, str) else True
+    except ValueError:
+        return True
+
+
+def _rfc3339(value: float) -> str:
+    return datetime.fromtimestamp(value, UTC).isoformat().replace("+00:00", "Z")
+
+
+def fold_client_fields(body: dict[str, Any], zone_name: str, now: float) -> dict[str, Any]:
+    """A job body with the official clients' ``startDate``/``endDate`` read
+    into ``start_at``/``end_at`` (as RFC 3339 in UTC), and ``timezoneOffset``
+    and ``retryMax`` checked against ``timezone`` and ``retry.attempts``.
+    Raises a ``CLIENT_FIELD_ERROR`` naming the client's field when one cannot
+    be read or disagrees with ours. ``body`` itself is left as it is."""
+    out = dict(body)
+    read: dict[str, float | None] = {}
+    for snake, ours in (("start_date", "start_at"), ("end_date", "end_at")):
+        key = _given(out, snake)
+        if key is None:
+            continue
+        raw = out.pop(key)
+        out.pop(_ALIASES[snake], None)  # both spellings: parse_one has named it already
+        try:
+            value = None if raw is None else client_instant(raw, zone_name)
+        except ValueError as exc:
+            raise _client_error(snake, str(exc)) from None
+        mine = _given(out, ours)
+        if mine is not None:
+            if not _same_instant(out[mine], value):
+                raise _client_error(snake, f"disagrees with {ours}; send one of them")
+            continue
+        out[ours] = None if value is None else _rfc3339(value)
+        read[snake] = value
+    start, end = read.get("start_date"), read.get("end_date")
+    if start is not None and end is not None and end <= start:
+        raise _client_error("end_date", "must be later than start_date")
+    offset_key = _given(out, "timezone_offset")
+    if offset_key is not None:
+        raw = out.pop(offset_key)
+        out.pop("timezoneOffset", None)
+        problem = None
+        if raw is not None:
+            problem = timezone_offset_problem(raw, zone_name, now, _start_of(out))
+        if problem is not None:
+            raise _client_error("timezone_offset", problem)
+    retry_key, retry = _given(out, "retry_max"), out.get("retry")
+    if retry_key is not None and isinstance(retry, dict):
+        attempts = retry.get("attempts")
+        if attempts is not None and attempts != out[retry_key]:
+            raise _client_error(
+                "retry_max", f"disagrees with retry.attempts ({attempts!r}); send one of them"
+            )
+    return out
+
+
+def _start_of(body: dict[str, Any]) -> float | None:
+    key = _given(body, "start_at")
+    raw = None if key is None else body[key]
+    try:
+        return parse_rfc3339(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
 class _JobPolicies(_Input):
     """The policy fields shared by ``JobIn`` and ``JobPatch``. Every one is
     optional; left out (or, in a patch, null) it is the default, which is what
@@ -721,19 +933,73 @@ class _JobPolicies(_Input):
         description="Pause the job after this many consecutive failed executions.",
     )
 
+    start_date: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("start_date"),
+        description=f"The official clients' start_at: {_CLIENT_TIME_DOC} Not with a different"
+        " start_at.",
+    )
+    end_date: StrictStr | None = Field(
+        default=None,
+        validation_alias=_alias("end_date"),
+        description=f"The official clients' end_at: {_CLIENT_TIME_DOC} Not with a different"
+        " end_at.",
+    )
+    retry_max: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("retry_max"),
+        ge=0,
+        le=MAX_RETRY_ATTEMPTS,
+        description="The official clients' retry.attempts: retries after the first attempt."
+        " Not with a different retry.attempts.",
+    )
+    timezone_offset: StrictInt | None = Field(
+        default=None,
+        validation_alias=_alias("timezone_offset"),
+        ge=-MAX_TIMEZONE_OFFSET,
+        le=MAX_TIMEZONE_OFFSET,
+        description="Accepted and ignored (timezone decides) when it is timezone's UTC offset"
+        " now or at the job's start, in seconds east of UTC (or minutes east, or minutes west"
+        " as JavaScript's getTimezoneOffset); a different offset is refused.",
+    )
+
     _instants = field_validator("start_at", "end_at", mode="before")(_instant)
     _end = field_validator("end_at")(_end_after_start)
 
-    def policy_changes(self) -> dict[str, Any]:
+    @model_validator(mode="before")
+    @classmethod
+    def _client_fields(cls, body: Any, info: ValidationInfo) -> Any:
+        """The official clients' fields read into ours (``fold_client_fields``),
+        a date without offset in the body's timezone, else (a patch) the job's
+        (the validation context's ``timezone``), else UTC."""
+        if not isinstance(body, dict) or CLIENT_JOB_KEYS.isdisjoint(body):
+            return body
+        zone = body.get("timezone")
+        if not isinstance(zone, str):
+            context = info.context if isinstance(info.context, dict) else {}
+            zone = str(context.get("timezone", "UTC"))
+        return fold_client_fields(body, zone, time.time())
+
+    def policy_changes(self, kept_retry: dict[str, Any] | None = None) -> dict[str, Any]:
         """The policy fields given (a patch's nulls included), as stored:
-        ``retry`` as a dict of the fields it sets."""
+        ``retry`` as a dict of the fields it sets. ``retry_max`` sets
+        ``retry.attempts``: of the ``retry`` given, else of ``kept_retry``
+        (a patch's: the job's stored retry, whose other fields it keeps)."""
         out: dict[str, Any] = {}
         for name in sorted(POLICY_FIELDS & self.model_fields_set):
             value = getattr(self, name)
             if isinstance(value, RetryPolicy):
                 value = value.model_dump(exclude_none=True)
             out[name] = value
+        if self.retry_max is not None:
+            base = out["retry"] if out.get("retry") is not None else (kept_retry or {})
+            out["retry"] = {**base, "attempts": self.retry_max}
         return out
+
+
+_STATUS_DOC = (
+    "The official clients' status: active, or inactive (paused). Reads show paused for inactive."
+)
 
 
 class JobIn(_JobPolicies):
@@ -764,10 +1030,18 @@ class JobIn(_JobPolicies):
     )
     labels: dict[str, str] | None = Field(default=None, description=_LABELS_DOC)
     created_by: StrictStr | None = _actor("created_by", "created")
+    status: Literal["active", "inactive"] | None = Field(
+        default=None, description=_STATUS_DOC + " Left out: active."
+    )
 
     _name = field_validator("name")(_plain_name)
     _label_map = field_validator("labels", mode="before")(_labels)
     _by = field_validator("created_by")(_plain_name)
+
+    @property
+    def paused(self) -> bool:
+        """Created paused: ``status`` ``inactive``."""
+        return self.status == "inactive"
 
     @field_validator("callback_url")
     @classmethod
@@ -817,6 +1091,10 @@ class JobPatch(_Patch, _JobPolicies):
         default=None, description=f"{_LABELS_DOC} Replaces every label; {{}} removes them."
     )
     modified_by: StrictStr | None = _actor("modified_by", "changed")
+    status: Literal["active", "inactive"] | None = Field(
+        default=None,
+        description=_STATUS_DOC + " A change pauses or resumes the job, as /pause and /resume.",
+    )
 
     _present = field_validator(
         "spec",
@@ -826,6 +1104,8 @@ class JobPatch(_Patch, _JobPolicies):
         "execution_type",
         "labels",
         "modified_by",
+        "status",
+        "retry_max",
         mode="before",
     )(_not_null)
     _name = field_validator("name")(_plain_name)
@@ -890,7 +1170,11 @@ def field_errors(exc: ValidationError, index: int | None = None) -> list[FieldEr
         loc = [str(part) for part in err["loc"]]
         name = ".".join(_canonical(part) for part in loc) if loc else "body"
         message = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == CLIENT_FIELD_ERROR:
+            context = err.get("ctx", {})
+            name = ".".join([*loc, str(context["field"])]) if loc else str(context["field"])
+            message = str(context["message"])
+        elif err["type"] == "extra_forbidden":
             message = "unknown field"
         elif err["type"] == "value_error":
             message = str(err.get("ctx", {}).get("error", message))
@@ -905,8 +1189,11 @@ def _canonical(name: str) -> str:
     return name
 
 
-def parse_one(model: type[M], body: Any, index: int | None = None) -> M:
-    """Validate one object; raise ``ValidationFailed`` naming every bad field."""
+def parse_one(
+    model: type[M], body: Any, index: int | None = None, context: dict[str, Any] | None = None
+) -> M:
+    """Validate one object; raise ``ValidationFailed`` naming every bad field.
+    ``context`` reaches the model's validators (a job patch's ``timezone``)."""
     if not isinstance(body, dict):
         raise ValidationFailed(
             "expected a JSON object", [FieldError("body", "must be a JSON object", index)]
@@ -921,7 +1208,7 @@ def parse_one(model: type[M], body: Any, index: int | None = None) -> M:
         body, unknown = _unknown_keys(model, body, index)
         details += unknown
     try:
-        parsed = model.model_validate(body)
+        parsed = model.model_validate(body, context=context)
     except ValidationError as exc:
         details += field_errors(exc, index)
     if details:
@@ -1101,6 +1388,16 @@ class JobOut(_Output):
     jitter_seconds: int = 0
     max_runs: int | None = None
     pause_after_failures: int | None = None
+    start_date: str | None = Field(
+        default=None, description="start_at, under the official clients' name."
+    )
+    end_date: str | None = Field(
+        default=None, description="end_at, under the official clients' name."
+    )
+    retry_max: int | None = Field(
+        default=None,
+        description="retry.attempts, under the official clients' name (None: the node's setting).",
+    )
 
 
 class ScheduleRun(_Output):

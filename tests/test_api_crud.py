@@ -74,6 +74,10 @@ JOB_KEYS = {
     "jitter_seconds",
     "max_runs",
     "pause_after_failures",
+    # the official clients' names of start_at, end_at, retry.attempts
+    "start_date",
+    "end_date",
+    "retry_max",
 }
 CALLBACK = "http://127.0.0.1:9/callback"  # never called: every spec here is far off
 

@@ -11,10 +11,14 @@ from scheduler0.daemon.api import views
 from scheduler0.daemon.api.audit import deleted_by
 from scheduler0.daemon.api.auth import actor, principal, shows_secrets, visible
 from scheduler0.daemon.api.http import (
+    CREDENTIALS_ORDER,
+    ORDER_BY_DIRECTION,
+    PROJECTS_ORDER,
     has_body,
     json_body,
     off_loop,
     ok,
+    order_param,
     paging,
     path_id,
     read_barrier,
@@ -62,9 +66,10 @@ async def create_project(request: Request) -> Response:
 async def list_projects(request: Request) -> Response:
     queries = services(request).queries
     limit, offset = paging(request)
+    order = order_param(request, PROJECTS_ORDER, ORDER_BY_DIRECTION)
     secrets = shows_secrets(request)
     await read_barrier(request)
-    page = await off_loop(queries.projects, limit, offset, visible(request))
+    page = await off_loop(queries.projects, limit, offset, visible(request), order)
     return ok(views.page_out(page, "projects", lambda row: views.project_out(row, secrets)))
 
 
@@ -149,8 +154,9 @@ async def create_credential(request: Request) -> Response:
 async def list_credentials(request: Request) -> Response:
     queries = services(request).queries
     limit, offset = paging(request)
+    order = order_param(request, CREDENTIALS_ORDER, ORDER_BY_DIRECTION)
     await read_barrier(request)
-    page = await off_loop(queries.credentials, limit, offset)
+    page = await off_loop(queries.credentials, limit, offset, order)
     return ok(views.page_out(page, "credentials", views.credential_out))
 
 

@@ -31,20 +31,29 @@ from scheduler0.daemon.api import (
 from scheduler0.daemon.api.auth import Access, AuthMiddleware, On, Permission, guard
 from scheduler0.daemon.api.describe import Body, Reply, RouteSpec
 from scheduler0.daemon.api.http import (
+    AUDIT_ORDER,
     CONSISTENCY,
+    CREDENTIALS_ORDER,
+    EXECUTIONS_ORDER,
+    EXECUTORS_ORDER,
     JOB_ID,
     JOB_NAME,
     JOBS_LIMIT,
+    JOBS_ORDER,
     LABEL,
     LIMIT,
     OFFSET,
+    ORDER_BY_DIRECTION,
+    ORDER_DIRECTION,
     PROJECT_ID,
+    PROJECTS_ORDER,
     SEARCH,
     SINCE,
     STATE,
     TRIGGER,
     UNTIL,
     Declared,
+    Param,
     Services,
     failure,
 )
@@ -150,8 +159,24 @@ def admin(on: On) -> Permission:
 
 
 READ = (CONSISTENCY,)
-LIST = (LIMIT, OFFSET, CONSISTENCY)
-EXECUTIONS = (TRIGGER, LIMIT, OFFSET, SINCE, UNTIL, CONSISTENCY)
+
+
+def listing(order: Param) -> tuple[Param, ...]:
+    """The parameters of a plain list ordered by ``order``."""
+    return (LIMIT, OFFSET, order, ORDER_BY_DIRECTION, CONSISTENCY)
+
+
+EXECUTIONS = (
+    TRIGGER,
+    LIMIT,
+    OFFSET,
+    SINCE,
+    UNTIL,
+    EXECUTIONS_ORDER,
+    ORDER_BY_DIRECTION,
+    ORDER_DIRECTION,
+    CONSISTENCY,
+)
 
 ROUTES: tuple[RouteSpec, ...] = (
     RouteSpec(
@@ -161,7 +186,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "/projects", ("GET",), accounts.list_projects, read(On.LISTS),
-        "List projects", Reply(ProjectPage), query=LIST,
+        "List projects", Reply(ProjectPage), query=listing(PROJECTS_ORDER),
     ),
     RouteSpec(
         "/projects/{id}", ("GET",), accounts.get_project, read(On.PROJECT),
@@ -191,7 +216,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "/credentials", ("GET",), accounts.list_credentials, OPERATOR,
-        "List client credentials", Reply(CredentialPage), query=LIST,
+        "List client credentials", Reply(CredentialPage), query=listing(CREDENTIALS_ORDER),
     ),
     RouteSpec(
         "/credentials/{id}", ("GET",), accounts.get_credential, OPERATOR,
@@ -220,7 +245,7 @@ ROUTES: tuple[RouteSpec, ...] = (
     ),
     RouteSpec(
         "/executors", ("GET",), executors.list_executors, read(),
-        "List executors", Reply(ExecutorPage), query=LIST,
+        "List executors", Reply(ExecutorPage), query=listing(EXECUTORS_ORDER),
     ),
     RouteSpec(
         "/executors/{id}", ("GET",), executors.get_executor, read(),
@@ -247,7 +272,10 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/jobs", ("GET",), jobs.list_jobs, read(On.LISTS),
         "List jobs, of one project or all, filtered by name, labels and text",
         Reply(JobPage),
-        query=(PROJECT_ID, JOB_NAME, LABEL, SEARCH, JOBS_LIMIT, OFFSET, CONSISTENCY),
+        query=(
+            PROJECT_ID, JOB_NAME, LABEL, SEARCH, JOBS_LIMIT, OFFSET, JOBS_ORDER,
+            ORDER_BY_DIRECTION, CONSISTENCY,
+        ),
         errors=(404,),
     ),
     RouteSpec(
@@ -302,7 +330,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/audit", ("GET",), audit.list_audit, read(On.LISTS),
         "Who deleted what, and when: the audit log, newest first (operators see every record;"
         " a credential, the records of its projects)",
-        Reply(AuditPage), query=(audit.KIND, PROJECT_ID, *LIST),
+        Reply(AuditPage), query=(audit.KIND, PROJECT_ID, *listing(AUDIT_ORDER)),
     ),
     RouteSpec(
         "/healthcheck", ("GET",), observe.healthcheck, PUBLIC,

@@ -18,6 +18,8 @@ from starlette.responses import Response
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.auth import actor, is_operator, visible
 from scheduler0.daemon.api.http import (
+    AUDIT_ORDER,
+    ORDER_BY_DIRECTION,
     PROJECT_ID,
     Param,
     choice_param,
@@ -25,6 +27,7 @@ from scheduler0.daemon.api.http import (
     id_param,
     json_body,
     ok_off_loop,
+    order_param,
     paging,
     read_barrier,
     services,
@@ -55,6 +58,7 @@ async def list_audit(request: Request) -> Response:
     kind = choice_param(request, KIND)
     project_id = id_param(request, PROJECT_ID)
     limit, offset = paging(request)
+    order = order_param(request, AUDIT_ORDER, ORDER_BY_DIRECTION)
     shown = visible(request)
     every_record = is_operator(request)
     await read_barrier(request)
@@ -67,6 +71,7 @@ async def list_audit(request: Request) -> Response:
             offset=offset,
             visible=shown,
             every_record=every_record,
+            order=order,
         )
         return views.page_out(rows, "records", views.audit_record_out)
 

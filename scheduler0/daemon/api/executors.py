@@ -20,9 +20,12 @@ from scheduler0.daemon.api import views
 from scheduler0.daemon.api.audit import deleted_by
 from scheduler0.daemon.api.auth import actor
 from scheduler0.daemon.api.http import (
+    EXECUTORS_ORDER,
+    ORDER_BY_DIRECTION,
     json_body,
     off_loop,
     ok,
+    order_param,
     paging,
     path_id,
     read_barrier,
@@ -68,8 +71,9 @@ async def create_executor(request: Request) -> Response:
 async def list_executors(request: Request) -> Response:
     queries = services(request).queries
     limit, offset = paging(request)
+    order = order_param(request, EXECUTORS_ORDER, ORDER_BY_DIRECTION)
     await read_barrier(request)
-    page = await off_loop(queries.executors, limit, offset)
+    page = await off_loop(queries.executors, limit, offset, order)
     return ok(views.page_out(page, "executors", views.executor_out))
 
 

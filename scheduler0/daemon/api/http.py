@@ -22,7 +22,7 @@ from starlette.responses import Response
 from scheduler0.config import Settings
 from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.node import Backups, NodeStatus, Writes
-from scheduler0.daemon.state.queries import Queries
+from scheduler0.daemon.state.queries import ORDERS, Order, Queries
 from scheduler0.errors import (
     BadRequest,
     FieldError,
@@ -238,13 +238,17 @@ JOB_ID = Param(
 )
 SINCE = Param(
     "since",
-    "Slots at or after this time: unix seconds or ISO 8601 (UTC without an offset).",
+    "Slots at or after this time: unix seconds or ISO 8601 (UTC without an offset). Also"
+    " accepted as startDate (the official clients' name).",
     type="number|string",
+    alias="startDate",
 )
 UNTIL = Param(
     "until",
-    "Slots before this time: unix seconds or ISO 8601 (UTC without an offset).",
+    "Slots before this time: unix seconds or ISO 8601 (UTC without an offset). Also accepted"
+    " as endDate (the official clients' name).",
     type="number|string",
+    alias="endDate",
 )
 CONSISTENCY = Param(
     "consistency",
@@ -261,6 +265,64 @@ TRIGGER = Param(
     choices=EXECUTION_TRIGGERS,
 )
 
+
+ORDER_ALIASES: dict[str, str] = {
+    "createdAt": "created_at",
+    "dateCreated": "created_at",
+    "date_created": "created_at",
+    "updatedAt": "updated_at",
+    "dateModified": "updated_at",
+    "date_modified": "updated_at",
+    "projectId": "project_id",
+    "scheduledAt": "scheduled_at",
+    "lastExecutionDateTime": "scheduled_at",
+    "last_execution_datetime": "scheduled_at",
+    "nextExecutionDateTime": "scheduled_at",
+    "next_execution_datetime": "scheduled_at",
+}
+"""Other names of the ordering columns: camelCase, and the official clients'
+(``dateCreated``; an execution's ``lastExecutionDateTime`` and
+``nextExecutionDateTime`` are both its run's time here)."""
+
+
+def _order_param(table: str) -> Param:
+    """``order_by`` of ``table``'s list: one of its ``queries.ORDERS`` columns
+    or an ``ORDER_ALIASES`` name of one."""
+    columns = tuple(ORDERS[table])
+    others = tuple(name for name, column in ORDER_ALIASES.items() if column in columns)
+    return Param(
+        "order_by",
+        f"Order by {', '.join(columns)} (also accepted: {', '.join(others)}). Also accepted as"
+        " orderBy.",
+        type="string",
+        choices=columns + others,
+        alias="orderBy",
+    )
+
+
+PROJECTS_ORDER = _order_param("projects")
+CREDENTIALS_ORDER = _order_param("credentials")
+EXECUTORS_ORDER = _order_param("executors")
+JOBS_ORDER = _order_param("jobs")
+EXECUTIONS_ORDER = _order_param("executions")
+AUDIT_ORDER = _order_param("audit")
+DIRECTIONS = ("asc", "desc", "ASC", "DESC")
+ORDER_BY_DIRECTION = Param(
+    "order_by_direction",
+    "asc or desc. Left out: ascending (executions: descending, newest first). Also accepted"
+    " as orderByDirection.",
+    type="string",
+    choices=DIRECTIONS,
+    alias="orderByDirection",
+)
+ORDER_DIRECTION = Param(
+    "order_direction",
+    "The same as order_by_direction (the official clients send orderDirection for"
+    " executions); both given must agree. Also accepted as orderDirection.",
+    type="string",
+    choices=DIRECTIONS,
+    alias="orderDirection",
+)
 
 JOB_NAME = Param(
     "name",
@@ -356,6 +418,49 @@ def choice_param(request: Request, param: Param, message: str | None = None) -> 
     return raw
 
 
+def either_param(request: Request, param: Param) -> tuple[str, str] | None:
+    """``param`` as sent under either of its spellings, with the spelling
+    (None: absent or empty); both given must be equal (422 otherwise)."""
+    _declared(request, param)
+    given = [
+        (name, raw) for name in param.names() if (raw := request.query_params.get(name) or None)
+    ]
+    if len({raw for _, raw in given}) > 1:
+        message = f"{param.alias} and {param.name} disagree; send one"
+        raise ValidationFailed(f"{param.name}: {message}", [FieldError(param.name, message)])
+    return given[0] if given else None
+
+
+def order_param(request: Request, by: Param, *directions: Param) -> Order:
+    """A list's order: ``by`` (one of its choices, an alias read as its
+    column) and the first of ``directions`` given (all given must agree); 422
+    naming the parameter as it was sent otherwise."""
+    column = None
+    found = either_param(request, by)
+    if found is not None:
+        name, raw = found
+        if raw not in by.choices:
+            columns = [choice for choice in by.choices if choice not in ORDER_ALIASES]
+            message = f"must be one of {', '.join(columns)}"
+            raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
+        column = ORDER_ALIASES.get(raw, raw)
+    chosen: list[tuple[str, str]] = []
+    for param in directions:
+        found = either_param(request, param)
+        if found is None:
+            continue
+        name, raw = found
+        if raw not in param.choices:
+            message = "must be asc or desc"
+            raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
+        chosen.append((name, raw.lower()))
+    if len({raw for _, raw in chosen}) > 1:
+        name = chosen[-1][0]
+        message = f"disagrees with {chosen[0][0]}; send one"
+        raise ValidationFailed(f"{name}: {message}", [FieldError(name, message)])
+    return Order(column, chosen[0][1] == "desc" if chosen else None)
+
+
 def paging(request: Request, limit: Param = LIMIT) -> tuple[int, int]:
     size = int_param(request, limit)
     offset = int_param(request, OFFSET)
@@ -364,12 +469,12 @@ def paging(request: Request, limit: Param = LIMIT) -> tuple[int, int]:
 
 
 def time_param(request: Request, param: Param) -> float | None:
-    """Unix seconds or ISO 8601; an ISO time without an offset is UTC."""
-    _declared(request, param)
-    name = param.name
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    """Unix seconds or ISO 8601; an ISO time without an offset is UTC. Read
+    under either spelling of ``param`` (``since`` or ``startDate``)."""
+    found = either_param(request, param)
+    if found is None:
         return None
+    name, raw = found
     try:
         value = float(raw)
     except ValueError:

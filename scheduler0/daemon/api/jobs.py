@@ -21,9 +21,13 @@ from scheduler0.daemon.api import views
 from scheduler0.daemon.api.audit import deleted_by
 from scheduler0.daemon.api.auth import actor, principal, visible
 from scheduler0.daemon.api.http import (
+    EXECUTIONS_ORDER,
     JOB_NAME,
     JOBS_LIMIT,
+    JOBS_ORDER,
     LABEL,
+    ORDER_BY_DIRECTION,
+    ORDER_DIRECTION,
     PROJECT_ID,
     SEARCH,
     SINCE,
@@ -38,6 +42,7 @@ from scheduler0.daemon.api.http import (
     off_loop,
     ok,
     ok_off_loop,
+    order_param,
     paging,
     path_id,
     read_barrier,
@@ -387,6 +392,8 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
             row["policy"] = policy
         if job.created_by:  # absent: the batch's created_by (the caller)
             row["created_by"] = job.created_by
+        if job.paused:  # absent: active, as in every older command
+            row["paused"] = True
         rows.append(row)
     return rows
 
@@ -400,6 +407,7 @@ async def list_jobs(request: Request) -> Response:
         labels=label_params(request, LABEL),
         q=text_param(request, SEARCH),
     )
+    order = order_param(request, JOBS_ORDER, ORDER_BY_DIRECTION)
     shown = visible(request)
     await read_barrier(request)
 
@@ -408,7 +416,7 @@ async def list_jobs(request: Request) -> Response:
             if shown is not None and project_id not in shown:
                 raise NotFound(f"no project with id {project_id}")  # as if it did not exist
             queries.project(project_id)  # 404 for an unknown project
-        rows = queries.jobs(project_id, limit, offset, shown, search)
+        rows = queries.jobs(project_id, limit, offset, shown, search, order)
         return views.page_out(rows, "jobs", views.job_out)
 
     return await ok_off_loop(page)
@@ -427,10 +435,12 @@ def _job_out(queries: Queries, job_id: int) -> dict[str, Any]:
 async def update_job(request: Request) -> Response:
     svc = services(request)
     job_id = path_id(request)
-    patch = parse_one(JobPatch, await json_body(request, _max_body(request)))
+    body = await json_body(request, _max_body(request))
     current = await off_loop(svc.queries.job_row, job_id)
     if current is None:
         raise NotFound(f"no job with id {job_id}")
+    # A client's date without offset is read in the job's timezone (the new one, if given).
+    patch = parse_one(JobPatch, body, context={"timezone": current["timezone"]})
     changes: dict[str, Any] = {}
     for name in ("spec", "timezone", "callback_url", "execution_type"):
         value = getattr(patch, name)
@@ -450,12 +460,33 @@ async def update_job(request: Request) -> Response:
         problems = checks.problems(changes.get("callback_url") or None, changes.get("data"))
         if problems:
             raise invalid(problems)
-    policy_given = patch.policy_changes()
+    policy_given = patch.policy_changes(_stored_retry(current["policy"]))
     new_schedule = "spec" in changes or "timezone" in changes
     if new_schedule or policy_given:
         changes.update(await off_loop(_schedule_changes, current, changes, policy_given))
-    await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
+    if changes or patch.status is None:
+        await svc.writes.propose(c.JobUpdated(now=time.time(), job_id=job_id, changes=changes))
+    if patch.status is not None:
+        await _apply_status(svc, job_id, paused=patch.status == "inactive")
     return ok(await off_loop(_job_out, svc.queries, job_id))
+
+
+def _stored_retry(policy: str | None) -> dict[str, Any] | None:
+    """The job's stored retry policy: a ``retry_max`` patch keeps its other fields."""
+    retry = None if policy is None else orjson.loads(policy).get("retry")
+    return retry if isinstance(retry, dict) else None
+
+
+async def _apply_status(svc: Services, job_id: int, *, paused: bool) -> None:
+    """An official client's ``status`` in a patch: ``inactive`` pauses the job
+    and ``active`` resumes it, exactly as ``/pause`` and ``/resume`` do (one
+    ``JobPaused``), unless it already is so (its status note is kept)."""
+    job = await off_loop(svc.queries.job, job_id)
+    if bool(job["paused"]) == paused:
+        return
+    now = time.time()
+    next_run = None if paused else await off_loop(_resumed_run, svc.queries, job_id, int(now))
+    await svc.writes.propose(c.JobPaused(now=now, job_id=job_id, paused=paused, next_run=next_run))
 
 
 def _destination_changes(queries: Queries, current: views.Row, patch: JobPatch) -> dict[str, Any]:
@@ -637,6 +668,7 @@ async def job_executions(request: Request) -> Response:
     limit, offset = paging(request)
     since, until = time_param(request, SINCE), time_param(request, UNTIL)
     trigger = choice_param(request, TRIGGER)
+    order = order_param(request, EXECUTIONS_ORDER, ORDER_BY_DIRECTION, ORDER_DIRECTION)
     await read_barrier(request)
 
     def page() -> dict[str, Any]:
@@ -648,6 +680,7 @@ async def job_executions(request: Request) -> Response:
             until=until,
             limit=limit,
             offset=offset,
+            order=order,
         )
         return views.page_out(rows, "executions", views.execution_out)
 

@@ -10,7 +10,10 @@ from starlette.responses import Response
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.auth import visible
 from scheduler0.daemon.api.http import (
+    EXECUTIONS_ORDER,
     JOB_ID,
+    ORDER_BY_DIRECTION,
+    ORDER_DIRECTION,
     PROJECT_ID,
     SINCE,
     STATE,
@@ -21,6 +24,7 @@ from scheduler0.daemon.api.http import (
     off_loop,
     ok,
     ok_off_loop,
+    order_param,
     paging,
     read_barrier,
     services,
@@ -37,6 +41,7 @@ async def list_executions(request: Request) -> Response:
     project_id = id_param(request, PROJECT_ID)
     since, until = time_param(request, SINCE), time_param(request, UNTIL)
     limit, offset = paging(request)
+    order = order_param(request, EXECUTIONS_ORDER, ORDER_BY_DIRECTION, ORDER_DIRECTION)
     shown = visible(request)
     await read_barrier(request)
 
@@ -51,6 +56,7 @@ async def list_executions(request: Request) -> Response:
             until=until,
             limit=limit,
             offset=offset,
+            order=order,
         )
         return views.page_out(rows, "executions", views.execution_out)
 

@@ -99,6 +99,12 @@ Bodies are documented in snake_case; the camelCase spellings of the original ser
 `maxRuns`, `jitterSeconds`, ...) are accepted too (not both at once).
 Reads are local to the node answering; add `?consistency=strong` to read after
 everything committed so far.
+
+The official clients' fields are read into ours: a job's `startDate`, `endDate`,
+`retryMax`, `status` and `timezoneOffset` (see each field), every list's `orderBy` and
+`orderByDirection`, the executions' `startDate`, `endDate` and `orderDirection`. Every
+DELETE accepts a JSON body (`{"deletedBy": ...}`). Every request may carry an
+`X-Account-ID` header: a cluster is one account, so any value is accepted and ignored.
 """
 
 

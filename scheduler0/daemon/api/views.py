@@ -123,7 +123,7 @@ def new_job_row(
     return {
         **job,
         "id": job_id,
-        "paused": 0,
+        "paused": int(bool(job.get("paused"))),
         "not_before": job["anchor"],
         "next_run": job.get("next_run"),
         "name": job.get("name"),
@@ -176,6 +176,17 @@ def job_out(row: Row) -> dict[str, Any]:
         "created_by": row["created_by"],
         "modified_by": row["modified_by"],
         **policy_out(policy),
+        **client_names(policy),
+    }
+
+
+def client_names(policy: JobPolicy) -> dict[str, Any]:
+    """The official clients' names of a job's window and retries, shown beside
+    ours (the same values): ``start_date``, ``end_date``, ``retry_max``."""
+    return {
+        "start_date": iso(_whole(policy.start_at)),
+        "end_date": iso(_whole(policy.end_at)),
+        "retry_max": None if policy.retry is None else policy.retry.get("attempts"),
     }
 
 

@@ -28,7 +28,8 @@ and scopes credentials (``CredentialCreated.scopes``, ``projects``,
 (``SlotsFired.skipped``). Optional fields whose absence keeps the older meaning
 were also added: ``JobTriggered.manual`` (a run-now keyed apart from the
 schedule), a job's ``name`` and ``labels`` (``JobsCreated`` items,
-``JobUpdated.changes``), ``SlotsFired.caught_up`` (fires of a
+``JobUpdated.changes``), a created job's ``paused`` (``JobsCreated`` items),
+``SlotsFired.caught_up`` (fires of a
 ``catchup=all`` backlog, recorded with trigger ``catchup``),
 ``MemberJoined.automatic`` and ``MemberLeft.remember``; and one command type,
 ``JobBackfilled`` (older journals never hold it). Who did it (optional, added
@@ -170,7 +171,9 @@ class JobsCreated(Command):
     older entry. Optional ``executor_id`` (version 5; apply refuses an unknown
     one): the job calls back through that executor, and its ``callback_url``
     is ``""``. Optional ``created_by``: who created that job, when it is not
-    the batch's ``created_by``."""
+    the batch's ``created_by``. Optional ``paused`` (true: the job is created
+    paused, as an official client's ``status: inactive`` asks); absent:
+    active, as every older entry."""
 
     now: float
     jobs: list[dict[str, Any]]

@@ -83,6 +83,65 @@ class JobSearch:
         return out
 
 
+@dataclass(frozen=True)
+class Order:
+    """How a list is ordered: one of its ``ORDERS`` columns (None: its
+    default), ascending or descending (None: its default direction)."""
+
+    column: str | None = None
+    descending: bool | None = None
+
+
+ORDERS: dict[str, dict[str, str]] = {
+    "projects": {"id": "id", "name": "name", "created_at": "id", "updated_at": "updated_at"},
+    "credentials": {"id": "id", "created_at": "id", "updated_at": "updated_at"},
+    "executors": {"id": "id", "name": "name", "created_at": "id", "updated_at": "updated_at"},
+    "jobs": {
+        "id": "id",
+        "name": "name",
+        "project_id": "project_id",
+        "created_at": "id",
+        "updated_at": "updated_at",
+    },
+    "executions": {"scheduled_at": RUN_SECOND_SQL, "id": "id", "created_at": "id"},
+    "audit": {"id": "id", "at": "id", "created_at": "id"},
+}
+"""The columns each list may be ordered by (the whitelist: the only text an
+``ORDER BY`` is made of), as SQL over its table. ``created_at`` orders by id:
+rows are numbered in the order the replicated log creates them, while
+``created_at`` is the proposing node's clock (nodes' clocks may differ a
+little). Each column a large table is ordered by has an index
+(``jobs_by_name_all``, ``jobs_by_updated``, ``jobs_by_project``,
+``executions_by_second``), so a deep page walks an index instead of sorting
+the table."""
+
+DEFAULT_ORDERS: dict[str, tuple[str, bool]] = {
+    "projects": ("id", False),
+    "credentials": ("id", False),
+    "executors": ("id", False),
+    "jobs": ("id", False),
+    "executions": ("scheduled_at", True),
+    "audit": ("id", True),
+}
+"""Each list's order when none is asked for: by id, except executions, newest
+run first. A direction given alone applies to the default column; a column
+given alone is in the list's default direction."""
+
+
+def order_by(table: str, order: Order | None) -> str:
+    """The ``ORDER BY`` clause of ``table``'s list: the column's SQL from
+    ``ORDERS`` (a column not there raises ``KeyError``: the API checked it),
+    then the id in the same direction, so equal values page stably."""
+    column, descending = DEFAULT_ORDERS[table]
+    if order is not None:
+        column = order.column if order.column is not None else column
+        descending = order.descending if order.descending is not None else descending
+    expression = ORDERS[table][column]
+    direction = "DESC" if descending else "ASC"
+    tie = "" if expression == "id" else f", id {direction}"
+    return f"ORDER BY {expression} {direction}{tie}"
+
+
 class Queries:
     """One read-only connection per thread."""
 
@@ -114,12 +173,15 @@ class Queries:
         ).fetchone()
         return row
 
-    def projects(self, limit: int, offset: int, visible: Visible = None) -> Page:
+    def projects(
+        self, limit: int, offset: int, visible: Visible = None, order: Order | None = None
+    ) -> Page:
         clause, args = _visible(visible, "id")
         where = _where([clause])
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM projects {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM projects {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
+            f"SELECT * FROM projects {where} {order_by('projects', order)} LIMIT ? OFFSET ?",
+            [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -143,10 +205,11 @@ class Queries:
             raise NotFound(f"no executor with id {executor_id}")
         return row
 
-    def executors(self, limit: int, offset: int) -> Page:
+    def executors(self, limit: int, offset: int, order: Order | None = None) -> Page:
         (total,) = self.db.execute("SELECT COUNT(*) FROM executors").fetchone()
         rows = self.db.execute(
-            f"SELECT *, {_EXECUTOR_JOBS} FROM executors e ORDER BY id LIMIT ? OFFSET ?",
+            f"SELECT *, {_EXECUTOR_JOBS} FROM executors e {order_by('executors', order)}"
+            " LIMIT ? OFFSET ?",
             (limit, offset),
         ).fetchall()
         return Page(total, offset, limit, rows)
@@ -178,10 +241,11 @@ class Queries:
         ).fetchone()
         return row
 
-    def credentials(self, limit: int, offset: int) -> Page:
+    def credentials(self, limit: int, offset: int, order: Order | None = None) -> Page:
         (total,) = self.db.execute("SELECT COUNT(*) FROM credentials").fetchone()
         rows = self.db.execute(
-            "SELECT * FROM credentials ORDER BY id LIMIT ? OFFSET ?", (limit, offset)
+            f"SELECT * FROM credentials {order_by('credentials', order)} LIMIT ? OFFSET ?",
+            (limit, offset),
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -218,6 +282,7 @@ class Queries:
         offset: int,
         visible: Visible = None,
         search: JobSearch | None = None,
+        order: Order | None = None,
     ) -> Page:
         clause, args = _visible(visible)
         clauses = [clause]
@@ -229,7 +294,8 @@ class Queries:
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM jobs {where} ORDER BY id LIMIT ? OFFSET ?", [*args, limit, offset]
+            f"SELECT * FROM jobs {where} {order_by('jobs', order)} LIMIT ? OFFSET ?",
+            [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)
 
@@ -279,6 +345,7 @@ class Queries:
         limit: int = 100,
         offset: int = 0,
         visible: Visible = None,
+        order: Order | None = None,
     ) -> Page:
         clause, args = _visible(visible)
         clauses = [clause] if clause else []
@@ -301,8 +368,7 @@ class Queries:
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM executions {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM executions {where} ORDER BY {RUN_SECOND_SQL} DESC, id DESC"
-            " LIMIT ? OFFSET ?",
+            f"SELECT * FROM executions {where} {order_by('executions', order)} LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)
@@ -347,6 +413,7 @@ class Queries:
         offset: int = 0,
         visible: Visible = None,
         every_record: bool = False,
+        order: Order | None = None,
     ) -> Page:
         """Audit records, newest first. ``every_record`` (operators): records
         of no project (credentials) too; otherwise only records of a project
@@ -364,7 +431,7 @@ class Queries:
         where = _where(clauses)
         (total,) = self.db.execute(f"SELECT COUNT(*) FROM audit_log {where}", args).fetchone()
         rows = self.db.execute(
-            f"SELECT * FROM audit_log {where} ORDER BY id DESC LIMIT ? OFFSET ?",
+            f"SELECT * FROM audit_log {where} {order_by('audit', order)} LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
         return Page(total, offset, limit, rows)

@@ -64,8 +64,8 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
         " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels,"
-        " policy, executor_id, created_by)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " policy, executor_id, created_by, paused)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 first + i,
@@ -86,6 +86,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 encode_policy(job.get("policy")),  # version 4
                 job.get("executor_id"),  # version 5
                 job.get("created_by", cmd.created_by),
+                int(bool(job.get("paused"))),  # absent in older entries: active
             )
             for i, job in enumerate(cmd.jobs)
         ),
