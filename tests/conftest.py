@@ -19,6 +19,13 @@ tier, or with two, stops the run at collection: no test goes untiered.
 
 In one ``pytest`` run the fast tiers go first: unit, contract, integration,
 cluster (collection order within a tier).
+
+The suite runs on pytest-xdist workers (``addopts`` in pyproject.toml: ``-n 3
+--dist loadgroup --no-loadscope-reorder``). Every module is one ``xdist_group``,
+so a module's tests, and the nodes its module-scoped fixtures share, stay on
+one worker; the groups are handed out in collection order, so the fast tiers
+still go first. The modules in :data:`FIXED_PORT_MODULES` share one group:
+they listen on fixed ports and must never run at the same time.
 """
 
 from __future__ import annotations
@@ -68,10 +75,30 @@ MODULE_TIERS: dict[str, str] = {
 below that directory). A module's own ``pytestmark`` tier must agree with it."""
 
 
-def _table_tier(path: Path) -> str | None:
+FIXED_PORT_MODULES = frozenset({"test_start_default.py", "test_seed_client.py"})
+"""Modules whose nodes listen on fixed ports (the default 9091/7071; the seed
+client's 9091 and 3000): one xdist group, so one worker runs them one after
+the other (each skips when its ports are taken, which would hide it)."""
+
+FIXED_PORT_GROUP = "fixed-ports"
+
+
+def _relative(path: Path) -> str | None:
     try:
-        relative = path.resolve().relative_to(TESTS).as_posix()
+        return path.resolve().relative_to(TESTS).as_posix()
     except ValueError:
+        return None
+
+
+def xdist_group_of(item: pytest.Item) -> str:
+    """The xdist group of ``item``: its module, or the fixed-ports group."""
+    relative = _relative(item.path) or str(item.path)
+    return FIXED_PORT_GROUP if relative in FIXED_PORT_MODULES else relative
+
+
+def _table_tier(path: Path) -> str | None:
+    relative = _relative(path)
+    if relative is None:
         return None
     if relative in MODULE_TIERS:
         return MODULE_TIERS[relative]
@@ -102,9 +129,11 @@ def tier_of(item: pytest.Item) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every item with its tier (and ``slow``), then order the items by tier.
+    """Mark every item with its tier (and ``slow``) and its xdist group, then
+    order the items by tier.
 
-    ``tryfirst``: the markers must be on the items before ``-m`` deselects by them.
+    ``tryfirst``: the markers must be on the items before ``-m`` deselects by them
+    and before xdist reads the groups.
     """
     tiers: dict[str, str] = {}
     untiered: list[str] = []
@@ -116,6 +145,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         tiers[item.nodeid] = tier
         item.add_marker(getattr(pytest.mark, tier))
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
         slow = item.get_closest_marker("slow") is not None
         if tier in SLOW_TIERS and not slow:
             item.add_marker(pytest.mark.slow)
