@@ -90,9 +90,10 @@ def _relative(path: Path) -> str | None:
         return None
 
 
-def xdist_group_of(item: pytest.Item) -> str:
-    """The xdist group of ``item``: its module, or the fixed-ports group."""
-    relative = _relative(item.path) or str(item.path)
+def xdist_group_of(path: Path) -> str:
+    """The xdist group of the tests in module ``path``: the module, or the
+    fixed-ports group."""
+    relative = _relative(path) or str(path)
     return FIXED_PORT_GROUP if relative in FIXED_PORT_MODULES else relative
 
 
@@ -146,7 +147,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         tiers[item.nodeid] = tier
         item.add_marker(getattr(pytest.mark, tier))
         if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item)))
+            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.path)))
         slow = item.get_closest_marker("slow") is not None
         if tier in SLOW_TIERS and not slow:
             item.add_marker(pytest.mark.slow)
