@@ -21,11 +21,12 @@ In one ``pytest`` run the fast tiers go first: unit, contract, integration,
 cluster (collection order within a tier).
 
 The suite runs on pytest-xdist workers (``addopts`` in pyproject.toml: ``-n 3
---dist loadgroup --no-loadscope-reorder``). Every module is one ``xdist_group``,
-so a module's tests, and the nodes its module-scoped fixtures share, stay on
-one worker; the groups are handed out in collection order, so the fast tiers
-still go first. The modules in :data:`FIXED_PORT_MODULES` share one group:
-they listen on fixed ports and must never run at the same time.
+--dist loadgroup --no-loadscope-reorder``). The tests of a module that use one
+of its module-scoped fixtures (the nodes it shares) are one ``xdist_group``, so
+they stay on one worker and start those nodes once; every other test goes to
+whichever worker is free. The work is handed out in collection order, so the
+fast tiers still go first. The modules in :data:`FIXED_PORT_MODULES` are one
+group: they listen on fixed ports and must never run at the same time.
 """
 
 from __future__ import annotations
@@ -90,11 +91,34 @@ def _relative(path: Path) -> str | None:
         return None
 
 
-def xdist_group_of(path: Path) -> str:
-    """The xdist group of the tests in module ``path``: the module, or the
-    fixed-ports group."""
+SHARED_SCOPES = frozenset({"module", "class", "package"})
+"""Fixture scopes whose value the tests of one module share (a session-scoped
+fixture is one per worker either way)."""
+
+
+def xdist_group_of(path: Path, shares_module_fixture: bool = True) -> str | None:
+    """The xdist group of a test in module ``path``: the fixed-ports group; else
+    its module if it uses a fixture the module's tests share; else none (any
+    worker)."""
     relative = _relative(path) or str(path)
-    return FIXED_PORT_GROUP if relative in FIXED_PORT_MODULES else relative
+    if relative in FIXED_PORT_MODULES:
+        return FIXED_PORT_GROUP
+    return relative if shares_module_fixture else None
+
+
+def shares_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a fixture of the suite's own (not a plugin's, such as
+    anyio's module-scoped ``anyio_backend``) that is shared across a module."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return True  # not a plain test function: keep it with its module
+    for name in info.names_closure:
+        for fixturedef in info.name2fixturedefs.get(name, ()):
+            if fixturedef.scope in SHARED_SCOPES and _relative(
+                Path(fixturedef.func.__code__.co_filename)
+            ):
+                return True
+    return False
 
 
 def _table_tier(path: Path) -> str | None:
@@ -146,8 +170,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         tiers[item.nodeid] = tier
         item.add_marker(getattr(pytest.mark, tier))
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(xdist_group_of(item.path)))
+        group = xdist_group_of(item.path, shares_module_fixture(item))
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
         slow = item.get_closest_marker("slow") is not None
         if tier in SLOW_TIERS and not slow:
             item.add_marker(pytest.mark.slow)

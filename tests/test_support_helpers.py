@@ -200,9 +200,23 @@ def test_a_worker_hands_out_ports_only_from_its_slice(monkeypatch: pytest.Monkey
 # -- xdist groups ----------------------------------------------------------------------------
 
 
-def test_a_test_is_grouped_with_its_module(request: pytest.FixtureRequest) -> None:
+@pytest.fixture(scope="module")
+def shared_by_the_module() -> str:
+    return "one per module"
+
+
+def test_a_test_using_a_module_fixture_is_grouped_with_its_module(
+    request: pytest.FixtureRequest, shared_by_the_module: str
+) -> None:
     marker = request.node.get_closest_marker("xdist_group")
     assert marker is not None and marker.args == ("test_support_helpers.py",)
+
+
+def test_a_test_sharing_nothing_with_its_module_goes_to_any_worker(
+    request: pytest.FixtureRequest, tmp_path: object
+) -> None:
+    assert request.node.get_closest_marker("xdist_group") is None
+    assert xdist_group_of(request.node.path, False) is None
     assert xdist_group_of(request.node.path) == "test_support_helpers.py"
     assert xdist_group_of(TESTS / "unit" / "test_cron.py") == "unit/test_cron.py"
 
