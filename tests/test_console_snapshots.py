@@ -261,7 +261,7 @@ def console(source: FakeSource | None = None) -> ConsoleApp:
     return create_console(source or FakeSource(), clock=frozen_clock, refresh_seconds=None)
 
 
-async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 5.0) -> None:
+async def until(pilot: Pilot[Any], condition: Callable[[], bool], timeout: float = 30.0) -> None:
     """Let the app run until ``condition`` holds; ``TimeoutError`` after ``timeout`` s.
 
     As in test_console_pilot: it awaits ``pilot.pause`` so that the app runs,
