@@ -19,6 +19,14 @@ tier, or with two, stops the run at collection: no test goes untiered.
 
 In one ``pytest`` run the fast tiers go first: unit, contract, integration,
 cluster (collection order within a tier).
+
+The suite runs on pytest-xdist workers (``addopts`` in pyproject.toml: ``-n 3
+--dist loadgroup --no-loadscope-reorder``). The tests of a module that use one
+of its module-scoped fixtures (the nodes it shares) are one ``xdist_group``, so
+they stay on one worker and start those nodes once; every other test goes to
+whichever worker is free. The work is handed out in collection order, so the
+fast tiers still go first. The modules in :data:`FIXED_PORT_MODULES` are one
+group: they listen on fixed ports and must never run at the same time.
 """
 
 from __future__ import annotations
@@ -68,10 +76,54 @@ MODULE_TIERS: dict[str, str] = {
 below that directory). A module's own ``pytestmark`` tier must agree with it."""
 
 
-def _table_tier(path: Path) -> str | None:
+FIXED_PORT_MODULES = frozenset({"test_start_default.py", "test_seed_client.py"})
+"""Modules whose nodes listen on fixed ports (the default 9091/7071; the seed
+client's 9091 and 3000): one xdist group, so one worker runs them one after
+the other (each skips when its ports are taken, which would hide it)."""
+
+FIXED_PORT_GROUP = "fixed-ports"
+
+
+def _relative(path: Path) -> str | None:
     try:
-        relative = path.resolve().relative_to(TESTS).as_posix()
+        return path.resolve().relative_to(TESTS).as_posix()
     except ValueError:
+        return None
+
+
+SHARED_SCOPES = frozenset({"module", "class", "package"})
+"""Fixture scopes whose value the tests of one module share (a session-scoped
+fixture is one per worker either way)."""
+
+
+def xdist_group_of(path: Path, shares_module_fixture: bool = True) -> str | None:
+    """The xdist group of a test in module ``path``: the fixed-ports group; else
+    its module if it uses a fixture the module's tests share; else none (any
+    worker)."""
+    relative = _relative(path) or str(path)
+    if relative in FIXED_PORT_MODULES:
+        return FIXED_PORT_GROUP
+    return relative if shares_module_fixture else None
+
+
+def shares_module_fixture(item: pytest.Item) -> bool:
+    """Whether ``item`` uses a fixture of the suite's own (not a plugin's, such as
+    anyio's module-scoped ``anyio_backend``) that is shared across a module."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return True  # not a plain test function: keep it with its module
+    for name in info.names_closure:
+        for fixturedef in info.name2fixturedefs.get(name, ()):
+            if fixturedef.scope in SHARED_SCOPES and _relative(
+                Path(fixturedef.func.__code__.co_filename)
+            ):
+                return True
+    return False
+
+
+def _table_tier(path: Path) -> str | None:
+    relative = _relative(path)
+    if relative is None:
         return None
     if relative in MODULE_TIERS:
         return MODULE_TIERS[relative]
@@ -102,9 +154,11 @@ def tier_of(item: pytest.Item) -> str:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every item with its tier (and ``slow``), then order the items by tier.
+    """Mark every item with its tier (and ``slow``) and its xdist group, then
+    order the items by tier.
 
-    ``tryfirst``: the markers must be on the items before ``-m`` deselects by them.
+    ``tryfirst``: the markers must be on the items before ``-m`` deselects by them
+    and before xdist reads the groups.
     """
     tiers: dict[str, str] = {}
     untiered: list[str] = []
@@ -116,6 +170,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             continue
         tiers[item.nodeid] = tier
         item.add_marker(getattr(pytest.mark, tier))
+        group = xdist_group_of(item.path, shares_module_fixture(item))
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
         slow = item.get_closest_marker("slow") is not None
         if tier in SLOW_TIERS and not slow:
             item.add_marker(pytest.mark.slow)

@@ -1,8 +1,11 @@
 """The test helpers themselves: ``wait_until`` fails fast on a failed assertion,
-and ``audit`` catches each kind of double or lost run it claims to catch."""
+``audit`` catches each kind of double or lost run it claims to catch, each
+xdist worker hands out ports only from its own slice, and the suite's xdist
+groups keep a module (and the fixed-port modules) on one worker."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,8 @@ import httpx
 import orjson
 import pytest
 
+from tests.conftest import FIXED_PORT_GROUP, FIXED_PORT_MODULES, TESTS, xdist_group_of
+from tests.support import ports
 from tests.support.audit import audit
 from tests.support.nodes import wait_until
 from tests.support.receiver import RunningReceiver
@@ -160,3 +165,73 @@ def test_receiver_requests_leave_a_line_still_being_written(tmp_path: Path) -> N
     out.write_bytes(whole + b"\n" + whole[:20])  # the second record is half written
     receiver = RunningReceiver(1, tmp_path / "items.jsonl", out)
     assert receiver.requests() == [(orjson.loads(whole), {"webhook-id": "b-1"}, b"[]")]
+# -- ports under xdist -------------------------------------------------------------------------
+
+
+def _as_worker(monkeypatch: pytest.MonkeyPatch, worker: str | None, count: str | None) -> None:
+    for name, value in (("PYTEST_XDIST_WORKER", worker), ("PYTEST_XDIST_WORKER_COUNT", count)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+
+
+def test_outside_xdist_the_whole_range_is_this_processs(monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_worker(monkeypatch, None, None)
+    assert ports._worker_slice(10_000, 32_768) == range(10_000, 32_768)
+    _as_worker(monkeypatch, "master", "3")  # not a gwN worker
+    assert ports._worker_slice(10_000, 32_768) == range(10_000, 32_768)
+
+
+def test_each_worker_has_its_own_slice_and_no_two_overlap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    slices = []
+    for index in range(3):
+        _as_worker(monkeypatch, f"gw{index}", "3")
+        slices.append(ports._worker_slice(10_000, 32_768))
+    assert [len(s) for s in slices] == [7_589] * 3
+    assert slices[0].start == 10_000 and slices[-1].stop <= 32_768
+    for before, after in itertools.pairwise(slices):
+        assert before.stop == after.start  # disjoint and adjacent
+
+
+def test_a_worker_hands_out_ports_only_from_its_slice(monkeypatch: pytest.MonkeyPatch) -> None:
+    _as_worker(monkeypatch, "gw1", "3")
+    monkeypatch.setattr(ports, "_ephemeral_low", lambda: 32_768)
+    own = ports._worker_slice(10_000, 32_768)
+    taker = ports._Ports()
+    taken = [taker.take() for _ in range(50)]
+    assert len(set(taken)) == 50
+    assert all(port in own for port in taken), sorted(p for p in taken if p not in own)
+
+
+# -- xdist groups ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shared_by_the_module() -> str:
+    return "one per module"
+
+
+def test_a_test_using_a_module_fixture_is_grouped_with_its_module(
+    request: pytest.FixtureRequest, shared_by_the_module: str
+) -> None:
+    marker = request.node.get_closest_marker("xdist_group")
+    assert marker is not None and marker.args == ("test_support_helpers.py",)
+
+
+def test_a_test_sharing_nothing_with_its_module_goes_to_any_worker(
+    request: pytest.FixtureRequest, tmp_path: object
+) -> None:
+    assert request.node.get_closest_marker("xdist_group") is None
+    assert xdist_group_of(request.node.path, False) is None
+    assert xdist_group_of(request.node.path) == "test_support_helpers.py"
+    assert xdist_group_of(TESTS / "unit" / "test_cron.py") == "unit/test_cron.py"
+
+
+def test_the_fixed_port_modules_exist_and_share_one_group() -> None:
+    for name in FIXED_PORT_MODULES:
+        assert (TESTS / name).is_file(), f"{name} in FIXED_PORT_MODULES is not a test module"
+        assert xdist_group_of(TESTS / name) == FIXED_PORT_GROUP
+    assert FIXED_PORT_GROUP not in {p.relative_to(TESTS).as_posix() for p in TESTS.rglob("*.py")}

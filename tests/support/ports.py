@@ -8,6 +8,11 @@ take it: the node then fails with "cannot bind". Ports below the ephemeral
 range are never given to outgoing connections, so handing those out (each one
 once per process, checked free when handed out) leaves only other listeners
 to race with, and the tests start all of those themselves.
+
+Under pytest-xdist each worker is its own process with its own record of the
+ports it handed out, so the range is cut into one disjoint slice per worker
+(``PYTEST_XDIST_WORKER`` / ``PYTEST_XDIST_WORKER_COUNT``): a port one worker
+hands out, even one a test keeps closed on purpose, is never another worker's.
 """
 
 from __future__ import annotations
@@ -31,6 +36,21 @@ def _ephemeral_low() -> int:
     return low
 
 
+def _worker_slice(low: int, high: int) -> range:
+    """This process's share of ``[low, high)``: all of it outside xdist, else the
+    ``gwN`` worker's own slice of it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    try:
+        index = int(worker.removeprefix("gw"))
+        count = int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    except (KeyError, ValueError):
+        return range(low, high)
+    if not 0 <= index < count:
+        return range(low, high)
+    width = (high - low) // count
+    return range(low + index * width, low + (index + 1) * width)
+
+
 def _bindable(port: int) -> bool:
     with socket.socket() as sock:
         try:
@@ -43,10 +63,10 @@ def _bindable(port: int) -> bool:
 class _Ports:
     def __init__(self) -> None:
         high = _ephemeral_low()
-        if high - _LOWEST < 1_000:  # an unusual range: fall back to the kernel's choice
+        span = list(_worker_slice(_LOWEST, high))
+        if len(span) < 1_000:  # an unusual range: fall back to the kernel's choice
             self._candidates: itertools.cycle[int] | None = None
         else:
-            span = list(range(_LOWEST, high))
             random.Random(os.getpid()).shuffle(span)  # two test processes rarely overlap
             self._candidates = itertools.cycle(span)
             self._span = len(span)
