@@ -165,6 +165,8 @@ def test_receiver_requests_leave_a_line_still_being_written(tmp_path: Path) -> N
     out.write_bytes(whole + b"\n" + whole[:20])  # the second record is half written
     receiver = RunningReceiver(1, tmp_path / "items.jsonl", out)
     assert receiver.requests() == [(orjson.loads(whole), {"webhook-id": "b-1"}, b"[]")]
+
+
 # -- ports under xdist -------------------------------------------------------------------------
 
 
