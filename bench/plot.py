@@ -18,8 +18,10 @@ listed).
 ``--scale`` instead draws the costs of ``bench/scale.py`` against the job
 count J: one log-log PNG per cost (``plots/scale_<cost>.png``), a line per
 cluster size, with the slope of a least-squares fit of log(cost) on log(J)
-(1 = linear) in the legend, the issue's target where it has one, and writes
-the slopes to ``bench/results/scale_slopes.json`` (see ``scale_plots``).
+(1 = linear; with two or three J, a fit through two or three points) and the
+slope of each step between consecutive J in the legend, the issue's target
+where it has one, and writes the slopes to
+``bench/results/scale_slopes.json`` (see ``scale_plots``).
 
 ``--only`` matches file names without ``.json`` (``fire_rate*``, ``smoke_*``).
 Needs matplotlib (``pip install -e '.[bench]'``).
@@ -29,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import itertools
 import json
 import math
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -347,9 +351,20 @@ def slope(points: list[tuple[float, float]]) -> float | None:
     return sum((x - mx) * (y - my) for x, y in pts) / sum((x - mx) ** 2 for x, _ in pts)
 
 
+def segments(points: list[tuple[float, float]]) -> list[float]:
+    """The slope between each two consecutive points (J ascending), log-log."""
+    return [
+        round(math.log10(v2 / v1) / math.log10(j2 / j1), 2)
+        for (j1, v1), (j2, v2) in itertools.pairwise(points)
+        if j2 > j1 > 0 and v1 > 0 and v2 > 0
+    ]
+
+
 def growth(b: float | None) -> str:
     if b is None:
         return "not fitted"
+    if b < -0.2:
+        return "falls"
     if b < 0.2:
         return "flat"
     if b < 0.9:
@@ -367,6 +382,8 @@ def scale_plots(results: Path, out: Path) -> int:
 
     runs = []
     for path in sorted(results.glob("scale_*n_*.json")):
+        if not re.fullmatch(r"scale_\d+n_\d+\.json", path.name):
+            continue
         data = json.loads(path.read_text())
         if data.get("bench") == "scale":
             runs.append(data)
@@ -388,13 +405,20 @@ def scale_plots(results: Path, out: Path) -> int:
             if not points:
                 continue
             b = slope(points)
+            steps = segments(points)
             slopes[cost.name][f"{size}n"] = {
                 "points": points,
                 "slope": None if b is None else round(b, 3),
                 "growth": growth(b),
+                "segment_slopes": steps,
+                "last_segment_growth": growth(steps[-1]) if steps else "not fitted",
             }
             xs, ys = [p[0] for p in points], [p[1] for p in points]
-            fitted = "" if b is None else f", slope {b:.2f} ({growth(b)}, {len(points)} points)"
+            fitted = ""
+            if b is not None:
+                fitted = f", slope {b:.2f} ({growth(b)}, {len(points)} points)"
+                if len(steps) > 1:
+                    fitted += f"; per step {', '.join(f'{x:.2f}' for x in steps)}"
             ax.plot(xs, ys, color=color, marker="o", lw=1.6, label=f"{size} node(s){fitted}")
             if b is not None:  # a slope-1 guide through the first point
                 guide = [ys[0] * x / xs[0] for x in xs]
@@ -423,7 +447,8 @@ def scale_plots(results: Path, out: Path) -> int:
     print(f"wrote {table}")
     for name, entry in slopes.items():
         parts = [
-            f"{k}: {v['slope']} ({v['growth']}, {len(v['points'])} pts)"
+            f"{k}: {v['slope']} ({v['growth']}, {len(v['points'])} pts, steps"
+            f" {v['segment_slopes']})"
             for k, v in entry.items()
             if k != "label"
         ]
