@@ -338,6 +338,14 @@ SCALE_COSTS = [
         "fires delivered per second in the window",
         _at("window", "received_per_s"),
     ),
+    Cost(
+        "node_cpu_cores", "CPU of all nodes in the window (cores)", _at("window", "node_cpu_share")
+    ),
+    Cost(
+        "restart_vmhwm_mb",
+        "VmHWM after the cold restart, highest node (MB)",
+        lambda r: _max_node("vmhwm_after")(r.get("cold_restart") or {}),
+    ),
 ]
 
 
