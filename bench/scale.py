@@ -332,6 +332,15 @@ def status_of(node: NodeProcess, headers: dict[str, str]) -> dict[str, Any]:
     return data
 
 
+def term_of(node: NodeProcess, headers: dict[str, str]) -> int | None:
+    """The node's raft term; None when its ``/status`` does not answer in 30 s
+    (a node busy with a snapshot or an election must not end the case)."""
+    try:
+        return int(status_of(node, headers)["term"])
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return None
+
+
 def pids(nodes: list[NodeProcess]) -> list[int]:
     return [n.proc.pid for n in nodes if n.proc is not None and n.proc.poll() is None]
 
@@ -464,6 +473,8 @@ def one_case(size: int, jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         result["duplicate_deliveries_whole_run"] = sum(len(v) - 1 for v in got.values())
     except Aborted as exc:
         result["aborted"] = str(exc)
+    except KeyboardInterrupt:
+        result["aborted"] = "interrupted (Ctrl-C or the run's time limit)"
     except Exception as exc:
         if watch.tripped is not None:
             result["aborted"] = f"{watch.tripped} ({exc!r})"
@@ -569,7 +580,7 @@ def measure_window(
     result: dict[str, Any],
 ) -> None:
     grids: Grids = result["_grids"]
-    terms0 = {n.node_id: status_of(n, credential)["term"] for n in nodes}
+    terms0 = {n.node_id: term_of(n, credential) for n in nodes}
     w0 = math.ceil(max(time.time() + 2, result["created_at"] + args.warmup))
     w1 = w0 + args.window_seconds
     expected = grids.due(w0, w1)
@@ -602,7 +613,7 @@ def measure_window(
     window["node_cpu_seconds"] = cpu
     window["node_cpu_share"] = cpu / args.window_seconds
     window["cpu_us_per_fire"] = cpu / received * 1e6 if received else None
-    terms1 = {n.node_id: status_of(n, credential)["term"] for n in nodes}
+    terms1 = {n.node_id: term_of(n, credential) for n in nodes}
     window["term_before"] = terms0
     window["term_after"] = terms1
     roles = watch.roles[roles_from:]
@@ -631,9 +642,9 @@ def measure_window(
         (s["max_write_latency_s"] for s in snaps if s["max_write_latency_s"] is not None),
         default=None,
     )
-    window["elections"] = sum(terms1[k] - terms0[k] for k in terms0 if k in terms1) > 0 or any(
-        r == "candidate" for _, _, r in roles
-    )
+    window["elections"] = any(
+        (terms0[k] or 0) < (terms1.get(k) or 0) for k in terms0 if terms0[k] is not None
+    ) or any(r == "candidate" for _, _, r in roles)
     result["window"] = window
     result["sizes"] = {n.node_id: file_sizes(n) for n in nodes}
     print(
