@@ -303,7 +303,14 @@ SCALE_COSTS = [
     ),
     Cost("kill_write_seconds", "leader kill -> write accepted (s)", _at("leader_kill", "write_s")),
     Cost(
-        "kill_resumed_seconds", "leader kill -> fires resumed (s)", _at("leader_kill", "resumed_s")
+        "kill_first_fire_seconds",
+        "leader kill -> first fire of a later slot (s)",
+        _at("leader_kill", "first_fire_s"),
+    ),
+    Cost(
+        "kill_lateness_seconds",
+        "leader kill: worst lateness of the slots due next (s)",
+        _at("leader_kill", "lateness_max_of_those_s"),
     ),
     Cost(
         "deep_page_ms",

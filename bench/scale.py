@@ -30,7 +30,8 @@ pairs.
   s after the last POST (at least 2 s after ``owned_s``). An ``@every P`` job
   first fires P after its creation, so the window sees the cron jobs, the
   ``@every`` jobs of short periods and none of an hour: ``due_per_s`` is the
-  rate it saw (about J/860 for a 120 s window), ``mix_rate_fires_per_s`` the
+  rate it saw (about J/770 at 10k and 100k, more when the creation itself
+  took minutes), ``mix_rate_fires_per_s`` the
   steady rate an hour on (J/597). the expected slots are every (job, slot) of the jobs' grids in
   ``[w0, w1)`` (``@every``: anchor + k*P, the anchor being ``next_run_at`` - P
   from the create answer; cron: the slots computed here with ``zoneinfo``, not
