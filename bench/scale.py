@@ -50,7 +50,8 @@ pairs.
   ``RaftSnapshotInterval`` = 15 s or ``RaftSnapshotThreshold`` entries)
   gives the snapshot's size, duration and end instant; per snapshot: the
   writes whose request overlapped ``[end - Y, end]``, their max latency, and
-  whether a role change was seen between its start and 2 s after its end.
+  whether a role change (or a health check unanswered in 0.5 s, role null)
+  was seen between its start and 2 s after its end.
 * **sizes** (after the window) per node: ``state.db`` (+ its ``-wal``),
   ``raft.journal`` and ``raft.snapshot`` (bytes on disk).
 * **reads**: ``GET /jobs?project_id=&limit=1000&offset=J-1000`` (the last
