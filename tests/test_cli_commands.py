@@ -581,6 +581,48 @@ def test_audit_list_shows_who_deleted_what(cli: Cli, api: Client) -> None:
     refused(bad_kind, 2, "widget")
 
 
+def test_executors_are_made_used_by_jobs_changed_and_deleted(cli: Cli, api: Client) -> None:
+    made = cli.json(
+        "executors", "create", "--name", "cli-hook", "--url", CALLBACK, "--method", "PUT",
+        "--secret", "cli-executor-secret",
+    )  # fmt: skip
+    executor = str(made["id"])
+    assert (made["webhook_method"], made["has_webhook_secret"]) == ("PUT", True)
+    assert "cli-executor-secret" not in str(made)
+    project = api.data("POST", "/projects", 201, json={"name": "cli-executors"})["id"]
+    job = cli.json(
+        "jobs", "create", "--project", str(project), "--spec", FAR_SPEC, "--executor", executor
+    )
+    assert (job["executor_id"], job["callback_url"]) == (made["id"], "")
+    other = new_job(api, project)
+    moved = cli.json("jobs", "update", str(other["id"]), "--executor", executor)
+    assert moved["executor_id"] == made["id"]
+    both, neither, in_use = parallel(
+        partial(
+            cli, "jobs", "create", "--project", str(project), "--spec", FAR_SPEC,
+            "--executor", executor, "--callback-url", CALLBACK,
+        ),
+        partial(cli, "executors", "update", executor),
+        partial(cli, "executors", "delete", executor, "--yes"),
+    )  # fmt: skip
+    refused(both, 2, "--executor")
+    refused(neither, 2, "nothing to change")
+    refused(in_use, 1, "used by 2 job(s)")
+    changed = cli.json("executors", "update", executor, "--url", CALLBACK + "/v2", "--no-secret")
+    assert (changed["webhook_url"], changed["has_webhook_secret"]) == (CALLBACK + "/v2", False)
+    page = cli.json("executors", "list", "--all")
+    assert made["id"] in [row["id"] for row in page["executors"]]
+    shown = cli.json("executors", "get", executor)
+    assert shown["jobs"] == 2
+    human = cli("executors", "list")
+    assert human.returncode == 0 and "cli-hook" in human.stdout
+    for job_id in (job["id"], other["id"]):
+        api.data("DELETE", f"/jobs/{job_id}")
+    deleted = cli("executors", "delete", executor, "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert api.call("GET", f"/executors/{executor}").status_code == 404
+
+
 def test_auth_and_configuration_errors(cli: Cli, api: Client) -> None:
     no_secrets = {k: v for k, v in cli.env().items() if not k.startswith("SCHEDULER0_AUTH")}
     cred = api.data("POST", "/credentials", 201, json={})
@@ -699,11 +741,11 @@ def test_version_and_shell_completion_installed_into_home(tmp_path: Path) -> Non
         env={
             **env,
             "_SCHEDULER0_COMPLETE": "complete_bash",
-            "COMP_WORDS": "scheduler0 exe",
+            "COMP_WORDS": "scheduler0 execu",
             "COMP_CWORD": "1",
         },
     )
-    assert asked.stdout.split() == ["executions"], (asked.stdout, asked.stderr)
+    assert asked.stdout.split() == ["executions", "executors"], (asked.stdout, asked.stderr)
 
 
 def test_the_node_from_the_environment_and_errors_naming_it(cli: Cli) -> None:

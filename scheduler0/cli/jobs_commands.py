@@ -118,6 +118,14 @@ TimezoneOption = Annotated[
 CallbackOption = Annotated[
     str | None, typer.Option("--callback-url", help="URL the node POSTs to when the job fires.")
 ]
+ExecutorOption = Annotated[
+    int | None,
+    typer.Option(
+        "--executor",
+        min=1,
+        help="Id of the executor its callbacks go through (instead of --callback-url).",
+    ),
+]
 DataOption = Annotated[
     str | None, typer.Option("--data", help="Payload sent with each callback (a string).")
 ]
@@ -175,6 +183,7 @@ _FLAG_FIELDS = {
     "spec": ("spec",),
     "timezone": ("timezone",),
     "callback_url": ("callback_url", "callbackUrl"),
+    "executor_id": ("executor_id", "executorId"),
     "data": ("data",),
     "name": ("name",),
     "labels": ("labels",),
@@ -420,6 +429,7 @@ def create_jobs(
     spec: SpecOption = None,
     timezone: TimezoneOption = None,
     callback_url: CallbackOption = None,
+    executor: ExecutorOption = None,
     data: DataOption = None,
     name: NameOption = None,
     label: LabelOption = None,
@@ -459,6 +469,7 @@ def create_jobs(
           --name nightly-report --label team=ops
       scheduler0 jobs create --project 1 --spec '@at 2027-03-01T09:00:00+01:00' \\
           --callback-url https://example.com/hook -p jitter_seconds=30 -p catchup=all
+      scheduler0 jobs create --project 1 --spec '@daily' --executor 3
       scheduler0 jobs create --file jobs.yaml --project 1 --json > created.json
     """
     flags = {
@@ -466,23 +477,26 @@ def create_jobs(
         "spec": spec,
         "timezone": timezone,
         "callback_url": callback_url,
+        "executor_id": executor,
         "data": data,
         "name": name,
         "labels": _labels(label),
         **_policies(policy),
     }
+    if callback_url is not None and executor is not None:
+        usage_error("give one of", "--callback-url", "--executor")
     if file is None:
         missing = [
             f"--{name}"
             for name, value in (
                 ("project", project),
                 ("spec", spec),
-                ("callback-url", callback_url),
+                ("callback-url", callback_url if executor is None else executor),
             )
             if value is None
         ]
         if missing:
-            usage_error("required unless --file gives the jobs", *missing)
+            usage_error("required unless --file gives the jobs (or --executor)", *missing)
         items, single = [{k: v for k, v in flags.items() if v is not None}], True
     else:
         items, single = _read_jobs_file(file)
@@ -505,6 +519,7 @@ def update_job(
     spec: SpecOption = None,
     timezone: TimezoneOption = None,
     callback_url: CallbackOption = None,
+    executor: ExecutorOption = None,
     data: DataOption = None,
     name: NameOption = None,
     label: LabelOption = None,
@@ -531,9 +546,12 @@ def update_job(
       scheduler0 jobs update 42 --spec '@every 10m' --data '{"v": 2}'
       scheduler0 jobs update 42 --name billing --label team=ops --label env=prod
       scheduler0 jobs update 42 -p max_runs=10 -p jitter_seconds=null
+      scheduler0 jobs update 42 --executor 3      # its callbacks go through executor 3
     """
     if name is not None and clear_name:
         usage_error("give one of", "--name", "--clear-name")
+    if callback_url is not None and executor is not None:
+        usage_error("give one of", "--callback-url", "--executor")
     if label and clear_labels:
         usage_error("give one of", "--label", "--clear-labels")
     body: dict[str, Any] = {
@@ -542,6 +560,7 @@ def update_job(
             ("spec", spec),
             ("timezone", timezone),
             ("callback_url", callback_url),
+            ("executor_id", executor),
             ("data", data),
             ("name", name),
             ("labels", {} if clear_labels else _labels(label)),
@@ -557,6 +576,7 @@ def update_job(
             "--spec",
             "--timezone",
             "--callback-url",
+            "--executor",
             "--data",
             "--name",
             "--label",

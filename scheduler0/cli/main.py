@@ -21,6 +21,7 @@ from scheduler0.cli.backup_commands import backup, restore
 from scheduler0.cli.cluster_commands import cluster_app
 from scheduler0.cli.credentials_commands import credentials_app
 from scheduler0.cli.executions_commands import executions_app
+from scheduler0.cli.executors_commands import executors_app
 from scheduler0.cli.init_commands import config_app, credential_app, secrets_app
 from scheduler0.cli.jobs_commands import jobs_app
 from scheduler0.cli.node_commands import create_app, start
@@ -97,6 +98,7 @@ app.add_typer(jobs_app, name="jobs")
 app.add_typer(executions_app, name="executions")
 app.add_typer(schedule_app, name="schedule")
 app.add_typer(credentials_app, name="credentials")
+app.add_typer(executors_app, name="executors")
 app.add_typer(audit_app, name="audit")
 app.command("console")(console)
 
