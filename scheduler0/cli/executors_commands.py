@@ -74,7 +74,6 @@ SecretOption = Annotated[
     typer.Option(
         "--secret",
         help="Secret that signs its callbacks (else the project's); never shown back.",
-        envvar="SCHEDULER0_EXECUTOR_SECRET",
     ),
 ]
 
