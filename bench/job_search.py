@@ -7,7 +7,10 @@ values, ``shard`` one of 1,000) and one callback URL in 100 holding a rare
 word, it reads a 100-row page (rows and total, as ``GET /jobs`` does) for
 each kind of filter and reports the median milliseconds of ``--rounds``.
 
-    python bench/job_search.py [--jobs 100000] [--projects 10] [--rounds 9]
+    python bench/job_search.py [--jobs 100000] [--projects 10] [--rounds 9] [--out NAME]
+
+It prints the figures and writes them to ``bench/results/<NAME>.json``
+(default ``job_search``).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import _common as common
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
@@ -94,9 +99,14 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--projects", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--out", default="job_search", help="results file name (no .json)")
     args = parser.parse_args()
-    for name, ms in measure(args).items():
+    figures = measure(args)
+    for name, ms in figures.items():
         print(f"{name:<40} {ms:8.2f} ms")
+    settings = {"jobs": args.jobs, "projects": args.projects, "rounds": args.rounds}
+    path = common.write_result(args.out, {"settings": settings, "median_ms": figures})
+    print(f"written to {path}")
 
 
 if __name__ == "__main__":
