@@ -679,6 +679,16 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
                 transmission["file"].close()
         transmissions.clear()
 
+    def getTransmissionData(self, transmissionID: Any) -> Any:
+        """pysyncobj's, with the file of a finished transfer closed (pysyncobj
+        forgets it open, to be closed whenever the garbage collector runs)."""
+        transmissions: dict[Any, dict[str, Any]] = self._Serializer__transmissions
+        sending = transmissions.get(transmissionID)
+        data = super().getTransmissionData(transmissionID)
+        if sending is not None and transmissions.get(transmissionID) is not sending:
+            sending["file"].close()  # the last chunk was read (or reading failed)
+        return data
+
     def setTransmissionData(self, data: Any) -> bool:
         """Store one received chunk; True once a whole, checked snapshot
         replaced the current one (pysyncobj then loads it)."""
