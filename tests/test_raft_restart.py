@@ -110,7 +110,9 @@ def test_a_half_received_snapshot_is_dropped_at_start_and_a_new_leader_cancels_o
     with caplog.at_level(logging.WARNING, logger="scheduler0.daemon.raft"):
         raft, machine = _start(tmp_path, free_port(), min_entries=20)
     try:
-        assert type(raft._sync._SyncObj__serializer) is _CheckedSerializer  # type: ignore[union-attr]
+        serializer = raft._sync._SyncObj__serializer  # type: ignore[union-attr]
+        assert type(serializer) is _CheckedSerializer
+        assert serializer.durable is True  # FlushBeforeAck: fsynced before the rename
         assert calls == ["abort_incoming", "cancel_outgoing"]  # became candidate, then leader
         assert not half.exists()
         assert any("raft.snapshot.1.tmp" in r.getMessage() for r in caplog.records)

@@ -651,7 +651,12 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
     snapshot again. ``cancel_outgoing`` (on winning an election) makes every
     transfer a new leader sends start from the first chunk, and
     ``abort_incoming`` (when the leader changes) drops a half-received one.
+    With FlushBeforeAck the checked file is also fsynced before the rename, so
+    a power cut cannot leave a torn file where the previous snapshot was.
     Relies on Serializer internals: pysyncobj is pinned to 0.3.17."""
+
+    durable = False
+    """Set from FlushBeforeAck when the SyncObj is built."""
 
     @property
     def _incoming(self) -> Any:
@@ -729,6 +734,8 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
             return False
+        if self.durable:
+            fsync_file(path)
         try:
             atomicReplace(path, final)
         except OSError:
@@ -754,7 +761,9 @@ def _transport_with_checked_snapshots(
     ``_CheckedSerializer``. pysyncobj builds both in ``SyncObj.__init__``
     (the serializer just before the transport), before its tick thread runs;
     the serializer holds nothing yet, so changing its class loses nothing."""
-    syncObj._SyncObj__serializer.__class__ = _CheckedSerializer
+    serializer = syncObj._SyncObj__serializer
+    serializer.__class__ = _CheckedSerializer
+    serializer.durable = syncObj._SyncObj__conf.journalFile in _DURABLE_JOURNALS
     return _FlushingTransport(syncObj, selfNode, otherNodes)
 
 
