@@ -64,6 +64,7 @@ MODULE_TIERS: dict[str, str] = {
     "test_console_pilot.py": "integration",
     "test_node_e2e.py": "integration",
     "test_raft_restart.py": "integration",
+    "test_raft_snapshot_transfer.py": "integration",
     "test_schedule_preview.py": "integration",
     "test_seed_client.py": "integration",
     "test_start_default.py": "integration",

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from scheduler0.daemon.raft import RaftLog, RaftOptions
+import pytest
+
+from scheduler0.daemon.raft import RaftLog, RaftOptions, _CheckedSerializer
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import remove_database
@@ -83,6 +86,37 @@ def test_restart_applies_every_command_exactly_once(tmp_path: Path) -> None:
         # Applied twice, a JobsCreated would add a second job; never, one would be missing.
         assert _jobs(tmp_path / "state.db") == before
         assert _create_job(raft, 99)["ids"] == [81, 81]
+    finally:
+        raft.stop()
+        machine.close()
+
+
+def test_a_half_received_snapshot_is_dropped_at_start_and_a_new_leader_cancels_old_transfers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The node's serializer is the checking one, pysyncobj calls its hooks on
+    an election and on winning it, and a snapshot the node was receiving when
+    it stopped (never its snapshot) is deleted at start with a WARNING."""
+    calls: list[str] = []
+    for hook in ("abort_incoming", "cancel_outgoing"):
+        original = getattr(_CheckedSerializer, hook)
+        monkeypatch.setattr(
+            _CheckedSerializer,
+            hook,
+            lambda self, _hook=hook, _original=original: (calls.append(_hook), _original(self))[1],
+        )
+    half = tmp_path / "raft.snapshot.1.tmp"
+    half.write_bytes(b"\x01" * 5000)
+    with caplog.at_level(logging.WARNING, logger="scheduler0.daemon.raft"):
+        raft, machine = _start(tmp_path, free_port(), min_entries=20)
+    try:
+        serializer = raft._sync._SyncObj__serializer  # type: ignore[union-attr]
+        assert type(serializer) is _CheckedSerializer
+        assert serializer.durable is True  # FlushBeforeAck: fsynced before the rename
+        assert calls == ["abort_incoming", "cancel_outgoing"]  # became candidate, then leader
+        assert not half.exists()
+        assert any("raft.snapshot.1.tmp" in r.getMessage() for r in caplog.records)
+        _propose(raft, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
     finally:
         raft.stop()
         machine.close()

@@ -48,10 +48,12 @@ from typing import Any, ClassVar
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj import journal as pysyncobj_journal
+from pysyncobj.atomic_replace import atomicReplace
 from pysyncobj.journal import FileJournal, MetaStorer, ResizableFile
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
+from pysyncobj.serializer import Serializer
 from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.tcp_server import TcpServer
@@ -60,7 +62,12 @@ from pysyncobj.transport import TCPTransport
 from scheduler0.backup import JOURNAL_FILE, SNAPSHOT_FILE, is_seed_marker
 from scheduler0.daemon.replication import DEFAULT_TIMEOUT, ReplicatedStateMachine
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.snapshot_file import SnapshotCorrupt, fsync_dir, fsync_file
+from scheduler0.daemon.state.snapshot_file import (
+    SnapshotCorrupt,
+    check_snapshot,
+    fsync_dir,
+    fsync_file,
+)
 from scheduler0.errors import NotCommitted, Scheduler0Error, error_from_dict
 
 log = logging.getLogger(__name__)
@@ -618,6 +625,148 @@ class _FlushingTransport(_KeepaliveTransport):
             super().send(node, message)
 
 
+def incoming_snapshot_path(snapshot: str) -> str:
+    """Where pysyncobj writes a snapshot it receives from the leader."""
+    return snapshot + ".1.tmp"
+
+
+class _CheckedSerializer(Serializer):  # type: ignore[misc]
+    """pysyncobj's snapshot serializer, with a snapshot received from the
+    leader checked before it may replace this node's current one.
+
+    pysyncobj sends a snapshot in 64 KiB chunks, each marked first and/or last;
+    a follower truncates its temporary file on a first chunk, appends the
+    others and renames the file over its snapshot on the last. Neither side
+    knows which transfer a chunk belongs to: a leader keeps its transfer to a
+    node (an open file and its position) after it lost leadership, and
+    resumes it, without a first chunk, when it wins again. A follower that
+    meanwhile started another leader's transfer appends the rest of the old
+    one to it: the file it renames is torn (another leader's beginning, this
+    one's end and seal), and pysyncobj had already renamed it over the only
+    snapshot the node's journal continues, so the node could not start again.
+
+    Here the received file is checked (``check_snapshot``) before the rename:
+    a torn or damaged one is deleted with a WARNING and the node keeps its
+    snapshot and journal; the leader then finds the node behind and sends a
+    snapshot again. ``cancel_outgoing`` (on winning an election) makes every
+    transfer a new leader sends start from the first chunk, and
+    ``abort_incoming`` (when the leader changes) drops a half-received one.
+    With FlushBeforeAck the checked file is also fsynced before the rename, so
+    a power cut cannot leave a torn file where the previous snapshot was.
+    Relies on Serializer internals: pysyncobj is pinned to 0.3.17."""
+
+    durable = False
+    """Set from FlushBeforeAck when the SyncObj is built."""
+
+    @property
+    def _incoming(self) -> Any:
+        """The file the snapshot being received is written to, or None."""
+        return getattr(self, "_Serializer__incomingTransmissionFile")  # noqa: B009
+
+    @_incoming.setter
+    def _incoming(self, file: Any) -> None:
+        setattr(self, "_Serializer__incomingTransmissionFile", file)  # noqa: B010
+
+    def abort_incoming(self) -> None:
+        """Forget a half-received snapshot (its file is deleted)."""
+        incoming, self._incoming = self._incoming, None
+        if incoming is None:
+            return
+        incoming.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(incoming_snapshot_path(self._Serializer__fileName))
+
+    def cancel_outgoing(self) -> None:
+        """Forget every transfer this node was sending: the next starts from the first chunk."""
+        transmissions: dict[Any, dict[str, Any]] = self._Serializer__transmissions
+        for transmission in transmissions.values():
+            if "file" in transmission:
+                transmission["file"].close()
+        transmissions.clear()
+
+    def getTransmissionData(self, transmissionID: Any) -> Any:
+        """pysyncobj's, with the file of a finished transfer closed (pysyncobj
+        forgets it open, to be closed whenever the garbage collector runs)."""
+        transmissions: dict[Any, dict[str, Any]] = self._Serializer__transmissions
+        sending = transmissions.get(transmissionID)
+        data = super().getTransmissionData(transmissionID)
+        if sending is not None and transmissions.get(transmissionID) is not sending:
+            sending["file"].close()  # the last chunk was read (or reading failed)
+        return data
+
+    def setTransmissionData(self, data: Any) -> bool:
+        """Store one received chunk; True once a whole, checked snapshot
+        replaced the current one (pysyncobj then loads it)."""
+        if data is None:
+            return False
+        chunk, is_first, is_last = data
+        final: str = self._Serializer__fileName
+        path = incoming_snapshot_path(final)
+        if is_first:
+            self.abort_incoming()
+            try:
+                self._incoming = open(path, "wb")  # noqa: SIM115
+            except OSError:
+                log.exception("cannot create %s for the snapshot the leader sends", path)
+                return False
+        incoming = self._incoming
+        if incoming is None:
+            return False  # the rest of a transfer whose first chunk this node did not take
+        try:
+            incoming.write(chunk)
+        except OSError:
+            log.exception("cannot write the snapshot the leader sends to %s", path)
+            self.abort_incoming()
+            return False
+        if not is_last:
+            return False
+        incoming.close()
+        self._incoming = None
+        try:
+            check_snapshot(path)
+        except SnapshotCorrupt as exc:
+            log.warning(
+                "the snapshot received from the leader is incomplete or damaged (%s):"
+                " discarded; this node keeps its snapshot and journal and the leader"
+                " sends it a snapshot again",
+                exc,
+            )
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+            return False
+        if self.durable:
+            fsync_file(path)
+        try:
+            atomicReplace(path, final)
+        except OSError:
+            log.exception("cannot rename the received snapshot %s over %s", path, final)
+            return False
+        return True
+
+
+def _drop_half_received_snapshot(snapshot: str) -> None:
+    """Delete a snapshot this node was receiving when it stopped: it never
+    became its snapshot (only a whole, checked one is renamed over it), and
+    the leader sends a whole one again if the node needs it."""
+    path = incoming_snapshot_path(snapshot)
+    if os.path.exists(path):
+        log.warning("discarding %s: a snapshot this node had not wholly received", path)
+        os.remove(path)
+
+
+def _transport_with_checked_snapshots(
+    syncObj: Any, selfNode: Any, otherNodes: Any
+) -> _FlushingTransport:
+    """Build the transport, first turning the SyncObj's serializer into a
+    ``_CheckedSerializer``. pysyncobj builds both in ``SyncObj.__init__``
+    (the serializer just before the transport), before its tick thread runs;
+    the serializer holds nothing yet, so changing its class loses nothing."""
+    serializer = syncObj._SyncObj__serializer
+    serializer.__class__ = _CheckedSerializer
+    serializer.durable = syncObj._SyncObj__conf.journalFile in _DURABLE_JOURNALS
+    return _FlushingTransport(syncObj, selfNode, otherNodes)
+
+
 class _ReplicatedLog(SyncObj):  # type: ignore[misc]
     """pysyncobj's SyncObj with the journal flushed before what it holds is
     acknowledged (FlushBeforeAck), at most twice a tick however many entries:
@@ -647,7 +796,9 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         self.max_message_bytes = max_message_bytes
         """Read by the transport, which pysyncobj builds in ``__init__``."""
         self._has_partners = bool(partners)
-        super().__init__(self_address, partners, conf, transportClass=_FlushingTransport)
+        super().__init__(
+            self_address, partners, conf, transportClass=_transport_with_checked_snapshots
+        )
         self.addOnTickCallback(self._flush_journal)
         if partners:
             # pysyncobj has no pre-vote: a restarted node that times out before
@@ -655,6 +806,16 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
             # deposes a healthy leader when it connects. Give the leader time
             # to reach us first (it retries every connectionRetryTime).
             self._SyncObj__raftElectionDeadline = raft_clock() + STARTUP_ELECTION_GRACE
+
+    def _SyncObj__onBecomeLeader(self) -> None:
+        # A transfer this node left half-sent when it last lost leadership
+        # must not be resumed: the follower may have started another since.
+        self._SyncObj__serializer.cancel_outgoing()
+        super()._SyncObj__onBecomeLeader()
+
+    def _SyncObj__onLeaderChanged(self) -> None:
+        self._SyncObj__serializer.abort_incoming()
+        super()._SyncObj__onLeaderChanged()
 
     def _flush_journal(self) -> None:
         journal = self._SyncObj__raftLog
@@ -717,6 +878,7 @@ class RaftLog:
         """Build the SyncObj and wait until its port is bound. Call on the main thread."""
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
+        _drop_half_received_snapshot(str(opts.data_dir / SNAPSHOT_FILE))
         journal = str(opts.data_dir / JOURNAL_FILE)
         _ReservingFile.on_full[journal] = self._journal_full
         if opts.flush_before_ack:

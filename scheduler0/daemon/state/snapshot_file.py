@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import struct
 from pathlib import Path
 
@@ -72,6 +73,25 @@ def verify_snapshot(path: str | Path) -> bool:
     if _hash_prefix(path, size) != expected:
         raise SnapshotCorrupt("its SHA-256 does not match the one sealed into it")
     return True
+
+
+def check_snapshot(path: str | Path) -> None:
+    """Raise ``SnapshotCorrupt`` unless ``path`` is a whole snapshot: sealed and
+    matching its seal, or unsealed and found whole by SQLite's ``quick_check``.
+    The raft adapter checks a snapshot received from the leader with it before
+    the file may replace this node's current snapshot."""
+    if verify_snapshot(path):
+        return
+    try:
+        db = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            check = db.execute("PRAGMA quick_check").fetchone()
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise SnapshotCorrupt(f"it has no seal and is not a database ({exc})") from exc
+    if check is None or check[0] != "ok":
+        raise SnapshotCorrupt(f"it has no seal and SQLite finds it damaged ({check and check[0]})")
 
 
 def fsync_file(path: str | Path) -> None:
