@@ -8,7 +8,7 @@ from typing import Any
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
 from scheduler0.daemon.state.handlers.audit import DeletedObject, record_deletions
-from scheduler0.errors import Conflict
+from scheduler0.errors import Conflict, NotFound
 
 EXECUTOR_COLUMNS = ("name", "webhook_url", "webhook_method", "webhook_secret", "modified_by")
 """The columns an ``ExecutorUpdated`` may change."""
@@ -51,16 +51,17 @@ def executor_updated(ctx: ApplyContext, cmd: c.ExecutorUpdated) -> dict[str, Any
 @handles(c.ExecutorDeleted)
 def executor_deleted(ctx: ApplyContext, cmd: c.ExecutorDeleted) -> dict[str, Any]:
     db = ctx.db
-    require(db, "executors", cmd.executor_id, "executor")
+    row = db.execute(
+        "SELECT name, webhook_url, webhook_method FROM executors WHERE id = ?", (cmd.executor_id,)
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no executor with id {cmd.executor_id}")
     used = len(jobs_of(db, cmd.executor_id))
     if used:
         raise Conflict(
             f"executor {cmd.executor_id} is used by {used} job(s); point them at another"
             " executor or callback_url, or delete them, first"
         )
-    row = db.execute(
-        "SELECT name, webhook_url, webhook_method FROM executors WHERE id = ?", (cmd.executor_id,)
-    ).fetchone()
     record_deletions(
         db,
         cmd.now,
