@@ -7,7 +7,7 @@ import itertools
 from zoneinfo import ZoneInfo
 
 import pytest
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -764,3 +764,66 @@ def test_every_properties(period: int, anchor: int, after: int, delta: int) -> N
     assert (r - anchor) % period == 0  # on the grid
     assert r - period <= max(after, anchor)  # the smallest such slot
     assert sched.next_after(after + delta) >= r  # monotone
+
+
+# --------------------------------------------------------------------------- #
+# The L, W and # forms are searched with tables of matching days per month;
+# croniter is the reference for their meaning (the module docstring).
+
+FORM_DOM = [
+    "*",
+    "?",
+    "L",
+    "15W",
+    "1W",
+    "31W",
+    "W30",
+    "1,L",
+    "10-20",
+    "29",
+    "31",
+    "5,L",
+    "*/7",
+    "13",
+]
+FORM_DOW = ["*", "?", "1#2", "mon#5", "5#1", "1#1,1#3", "0#5", "L5", "L0", "6#4", "1-5", "0,6", "5"]
+FORM_MONTH = ["*", "2", "1-6", "2,8", "*/5", "12"]
+FORM_TIME = ["0 0", "30 3", "*/20 */7", "15 1-3", "0 */12"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(FORM_TIME),
+    st.sampled_from(FORM_DOM),
+    st.sampled_from(FORM_MONTH),
+    st.sampled_from(FORM_DOW),
+    st.booleans(),
+    st.integers(0, 4_102_444_800),
+)
+def test_last_nearest_and_nth_forms_find_croniters_slots(
+    time_fields: str, dom: str, month: str, dow: str, seconds: bool, after: int
+) -> None:
+    assume("#" in dow or "L" in dow or "L" in dom or "W" in dom)
+    spec = f"{'7 ' if seconds else ''}{time_fields} {dom} {month} {dow}"
+    try:
+        sched = parse_schedule(spec, "UTC")
+    except ScheduleError as exc:
+        if "never fires" not in exc.message:
+            return  # a form croniter refuses (a ? outside the day fields, W in a list)
+        # croniter (the same fields, the same day rule) finds no date either
+        starred = dom[0] in "*?" or dow[0] in "*?"
+        reference = croniter(
+            spec.lower(), dt.datetime(2000, 1, 1), second_at_beginning=seconds, day_or=not starred
+        )
+        with pytest.raises(CroniterBadDateError):
+            reference.get_next(dt.datetime)
+        return
+    assert isinstance(sched, CronSchedule)
+    assert sched._day_rule is not None, spec  # these forms no longer call croniter
+    wall = after - after % 60 if not seconds else after
+    for _ in range(3):
+        found = sched._wall_from(wall)
+        assert found == sched._wall_from_croniter(wall), (spec, wall)
+        if found is None:
+            break
+        wall = found + 1

@@ -63,8 +63,9 @@ other names fixed wall times (Debian cron's distinction).
 
 How
 ---
-A cron slot is found in wall-clock time (the fields' tables, or croniter on
-naive times for ``L``/``W``/``#``) one *offset segment* at a time: the zone's
+A cron slot is found in wall-clock time (the fields' tables; for the
+``L``/``W``/``#`` forms, a table of the days that match per month, with
+croniter's meaning of each form) one *offset segment* at a time: the zone's
 offsets through a year are found once by probing (``_year_segments``), and
 within a segment wall time and UTC differ by a constant. The DST rules apply
 at the segments' starts.
@@ -74,7 +75,11 @@ Performance
 ``next_after`` is on the fire path. Parsed schedules are cached per
 ``(spec, timezone)``; ``@every`` is pure integer arithmetic; cron schedules are
 computed with table look-ups and integer arithmetic (no zoneinfo call once a
-zone's year is known); ``L``/``W``/``#`` specs call croniter.
+zone's year is known), the ``L``/``W``/``#`` forms too: their month tables are
+shared by every schedule of the same day fields (croniter's own search, kept
+only for a form the tables do not read, took milliseconds per search for a
+rare date such as ``29 2 mon#5``). A property test checks the tables find
+croniter's slots.
 """
 
 from __future__ import annotations
@@ -425,11 +430,179 @@ def _check_steps(spec: str) -> None:
                 )
 
 
+def _days_in(y: int, mo: int) -> int:
+    if mo == 2 and y % 4 == 0 and (y % 100 != 0 or y % 400 == 0):
+        return 29
+    return _DAYS_IN_MONTH[mo]
+
+
+def _nearest_weekday(y: int, mo: int, day: int, dim: int, wd1: int) -> int:
+    """croniter's ``nW``: ``day`` (at most the month's last) if a weekday, else
+    the Friday before or the Monday after, staying in the month. ``wd1`` is
+    the cron weekday (0 = Sunday) of the 1st."""
+    day = min(day, dim)
+    wd = (wd1 + day - 1) % 7
+    if 1 <= wd <= 5:
+        return day
+    if wd == 6:  # Saturday
+        return day - 1 if day > 1 else day + 2
+    return day + 1 if day < dim else day - 2  # Sunday
+
+
+class _DayRule:
+    """Which days of a month match the day fields of a spec with croniter's
+    ``L`` (last day of the month), ``nW`` (nearest weekday) or ``n#k`` / ``nL``
+    (k-th / last weekday n) forms, with croniter's meaning of each field and
+    of their combination (``CronSchedule``'s docstring): a spec whose day
+    fields are both restricted and may match either (``or_days``) matches a
+    day that satisfies the day-of-month side, with any ``#``, or the
+    day-of-week side, with any ``W`` (croniter keeps those forms on both
+    sides); otherwise both fields must match. If a side with such a form can
+    never match, croniter finds no slot at all, and neither does this.
+
+    ``month(y, mo)`` is a table indexed by day (1..31). Rules are equal when
+    their day fields are, and the tables of equal rules are computed once
+    (``_rule_month``): 10,000 jobs of one day rule in as many zones and
+    times of day share them."""
+
+    __slots__ = ("_dom", "_dom_last", "_dow", "_either", "_key", "_nth", "_w", "never")
+
+    def __init__(
+        self,
+        dom: frozenset[int] | None,
+        dom_last: bool,
+        dow: frozenset[int] | None,
+        nth: dict[int, frozenset[int]],
+        w: frozenset[int],
+        either: bool,
+        months: frozenset[int],
+    ) -> None:
+        self._dom = dom  # None: any day of the month (the field is *)
+        self._dom_last = dom_last
+        self._dow = dow  # None: any day of the week
+        self._nth = nth  # cron weekday -> {k (1..5) or 0 for the last}
+        self._w = w
+        self._either = either
+        self._key = (dom, dom_last, dow, tuple(sorted(nth.items())), w, either, months)
+        # croniter searches each side apart, and a side with a # or W form that
+        # finds nothing ends the search (a side without stays out of the union).
+        self.never = either and bool(nth or w) and _rule_never(self, months)
+
+    @classmethod
+    def of(cls, cron: croniter, or_days: bool) -> _DayRule | None:
+        """The rule of a parsed croniter; None for a form not read here."""
+        expanded: list[list[Any]] = cron.expanded
+        dom_field, dow_field = expanded[2], expanded[4]
+        dom: set[int] = set()
+        dom_last = False
+        for v in dom_field:
+            if v == "l":
+                dom_last = True
+            elif isinstance(v, int):
+                dom.add(v)
+            elif v != "*":
+                return None
+        dow: set[int] = set()
+        for v in dow_field:
+            if not isinstance(v, int) and v != "*":
+                return None
+            if isinstance(v, int):
+                dow.add(v % 7)
+        nth: dict[int, frozenset[int]] = {}
+        for key, ks in cron.nth_weekday_of_month.items():
+            days = range(7) if key == "*" else (int(key) % 7,)
+            wanted = frozenset(0 if k == "l" else int(k) for k in ks)
+            for wd in days:
+                nth[wd] = nth.get(wd, frozenset()) | wanted
+        w = frozenset(int(v) for v in cron.nearest_weekday)
+        either = dom_field[0] != "*" and dow_field[0] != "*" and or_days
+        month_field = expanded[3]
+        months = frozenset(range(1, 13) if month_field[0] == "*" else map(int, month_field))
+        return cls(
+            None if dom_field[0] == "*" else frozenset(dom),
+            dom_last,
+            None if dow_field[0] == "*" else frozenset(dow),
+            nth,
+            w,
+            either,
+            months,
+        )
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _DayRule) and self._key == other._key
+
+    def month(self, y: int, mo: int) -> tuple[bool, ...]:
+        return _rule_month(self, y, mo, 0)
+
+    def can(self, side: int, months: frozenset[int]) -> bool:
+        """Whether one side of an ``either`` rule matches some day of the
+        spec's months in 400 years (the Gregorian calendar's whole cycle)."""
+        return any(
+            any(_rule_month(self, y, mo, side)) for y in range(2000, 2400) for mo in sorted(months)
+        )
+
+    def table(self, y: int, mo: int, side: int) -> tuple[bool, ...]:
+        """The month's table; ``side`` 1 or 2: one side of an ``either`` rule alone."""
+        dim = _days_in(y, mo)
+        wd1 = (_dt.date(y, mo, 1).weekday() + 1) % 7  # cron weekday of the 1st
+        # day of month: the W days replace the field's days (as croniter's search does)
+        if self._w:
+            dom_days: set[int] | None = {_nearest_weekday(y, mo, day, dim, wd1) for day in self._w}
+        elif self._dom is None:
+            dom_days = None
+        else:
+            dom_days = {d for d in self._dom if d <= dim}
+            if self._dom_last:
+                dom_days.add(dim)
+        # day of week: the # / L days replace the field's weekdays
+        nth_days: set[int] | None = None
+        if self._nth:
+            nth_days = set()
+            for wd, ks in self._nth.items():
+                first = 1 + (wd - wd1) % 7
+                dates = list(range(first, dim + 1, 7))
+                for k in ks:
+                    if k == 0:
+                        nth_days.add(dates[-1])
+                    elif k <= len(dates):
+                        nth_days.add(dates[k - 1])
+        out = [False] * 32
+        for d in range(1, dim + 1):
+            wd = (wd1 + d - 1) % 7
+            # a # / L weekday form replaces the field's weekdays
+            dow_ok = (
+                (d in nth_days) if nth_days is not None else (self._dow is None or wd in self._dow)
+            )
+            if self._either:
+                w_only = dom_days if self._w else None
+                one = (dom_days is None or d in dom_days) and (nth_days is None or d in nth_days)
+                two = (w_only is None or d in w_only) and dow_ok
+                ok = one if side == 1 else two if side == 2 else one or two
+            else:
+                ok = (dom_days is None or d in dom_days) and dow_ok
+            out[d] = ok
+        return tuple(out)
+
+
+@lru_cache(maxsize=8192)
+def _rule_month(rule: _DayRule, y: int, mo: int, side: int) -> tuple[bool, ...]:
+    return rule.table(y, mo, side)
+
+
+@lru_cache(maxsize=1024)
+def _rule_never(rule: _DayRule, months: frozenset[int]) -> bool:
+    return not (rule.can(1, months) and rule.can(2, months))
+
+
 class CronSchedule:
     """A crontab-style schedule in an IANA timezone (see the module docstring)."""
 
     __slots__ = (
         "_cron",
+        "_day_rule",
         "_days_all",
         "_dom_ok",
         "_dow_ok",
@@ -527,6 +700,11 @@ class CronSchedule:
         self._dow_ok = tuple(d in dow_set for d in range(7))
         every_dom, every_dow = len(dom_set) == 31, len(dow_set) == 7
         self._days_all = (every_dom or every_dow) if self._or_days else (every_dom and every_dow)
+        # The L, W and # forms: which days of a month match, one month at a time
+        # (None: a form this module does not read itself; croniter then searches).
+        self._day_rule = None if self._fast else _DayRule.of(c, self._or_days)
+        if self._day_rule is not None:
+            self._days_all = False
 
         # A spec that can never fire (31 February) is refused here, not at run time.
         try:
@@ -611,7 +789,7 @@ class CronSchedule:
     def _wall_from(self, wall: int) -> int | None:
         """The first wall-clock time >= ``wall`` (naive seconds) matching every
         field, or None within the search horizon."""
-        if not self._fast:
+        if not self._fast and self._day_rule is None:
             return self._wall_from_croniter(wall)
         days, sod = divmod(wall, 86400)
         day = _dt.date.fromordinal(days + _EPOCH_ORDINAL)
@@ -639,6 +817,9 @@ class CronSchedule:
         nmon, nhour, nmin, nsec = self._nmon, self._nhour, self._nmin, self._nsec
         dom_ok, dow_ok = self._dom_ok, self._dow_ok
         days_all, or_days = self._days_all, self._or_days
+        rule = self._day_rule
+        if rule is not None and rule.never:
+            return None
         limit = y + _SEARCH_YEARS
         while y <= limit:
             m2 = nmon[mo]
@@ -655,7 +836,18 @@ class CronSchedule:
                 mo += 1
                 d, h, mi, s = 1, 0, 0, 0
                 continue
-            if not days_all:
+            if rule is not None:
+                mask = rule.month(y, mo)
+                d2 = d
+                while d2 <= dim and not mask[d2]:
+                    d2 += 1
+                if d2 > dim:
+                    mo += 1
+                    d, h, mi, s = 1, 0, 0, 0
+                    continue
+                if d2 != d:
+                    d, h, mi, s = d2, 0, 0, 0
+            elif not days_all:
                 wd = (_dt.date(y, mo, d).weekday() + 1) % 7  # cron: 0 = Sunday
                 d2 = d
                 while d2 <= dim:
