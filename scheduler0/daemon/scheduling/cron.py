@@ -597,44 +597,11 @@ def _rule_never(rule: _DayRule, months: frozenset[int]) -> bool:
     return not (rule.can(1, months) and rule.can(2, months))
 
 
-class CronSchedule:
-    """A crontab-style schedule in an IANA timezone (see the module docstring)."""
+class _CronFields:
+    """What a cron spec's fields mean, whatever the zone: croniter's parse,
+    the day rules and the look-up tables (``_cron_fields`` keeps one per spec)."""
 
-    __slots__ = (
-        "_cron",
-        "_day_rule",
-        "_days_all",
-        "_dom_ok",
-        "_dow_ok",
-        "_fast",
-        "_fixed_hour",
-        "_lock",
-        "_nhour",
-        "_nmin",
-        "_nmon",
-        "_nsec",
-        "_or_days",
-        "_seconds",
-        "_segments",
-        "_utc",
-        "_zone",
-        "spec",
-        "timezone",
-    )
-
-    def __init__(self, spec: str, timezone: str) -> None:
-        self.spec = spec
-        self.timezone = timezone
-        self._zone = validate_timezone(timezone)
-        self._utc = timezone in _UTC_KEYS
-        self._segments: tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]] = (
-            0,
-            0,
-            (),
-            (),
-            (),
-        )
-
+    def __init__(self, spec: str) -> None:
         text = spec.strip()
         desc = _DESCRIPTORS.get(text.lower())
         if desc is not None:
@@ -705,6 +672,66 @@ class CronSchedule:
         self._day_rule = None if self._fast else _DayRule.of(c, self._or_days)
         if self._day_rule is not None:
             self._days_all = False
+
+
+@lru_cache(maxsize=8192)
+def _cron_fields(spec: str) -> _CronFields:
+    return _CronFields(spec)
+
+
+class CronSchedule:
+    """A crontab-style schedule in an IANA timezone (see the module docstring)."""
+
+    __slots__ = (
+        "_cron",
+        "_day_rule",
+        "_days_all",
+        "_dom_ok",
+        "_dow_ok",
+        "_fast",
+        "_fixed_hour",
+        "_lock",
+        "_nhour",
+        "_nmin",
+        "_nmon",
+        "_nsec",
+        "_or_days",
+        "_seconds",
+        "_segments",
+        "_utc",
+        "_zone",
+        "spec",
+        "timezone",
+    )
+
+    def __init__(self, spec: str, timezone: str) -> None:
+        self.spec = spec
+        self.timezone = timezone
+        self._zone = validate_timezone(timezone)
+        self._utc = timezone in _UTC_KEYS
+        self._segments: tuple[int, int, tuple[int, ...], tuple[int, ...], tuple[int, ...]] = (
+            0,
+            0,
+            (),
+            (),
+            (),
+        )
+
+        fields = _cron_fields(spec)  # the same for every zone: parsed once
+        self._seconds = fields._seconds
+        self._or_days = fields._or_days
+        self._fixed_hour = fields._fixed_hour
+        self._cron = fields._cron
+        self._lock = fields._lock
+        self._fast = fields._fast
+        self._nsec = fields._nsec
+        self._nmin = fields._nmin
+        self._nhour = fields._nhour
+        self._nmon = fields._nmon
+        self._dom_ok = fields._dom_ok
+        self._dow_ok = fields._dow_ok
+        self._days_all = fields._days_all
+        self._day_rule = fields._day_rule
 
         # A spec that can never fire (31 February) is refused here, not at run time.
         try:
