@@ -629,7 +629,7 @@ class _CronFields:
         self._or_days = not _starred(dom) and not _starred(dow)
         self._fixed_hour = not _starred(hour)
         try:
-            self._cron = croniter(
+            c = croniter(
                 " ".join(fields),
                 _dt.datetime(2000, 1, 1),
                 second_at_beginning=six,
@@ -641,7 +641,6 @@ class _CronFields:
             raise ScheduleError("spec", f"invalid cron spec {spec!r}: {exc}") from None
         self._lock = threading.Lock()
 
-        c = self._cron
         expanded: list[list[Any]] = c.expanded
         flat = [v for f in expanded for v in f if v != "*"]
         self._fast = (
@@ -672,6 +671,20 @@ class _CronFields:
         self._day_rule = None if self._fast else _DayRule.of(c, self._or_days)
         if self._day_rule is not None:
             self._days_all = False
+        self._cron_args = (" ".join(fields), six, self._or_days)
+        self._croniter: croniter | None = None if self._fast or self._day_rule else c
+        """Kept only for a form the tables do not read: croniter's parse holds
+        a dozen lists per spec, which every full garbage collection walks."""
+
+    def reference(self) -> croniter:
+        """croniter for these fields: the search of a form the tables do not
+        read, and the reference the tables are tested against."""
+        if self._croniter is None:
+            text, six, or_days = self._cron_args
+            self._croniter = croniter(
+                text, _dt.datetime(2000, 1, 1), second_at_beginning=six, day_or=or_days
+            )
+        return self._croniter
 
 
 @lru_cache(maxsize=8192)
@@ -683,14 +696,13 @@ class CronSchedule:
     """A crontab-style schedule in an IANA timezone (see the module docstring)."""
 
     __slots__ = (
-        "_cron",
         "_day_rule",
         "_days_all",
         "_dom_ok",
         "_dow_ok",
         "_fast",
+        "_fields",
         "_fixed_hour",
-        "_lock",
         "_nhour",
         "_nmin",
         "_nmon",
@@ -721,8 +733,7 @@ class CronSchedule:
         self._seconds = fields._seconds
         self._or_days = fields._or_days
         self._fixed_hour = fields._fixed_hour
-        self._cron = fields._cron
-        self._lock = fields._lock
+        self._fields = fields
         self._fast = fields._fast
         self._nsec = fields._nsec
         self._nmin = fields._nmin
@@ -918,8 +929,8 @@ class CronSchedule:
         where it does wall-clock arithmetic only."""
         start = _dt.datetime(*_civil(wall - 1))
         try:
-            with self._lock:  # croniter objects are stateful
-                found: _dt.datetime = self._cron.get_next(
+            with self._fields._lock:  # croniter objects are stateful
+                found: _dt.datetime = self._fields.reference().get_next(
                     _dt.datetime, start_time=start, update_current=False
                 )
         except CroniterBadDateError:
