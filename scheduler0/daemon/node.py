@@ -26,6 +26,7 @@ from typing import Any
 from scheduler0 import __version__
 from scheduler0.backup import BackupHeader, file_sha256, key_check
 from scheduler0.config import Settings
+from scheduler0.daemon import collector
 from scheduler0.daemon.allocator import Trimmer
 from scheduler0.daemon.cluster import Coordinator, CoordinatorSettings
 from scheduler0.daemon.executor.destinations import DestinationGuard, policy_for
@@ -477,6 +478,9 @@ class Node:
             asyncio.create_task(self.watch.run(), name="watch"),
             asyncio.create_task(self.trimmer.run(), name="trimmer"),
         ]
+        pacer = collector.installed()  # by ``run_node``, not where a test runs a node
+        if pacer is not None:
+            self._tasks.append(asyncio.create_task(pacer.report(), name="collector"))
 
     async def stop_background(self) -> None:
         self.scheduler.stop()

@@ -12,7 +12,7 @@ import sys
 import orjson
 
 from scheduler0.config import Settings
-from scheduler0.daemon import allocator
+from scheduler0.daemon import allocator, collector
 from scheduler0.daemon.api.app import create_app
 from scheduler0.daemon.node import PRIVATE_UMASK, Node
 from scheduler0.daemon.timefmt import iso
@@ -107,6 +107,8 @@ def run_node(settings: Settings) -> int:
     sys.setswitchinterval(GIL_SWITCH_SECONDS)
     # Large buffers in their own mappings, given back when freed (allocator.py).
     allocator.configure()
+    # Full garbage collections do not walk the long-lived objects again and again.
+    collector.configure()
     os.umask(PRIVATE_UMASK)  # every file and directory the node makes is its own
     try:
         listening = bind_http(settings.host, settings.port)
