@@ -467,6 +467,41 @@ def test_a_full_backlog_records_fires_failed_with_the_reason(tmp_path: Path) -> 
     assert all("already waiting for http://127.0.0.1:" in (r.error or "") for r in refused)
 
 
+def test_a_full_destination_says_so_and_refuses_fires_without_bodies(tmp_path: Path) -> None:
+    """``refusing`` tells when a destination's backlog has no room for a body
+    of a given size; ``refuse`` records fires failed with the backlog's reason,
+    sending nothing."""
+    with run_receiver(tmp_path, delay=2) as receiver:
+        first = make_fires(receiver.url, 1)
+        others = make_fires(receiver.url, 3, start=10)
+        for fire in others:
+            fire.payload = b""
+
+        async def scenario(executor: Executor) -> tuple[bool, bool, bool, list[FireResult]]:
+            unknown = executor.refusing(receiver.url, 10)
+            executor.submit(first)  # its body fills the backlog
+            await wait_for(lambda: executor.in_flight == 1)
+            full = executor.refusing(receiver.url, 10)
+            other_host = executor.refusing("http://localhost:9/cb", 10)
+            executor.refuse(others)
+            results: list[FireResult] = []
+
+            def three() -> bool:
+                results.extend(executor.drain_results())
+                return len(results) >= 3
+
+            await wait_for(three)
+            return unknown, full, other_host, results
+
+        unknown, full, other_host, results = run(
+            scenario, max_workers=1, destination_max_bytes=100, timeout=10.0
+        )
+    assert (unknown, full, other_host) == (False, True, False)
+    assert sorted(r.job_id for r in results) == [10, 11, 12]
+    assert all(r.state == "failed" and r.attempts == 0 for r in results)
+    assert all("already waiting for http://127.0.0.1:" in (r.error or "") for r in results)
+
+
 def test_a_destination_that_keeps_failing_opens_its_circuit() -> None:
     closed = f"http://127.0.0.1:{_closed_port()}"
     fires = [f for n in range(12) for f in make_fires(closed, 1, path=f"/{n}")]

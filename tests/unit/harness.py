@@ -35,12 +35,15 @@ class Clock:
 
 class RecordingExecutor:
     """Exactly what the scheduler calls on its executor: ``free_capacity``,
-    ``submit`` and ``drain_results``. Records every ``Fire`` submitted and
+    ``submit``, ``refusing``, ``refuse`` and ``drain_results``. Records every ``Fire`` submitted and
     hands back the results a test queues with ``finish``."""
 
     def __init__(self, capacity: int = 10_000) -> None:
         self.capacity = capacity
         self.submitted: list[Fire] = []
+        self.refused: list[Fire] = []
+        self.full: set[str] = set()
+        """URLs whose destination a test declares full (``refusing``)."""
         self.calls = 0
         self._results: list[FireResult] = []
 
@@ -50,6 +53,12 @@ class RecordingExecutor:
     def submit(self, fires: Sequence[Fire]) -> None:
         self.calls += 1
         self.submitted.extend(fires)
+
+    def refusing(self, url: str, size: int) -> bool:
+        return url in self.full
+
+    def refuse(self, fires: Sequence[Fire]) -> None:
+        self.refused.extend(fires)
 
     def drain_results(self) -> list[FireResult]:
         results, self._results = self._results, []

@@ -199,3 +199,32 @@ async def test_an_ambiguous_fire_that_did_not_commit_fires_again_once(world: Wor
     assert world.commands(c.ExecutionsLost) == []
     assert world.executor.sent_pairs() == [(job, T0 + 10)]
     assert pairs_sent_twice(world.executor) == []
+
+
+@run_async
+async def test_a_full_destination_parks_its_jobs_heads_until_it_has_room(world: World) -> None:
+    """Fires for a destination whose backlog is full are recorded refused
+    without holding or re-reading the job's payload; with room again, the
+    head is read once more and the job's fires are sent."""
+    from scheduler0.daemon.scheduling.owned import Parked
+
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    url = "http://receiver.invalid/cb"
+    world.executor.full.add(url)
+    await tick(s, world, T0 + 10.5)
+    assert world.executor.sent_pairs() == [(job, T0 + 10)]  # sent (then found full)
+    parked = s._owned.payloads[job]
+    assert isinstance(parked, Parked) and parked.callback_url == url and parked.size > 0
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 20.5)
+    assert [(f.job_id, f.slot, f.payload) for f in world.executor.refused] == [(job, T0 + 20, b"")]
+    assert world.executor.sent_pairs() == [(job, T0 + 10)]  # nothing more submitted
+    world.executor.full.clear()
+    await tick(s, world, T0 + 30.5)
+    assert world.executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 30)]
+    head = s._owned.payloads[job]
+    assert not isinstance(head, Parked)
+    assert isinstance(world.executor.submitted[-1].payload, tuple)

@@ -103,6 +103,8 @@ client of the project reads): enough to tell "overloaded" from "not found",
 too little to carry a receiver's secrets out."""
 _EXCERPT_BYTES = EXCERPT_CHARS * 4
 _RESPONSE_READ_LIMIT = 64 * 1024
+_TAIL_BYTES = 256
+"""More than a fire's own part of its callback item (``callback_tail``)."""
 
 
 @dataclass(slots=True)
@@ -330,6 +332,29 @@ class Executor:
             room = functools.partial(self._has_room, destination)
             chunks = _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, room, method)
             for chunk in chunks:
+                self._enqueue(destination, chunk)
+
+    def refusing(self, url: str, size: int) -> bool:
+        """Whether a body of ``size`` bytes (and a fire's tail) for ``url``
+        would find its destination's backlog full now."""
+        destination = self._destinations.get(destination_of(url))
+        return destination is not None and not self._has_room(destination, size + _TAIL_BYTES)
+
+    def refuse(self, fires: Sequence[Fire]) -> None:
+        """Record ``fires`` failed, refused by their destinations' full
+        backlogs, without building a body (see ``refusing``)."""
+        if self._stopped:
+            raise RuntimeError("executor is stopped")
+        batches: dict[tuple[str, str, str], list[Fire]] = {}
+        for fire in fires:
+            batches.setdefault((fire.callback_url, fire.signing_secret, fire.method), []).append(
+                fire
+            )
+        for (url, secret, method), batch in batches.items():
+            destination = self._destination(url)
+            for chunk in _chunk_batch(
+                url, secret, batch, self._payload_max_bytes, self._plan, _no_room, method
+            ):
                 self._enqueue(destination, chunk)
 
     def drain_results(self) -> list[FireResult]:
@@ -630,6 +655,10 @@ def _chunk_batch(
         chunk.refused = refused
         yield chunk
         start = end
+
+
+def _no_room(size: int) -> bool:
+    return False
 
 
 def _encoded(payload: dict[str, Any] | bytes | tuple[bytes, bytes]) -> bytes | tuple[bytes, bytes]:

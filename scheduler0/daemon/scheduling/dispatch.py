@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from scheduler0.daemon.executor.callback_body import callback_tail, payload_head
 from scheduler0.daemon.executor.http import Fire
 from scheduler0.daemon.scheduling.overlap import FireSubmitter, InFlight
-from scheduler0.daemon.scheduling.owned import PayloadHead
+from scheduler0.daemon.scheduling.owned import Parked, PayloadHead
 from scheduler0.daemon.scheduling.policy import fire_policy_of
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import execution_id, run_second
@@ -29,7 +29,7 @@ class Dispatcher:
         *,
         queries: Queries,
         executor: FireSubmitter,
-        payloads: dict[int, PayloadHead],
+        payloads: dict[int, PayloadHead | Parked],
         sent: set[tuple[int, int]],
         in_flight: InFlight | None = None,
     ) -> None:
@@ -45,14 +45,33 @@ class Dispatcher:
     def dispatch(self, accepted: list[list[int]], previous: Mapping[int, int | None]) -> None:
         """Submit one ``Fire`` per accepted ``[job_id, slot]`` (a job deleted
         meanwhile is skipped); ``previous`` gives each job's last fired slot
-        before this one, for ``last_execution_date``."""
+        before this one, for ``last_execution_date``.
+
+        A job without policies whose destination's backlog is full after its
+        fire was submitted is *parked*: its cached head is replaced by a
+        ``Parked`` entry (URL, secret, method, the head's size). While that
+        destination has no room for it, its fires are recorded refused without
+        a body and without reading its row; once there is room its head is read
+        again. So a receiver that never answers holds its backlog's bytes, not
+        also every job's payload."""
         payloads = self._payloads
-        missing = [entry for entry in accepted if entry[0] not in payloads]
+        executor = self._executor
+        missing: list[list[int]] = []
+        for entry in accepted:
+            cached = payloads.get(entry[0])
+            if cached is None:
+                missing.append(entry)
+            elif isinstance(cached, Parked) and not executor.refusing(
+                cached.callback_url, cached.size
+            ):
+                del payloads[entry[0]]  # room again: its head is read below
+                missing.append(entry)
         if missing:
             for job_id, row in self._queries.fire_payloads(missing).items():
                 first = payload_head(row)
                 payloads[job_id] = (*first, fire_policy_of(row["policy"]), row["method"])
         out: list[Fire] = []
+        refused: list[Fire] = []
         sent = self._sent
         earlier: dict[int, int | None] = {}
         """Jobs fired more than once here (catchup=all): the slot before."""
@@ -60,17 +79,41 @@ class Dispatcher:
             cached = payloads.get(job_id)
             if cached is None:
                 continue  # deleted meanwhile
-            head, callback_url, secret, policy, method = cached
             exec_id = execution_id(job_id, slot)
             last = earlier[job_id] if job_id in earlier else previous.get(job_id)
             earlier[job_id] = slot
-            body = (head, callback_tail(exec_id, run_second(slot), last))
             sent.add((job_id, slot))
+            if isinstance(cached, Parked):
+                fire = Fire(exec_id, job_id, slot, cached.callback_url, cached.secret, b"")
+                fire.method = cached.method
+                refused.append(fire)
+                continue
+            head, callback_url, secret, policy, method = cached
+            body = (head, callback_tail(exec_id, run_second(slot), last))
             fire = Fire(exec_id, job_id, slot, callback_url, secret, body, method=method)
             if policy is not None:
                 fire.delivery = policy.delivery
                 if policy.overlap != "allow" and not self.in_flight.admit(fire):
                     continue  # held until the job's running execution finishes
             out.append(fire)
+        if refused:
+            executor.refuse(refused)
         if out:
-            self._executor.submit(out)
+            executor.submit(out)
+            self._park(out)
+
+    def _park(self, fires: list[Fire]) -> None:
+        """Park the jobs of ``fires`` (without policies) whose destination has
+        no room for another of their fires now."""
+        payloads = self._payloads
+        full: dict[str, bool] = {}
+        for fire in fires:
+            cached = payloads.get(fire.job_id)
+            if cached is None or isinstance(cached, Parked) or cached[3] is not None:
+                continue
+            head, url, secret, _, method = cached
+            refusing = full.get(url)
+            if refusing is None:
+                refusing = full[url] = self._executor.refusing(url, len(head))
+            if refusing:
+                payloads[fire.job_id] = Parked(len(head), url, secret, method)

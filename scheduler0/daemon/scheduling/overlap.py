@@ -37,6 +37,16 @@ class FireSubmitter(Protocol):
 
     def submit(self, fires: Sequence[Fire]) -> None: ...
 
+    def refusing(self, url: str, size: int) -> bool:
+        """Whether a body of ``size`` bytes for ``url`` would be refused now
+        (its destination's backlog is full)."""
+        ...
+
+    def refuse(self, fires: Sequence[Fire]) -> None:
+        """Record ``fires`` failed as refused by their destinations' full
+        backlogs, without bodies (each was ``refusing`` just before)."""
+        ...
+
 
 def overlap_split(overlap: str, busy: int, slots: list[int]) -> tuple[list[int], list[int]]:
     """``(fire, skip)``: the job's due ``slots`` (ascending) split by its

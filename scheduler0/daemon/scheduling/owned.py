@@ -20,7 +20,7 @@ import heapq
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from scheduler0.daemon.scheduling.cron import NEVER, Schedule, resume_slot
 from scheduler0.daemon.scheduling.policy import (
@@ -39,6 +39,19 @@ log = logging.getLogger(__name__)
 
 DueEntry = tuple[int, int, int]
 """A heap entry: (due time, job id, version)."""
+
+
+class Parked(NamedTuple):
+    """In place of a job's ``PayloadHead`` while its destination's backlog is
+    full (``Dispatcher``): what it takes to record its fires refused without
+    the head's bytes (a hung receiver's jobs kept 20 KB each for nothing)."""
+
+    size: int
+    """Bytes of the head it stands for: the room a fire of the job needs."""
+    callback_url: str
+    secret: str
+    method: str
+
 
 PayloadHead = tuple[bytes, str, str, FirePolicy | None, str]
 """A job's callback item up to its execution id, URL and signing secret
@@ -111,7 +124,7 @@ class OwnedJobs:
         self.epoch = -1
         """The assignment epoch as of the last refresh (stamped on proposals)."""
         self.buckets: frozenset[int] = frozenset()
-        self.payloads: dict[int, PayloadHead] = {}
+        self.payloads: dict[int, PayloadHead | Parked] = {}
         self._lock = threading.Lock()
         self._dirty: set[int] = set()
         self._reload_all = True
