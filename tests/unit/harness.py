@@ -50,9 +50,10 @@ class RecordingExecutor:
     def free_capacity(self) -> int:
         return self.capacity
 
-    def submit(self, fires: Sequence[Fire]) -> None:
+    def submit(self, fires: Sequence[Fire]) -> list[Fire]:
         self.calls += 1
         self.submitted.extend(fires)
+        return [fire for fire in fires if fire.callback_url in self.full]
 
     def refusing(self, url: str, size: int) -> bool:
         return url in self.full

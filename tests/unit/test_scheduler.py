@@ -215,7 +215,7 @@ async def test_a_full_destination_parks_its_jobs_heads_until_it_has_room(world: 
     url = "http://receiver.invalid/cb"
     world.executor.full.add(url)
     await tick(s, world, T0 + 10.5)
-    assert world.executor.sent_pairs() == [(job, T0 + 10)]  # sent (then found full)
+    assert world.executor.sent_pairs() == [(job, T0 + 10)]  # submitted, and refused
     parked = s._owned.payloads[job]
     assert isinstance(parked, Parked) and parked.callback_url == url and parked.size > 0
     world.executor.finish(world.executor.submitted)

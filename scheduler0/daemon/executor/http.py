@@ -311,17 +311,18 @@ class Executor:
         """How many more fires the scheduler may submit now (never negative)."""
         return max(0, self._max_queue - self._queued_fires - self._in_flight_fires)
 
-    def submit(self, fires: Sequence[Fire]) -> None:
+    def submit(self, fires: Sequence[Fire]) -> list[Fire]:
         """Queue ``fires`` for delivery, batched by (callback_url, signing_secret).
 
         Call on the event loop. Never drops silently: it may exceed ``max_queue``
         when the caller ignores :meth:`free_capacity`, and a chunk whose
         destination already holds ``destination_max_bytes`` of waiting bodies is
-        recorded ``failed`` at once with that reason. Raises RuntimeError after
-        ``stop``.
+        recorded ``failed`` at once with that reason; those fires are returned.
+        Raises RuntimeError after ``stop``.
         """
         if self._stopped:
             raise RuntimeError("executor is stopped")
+        refused: list[Fire] = []
         batches: dict[tuple[str, str, Delivery | None, str], list[Fire]] = {}
         for fire in fires:
             key = (fire.callback_url, fire.signing_secret, fire.delivery, fire.method)
@@ -332,7 +333,10 @@ class Executor:
             room = functools.partial(self._has_room, destination)
             chunks = _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, room, method)
             for chunk in chunks:
+                if chunk.refused:
+                    refused += chunk.fires
                 self._enqueue(destination, chunk)
+        return refused
 
     def refusing(self, url: str, size: int) -> bool:
         """Whether a body of ``size`` bytes (and a fire's tail) for ``url``

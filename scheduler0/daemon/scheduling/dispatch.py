@@ -12,7 +12,7 @@ which holds it while the job's previous execution runs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from scheduler0.daemon.executor.callback_body import callback_tail, payload_head
 from scheduler0.daemon.executor.http import Fire
@@ -47,25 +47,33 @@ class Dispatcher:
         meanwhile is skipped); ``previous`` gives each job's last fired slot
         before this one, for ``last_execution_date``.
 
-        A job without policies whose destination's backlog is full after its
-        fire was submitted is *parked*: its cached head is replaced by a
-        ``Parked`` entry (URL, secret, method, the head's size). While that
-        destination has no room for it, its fires are recorded refused without
-        a body and without reading its row; once there is room its head is read
-        again. So a receiver that never answers holds its backlog's bytes, not
-        also every job's payload."""
+        A job without policies whose fire the executor refused (its
+        destination's backlog was full) is *parked*: its cached head is
+        replaced by a ``Parked`` entry (URL, secret, method, the head's size).
+        While that destination has no room for the bodies of all its parked
+        jobs due now, their fires are recorded refused without a body and
+        without reading a row; once it has, their heads are read again. So a
+        receiver that never answers holds its backlog's bytes, not also every
+        job's payload."""
         payloads = self._payloads
         executor = self._executor
         missing: list[list[int]] = []
+        parked: dict[str, list[list[int]]] = {}
+        parked_bytes: dict[str, int] = {}
         for entry in accepted:
             cached = payloads.get(entry[0])
             if cached is None:
                 missing.append(entry)
-            elif isinstance(cached, Parked) and not executor.refusing(
-                cached.callback_url, cached.size
-            ):
-                del payloads[entry[0]]  # room again: its head is read below
-                missing.append(entry)
+            elif isinstance(cached, Parked):
+                parked.setdefault(cached.callback_url, []).append(entry)
+                parked_bytes[cached.callback_url] = (
+                    parked_bytes.get(cached.callback_url, 0) + cached.size
+                )
+        for url, entries in parked.items():
+            if not executor.refusing(url, parked_bytes[url]):
+                for entry in entries:  # room for them all again: their heads are read below
+                    payloads.pop(entry[0], None)
+                    missing.append(entry)
         if missing:
             for job_id, row in self._queries.fire_payloads(missing).items():
                 first = payload_head(row)
@@ -99,21 +107,14 @@ class Dispatcher:
         if refused:
             executor.refuse(refused)
         if out:
-            executor.submit(out)
-            self._park(out)
+            self._park(executor.submit(out))
 
-    def _park(self, fires: list[Fire]) -> None:
-        """Park the jobs of ``fires`` (without policies) whose destination has
-        no room for another of their fires now."""
+    def _park(self, refused: Sequence[Fire]) -> None:
+        """Park the jobs (without policies) of fires the executor refused."""
         payloads = self._payloads
-        full: dict[str, bool] = {}
-        for fire in fires:
+        for fire in refused:
             cached = payloads.get(fire.job_id)
             if cached is None or isinstance(cached, Parked) or cached[3] is not None:
                 continue
             head, url, secret, _, method = cached
-            refusing = full.get(url)
-            if refusing is None:
-                refusing = full[url] = self._executor.refusing(url, len(head))
-            if refusing:
-                payloads[fire.job_id] = Parked(len(head), url, secret, method)
+            payloads[fire.job_id] = Parked(len(head), url, secret, method)

@@ -35,7 +35,9 @@ SLOTS_IN_FLIGHT = {"skip": 1, "buffer_one": 2}
 class FireSubmitter(Protocol):
     """The executor's side that takes fires (``Executor.submit``)."""
 
-    def submit(self, fires: Sequence[Fire]) -> None: ...
+    def submit(self, fires: Sequence[Fire]) -> Sequence[Fire]:
+        """Queue ``fires``; returns those refused at once (a full backlog)."""
+        ...
 
     def refusing(self, url: str, size: int) -> bool:
         """Whether a body of ``size`` bytes for ``url`` would be refused now

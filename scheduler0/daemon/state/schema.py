@@ -290,9 +290,17 @@ def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=OFF")
     conn.execute("PRAGMA temp_store=MEMORY")
-    conn.execute("PRAGMA cache_size=-16000")
+    # Page cache (KiB): apply's writer keeps 16 MB; each reader (one per thread
+    # that reads: the loop, the API's worker threads) 2 MB, SQLite's default.
+    # Readers re-read from the OS's page cache cheaply, while 16 MB each grew
+    # RSS by tens of MB once payloads of 20 KB were read on a few threads.
+    conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB if writer else READER_CACHE_KIB}")
     if writer:
         add_missing_columns(conn)
     else:
         conn.execute("PRAGMA query_only=ON")
     return conn
+
+
+WRITER_CACHE_KIB = 16_000
+READER_CACHE_KIB = 2_000
