@@ -892,6 +892,8 @@ def _drop_unfinished_snapshots(snapshot: str) -> None:
     if os.path.exists(path):
         log.info("discarding %s: a snapshot this node had not finished writing", path)
         os.remove(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path + "-journal")
 
 
 def _transport_with_checked_snapshots(

@@ -409,7 +409,8 @@ class PinnedSnapshot:
             if reader is None:
                 raise RuntimeError("this pinned snapshot was already written or closed")
             self._progress(0, 0, 0)
-            Path(path).unlink(missing_ok=True)
+            for leftover in (path, path + "-journal"):  # of a write that died
+                Path(leftover).unlink(missing_ok=True)
             dest = sqlite3.connect(path)
             try:
                 dest.execute("PRAGMA synchronous=OFF")
