@@ -68,8 +68,9 @@ class StateMachine:
 
     Owns the database file's one writer connection and the applied bucket
     assignment (``epoch``, ``owners``). The log calls ``apply`` for every
-    committed entry in log order, and ``save_snapshot``/``load_snapshot``, all
-    on the log's one apply thread (the ``ReplicatedStateMachine`` interface).
+    committed entry in log order, and ``pin_snapshot``/``load_snapshot``, all
+    on the log's one apply thread (the ``ReplicatedStateMachine`` interface);
+    a pinned snapshot is written on another thread, on its own connection.
     Each command runs its handler from ``state/handlers/`` in one transaction.
 
     Must never: read the clock, randomness or node-local settings in apply;
