@@ -3,7 +3,7 @@
 For each J of ``--jobs`` and each size of ``--nodes`` (a fresh temp dir, the
 lean receiver ``bench/lean_receiver.py`` as every job's callback), it creates
 J jobs of a mix that fires about J/600 times a second, then measures, in this
-order, and writes ``bench/results/scale_<nodes>n_<J>.json``:
+order, and writes ``bench/results/scale_<nodes>n_<J><--tag>.json``:
 
 **The mix** (job i takes row ``i % 40`` of ``MIX``): 20 rows ``@every P`` with
 P from 1 to 60 minutes, 20 rows of 6-field cron (seconds first):
@@ -306,10 +306,21 @@ def snapshot_lines(node: NodeProcess, since: float, until: float) -> list[dict[s
             stamp = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
             words = line.split("snapshot written:")[1].split()
             size_mb, seconds = float(words[0]), float(words[3])
+            # "(index N; apply held Z ms to pin it)": the raft thread's part
+            held = line.split("apply held")[1].split()[0] if "apply held" in line else None
+            pin_ms = float(held) if held is not None else None
         except (ValueError, IndexError):
             continue
         if since <= stamp <= until:
-            out.append({"node": node.node_id, "end": stamp, "mb": size_mb, "seconds": seconds})
+            out.append(
+                {
+                    "node": node.node_id,
+                    "end": stamp,
+                    "mb": size_mb,
+                    "seconds": seconds,
+                    "pin_ms": pin_ms,
+                }
+            )
     return out
 
 
@@ -640,6 +651,9 @@ def measure_window(
     window["snapshot_seconds_median"] = common.median(secs) if secs else None
     window["snapshot_seconds_max"] = max(secs, default=None)
     window["snapshot_mb_max"] = max((s["mb"] for s in snaps), default=None)
+    window["snapshot_pin_ms_max"] = max(
+        (s["pin_ms"] for s in snaps if s["pin_ms"] is not None), default=None
+    )
     window["max_write_latency_during_snapshot_s"] = max(
         (s["max_write_latency_s"] for s in snaps if s["max_write_latency_s"] is not None),
         default=None,
@@ -653,7 +667,8 @@ def measure_window(
         f"  window: delivered {window['delivered']:,}/{window['expected']:,} missed"
         f" {window['missed']} dup {window['duplicated']} p99 {window['lateness_p99_s']:.3f} s,"
         f" {window['cpu_us_per_fire'] or 0:.0f} us/fire, snapshots {len(snaps)}"
-        f" (max {window['snapshot_seconds_max']} s)",
+        f" (max {window['snapshot_seconds_max']} s, apply held max"
+        f" {window['snapshot_pin_ms_max']} ms)",
         flush=True,
     )
 
@@ -909,6 +924,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-repeats", type=int, default=7)
     parser.add_argument("--rss-limit-mb", type=int, default=4000)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--tag", default="", help="appended to each result's name: scale_<nodes>n_<J><tag>.json"
+    )
     args = parser.parse_args(argv)
 
     results = []
@@ -919,7 +937,7 @@ def main(argv: list[str] | None = None) -> int:
             r.pop("_grids", None)
             results.append(r)
             path = common.write_result(
-                f"scale_{size}n_{jobs}",
+                f"scale_{size}n_{jobs}{args.tag}",
                 {
                     "bench": "scale",
                     "command": "python bench/scale.py " + " ".join(sys.argv[1:]),

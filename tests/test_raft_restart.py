@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ import pytest
 
 from scheduler0.daemon.raft import RaftLog, RaftOptions, _CheckedSerializer
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state import machine as machine_module
+from scheduler0.daemon.state.machine import PinnedSnapshot, StateMachine
 from scheduler0.daemon.state.schema import remove_database
 from tests.support.nodes import free_port, wait_until
 
@@ -117,6 +120,135 @@ def test_a_half_received_snapshot_is_dropped_at_start_and_a_new_leader_cancels_o
         assert not half.exists()
         assert any("raft.snapshot.1.tmp" in r.getMessage() for r in caplog.records)
         _propose(raft, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+    finally:
+        raft.stop()
+        machine.close()
+
+
+def _inode(path: Path) -> int | None:
+    """The file at ``path`` (a rename over it changes it), or None."""
+    return path.stat().st_ino if path.exists() else None
+
+
+def _snapshot_digest(path: Path) -> tuple[int, int]:
+    """(commands applied, jobs) in a snapshot file."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        applied = conn.execute("SELECT applied FROM _digest").fetchone()[0]
+        jobs = conn.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+        return int(applied), int(jobs)
+    finally:
+        conn.close()
+
+
+class _HeldSnapshots:
+    """Holds every snapshot's copy after its first backup step (one page) until
+    released; records each pin's (commands applied, jobs) as the raft thread took it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, machine: StateMachine) -> None:
+        self.copying = threading.Event()
+        self.release = threading.Event()
+        self.pins: list[tuple[int, int]] = []
+        progress = PinnedSnapshot._progress
+        pin = machine.pin_snapshot
+
+        def held(snapshot: PinnedSnapshot, status: int, remaining: int, total: int) -> None:
+            if remaining > 0 and not self.release.is_set():
+                self.copying.set()
+                deadline = time.monotonic() + 30
+                while not (self.release.wait(0.01) or snapshot.cancelled):
+                    assert time.monotonic() < deadline, "the test never released the snapshot"
+            progress(snapshot, status, remaining, total)
+
+        def pinned(data: Any) -> PinnedSnapshot:
+            snapshot = pin(data)
+            self.pins.append((snapshot.applied, len(_jobs(machine.db_path))))
+            return snapshot
+
+        monkeypatch.setattr(machine_module, "BACKUP_STEP_PAGES", 1)
+        monkeypatch.setattr(PinnedSnapshot, "_progress", held)
+        monkeypatch.setattr(machine, "pin_snapshot", pinned)
+
+
+def test_a_snapshot_is_written_while_the_log_goes_on_committing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The raft thread only pins the state: while the copy is held, writes go
+    on committing; the snapshot then holds the state of its index, the journal
+    is compacted to it, and a restart from both converges."""
+    port = free_port()
+    snapshot = tmp_path / "raft.snapshot"
+    raft, machine = _start(tmp_path, port, min_entries=20)
+    held = _HeldSnapshots(monkeypatch, machine)
+    try:
+        _propose(raft, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+        for i in range(60):
+            _create_job(raft, i)
+            if held.copying.is_set():
+                break
+        assert held.copying.wait(20), "no snapshot started"
+        serializer = raft._sync._SyncObj__serializer  # type: ignore[union-attr]
+        previous = _inode(snapshot)  # one may have been taken at start, before the hook
+        for i in range(100, 140):  # committed while the copy is held
+            _create_job(raft, i)
+        assert _inode(snapshot) == previous and serializer._background is not None
+        assert Path(str(snapshot) + ".tmp").exists()
+        held.release.set()
+        wait_until(lambda: _inode(snapshot) != previous, timeout=20, what="the snapshot renamed")
+        applied, jobs = held.pins[0]
+        assert _snapshot_digest(snapshot) == (applied, jobs)
+        assert len(_jobs(tmp_path / "state.db")) >= jobs + 40  # the 40 came after the pin
+        # The journal is compacted up to the snapshot's entry, not beyond.
+        wait_until(
+            lambda: raft.status()["log_length"] < 40 + 20, timeout=20, what="journal compaction"
+        )
+        before = _jobs(tmp_path / "state.db")
+    finally:
+        held.release.set()
+        raft.stop()
+        machine.close()
+
+    monkeypatch.undo()
+    raft, machine = _start(tmp_path, port, min_entries=1000)
+    try:
+        assert _jobs(tmp_path / "state.db") == before
+        last = before[-1][0]
+        assert _create_job(raft, 999)["ids"] == [last + 1, last + 1]
+    finally:
+        raft.stop()
+        machine.close()
+
+
+def test_a_node_stopped_while_writing_a_snapshot_keeps_its_journal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping the log cancels the snapshot being written: no file is renamed
+    over the snapshot, the temporary file goes, and the journal (never
+    compacted for it) rebuilds every write at the restart."""
+    port = free_port()
+    snapshot = tmp_path / "raft.snapshot"
+    raft, machine = _start(tmp_path, port, min_entries=20)
+    held = _HeldSnapshots(monkeypatch, machine)
+    try:
+        _propose(raft, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+        for i in range(60):
+            _create_job(raft, i)
+            if held.copying.is_set():
+                break
+        assert held.copying.wait(20), "no snapshot started"
+        previous = _inode(snapshot)  # one may have been taken at start, before the hook
+        _create_job(raft, 100)
+        before = _jobs(tmp_path / "state.db")
+    finally:
+        raft.stop()  # cancels the held copy: released by cancelling, not by the test
+        machine.close()
+    assert _inode(snapshot) == previous
+    assert not Path(str(snapshot) + ".tmp").exists()
+
+    monkeypatch.undo()
+    raft, machine = _start(tmp_path, port, min_entries=1000)
+    try:
+        assert _jobs(tmp_path / "state.db") == before
     finally:
         raft.stop()
         machine.close()

@@ -49,6 +49,7 @@ from typing import Any, ClassVar
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj import journal as pysyncobj_journal
 from pysyncobj.atomic_replace import atomicReplace
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.journal import FileJournal, MetaStorer, ResizableFile
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
@@ -60,7 +61,7 @@ from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
 
 from scheduler0.backup import JOURNAL_FILE, SNAPSHOT_FILE, is_seed_marker
-from scheduler0.daemon.replication import DEFAULT_TIMEOUT, ReplicatedStateMachine
+from scheduler0.daemon.replication import DEFAULT_TIMEOUT, ReplicatedStateMachine, SnapshotPin
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.snapshot_file import (
     SnapshotCorrupt,
@@ -630,6 +631,70 @@ def incoming_snapshot_path(snapshot: str) -> str:
     return snapshot + ".1.tmp"
 
 
+def outgoing_snapshot_path(snapshot: str) -> str:
+    """Where this node writes its own snapshot before renaming it over the last."""
+    return snapshot + ".tmp"
+
+
+_BACKGROUND = -3
+"""``Serializer.__pid`` while a snapshot is written on its own thread: non-zero,
+so pysyncobj starts no other and sends no snapshot (``getTransmissionData``)."""
+
+
+class _BackgroundSave:
+    """One snapshot of this node's own, written beside the raft thread.
+
+    The state machine pinned the state on the raft thread (``pin_snapshot``);
+    here a thread writes it to the temporary file, fsyncs it (FlushBeforeAck),
+    renames it over the snapshot and fsyncs the directory. The rename is made
+    under ``rename_lock`` and only if the save was not cancelled meanwhile: a
+    snapshot received from the leader (renamed over the same file under the
+    same lock, after cancelling this save) must never be replaced by this
+    older one. A failed or cancelled save removes its temporary file and
+    leaves the snapshot and the journal as they were."""
+
+    def __init__(
+        self, pin: SnapshotPin, tmp: str, final: str, durable: bool, rename_lock: threading.Lock
+    ) -> None:
+        self.pin = pin
+        self.tmp = tmp
+        self.final = final
+        self.durable = durable
+        self.rename_lock = rename_lock
+        self.renamed = False
+        self.thread = threading.Thread(target=self._run, name="raft-snapshot", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def cancel(self) -> None:
+        self.pin.cancel()
+
+    def _run(self) -> None:
+        try:
+            self.pin.write(self.tmp)
+            if self.durable:
+                fsync_file(self.tmp)
+            with self.rename_lock:
+                if self.pin.cancelled:
+                    raise _Superseded
+                atomicReplace(self.tmp, self.final)
+                self.renamed = True
+            if self.durable:
+                fsync_dir(os.path.dirname(self.final) or ".")
+        except Exception as exc:
+            if self.pin.cancelled:
+                log.info("raft snapshot not kept: cancelled (%s)", type(exc).__name__)
+            else:
+                log.exception("cannot write the raft snapshot %s", self.tmp)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self.tmp)
+
+
+class _Superseded(Exception):
+    """The save was cancelled before its rename."""
+
+
 class _CheckedSerializer(Serializer):  # type: ignore[misc]
     """pysyncobj's snapshot serializer, with a snapshot received from the
     leader checked before it may replace this node's current one.
@@ -657,6 +722,72 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
 
     durable = False
     """Set from FlushBeforeAck when the SyncObj is built."""
+
+    _background: _BackgroundSave | None = None
+    """This node's own snapshot being written, if any."""
+
+    _rename_lock = threading.Lock()
+    """Held around every rename over the snapshot file (each node's own, set
+    when built)."""
+
+    @property
+    def _pid(self) -> int:
+        """pysyncobj's serialization state: 0 idle, -1 done, -2 failed (or ours)."""
+        pid: int = getattr(self, "_Serializer__pid")  # noqa: B009
+        return pid
+
+    @_pid.setter
+    def _pid(self, value: int) -> None:
+        setattr(self, "_Serializer__pid", value)  # noqa: B010
+
+    def serialize(self, data: Any, id: int) -> None:
+        """Start this node's snapshot at entry ``id`` without holding the raft
+        thread for the copy: the state machine pins the state here (the
+        ``serializer`` callable, milliseconds), a thread writes it
+        (``_BackgroundSave``), and ``checkSerializing`` says SERIALIZING until
+        that thread ends, then SUCCESS (pysyncobj compacts the journal up to
+        ``id``) or FAILED. pysyncobj's own ``serialize`` writes synchronously."""
+        if self._pid != 0:
+            return
+        self._Serializer__currentID = id
+        final: str = self._Serializer__fileName
+        try:
+            pin: SnapshotPin = self._Serializer__serializer(final, data[1:])
+        except Exception:
+            log.exception("cannot start a raft snapshot at index %s", id)
+            self._pid = -2  # FAILED, reported by checkSerializing
+            return
+        save = _BackgroundSave(
+            pin, outgoing_snapshot_path(final), final, self.durable, self._rename_lock
+        )
+        self._background = save
+        self._pid = _BACKGROUND
+        save.start()
+
+    def checkSerializing(self) -> tuple[int, Any]:
+        save = self._background
+        if save is not None and self._pid == _BACKGROUND:
+            if save.thread.is_alive():
+                return SERIALIZER_STATE.SERIALIZING, self._Serializer__currentID
+            self._background = None
+            if save.renamed:
+                self.cancel_outgoing()  # transfers of the previous file start anew
+                self._pid = -1  # SUCCESS
+            else:
+                self._pid = -2  # FAILED
+        state: tuple[int, Any] = super().checkSerializing()
+        return state
+
+    def stop_background(self, timeout: float) -> None:
+        """Cancel this node's snapshot being written (it is not renamed) and wait
+        up to ``timeout`` seconds for its thread (it stops within one backup step)."""
+        save = self._background
+        if save is None:
+            return
+        save.cancel()
+        save.thread.join(timeout)
+        if save.thread.is_alive():
+            log.warning("raft snapshot thread still running %.0f s after stop", timeout)
 
     @property
     def _incoming(self) -> Any:
@@ -736,22 +867,33 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
             return False
         if self.durable:
             fsync_file(path)
-        try:
-            atomicReplace(path, final)
-        except OSError:
-            log.exception("cannot rename the received snapshot %s over %s", path, final)
-            return False
+        with self._rename_lock:  # held by a save of our own only around its rename
+            save = self._background
+            if save is not None:
+                save.cancel()  # older than the leader's: it must not replace it
+            try:
+                atomicReplace(path, final)
+            except OSError:
+                log.exception("cannot rename the received snapshot %s over %s", path, final)
+                return False
         return True
 
 
-def _drop_half_received_snapshot(snapshot: str) -> None:
+def _drop_unfinished_snapshots(snapshot: str) -> None:
     """Delete a snapshot this node was receiving when it stopped: it never
     became its snapshot (only a whole, checked one is renamed over it), and
-    the leader sends a whole one again if the node needs it."""
+    the leader sends a whole one again if the node needs it. Likewise one it
+    was writing itself (the journal still holds what it would have covered)."""
     path = incoming_snapshot_path(snapshot)
     if os.path.exists(path):
         log.warning("discarding %s: a snapshot this node had not wholly received", path)
         os.remove(path)
+    path = outgoing_snapshot_path(snapshot)
+    if os.path.exists(path):
+        log.info("discarding %s: a snapshot this node had not finished writing", path)
+        os.remove(path)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path + "-journal")
 
 
 def _transport_with_checked_snapshots(
@@ -764,6 +906,7 @@ def _transport_with_checked_snapshots(
     serializer = syncObj._SyncObj__serializer
     serializer.__class__ = _CheckedSerializer
     serializer.durable = syncObj._SyncObj__conf.journalFile in _DURABLE_JOURNALS
+    serializer._rename_lock = threading.Lock()
     return _FlushingTransport(syncObj, selfNode, otherNodes)
 
 
@@ -878,7 +1021,7 @@ class RaftLog:
         """Build the SyncObj and wait until its port is bound. Call on the main thread."""
         opts = self.options
         opts.data_dir.mkdir(parents=True, exist_ok=True)
-        _drop_half_received_snapshot(str(opts.data_dir / SNAPSHOT_FILE))
+        _drop_unfinished_snapshots(str(opts.data_dir / SNAPSHOT_FILE))
         journal = str(opts.data_dir / JOURNAL_FILE)
         _ReservingFile.on_full[journal] = self._journal_full
         if opts.flush_before_ack:
@@ -901,7 +1044,7 @@ class RaftLog:
             recvBufferSize=2**20,
             journalFile=journal,
             fullDumpFile=str(opts.data_dir / SNAPSHOT_FILE),
-            serializer=self._save_snapshot,
+            serializer=self._pin_snapshot,
             deserializer=self._load_snapshot,
             logCompactionMinEntries=opts.snapshot_min_entries,
             logCompactionMinTime=opts.snapshot_min_time,
@@ -935,14 +1078,13 @@ class RaftLog:
                 f"RaftAddress: cannot bind {self.options.self_address}: {exc}"
             ) from exc
 
-    def _save_snapshot(self, path: str, data: Any) -> None:
-        """The state machine writes the snapshot; with FlushBeforeAck it is
-        fsynced before pysyncobj renames it over the previous one (the data
-        directory is fsynced before the journal entries it covers are dropped:
-        ``_DurableJournal.deleteEntriesTo``)."""
-        self.machine.save_snapshot(path, data)
-        if self.options.flush_before_ack:
-            fsync_file(path)
+    def _pin_snapshot(self, path: str, data: Any) -> SnapshotPin:
+        """On the raft thread: the state machine pins its state for a snapshot
+        at the last applied entry; ``_CheckedSerializer.serialize`` writes it on
+        its own thread. With FlushBeforeAck the file is fsynced before it is
+        renamed over the previous one, the directory after (and again before
+        the journal entries it covers are dropped: ``deleteEntriesTo``)."""
+        return self.machine.pin_snapshot(data)
 
     def _load_snapshot(self, path: str) -> Any:
         """The state machine loads the snapshot; pysyncobj gets its own data back.
@@ -997,6 +1139,8 @@ class RaftLog:
             thread.join(timeout)
             if thread.is_alive():
                 log.warning("raft tick thread still running %.0f s after stop", timeout)
+        # A snapshot being written is dropped (its journal entries were kept).
+        sync._SyncObj__serializer.stop_background(timeout)
 
     # -- proposing -----------------------------------------------------------------------
 

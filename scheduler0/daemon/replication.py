@@ -25,6 +25,26 @@ WAIT_FOR_VERDICT: float | None = None
 a definite failure) instead of the node's RaftApplyTimeout."""
 
 
+class SnapshotPin(Protocol):
+    """The state at one index, pinned to be written to a snapshot file."""
+
+    def write(self, path: str) -> None:
+        """Write it (with the log's data) to ``path``; may run on any thread.
+        Raises if cancelled or failed; releases the pin in every case."""
+        ...
+
+    def cancel(self) -> None:
+        """Make ``write`` stop soon (it raises) or refuse to start; any thread."""
+        ...
+
+    def close(self) -> None:
+        """Release the pin without writing."""
+        ...
+
+    @property
+    def cancelled(self) -> bool: ...
+
+
 class ReplicatedStateMachine(Protocol):
     """What the log drives (cf. hashicorp/raft's FSM).
 
@@ -39,7 +59,10 @@ class ReplicatedStateMachine(Protocol):
       The log passes the entry's ``index`` (its position in the log, the same on
       every node); the state records it with the command's changes.
     * ``save_snapshot(path, log_data)`` writes the whole state plus the log's own
-      opaque ``log_data`` to ``path``; ``load_snapshot(path)`` replaces the state
+      opaque ``log_data`` to ``path``. ``pin_snapshot(log_data)`` does the same
+      in two parts: on the apply thread it pins the state as applied (quickly),
+      and the ``SnapshotPin`` it returns writes it later, on any thread, while
+      ``apply`` goes on; ``load_snapshot(path)`` replaces the state
       with the file's and returns that ``log_data``. After a load, entries after
       the snapshot are applied again through ``apply``, exactly once each.
     """
@@ -47,6 +70,8 @@ class ReplicatedStateMachine(Protocol):
     def apply(self, payload: bytes, index: int | None = None) -> dict[str, Any]: ...
 
     def save_snapshot(self, path: str, log_data: Any) -> None: ...
+
+    def pin_snapshot(self, log_data: Any) -> SnapshotPin: ...
 
     def load_snapshot(self, path: str) -> Any: ...
 

@@ -10,11 +10,13 @@ own serializer on both sides, chunk by chunk, through that interleaving.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.serializer import Serializer
 
 from scheduler0.daemon.raft import _CheckedSerializer, incoming_snapshot_path
@@ -173,3 +175,65 @@ def test_a_follower_drops_a_half_received_snapshot_when_the_leader_changes(
     assert not any(results)
     assert not incoming.exists()
     assert current.read_bytes() == before
+
+
+class HeldPin:
+    """A state pinned for the follower's own snapshot, whose write is held."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self._cancelled = threading.Event()
+
+    def write(self, path: str) -> None:
+        Path(path).write_bytes(b"the follower's own snapshot")
+        assert self.release.wait(30), "the test never released the write"
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_snapshot_received_while_writing_its_own_is_not_replaced_by_it(
+    cluster: tuple[Path, Path, Path],
+) -> None:
+    """A follower's own snapshot is written on a thread; the leader's, received
+    meanwhile, replaces the current one, and the follower's own (older) is
+    then dropped instead of being renamed over it. While its own is written,
+    the node sends no snapshot (pysyncobj would send the file being replaced)."""
+    a, _, current = cluster
+    pin = HeldPin()
+    follower = _CheckedSerializer(str(current), CHUNK, False, lambda path, data: pin, None, None)
+    OPEN.append(follower)
+    follower.serialize((None, "before", "last", {"members"}), 7)
+    try:
+        assert follower.checkSerializing() == (SERIALIZER_STATE.SERIALIZING, 7)
+        assert follower.getTransmissionData("node 3") is None
+        assert send(leader(a), follower)[-1] is True  # installed: pysyncobj loads it
+    finally:
+        pin.release.set()
+        follower._background.thread.join(30)
+    assert pin.cancelled
+    assert follower.checkSerializing() == (SERIALIZER_STATE.FAILED, 7)  # no compaction for it
+    assert current.read_bytes() == a.read_bytes()
+    assert not Path(str(current) + ".tmp").exists()
+    assert follower.checkSerializing() == (SERIALIZER_STATE.NOT_SERIALIZING, None)
+
+
+def test_a_snapshot_of_its_own_replaces_the_current_one_once_written(
+    cluster: tuple[Path, Path, Path],
+) -> None:
+    _, _, current = cluster
+    pin = HeldPin()
+    follower = _CheckedSerializer(str(current), CHUNK, False, lambda path, data: pin, None, None)
+    OPEN.append(follower)
+    follower.serialize((None, "before", "last", {"members"}), 7)
+    pin.release.set()
+    follower._background.thread.join(30)
+    assert follower.checkSerializing() == (SERIALIZER_STATE.SUCCESS, 7)
+    assert current.read_bytes() == b"the follower's own snapshot"

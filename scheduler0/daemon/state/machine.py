@@ -68,8 +68,9 @@ class StateMachine:
 
     Owns the database file's one writer connection and the applied bucket
     assignment (``epoch``, ``owners``). The log calls ``apply`` for every
-    committed entry in log order, and ``save_snapshot``/``load_snapshot``, all
-    on the log's one apply thread (the ``ReplicatedStateMachine`` interface).
+    committed entry in log order, and ``pin_snapshot``/``load_snapshot``, all
+    on the log's one apply thread (the ``ReplicatedStateMachine`` interface);
+    a pinned snapshot is written on another thread, on its own connection.
     Each command runs its handler from ``state/handlers/`` in one transaction.
 
     Must never: read the clock, randomness or node-local settings in apply;
@@ -97,6 +98,8 @@ class StateMachine:
         """Why this replica stopped applying (its environment failed), or None."""
         self._digest = bytes(32)
         self.checkpoints: deque[tuple[int, str]] = deque(maxlen=32)
+        self._applied_index = 0
+        """``meta.applied_index``: the index of the last command committed."""
         self._load_assignment()
 
     @property
@@ -161,6 +164,8 @@ class StateMachine:
                     (str(index),),
                 )
             db.execute("COMMIT")
+            if index is not None:
+                self._applied_index = index
         except Scheduler0Error as exc:
             db.execute("ROLLBACK")
             return {"error": exc.to_dict()}, ctx, command.type_name
@@ -223,38 +228,46 @@ class StateMachine:
     # -- snapshots -------------------------------------------------------------------
 
     def save_snapshot(self, path: str, raft_data: Any) -> None:
-        """Write the whole database plus pysyncobj's own data to ``path``, sealed
-        with its size and SHA-256 (``snapshot_file``) so that a torn or damaged
-        copy is refused at load.
+        """Write the whole database plus pysyncobj's own data to ``path`` now, on
+        this thread: ``pin_snapshot`` then ``PinnedSnapshot.write``."""
+        self.pin_snapshot(raft_data).write(path)
 
-        This runs on the raft thread and holds up every apply meanwhile, so it
-        does not fsync: the raft adapter does when ``FlushBeforeAck`` is on
-        (before pysyncobj renames the file over the previous snapshot)."""
+    def pin_snapshot(self, raft_data: Any) -> PinnedSnapshot:
+        """Pin the state as applied so far, to be written to a file later, on
+        any thread, while apply goes on (``PinnedSnapshot.write``).
+
+        Takes milliseconds: it opens a read-only connection to the replica (WAL
+        mode) and a read transaction on it, pinned by a first read; it captures
+        what belongs with the state at this index (``raft_data``, the digest
+        chain). Called between two applies (on the apply thread), so the pinned
+        state is exactly the one applied; it checks that the pinned
+        ``meta.applied_index`` is the last index this machine committed."""
         started = time.perf_counter()
         with self._lock:
-            dest = sqlite3.connect(path)
+            reader = connect(self.db_path, writer=False)
             try:
-                dest.execute("PRAGMA synchronous=OFF")
-                self._conn.backup(dest)
-                dest.execute("PRAGMA journal_mode=DELETE")
-                dest.execute("CREATE TABLE IF NOT EXISTS _raft (data BLOB NOT NULL)")
-                dest.execute("DELETE FROM _raft")
-                dest.execute("INSERT INTO _raft (data) VALUES (?)", (pickle.dumps(raft_data),))
-                dest.execute(
-                    "CREATE TABLE IF NOT EXISTS _digest (applied INTEGER NOT NULL, digest BLOB)"
-                )
-                dest.execute("DELETE FROM _digest")
-                dest.execute(
-                    "INSERT INTO _digest VALUES (?, ?)", (self.applied_commands, self._digest)
-                )
-                dest.commit()
-            finally:
-                dest.close()
-            seal_snapshot(path)
-        size, elapsed = os.path.getsize(path), time.perf_counter() - started
-        log.info("snapshot written: %.1f MB in %.2f s", size / 1e6, elapsed)
-        if self._metrics is not None:
-            self._metrics.snapshot_written(elapsed, size)
+                reader.execute("BEGIN")  # a read transaction: pinned at the first read below
+                row = reader.execute(
+                    "SELECT value FROM meta WHERE key = 'applied_index'"
+                ).fetchone()
+                pinned = int(row[0]) if row else 0
+                if pinned != self._applied_index:
+                    raise RuntimeError(
+                        f"the snapshot's read transaction sees applied_index {pinned},"
+                        f" the state machine committed {self._applied_index}"
+                    )
+            except BaseException:
+                reader.close()
+                raise
+            chain = (self.applied_commands, self._digest)
+        return PinnedSnapshot(
+            reader,
+            raft_data,
+            index=pinned,
+            chain=chain,
+            pinned_seconds=time.perf_counter() - started,
+            metrics=self._metrics,
+        )
 
     def load_snapshot(self, path: str) -> Any:
         """Replace the database with the snapshot at ``path``; return pysyncobj's data.
@@ -318,8 +331,118 @@ class StateMachine:
     def _load_assignment(self) -> None:
         rows = dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
         owners = rows.get("owners")
+        self._applied_index = int(rows.get("applied_index", 0))
         self.assignment.epoch = int(rows.get("epoch", 0))
         self.assignment.owners = orjson.loads(owners) if owners else [0] * BUCKETS
+
+
+class SnapshotCancelled(Exception):
+    """A snapshot being written was cancelled (``PinnedSnapshot.cancel``)."""
+
+
+BACKUP_STEP_PAGES = 4096
+"""Pages copied per step of a snapshot's backup (16 MiB at SQLite's default
+4 KiB page): a cancelled snapshot stops within one step."""
+
+
+class PinnedSnapshot:
+    """The replica as applied at one index, held by a read transaction on its
+    own read-only connection (``StateMachine.pin_snapshot``), with what goes
+    with that state: pysyncobj's data and the digest chain.
+
+    ``write`` copies it to a snapshot file on whatever thread calls it; apply
+    goes on meanwhile (WAL mode: the writer never waits for a reader; SQLite's
+    online backup from a connection with an open read transaction copies that
+    transaction's state, and releases the GIL while it copies). It never
+    touches the state machine's own connection. While it is pinned the WAL
+    cannot be checkpointed past it: apply's automatic checkpoints catch up
+    once the copy ends.
+    """
+
+    def __init__(
+        self,
+        reader: sqlite3.Connection,
+        raft_data: Any,
+        *,
+        index: int,
+        chain: tuple[int, bytes],
+        pinned_seconds: float,
+        metrics: Metrics | None,
+    ) -> None:
+        self._reader: sqlite3.Connection | None = reader
+        self.raft_data = raft_data
+        self.index = index
+        """``meta.applied_index`` of the pinned state."""
+        self.applied, self.digest = chain
+        self.pinned_seconds = pinned_seconds
+        """How long pinning held the apply thread."""
+        self._metrics = metrics
+        self._cancelled = threading.Event()
+
+    def cancel(self) -> None:
+        """Stop ``write`` within one backup step (it raises ``SnapshotCancelled``),
+        or make it refuse to start; a pin never written is released by ``close``."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def close(self) -> None:
+        """Release the read transaction (``write`` does when it ends)."""
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.close()
+
+    def _progress(self, status: int, remaining: int, total: int) -> None:
+        if self._cancelled.is_set():
+            raise SnapshotCancelled("the snapshot was cancelled")
+
+    def write(self, path: str) -> None:
+        """Write the pinned state plus pysyncobj's data to ``path`` (replaced),
+        sealed with its size and SHA-256 (``snapshot_file``) so that a torn or
+        damaged copy is refused at load. Does not fsync (the raft adapter does
+        with ``FlushBeforeAck``). Raises ``SnapshotCancelled`` if cancelled; the
+        read transaction is released in every case."""
+        started = time.perf_counter()
+        reader = self._reader
+        try:
+            if reader is None:
+                raise RuntimeError("this pinned snapshot was already written or closed")
+            self._progress(0, 0, 0)
+            for leftover in (path, path + "-journal"):  # of a write that died
+                Path(leftover).unlink(missing_ok=True)
+            dest = sqlite3.connect(path)
+            try:
+                dest.execute("PRAGMA synchronous=OFF")
+                # In steps, inside the read transaction pinned above.
+                reader.backup(dest, pages=BACKUP_STEP_PAGES, progress=self._progress)
+                dest.execute("PRAGMA journal_mode=DELETE")
+                dest.execute("CREATE TABLE IF NOT EXISTS _raft (data BLOB NOT NULL)")
+                dest.execute("DELETE FROM _raft")
+                dest.execute("INSERT INTO _raft (data) VALUES (?)", (pickle.dumps(self.raft_data),))
+                dest.execute(
+                    "CREATE TABLE IF NOT EXISTS _digest (applied INTEGER NOT NULL, digest BLOB)"
+                )
+                dest.execute("DELETE FROM _digest")
+                dest.execute("INSERT INTO _digest VALUES (?, ?)", (self.applied, self.digest))
+                dest.commit()
+            finally:
+                dest.close()
+        finally:
+            self.close()
+        self._progress(0, 0, 0)
+        seal_snapshot(path)
+        size, elapsed = os.path.getsize(path), time.perf_counter() - started
+        log.info(
+            "snapshot written: %.1f MB in %.2f s (index %d; apply held %.1f ms to pin it)",
+            size / 1e6,
+            elapsed,
+            self.index,
+            self.pinned_seconds * 1000,
+        )
+        if self._metrics is not None:
+            self._metrics.snapshot_written(elapsed, size, self.pinned_seconds)
 
 
 DIGEST_EVERY = 64
