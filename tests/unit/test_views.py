@@ -158,3 +158,15 @@ def test_an_executor_is_shown_with_the_fields_of_executor_out_and_never_its_secr
     assert "exec-secret" not in repr(shown)
     assert shown["has_webhook_secret"] is True
     assert views.executor_out({**row, "webhook_secret": None})["has_webhook_secret"] is False
+
+
+def test_a_job_for_the_wire_encodes_as_the_job_shown() -> None:
+    """``job_wire`` embeds the stored ``data`` text instead of decoding it: the
+    JSON it encodes to says exactly what ``job_out``'s does."""
+    import orjson
+
+    for data in ('{"a": 1, "b": [1, 2.5, "x"]}', '"text"', "null", None, '{"k": "é\\u2028"}'):
+        row = views.new_job_row(7, {**JOB, "data": data}, NOW)
+        wire = orjson.loads(orjson.dumps(views.job_wire(row)))
+        assert wire == orjson.loads(orjson.dumps(views.job_out(row)))
+        assert wire["data"] == (None if data is None else orjson.loads(data))

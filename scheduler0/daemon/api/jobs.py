@@ -354,7 +354,8 @@ async def create_jobs(request: Request) -> Response:
 
     def created() -> Any:
         out = [
-            views.job_out(views.new_job_row(first + i, row, now, who)) for i, row in enumerate(rows)
+            views.job_wire(views.new_job_row(first + i, row, now, who))
+            for i, row in enumerate(rows)
         ]
         return out[0] if single else out
 
@@ -417,7 +418,7 @@ async def list_jobs(request: Request) -> Response:
                 raise NotFound(f"no project with id {project_id}")  # as if it did not exist
             queries.project(project_id)  # 404 for an unknown project
         rows = queries.jobs(project_id, limit, offset, shown, search, order)
-        return views.page_out(rows, "jobs", views.job_out)
+        return views.page_out(rows, "jobs", views.job_wire)
 
     return await ok_off_loop(page)
 
