@@ -170,3 +170,36 @@ def test_a_job_for_the_wire_encodes_as_the_job_shown() -> None:
         wire = orjson.loads(orjson.dumps(views.job_wire(row)))
         assert wire == orjson.loads(orjson.dumps(views.job_out(row)))
         assert wire["data"] == (None if data is None else orjson.loads(data))
+
+
+def test_a_page_of_jobs_is_the_jobs_shown_one_by_one(tmp_path: Any) -> None:
+    """``job_page`` (columns by position) encodes each job exactly as
+    ``job_out`` shows it, for common and uncommon rows alike."""
+    import sqlite3
+
+    import orjson
+
+    from scheduler0.daemon.state.schema import NO_NEXT_RUN, connect
+
+    db = connect(tmp_path / "state.db", writer=True)
+    columns = [r[1] for r in db.execute("PRAGMA table_info(jobs)")]
+    variants = [
+        {},
+        {"paused": 1},
+        {"next_run": None},
+        {"next_run": NO_NEXT_RUN, "spec": "@at 2026-01-01T00:00:00Z"},
+        {"labels": '{"team": "a"}', "name": "n", "last_fired_slot": 1_800_000_060},
+        {"policy": '{"overlap": "skip", "retry": {"attempts": 3}}', "data": None},
+        {"created_at": 1_800_000_000, "updated_at": 1_800_000_001.25, "executor_id": 4},
+    ]
+    for n, change in enumerate(variants, start=1):
+        row = {**views.new_job_row(n, {**JOB, "next_run": 1_800_000_300}, NOW), "bucket": n, "consecutive_failures": 0}
+        row.update(change)
+        values = [row.get(c) for c in columns]
+        db.execute(f"INSERT INTO jobs VALUES ({','.join('?' * len(columns))})", values)
+    db.row_factory = sqlite3.Row
+    rows = db.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+    paged = orjson.loads(orjson.dumps(views.job_page(rows)))
+    one_by_one = [orjson.loads(orjson.dumps(views.job_out(r))) for r in rows]
+    assert paged == one_by_one
+    assert orjson.dumps(views.job_page([])) == b"[]"

@@ -41,18 +41,82 @@ def job_wire(row: Row) -> dict[str, Any]:
     return job_out(row, raw_data=True)
 
 
+_JOB_COLUMNS = (
+    "id", "project_id", "spec", "timezone", "data", "callback_url", "executor_id",
+    "execution_type", "paused", "status_note", "last_fired_slot", "next_run", "last_state",
+    "last_status_code", "fired_count", "success_count", "failed_count", "missed_count",
+    "created_at", "updated_at", "name", "labels", "created_by", "modified_by", "policy",
+)  # fmt: skip
+
+
+def job_page(rows: list[sqlite3.Row]) -> orjson.Fragment:
+    """``encoded_rows(rows, job_wire)``, by a shorter road for the common job
+    (next run kept, not NEVER): columns by position, no dict per row, no call
+    per field. The same JSON (``tests/unit/test_views.py`` compares them); a
+    page of 10,000 jobs presented in about half the time."""
+    if not rows:
+        return orjson.Fragment(b"[]")
+    keys = rows[0].keys()
+    at = {name: n for n, name in enumerate(keys)}
+    (i_id, i_pr, i_sp, i_tz, i_da, i_cu, i_ex, i_et, i_pa, i_sn, i_lf, i_nr, i_ls, i_lc, i_fc,
+     i_sc, i_fa, i_mc, i_ca, i_ua, i_na, i_la, i_cb, i_mb, i_po) = (
+        at[c] for c in _JOB_COLUMNS
+    )  # fmt: skip
+    fragment, fields = orjson.Fragment, _policy_fields
+    parts: list[bytes] = []
+    for start in range(0, len(rows), PAGE_SLICE):
+        out: list[dict[str, Any]] = []
+        for r in rows[start : start + PAGE_SLICE]:
+            upcoming = r[i_nr]
+            if upcoming is None or upcoming >= NEVER:
+                out.append(job_wire(dict(zip(keys, r, strict=True))))
+                continue
+            paused, data, labels = r[i_pa], r[i_da], r[i_la]
+            shown = {
+                "id": r[i_id],
+                "project_id": r[i_pr],
+                "spec": r[i_sp],
+                "timezone": r[i_tz],
+                "data": None if data is None else fragment(data),
+                "callback_url": r[i_cu],
+                "executor_id": r[i_ex],
+                "execution_type": r[i_et],
+                "paused": bool(paused),
+                "status": "paused" if paused else "active",
+                "status_note": r[i_sn],
+                "last_execution_date": iso(r[i_lf]),
+                "next_run_at": None if paused else iso(upcoming),
+                "last_state": r[i_ls],
+                "last_status_code": r[i_lc],
+                "fired_count": r[i_fc],
+                "success_count": r[i_sc],
+                "failed_count": r[i_fa],
+                "missed_count": r[i_mc],
+                "created_at": iso(r[i_ca]),
+                "updated_at": iso(r[i_ua]),
+                "name": r[i_na],
+                "labels": {} if labels is None else _labels(labels),
+                "created_by": r[i_cb],
+                "modified_by": r[i_mb],
+            }
+            shown.update(fields(r[i_po]))
+            out.append(shown)
+        parts.append(orjson.dumps(out)[1:-1])
+    return orjson.Fragment(b"[" + b",".join(parts) + b"]")
+
+
 PAGE_SLICE = 500
 """Rows of a page presented and encoded per ``orjson.dumps`` call."""
 
 
 def page_out(page: Page, name: str, present: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
     """``{"total", "offset", "limit", name: [...]}``, the rows already JSON
-    (see :func:`encoded_rows`)."""
+    (see :func:`encoded_rows`; pages of jobs: :func:`job_page`)."""
     return {
         "total": page.total,
         "offset": page.offset,
         "limit": page.limit,
-        name: encoded_rows(page.rows, present),
+        name: job_page(page.rows) if present is job_wire else encoded_rows(page.rows, present),
     }
 
 
