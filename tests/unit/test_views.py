@@ -193,8 +193,8 @@ def test_a_page_of_jobs_is_the_jobs_shown_one_by_one(tmp_path: Any) -> None:
         {"created_at": 1_800_000_000, "updated_at": 1_800_000_001.25, "executor_id": 4},
     ]
     for n, change in enumerate(variants, start=1):
-        row = {**views.new_job_row(n, {**JOB, "next_run": 1_800_000_300}, NOW), "bucket": n, "consecutive_failures": 0}
-        row.update(change)
+        row = views.new_job_row(n, {**JOB, "next_run": 1_800_000_300}, NOW)
+        row.update(bucket=n, consecutive_failures=0, **change)
         values = [row.get(c) for c in columns]
         db.execute(f"INSERT INTO jobs VALUES ({','.join('?' * len(columns))})", values)
     db.row_factory = sqlite3.Row
