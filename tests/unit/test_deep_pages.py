@@ -251,19 +251,41 @@ def test_a_projects_page_skips_its_offset_in_a_covering_index(
 
 @pytest.mark.parametrize("column", list(ORDERS["executions"]))
 def test_one_jobs_executions_are_found_through_the_job_id_index(
-    filled: tuple[StateMachine, Queries], column: str
+    filled: tuple[StateMachine, Queries], column: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Whatever the order, ``?job_id=`` searches the ``UNIQUE (job_id, slot)``
-    index (then sorts that job's rows): never a walk of every execution."""
+    """Whatever the order and the other filters (a state, a trigger, a time
+    range, a project), ``?job_id=`` searches the ``UNIQUE (job_id, slot)``
+    index, then sorts that job's rows: never a walk of every execution (in a
+    state, or of a trigger) through another index."""
     _, queries = filled
-    for descending in (False, True):
-        order = order_by("executions", Order(column, descending))
-        sql = f"SELECT * FROM executions WHERE job_id = ? {order} LIMIT ? OFFSET ?"
-        found = plan(queries, sql, [1, 100, 0])
-        assert "SEARCH executions USING INDEX sqlite_autoindex_executions_1 (job_id=?)" in found
-        assert "SCAN" not in found, found
-    found = plan(queries, "SELECT COUNT(*) FROM executions WHERE job_id = ?", [1])
-    assert "COVERING INDEX sqlite_autoindex_executions_1 (job_id=?)" in found, found
+    filters: list[dict[str, Any]] = [
+        {},
+        {"state": "failed"},
+        {"trigger": "manual"},
+        {"trigger": "schedule"},
+        {"since": 1.0, "until": 2.0},
+        {"project_id": 1, "state": "success", "trigger": "backfill"},
+    ]
+    plans: list[str] = []
+    real = queries.db
+
+    class Explaining:
+        """The connection, explaining each query of the list before it runs."""
+
+        def execute(self, sql: str, args: Any = ()) -> Any:
+            explained = real.execute(f"EXPLAIN QUERY PLAN {sql}", args)
+            plans.append(" | ".join(row[3] for row in explained))
+            return real.execute(sql, args)
+
+    monkeypatch.setattr(Queries, "db", property(lambda self: Explaining()))
+    for given in filters:
+        for descending in (False, True):
+            plans.clear()
+            queries.executions(job_id=1, order=Order(column, descending), **given)
+            assert len(plans) == 2, plans  # the total and the page
+            for found in plans:
+                assert "INDEX sqlite_autoindex_executions_1 (job_id=?)" in found, (given, found)
+                assert "SCAN" not in found, found
 
 
 def test_the_api_socket_turns_nagle_off_on_its_connections() -> None:

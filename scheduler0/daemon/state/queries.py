@@ -412,15 +412,19 @@ class Queries:
     ) -> Page:
         clause, args = _visible(visible)
         clauses = [clause] if clause else []
+        # One job's runs are found through its (job_id, slot) index, whatever
+        # else is asked: a unary + keeps the planner off the state and trigger
+        # indexes, which would walk every execution in that state or trigger.
+        other = "" if job_id is None else "+"
         for column, value in (("job_id", job_id), ("project_id", project_id), ("state", state)):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"{'' if column == 'job_id' else other}{column} = ?")
                 args.append(value)
         if trigger == "schedule":
             # NULL: a run of the schedule (rows older than the column too).
             clauses.append("(trigger IS NULL OR trigger = 'schedule')")
         elif trigger is not None:
-            clauses.append("trigger = ?")  # the executions_by_trigger index
+            clauses.append(f"{other}trigger = ?")  # the executions_by_trigger index
             args.append(trigger)
         if since is not None:
             clauses.append(f"{RUN_SECOND_SQL} >= ?")
