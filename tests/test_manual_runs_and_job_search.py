@@ -231,8 +231,7 @@ def test_a_deep_page_is_its_slice_of_the_whole_list_in_every_order(client: Clien
         "/jobs",
         201,
         json=[
-            job(project, **({"name": f"n-{(n * 37) % 61:02d}"} if n % 4 else {}))
-            for n in range(60)
+            job(project, **({"name": f"n-{(n * 37) % 61:02d}"} if n % 4 else {})) for n in range(60)
         ],
     )
     client.data("POST", "/jobs", 201, json=[job(other) for _ in range(5)])
