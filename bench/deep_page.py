@@ -240,7 +240,7 @@ def one(jobs: int, args: argparse.Namespace) -> dict[str, Any]:
         figures = measure(node, setup, args.rounds)
         return {
             "jobs_listed": setup["jobs"],
-            "executions": setup["executions"],
+            "executions": setup.get("executions", sum(setup["runs"].values())),
             "node_ready_s": round(ready, 1),
             "created_seconds": setup["created_seconds"],
             "snapshot_interval_s": args.snapshot_interval or 15.0,
