@@ -212,19 +212,27 @@ def measure(node: NodeProcess, setup: dict[str, Any], rounds: int) -> dict[str, 
 
 
 def settle(node: NodeProcess, setup: dict[str, Any]) -> float:
-    """Wait (bounded) until the node's scheduler owns every job and 5 health
-    checks in a row answer within 50 ms: a node answers "ready" while its
-    scheduler still loads its jobs, which at 1,000,000 holds it up for tens
-    of seconds more. The seconds it took."""
+    """Wait (bounded) until the node's scheduler owns as many jobs on two
+    polls 2 s apart and 5 health checks in a row answer within 50 ms: a node
+    answers "ready" while its scheduler still loads its jobs, which at
+    1,000,000 holds it up for tens of seconds more. The seconds it took."""
     started = time.perf_counter()
     deadline = started + 600
-    in_row = 0
-    with httpx.Client(base_url=node.api, headers=setup["credential"], timeout=30.0) as http:
+    with httpx.Client(base_url=node.api, headers=setup["credential"], timeout=60.0) as http:
+
+        def owned() -> int:
+            return int(http.get("/status").json()["data"]["node"]["jobs_owned"])
+
+        last, in_row = -1, 0
         while time.perf_counter() < deadline and in_row < 5:
+            now_owned = owned()
+            if now_owned != last:
+                last, in_row = now_owned, 0
+                time.sleep(2)
+                continue
             t0 = time.perf_counter()
-            owned = http.get("/status").json()["data"]["node"]["jobs_owned"]
-            quick = time.perf_counter() - t0 < 0.05 and owned >= setup["jobs"] - len(setup["runs"])
-            in_row = in_row + 1 if quick else 0
+            http.get("/healthcheck")
+            in_row = in_row + 1 if time.perf_counter() - t0 < 0.05 else 0
             time.sleep(0.2)
     return time.perf_counter() - started
 
