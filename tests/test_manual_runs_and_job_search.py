@@ -220,6 +220,44 @@ def test_labels_and_text_search_on_the_node_with_paging(client: Client) -> None:
     assert too_long.json()["error"]["details"][0]["field"] == "q"
 
 
+def test_a_deep_page_is_its_slice_of_the_whole_list_in_every_order(client: Client) -> None:
+    """Through the API: a page at any offset, in every order, is the same slice
+    of the whole list (one page of it), with the exact total through creates,
+    a batch and deletes (the kept per-project counts)."""
+    project = new_project(client, "deep")
+    other = new_project(client, "deep-other")
+    made = client.data(
+        "POST",
+        "/jobs",
+        201,
+        json=[
+            job(project, **({"name": f"n-{(n * 37) % 61:02d}"} if n % 4 else {})) for n in range(60)
+        ],
+    )
+    client.data("POST", "/jobs", 201, json=[job(other) for _ in range(5)])
+    for j in made[5:20:3]:
+        client.data("PATCH", f"/jobs/{j['id']}", json={"data": "changed"})
+    for j in made[::9]:
+        client.data("DELETE", f"/jobs/{j['id']}")
+    client.data("POST", "/jobs", 201, json=job(project, name="last"))
+    total = 60 - len(made[::9]) + 1
+
+    def page(**params: Any) -> dict[str, Any]:
+        got: dict[str, Any] = client.data("GET", "/jobs", params={"projectId": project, **params})
+        return got
+
+    for column in ("id", "name", "project_id", "created_at", "updated_at"):
+        for direction in ("asc", "desc"):
+            order = {"orderBy": column, "orderByDirection": direction}
+            whole = page(limit=1000, **order)
+            assert whole["total"] == total and len(whole["jobs"]) == total
+            for offset in (1, 17, total // 2, total - 7, total - 1):
+                deep = page(limit=7, offset=offset, **order)
+                assert deep["total"] == total
+                assert ids(deep) == ids(whole)[offset : offset + 7], (column, direction, offset)
+    assert client.data("GET", "/jobs", params={"projectId": other})["total"] == 5
+
+
 def test_name_and_labels_survive_a_restart(tmp_path: Path) -> None:
     node = NodeProcess(tmp_path / "node").start()
     try:

@@ -128,18 +128,45 @@ run first. A direction given alone applies to the default column; a column
 given alone is in the list's default direction."""
 
 
-def order_by(table: str, order: Order | None) -> str:
+def order_by(table: str, order: Order | None, *, reverse: bool = False) -> str:
     """The ``ORDER BY`` clause of ``table``'s list: the column's SQL from
     ``ORDERS`` (a column not there raises ``KeyError``: the API checked it),
-    then the id in the same direction, so equal values page stably."""
+    then the id in the same direction, so equal values page stably.
+    ``reverse``: the same order read from its end."""
     column, descending = DEFAULT_ORDERS[table]
     if order is not None:
         column = order.column if order.column is not None else column
         descending = order.descending if order.descending is not None else descending
+    descending = descending != reverse
     expression = ORDERS[table][column]
     direction = "DESC" if descending else "ASC"
     tie = "" if expression == "id" else f", id {direction}"
     return f"ORDER BY {expression} {direction}{tie}"
+
+
+def _page_ids(
+    db: sqlite3.Connection,
+    where: str,
+    args: list[Any],
+    order: Order | None,
+    total: int,
+    limit: int,
+    offset: int,
+) -> list[int]:
+    """The ids of the jobs list's rows ``offset`` to ``offset + limit - 1``
+    (``where``, ``order``) of ``total``, in order: read in the reversed order
+    when the page is nearer the end, so the index walk skips at most half of
+    the list (``SELECT id`` only: the order's index covers it)."""
+    wanted = min(limit, total - offset)
+    if wanted <= 0:
+        return []
+    from_end = total - offset - wanted
+    reverse = from_end < offset
+    sql = f"SELECT id FROM jobs {where} {order_by('jobs', order, reverse=reverse)} LIMIT ? OFFSET ?"
+    ids = [row[0] for row in db.execute(sql, [*args, wanted, from_end if reverse else offset])]
+    if reverse:
+        ids.reverse()
+    return ids
 
 
 class Queries:
@@ -284,20 +311,56 @@ class Queries:
         search: JobSearch | None = None,
         order: Order | None = None,
     ) -> Page:
+        """A page of jobs and the exact total, read in one transaction.
+
+        The total of a list filtered by project alone (or by nothing, or by the
+        caller's projects) is a sum of ``project_job_counts`` rows: one read,
+        whatever the number of jobs. The page is found in two steps: the ids
+        of its rows, by skipping ``offset`` entries of the index of its order
+        (``ORDERS``: each index holds the project, the order's column and the
+        id, so the skipping reads no row of the table), from whichever end of
+        the list is nearer (the last page skips nothing), then those rows by
+        id. A deep page thus costs at most half the list's index entries,
+        never the rows before it."""
         clause, args = _visible(visible)
         clauses = [clause]
         if project_id is not None:
             clauses.append("project_id = ?")
             args.append(project_id)
-        if search is not None:
-            clauses.extend(search.clauses(args))
+        searched = [] if search is None else search.clauses(args)
+        clauses.extend(searched)
         where = _where(clauses)
-        (total,) = self.db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
-        rows = self.db.execute(
-            f"SELECT * FROM jobs {where} {order_by('jobs', order)} LIMIT ? OFFSET ?",
-            [*args, limit, offset],
-        ).fetchall()
-        return Page(total, offset, limit, rows)
+        db = self.db
+        db.execute("BEGIN")  # the total and the page of one state
+        try:
+            if searched:
+                (total,) = db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()
+            else:
+                total = self._counted_jobs(project_id, visible)
+            ids = _page_ids(db, where, args, order, total, limit, offset)
+            rows = {
+                row["id"]: row
+                for row in db.execute(
+                    "SELECT * FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+                    (orjson.dumps(ids).decode(),),
+                )
+            }
+        finally:
+            db.execute("COMMIT")
+        return Page(total, offset, limit, [rows[i] for i in ids if i in rows])
+
+    def _counted_jobs(self, project_id: int | None, visible: Visible) -> int:
+        """The number of jobs of ``project_id`` (None: of every project), only
+        those of ``visible`` projects, from ``project_job_counts``."""
+        clause, args = _visible(visible)
+        clauses = [clause]
+        if project_id is not None:
+            clauses.append("project_id = ?")
+            args.append(project_id)
+        (total,) = self.db.execute(
+            f"SELECT COALESCE(SUM(jobs), 0) FROM project_job_counts {_where(clauses)}", args
+        ).fetchone()
+        return int(total)
 
     def jobs_for_scheduling(self, ids: Sequence[int] | None, buckets: Sequence[int]) -> list[Any]:
         """Active jobs in ``buckets`` (all of them, or only ``ids``)."""
@@ -349,15 +412,19 @@ class Queries:
     ) -> Page:
         clause, args = _visible(visible)
         clauses = [clause] if clause else []
+        # One job's runs are found through its (job_id, slot) index, whatever
+        # else is asked: a unary + keeps the planner off the state and trigger
+        # indexes, which would walk every execution in that state or trigger.
+        other = "" if job_id is None else "+"
         for column, value in (("job_id", job_id), ("project_id", project_id), ("state", state)):
             if value is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"{'' if column == 'job_id' else other}{column} = ?")
                 args.append(value)
         if trigger == "schedule":
             # NULL: a run of the schedule (rows older than the column too).
             clauses.append("(trigger IS NULL OR trigger = 'schedule')")
         elif trigger is not None:
-            clauses.append("trigger = ?")  # the executions_by_trigger index
+            clauses.append(f"{other}trigger = ?")  # the executions_by_trigger index
             args.append(trigger)
         if since is not None:
             clauses.append(f"{RUN_SECOND_SQL} >= ?")
@@ -440,7 +507,7 @@ class Queries:
         db = self.db
         out = {
             "projects": db.execute("SELECT COUNT(*) FROM projects").fetchone()[0],
-            "jobs": db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0],
+            "jobs": self._counted_jobs(None, None),
             "executions": db.execute("SELECT COUNT(*) FROM executions").fetchone()[0],
         }
         return out

@@ -157,7 +157,33 @@ CREATE TABLE IF NOT EXISTS audit_log (
 );
 CREATE INDEX IF NOT EXISTS audit_log_by_kind ON audit_log(kind, id);
 CREATE INDEX IF NOT EXISTS audit_log_by_project ON audit_log(project_id, id);
+CREATE TABLE IF NOT EXISTS project_job_counts (
+    project_id INTEGER PRIMARY KEY,
+    jobs INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS project_job_counts_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO project_job_counts (project_id, jobs) VALUES (NEW.project_id, 1)
+        ON CONFLICT (project_id) DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS project_job_counts_delete AFTER DELETE ON jobs BEGIN
+    UPDATE project_job_counts SET jobs = jobs - 1 WHERE project_id = OLD.project_id;
+    DELETE FROM project_job_counts WHERE project_id = OLD.project_id AND jobs = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS project_job_counts_move AFTER UPDATE OF project_id ON jobs
+    WHEN NEW.project_id IS NOT OLD.project_id BEGIN
+    UPDATE project_job_counts SET jobs = jobs - 1 WHERE project_id = OLD.project_id;
+    DELETE FROM project_job_counts WHERE project_id = OLD.project_id AND jobs = 0;
+    INSERT INTO project_job_counts (project_id, jobs) VALUES (NEW.project_id, 1)
+        ON CONFLICT (project_id) DO UPDATE SET jobs = jobs + 1;
+END;
 """
+"""``project_job_counts`` is derived: the number of jobs of each project that
+has any (no row for a project without jobs), kept by the triggers on ``jobs``
+in the transaction of every insert, delete or move of a job, so that
+``GET /jobs`` answers its exact ``total`` without counting a project's rows.
+A database without the table (a snapshot of an older node) gets it filled from
+``jobs`` when loaded (``add_missing_columns``): the same rows every replica
+holds, since the counts are a function of ``jobs`` alone."""
 
 
 def manual_slot(second: int, n: int) -> int:
@@ -249,6 +275,8 @@ CREATE INDEX IF NOT EXISTS executions_by_trigger ON executions(trigger) WHERE tr
 CREATE INDEX IF NOT EXISTS jobs_by_executor ON jobs(executor_id) WHERE executor_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_name_all ON jobs(name);
 CREATE INDEX IF NOT EXISTS jobs_by_updated ON jobs(updated_at);
+CREATE INDEX IF NOT EXISTS jobs_by_project_name ON jobs(project_id, name);
+CREATE INDEX IF NOT EXISTS jobs_by_project_updated ON jobs(project_id, updated_at);
 """
 """Indexes over added columns: made once the columns exist (after ``SCHEMA``
 and ``ADDED_COLUMNS``). ``jobs_by_name`` finds a name in every project and
@@ -258,8 +286,12 @@ schedule's, which leave it NULL): a fire pays nothing for it.
 ``jobs_by_executor`` finds the jobs of an executor (a change of it, a refused
 delete); a job with its own ``callback_url`` (NULL) is not in it.
 ``jobs_by_name_all`` and ``jobs_by_updated`` serve ``GET /jobs`` ordered by
-name or by updated_at (``queries.ORDERS``) without sorting every job; a fire
-changes neither column, so neither costs a fire anything."""
+name or by updated_at (``queries.ORDERS``) without sorting every job, and
+``jobs_by_project_name`` and ``jobs_by_project_updated`` the same within one
+project (``?project_id=``); a fire changes none of these columns, so none
+costs a fire anything. Each ends with the row's id, so each holds every
+column a page's ``ORDER BY`` (and its id tie-break) reads: a deep page skips
+its offset in the index alone (``Queries.jobs``)."""
 
 
 REPLACED_INDEXES = ("executions_by_slot",)
@@ -273,8 +305,17 @@ added to)."""
 def add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a database written by an older node (a loaded snapshot) up to this
     schema: the tables and indexes it lacks, the added columns (NULL), then
-    their indexes. Idempotent."""
+    their indexes, and the derived ``project_job_counts`` filled if it was
+    missing. Idempotent."""
+    counted = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'project_job_counts'"
+    ).fetchone()
     conn.executescript(SCHEMA)
+    if counted is None:
+        conn.execute(
+            "INSERT INTO project_job_counts (project_id, jobs)"
+            " SELECT project_id, COUNT(*) FROM jobs GROUP BY project_id"
+        )
     for index in REPLACED_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {index}")
     for table, column, kind in ADDED_COLUMNS:
