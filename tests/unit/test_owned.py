@@ -143,3 +143,28 @@ async def test_a_job_with_an_invalid_schedule_is_skipped(world: World) -> None:
     owned = owned_set(world)
     owned.refresh()
     assert list(owned.jobs) == [good]
+
+
+@run_async
+async def test_jobs_for_scheduling_reads_every_chunk_by_id(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The scheduler's read comes in chunks of JSON: every job of the buckets
+    (or of the ids) once, by id, with its stored values."""
+    from scheduler0.daemon.state import queries as q
+
+    monkeypatch.setattr(q, "SCHEDULING_CHUNK", 5)
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * 12, policy={"max_runs": 3})
+    every = list(range(BUCKETS))
+    rows = list(world.queries.jobs_for_scheduling(None, every))
+    assert [r["id"] for r in rows] == ids
+    stored = world.queries.job(ids[3])
+    assert {k: stored[k] for k in rows[3]} == rows[3]
+    assert set(rows[3]) >= {"spec", "timezone", "anchor", "policy", "next_run", "fired_count"}
+    some = [ids[0], ids[6], ids[11]]
+    assert [r["id"] for r in world.queries.jobs_for_scheduling(some, every)] == some
+    mine = [bucket_of(ids[1]), bucket_of(ids[7])]
+    found = [r["id"] for r in world.queries.jobs_for_scheduling(None, mine)]
+    assert found == sorted(i for i in ids if bucket_of(i) in mine)
+    assert list(world.queries.jobs_for_scheduling([10_000], every)) == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -142,6 +142,14 @@ def order_by(table: str, order: Order | None, *, reverse: bool = False) -> str:
     direction = "DESC" if descending else "ASC"
     tie = "" if expression == "id" else f", id {direction}"
     return f"ORDER BY {expression} {direction}{tie}"
+
+
+_SCHEDULING_COLUMNS = (
+    "id", "spec", "timezone", "anchor", "not_before", "last_fired_slot", "paused", "bucket",
+    "next_run", "revision", "policy", "fired_count",
+)  # fmt: skip
+SCHEDULING_CHUNK = 5_000
+"""Jobs the scheduler reads per step (``Queries.jobs_for_scheduling``)."""
 
 
 JOB_PAGE_COLUMNS = (
@@ -382,19 +390,35 @@ class Queries:
         ).fetchone()
         return int(total)
 
-    def jobs_for_scheduling(self, ids: Sequence[int] | None, buckets: Sequence[int]) -> list[Any]:
-        """Active jobs in ``buckets`` (all of them, or only ``ids``)."""
-        sql = (
-            "SELECT id, spec, timezone, anchor, not_before, last_fired_slot, paused, bucket,"
-            " next_run, revision, policy, fired_count"
-            " FROM jobs"
-            " WHERE bucket IN (SELECT value FROM json_each(?))"
-        )
+    def jobs_for_scheduling(
+        self, ids: Sequence[int] | None, buckets: Sequence[int]
+    ) -> Iterator[dict[str, Any]]:
+        """Jobs in ``buckets`` (all of them, or only ``ids``), by id, as dicts.
+
+        Read ``SCHEDULING_CHUNK`` at a time, each chunk as one JSON array that
+        SQLite builds in one step. The scheduler reads them on the event loop:
+        row by row, every row's step released the GIL and waited to take it
+        back from whichever thread held it (a batch being validated, apply),
+        and the 1,000 rows of a new batch held the loop 200-350 ms for 25 ms
+        of work. In chunks a whole bucket share is never in memory at once."""
+        columns = ", ".join(f"'{c}', {c}" for c in _SCHEDULING_COLUMNS)
+        where = "bucket IN (SELECT value FROM json_each(?))"
         args: list[Any] = [orjson.dumps(list(buckets)).decode()]
         if ids is not None:
-            sql += " AND id IN (SELECT value FROM json_each(?))"
+            where += " AND id IN (SELECT value FROM json_each(?))"
             args.append(orjson.dumps(list(ids)).decode())
-        return self.db.execute(sql, args).fetchall()
+        sql = (
+            f"SELECT json_group_array(json_object({columns})), MAX(id) FROM"
+            f" (SELECT * FROM jobs WHERE {where} AND id > ? ORDER BY id LIMIT ?)"
+        )
+        after = 0
+        while True:
+            text, last = self.db.execute(sql, [*args, after, SCHEDULING_CHUNK]).fetchone()
+            if last is None:
+                return
+            chunk: list[dict[str, Any]] = orjson.loads(text)
+            yield from chunk
+            after = last
 
     def fire_payloads(self, fires: Sequence[Sequence[int]]) -> dict[int, sqlite3.Row]:
         """Job rows for accepted fires, with where their callbacks go: the
