@@ -313,7 +313,7 @@ class Settings(BaseModel):
         description="Share of MaxWorkers one destination (scheme, host, port) may hold at once",
     )
     callback_queue_max_mb: PositiveInt = _setting(
-        64,
+        32,
         alias="CallbackQueueMaxMb",
         description="MB of callback bodies that may wait for one destination; past it,"
         " new fires for it are recorded failed",

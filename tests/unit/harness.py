@@ -44,6 +44,8 @@ class RecordingExecutor:
         self.refused: list[Fire] = []
         self.full: set[str] = set()
         """URLs whose destination a test declares full (``refusing``)."""
+        self.room: dict[str, int] = {}
+        """Bytes a test says a URL's destination has room for (``refusing``)."""
         self.calls = 0
         self._results: list[FireResult] = []
 
@@ -56,7 +58,7 @@ class RecordingExecutor:
         return [fire for fire in fires if fire.callback_url in self.full]
 
     def refusing(self, url: str, size: int) -> bool:
-        return url in self.full
+        return url in self.full or size > self.room.get(url, size)
 
     def refuse(self, fires: Sequence[Fire]) -> None:
         self.refused.extend(fires)

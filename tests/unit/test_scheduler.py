@@ -228,3 +228,28 @@ async def test_a_full_destination_parks_its_jobs_heads_until_it_has_room(world: 
     head = s._owned.payloads[job]
     assert not isinstance(head, Parked)
     assert isinstance(world.executor.submitted[-1].payload, tuple)
+
+
+@run_async
+async def test_parked_jobs_come_back_as_their_destination_has_room(world: World) -> None:
+    from scheduler0.daemon.scheduling.owned import Parked
+
+    await world.project()
+    jobs = await world.jobs("@every 10s", "@every 10s", "@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    url = "http://receiver.invalid/cb"
+    world.executor.full.add(url)
+    await tick(s, world, T0 + 10.5)  # all three refused, and parked
+    sizes = [s._owned.payloads[j] for j in jobs]
+    assert all(isinstance(p, Parked) for p in sizes)
+    world.executor.full.clear()
+    head = sizes[0]
+    assert isinstance(head, Parked)
+    world.executor.room[url] = 2 * head.size + 1  # room for two of them
+    await tick(s, world, T0 + 20.5)
+    assert sorted(p for p in world.executor.sent_pairs() if p[1] == T0 + 20) == [
+        (jobs[0], T0 + 20),
+        (jobs[1], T0 + 20),
+    ]
+    assert [f.job_id for f in world.executor.refused] == [jobs[2]]

@@ -50,30 +50,34 @@ class Dispatcher:
         A job without policies whose fire the executor refused (its
         destination's backlog was full) is *parked*: its cached head is
         replaced by a ``Parked`` entry (URL, secret, method, the head's size).
-        While that destination has no room for the bodies of all its parked
-        jobs due now, their fires are recorded refused without a body and
-        without reading a row; once it has, their heads are read again. So a
+        While that destination has no room for their bodies, their fires are
+        recorded refused without a body and without reading a row; as room
+        comes back, as many as fit (all, once its backlog is empty) have their
+        heads read again. So a
         receiver that never answers holds its backlog's bytes, not also every
         job's payload."""
         payloads = self._payloads
         executor = self._executor
         missing: list[list[int]] = []
         parked: dict[str, list[list[int]]] = {}
-        parked_bytes: dict[str, int] = {}
         for entry in accepted:
             cached = payloads.get(entry[0])
             if cached is None:
                 missing.append(entry)
             elif isinstance(cached, Parked):
                 parked.setdefault(cached.callback_url, []).append(entry)
-                parked_bytes[cached.callback_url] = (
-                    parked_bytes.get(cached.callback_url, 0) + cached.size
-                )
         for url, entries in parked.items():
-            if not executor.refusing(url, parked_bytes[url]):
-                for entry in entries:  # room for them all again: their heads are read below
-                    payloads.pop(entry[0], None)
-                    missing.append(entry)
+            # As many as its backlog has room for, in order (an empty backlog
+            # takes them all: those it then refuses are parked again).
+            needed = 0
+            for entry in entries:
+                cached = payloads[entry[0]]
+                assert isinstance(cached, Parked)
+                needed += cached.size
+                if executor.refusing(url, needed):
+                    break
+                del payloads[entry[0]]  # its head is read below
+                missing.append(entry)
         if missing:
             for job_id, row in self._queries.fire_payloads(missing).items():
                 first = payload_head(row)
