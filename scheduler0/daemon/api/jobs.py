@@ -418,7 +418,7 @@ async def list_jobs(request: Request) -> Response:
                 raise NotFound(f"no project with id {project_id}")  # as if it did not exist
             queries.project(project_id)  # 404 for an unknown project
         rows = queries.jobs(project_id, limit, offset, shown, search, order)
-        return views.page_out(rows, "jobs", views.job_wire)
+        return views.jobs_page_out(rows)
 
     return await ok_off_loop(page)
 

@@ -111,13 +111,17 @@ PAGE_SLICE = 500
 
 def page_out(page: Page, name: str, present: Callable[[Row], dict[str, Any]]) -> dict[str, Any]:
     """``{"total", "offset", "limit", name: [...]}``, the rows already JSON
-    (see :func:`encoded_rows`; pages of jobs: :func:`job_page`)."""
-    return {
-        "total": page.total,
-        "offset": page.offset,
-        "limit": page.limit,
-        name: job_page(page.rows) if present is job_wire else encoded_rows(page.rows, present),
-    }
+    (see :func:`encoded_rows`)."""
+    return _page(page, name, encoded_rows(page.rows, present))
+
+
+def jobs_page_out(page: Page) -> dict[str, Any]:
+    """``page_out`` of jobs, presented by :func:`job_page`."""
+    return _page(page, "jobs", job_page(page.rows))
+
+
+def _page(page: Page, name: str, rows: orjson.Fragment) -> dict[str, Any]:
+    return {"total": page.total, "offset": page.offset, "limit": page.limit, name: rows}
 
 
 def encoded_rows(

@@ -320,6 +320,11 @@ class Executor:
         recorded ``failed`` at once with that reason; those fires are returned.
         Raises RuntimeError after ``stop``.
         """
+        return self._batch(fires, admit=True)
+
+    def _batch(self, fires: Sequence[Fire], *, admit: bool) -> list[Fire]:
+        """``submit`` (``admit``: each chunk as its destination has room) or
+        ``refuse`` (no chunk admitted); returns the fires refused."""
         if self._stopped:
             raise RuntimeError("executor is stopped")
         refused: list[Fire] = []
@@ -330,7 +335,7 @@ class Executor:
         for (url, secret, delivery, method), batch in batches.items():
             plan = job_plan(self._plan, delivery, self._timeout_max)
             destination = self._destination(url)
-            room = functools.partial(self._has_room, destination)
+            room = functools.partial(self._has_room, destination) if admit else _no_room
             chunks = _chunk_batch(url, secret, batch, self._payload_max_bytes, plan, room, method)
             for chunk in chunks:
                 if chunk.refused:
@@ -347,19 +352,7 @@ class Executor:
     def refuse(self, fires: Sequence[Fire]) -> None:
         """Record ``fires`` failed, refused by their destinations' full
         backlogs, without building a body (see ``refusing``)."""
-        if self._stopped:
-            raise RuntimeError("executor is stopped")
-        batches: dict[tuple[str, str, str], list[Fire]] = {}
-        for fire in fires:
-            batches.setdefault((fire.callback_url, fire.signing_secret, fire.method), []).append(
-                fire
-            )
-        for (url, secret, method), batch in batches.items():
-            destination = self._destination(url)
-            for chunk in _chunk_batch(
-                url, secret, batch, self._payload_max_bytes, self._plan, _no_room, method
-            ):
-                self._enqueue(destination, chunk)
+        self._batch(fires, admit=False)
 
     def drain_results(self) -> list[FireResult]:
         """Return the results finished since the last call, and forget them."""

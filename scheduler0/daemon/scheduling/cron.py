@@ -569,6 +569,7 @@ class _DayRule:
                         nth_days.add(dates[-1])
                     elif k <= len(dates):
                         nth_days.add(dates[k - 1])
+        w_only = dom_days if self._w else None  # side two of an either rule keeps the W days
         out = [False] * 32
         for d in range(1, dim + 1):
             wd = (wd1 + d - 1) % 7
@@ -577,7 +578,6 @@ class _DayRule:
                 (d in nth_days) if nth_days is not None else (self._dow is None or wd in self._dow)
             )
             if self._either:
-                w_only = dom_days if self._w else None
                 one = (dom_days is None or d in dom_days) and (nth_days is None or d in nth_days)
                 two = (w_only is None or d in w_only) and dow_ok
                 ok = one if side == 1 else two if side == 2 else one or two
