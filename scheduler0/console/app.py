@@ -357,7 +357,10 @@ class ConsoleApp(App[None]):
             self.main.show_error("nodes", f"could not refresh: {error}")
             if c.unreachable:
                 if c.view is not None:
-                    self.main.query_one(NodesTable).mark_unreachable(c.view.node_id)
+                    try:
+                        self.main.query_one(NodesTable).mark_unreachable(c.view.node_id)
+                    except NoMatches:  # the app is closing: its widgets are gone
+                        return
                 self.failover.misses += 1
                 if self.failover.misses >= FAILOVER_AFTER_FAILURES:
                     self._fail_over()
