@@ -80,6 +80,7 @@ class WorkerHealth:
 
     def __init__(self) -> None:
         self._since: dict[str, tuple[bool, float]] = {}
+        self._link_since: dict[str, tuple[bool, float]] = {}
         self.last_contact: dict[str, float] = {}
 
     def observe(self, address: str, up: bool, now: float) -> None:
@@ -88,6 +89,22 @@ class WorkerHealth:
             self._since[address] = (up, now)
         if up:
             self.last_contact[address] = time.time()
+
+    def observe_link(self, address: str, connected: bool, now: float) -> None:
+        """Whether raft is connected to ``address`` now (caught up or not)."""
+        state = self._link_since.get(address)
+        if state is None or state[0] != connected:
+            self._link_since[address] = (connected, now)
+
+    def unreachable(self, address: str, now: float) -> bool:
+        """Not connected over raft for ``HEARTBEAT_DEADLINE`` seconds of this
+        leader's observation. A member still connected is alive, however far
+        behind: it will report on what it sent itself."""
+        state = self._link_since.get(address)
+        if state is None:
+            return False
+        connected, since = state
+        return not connected and now - since >= HEARTBEAT_DEADLINE
 
     def healthy(self, address: str, now: float, currently_owner: bool) -> bool:
         """An owner keeps its buckets until down past the deadline; a newcomer
@@ -102,6 +119,7 @@ class WorkerHealth:
 
     def forget(self) -> None:
         self._since.clear()
+        self._link_since.clear()
 
 
 class Proposer(Protocol):
@@ -211,6 +229,7 @@ class Coordinator:
                 continue
             up = connected[address] and match.get(address, 0) >= commit - CAUGHT_UP_ENTRIES
             self.health.observe(address, up, now)
+            self.health.observe_link(address, connected[address], now)
             if self.health.healthy(address, now, member["node_id"] in owners):
                 out.append(member["node_id"])
         return out
@@ -258,15 +277,26 @@ class Coordinator:
             await self.prune()
 
     async def declare_dead_workers_lost(self, workers: list[int]) -> None:
-        """A worker down past the heartbeat deadline will not report on the
-        executions it dispatched: record them ``lost`` so their new owner
-        re-sends them (same execution id)."""
+        """A member unreachable past the heartbeat deadline (or no longer a
+        raft partner) will not report on the executions it dispatched: record
+        them ``lost`` so their new owner re-sends them (same execution id).
+
+        A member that is not a worker but still connected is left alone: it
+        is alive (a former leader, a worker that lost its buckets, one too
+        far behind), its executor still sends what it holds and records the
+        results, and re-sending those would deliver them twice. A member
+        that restarts declares its own earlier executions lost."""
         own_id = self._settings.node_id
         if workers == [own_id]:
             return
+        connected: dict[str, bool] = self._log.status().get("partners_connected", {})
+        now = self._clock()
         for member in self._queries.members():
             node_id = member["node_id"]
             if node_id in workers or node_id == own_id:
+                continue
+            address = member["raft_address"]
+            if address in connected and not self.health.unreachable(address, now):
                 continue
             orphans = [
                 [r["job_id"], r["slot"]] for r in self._queries.unsettled("dispatched", node_id)

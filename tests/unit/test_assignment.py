@@ -8,6 +8,7 @@ Time enters ``cluster.py`` in two ways. ``WorkerHealth.observe/healthy`` take
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections import Counter
 from types import SimpleNamespace
@@ -311,3 +312,66 @@ def test_an_owner_that_drops_stays_a_worker_until_the_deadline() -> None:
     assert coord.workers() == [2, 3]
     clock.mono = start + HEARTBEAT_DEADLINE
     assert coord.workers() == [3]
+
+
+# -- Coordinator.declare_dead_workers_lost: only the unreachable lose their executions -----
+
+
+def test_only_a_member_unreachable_past_the_deadline_has_its_executions_declared_lost() -> None:
+    """Node 2 is connected but no worker (it just led, or lost its buckets): it is
+    alive and settles what it sent, so nothing of it is declared lost until raft
+    has been disconnected from it for the heartbeat deadline. Node 4 is recorded
+    but no raft partner: its executions are declared lost at once."""
+    clock = FakeClock()
+    status: dict[str, Any] = {
+        "commit_index": 10,
+        "partners_connected": {"n2:7070": True, "n3:7070": True},
+        "partners_match_index": {"n2:7070": 10, "n3:7070": 10},
+    }
+    dispatched = {2: [(7, 100), (8, 100)], 3: [(9, 100)], 4: [(5, 90)]}
+    proposed: list[Any] = []
+
+    async def propose(command: Any) -> None:
+        proposed.append(command)
+
+    coord = Coordinator(
+        CoordinatorSettings(
+            node_id=1,
+            address="http://n1",
+            raft_address="n1:7070",
+            replicas=(),
+            retention_rows=0,
+            retention_seconds=0.0,
+            retention_per_job=0,
+        ),
+        log=SimpleNamespace(status=lambda: status),  # type: ignore[arg-type]
+        writes=SimpleNamespace(propose=propose),  # type: ignore[arg-type]
+        assignment=SimpleNamespace(owners=[3] * BUCKETS, epoch=1),
+        queries=SimpleNamespace(  # type: ignore[arg-type]
+            members=lambda: MEMBERS,
+            unsettled=lambda state, node_id: [
+                {"job_id": j, "slot": s} for j, s in dispatched.get(node_id, [])
+            ],
+        ),
+        clock=clock.monotonic,
+    )
+
+    def declared() -> list[list[list[int]]]:
+        asyncio.run(coord.declare_dead_workers_lost(coord.workers()))
+        out = [command.executions for command in proposed]
+        proposed.clear()
+        return out
+
+    assert coord.workers() == [3]  # node 2 is up but waits RETURN_AFTER for buckets
+    assert declared() == [[[5, 90]]]  # node 4 only: no raft partner
+    dispatched.pop(4)
+    clock.mono += RETURN_AFTER + 5
+    status["partners_connected"]["n2:7070"] = False
+    assert declared() == []  # node 2 just dropped
+    clock.mono += HEARTBEAT_DEADLINE - 0.01
+    assert declared() == []
+    clock.mono += 0.01
+    assert declared() == [[[7, 100], [8, 100]]]
+    # Back before the deadline: nothing.
+    status["partners_connected"]["n2:7070"] = True
+    assert declared() == []
