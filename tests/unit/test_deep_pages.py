@@ -2,8 +2,9 @@
 the same slice of the whole list in every order (read from either end), its
 ``total`` comes exact from ``project_job_counts`` through creates, deletes
 and failed commands, on every replica and after a snapshot, and the queries
-walk indexes: a project's page skips its offset in an index alone, and one
-job's executions are found through the ``(job_id, slot)`` index."""
+walk indexes: a project's page skips its offset in an index alone (in id
+order, from the block of ids ``job_blocks`` places it in), and one job's
+executions are found through the ``(job_id, slot)`` index."""
 
 from __future__ import annotations
 
@@ -45,10 +46,22 @@ def apply(machine: StateMachine, command: c.Command) -> dict[str, Any]:
 
 
 def counts(db: sqlite3.Connection) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """The kept counts, and the jobs counted afresh."""
+    """The kept counts, and the jobs counted afresh; first checks that the
+    kept blocks are those counted afresh too."""
+    assert blocks(db)[0] == blocks(db)[1], "job_blocks"
     kept = db.execute("SELECT project_id, jobs FROM project_job_counts ORDER BY 1").fetchall()
     fresh = db.execute(
         "SELECT project_id, COUNT(*) FROM jobs GROUP BY project_id ORDER BY 1"
+    ).fetchall()
+    return [tuple(r) for r in kept], [tuple(r) for r in fresh]
+
+
+def blocks(db: sqlite3.Connection) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """The kept ``job_blocks``, and the same counted afresh from ``jobs``."""
+    kept = db.execute("SELECT project_id, block, jobs FROM job_blocks ORDER BY 1, 2").fetchall()
+    fresh = db.execute(
+        f"SELECT project_id, id >> {schema.JOB_BLOCK_BITS}, COUNT(*) FROM jobs"
+        " GROUP BY 1, 2 ORDER BY 1, 2"
     ).fetchall()
     return [tuple(r) for r in kept], [tuple(r) for r in fresh]
 
@@ -113,6 +126,48 @@ def test_every_page_is_its_slice_of_the_whole_list_in_every_order(
         for offset in (total, total + 5):
             page = queries.jobs(project_id, 10, offset, visible, None, order)
             assert (page.rows, page.total) == ([], total)
+
+
+def test_pages_in_id_order_across_many_blocks_are_their_slices(tmp_path: Path) -> None:
+    """Ids over several ``job_blocks`` blocks, projects interleaved within and
+    across blocks, whole blocks and scattered jobs deleted: every page in id
+    order (either direction; by a project, by all, by a project among the
+    visible) is its slice of the whole list."""
+    machine = StateMachine(tmp_path / "state.db")
+    for name in ("p", "q", "r"):
+        apply(machine, c.ProjectCreated(now=NOW, name=name, description="", signing_secret="s"))
+    block = 1 << schema.JOB_BLOCK_BITS
+    n = 0
+    for batch in range(12):
+        jobs = []
+        for i in range(500):
+            n += 1
+            jobs.append(job(batch % 3 + 1 if batch < 8 else i % 3 + 1, n))
+        assert "ok" in apply(machine, c.JobsCreated(now=NOW, jobs=jobs))
+    gone = [*range(block, 2 * block), *range(7, n + 1, 7)]  # all of block 1, every 7th
+    for job_id in sorted(set(gone)):
+        apply(machine, c.JobDeleted(now=NOW, job_id=job_id))
+    queries = Queries(tmp_path / "state.db")
+    assert blocks(queries.db)[0] == blocks(queries.db)[1]
+    lists = [
+        (2, None, "WHERE project_id = ?", [2]),
+        (None, None, "", []),
+        (3, frozenset({1, 3}), "WHERE project_id = ?", [3]),
+    ]
+    for column, descending in (("id", False), ("id", True), ("created_at", True)):
+        order = Order(column, descending)
+        for project_id, visible, where, args in lists:
+            expected = whole(queries, where, args, order)
+            total = len(expected)
+            assert len({i >> schema.JOB_BLOCK_BITS for i in expected}) >= 4
+            for limit in (1, 100, 1000):
+                for offset in [*range(limit + 1, total + 2, 97), total - limit, total - 1]:
+                    page = queries.jobs(project_id, limit, offset, visible, None, order)
+                    got = [row["id"] for row in page.rows]
+                    assert got == expected[offset : offset + limit], (project_id, limit, offset)
+                    assert page.total == total
+    queries.db.close()
+    machine.close()
 
 
 def test_names_order_with_the_unnamed_first_ascending_and_last_descending(
@@ -209,9 +264,11 @@ def test_a_database_of_an_older_node_gets_its_counts_made_then_kept(tmp_path: Pa
     for name in ("p", "q"):
         apply(machine, c.ProjectCreated(now=NOW, name=name, description="", signing_secret="s"))
     apply(machine, c.JobsCreated(now=NOW, jobs=[job(1 + n % 3 // 2, n) for n in range(9)]))
-    machine._conn.executescript(  # as a node without the table wrote it
+    machine._conn.executescript(  # as a node without the tables wrote it
         "DROP TRIGGER project_job_counts_insert; DROP TRIGGER project_job_counts_delete;"
         " DROP TRIGGER project_job_counts_move; DROP TABLE project_job_counts;"
+        " DROP TRIGGER job_blocks_insert; DROP TRIGGER job_blocks_delete;"
+        " DROP TRIGGER job_blocks_move; DROP TABLE job_blocks;"
     )
     machine.close()
     conn = schema.connect(path, writer=True)  # what loading its snapshot does
@@ -247,6 +304,32 @@ def test_a_projects_page_skips_its_offset_in_a_covering_index(
         queries, "SELECT COALESCE(SUM(jobs), 0) FROM project_job_counts WHERE project_id = ?", [1]
     )
     assert "SEARCH project_job_counts USING INTEGER PRIMARY KEY" in found, found
+
+
+def test_a_page_in_id_order_starts_its_walk_from_its_block(
+    filled: tuple[StateMachine, Queries],
+) -> None:
+    """The blocks of a project are read in order from the primary key, and the
+    walk from a block's first id reads the project's index alone; nothing is
+    sorted."""
+    _, queries = filled
+    for direction, bound in (("ASC", ">="), ("DESC", "<")):
+        found = plan(
+            queries,
+            "SELECT block, SUM(jobs) FROM job_blocks WHERE project_id = ?"
+            f" GROUP BY block ORDER BY block {direction}",
+            [1],
+        )
+        assert "SEARCH job_blocks USING PRIMARY KEY (project_id=?)" in found, found
+        assert "TEMP B-TREE" not in found, found
+        found = plan(
+            queries,
+            f"SELECT id FROM jobs WHERE project_id = ? AND id {bound} ?"
+            f" ORDER BY id {direction} LIMIT ? OFFSET ?",
+            [1, 1024, 10, 5],
+        )
+        assert "USING COVERING INDEX" in found, found
+        assert "TEMP B-TREE" not in found, found
 
 
 @pytest.mark.parametrize("column", list(ORDERS["executions"]))

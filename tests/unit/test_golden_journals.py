@@ -23,6 +23,7 @@ import pytest
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state.schema import JOB_BLOCK_BITS
 from tests.golden.journal import (
     COMPRESS_ABOVE,
     HERE,
@@ -48,10 +49,13 @@ def assert_same_tables(actual: dict[str, Any], expected: dict[str, Any]) -> None
     """Every checked table exactly; a table added to the schema since the dump
     was taken must be left empty by the old entries, and a column added since
     must be left NULL or 0 (its default) by them. The derived
-    ``project_job_counts`` must count the checked jobs."""
+    ``project_job_counts`` and ``job_blocks`` must count the checked jobs."""
     for name, table in sorted(actual.items()):
         if name == "project_job_counts" and name not in expected:
             assert table["rows"] == job_counts(expected["jobs"]), "derived job counts"
+            continue
+        if name == "job_blocks" and name not in expected:
+            assert table["rows"] == job_blocks(expected["jobs"]), "derived job blocks"
             continue
         if name not in expected:
             assert table["rows"] == [], f"old entries wrote to the new table {name}"
@@ -72,6 +76,14 @@ def job_counts(jobs: dict[str, Any]) -> list[list[int]]:
     column = jobs["columns"].index("project_id")
     counts = Counter(row[column] for row in jobs["rows"])
     return [[project_id, n] for project_id, n in sorted(counts.items())]
+
+
+def job_blocks(jobs: dict[str, Any]) -> list[list[int]]:
+    """``job_blocks`` as it must be beside the ``jobs`` table dumped."""
+    columns = jobs["columns"]
+    project, job_id = columns.index("project_id"), columns.index("id")
+    counts = Counter((row[project], row[job_id] >> JOB_BLOCK_BITS) for row in jobs["rows"])
+    return [[p, block, n] for (p, block), n in sorted(counts.items())]
 
 
 @pytest.mark.parametrize("name", JOURNALS)

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from scheduler0.daemon.state.schema import BACKFILL, RUN_SECOND_SQL, connect
+from scheduler0.daemon.state.schema import BACKFILL, JOB_BLOCK_BITS, RUN_SECOND_SQL, connect
 from scheduler0.errors import NotFound
 
 _EXECUTOR_JOBS = "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id) AS jobs"
@@ -187,6 +187,54 @@ def _page_ids(
     return ids
 
 
+def _id_descending(order: Order | None) -> bool | None:
+    """Whether the jobs list in ``order`` runs by descending id; None when
+    it is not in id order."""
+    column, descending = DEFAULT_ORDERS["jobs"]
+    if order is not None:
+        column = order.column if order.column is not None else column
+        descending = order.descending if order.descending is not None else descending
+    return descending if ORDERS["jobs"][column] == "id" else None
+
+
+def _page_ids_by_block(
+    db: sqlite3.Connection,
+    clauses: list[str],
+    args: list[Any],
+    descending: bool,
+    limit: int,
+    offset: int,
+) -> list[int]:
+    """The ids of the jobs list's rows ``offset`` to ``offset + limit - 1`` in
+    id order, when ``clauses`` (with ``args``) filter on the project alone:
+    ``job_blocks`` says in which block of ids the row at ``offset`` lies and
+    how many of the list come before that block, so the index walk starts at
+    the block and skips fewer than ``2 ** JOB_BLOCK_BITS`` entries."""
+    direction = "DESC" if descending else "ASC"
+    blocks = db.execute(
+        f"SELECT block, SUM(jobs) FROM job_blocks {_where(clauses)}"
+        f" GROUP BY block ORDER BY block {direction}",
+        args,
+    )
+    before = 0
+    start: int | None = None
+    for block, jobs in blocks:
+        if before + jobs > offset:
+            start = block
+            break
+        before += jobs
+    if start is None:
+        return []
+    if descending:
+        bound, first = "id < ?", (start + 1) << JOB_BLOCK_BITS
+    else:
+        bound, first = "id >= ?", start << JOB_BLOCK_BITS
+    sql = (
+        f"SELECT id FROM jobs {_where([*clauses, bound])} ORDER BY id {direction} LIMIT ? OFFSET ?"
+    )
+    return [row[0] for row in db.execute(sql, [*args, first, limit, offset - before])]
+
+
 class Queries:
     """One read-only connection per thread."""
 
@@ -339,7 +387,9 @@ class Queries:
         id, so the skipping reads no row of the table), from whichever end of
         the list is nearer (the last page skips nothing), then those rows by
         id. A deep page thus costs at most half the list's index entries,
-        never the rows before it."""
+        never the rows before it. In id order (the default, or ``created_at``)
+        with no filter but the project, the walk starts from the block of ids
+        ``job_blocks`` places the page in, so any page costs about the same."""
         clause, args = _visible(visible)
         clauses = [clause]
         if project_id is not None:
@@ -364,7 +414,11 @@ class Queries:
                     [*args, limit, offset],
                 ).fetchall()
                 return Page(total, offset, limit, page)
-            ids = _page_ids(db, where, args, order, total, limit, offset)
+            descending = _id_descending(order)
+            if searched or descending is None or (project_id is None and visible is not None):
+                ids = _page_ids(db, where, args, order, total, limit, offset)
+            else:
+                ids = _page_ids_by_block(db, clauses, args, descending, limit, offset)
             rows = {
                 row["id"]: row
                 for row in db.execute(

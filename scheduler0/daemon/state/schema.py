@@ -34,6 +34,10 @@ RUN_SECOND_SQL = f"(CASE WHEN slot < 0 THEN (-slot) / {MANUAL_PER_SECOND} ELSE s
 """``run_second`` in SQL, over an ``executions`` row: the second a run is for."""
 
 
+JOB_BLOCK_BITS = 10
+"""``job_blocks`` counts the jobs of each block of ``2 ** JOB_BLOCK_BITS``
+consecutive ids (see below)."""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
@@ -176,6 +180,33 @@ CREATE TRIGGER IF NOT EXISTS project_job_counts_move AFTER UPDATE OF project_id 
     INSERT INTO project_job_counts (project_id, jobs) VALUES (NEW.project_id, 1)
         ON CONFLICT (project_id) DO UPDATE SET jobs = jobs + 1;
 END;
+CREATE TABLE IF NOT EXISTS job_blocks (
+    project_id INTEGER NOT NULL,
+    block INTEGER NOT NULL,
+    jobs INTEGER NOT NULL,
+    PRIMARY KEY (project_id, block)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS job_blocks_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_blocks (project_id, block, jobs)
+        VALUES (NEW.project_id, NEW.id >> {JOB_BLOCK_BITS}, 1)
+        ON CONFLICT (project_id, block) DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS job_blocks_delete AFTER DELETE ON jobs BEGIN
+    UPDATE job_blocks SET jobs = jobs - 1
+        WHERE project_id = OLD.project_id AND block = OLD.id >> {JOB_BLOCK_BITS};
+    DELETE FROM job_blocks
+        WHERE project_id = OLD.project_id AND block = OLD.id >> {JOB_BLOCK_BITS} AND jobs = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS job_blocks_move AFTER UPDATE OF project_id ON jobs
+    WHEN NEW.project_id IS NOT OLD.project_id BEGIN
+    UPDATE job_blocks SET jobs = jobs - 1
+        WHERE project_id = OLD.project_id AND block = OLD.id >> {JOB_BLOCK_BITS};
+    DELETE FROM job_blocks
+        WHERE project_id = OLD.project_id AND block = OLD.id >> {JOB_BLOCK_BITS} AND jobs = 0;
+    INSERT INTO job_blocks (project_id, block, jobs)
+        VALUES (NEW.project_id, NEW.id >> {JOB_BLOCK_BITS}, 1)
+        ON CONFLICT (project_id, block) DO UPDATE SET jobs = jobs + 1;
+END;
 """
 """``project_job_counts`` is derived: the number of jobs of each project that
 has any (no row for a project without jobs), kept by the triggers on ``jobs``
@@ -183,7 +214,14 @@ in the transaction of every insert, delete or move of a job, so that
 ``GET /jobs`` answers its exact ``total`` without counting a project's rows.
 A database without the table (a snapshot of an older node) gets it filled from
 ``jobs`` when loaded (``add_missing_columns``): the same rows every replica
-holds, since the counts are a function of ``jobs`` alone."""
+holds, since the counts are a function of ``jobs`` alone.
+
+``job_blocks`` is derived the same way, one level finer: the number of jobs of
+each project in each block of ``2 ** JOB_BLOCK_BITS`` consecutive ids.
+A page deep in a project's list in id order starts from it: summing the
+blocks before the page's first row (a thousand rows at a million jobs) tells
+from which id to skip the last few hundred, instead of skipping every index
+entry before the page (``Queries.jobs``)."""
 
 
 def manual_slot(second: int, n: int) -> int:
@@ -305,16 +343,19 @@ added to)."""
 def add_missing_columns(conn: sqlite3.Connection) -> None:
     """Bring a database written by an older node (a loaded snapshot) up to this
     schema: the tables and indexes it lacks, the added columns (NULL), then
-    their indexes, and the derived ``project_job_counts`` filled if it was
-    missing. Idempotent."""
-    counted = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'project_job_counts'"
-    ).fetchone()
+    their indexes, and the derived ``project_job_counts`` and ``job_blocks``
+    filled if they were missing. Idempotent."""
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.executescript(SCHEMA)
-    if counted is None:
+    if "project_job_counts" not in tables:
         conn.execute(
             "INSERT INTO project_job_counts (project_id, jobs)"
             " SELECT project_id, COUNT(*) FROM jobs GROUP BY project_id"
+        )
+    if "job_blocks" not in tables:
+        conn.execute(
+            "INSERT INTO job_blocks (project_id, block, jobs)"
+            f" SELECT project_id, id >> {JOB_BLOCK_BITS}, COUNT(*) FROM jobs GROUP BY 1, 2"
         )
     for index in REPLACED_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {index}")
