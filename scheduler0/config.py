@@ -248,6 +248,13 @@ class Settings(BaseModel):
         alias="RaftApplyTimeout",
         description="Seconds to wait for a write to be committed by the cluster",
     )
+    raft_election_timeout: PositiveFloat = _setting(
+        1.0,
+        alias="RaftElectionTimeout",
+        description="Seconds a follower waits without hearing from the leader before it calls"
+        " an election (a random wait between this and twice this); longer rides out a busy"
+        " leader, shorter fails over sooner",
+    )
     raft_snapshot_interval: PositiveFloat = _setting(
         15.0,
         alias="RaftSnapshotInterval",
