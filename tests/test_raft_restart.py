@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pysyncobj import SyncObjConf
 
-from scheduler0.daemon.raft import RaftLog, RaftOptions, _CheckedSerializer
+from scheduler0.daemon import raft as raft_module
+from scheduler0.daemon.raft import (
+    SNAPSHOT_SPACING,
+    RaftLog,
+    RaftOptions,
+    _CheckedSerializer,
+    _space_snapshots,
+)
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state import machine as machine_module
 from scheduler0.daemon.state.machine import PinnedSnapshot, StateMachine
@@ -252,3 +260,48 @@ def test_a_node_stopped_while_writing_a_snapshot_keeps_its_journal(
     finally:
         raft.stop()
         machine.close()
+
+
+def test_own_snapshots_are_spaced_by_a_multiple_of_the_last_ones_duration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once a snapshot of its own is in place, the node waits at least
+    ``SNAPSHOT_SPACING`` times its duration before the next (here a spacing
+    so large that none follows), and never less than ``RaftSnapshotInterval``."""
+    monkeypatch.setattr(raft_module, "SNAPSHOT_SPACING", 100_000.0)
+    took: list[float] = []
+
+    def recording(conf: Any) -> Any:  # installed as the SyncObj is built
+        spaced = _space_snapshots(conf)
+
+        def recorded(seconds: float) -> None:
+            took.append(seconds)
+            spaced(seconds)
+
+        return recorded
+
+    monkeypatch.setattr(raft_module, "_space_snapshots", recording)
+    raft, machine = _start(tmp_path, free_port(), min_entries=1_000_000)  # by time alone
+    try:
+        conf = raft._sync._SyncObj__conf  # type: ignore[union-attr]
+        _propose(raft, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+        wait_until(lambda: took, timeout=20, what="a snapshot of its own (interval 0.5 s)")
+        assert took[0] > 0
+        assert conf.logCompactionMinTime == max(0.5, 100_000.0 * took[0])
+        for i in range(30):
+            _create_job(raft, i)
+        assert len(took) == 1  # no other: the next is at least 100,000 times as far
+    finally:
+        raft.stop()
+        machine.close()
+
+
+def test_snapshot_spacing_never_goes_below_the_configured_interval() -> None:
+    conf = SyncObjConf(logCompactionMinTime=15)
+    spaced = _space_snapshots(conf)
+    spaced(0.2)  # 4 s < 15 s
+    assert conf.logCompactionMinTime == 15
+    spaced(2.5)
+    assert conf.logCompactionMinTime == 2.5 * SNAPSHOT_SPACING
+    spaced(0.1)  # back to small: back to the interval
+    assert conf.logCompactionMinTime == 15
