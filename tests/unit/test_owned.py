@@ -168,3 +168,62 @@ async def test_jobs_for_scheduling_reads_every_chunk_by_id(
     found = [r["id"] for r in world.queries.jobs_for_scheduling(None, mine)]
     assert found == sorted(i for i in ids if bucket_of(i) in mine)
     assert list(world.queries.jobs_for_scheduling([10_000], every)) == []
+
+
+@run_async
+async def test_gained_buckets_load_a_step_per_refresh(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 3)
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * 10)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    assert owned.jobs == {} and not owned.gaining
+    await world.assign_all()
+    sizes = []
+    for _ in range(6):
+        owned.refresh()
+        sizes.append(len(owned.jobs))
+    assert sizes == [3, 6, 9, 10, 10, 10]
+    assert not owned.gaining
+    assert popped(owned, T0 + 10) == [(job, T0 + 10) for job in ids]
+
+
+@run_async
+async def test_a_job_changed_while_its_bucket_loads_is_never_loaded_stale(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gain reads rows ahead (a chunk of 5) of what it loads (2 a refresh):
+    jobs deleted, paused or changed after their chunk was read are loaded as
+    they are now, or not at all; a bucket moved away meanwhile loads nothing."""
+    from scheduler0.daemon.scheduling import owned as owned_module
+    from scheduler0.daemon.state import queries as q
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
+    monkeypatch.setattr(q, "SCHEDULING_CHUNK", 5)
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * 8)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign_all()
+    owned.refresh()
+    assert sorted(owned.jobs) == ids[:2]  # ids[2:5] read, not loaded yet
+    await world.propose(c.JobDeleted(now=T0, job_id=ids[2]))
+    await world.propose(c.JobPaused(now=T0, job_id=ids[3], paused=True))
+    await world.propose(c.JobUpdated(now=T0, job_id=ids[4], changes={"spec": "@every 30s"}))
+    await world.assign(owners_splitting({ids[6]: 2}))
+    for _ in range(5):
+        owned.refresh()
+    assert not owned.gaining
+    assert sorted(owned.jobs) == [ids[0], ids[1], ids[4], ids[5], ids[7]]
+    assert owned.jobs[ids[4]].next_slot == T0 + 30
+    due = popped(owned, T0 + 30)
+    assert sorted(due) == sorted(
+        [(ids[0], T0 + 10), (ids[1], T0 + 10), (ids[4], T0 + 30), (ids[5], T0 + 10)]
+        + [(ids[7], T0 + 10)]
+    )

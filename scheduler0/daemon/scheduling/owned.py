@@ -17,6 +17,7 @@ entries are skipped when popped.
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -39,6 +40,13 @@ log = logging.getLogger(__name__)
 
 DueEntry = tuple[int, int, int]
 """A heap entry: (due time, job id, version)."""
+
+GAIN_PER_REFRESH = 10_000
+"""Jobs of newly gained buckets loaded per refresh (one scheduler tick). A
+bucket move hands a node half the jobs of the cluster at once: at 1,000,000
+jobs, loading them in one go held the event loop (and, through the GIL, the
+raft thread) for seconds; in steps the loop answers and fires the jobs it
+already had between them."""
 
 
 class Parked(NamedTuple):
@@ -129,6 +137,11 @@ class OwnedJobs:
         self._dirty: set[int] = set()
         self._reload_all = True
         self._reassigned = False
+        self._gaining: Iterator[dict[str, Any]] | None = None
+        """Rows of gained buckets still to load (``GAIN_PER_REFRESH`` a refresh)."""
+        self._gain_skip: set[int] = set()
+        """Jobs re-read as changed while a gain was loading: its rows of them,
+        read earlier, may be older and are skipped."""
 
     # -- what changed (apply thread, or outcome handlers) ------------------------------
 
@@ -165,7 +178,16 @@ class OwnedJobs:
             if reload_all and on_reload is not None:
                 on_reload()
         if dirty:
+            if self._gaining is not None:
+                self._gain_skip.update(dirty)
             self._reload_jobs(dirty)
+        if self._gaining is not None:
+            self._gain()
+
+    @property
+    def gaining(self) -> bool:
+        """Jobs of gained buckets are still being loaded."""
+        return self._gaining is not None
 
     def _reassign(self, reload_all: bool) -> None:
         machine = self._machine
@@ -175,13 +197,37 @@ class OwnedJobs:
             self.jobs.clear()
             self._heap.clear()
             self.payloads.clear()
-            gained = owned
-        else:
-            gained = owned - self.buckets
-            self._drop(self.buckets - owned)
+            self._gaining = None
+            self._gain_skip.clear()
+            self.buckets = owned
+            self._load(None, owned)
+            return
+        gained = owned - self.buckets
+        self._drop(self.buckets - owned)
         self.buckets = owned
         if gained:
-            self._load(None, gained)
+            rows = self._queries.jobs_for_scheduling(None, sorted(gained))
+            self._gaining = rows if self._gaining is None else itertools.chain(self._gaining, rows)
+
+    def _gain(self) -> None:
+        """Load the next ``GAIN_PER_REFRESH`` rows of the gained buckets: each
+        read fresh (by chunks) when reached; rows of buckets moved away since,
+        and of jobs re-read meanwhile, are skipped."""
+        assert self._gaining is not None
+        taken = 0
+        skip, buckets = self._gain_skip, self.buckets
+
+        def fresh() -> Iterator[dict[str, Any]]:
+            nonlocal taken
+            for row in itertools.islice(self._gaining or iter(()), GAIN_PER_REFRESH):
+                taken += 1
+                if row["id"] not in skip and bucket_of(row["id"]) in buckets:
+                    yield row
+
+        self._add(fresh())
+        if taken < GAIN_PER_REFRESH:
+            self._gaining = None
+            self._gain_skip.clear()
 
     def _drop(self, lost: frozenset[int]) -> None:
         """Forget the jobs (and payloads) of buckets no longer owned."""
@@ -199,7 +245,10 @@ class OwnedJobs:
     def _load(self, ids: list[int] | None, buckets: frozenset[int]) -> None:
         if not buckets:
             return
-        for row in self._queries.jobs_for_scheduling(ids, sorted(buckets)):
+        self._add(self._queries.jobs_for_scheduling(ids, sorted(buckets)))
+
+    def _add(self, rows: Iterable[dict[str, Any]]) -> None:
+        for row in rows:
             if row["paused"]:
                 continue
             raw_policy = row["policy"]
