@@ -191,6 +191,13 @@ async def test_gained_buckets_load_a_step_per_refresh(
     assert sizes == [3, 6, 9, 10, 10, 10]
     assert not owned.gaining
     assert popped(owned, T0 + 10) == [(job, T0 + 10) for job in ids]
+    # A full reload (a snapshot loaded) goes by the same steps, from nothing.
+    owned.on_change("reset", None)
+    sizes = []
+    for _ in range(4):
+        owned.refresh()
+        sizes.append(len(owned.jobs))
+    assert sizes == [3, 6, 9, 10]
 
 
 @run_async

@@ -42,11 +42,12 @@ DueEntry = tuple[int, int, int]
 """A heap entry: (due time, job id, version)."""
 
 GAIN_PER_REFRESH = 10_000
-"""Jobs of newly gained buckets loaded per refresh (one scheduler tick). A
-bucket move hands a node half the jobs of the cluster at once: at 1,000,000
-jobs, loading them in one go held the event loop (and, through the GIL, the
-raft thread) for seconds; in steps the loop answers and fires the jobs it
-already had between them."""
+"""Jobs of newly gained buckets loaded per refresh (one scheduler tick), and
+so of every bucket at a full reload (the first refresh after a start, a
+snapshot loaded). A bucket move hands a node half the jobs of the cluster at
+once: at 1,000,000 jobs, loading them in one go held the event loop (and,
+through the GIL, the raft thread) for 20-40 s; in steps the loop answers and
+fires the jobs it already has between them."""
 
 
 class Parked(NamedTuple):
@@ -167,22 +168,22 @@ class OwnedJobs:
 
     def refresh(self, on_reload: Callable[[], None] | None = None) -> None:
         """Apply what changed since the last refresh. After a full reload (the
-        first refresh, a reset, an ambiguous fire) ``on_reload`` is called,
-        before changed jobs are re-read."""
+        first refresh, a reset, an ambiguous fire) has begun, ``on_reload`` is
+        called (its first ``GAIN_PER_REFRESH`` jobs are loaded by then)."""
         with self._lock:
             reload_all, self._reload_all = self._reload_all, False
             reassigned, self._reassigned = self._reassigned, False
             dirty, self._dirty = self._dirty, set()
         if reload_all or reassigned:
             self._reassign(reload_all)
-            if reload_all and on_reload is not None:
-                on_reload()
         if dirty:
             if self._gaining is not None:
                 self._gain_skip.update(dirty)
             self._reload_jobs(dirty)
         if self._gaining is not None:
             self._gain()
+        if reload_all and on_reload is not None:
+            on_reload()
 
     @property
     def gaining(self) -> bool:
@@ -193,17 +194,16 @@ class OwnedJobs:
         machine = self._machine
         self.epoch = machine.epoch
         owned = frozenset(b for b, owner in enumerate(machine.owners) if owner == self.node_id)
-        if reload_all:
+        if reload_all:  # everything again, by the same steps
             self.jobs.clear()
             self._heap.clear()
             self.payloads.clear()
             self._gaining = None
             self._gain_skip.clear()
-            self.buckets = owned
-            self._load(None, owned)
-            return
-        gained = owned - self.buckets
-        self._drop(self.buckets - owned)
+            gained = owned
+        else:
+            gained = owned - self.buckets
+            self._drop(self.buckets - owned)
         self.buckets = owned
         if gained:
             rows = self._queries.jobs_for_scheduling(None, sorted(gained))
