@@ -245,9 +245,16 @@ MEMBERS = [
 
 
 def coordinator(
-    status: dict[str, Any], owners: list[int], clock: FakeClock | None = None
+    status: dict[str, Any],
+    owners: list[int],
+    clock: FakeClock | None = None,
+    *,
+    writes: Any = None,
+    queries: Any = None,
 ) -> Coordinator:
-    """A leader (node 1) whose log reports ``status``; its clock is ``clock``."""
+    """A leader (node 1) whose log reports ``status``; its clock is ``clock``;
+    ``writes`` and ``queries`` (default: nothing, the ``MEMBERS``) stand in
+    for the proposer and the reads."""
     settings = CoordinatorSettings(
         node_id=1,
         address="http://n1",
@@ -260,9 +267,9 @@ def coordinator(
     return Coordinator(
         settings,
         log=SimpleNamespace(status=lambda: status),  # type: ignore[arg-type]
-        writes=SimpleNamespace(),  # type: ignore[arg-type]
+        writes=writes or SimpleNamespace(),
         assignment=SimpleNamespace(owners=owners, epoch=1),
-        queries=SimpleNamespace(members=lambda: MEMBERS),  # type: ignore[arg-type]
+        queries=queries or SimpleNamespace(members=lambda: MEMBERS),
         clock=(clock or FakeClock()).monotonic,
     )
 
@@ -334,27 +341,14 @@ def test_only_a_member_unreachable_past_the_deadline_has_its_executions_declared
     async def propose(command: Any) -> None:
         proposed.append(command)
 
-    coord = Coordinator(
-        CoordinatorSettings(
-            node_id=1,
-            address="http://n1",
-            raft_address="n1:7070",
-            replicas=(),
-            retention_rows=0,
-            retention_seconds=0.0,
-            retention_per_job=0,
-        ),
-        log=SimpleNamespace(status=lambda: status),  # type: ignore[arg-type]
-        writes=SimpleNamespace(propose=propose),  # type: ignore[arg-type]
-        assignment=SimpleNamespace(owners=[3] * BUCKETS, epoch=1),
-        queries=SimpleNamespace(  # type: ignore[arg-type]
-            members=lambda: MEMBERS,
-            unsettled=lambda state, node_id: [
-                {"job_id": j, "slot": s} for j, s in dispatched.get(node_id, [])
-            ],
-        ),
-        clock=clock.monotonic,
+    queries = SimpleNamespace(
+        members=lambda: MEMBERS,
+        unsettled=lambda state, node_id: [
+            {"job_id": j, "slot": s} for j, s in dispatched.get(node_id, [])
+        ],
     )
+    writes = SimpleNamespace(propose=propose)
+    coord = coordinator(status, [3] * BUCKETS, clock, writes=writes, queries=queries)
 
     def declared() -> list[list[list[int]]]:
         asyncio.run(coord.declare_dead_workers_lost(coord.workers()))
