@@ -19,6 +19,7 @@ from scheduler0.daemon.raft import (
     RaftLog,
     RaftOptions,
     _CheckedSerializer,
+    _DurableJournal,
     _space_snapshots,
 )
 from scheduler0.daemon.state import commands as c
@@ -305,3 +306,49 @@ def test_snapshot_spacing_never_goes_below_the_configured_interval() -> None:
     assert conf.logCompactionMinTime == 2.5 * SNAPSHOT_SPACING
     spaced(0.1)  # back to small: back to the interval
     assert conf.logCompactionMinTime == 15
+
+
+def test_a_node_stopped_before_compacting_for_its_snapshot_keeps_every_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A snapshot is renamed into place, then the node stops before a tick
+    compacts the journal for it (here: the compaction never comes). The
+    journal still starts before the snapshot; at the restart every entry after
+    the snapshot is applied, none dropped with the older ones."""
+    monkeypatch.setattr(raft_module, "SNAPSHOT_SPACING", 1_000_000.0)  # one snapshot only
+    monkeypatch.setattr(_DurableJournal, "deleteEntriesTo", lambda self, entry_to: None)
+    port = free_port()
+    snapshot = tmp_path / "raft.snapshot"
+    raft, machine = _start(tmp_path, port, min_entries=1_000_000)  # by time (0.5 s) alone
+    try:
+        _propose(raft, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+        created = iter(range(10_000))
+
+        def snapshot_with_jobs() -> bool:
+            _create_job(raft, next(created))
+            return snapshot.exists() and _snapshot_digest(snapshot)[1] > 0
+
+        wait_until(snapshot_with_jobs, timeout=20, what="a snapshot holding jobs")
+        in_snapshot = _snapshot_digest(snapshot)[1]
+        for i in range(100_000, 100_030):
+            _create_job(raft, i)
+        assert _snapshot_digest(snapshot)[1] == in_snapshot  # the 30 are in the journal only
+        before = _jobs(tmp_path / "state.db")
+        assert len(before) >= in_snapshot + 30
+        assert raft.status()["log_length"] > len(before)  # never compacted
+    finally:
+        raft.stop()
+        machine.close()
+
+    monkeypatch.undo()
+    raft, machine = _start(tmp_path, port, min_entries=1_000_000)
+    try:
+        wait_until(
+            lambda: raft.status()["applied_index"] >= raft.status()["commit_index"] > 0,
+            timeout=20,
+            what="the journal replayed",
+        )
+        assert _jobs(tmp_path / "state.db") == before
+    finally:
+        raft.stop()
+        machine.close()

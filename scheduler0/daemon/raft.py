@@ -974,6 +974,14 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         self.max_message_bytes = max_message_bytes
         """Read by the transport, which pysyncobj builds in ``__init__``."""
         self._has_partners = bool(partners)
+        load = conf.deserializer
+
+        def load_keeping_the_journal(path: str) -> Any:
+            data = load(path)
+            self._start_journal_at(data[0], data[1])
+            return data
+
+        conf.deserializer = load_keeping_the_journal
         super().__init__(
             self_address, partners, conf, transportClass=_transport_with_checked_snapshots
         )
@@ -984,6 +992,35 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
             # deposes a healthy leader when it connects. Give the leader time
             # to reach us first (it retries every connectionRetryTime).
             self._SyncObj__raftElectionDeadline = raft_clock() + STARTUP_ELECTION_GRACE
+
+    def _start_journal_at(self, last: Any, before: Any) -> None:
+        """Drop the journal's entries before a snapshot being loaded, when the
+        journal holds the snapshot's last two entries further on.
+
+        pysyncobj keeps the journal only if it starts exactly at the snapshot's
+        last two entries, and otherwise clears it. A node stopped (or killed)
+        after a snapshot was renamed into place but before the next tick
+        compacted the journal for it holds older entries first: pysyncobj then
+        dropped every committed entry after the snapshot with them (writes
+        acknowledged, gone after the restart; a test caught it on a busy
+        machine). Here the journal is compacted as that tick would have done,
+        so pysyncobj keeps the rest. A journal without those entries (behind
+        the snapshot, or a snapshot received from the leader) is left to
+        pysyncobj, which clears it as before."""
+        journal = self._SyncObj__raftLog
+        if len(journal) < 2:
+            return
+        position = before[1] - journal[0][1]
+        if position <= 0 or position + 1 >= len(journal):
+            return
+        if journal[position] != before or journal[position + 1] != last:
+            return
+        log.info(
+            "journal compacted at start to the snapshot's index %d (%d older entries dropped)",
+            last[1],
+            position,
+        )
+        journal.deleteEntriesTo(position)
 
     def _SyncObj__onBecomeLeader(self) -> None:
         # A transfer this node left half-sent when it last lost leadership
