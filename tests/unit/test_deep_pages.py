@@ -265,9 +265,9 @@ def test_a_database_of_an_older_node_gets_its_counts_made_then_kept(tmp_path: Pa
         apply(machine, c.ProjectCreated(now=NOW, name=name, description="", signing_secret="s"))
     apply(machine, c.JobsCreated(now=NOW, jobs=[job(1 + n % 3 // 2, n) for n in range(9)]))
     machine._conn.executescript(  # as a node without the tables wrote it
-        "DROP TRIGGER project_job_counts_insert; DROP TRIGGER project_job_counts_delete;"
+        "DROP TRIGGER project_job_counts_delete;"
         " DROP TRIGGER project_job_counts_move; DROP TABLE project_job_counts;"
-        " DROP TRIGGER job_blocks_insert; DROP TRIGGER job_blocks_delete;"
+        " DROP TRIGGER job_blocks_delete;"
         " DROP TRIGGER job_blocks_move; DROP TABLE job_blocks;"
     )
     machine.close()
@@ -280,6 +280,62 @@ def test_a_database_of_an_older_node_gets_its_counts_made_then_kept(tmp_path: Pa
     apply(machine, c.JobDeleted(now=NOW, job_id=1))
     apply(machine, c.JobsCreated(now=NOW, jobs=[job(2, 20)]))
     assert counts(machine._conn) == ([(1, 5), (2, 4)], [(1, 5), (2, 4)])
+    machine.close()
+
+
+OLDER_INSERT_TRIGGERS = f"""
+CREATE TRIGGER project_job_counts_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO project_job_counts (project_id, jobs) VALUES (NEW.project_id, 1)
+        ON CONFLICT (project_id) DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE TRIGGER job_blocks_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO job_blocks (project_id, block, jobs)
+        VALUES (NEW.project_id, NEW.id >> {schema.JOB_BLOCK_BITS}, 1)
+        ON CONFLICT (project_id, block) DO UPDATE SET jobs = jobs + 1;
+END;
+CREATE INDEX jobs_by_bucket ON jobs(bucket);
+"""
+"""What a node that counted created jobs by a trigger per row had besides."""
+
+
+def test_a_database_of_a_node_that_counted_by_triggers_counts_each_new_job_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    machine = StateMachine(path)
+    for name in ("p", "q"):
+        apply(machine, c.ProjectCreated(now=NOW, name=name, description="", signing_secret="s"))
+    apply(machine, c.JobsCreated(now=NOW, jobs=[job(1 + n % 3 // 2, n) for n in range(9)]))
+    machine._conn.executescript(OLDER_INSERT_TRIGGERS)
+    machine.close()
+    machine = StateMachine(path)  # what loading its snapshot does
+    kept = {row[0] for row in machine._conn.execute("SELECT name FROM sqlite_master")} & {
+        "project_job_counts_insert",
+        "job_blocks_insert",
+        "jobs_by_bucket",
+    }
+    assert kept == set()
+    apply(machine, c.JobsCreated(now=NOW, jobs=[job(2, 20 + n) for n in range(3)]))
+    assert counts(machine._conn) == ([(1, 6), (2, 6)], [(1, 6), (2, 6)])
+    machine.close()
+
+
+def test_the_counts_of_a_batch_are_those_of_counting_its_rows(tmp_path: Path) -> None:
+    """A batch spanning blocks and projects adds to each what counting the
+    rows of ``jobs`` finds (``JobsCreated`` counts once per project and block)."""
+    machine = StateMachine(tmp_path / "state.db")
+    for name in ("p", "q", "r"):
+        apply(machine, c.ProjectCreated(now=NOW, name=name, description="", signing_secret="s"))
+    size = 2**schema.JOB_BLOCK_BITS
+    for batch in range(3):
+        apply(
+            machine,
+            c.JobsCreated(now=NOW, jobs=[job(1 + (n * 7 + batch) % 3, n) for n in range(size + 5)]),
+        )
+    kept, fresh = counts(machine._conn)  # checks the blocks too
+    assert kept == fresh
+    assert sum(n for _, n in kept) == 3 * (size + 5)
+    assert len(blocks(machine._conn)[0]) > 3
     machine.close()
 
 

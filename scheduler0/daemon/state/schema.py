@@ -93,7 +93,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     consecutive_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_project ON jobs(project_id, id);
-CREATE INDEX IF NOT EXISTS jobs_by_bucket ON jobs(bucket);
 CREATE TABLE IF NOT EXISTS executions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id INTEGER NOT NULL,
@@ -165,10 +164,6 @@ CREATE TABLE IF NOT EXISTS project_job_counts (
     project_id INTEGER PRIMARY KEY,
     jobs INTEGER NOT NULL
 );
-CREATE TRIGGER IF NOT EXISTS project_job_counts_insert AFTER INSERT ON jobs BEGIN
-    INSERT INTO project_job_counts (project_id, jobs) VALUES (NEW.project_id, 1)
-        ON CONFLICT (project_id) DO UPDATE SET jobs = jobs + 1;
-END;
 CREATE TRIGGER IF NOT EXISTS project_job_counts_delete AFTER DELETE ON jobs BEGIN
     UPDATE project_job_counts SET jobs = jobs - 1 WHERE project_id = OLD.project_id;
     DELETE FROM project_job_counts WHERE project_id = OLD.project_id AND jobs = 0;
@@ -186,11 +181,6 @@ CREATE TABLE IF NOT EXISTS job_blocks (
     jobs INTEGER NOT NULL,
     PRIMARY KEY (project_id, block)
 ) WITHOUT ROWID;
-CREATE TRIGGER IF NOT EXISTS job_blocks_insert AFTER INSERT ON jobs BEGIN
-    INSERT INTO job_blocks (project_id, block, jobs)
-        VALUES (NEW.project_id, NEW.id >> {JOB_BLOCK_BITS}, 1)
-        ON CONFLICT (project_id, block) DO UPDATE SET jobs = jobs + 1;
-END;
 CREATE TRIGGER IF NOT EXISTS job_blocks_delete AFTER DELETE ON jobs BEGIN
     UPDATE job_blocks SET jobs = jobs - 1
         WHERE project_id = OLD.project_id AND block = OLD.id >> {JOB_BLOCK_BITS};
@@ -209,8 +199,9 @@ CREATE TRIGGER IF NOT EXISTS job_blocks_move AFTER UPDATE OF project_id ON jobs
 END;
 """
 """``project_job_counts`` is derived: the number of jobs of each project that
-has any (no row for a project without jobs), kept by the triggers on ``jobs``
-in the transaction of every insert, delete or move of a job, so that
+has any (no row for a project without jobs), kept in the transaction of every
+insert (by ``JobsCreated``'s handler, once per project of the batch), delete or
+move (by the triggers on ``jobs``) of a job, so that
 ``GET /jobs`` answers its exact ``total`` without counting a project's rows.
 A database without the table (a snapshot of an older node) gets it filled from
 ``jobs`` when loaded (``add_missing_columns``): the same rows every replica
@@ -332,12 +323,20 @@ column a page's ``ORDER BY`` (and its id tie-break) reads: a deep page skips
 its offset in the index alone (``Queries.jobs``)."""
 
 
-REPLACED_INDEXES = ("executions_by_slot",)
+REPLACED_INDEXES = ("executions_by_slot", "jobs_by_bucket")
 """Indexes of older schemas no read uses any more, dropped from a loaded
 snapshot: ``executions_by_slot`` ordered the lists by slot, which
 ``executions_by_second`` does now that a manual run's key is not its time
 (an index costs every fire's insert on every node, so it is replaced, not
-added to)."""
+added to). ``jobs_by_bucket`` served the scheduler's reads of a bucket's jobs,
+which go in id order instead (``Queries.jobs_for_scheduling``): it cost every
+created job a write at one of a thousand places in the index, on every node."""
+
+REPLACED_TRIGGERS = ("project_job_counts_insert", "job_blocks_insert")
+"""Triggers of older schemas dropped from a loaded snapshot: the counts of
+created jobs are added by ``JobsCreated``'s handler once per project and
+block of a batch, not by a trigger per row (the two triggers were 38% of
+applying a batch of new jobs)."""
 
 
 def add_missing_columns(conn: sqlite3.Connection) -> None:
@@ -359,6 +358,8 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
         )
     for index in REPLACED_INDEXES:
         conn.execute(f"DROP INDEX IF EXISTS {index}")
+    for trigger in REPLACED_TRIGGERS:
+        conn.execute(f"DROP TRIGGER IF EXISTS {trigger}")
     for table, column, kind in ADDED_COLUMNS:
         present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
         if column not in present:

@@ -12,6 +12,7 @@ from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
 from scheduler0.daemon.state.handlers.audit import DeletedObject, record_deletions
 from scheduler0.daemon.state.schema import (
     BACKFILL,
+    JOB_BLOCK_BITS,
     MANUAL,
     MANUAL_PER_SECOND,
     bucket_of,
@@ -61,6 +62,7 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     _refuse_taken_names(db, cmd.jobs)
     row = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'").fetchone()
     first = (row[0] if row else 0) + 1
+    now, created_by = cmd.now, cmd.created_by
     db.executemany(
         "INSERT INTO jobs (id, project_id, bucket, spec, timezone, data, callback_url,"
         " execution_type, anchor, not_before, created_at, updated_at, next_run, name, labels,"
@@ -68,9 +70,9 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
-                first + i,
+                job_id,
                 job["project_id"],
-                bucket_of(first + i),
+                bucket_of(job_id),
                 job["spec"],
                 job["timezone"],
                 job.get("data"),
@@ -78,19 +80,20 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
                 job.get("execution_type", "http"),
                 job["anchor"],
                 job["anchor"],
-                cmd.now,
-                cmd.now,
+                now,
+                now,
                 job.get("next_run"),
                 job.get("name"),
-                _labels_json(job.get("labels")),
-                encode_policy(job.get("policy")),  # version 4
+                _labels_json(job["labels"]) if "labels" in job else None,
+                encode_policy(job["policy"]) if job.get("policy") else None,  # version 4
                 job.get("executor_id"),  # version 5
-                job.get("created_by", cmd.created_by),
-                int(bool(job.get("paused"))),  # absent in older entries: active
+                job.get("created_by", created_by),
+                1 if job.get("paused") else 0,  # absent in older entries: active
             )
-            for i, job in enumerate(cmd.jobs)
+            for job_id, job in enumerate(cmd.jobs, first)
         ),
     )
+    _count_created(db, first, first + len(cmd.jobs) - 1)
     labelled = [(first + i, job["labels"]) for i, job in enumerate(cmd.jobs) if job.get("labels")]
     if labelled:
         db.executemany(
@@ -100,6 +103,26 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
     ids = list(range(first, first + len(cmd.jobs)))
     ctx.changed(Change.JOBS, ids)
     return {"ids": [first, first + len(cmd.jobs) - 1] if ids else []}
+
+
+def _count_created(db: sqlite3.Connection, first: int, last: int) -> None:
+    """Add the jobs just inserted with ids ``first``..``last`` to
+    ``project_job_counts`` and ``job_blocks``: one upsert per project and per
+    block of the batch, counted by SQLite (their delete and move triggers keep
+    them on every other change)."""
+    db.execute(
+        "INSERT INTO project_job_counts (project_id, jobs)"
+        " SELECT project_id, COUNT(*) FROM jobs WHERE id BETWEEN ? AND ? GROUP BY project_id"
+        " ON CONFLICT (project_id) DO UPDATE SET jobs = jobs + excluded.jobs",
+        (first, last),
+    )
+    db.execute(
+        "INSERT INTO job_blocks (project_id, block, jobs)"
+        f" SELECT project_id, id >> {JOB_BLOCK_BITS}, COUNT(*) FROM jobs"
+        " WHERE id BETWEEN ? AND ? GROUP BY 1, 2"
+        " ON CONFLICT (project_id, block) DO UPDATE SET jobs = jobs + excluded.jobs",
+        (first, last),
+    )
 
 
 def _refuse_unknown_executors(
