@@ -203,3 +203,30 @@ def test_a_page_of_jobs_is_the_jobs_shown_one_by_one(tmp_path: Any) -> None:
     one_by_one = [orjson.loads(orjson.dumps(views.job_out(r))) for r in rows]
     assert paged == one_by_one
     assert orjson.dumps(views.job_page([])) == b"[]"
+
+
+def test_a_created_batch_is_shown_as_its_jobs_one_by_one() -> None:
+    """``created_jobs`` (what a batch shares presented once) shows each job
+    exactly as ``job_wire`` shows the row ``JobsCreated`` writes for it."""
+    import orjson
+
+    from scheduler0.daemon.state.schema import NO_NEXT_RUN
+
+    variants: list[dict[str, Any]] = [
+        {},
+        {"paused": True},
+        {"next_run": None},
+        {"next_run": NO_NEXT_RUN, "spec": "@at 2026-01-01T00:00:00Z"},
+        {"labels": {"team": "a"}, "name": "n", "created_by": "ana"},
+        {"policy": {"overlap": "skip", "retry": {"attempts": 3}}, "data": None},
+        {"policy": {"overlap": None}, "executor_id": 4, "callback_url": ""},
+        {"policy": {"start_at": 1_800_000_000.25, "max_runs": 2}},
+    ]
+    jobs = [{**JOB, "next_run": 1_800_000_300, **change} for change in variants]
+    for who in (None, "credential:3"):
+        shown = orjson.loads(orjson.dumps(views.created_jobs(7, jobs, NOW, who)))
+        one_by_one = [
+            orjson.loads(orjson.dumps(views.job_wire(views.new_job_row(7 + n, job, NOW, who))))
+            for n, job in enumerate(jobs)
+        ]
+        assert shown == one_by_one

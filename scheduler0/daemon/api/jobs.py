@@ -353,10 +353,7 @@ async def create_jobs(request: Request) -> Response:
     first = result["ids"][0]
 
     def created() -> Any:
-        out = [
-            views.job_wire(views.new_job_row(first + i, row, now, who))
-            for i, row in enumerate(rows)
-        ]
+        out = views.created_jobs(first, rows, now, who)
         return out[0] if single else out
 
     return await ok_off_loop(created, 201)
