@@ -1,8 +1,10 @@
-"""Bench: CPU cost of applying fires and their results, per node.
+"""Bench: CPU cost of applying created jobs, fires and their results, per node.
 
 Every node of a cluster applies every command, so this cost is paid once per
-node for each fire. On a fresh state machine (real SQLite file, no raft) with
-``--jobs`` jobs, it applies ``--rounds`` pairs of one ``SlotsFired`` of
+node for each created job and each fire. On a fresh state machine (real
+SQLite file, no raft) it creates ``--jobs`` jobs, 1,000 a ``JobsCreated``
+(reported: their median milliseconds and microseconds per job), then applies
+``--rounds`` pairs of one ``SlotsFired`` of
 ``--fires`` fires and one ``ResultsRecorded`` of their results (one POST's
 outcome), and reports the median milliseconds of each and microseconds per
 fire. ``--repo DIR`` runs the same measurement against another checkout (for
@@ -54,8 +56,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             "execution_type": "http",
             "anchor": 1_795_000_000,
         }
+        created: list[float] = []
         for _ in range(args.jobs // 1000):
-            apply(c.JobsCreated(now=1.0, jobs=[job] * 1000))
+            created.append(apply(c.JobsCreated(now=1.0, jobs=[job] * 1000))[1])
         apply(c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * 1024))
         fired: list[float] = []
         recorded: list[float] = []
@@ -92,6 +95,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             _, seconds = apply(recorded_command)
             recorded.append(seconds)
         return {
+            "jobs_created_ms": statistics.median(created) * 1000,
+            "us_per_created_job": sum(created) * 1e6 / (len(created) * 1000),
             "slots_fired_ms": statistics.median(fired) * 1000,
             "results_recorded_ms": statistics.median(recorded) * 1000,
             "us_per_fire": (statistics.median(fired) + statistics.median(recorded))
@@ -121,11 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     result = measure(args)
     print(
         common.table(
-            ["checkout", "jobs", "fires", "SlotsFired ms", "ResultsRecorded ms", "µs per fire"],
+            [
+                "checkout", "jobs", "JobsCreated ms (1,000)", "µs per job", "fires",
+                "SlotsFired ms", "ResultsRecorded ms", "µs per fire",
+            ],
             [
                 [
                     source,
                     args.jobs,
+                    result["jobs_created_ms"],
+                    result["us_per_created_job"],
                     args.fires,
                     result["slots_fired_ms"],
                     result["results_recorded_ms"],
