@@ -127,8 +127,14 @@ def main(argv: list[str] | None = None) -> int:
     print(
         common.table(
             [
-                "checkout", "jobs", "JobsCreated ms (1,000)", "µs per job", "fires",
-                "SlotsFired ms", "ResultsRecorded ms", "µs per fire",
+                "checkout",
+                "jobs",
+                "JobsCreated ms (1,000)",
+                "µs per job",
+                "fires",
+                "SlotsFired ms",
+                "ResultsRecorded ms",
+                "µs per fire",
             ],
             [
                 [
