@@ -200,6 +200,17 @@ def executor_out(row: Row) -> dict[str, Any]:
     }
 
 
+_NO_RUNS_YET: Mapping[str, Any] = {
+    "last_state": None,
+    "last_status_code": None,
+    "fired_count": 0,
+    "success_count": 0,
+    "failed_count": 0,
+    "missed_count": 0,
+}
+"""The run fields of a job just created, alike in its row and as shown."""
+
+
 def new_job_row(
     job_id: int, job: Mapping[str, Any], now: float, created_by: str | None = None
 ) -> dict[str, Any]:
@@ -219,12 +230,7 @@ def new_job_row(
         "policy": encode_policy(job.get("policy")),
         "status_note": None,
         "last_fired_slot": None,
-        "last_state": None,
-        "last_status_code": None,
-        "fired_count": 0,
-        "success_count": 0,
-        "failed_count": 0,
-        "missed_count": 0,
+        **_NO_RUNS_YET,
         "created_at": now,
         "updated_at": now,
         "created_by": job.get("created_by", created_by),
@@ -264,12 +270,7 @@ def created_jobs(
             "status_note": None,
             "last_execution_date": None,
             "next_run_at": None if paused else iso(upcoming),
-            "last_state": None,
-            "last_status_code": None,
-            "fired_count": 0,
-            "success_count": 0,
-            "failed_count": 0,
-            "missed_count": 0,
+            **_NO_RUNS_YET,
             "created_at": created,
             "updated_at": created,
             "name": job.get("name"),
