@@ -1058,6 +1058,8 @@ class JobIn(_JobPolicies):
 
     def policy(self) -> dict[str, Any] | None:
         """The policies as stored: the fields set to a value, None if none is."""
+        if self.retry_max is None and POLICY_FIELDS.isdisjoint(self.model_fields_set):
+            return None  # the common job: no policy given
         given = {k: v for k, v in self.policy_changes().items() if v is not None}
         return given or None
 

@@ -247,38 +247,57 @@ def created_jobs(
     presented once, not once per job. The same JSON
     (``tests/unit/test_views.py`` compares them)."""
     created = iso(now)
-    fields = _policy_fields
+    shapes: dict[str | None, dict[str, Any]] = {}  # per distinct policy: what jobs share
     out: list[dict[str, Any]] = []
     for job_id, job in enumerate(jobs, first):
         upcoming = job.get("next_run")
-        policy = job.get("policy")
         if upcoming is None or upcoming >= NEVER:
             out.append(job_wire(new_job_row(job_id, job, now, created_by)))
             continue
-        paused, data = bool(job.get("paused")), job["data"]
-        shown = {
-            "id": job_id,
-            "project_id": job["project_id"],
-            "spec": job["spec"],
-            "timezone": job["timezone"],
-            "data": None if data is None else orjson.Fragment(data),
-            "callback_url": job["callback_url"],
-            "executor_id": job.get("executor_id"),
-            "execution_type": job["execution_type"],
-            "paused": paused,
-            "status": "paused" if paused else "active",
-            "status_note": None,
-            "last_execution_date": None,
-            "next_run_at": None if paused else iso(upcoming),
-            **_NO_RUNS_YET,
-            "created_at": created,
-            "updated_at": created,
-            "name": job.get("name"),
-            "labels": job.get("labels") or {},
-            "created_by": job.get("created_by", created_by),
-            "modified_by": None,
-        }
-        shown.update(fields(encode_policy(policy) if policy else None))
+        policy = job.get("policy")
+        stored = encode_policy(policy) if policy else None
+        shape = shapes.get(stored)
+        if shape is None:
+            shape = shapes[stored] = {
+                "id": None,
+                "project_id": None,
+                "spec": None,
+                "timezone": None,
+                "data": None,
+                "callback_url": None,
+                "executor_id": None,
+                "execution_type": None,
+                "paused": False,
+                "status": "active",
+                "status_note": None,
+                "last_execution_date": None,
+                "next_run_at": None,
+                **_NO_RUNS_YET,
+                "created_at": created,
+                "updated_at": created,
+                "name": None,
+                "labels": None,
+                "created_by": None,
+                "modified_by": None,
+                **_policy_fields(stored),
+            }
+        shown = shape.copy()
+        data = job["data"]
+        shown["id"] = job_id
+        shown["project_id"] = job["project_id"]
+        shown["spec"] = job["spec"]
+        shown["timezone"] = job["timezone"]
+        shown["data"] = None if data is None else orjson.Fragment(data)
+        shown["callback_url"] = job["callback_url"]
+        shown["executor_id"] = job.get("executor_id")
+        shown["execution_type"] = job["execution_type"]
+        if job.get("paused"):
+            shown["paused"], shown["status"] = True, "paused"
+        else:
+            shown["next_run_at"] = iso(upcoming)
+        shown["name"] = job.get("name")
+        shown["labels"] = job.get("labels") or {}
+        shown["created_by"] = job.get("created_by", created_by)
         out.append(shown)
     return out
 
