@@ -10,14 +10,19 @@ outcome), and reports the median milliseconds of each and microseconds per
 fire. ``--repo DIR`` runs the same measurement against another checkout (for
 before/after: ``git worktree add /tmp/old <commit>``); each checkout gets the
 commands its own nodes propose (``ResultsRecorded.groups`` where it exists,
-one row per fire before; ``SlotsFired.following`` where it exists).
+one row per fire before; ``SlotsFired.following`` and ``open_outcomes``
+where they exist). ``--spread``: each round fires the same ``--fires`` jobs
+drawn at random from all of them (as the jobs due in one second of a large
+table lie on as many of its pages), not ``--fires`` consecutive ids.
 
-    python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--repo DIR]
+    python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--spread]
+        [--repo DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import shutil
 import statistics
 import sys
@@ -64,11 +69,17 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         recorded: list[float] = []
         grouped = "groups" in {f.name for f in fields(c.ResultsRecorded)}
         keeps_next = "following" in {f.name for f in fields(c.SlotsFired)}
+        opens = (
+            {"open_outcomes": True}
+            if "open_outcomes" in {f.name for f in fields(c.SlotsFired)}
+            else {}
+        )
         blocks = max(1, args.jobs // args.fires)
+        spread = sorted(random.Random(7).sample(range(1, args.jobs + 1), args.fires))
         for r in range(args.rounds):
             slot = 1_795_000_060 + 60 * r
             first = 1 + (r % blocks) * args.fires
-            ids = range(first, first + args.fires)
+            ids = spread if args.spread else range(first, first + args.fires)
             fires = [[j, slot] for j in ids]
             if keeps_next:  # what nodes propose since each job's next run is kept
                 tick = c.SlotsFired(
@@ -77,6 +88,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     epoch=1,
                     fires=fires,
                     following=[[slot + 60, list(ids)]],
+                    **opens,
                 )
             else:
                 tick = c.SlotsFired(now=slot + 0.1, node_id=1, epoch=1, fires=fires)
@@ -113,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--fires", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--spread", action="store_true", help="the same random jobs each round")
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (apply_cost)")
     args = parser.parse_args(argv)
