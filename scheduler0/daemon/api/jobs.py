@@ -364,17 +364,22 @@ async def create_jobs(request: Request) -> Response:
     return await ok_off_loop(created, 201)
 
 
+@lru_cache(maxsize=4096)
+def _first_of_new(spec: str, timezone: str, stored: str | None, anchor: int) -> int | None:
+    """``first_run`` of a job created at ``anchor`` (nothing fired yet): the
+    batches of one second share their schedules' first runs (a million jobs
+    of a varied mix held 1,304 distinct schedules, about 500 in each batch of
+    1,000, each costing a ``next_after`` in its zone)."""
+    return first_run(spec, timezone, anchor, anchor, None, stored)
+
+
 def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
     """The ``JobsCreated`` items: each with its first run (once per distinct
-    schedule: a batch of one spec costs one ``next_after``)."""
-    firsts: dict[tuple[str, str, str | None], int | None] = {}
+    schedule and second: ``_first_of_new``)."""
     rows = []
     for job in jobs:
         policy = job.policy()
         stored = encode_policy(policy)
-        key = (job.spec, job.timezone, stored)
-        if key not in firsts:  # nothing fired yet
-            firsts[key] = first_run(job.spec, job.timezone, anchor, anchor, None, stored)
         row = {
             "project_id": job.project_id,
             "spec": job.spec,
@@ -383,7 +388,7 @@ def _job_rows(jobs: list[JobIn], anchor: int) -> list[dict[str, Any]]:
             "callback_url": job.callback_url or "",  # "" for a job of an executor
             "execution_type": job.execution_type,
             "anchor": anchor,
-            "next_run": firsts[key],
+            "next_run": _first_of_new(job.spec, job.timezone, stored, anchor),
         }
         if job.executor_id is not None:  # absent: its own callback_url (version 5)
             row["executor_id"] = job.executor_id
