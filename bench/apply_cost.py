@@ -10,10 +10,10 @@ outcome), and reports the median milliseconds of each and microseconds per
 fire. ``--repo DIR`` runs the same measurement against another checkout (for
 before/after: ``git worktree add /tmp/old <commit>``); each checkout gets the
 commands its own nodes propose (``ResultsRecorded.groups`` where it exists,
-one row per fire before; ``SlotsFired.following`` and ``open_outcomes``
-where they exist). ``--spread``: each round fires the same ``--fires`` jobs
-drawn at random from all of them (as the jobs due in one second of a large
-table lie on as many of its pages), not ``--fires`` consecutive ids.
+one row per fire before; ``SlotsFired.following`` where it exists).
+``--spread``: each round fires the same ``--fires`` jobs drawn at random
+from all of them (as the jobs due in one second of a large table lie on as
+many of its pages), not ``--fires`` consecutive ids.
 
     python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--spread]
         [--repo DIR]
@@ -69,11 +69,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         recorded: list[float] = []
         grouped = "groups" in {f.name for f in fields(c.ResultsRecorded)}
         keeps_next = "following" in {f.name for f in fields(c.SlotsFired)}
-        opens = (
-            {"open_outcomes": True}
-            if "open_outcomes" in {f.name for f in fields(c.SlotsFired)}
-            else {}
-        )
         blocks = max(1, args.jobs // args.fires)
         spread = sorted(random.Random(7).sample(range(1, args.jobs + 1), args.fires))
         for r in range(args.rounds):
@@ -88,7 +83,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                     epoch=1,
                     fires=fires,
                     following=[[slot + 60, list(ids)]],
-                    **opens,
                 )
             else:
                 tick = c.SlotsFired(now=slot + 0.1, node_id=1, epoch=1, fires=fires)

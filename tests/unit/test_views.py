@@ -194,7 +194,7 @@ def test_a_page_of_jobs_is_the_jobs_shown_one_by_one(tmp_path: Any) -> None:
     ]
     for n, change in enumerate(variants, start=1):
         row = views.new_job_row(n, {**JOB, "next_run": 1_800_000_300}, NOW)
-        row.update(bucket=n, consecutive_failures=0, outcome_open=0, **change)
+        row.update(bucket=n, consecutive_failures=0, **change)
         values = [row.get(c) for c in columns]
         db.execute(f"INSERT INTO jobs VALUES ({','.join('?' * len(columns))})", values)
     db.row_factory = sqlite3.Row

@@ -134,7 +134,6 @@ class Firing:
             revisions=revisions,
             skipped=skipped,
             caught_up=caught_up,
-            open_outcomes=True,
         )
         self.in_flight = True
         self._proposer.propose(

@@ -367,11 +367,7 @@ class SlotsFired(Command):
     ``caught_up`` (optional within version 4; absent: none) are the
     ``[job_id, slot]`` of ``fires`` that a ``catchup=all`` backlog fired
     while a later slot of the job was already due: their executions are
-    recorded with trigger ``catchup`` (every other fire is ``schedule``).
-    ``open_outcomes`` (optional within version 5; absent: false, as every
-    older entry): the result of each accepted fire stays in its execution's
-    row until the job's last slot moves on, instead of being written into
-    the job's row too (``schema.LATEST_OUTCOME``); the API shows the same."""
+    recorded with trigger ``catchup`` (every other fire is ``schedule``)."""
 
     now: float
     node_id: int
@@ -382,7 +378,6 @@ class SlotsFired(Command):
     revisions: list[list[int]] = field(default_factory=list)
     skipped: list[list[Any]] = field(default_factory=list)
     caught_up: list[list[int]] = field(default_factory=list)
-    open_outcomes: bool = False
 
     def missed_entries(self) -> list[Missed]:
         return [Missed(*entry) for entry in self.missed]

@@ -352,7 +352,7 @@ class Queries:
 
     def job_row(self, job_id: int) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self.db.execute(
-            "SELECT * FROM jobs_shown WHERE id = ?", (job_id,)
+            "SELECT * FROM jobs WHERE id = ?", (job_id,)
         ).fetchone()
         return row
 
@@ -364,7 +364,7 @@ class Queries:
     def jobs_between(self, first: int, last: int) -> list[sqlite3.Row]:
         """The jobs with ids ``first`` to ``last`` that still exist, by id."""
         rows: list[sqlite3.Row] = self.db.execute(
-            "SELECT * FROM jobs_shown WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
+            "SELECT * FROM jobs WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)
         ).fetchall()
         return rows
 
@@ -409,7 +409,7 @@ class Queries:
                 # Near the start the rows are read in order at once: skipping
                 # at most a page costs no more than reading one.
                 page: list[sqlite3.Row] = db.execute(
-                    f"SELECT {JOB_PAGE_COLUMNS} FROM jobs_shown {where} {order_by('jobs', order)}"
+                    f"SELECT {JOB_PAGE_COLUMNS} FROM jobs {where} {order_by('jobs', order)}"
                     " LIMIT ? OFFSET ?",
                     [*args, limit, offset],
                 ).fetchall()
@@ -422,7 +422,7 @@ class Queries:
             rows = {
                 row["id"]: row
                 for row in db.execute(
-                    f"SELECT {JOB_PAGE_COLUMNS} FROM jobs_shown"
+                    f"SELECT {JOB_PAGE_COLUMNS} FROM jobs"
                     " WHERE id IN (SELECT value FROM json_each(?))",
                     (orjson.dumps(ids).decode(),),
                 )

@@ -292,13 +292,11 @@ ADDED_COLUMNS = (
     ("jobs", "created_by", "TEXT"),
     ("jobs", "modified_by", "TEXT"),
     ("credentials", "modified_by", "TEXT"),
-    ("jobs", "outcome_open", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded. The
 ``created_by``/``modified_by`` columns: NULL is "not known" (every row made
-or last changed by an older entry). ``outcome_open``: see ``LATEST_OUTCOME``
-(0, as in every row an older node wrote: the row holds every outcome)."""
+or last changed by an older entry)."""
 
 ADDED_INDEXES = """
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;
@@ -324,63 +322,6 @@ costs a fire anything. Each ends with the row's id, so each holds every
 column a page's ``ORDER BY`` (and its id tie-break) reads: a deep page skips
 its offset in the index alone (``Queries.jobs``)."""
 
-
-RESULT_STATES = ("success", "failed")
-"""The states a callback's result leaves an execution in."""
-
-_FOLDED = {
-    "last_state": "CASE WHEN latest.id IS NULL THEN j.last_state ELSE latest.state END",
-    "last_status_code": (
-        "CASE WHEN latest.id IS NULL THEN j.last_status_code ELSE latest.status_code END"
-    ),
-    "last_finished_at": (
-        "CASE WHEN latest.id IS NULL THEN j.last_finished_at"
-        " ELSE MAX(COALESCE(j.last_finished_at, latest.updated_at), latest.updated_at) END"
-    ),
-    "success_count": "j.success_count + (latest.state IS 'success')",
-    "failed_count": "j.failed_count + (latest.state IS 'failed')",
-}
-"""How ``jobs_shown`` adds the outcome of a job's open latest execution to its row."""
-
-JOBS_SHOWN_COLUMNS = (
-    "id", "project_id", "bucket", "spec", "timezone", "data", "callback_url", "execution_type",
-    "paused", "anchor", "not_before", "last_fired_slot", "last_state", "last_status_code",
-    "last_finished_at", "fired_count", "success_count", "failed_count", "missed_count",
-    "created_at", "updated_at", "next_run", "revision", "policy", "status_note",
-    "consecutive_failures", "name", "labels", "executor_id", "created_by", "modified_by",
-)  # fmt: skip
-"""The columns of ``jobs`` that ``jobs_shown`` shows (all but ``outcome_open``),
-in the table's order."""
-
-JOBS_SHOWN = f"""CREATE VIEW jobs_shown AS SELECT
-    {", ".join(f"{_FOLDED[c]} AS {c}" if c in _FOLDED else f"j.{c}" for c in JOBS_SHOWN_COLUMNS)}
-FROM jobs AS j LEFT JOIN executions AS latest
-    ON j.outcome_open = 1 AND latest.job_id = j.id AND latest.slot = j.last_fired_slot
-    AND latest.state IN {RESULT_STATES!r}"""
-
-LATEST_OUTCOME = f"""
-CREATE TRIGGER IF NOT EXISTS latest_outcome_pruned BEFORE DELETE ON executions
-WHEN OLD.state IN {RESULT_STATES!r} BEGIN
-    UPDATE jobs SET
-        success_count = success_count + (OLD.state = 'success'),
-        failed_count = failed_count + (OLD.state = 'failed'),
-        last_state = OLD.state,
-        last_status_code = OLD.status_code,
-        last_finished_at = MAX(COALESCE(last_finished_at, OLD.updated_at), OLD.updated_at),
-        outcome_open = 0
-    WHERE id = OLD.job_id AND outcome_open = 1 AND last_fired_slot = OLD.slot;
-END;
-"""
-"""A job's open outcome: the result of its latest fire is recorded in that
-execution's row alone, not in the job's row too (``jobs.outcome_open`` = 1,
-set by a fire that says so, ``SlotsFired.open_outcomes``). At a million jobs
-the jobs firing in one second lie on as many pages of ``jobs``; writing each
-row again for its result doubled the pages every node wrote per fire, and
-was a third of applying a fire and its result. The outcome is added to the
-row (folded: counts, last state, code and finish time) when the job's last
-slot moves on (its next fire, a missed or skipped slot) or its execution is
-deleted (this trigger: retention, a deleted job); the view ``JOBS_SHOWN``
-shows every job with it already added, and is what the API reads."""
 
 REPLACED_INDEXES = ("executions_by_slot", "jobs_by_bucket")
 """Indexes of older schemas no read uses any more, dropped from a loaded
@@ -424,13 +365,6 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
         if column not in present:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     conn.executescript(ADDED_INDEXES)
-    conn.executescript(LATEST_OUTCOME)
-    (shown,) = conn.execute(
-        "SELECT COALESCE(MAX(sql), '') FROM sqlite_master WHERE name = 'jobs_shown'"
-    ).fetchone()
-    if shown != JOBS_SHOWN:  # none yet, or an older node's
-        conn.execute("DROP VIEW IF EXISTS jobs_shown")
-        conn.execute(JOBS_SHOWN)
 
 
 def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:

@@ -11,13 +11,7 @@ import orjson
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
 from scheduler0.daemon.state.handlers.audit import prune_audit_log
-from scheduler0.daemon.state.schema import (
-    CATCHUP,
-    NO_NEXT_RUN,
-    RESULT_STATES,
-    RUN_SECOND_SQL,
-    bucket_of,
-)
+from scheduler0.daemon.state.schema import CATCHUP, NO_NEXT_RUN, RUN_SECOND_SQL, bucket_of
 
 MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
@@ -32,9 +26,6 @@ class _FiringJob:
     revision: int
     runs_left: int | None
     """Scheduled runs its ``max_runs`` still allows (None: no limit)."""
-    outcome_open: bool
-    """The result of its latest fire is in that execution's row alone
-    (``schema.LATEST_OUTCOME``)."""
 
 
 Run = tuple[int, int, list[int]]
@@ -77,8 +68,6 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
         for job_id in job_ids
         if (job := jobs.get(job_id)) is not None and job.revision == loaded.get(job_id, 0)
     }
-    moved = {entry[0] for entry in cmd.missed} | {entry[0] for entry in cmd.skipped}
-    _fold_open_outcomes(ctx.db, {j: job for j, job in jobs.items() if j in moved})
     _record_missed(ctx.db, cmd, jobs, next_runs)
     accepted, runs, by_slot = _accept(cmd, jobs, next_runs)
     _insert_dispatched(ctx.db, cmd, runs)
@@ -87,10 +76,10 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     # Ascending slots: a job accepted twice in one command ends on its latest.
     for slot, next_run in sorted(by_slot, key=lambda key: key[0]):
         ctx.db.execute(
-            f"UPDATE jobs SET {_FOLD_ASSIGNMENTS}, last_fired_slot = ?,"
-            " fired_count = fired_count + 1, last_state = 'dispatched', next_run = ?,"
-            " outcome_open = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (slot, next_run, int(cmd.open_outcomes), json_ids(by_slot[slot, next_run])),
+            "UPDATE jobs SET last_fired_slot = ?, fired_count = fired_count + 1,"
+            " last_state = 'dispatched', next_run = ?"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (slot, next_run, json_ids(by_slot[slot, next_run])),
         )
     if cmd.skipped:
         _record_skipped(ctx.db, cmd, jobs, next_runs)
@@ -104,63 +93,16 @@ def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
     owners, node_id = ctx.assignment.owners, cmd.node_id
     return {
         job_id: _FiringJob(
-            project_id,
-            last_fired,
-            revision,
-            None if max_runs is None else max_runs - fired,
-            bool(outcome_open),
+            project_id, last_fired, revision, None if max_runs is None else max_runs - fired
         )
-        for job_id, project_id, paused, last_fired, revision, max_runs, fired, outcome_open in (
-            ctx.db.execute(
-                "SELECT id, project_id, paused, last_fired_slot, revision,"
-                " policy ->> '$.max_runs', fired_count, outcome_open FROM jobs"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (orjson.dumps(sorted(ids)).decode(),),
-            )
+        for job_id, project_id, paused, last_fired, revision, max_runs, fired in ctx.db.execute(
+            "SELECT id, project_id, paused, last_fired_slot, revision,"
+            " policy ->> '$.max_runs', fired_count FROM jobs"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (orjson.dumps(sorted(ids)).decode(),),
         )
         if not paused and owners[bucket_of(job_id)] == node_id
     }
-
-
-_FOLD_ASSIGNMENTS = (
-    "(success_count, failed_count, last_status_code, last_finished_at) = (SELECT"
-    " jobs.success_count + IFNULL(x.state = 'success', 0),"
-    " jobs.failed_count + IFNULL(x.state = 'failed', 0),"
-    " IIF(x.id IS NULL, jobs.last_status_code, x.status_code),"
-    " IIF(x.id IS NULL, jobs.last_finished_at,"
-    " MAX(COALESCE(jobs.last_finished_at, x.updated_at), x.updated_at))"
-    " FROM (SELECT 1) LEFT JOIN executions AS x ON jobs.outcome_open = 1"
-    f" AND x.job_id = jobs.id AND x.slot = jobs.last_fired_slot AND x.state IN {RESULT_STATES!r})"
-)
-"""A fire's update of a job folds the open outcome of its previous fire into
-the row (what ``_fold_open_outcomes`` does), in the same statement: one read
-of that execution by its key, and the row written once."""
-
-
-def _fold_open_outcomes(db: sqlite3.Connection, jobs: dict[int, _FiringJob]) -> None:
-    """Add to each job's row the result of its latest fire that is still only
-    in that execution (``schema.LATEST_OUTCOME``), before its last slot moves
-    on: what ``jobs_shown`` showed, now kept in the row. One with no result
-    yet stays open: its result, when it comes, is for an earlier slot than
-    the job's last and goes to the row directly."""
-    open_ids = [job_id for job_id, job in jobs.items() if job.outcome_open]
-    if not open_ids:
-        return
-    # CROSS JOIN fixes the order (ids, their rows, each one's execution by
-    # its unique key): left to itself SQLite walked every finished execution.
-    db.execute(
-        "UPDATE jobs SET success_count = success_count + (e.state = 'success'),"
-        " failed_count = failed_count + (e.state = 'failed'),"
-        " last_state = e.state, last_status_code = e.status_code,"
-        " last_finished_at = MAX(COALESCE(jobs.last_finished_at, e.updated_at), e.updated_at),"
-        " outcome_open = 0"
-        " FROM (SELECT j.id, x.state, x.status_code, x.updated_at FROM json_each(?) AS ids"
-        " CROSS JOIN jobs AS j ON j.id = ids.value"
-        " CROSS JOIN executions AS x ON x.job_id = j.id AND x.slot = j.last_fired_slot"
-        f" WHERE j.outcome_open = 1 AND +x.state IN {RESULT_STATES!r}) AS e"
-        " WHERE jobs.id = e.id",
-        (json_ids(sorted(open_ids)),),
-    )
 
 
 def _record_missed(
@@ -195,7 +137,7 @@ def _record_missed(
     )
     db.executemany(
         "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
-        " last_state = 'missed', next_run = ?, outcome_open = 0 WHERE id = ?",
+        " last_state = 'missed', next_run = ? WHERE id = ?",
         ((n, jobs[j].last_fired, next_runs.get(j), j) for j, n in counts.items()),
     )
 
@@ -232,8 +174,7 @@ def _record_skipped(
         rows,
     )
     db.executemany(
-        "UPDATE jobs SET last_fired_slot = ?, last_state = 'skipped', next_run = ?,"
-        " outcome_open = 0 WHERE id = ?",
+        "UPDATE jobs SET last_fired_slot = ?, last_state = 'skipped', next_run = ? WHERE id = ?",
         ((slot, next_runs.get(j), j) for j, slot in advanced.items()),
     )
 
@@ -315,8 +256,7 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
 
     Jobs with ``pause_after_failures`` (version 4) count their consecutive
     failed executions here, in log order, so every replica counts the same
-    and pauses the job at the same entry (``_CONSECUTIVE_FAILURES``,
-    ``_pause_failing``)."""
+    and pauses the job at the same entry (``_count_failures``)."""
     db = ctx.db
     if cmd.results:
         _legacy_results(ctx.db, cmd)
@@ -330,53 +270,38 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
             (state, code, attempts, latency, error, cmd.now, slot, listed),
         )
         ok = state == "success"
-        # Into the row: a result for an earlier slot than the job's last, one
-        # whose outcome is not open, one that counts towards
-        # pause_after_failures, one of no result state. The rest,
-        # the common case, is already where jobs_shown reads it: its execution
-        # (schema.LATEST_OUTCOME). A row not written is a page not written.
-        kept = (
-            ""
-            if state not in RESULT_STATES
-            else (
-                " AND (last_fired_slot IS NOT ? OR outcome_open = 0"
-                " OR policy ->> '$.pause_after_failures' IS NOT NULL)"
-            )
-        )
         db.execute(
             "UPDATE jobs SET success_count = success_count + ?,"
             " failed_count = failed_count + ?,"
             " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
             " last_status_code ="
             " CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
-            " last_finished_at = ?,"
-            " outcome_open = CASE WHEN last_fired_slot = ? THEN 0 ELSE outcome_open END,"
-            f" consecutive_failures = {_CONSECUTIVE_FAILURES}"
-            f" WHERE id IN (SELECT value FROM json_each(?)){kept}",
-            (int(ok), int(not ok), slot, state, slot, code, cmd.now, slot, int(ok), listed)
-            + ((slot,) if kept else ()),
+            " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
+            (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
         )
-        if not ok:
-            paused.extend(_pause_failing(db, cmd.now, error, listed))
+        paused.extend(_count_failures(db, cmd.now, ok, error, listed))
     if paused:
         ctx.changed(Change.JOBS, paused)  # their owner stops firing them
     return {"recorded": len(cmd.results) + sum(len(g[6]) for g in cmd.groups)}
 
 
-_CONSECUTIVE_FAILURES = (
-    "CASE WHEN policy ->> '$.pause_after_failures' IS NULL THEN consecutive_failures"
-    " WHEN ? THEN 0 ELSE consecutive_failures + 1 END"
-)
-"""A result's change of ``consecutive_failures``: a success resets the count
-of a job with ``pause_after_failures``, a failure adds one; jobs without the
-policy are left alone (their counter stays 0), so entries older than version
-4 apply as they did. Every replica counts the same, in log order."""
-
-
-def _pause_failing(db: sqlite3.Connection, now: float, error: str | None, listed: str) -> list[int]:
-    """After a failure: pause the listed jobs whose consecutive failures
-    reached their ``pause_after_failures``, with the reason as their
-    ``status_note``. Returns the ids of the jobs paused."""
+def _count_failures(
+    db: sqlite3.Connection, now: float, ok: bool, error: str | None, listed: str
+) -> list[int]:
+    """A success resets the consecutive failures of the listed jobs that
+    have ``pause_after_failures``; a failure adds one, and pauses those that
+    reach their limit, with the reason as their ``status_note``. Jobs without
+    the policy are left alone (their counter stays 0), so entries older than
+    version 4 apply as they did. Returns the ids of the jobs paused."""
+    db.execute(
+        "UPDATE jobs SET consecutive_failures = CASE WHEN ? THEN 0"
+        " ELSE consecutive_failures + 1 END"
+        " WHERE id IN (SELECT value FROM json_each(?))"
+        " AND policy ->> '$.pause_after_failures' IS NOT NULL",
+        (int(ok), listed),
+    )
+    if ok:
+        return []
     rows = db.execute(
         "UPDATE jobs SET paused = 1, updated_at = ?,"
         " status_note = 'paused after ' || consecutive_failures"
@@ -436,25 +361,25 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
     repeating a backfill does not send them again. With ``audit_keep_rows``
     or ``audit_before``, the audit log is bounded in the same transaction."""
     db = ctx.db
+    before = db.total_changes
     (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM executions").fetchone()
-    # Rows deleted by the statements themselves (a cursor's rowcount): not the
-    # jobs their trigger folds an open outcome into (schema.LATEST_OUTCOME).
-    deleted = db.execute(
+    db.execute(
         f"DELETE FROM executions WHERE id <= ? AND state != 'dispatched' AND {UNSENT_BACKFILL}",
         (top - cmd.keep_rows,),
-    ).rowcount
-    deleted += db.execute(
+    )
+    db.execute(
         "DELETE FROM executions WHERE created_at < ? AND state != 'dispatched'"
         f" AND {UNSENT_BACKFILL}",
         (cmd.before,),
-    ).rowcount
-    deleted += db.execute(
+    )
+    db.execute(
         "DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
         f" (PARTITION BY job_id ORDER BY {RUN_SECOND_SQL} DESC, slot DESC) AS rn"
         " FROM executions"
         " WHERE job_id BETWEEN ? AND ? AND trigger IS NOT 'backfill') WHERE rn > ?)",
         (cmd.job_id_from, cmd.job_id_to, cmd.per_job),
-    ).rowcount
+    )
+    deleted = db.total_changes - before
     if cmd.audit_keep_rows is None and cmd.audit_before is None:
         return {"deleted": deleted}  # as every older entry
     return {
@@ -476,11 +401,9 @@ def _legacy_results(db: sqlite3.Connection, cmd: c.ResultsRecorded) -> None:
         "UPDATE jobs SET success_count = success_count + ?, failed_count = failed_count + ?,"
         " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
         " last_status_code = CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
-        " last_finished_at = ?,"
-        " outcome_open = CASE WHEN last_fired_slot = ? THEN 0 ELSE outcome_open END"
-        " WHERE id = ?",
+        " last_finished_at = ? WHERE id = ?",
         (
-            (state == "success", state != "success", slot, state, slot, code, cmd.now, slot, job_id)
+            (state == "success", state != "success", slot, state, slot, code, cmd.now, job_id)
             for job_id, slot, state, code, _attempts, _latency, _error in cmd.results
         ),
     )
