@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from scheduler0.daemon.scheduling.dispatch import Dispatcher
 from scheduler0.daemon.scheduling import firing
+from scheduler0.daemon.scheduling.dispatch import Dispatcher
 from scheduler0.daemon.scheduling.firing import Firing
 from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.scheduling.proposals import Proposer
@@ -189,27 +189,31 @@ async def test_a_catch_up_is_split_into_commands_of_at_most_rows_per_tick(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each late job writes 6 rows (5 missed slots and a fire): a command of
-    at most 12 rows takes two of them; the rest stay due and go in the next
-    ticks, each job once. A ``catchup=all`` backlog of 15 slots fires 12,
-    then 3."""
+    at most 12 rows takes two of them; the rest stay due and go, each job
+    once, in the next commands, each proposed as soon as the one before is
+    decided (not a tick later). A ``catchup=all`` backlog of 15 slots fires
+    12, then 3."""
     monkeypatch.setattr(firing, "ROWS_PER_TICK", 12)
     parts, ids = await setup(world, *["@every 10s"] * 4)
     backlog = await world.jobs("@every 4s", policy={"catchup": "all"})
     await parts.tick(T0 + 1)
-    for at in (T0 + 60.5, T0 + 60.6, T0 + 60.7, T0 + 60.8, T0 + 60.9):
-        await parts.tick(at)
+    await parts.tick(T0 + 60.5)
     commands = world.commands(c.SlotsFired)
+    assert {cmd.now for cmd in commands} == {T0 + 60.5}
     rows = [
         len(cmd.fires) + sum(len(e[1]) for e in cmd.missed) + sum(len(e[1]) for e in cmd.skipped)
         for cmd in commands
     ]
     assert rows == [12, 12, 12, 3], rows
-    assert [sorted({e[0] for e in cmd.fires + cmd.missed}) for cmd in commands] == [
-        backlog,  # its first slot is the earliest due
-        ids[:2],
-        ids[2:],
-        backlog,
-    ]
+    assert (
+        [sorted({e[0] for e in cmd.fires + cmd.missed}) for cmd in commands]
+        == [
+            backlog,  # its first slot is the earliest due
+            ids[:2],
+            ids[2:],
+            backlog,
+        ]
+    )
     sent = world.executor.sent_pairs()
     # catchup=all fires as much of its backlog (15 slots) as a command has room for
     assert sent[:12] + sent[-3:] == [(backlog[0], T0 + s) for s in range(4, 64, 4)]

@@ -83,6 +83,9 @@ class Firing:
         """What of the overlap-policy jobs is in flight (``overlap.InFlight``)."""
         self.in_flight = False
         """A ``SlotsFired`` is proposed and its outcome is not in yet."""
+        self._cut = False
+        """The proposal in flight stopped at ``ROWS_PER_TICK``: once it is
+        decided, the next goes out at once rather than at the next tick."""
 
     def fire_due(self) -> None:
         """Propose the due slots of this tick; nothing while the last is in flight."""
@@ -96,6 +99,7 @@ class Firing:
         caught_up: list[list[int]] = []
         batch: Batch = {}
         budget = ROWS_PER_TICK  # less the listed missed and skipped slots
+        self._cut = False
         if capacity > 0:
             grace = self._grace
             recent_lag = self._stats.recent_lag
@@ -112,6 +116,7 @@ class Firing:
                     budget -= sum(len(e[1]) for e in missed[n_missed:])
                     budget -= sum(len(e[1]) for e in skipped[n_skipped:])
                     if len(fires) >= capacity or len(fires) >= budget:
+                        self._cut = len(fires) >= budget
                         break
                     continue
                 following = following_if_on_time(job.schedule, slot, now, grace)
@@ -131,6 +136,7 @@ class Firing:
                 job.pending = True
                 batch[job.id] = (job, following)
                 if len(fires) >= capacity or len(fires) >= budget:
+                    self._cut = len(fires) >= budget
                     break
         if not batch:
             return
@@ -251,6 +257,8 @@ class Firing:
         self._reschedule(batch, fires, accepted)
         if accepted:
             self._dispatcher.dispatch(accepted, previous)
+        if self._cut:
+            self.fire_due()
 
     def _reschedule(self, batch: Batch, fires: list[list[int]], accepted: list[list[int]]) -> None:
         """Put the tick's jobs back on the heap at their next slot, except those
