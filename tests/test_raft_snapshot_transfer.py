@@ -1,11 +1,13 @@
 """A real 3-member pysyncobj cluster on 127.0.0.1: a member that joins behind
-the leader's snapshot receives it through the checking serializer, whole."""
+the leader's snapshot receives it through the checking serializer, whole; a
+follower held for seconds by its disk does not depose its leader."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,3 +145,47 @@ def test_a_torn_snapshot_is_discarded_and_the_member_is_sent_one_again(
     assert len(discarded) == 1
     assert discarded[0].levelno == logging.WARNING
     assert "bytes before its seal" in discarded[0].getMessage()
+
+
+def test_a_follower_held_for_seconds_by_its_disk_calls_no_election(
+    tmp_path: Path, started: list[Member]
+) -> None:
+    """A follower's journal flush takes 2 s once (a slow disk), past its
+    election timeout (0.4-1.4 s). pysyncobj checks the deadline at the start
+    of the next tick, before it reads the heartbeats the leader sent
+    meanwhile; the follower counts the stall as heard-from and stays a
+    follower: no new term, the same leader."""
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(3)]
+    for i in range(3):
+        others = [a for a in addresses if a != addresses[i]]
+        started.append(Member(tmp_path / f"n{i}", addresses[i], others))
+    wait_until(lambda: all(m.log.ready for m in started), 20, what="every member ready")
+    leader = wait_until(
+        lambda: next((m for m in started if m.log.is_leader()), None), 20, what="a leader"
+    )
+
+    def write(name: str) -> None:
+        command = c.ProjectCreated(now=NOW, name=name, description="", signing_secret="s")
+        asyncio.run(leader.log.propose(command))
+
+    write("before")
+    term = leader.log.status()["term"]
+    follower = next(m for m in started if m is not leader)
+    transport = follower.log._sync._SyncObj__transport  # type: ignore[union-attr]
+    release = transport.release
+    held: list[float] = []
+
+    def slow_release() -> None:
+        if not held:
+            held.append(time.monotonic())
+            time.sleep(2.0)
+        release()
+
+    transport.release = slow_release
+    write("during")
+    wait_until(lambda: held and time.monotonic() > held[0] + 5.0, 10, what="5 s after the stall")
+    write("after")
+    statuses = [m.log.status() for m in started]
+    assert [s["term"] for s in statuses] == [term] * 3, statuses
+    assert leader.log.is_leader()
+    wait_until(lambda: follower.projects() == leader.projects(), 10, what="the follower in step")

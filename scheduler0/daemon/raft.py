@@ -55,7 +55,7 @@ from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.serializer import Serializer
-from pysyncobj.syncobj import _COMMAND_TYPE
+from pysyncobj.syncobj import _COMMAND_TYPE, _RAFT_STATE
 from pysyncobj.tcp_connection import CONNECTION_STATE, TcpConnection
 from pysyncobj.tcp_server import TcpServer
 from pysyncobj.transport import TCPTransport
@@ -76,6 +76,17 @@ log = logging.getLogger(__name__)
 STARTUP_ELECTION_GRACE = 2.5
 """Seconds a starting member of a multi-node cluster listens for a leader
 before it may call an election."""
+
+READ_AHEAD = 2**20
+"""Bytes a raft connection reads before it parses what it holds (at least
+one whole message)."""
+
+TRANSFER_ACK_SECONDS = 0.5
+"""How often a follower receiving a snapshot tells its leader it is there."""
+
+STALL_SECONDS = 0.3
+"""A tick longer than this held the raft thread (an apply, a snapshot loaded,
+a slow disk): a follower does not count that time against its leader."""
 
 DNS_CACHE_SECONDS = 30.0
 """How long a peer's resolved address is reused for new connections."""
@@ -499,9 +510,25 @@ class _BoundedConnection(TcpConnection):  # type: ignore[misc]
         self.disconnect()
         return False
 
+    def _whole_message_in(self) -> bool:
+        buffer: bytes = self._TcpConnection__readBuffer
+        if len(buffer) < 4:
+            return False
+        declared: int = struct.unpack_from("i", buffer, 0)[0]
+        return len(buffer) >= 4 + declared
+
     def _TcpConnection__tryReadBuffer(self) -> None:
+        # pysyncobj appends each recv to one bytes object (a copy of all that
+        # is buffered) and parses only once the socket is drained: a leader
+        # streaming a snapshot kept the socket full, the buffer grew to the
+        # limit, and a follower received ~5 MB/s. Reading stops once
+        # READ_AHEAD bytes holding a whole message are in; they are parsed
+        # and the poller reports the rest at once.
         limit = self._limit() + 4
-        while self._declared_ok() and len(self._TcpConnection__readBuffer) <= limit:
+        while self._declared_ok():
+            buffered = len(self._TcpConnection__readBuffer)
+            if buffered > limit or (buffered >= READ_AHEAD and self._whole_message_in()):
+                break
             if not self._TcpConnection__processRead():
                 break
         if self.state != CONNECTION_STATE.DISCONNECTED and self._declared_ok():
@@ -974,6 +1001,8 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         self.max_message_bytes = max_message_bytes
         """Read by the transport, which pysyncobj builds in ``__init__``."""
         self._has_partners = bool(partners)
+        self._transfer_acked: dict[Any, float] = {}
+        """When this follower last told a leader sending it a snapshot that it is there."""
         load = conf.deserializer
 
         def load_keeping_the_journal(path: str) -> Any:
@@ -1032,6 +1061,37 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         self._SyncObj__serializer.abort_incoming()
         super()._SyncObj__onLeaderChanged()
 
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        """pysyncobj's handler, then a sign of life to a leader sending a snapshot.
+
+        A follower answers a snapshot's chunks only after the last one, and a
+        connection on which nothing was read for ``connectionTimeout`` (3.5 s)
+        is closed by the side sending on it. A snapshot of hundreds of MB takes
+        longer than that to send: the leader closed the connection mid-way,
+        cancelled the transfer and started it again after reconnecting, and a
+        node behind the leader's snapshot (a node restarted at a million jobs)
+        never caught up. So while chunks arrive the follower answers at most
+        every ``TRANSFER_ACK_SECONDS`` with a ``next_node_idx`` that neither
+        succeeds nor resets (what pysyncobj itself answers to each chunk of a
+        large entry): the leader only notes that it heard from this node."""
+        super()._SyncObj__onMessageReceived(node, message)
+        serialized = message.get("serialized") if isinstance(message, dict) else None
+        if not serialized or message.get("type") != "append_entries" or serialized[2]:
+            return
+        now = raft_clock()
+        if now - self._transfer_acked.get(node, 0.0) < TRANSFER_ACK_SECONDS:
+            return
+        self._transfer_acked[node] = now
+        self._SyncObj__transport.send(
+            node,
+            {
+                "type": "next_node_idx",
+                "next_node_idx": self._SyncObj__getCurrentLogIndex() + 1,
+                "reset": False,
+                "success": False,
+            },
+        )
+
     def _flush_journal(self) -> None:
         journal = self._SyncObj__raftLog
         if getattr(journal, "durable", False):
@@ -1042,10 +1102,34 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         # before its callbacks ran, this keeps the leader's unflushed entries
         # from counting toward the commit index computed next.
         self._flush_journal()
+        started = raft_clock()
         try:
             super()._onTick(timeToWait)
         finally:
             self._SyncObj__transport.release()
+            self._after_stall(raft_clock() - started - timeToWait)
+
+    def _after_stall(self, busy: float) -> None:
+        """A follower whose tick held the raft thread for ``busy`` seconds
+        listens for its leader a full election timeout from now.
+
+        pysyncobj checks the election deadline at the start of a tick, before
+        it reads the messages that arrived meanwhile: a follower busy longer
+        than the timeout (applying a backlog, loading a snapshot of hundreds of
+        MB) called an election although its leader's heartbeats were waiting
+        in the socket, and with no pre-vote its higher term deposed the
+        leader. At a million jobs a cold restart went through dozens of terms
+        in a minute, and a follower that needed the leader's snapshot never
+        received one whole. Liveness only: a leader that really died is
+        noticed one timeout later."""
+        if busy <= STALL_SECONDS or not self._has_partners:
+            return
+        if self._SyncObj__raftState != _RAFT_STATE.FOLLOWER:
+            return
+        self._SyncObj__raftElectionDeadline = max(
+            self._SyncObj__raftElectionDeadline,
+            raft_clock() + self._SyncObj__generateRaftTimeout(),
+        )
 
     @replicated  # type: ignore[misc,untyped-decorator]
     def apply_command(self, payload: bytes) -> dict[str, Any]:
