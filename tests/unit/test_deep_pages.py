@@ -427,6 +427,73 @@ def test_one_jobs_executions_are_found_through_the_job_id_index(
                 assert "SCAN" not in found, found
 
 
+def test_executions_not_succeeded_are_found_through_their_index_and_success_is_counted_whole(
+    tmp_path: Path,
+) -> None:
+    """The state index holds only the executions not ``success``: a fire's
+    entry leaves it when its result succeeds and stays when it fails. Every
+    state reads the same rows as a plain scan; each state but ``success`` is
+    found through the index, ``Queries.unsettled`` too."""
+    machine = StateMachine(tmp_path / "state.db")
+    apply(machine, c.ProjectCreated(now=NOW, name="p", description="", signing_secret="s"))
+    apply(machine, c.JobsCreated(now=NOW, jobs=[job(1, n) for n in range(1, 13)]))
+    apply(machine, c.AssignmentChanged(now=NOW, epoch=1, owners=[1] * schema.BUCKETS))
+    ids = list(range(1, 13))
+    slot = int(NOW) + 60
+    fired = apply(
+        machine, c.SlotsFired(now=NOW + 60, node_id=1, epoch=1, fires=[[j, slot] for j in ids])
+    )
+    assert len(fired["ok"]["accepted"]) == 12
+    groups = [
+        [slot, "success", 200, 1, 5, None, ids[:6]],
+        [slot, "failed", 500, 3, 5, "HTTP 500", ids[6:9]],
+    ]  # 10 to 12 stay dispatched; 12 is then lost
+    apply(machine, c.ResultsRecorded(now=NOW + 61, node_id=1, groups=groups))
+    apply(machine, c.ExecutionsLost(now=NOW + 62, executions=[[12, slot]]))
+    queries = Queries(tmp_path / "state.db")
+    try:
+        indexed = queries.db.execute(
+            "SELECT state, COUNT(*) FROM executions INDEXED BY executions_not_succeeded"
+            f" WHERE {schema.NOT_SUCCEEDED} GROUP BY state ORDER BY state"
+        ).fetchall()
+        assert [tuple(row) for row in indexed] == [("dispatched", 2), ("failed", 3), ("lost", 1)]
+        for state, expected in (("success", 6), ("failed", 3), ("dispatched", 2), ("lost", 1)):
+            page = queries.executions(state=state, limit=100)
+            assert page.total == expected, state
+            assert sorted(row["job_id"] for row in page.rows) == sorted(
+                row[0]
+                for row in queries.db.execute(
+                    "SELECT job_id FROM executions NOT INDEXED WHERE state = ?", (state,)
+                )
+            )
+        assert [row["job_id"] for row in queries.unsettled("dispatched", 1)] == [10, 11]
+        assert [row["job_id"] for row in queries.unsettled("lost")] == [12]
+        plans: list[str] = []
+        real = queries.db
+
+        class Explaining:
+            """The connection, explaining each query before it runs."""
+
+            def execute(self, sql: str, args: Any = ()) -> Any:
+                explained = real.execute(f"EXPLAIN QUERY PLAN {sql}", args)
+                plans.append(" | ".join(row[3] for row in explained))
+                return real.execute(sql, args)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Queries, "db", property(lambda self: Explaining()))
+            queries.executions(state="failed", project_id=1)
+            queries.unsettled("lost")
+            queries.unsettled("dispatched", 1, backfill=False)
+        assert len(plans) == 4, plans  # the total and the page, then two reads
+        for plan in plans:
+            assert "USING INDEX executions_not_succeeded" in plan or (
+                "USING COVERING INDEX executions_not_succeeded" in plan
+            ), plan
+    finally:
+        queries.db.close()
+        machine.close()
+
+
 def test_the_api_socket_turns_nagle_off_on_its_connections() -> None:
     """asyncio sets ``TCP_NODELAY`` on an accepted connection only when the
     listening socket says it is TCP; without it, an answer written in two

@@ -104,13 +104,16 @@ def test_a_database_of_an_older_node_gets_the_new_columns_tables_and_indexes(
 ) -> None:
     """A snapshot written before names, labels and triggers loads: the added
     columns are NULL (no name, no labels, a run of the schedule) and the label
-    table and the name index are made."""
+    table and the name index are made, and the index of every execution by
+    state gives way to the one of those not succeeded."""
     path = tmp_path / "old.db"
     old = sqlite3.connect(path)
     old.executescript(SCHEMA)
     old.executescript(
         "DROP TABLE job_labels;"  # SCHEMA has neither the added columns nor their index
         " DROP INDEX executions_by_second; CREATE INDEX executions_by_slot ON executions(slot);"
+        " DROP INDEX executions_not_succeeded;"
+        " CREATE INDEX executions_by_state ON executions(state, id);"
         " INSERT INTO projects VALUES (1, 'p', '', 's', 0, 0);"
         " INSERT INTO jobs (id, project_id, bucket, spec, timezone, callback_url, anchor,"
         " not_before, created_at, updated_at) VALUES (1, 1, 0, '@hourly', 'UTC', 'http://h/',"
@@ -128,6 +131,8 @@ def test_a_database_of_an_older_node_gets_the_new_columns_tables_and_indexes(
     indexes = {row[1] for row in conn.execute("PRAGMA index_list(executions)")}
     assert {"executions_by_second", "executions_by_trigger"} <= indexes
     assert "executions_by_slot" not in indexes  # replaced, not kept beside it
+    assert "executions_not_succeeded" in indexes
+    assert "executions_by_state" not in indexes
     assert conn.execute("SELECT COUNT(*) FROM job_labels").fetchone() == (0,)
     schema.add_missing_columns(conn)  # idempotent
     conn.close()

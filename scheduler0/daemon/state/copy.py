@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from scheduler0.daemon.state.schema import connect
+from scheduler0.daemon.state.schema import NOT_SUCCEEDED, connect
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,10 @@ def copy_replica(db_path: Path, dest: Path) -> ReplicaCopy:
             "credentials": _count(src, "SELECT COUNT(*) FROM credentials"),
             "jobs": _count(src, "SELECT COUNT(*) FROM jobs"),
             "executions": _count(src, "SELECT COUNT(*) FROM executions"),
-            "dispatched": _count(src, "SELECT COUNT(*) FROM executions WHERE state = 'dispatched'"),
+            "dispatched": _count(
+                src,
+                f"SELECT COUNT(*) FROM executions WHERE state = 'dispatched' AND {NOT_SUCCEEDED}",
+            ),
         }
         dest.unlink(missing_ok=True)
         out = sqlite3.connect(str(dest))

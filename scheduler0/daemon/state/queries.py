@@ -19,7 +19,13 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from scheduler0.daemon.state.schema import BACKFILL, JOB_BLOCK_BITS, RUN_SECOND_SQL, connect
+from scheduler0.daemon.state.schema import (
+    BACKFILL,
+    JOB_BLOCK_BITS,
+    NOT_SUCCEEDED,
+    RUN_SECOND_SQL,
+    connect,
+)
 from scheduler0.errors import NotFound
 
 _EXECUTOR_JOBS = "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id) AS jobs"
@@ -523,6 +529,8 @@ class Queries:
             if value is not None:
                 clauses.append(f"{'' if column == 'job_id' else other}{column} = ?")
                 args.append(value)
+        if state not in (None, "success") and job_id is None:
+            clauses.append(NOT_SUCCEEDED)  # the executions_not_succeeded index holds them
         if trigger == "schedule":
             # NULL: a run of the schedule (rows older than the column too).
             clauses.append("(trigger IS NULL OR trigger = 'schedule')")
@@ -549,7 +557,10 @@ class Queries:
         """Executions in ``state`` (``pending``, ``dispatched`` or ``lost``),
         optionally of one node; without the backfill ones when ``backfill`` is
         False (those are sent at their own pace: ``backfill_due``)."""
-        sql = "SELECT job_id, slot, node_id, created_at FROM executions WHERE state = ?"
+        sql = (
+            "SELECT job_id, slot, node_id, created_at FROM executions"
+            f" WHERE state = ? AND {NOT_SUCCEEDED}"
+        )
         args: list[Any] = [state]
         if node_id is not None:
             sql += " AND node_id = ?"

@@ -33,6 +33,11 @@ MANUAL_PER_SECOND = 1000
 RUN_SECOND_SQL = f"(CASE WHEN slot < 0 THEN (-slot) / {MANUAL_PER_SECOND} ELSE slot END)"
 """``run_second`` in SQL, over an ``executions`` row: the second a run is for."""
 
+NOT_SUCCEEDED = "state != 'success'"
+"""The condition of the ``executions_not_succeeded`` index: a query that may
+read its rows through it states this term word for word, which is how the
+planner knows the index holds every row it asks for."""
+
 
 JOB_BLOCK_BITS = 10
 """``job_blocks`` counts the jobs of each block of ``2 ** JOB_BLOCK_BITS``
@@ -109,7 +114,8 @@ CREATE TABLE IF NOT EXISTS executions (
     updated_at REAL NOT NULL,
     UNIQUE (job_id, slot)
 );
-CREATE INDEX IF NOT EXISTS executions_by_state ON executions(state, id);
+CREATE INDEX IF NOT EXISTS executions_not_succeeded ON executions(state, id)
+    WHERE {NOT_SUCCEEDED};
 CREATE INDEX IF NOT EXISTS executions_by_second ON executions({RUN_SECOND_SQL});
 CREATE TABLE IF NOT EXISTS idempotency_keys (
     key TEXT PRIMARY KEY,
@@ -323,14 +329,21 @@ column a page's ``ORDER BY`` (and its id tie-break) reads: a deep page skips
 its offset in the index alone (``Queries.jobs``)."""
 
 
-REPLACED_INDEXES = ("executions_by_slot", "jobs_by_bucket")
+REPLACED_INDEXES = ("executions_by_slot", "jobs_by_bucket", "executions_by_state")
 """Indexes of older schemas no read uses any more, dropped from a loaded
 snapshot: ``executions_by_slot`` ordered the lists by slot, which
 ``executions_by_second`` does now that a manual run's key is not its time
 (an index costs every fire's insert on every node, so it is replaced, not
 added to). ``jobs_by_bucket`` served the scheduler's reads of a bucket's jobs,
 which go in id order instead (``Queries.jobs_for_scheduling``): it cost every
-created job a write at one of a thousand places in the index, on every node."""
+created job a write at one of a thousand places in the index, on every node.
+``executions_by_state`` held every execution by state: each fire inserted its
+row's entry and each result moved it. ``executions_not_succeeded`` holds only
+the rows not ``success`` (the unsettled ones a node looks for, and failures),
+so a successful result removes the fire's entry and adds none: about 2.6 µs
+less of apply per fire on every node. A read of one state other than
+``success`` names ``NOT_SUCCEEDED`` beside its ``state = ?`` so the planner
+may use it (``Queries.unsettled``, ``Queries.executions``)."""
 
 REPLACED_TRIGGERS = ("project_job_counts_insert", "job_blocks_insert")
 """Triggers of older schemas dropped from a loaded snapshot: the counts of

@@ -256,7 +256,8 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
 
     Jobs with ``pause_after_failures`` (version 4) count their consecutive
     failed executions here, in log order, so every replica counts the same
-    and pauses the job at the same entry (``_count_failures``)."""
+    and pauses the job at the same entry (``_CONSECUTIVE_FAILURES``,
+    ``_pause_failing``)."""
     db = ctx.db
     if cmd.results:
         _legacy_results(ctx.db, cmd)
@@ -276,32 +277,33 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
             " last_state = CASE WHEN last_fired_slot = ? THEN ? ELSE last_state END,"
             " last_status_code ="
             " CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
-            " last_finished_at = ? WHERE id IN (SELECT value FROM json_each(?))",
-            (int(ok), int(not ok), slot, state, slot, code, cmd.now, listed),
+            f" last_finished_at = ?, consecutive_failures = {_CONSECUTIVE_FAILURES}"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (int(ok), int(not ok), slot, state, slot, code, cmd.now, int(ok), listed),
         )
-        paused.extend(_count_failures(db, cmd.now, ok, error, listed))
+        if not ok:
+            paused.extend(_pause_failing(db, cmd.now, error, listed))
     if paused:
         ctx.changed(Change.JOBS, paused)  # their owner stops firing them
     return {"recorded": len(cmd.results) + sum(len(g[6]) for g in cmd.groups)}
 
 
-def _count_failures(
-    db: sqlite3.Connection, now: float, ok: bool, error: str | None, listed: str
-) -> list[int]:
-    """A success resets the consecutive failures of the listed jobs that
-    have ``pause_after_failures``; a failure adds one, and pauses those that
-    reach their limit, with the reason as their ``status_note``. Jobs without
-    the policy are left alone (their counter stays 0), so entries older than
-    version 4 apply as they did. Returns the ids of the jobs paused."""
-    db.execute(
-        "UPDATE jobs SET consecutive_failures = CASE WHEN ? THEN 0"
-        " ELSE consecutive_failures + 1 END"
-        " WHERE id IN (SELECT value FROM json_each(?))"
-        " AND policy ->> '$.pause_after_failures' IS NOT NULL",
-        (int(ok), listed),
-    )
-    if ok:
-        return []
+_CONSECUTIVE_FAILURES = (
+    "CASE WHEN policy ->> '$.pause_after_failures' IS NULL THEN consecutive_failures"
+    " WHEN ? THEN 0 ELSE consecutive_failures + 1 END"
+)
+"""A job's consecutive failed executions, as a result of its sets them: a
+success resets the count, a failure adds one. Jobs without
+``pause_after_failures`` are left alone (their counter stays 0), so entries
+older than version 4 apply as they did. Part of the result's one update of
+each job: a second pass over the jobs to count cost every fire's result a
+lookup of its job."""
+
+
+def _pause_failing(db: sqlite3.Connection, now: float, error: str | None, listed: str) -> list[int]:
+    """After a failure: pause the listed jobs whose consecutive failures
+    reached their ``pause_after_failures``, with the reason as their
+    ``status_note``. Returns the ids of the jobs paused."""
     rows = db.execute(
         "UPDATE jobs SET paused = 1, updated_at = ?,"
         " status_note = 'paused after ' || consecutive_failures"
