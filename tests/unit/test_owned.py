@@ -87,6 +87,26 @@ async def test_a_changed_job_is_reread_and_its_old_heap_entry_is_stale(world: Wo
 
 
 @run_async
+async def test_the_due_backlog_counts_live_jobs_only(world: World) -> None:
+    """A paused or changed job's old heap entry stays until popped: the
+    backlog (the queue depth of the metrics and the health check) leaves it
+    out, so a node whose jobs are all paused reports 0 at any instant."""
+    await world.project()
+    paused, changed, kept = await world.jobs("@every 10s", "@every 10s", "@every 10s")
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    assert owned.due_backlog(T0 + 10) == 3
+    await world.propose(c.JobPaused(now=T0, job_id=paused, paused=True))
+    await world.propose(c.JobUpdated(now=T0, job_id=changed, changes={"spec": "@every 30s"}))
+    owned.refresh()
+    assert owned.due_backlog(T0 + 10) == 1  # the kept job; two stale entries are not work
+    assert owned.due_backlog(T0 + 30) == 2
+    assert popped(owned, T0 + 30) == [(kept, T0 + 10), (changed, T0 + 30)]
+    assert owned.due_backlog(T0 + 30) == 0  # popped and pending
+
+
+@run_async
 async def test_a_bucket_move_drops_its_jobs(world: World) -> None:
     await world.project()
     ids = await world.jobs(*["@every 10s"] * 4)

@@ -299,5 +299,15 @@ class OwnedJobs:
             yield job
 
     def due_backlog(self, now: float) -> int:
-        """Heap entries due at ``now`` (stale ones included)."""
-        return sum(1 for slot, _, _ in self._heap if slot <= now)
+        """Live jobs due at ``now`` and not pending: what ``pop_due`` would
+        give. Stale entries (a job paused, changed, deleted or moved since)
+        are not counted: they stand for no fire."""
+        jobs = self.jobs
+        return sum(
+            1
+            for due, job_id, version in self._heap
+            if due <= now
+            and (job := jobs.get(job_id)) is not None
+            and job.version == version
+            and not job.pending
+        )
