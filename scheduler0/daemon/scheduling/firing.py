@@ -115,26 +115,23 @@ class Firing:
                     )
                     budget -= sum(len(e[1]) for e in missed[n_missed:])
                     budget -= sum(len(e[1]) for e in skipped[n_skipped:])
-                    if len(fires) >= capacity or len(fires) >= budget:
-                        self._cut = len(fires) >= budget
-                        break
-                    continue
-                following = following_if_on_time(job.schedule, slot, now, grace)
-                if following is not None:  # one slot due, on time: the common case
-                    fires.append([job.id, slot])
-                    recent_lag.append(now - slot)
-                else:  # several slots due, or too late: the misfire policy decides
-                    fire_slot, listed, uncounted, following = due_slots(
-                        job.schedule, slot, now, grace
-                    )
-                    if listed or uncounted:
-                        missed.append([job.id, listed, uncounted])
-                        budget -= len(listed)
-                    if fire_slot is not None:
-                        fires.append([job.id, fire_slot])
-                        recent_lag.append(now - fire_slot)
-                job.pending = True
-                batch[job.id] = (job, following)
+                else:
+                    following = following_if_on_time(job.schedule, slot, now, grace)
+                    if following is not None:  # one slot due, on time: the common case
+                        fires.append([job.id, slot])
+                        recent_lag.append(now - slot)
+                    else:  # several slots due, or too late: the misfire policy decides
+                        fire_slot, listed, uncounted, following = due_slots(
+                            job.schedule, slot, now, grace
+                        )
+                        if listed or uncounted:
+                            missed.append([job.id, listed, uncounted])
+                            budget -= len(listed)
+                        if fire_slot is not None:
+                            fires.append([job.id, fire_slot])
+                            recent_lag.append(now - fire_slot)
+                    job.pending = True
+                    batch[job.id] = (job, following)
                 if len(fires) >= capacity or len(fires) >= budget:
                     self._cut = len(fires) >= budget
                     break
