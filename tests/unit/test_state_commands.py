@@ -27,6 +27,7 @@ to name types, so the registry may be built differently later.
 from __future__ import annotations
 
 import dataclasses
+import random
 import sqlite3
 import types
 import typing
@@ -38,12 +39,15 @@ import orjson
 import pytest
 
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.handlers.firing import _past_per_job
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import (
     BUCKETS,
     MANUAL_PER_SECOND,
+    RUN_SECOND_SQL,
     bucket_of,
+    connect,
     execution_id,
     manual_slot,
 )
@@ -1062,6 +1066,54 @@ def test_executions_pruned_per_job_within_the_job_id_range(replica: Replica) -> 
         1,
         2,
     )
+
+
+WINDOW_PER_JOB = (
+    "SELECT id FROM (SELECT id, row_number() OVER"
+    f" (PARTITION BY job_id ORDER BY {RUN_SECOND_SQL} DESC, slot DESC) AS rn"
+    " FROM executions WHERE job_id BETWEEN ? AND ? AND trigger IS NOT 'backfill') WHERE rn > ?"
+)
+"""The per-job rule of retention as older versions ran it: the reference."""
+
+
+def test_the_per_job_rule_drops_the_rows_the_window_of_older_versions_dropped(
+    tmp_path: Path,
+) -> None:
+    """Random histories (scheduled, missed, caught-up and backfilled slots,
+    manual runs in seconds before, between and after them, rows inserted out
+    of order): for every range and ``per_job``, the rows past each job's
+    newest are exactly those of the window query, whose result every replica
+    that applied older entries holds."""
+    db = connect(tmp_path / "state.db", writer=True)
+    rng = random.Random(11)
+    rows = []
+    for job_id in range(1, 41):
+        seconds = rng.sample(range(T0, T0 + 400), rng.randrange(0, 25))
+        for second in seconds:
+            trigger = rng.choice([None, None, None, "catchup", "backfill"])
+            rows.append((job_id, second, trigger))
+        if job_id % 3 == 0:  # manual runs, several in some seconds
+            for second in rng.sample(range(T0 - 50, T0 + 450), rng.randrange(1, 8)):
+                for n in range(rng.randrange(1, 4)):
+                    rows.append((job_id, manual_slot(second, n), "manual"))
+    rng.shuffle(rows)  # row ids do not follow slots
+    db.executemany(
+        "INSERT INTO executions (job_id, project_id, slot, state, trigger, created_at,"
+        " updated_at) VALUES (?, 1, ?, 'success', ?, 0, 0)",
+        rows,
+    )
+    checked = 0
+    for first, last in ((1, 40), (3, 3), (5, 17), (30, 99)):
+        for per_job in (1, 2, 5, 12, 30):
+            expected = sorted(r[0] for r in db.execute(WINDOW_PER_JOB, (first, last, per_job)))
+            assert sorted(_past_per_job(db, first, last, per_job)) == expected, (
+                first,
+                last,
+                per_job,
+            )
+            checked += len(expected)
+    assert checked > 1_000  # the histories were long enough to drop rows
+    db.close()
 
 
 @covers(c.ExecutionsPruned)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -11,7 +13,13 @@ import orjson
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
 from scheduler0.daemon.state.handlers.audit import prune_audit_log
-from scheduler0.daemon.state.schema import CATCHUP, NO_NEXT_RUN, RUN_SECOND_SQL, bucket_of
+from scheduler0.daemon.state.schema import (
+    BACKFILL,
+    CATCHUP,
+    NO_NEXT_RUN,
+    bucket_of,
+    run_second,
+)
 
 MAX_RUN_STATEMENTS = 16
 """Above this many (project, slot) runs in one ``SlotsFired``, one statement."""
@@ -374,13 +382,12 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
         f" AND {UNSENT_BACKFILL}",
         (cmd.before,),
     )
-    db.execute(
-        "DELETE FROM executions WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER"
-        f" (PARTITION BY job_id ORDER BY {RUN_SECOND_SQL} DESC, slot DESC) AS rn"
-        " FROM executions"
-        " WHERE job_id BETWEEN ? AND ? AND trigger IS NOT 'backfill') WHERE rn > ?)",
-        (cmd.job_id_from, cmd.job_id_to, cmd.per_job),
-    )
+    past = _past_per_job(db, cmd.job_id_from, cmd.job_id_to, cmd.per_job)
+    if past:
+        db.execute(
+            "DELETE FROM executions WHERE id IN (SELECT value FROM json_each(?))",
+            (json_ids(past),),
+        )
     deleted = db.total_changes - before
     if cmd.audit_keep_rows is None and cmd.audit_before is None:
         return {"deleted": deleted}  # as every older entry
@@ -388,6 +395,43 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
         "deleted": deleted,
         "audit_deleted": prune_audit_log(db, cmd.audit_keep_rows, cmd.audit_before),
     }
+
+
+def _past_per_job(db: sqlite3.Connection, first: int, last: int, per_job: int) -> list[int]:
+    """Ids of the executions of jobs ``first`` to ``last`` past each job's
+    newest ``per_job`` by run second, then slot; backfilled rows are neither
+    counted nor dropped.
+
+    The same rows as a window (``row_number() OVER (PARTITION BY job_id ORDER
+    BY run second DESC, slot DESC)``), which older versions ran in SQL: it
+    sorted every row of the range on every node, ~3.4 µs a row. Here the
+    rows come in the order of the ``(job_id, slot)`` index, read from the
+    index alone, and that order is already by run second unless the job has
+    manual runs (negative slots, sorted first); only such a job's rows are
+    sorted."""
+    backfilled = {
+        row[0]
+        for row in db.execute(
+            "SELECT id FROM executions WHERE trigger = ? AND job_id BETWEEN ? AND ?",
+            (BACKFILL, first, last),
+        )
+    }
+    cursor = db.cursor()
+    cursor.row_factory = None
+    cursor.execute(
+        "SELECT job_id, slot, id FROM executions WHERE job_id BETWEEN ? AND ?"
+        " ORDER BY job_id, slot",
+        (first, last),
+    )
+    past: list[int] = []
+    for _job, rows in groupby(cursor, key=itemgetter(0)):
+        runs = [(slot, row_id) for _, slot, row_id in rows if row_id not in backfilled]
+        if len(runs) <= per_job:
+            continue
+        if runs[0][0] < 0:  # manual runs: their slots do not sort by run second
+            runs.sort(key=lambda run: (run_second(run[0]), run[0]))
+        past.extend(row_id for _, row_id in runs[:-per_job])
+    return past
 
 
 def _legacy_results(db: sqlite3.Connection, cmd: c.ResultsRecorded) -> None:
