@@ -95,21 +95,24 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
 
 
 def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
-    """The command's jobs that exist, are active and are the proposer's now."""
+    """The command's jobs that exist, are active and are the proposer's now.
+    Read as one JSON array: building a Python row per job cost about as much
+    as SQLite's finding it."""
     ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
     ids.update(entry[0] for entry in cmd.skipped)
     owners, node_id = ctx.assignment.owners, cmd.node_id
+    (listed,) = ctx.db.execute(
+        "SELECT json_group_array(json_array(id, project_id, last_fired_slot, revision,"
+        " policy ->> '$.max_runs', fired_count)) FROM jobs"
+        " WHERE id IN (SELECT value FROM json_each(?)) AND NOT paused",
+        (orjson.dumps(sorted(ids)).decode(),),
+    ).fetchone()
     return {
         job_id: _FiringJob(
             project_id, last_fired, revision, None if max_runs is None else max_runs - fired
         )
-        for job_id, project_id, paused, last_fired, revision, max_runs, fired in ctx.db.execute(
-            "SELECT id, project_id, paused, last_fired_slot, revision,"
-            " policy ->> '$.max_runs', fired_count FROM jobs"
-            " WHERE id IN (SELECT value FROM json_each(?))",
-            (orjson.dumps(sorted(ids)).decode(),),
-        )
-        if not paused and owners[bucket_of(job_id)] == node_id
+        for job_id, project_id, last_fired, revision, max_runs, fired in orjson.loads(listed)
+        if owners[bucket_of(job_id)] == node_id
     }
 
 
