@@ -122,8 +122,12 @@ def _record_missed(
     jobs: dict[int, _FiringJob],
     next_runs: dict[int, int],
 ) -> None:
-    """Rows and counters for the missed slots later than each job's last fired slot."""
-    rows: list[tuple[Any, ...]] = []
+    """Rows and counters for the missed slots later than each job's last
+    fired slot. The rows go in as one statement over a JSON array of (job,
+    project, slot), in the order ``executemany`` inserted them before (row
+    ids are replicated state): a catch-up lists up to ``MISSED_LISTED`` slots
+    a job, and a statement per row cost ~13 µs a row on every node."""
+    rows: list[list[int]] = []
     counts: dict[int, int] = {}
     for job_id, slots, uncounted in cmd.missed_entries():
         job = jobs.get(job_id)
@@ -133,18 +137,17 @@ def _record_missed(
         fresh = [s for s in slots if last is None or s > last]
         if not fresh:
             continue
-        rows.extend(
-            (job_id, job.project_id, s, "missed", cmd.node_id, cmd.epoch, cmd.now, cmd.now)
-            for s in fresh
-        )
+        project_id = job.project_id
+        rows.extend([job_id, project_id, s] for s in fresh)
         job.last_fired = max(fresh)
         counts[job_id] = len(fresh) + int(uncounted)
     if not rows:
         return
-    db.executemany(
+    db.execute(
         "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
-        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        rows,
+        " created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2, 'missed',"
+        " ?, ?, ?, ? FROM json_each(?) ORDER BY key",
+        (cmd.node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(rows).decode()),
     )
     db.executemany(
         "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
