@@ -93,6 +93,22 @@ def filled(tmp_path: Path) -> Iterator[tuple[StateMachine, Queries]]:
     machine.close()
 
 
+def explain_queries(queries: Queries, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on (until ``monkeypatch`` undoes it), each query ``Queries``
+    runs is explained first: the plans, in order, land in the list returned."""
+    plans: list[str] = []
+    real = queries.db
+
+    class Explaining:
+        def execute(self, sql: str, args: Any = ()) -> Any:
+            explained = real.execute(f"EXPLAIN QUERY PLAN {sql}", args)
+            plans.append(" | ".join(row[3] for row in explained))
+            return real.execute(sql, args)
+
+    monkeypatch.setattr(Queries, "db", property(lambda self: Explaining()))
+    return plans
+
+
 def whole(queries: Queries, where: str, args: list[Any], order: Order) -> list[int]:
     """The whole list in one plain query: the reference every page is cut from."""
     sql = f"SELECT id FROM jobs {where} {order_by('jobs', order)}"
@@ -405,18 +421,7 @@ def test_one_jobs_executions_are_found_through_the_job_id_index(
         {"since": 1.0, "until": 2.0},
         {"project_id": 1, "state": "success", "trigger": "backfill"},
     ]
-    plans: list[str] = []
-    real = queries.db
-
-    class Explaining:
-        """The connection, explaining each query of the list before it runs."""
-
-        def execute(self, sql: str, args: Any = ()) -> Any:
-            explained = real.execute(f"EXPLAIN QUERY PLAN {sql}", args)
-            plans.append(" | ".join(row[3] for row in explained))
-            return real.execute(sql, args)
-
-    monkeypatch.setattr(Queries, "db", property(lambda self: Explaining()))
+    plans = explain_queries(queries, monkeypatch)
     for given in filters:
         for descending in (False, True):
             plans.clear()
@@ -468,19 +473,8 @@ def test_executions_not_succeeded_are_found_through_their_index_and_success_is_c
             )
         assert [row["job_id"] for row in queries.unsettled("dispatched", 1)] == [10, 11]
         assert [row["job_id"] for row in queries.unsettled("lost")] == [12]
-        plans: list[str] = []
-        real = queries.db
-
-        class Explaining:
-            """The connection, explaining each query before it runs."""
-
-            def execute(self, sql: str, args: Any = ()) -> Any:
-                explained = real.execute(f"EXPLAIN QUERY PLAN {sql}", args)
-                plans.append(" | ".join(row[3] for row in explained))
-                return real.execute(sql, args)
-
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(Queries, "db", property(lambda self: Explaining()))
+            plans = explain_queries(queries, patch)
             queries.executions(state="failed", project_id=1)
             queries.unsettled("lost")
             queries.unsettled("dispatched", 1, backfill=False)
