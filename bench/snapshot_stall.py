@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = StateMachine(workdir / "state.db")
     journal: Journal | None = None
     try:
-        machine.apply(c.encode(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s")))
+        project = c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s")
+        machine.apply(c.encode(project))
         job = {
             "project_id": 1,
             "spec": "@every 1m",
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for _ in range(100):
             machine.apply(c.encode(c.JobsCreated(now=1.0, jobs=[job] * 1000)))
-        db = machine._conn  # noqa: SLF001 - the bench fills the file, not a replicated state
+        db = machine._conn  # the bench fills the file: no replicated state is made this way
         rows = 0
         while os.path.getsize(workdir / "state.db") < args.mb * 1_000_000:
             db.execute(
