@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = StateMachine(workdir / "state.db")
     journal: Journal | None = None
     try:
-        project = c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s")
-        machine.apply(c.encode(project))
+        machine.apply(c.encode(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s")))
         job = {
             "project_id": 1,
             "spec": "@every 1m",
@@ -85,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for _ in range(100):
             machine.apply(c.encode(c.JobsCreated(now=1.0, jobs=[job] * 1000)))
-        db = machine._conn  # the bench fills the file: no replicated state is made this way
+        db = machine._conn  # noqa: SLF001 - the bench fills the file, not a replicated state
         rows = 0
         while os.path.getsize(workdir / "state.db") < args.mb * 1_000_000:
             db.execute(
