@@ -679,9 +679,8 @@ class _BackgroundSave:
     """One snapshot of this node's own, written beside the raft thread.
 
     The state machine pinned the state on the raft thread (``pin_snapshot``);
-    here a thread writes it to the temporary file and, with FlushBeforeAck,
-    flushes it to disk step by step (``PinnedSnapshot.write``) and fsyncs it;
-    then it renames it over the snapshot and fsyncs the directory. The rename is made
+    here a thread writes it to the temporary file, fsyncs it (FlushBeforeAck),
+    renames it over the snapshot and fsyncs the directory. The rename is made
     under ``rename_lock`` and only if the save was not cancelled meanwhile: a
     snapshot received from the leader (renamed over the same file under the
     same lock, after cancelling this save) must never be replaced by this
@@ -710,7 +709,7 @@ class _BackgroundSave:
     def _run(self) -> None:
         started = time.monotonic()
         try:
-            self.pin.write(self.tmp, paced=self.durable)
+            self.pin.write(self.tmp)
             if self.durable:
                 fsync_file(self.tmp)
             with self.rename_lock:

@@ -28,10 +28,9 @@ a definite failure) instead of the node's RaftApplyTimeout."""
 class SnapshotPin(Protocol):
     """The state at one index, pinned to be written to a snapshot file."""
 
-    def write(self, path: str, *, paced: bool = False) -> None:
+    def write(self, path: str) -> None:
         """Write it (with the log's data) to ``path``; may run on any thread.
-        Raises if cancelled or failed; releases the pin in every case.
-        ``paced``: flush the file to disk as it is written, not all at the end."""
+        Raises if cancelled or failed; releases the pin in every case."""
         ...
 
     def cancel(self) -> None:

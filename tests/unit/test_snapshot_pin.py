@@ -9,7 +9,6 @@ the file holds exactly the state, digest and raft data of the pinned index.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -161,45 +160,6 @@ def test_a_snapshot_written_while_apply_goes_on_holds_the_state_at_its_index(
         assert dump(restored.db_path) == dump(machine.db_path)
         assert restored.digest()["digest"] == machine.digest()["digest"]
         assert restored.epoch == machine.epoch == 1
-    finally:
-        restored.close()
-
-
-@pytest.mark.parametrize("paced", [True, False])
-def test_a_paced_snapshot_is_flushed_to_disk_after_every_step(
-    source: tuple[StateMachine, Applier],
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    paced: bool,
-) -> None:
-    """Paced (FlushBeforeAck), the file's pages are flushed after each backup
-    step as the file grows, not all at once at its end; unpaced, never. The
-    snapshot holds the same state either way."""
-    machine, _ = source
-    monkeypatch.setattr(machine_module, "BACKUP_STEP_PAGES", 4)
-    path = tmp_path / "raft.snapshot"
-    flushed_at: list[int] = []
-    real = os.fdatasync
-
-    def fdatasync(fd: int) -> None:
-        flushed_at.append(os.fstat(fd).st_size)
-        real(fd)
-
-    monkeypatch.setattr(machine_module.os, "fdatasync", fdatasync)
-    state = dump(machine.db_path)
-    machine.pin_snapshot(RAFT_DATA).write(str(path), paced=paced)
-    conn = sqlite3.connect(path)
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.close()
-    if paced:
-        assert len(flushed_at) >= pages // 4 - 1 >= 5, (pages, flushed_at)
-        assert flushed_at == sorted(flushed_at) and flushed_at[0] < flushed_at[-1]
-    else:
-        assert flushed_at == []
-    restored = StateMachine(tmp_path / "b.db")
-    try:
-        assert restored.load_snapshot(str(path)) == RAFT_DATA
-        assert dump(restored.db_path) == state
     finally:
         restored.close()
 

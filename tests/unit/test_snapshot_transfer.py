@@ -184,7 +184,7 @@ class HeldPin:
         self.release = threading.Event()
         self._cancelled = threading.Event()
 
-    def write(self, path: str, *, paced: bool = False) -> None:
+    def write(self, path: str) -> None:
         Path(path).write_bytes(b"the follower's own snapshot")
         assert self.release.wait(30), "the test never released the write"
 

@@ -398,31 +398,14 @@ class PinnedSnapshot:
         if self._cancelled.is_set():
             raise SnapshotCancelled("the snapshot was cancelled")
 
-    def write(self, path: str, *, paced: bool = False) -> None:
+    def write(self, path: str) -> None:
         """Write the pinned state plus pysyncobj's data to ``path`` (replaced),
         sealed with its size and SHA-256 (``snapshot_file``) so that a torn or
         damaged copy is refused at load. Does not fsync (the raft adapter does
         with ``FlushBeforeAck``). Raises ``SnapshotCancelled`` if cancelled; the
-        read transaction is released in every case.
-
-        ``paced``: the file's written pages are flushed to disk after each
-        backup step (``BACKUP_STEP_PAGES``, 16 MiB), so the disk never holds
-        hundreds of MB to write back at once. One fsync of a whole 280 MB
-        file held the fdatasync of another file on the same disk (the raft
-        journal's, with ``FlushBeforeAck``) for up to 400 ms; flushed by
-        steps, for 44 ms at most, and the copy took as long."""
+        read transaction is released in every case."""
         started = time.perf_counter()
         reader = self._reader
-        synced: list[int] = []  # the descriptor the steps flush through, once opened
-        progress = self._progress
-        if paced:
-
-            def progress(status: int, remaining: int, total: int) -> None:
-                self._progress(status, remaining, total)
-                if not synced:
-                    synced.append(os.open(path, os.O_RDONLY))
-                os.fdatasync(synced[0])
-
         try:
             if reader is None:
                 raise RuntimeError("this pinned snapshot was already written or closed")
@@ -433,7 +416,7 @@ class PinnedSnapshot:
             try:
                 dest.execute("PRAGMA synchronous=OFF")
                 # In steps, inside the read transaction pinned above.
-                reader.backup(dest, pages=BACKUP_STEP_PAGES, progress=progress)
+                reader.backup(dest, pages=BACKUP_STEP_PAGES, progress=self._progress)
                 dest.execute("PRAGMA journal_mode=DELETE")
                 dest.execute("CREATE TABLE IF NOT EXISTS _raft (data BLOB NOT NULL)")
                 dest.execute("DELETE FROM _raft")
@@ -447,8 +430,6 @@ class PinnedSnapshot:
             finally:
                 dest.close()
         finally:
-            for fd in synced:
-                os.close(fd)
             self.close()
         self._progress(0, 0, 0)
         seal_snapshot(path)
