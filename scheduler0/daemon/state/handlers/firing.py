@@ -143,12 +143,7 @@ def _record_missed(
         counts[job_id] = len(fresh) + int(uncounted)
     if not rows:
         return
-    db.execute(
-        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch,"
-        " created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2, 'missed',"
-        " ?, ?, ?, ? FROM json_each(?) ORDER BY key",
-        (cmd.node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(rows).decode()),
-    )
+    _insert_triples(db, cmd, "missed", rows)
     db.executemany(
         "UPDATE jobs SET missed_count = missed_count + ?, last_fired_slot = ?,"
         " last_state = 'missed', next_run = ? WHERE id = ?",
@@ -241,12 +236,20 @@ def _insert_dispatched(db: sqlite3.Connection, cmd: c.SlotsFired, runs: list[Run
             )
     elif runs:
         triples = [[j, project_id, slot] for project_id, slot, group in runs for j in group]
-        db.execute(
-            "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id,"
-            " epoch, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2,"
-            " 'dispatched', ?, ?, ?, ? FROM json_each(?) ORDER BY key",
-            (cmd.node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(triples).decode()),
-        )
+        _insert_triples(db, cmd, "dispatched", triples)
+
+
+def _insert_triples(
+    db: sqlite3.Connection, cmd: c.SlotsFired, state: str, triples: list[list[int]]
+) -> None:
+    """One row in ``state`` for each (job, project, slot), in the order given
+    (row ids are replicated state), as one statement over a JSON array."""
+    db.execute(
+        "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id,"
+        " epoch, created_at, updated_at) SELECT value ->> 0, value ->> 1, value ->> 2,"
+        " ?, ?, ?, ?, ? FROM json_each(?) ORDER BY key",
+        (state, cmd.node_id, cmd.epoch, cmd.now, cmd.now, orjson.dumps(triples).decode()),
+    )
 
 
 def _mark_caught_up(db: sqlite3.Connection, cmd: c.SlotsFired, accepted: list[list[int]]) -> None:
@@ -306,8 +309,8 @@ _CONSECUTIVE_FAILURES = (
     "CASE WHEN policy ->> '$.pause_after_failures' IS NULL THEN consecutive_failures"
     " WHEN ? THEN 0 ELSE consecutive_failures + 1 END"
 )
-"""A job's consecutive failed executions, as a result of its sets them: a
-success resets the count, a failure adds one. Jobs without
+"""A job's consecutive failed executions, as each of its results sets them:
+a success resets the count, a failure adds one. Jobs without
 ``pause_after_failures`` are left alone (their counter stays 0), so entries
 older than version 4 apply as they did. Part of the result's one update of
 each job: a second pass over the jobs to count cost every fire's result a
