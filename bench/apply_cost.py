@@ -13,9 +13,11 @@ commands its own nodes propose (``ResultsRecorded.groups`` where it exists,
 one row per fire before; ``SlotsFired.following`` where it exists).
 ``--spread``: each round fires the same ``--fires`` jobs drawn at random
 from all of them (as the jobs due in one second of a large table lie on as
-many of its pages), not ``--fires`` consecutive ids.
+many of its pages), not ``--fires`` consecutive ids; ``--fresh`` with it
+draws other jobs each round (as each second fires others), so no round
+finds its pages in SQLite's cache from the round before.
 
-    python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--spread]
+    python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--spread [--fresh]]
         [--repo DIR]
 """
 
@@ -70,10 +72,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         grouped = "groups" in {f.name for f in fields(c.ResultsRecorded)}
         keeps_next = "following" in {f.name for f in fields(c.SlotsFired)}
         blocks = max(1, args.jobs // args.fires)
-        spread = sorted(random.Random(7).sample(range(1, args.jobs + 1), args.fires))
+        draw = random.Random(7)
+        spread = sorted(draw.sample(range(1, args.jobs + 1), args.fires))
         for r in range(args.rounds):
             slot = 1_795_000_060 + 60 * r
             first = 1 + (r % blocks) * args.fires
+            if args.spread and args.fresh and r > 0:
+                spread = sorted(draw.sample(range(1, args.jobs + 1), args.fires))
             ids = spread if args.spread else range(first, first + args.fires)
             fires = [[j, slot] for j in ids]
             if keeps_next:  # what nodes propose since each job's next run is kept
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fires", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--spread", action="store_true", help="the same random jobs each round")
+    parser.add_argument("--fresh", action="store_true", help="with --spread: others each round")
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (apply_cost)")
     args = parser.parse_args(argv)
