@@ -1110,25 +1110,24 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
             self._after_stall(raft_clock() - started - timeToWait)
 
     def _SyncObj__applyLogEntries(self) -> bool:
-        """Before this node applies what is newly committed, it tells its
-        peers what they are waiting for: a leader sends the new commit index,
-        a follower its held acknowledgements (after flushing its journal).
+        """A leader tells its followers the new commit index before it applies
+        what is newly committed.
 
-        pysyncobj applies first and sends at the end of the tick, so each
-        apply delayed the next step of every other node: a follower learnt of
-        a commit only after the leader had applied it, and the leader of a
-        follower's stored entries only after the follower had applied what
-        came before. A second of 9,000 fires due at once (one command, ~0.45 s
-        to apply at 300,000 jobs) was applied on the leader, then on its
-        owner, one after the other, before any was sent. Now the nodes apply
-        side by side. The same messages, sent earlier: a follower still
-        acknowledges only entries on its disk, and the commit index sent is
-        the one the leader just computed."""
-        if self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied and self._has_partners:
-            if self._SyncObj__raftState == _RAFT_STATE.LEADER:
-                self._SyncObj__sendAppendEntries()
-            else:
-                self._SyncObj__transport.release()
+        pysyncobj applies first and sends at the end of the tick, so a follower
+        learnt that an entry was committed only once the leader had applied it:
+        a second of 9,000 fires due at once (one command, ~0.45 s to apply at
+        300,000 jobs) was applied on the leader, then on its owner, one after
+        the other, before any was sent; and a leader held in apply for longer
+        than the election timeout was deposed by a follower that heard nothing.
+        The same message, sent earlier: the commit index the leader just
+        computed. (A follower needs nothing of the kind: its acknowledgements
+        go out after the poll that read the entries, before its next apply.)"""
+        if (
+            self._SyncObj__raftState == _RAFT_STATE.LEADER
+            and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied
+            and self._has_partners
+        ):
+            self._SyncObj__sendAppendEntries()
         applied: bool = super()._SyncObj__applyLogEntries()
         return applied
 
