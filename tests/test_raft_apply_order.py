@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from scheduler0.daemon.raft import RaftLog, RaftOptions
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import remove_database
 from tests.support.nodes import free_port, wait_until
+from tests.support.raft import start_raft
 
 NOW = 1_800_000_000.0
 GATE_SECONDS = 3.0
@@ -48,19 +48,7 @@ class Member:
         data.mkdir()
         remove_database(data / "state.db")
         self.machine = GatedMachine(data / "state.db")
-        self.log = RaftLog(
-            RaftOptions(
-                self_address=address,
-                partner_addresses=partners,
-                data_dir=data,
-                password="order",
-                apply_timeout=10.0,
-                snapshot_min_entries=100_000,
-                snapshot_min_time=3600.0,
-            ),
-            self.machine,
-        )
-        self.log.start()
+        self.log = start_raft(data, address, partners, self.machine, password="order")
 
     def close(self) -> None:
         self.log.stop()

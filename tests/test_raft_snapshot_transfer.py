@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from scheduler0.daemon.raft import RaftLog, RaftOptions, _CheckedSerializer
+from scheduler0.daemon.raft import _CheckedSerializer
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import remove_database
 from tests.support.nodes import free_port, wait_until
+from tests.support.raft import start_raft
 
 NOW = 1_800_000_000.0
 
@@ -29,19 +30,15 @@ class Member:
         remove_database(data / "state.db")
         self.data = data
         self.machine = StateMachine(data / "state.db")
-        self.log = RaftLog(
-            RaftOptions(
-                self_address=address,
-                partner_addresses=partners,
-                data_dir=data,
-                password="transfer",
-                apply_timeout=5.0,
-                snapshot_min_entries=10,
-                snapshot_min_time=0.5,
-            ),
+        self.log = start_raft(
+            data,
+            address,
+            partners,
             self.machine,
+            password="transfer",
+            snapshot_min_entries=10,
+            snapshot_min_time=0.5,
         )
-        self.log.start()
 
     def projects(self) -> list[tuple[Any, ...]]:
         conn = sqlite3.connect(self.data / "state.db")

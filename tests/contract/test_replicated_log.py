@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 
 from scheduler0.daemon.memory_log import InMemoryLog
-from scheduler0.daemon.raft import RaftLog, RaftOptions
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import remove_database
 from scheduler0.errors import Conflict, NotCommitted
 from tests.support.nodes import free_port, wait_until
+from tests.support.raft import start_raft
 
 pytestmark = pytest.mark.contract
 
@@ -53,19 +53,15 @@ def _raft(data: Path, port: int, partners: list[str], wait_leader: bool = True) 
     remove_database(db)  # as the node does at every start
     machine = StateMachine(db)
     address = f"127.0.0.1:{port}"
-    log = RaftLog(
-        RaftOptions(
-            self_address=address,
-            partner_addresses=partners,
-            data_dir=data,
-            password="contract",
-            apply_timeout=5.0,
-            snapshot_min_entries=10,
-            snapshot_min_time=0.2,
-        ),
+    log = start_raft(
+        data,
+        address,
+        partners,
         machine,
+        password="contract",
+        snapshot_min_entries=10,
+        snapshot_min_time=0.2,
     )
-    log.start()
     if wait_leader:
         wait_until(lambda: log.ready and log.is_leader(), timeout=20, what="a raft leader")
     return Member(log, machine, data, lambda: _raft(data, port, partners), address)
