@@ -63,7 +63,6 @@ MODULE_TIERS: dict[str, str] = {
     "test_cli_commands.py": "integration",
     "test_console_pilot.py": "integration",
     "test_node_e2e.py": "integration",
-    "test_raft_apply_order.py": "integration",
     "test_raft_restart.py": "integration",
     "test_raft_snapshot_transfer.py": "integration",
     "test_schedule_preview.py": "integration",

@@ -1109,28 +1109,6 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
             self._SyncObj__transport.release()
             self._after_stall(raft_clock() - started - timeToWait)
 
-    def _SyncObj__applyLogEntries(self) -> bool:
-        """A leader tells its followers the new commit index before it applies
-        what is newly committed.
-
-        pysyncobj applies first and sends at the end of the tick, so a follower
-        learnt that an entry was committed only once the leader had applied it:
-        a second of 9,000 fires due at once (one command, ~0.45 s to apply at
-        300,000 jobs) was applied on the leader, then on its owner, one after
-        the other, before any was sent; and a leader held in apply for longer
-        than the election timeout was deposed by a follower that heard nothing.
-        The same message, sent earlier: the commit index the leader just
-        computed. (A follower needs nothing of the kind: its acknowledgements
-        go out after the poll that read the entries, before its next apply.)"""
-        if (
-            self._SyncObj__raftState == _RAFT_STATE.LEADER
-            and self._SyncObj__raftCommitIndex > self._SyncObj__raftLastApplied
-            and self._has_partners
-        ):
-            self._SyncObj__sendAppendEntries()
-        applied: bool = super()._SyncObj__applyLogEntries()
-        return applied
-
     def _after_stall(self, busy: float) -> None:
         """A follower whose tick held the raft thread for ``busy`` seconds
         listens for its leader a full election timeout from now.
