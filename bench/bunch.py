@@ -34,6 +34,7 @@ from typing import Any
 import _common as common
 import httpx
 import orjson
+from failover import Tail, split_id
 
 from tests.support.nodes import Cluster, create_credential, operator_headers, wait_until
 
@@ -51,17 +52,6 @@ def apply_totals(cluster: Cluster) -> dict[tuple[int, str, str], float]:
         for kind, command, value in APPLY.findall(text):
             totals[(node.node_id, command, kind)] = float(value)
     return totals
-
-
-def lateness_of(out: Path, slot: int) -> list[float]:
-    """Receive time - slot of every delivery of ``slot`` the receiver logged."""
-    late: list[float] = []
-    suffix = f"-{slot}"
-    with out.open("rb") as lines:
-        for line in lines:
-            received, _status, ids = orjson.loads(line)
-            late.extend(received - slot for i in ids if i.endswith(suffix))
-    return sorted(late)
 
 
 def create(http: httpx.Client, project_id: int, url: str, args: argparse.Namespace) -> int:
@@ -86,20 +76,20 @@ def until(moment: float) -> None:
     wait_until(lambda: time.time() >= moment, 120, interval=0.1, what=f"{moment:.0f}")
 
 
-def one_bunch(cluster: Cluster, out: Path, due: int, expected: int) -> dict[str, Any]:
+def one_bunch(cluster: Cluster, tail: Tail, due: int, expected: int) -> dict[str, Any]:
     """Lateness of the slot ``due`` and each node's apply time around it."""
     until(due - 3)
     before = apply_totals(cluster)
-    late: list[float] = []
 
     def delivered() -> bool:
-        late[:] = lateness_of(out, due)
-        return len(late) >= expected
+        tail.poll()
+        return bool(tail.per_slot[due] >= expected)
 
     with contextlib.suppress(TimeoutError):  # fewer arrived: reported
         wait_until(delivered, 60, interval=0.25, what="the bunch delivered")
     until(max(time.time(), due + 8))
     after = apply_totals(cluster)
+    late = sorted(t - due for t, eid in tail.deliveries if split_id(eid)[1] == due)
     applies = {
         f"node{node}_{command}_ms": round(
             (after.get((node, command, "sum"), 0) - before.get((node, command, "sum"), 0)) * 1000
@@ -125,6 +115,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     result: dict[str, Any] = {"fill": args.fill, "bunch": args.bunch, "bunches": []}
     try:
         receiver, receiver_url, out = common.start_receiver(workdir)
+        tail = Tail(out)
         cluster.start(timeout=120)
         leader = cluster.wait_leader()
         headers = {**create_credential(leader), "content-type": "application/json"}
@@ -139,7 +130,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         while slot < now + 5:
             slot += 60
         for k in range(args.bunches):
-            row = one_bunch(cluster, out, slot + 60 * k, args.bunch)
+            row = one_bunch(cluster, tail, slot + 60 * k, args.bunch)
             result["bunches"].append(row)
             print(
                 f"  bunch {k + 1}: {row['arrived']:,} arrived, late p50 "

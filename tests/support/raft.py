@@ -16,8 +16,8 @@ def start_raft(
     machine: ReplicatedStateMachine,
     *,
     password: str,
-    snapshot_min_entries: int = 100_000,
-    snapshot_min_time: float = 3600.0,
+    snapshot_min_entries: int,
+    snapshot_min_time: float,
     apply_timeout: float = 5.0,
 ) -> RaftLog:
     """Start a member (``RaftLog.start``); the caller stops it."""
