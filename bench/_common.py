@@ -87,6 +87,20 @@ def flush_env(choice: str | None) -> dict[str, str]:
     return {"SCHEDULER0_FLUSH_BEFORE_ACK": "true" if choice == "on" else "false"}
 
 
+def fire_ahead_env(seconds: float | None) -> dict[str, str]:
+    """The nodes' environment for ``--fire-ahead S`` (None: their default, 2 s)."""
+    return {} if seconds is None else {"SCHEDULER0_FIRE_AHEAD_SECONDS": str(seconds)}
+
+
+def add_fire_ahead(parser: Any) -> None:
+    parser.add_argument(
+        "--fire-ahead",
+        type=float,
+        default=None,
+        help="the nodes' FireAheadSeconds (default: theirs, 2; 0 decides every run at its slot)",
+    )
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

@@ -15,6 +15,7 @@ how many arrived, and each node's time applying the ``SlotsFired`` and
 everything to ``bench/results/<--name>.json``.
 
     python bench/bunch.py [--fill 300000] [--bunch 9000] [--bunches 2] [--name bunch]
+                          [--fire-ahead S]
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def one_bunch(cluster: Cluster, tail: Tail, due: int, expected: int) -> dict[str
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="s0-bunch-"))
-    cluster = Cluster(workdir, 3)
+    cluster = Cluster(workdir, 3, extra_env=common.fire_ahead_env(args.fire_ahead))
     receiver = None
     result: dict[str, Any] = {"fill": args.fill, "bunch": args.bunch, "bunches": []}
     try:
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bunch", type=int, default=9_000, help="jobs due in the same second")
     parser.add_argument("--bunches", type=int, default=2, help="bunch seconds measured")
     parser.add_argument("--name", default="bunch", help="result name")
+    common.add_fire_ahead(parser)
     args = parser.parse_args(argv)
     print(f"{args.bunch:,} jobs due at once among {args.fill:,} idle, 3 nodes ...", flush=True)
     result = measure(args)

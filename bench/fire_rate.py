@@ -95,6 +95,7 @@ def policies(now: float) -> dict[str, Any]:
 def one_step(jobs: int, args: argparse.Namespace, with_policies: bool = False) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{args.nodes}x{jobs}-"))
     env = common.flush_env(getattr(args, "flush_before_ack", None))
+    env.update(common.fire_ahead_env(getattr(args, "fire_ahead", None)))
     cluster = Cluster(workdir, args.nodes, extra_env=env) if args.nodes > 1 else None
     nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir / "node", extra_env=env)]
     receiver: subprocess.Popen[bytes] | None = None
@@ -287,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--name", default=None, help="result name (fire_rate or fire_rate_3n)")
+    common.add_fire_ahead(parser)
     parser.add_argument(
         "--flush-before-ack",
         choices=("on", "off"),

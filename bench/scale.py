@@ -456,8 +456,11 @@ def wait_delivered(
 
 def one_case(size: int, jobs: int, args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"s0-scale-{size}n-{jobs}-"))
-    cluster = Cluster(workdir, size) if size > 1 else None
-    nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir / "node1")]
+    env = common.fire_ahead_env(args.fire_ahead)
+    cluster = Cluster(workdir, size, extra_env=env) if size > 1 else None
+    nodes = (
+        cluster.nodes if cluster is not None else [NodeProcess(workdir / "node1", extra_env=env)]
+    )
     receiver = None
     watch = Watch(nodes, args.rss_limit_mb * 10**6)
     result: dict[str, Any] = {
@@ -930,6 +933,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tag", default="", help="appended to each result's name: scale_<nodes>n_<J><tag>.json"
     )
+    common.add_fire_ahead(parser)
     args = parser.parse_args(argv)
 
     results = []

@@ -374,6 +374,15 @@ class Settings(BaseModel):
         alias="MisfireGraceSeconds",
         description="Seconds late a run may still fire; older missed runs are recorded as missed",
     )
+    fire_ahead_seconds: NonNegativeFloat = _setting(
+        2.0,
+        alias="FireAheadSeconds",
+        le=60,
+        description=(
+            "Seconds before its slot a run of a job without policies is decided in the log;"
+            " its callback is still sent at the slot (0: decide at the slot)"
+        ),
+    )
     execution_retention_rows: PositiveInt = _setting(
         500000,
         alias="ExecutionRetentionRows",

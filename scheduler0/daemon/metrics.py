@@ -203,10 +203,20 @@ def _scheduler_families(stats: dict[str, int]) -> Iterable[Metric]:
         "Fires this node proposed, by what became of them: accepted (called back),"
         " rejected (stale), missed (recorded missed), skipped (by an overlap policy),"
         " lost (declared lost by this node),"
-        " redispatched (lost or run-now executions this node took over).",
+        " redispatched (lost or run-now executions this node took over),"
+        " cancelled (accepted ahead of its slot, not sent: its job was paused or deleted"
+        " before the slot).",
         labels=["result"],
     )
-    for result in ("accepted", "rejected", "missed", "skipped", "lost", "redispatched"):
+    for result in (
+        "accepted",
+        "rejected",
+        "missed",
+        "skipped",
+        "lost",
+        "redispatched",
+        "cancelled",
+    ):
         fires.add_metric([result], stats.get(result, 0))
     yield fires
 

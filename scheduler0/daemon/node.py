@@ -394,6 +394,7 @@ class Node:
             queries=self.queries,
             executor=self.executor,
             misfire_grace=settings.misfire_grace_seconds,
+            fire_ahead=settings.fire_ahead_seconds,
         )
         self.coordinator = Coordinator(
             CoordinatorSettings.from_settings(settings),
@@ -458,6 +459,7 @@ class Node:
             "skipped": stats.skipped,
             "lost": stats.lost + self.coordinator.lost_declared,
             "redispatched": stats.redispatched,
+            "cancelled": stats.cancelled,
         }
 
     def _on_change(self, kind: str, detail: Any) -> None:

@@ -707,7 +707,8 @@ def v4_journal() -> list[bytes]:
         ),
     ]
     types = {unframe(p)["t"] for p in entries}
-    assert types == set(c.COMMAND_TYPES) - V5_TYPES, set(c.COMMAND_TYPES) - V5_TYPES - types
+    later = V5_TYPES | V6_TYPES
+    assert types == set(c.COMMAND_TYPES) - later, set(c.COMMAND_TYPES) - later - types
     assert all(unframe(p)["v"] == 4 for p in entries)
     return entries
 
@@ -852,8 +853,93 @@ def v5_journal() -> list[bytes]:
         ),
     ]
     types = {unframe(p)["t"] for p in entries}
-    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert types == set(c.COMMAND_TYPES) - V6_TYPES, set(c.COMMAND_TYPES) - V6_TYPES - types
     assert all(unframe(p)["v"] == 5 for p in entries)
+    return entries
+
+
+V6_TYPES = {"NodeRunsLost"}
+"""The command types version 6 added."""
+
+
+def v6(command: c.Command) -> bytes:
+    payload = frame(6, command.type_name, args_of(command))
+    if c.VERSION == 6:  # while version 6 is current, this is exactly what nodes propose
+        assert payload == c.encode(command), command.type_name
+    return payload
+
+
+def v6_journal() -> list[bytes]:
+    """Every command of the version 5 journal again, as version 6 frames it,
+    then what version 6 adds: runs decided ahead of their slot (each
+    ``SlotsFired``'s ``now`` before its slots) and result groups ``skipped``
+    (a job paused before its slot; here 28): neither a success nor a failure.
+    Job 27 (``pause_after_failures`` 2) fails, is skipped, fails: paused at
+    its second failure, the third result, not at the skip. Then node 1
+    restarts: ``NodeRunsLost`` records its dispatched runs lost except the
+    one it keeps (another node's, with nothing dispatched, changes nothing)."""
+    t = 2_100_000_000
+    entries = [v6(c.decode(payload)) for payload in v5_journal()]
+    first, second = jobs(t, 2)
+    guarded = {**first, "next_run": t + 120, "policy": {"pause_after_failures": 2}}
+    plain = {**second, "next_run": t + 120}
+    skipped = ["skipped", None, 0, 0, "job paused before its slot"]
+    failed = ["failed", 500, 1, 5, "HTTP 500"]
+    entries += [
+        v6(c.JobsCreated(now=t + 71, jobs=[guarded, plain])),
+        v6(
+            c.SlotsFired(
+                now=t + 118.5,
+                node_id=1,
+                epoch=1,
+                fires=[[27, t + 120], [28, t + 120]],
+                following=[[t + 180, [27, 28]]],
+            )
+        ),
+        v6(c.JobPaused(now=t + 119, job_id=28, paused=True)),
+        v6(
+            c.ResultsRecorded(
+                now=t + 121,
+                node_id=1,
+                groups=[[t + 120, *failed, [27]], [t + 120, *skipped, [28]]],
+            )
+        ),
+        v6(
+            c.SlotsFired(
+                now=t + 178.5,
+                node_id=1,
+                epoch=1,
+                fires=[[27, t + 180]],
+                following=[[t + 240, [27]]],
+            )
+        ),
+        v6(c.ResultsRecorded(now=t + 181, node_id=1, groups=[[t + 180, *skipped, [27]]])),
+        v6(
+            c.SlotsFired(
+                now=t + 238.5,
+                node_id=1,
+                epoch=1,
+                fires=[[27, t + 240]],
+                following=[[t + 300, [27]]],
+            )
+        ),
+        v6(c.ResultsRecorded(now=t + 241, node_id=1, groups=[[t + 240, *failed, [27]]])),
+        # A restart of node 1: its runs still dispatched are lost, except those it keeps.
+        v6(
+            c.SlotsFired(
+                now=t + 298.5,
+                node_id=1,
+                epoch=1,
+                fires=[[1, t + 300], [3, t + 300], [25, t + 300]],
+                following=[[t + 360, [1, 3, 25]]],
+            )
+        ),
+        v6(c.NodeRunsLost(now=t + 299, node_id=1, keep=[[3, t + 300]])),
+        v6(c.NodeRunsLost(now=t + 299.5, node_id=2)),
+    ]
+    types = {unframe(p)["t"] for p in entries}
+    assert types == set(c.COMMAND_TYPES), set(c.COMMAND_TYPES) - types
+    assert all(unframe(p)["v"] == 6 for p in entries)
     return entries
 
 
@@ -863,6 +949,7 @@ JOURNALS = {
     "v3": v3_journal,
     "v4": v4_journal,
     "v5": v5_journal,
+    "v6": v6_journal,
 }
 
 

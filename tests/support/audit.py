@@ -11,7 +11,7 @@ scheduler0/daemon/scheduling/scheduler.py):
   any more (``Coordinator.declare_dead_workers_lost``), or by a node for its own
   rows after a full reload of its jobs (at start, after a snapshot is loaded,
   or when a fire proposal's outcome is unknown), skipping those it sent in this
-  run (``Scheduler._declare_own_lost``).
+  run (``Adoption.declare_own_lost``, ``NodeRunsLost``).
 * ``ExecutionsRedispatched`` turns ``lost`` back into ``dispatched`` for the
   bucket's current owner, which sends it again under the same execution id.
   The owner adopts every ``lost`` row of its buckets whose slot is at most

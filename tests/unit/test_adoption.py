@@ -60,7 +60,7 @@ async def fired(world: World, node: int, *pairs: tuple[int, int]) -> None:
 @run_async
 async def test_a_restart_declares_its_own_unsent_dispatched_executions_lost(world: World) -> None:
     await world.project()
-    a, b, done, theirs = await world.jobs(*["@every 10s"] * 4)
+    a, b, done, theirs, late = await world.jobs(*["@every 10s"] * 5)
     slot = T0 + 10
     await world.assign(owners_splitting({theirs: 2}))
     await fired(world, 1, (a, slot), (b, slot), (done, slot))
@@ -71,18 +71,50 @@ async def test_a_restart_declares_its_own_unsent_dispatched_executions_lost(worl
     parts = Parts(world, sent={(b, slot)})  # b: sent by this scheduler, result not in yet
     world.clock.now = NOW
     parts.adoption.declare_own_lost()
+    assert parts.adoption.must_declare
+    # A fire of this node's proposed before its crash, committed after the restart:
+    # in the log before the declaration, so declared with it.
+    await fired(world, 1, (late, slot))
+    parts.adoption.declare(firing=False)
     await settle()
-    (lost,) = world.commands(c.ExecutionsLost)
-    assert (lost.now, lost.executions) == (NOW, [[a, slot]])
+    (lost,) = world.commands(c.NodeRunsLost)
+    assert (lost.now, lost.node_id, lost.keep) == (NOW, 1, [[b, slot]])
     assert world.executions() == [
         (a, slot, "lost"),
         (b, slot, "dispatched"),
         (done, slot, "success"),
         (theirs, slot, "dispatched"),
+        (late, slot, "lost"),
     ]
-    parts.adoption.declare_own_lost()  # nothing of its own is dispatched and unsent now
+    assert parts.stats.lost == 2 and not parts.adoption.must_declare
+    parts.adoption.declare(firing=False)  # decided: nothing more to declare
     await settle()
-    assert len(world.commands(c.ExecutionsLost)) == 1
+    assert len(world.commands(c.NodeRunsLost)) == 1
+
+
+@run_async
+async def test_the_declaration_waits_for_fires_in_flight_and_is_proposed_again_until_decided(
+    world: World,
+) -> None:
+    await world.project()
+    (a,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    await fired(world, 1, (a, T0 + 10))
+    parts = Parts(world)
+    world.clock.now = NOW
+    parts.adoption.declare_own_lost()
+    parts.adoption.declare(firing=True)  # a SlotsFired of its own is in flight
+    await settle()
+    assert world.commands(c.NodeRunsLost) == []
+    world.log.cut_off()  # no quorum: the declaration is not decided
+    parts.adoption.declare(firing=False)
+    await settle()
+    assert parts.adoption.must_declare and world.executions("lost") == []
+    world.log.cut_off(False)
+    parts.adoption.declare(firing=False)
+    await settle()
+    assert not parts.adoption.must_declare
+    assert world.executions() == [(a, T0 + 10, "lost")]
 
 
 @run_async

@@ -37,7 +37,7 @@ from tests.golden.journal import (
 
 pytestmark = pytest.mark.unit
 
-JOURNALS = ["v1", "v2", "v3", "v4", "v5"]
+JOURNALS = ["v1", "v2", "v3", "v4", "v5", "v6"]
 
 
 def checked(name: str) -> dict[str, Any]:

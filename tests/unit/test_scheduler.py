@@ -126,8 +126,9 @@ async def test_a_restarted_scheduler_resends_what_it_lost_once(world: World) -> 
     after_executor = RecordingExecutor()
     after = scheduler(world, after_executor)
     await tick(after, world, T0 + 12)
-    (lost,) = world.commands(c.ExecutionsLost)
-    assert lost.executions == [[unsent, T0 + 10]]
+    started, lost = world.commands(c.NodeRunsLost)  # each scheduler's start declares
+    assert (started.keep, lost.node_id, lost.keep) == ([], 1, [])
+    assert world.executions("lost") == [(unsent, T0 + 10, "lost")]
     await tick(after, world, T0 + 12.6)  # the next look adopts it
     (adopted,) = world.commands(c.ExecutionsRedispatched)
     assert adopted.executions == [[unsent, T0 + 10]]
@@ -152,7 +153,8 @@ async def test_a_reset_does_not_declare_lost_what_is_still_being_sent(world: Wor
     assert world.executor.sent_pairs() == [(job, T0 + 10)]
     s.on_change("reset", None)  # e.g. a snapshot was loaded: everything is re-read
     await tick(s, world, T0 + 11)
-    assert world.commands(c.ExecutionsLost) == []
+    (declared,) = world.commands(c.NodeRunsLost)[1:]  # the first: the scheduler's start
+    assert declared.keep == [[job, T0 + 10]]
     assert world.executions() == [(job, T0 + 10, "dispatched")]
 
 
@@ -170,8 +172,8 @@ async def test_an_ambiguous_fire_that_committed_is_sent_once(world: World) -> No
     assert world.executions() == [(a, T0 + 10, "dispatched"), (b, T0 + 10, "dispatched")]
     assert s.stats.proposals_failed == 1
     await tick(s, world, T0 + 10.2)  # full reload: the committed fires are declared lost
-    (lost,) = world.commands(c.ExecutionsLost)
-    assert lost.executions == [[a, T0 + 10], [b, T0 + 10]]
+    assert len(world.commands(c.NodeRunsLost)) == 2  # at the start, and after the reload
+    assert world.executions() == [(a, T0 + 10, "lost"), (b, T0 + 10, "lost")]
     await tick(s, world, T0 + 10.8)  # ... and adopted, once
     await tick(s, world, T0 + 11.4)
     await tick(s, world, T0 + 20)
@@ -196,7 +198,7 @@ async def test_an_ambiguous_fire_that_did_not_commit_fires_again_once(world: Wor
     world.log.cut_off(False)
     for at in (T0 + 10.2, T0 + 10.8, T0 + 11.4):
         await tick(s, world, at)
-    assert world.commands(c.ExecutionsLost) == []
+    assert world.executions("lost") == []
     assert world.executor.sent_pairs() == [(job, T0 + 10)]
     assert pairs_sent_twice(world.executor) == []
 

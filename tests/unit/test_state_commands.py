@@ -942,6 +942,55 @@ def test_executions_lost_marks_only_dispatched_runs(replica: Replica) -> None:
     )
 
 
+@covers(c.NodeRunsLost)
+def test_node_runs_lost_marks_the_nodes_dispatched_runs_but_those_it_keeps(
+    replica: Replica,
+) -> None:
+    seed(replica, jobs=4)
+    fire(replica, [[1, T0], [2, T0], [3, T0], [4, T0]])
+    settle(replica, [2], T0, NOW + 1)
+    restarted = c.NodeRunsLost(now=NOW + 5, node_id=1, keep=[[3, T0], [9, T0]])
+    assert replica.ok(restarted) == {"lost": 2}
+    assert replica.rows(
+        "SELECT job_id, slot, state, updated_at FROM executions ORDER BY job_id, slot"
+    ) == [
+        (1, T0, "lost", NOW + 5),
+        (2, T0, "success", NOW + 1),
+        (3, T0, "dispatched", NOW),
+        (4, T0, "lost", NOW + 5),
+    ]
+    # Another node's declaration, and the same one again, change nothing.
+    assert replica.ok(c.NodeRunsLost(now=NOW + 6, node_id=2)) == {"lost": 0}
+    assert replica.ok(dataclasses.replace(restarted, now=NOW + 7)) == {"lost": 0}
+    assert states(replica, "state = 'lost'") == [(1, T0, "lost"), (4, T0, "lost")]
+    # Job counters are not touched: a lost run is neither success nor failure.
+    assert replica.one("SELECT last_state, success_count, failed_count FROM jobs WHERE id = 1") == (
+        "dispatched",
+        0,
+        0,
+    )
+
+
+def test_a_skipped_result_is_neither_a_success_nor_a_failure(replica: Replica) -> None:
+    seed(replica, jobs=2)
+    fire(replica, [[1, T0], [2, T0]])
+    settle(replica, [1], T0, NOW + 1, state="failed")
+    replica.ok(
+        c.ResultsRecorded(
+            now=NOW + 2,
+            node_id=1,
+            groups=[[T0, "skipped", None, 0, 0, "job paused before its slot", [2]]],
+        )
+    )
+    assert replica.rows(
+        "SELECT id, last_state, success_count, failed_count FROM jobs ORDER BY id"
+    ) == [(1, "failed", 0, 1), (2, "skipped", 0, 0)]
+    assert replica.rows("SELECT job_id, state, error FROM executions ORDER BY job_id") == [
+        (1, "failed", None),
+        (2, "skipped", "job paused before its slot"),
+    ]
+
+
 @covers(c.ExecutionsRedispatched)
 def test_executions_redispatched_once_and_only_to_the_current_owner(replica: Replica) -> None:
     seed(replica, jobs=3)

@@ -1,8 +1,17 @@
 """Executions without a sender: declared ``lost``, then adopted and re-sent.
 
 * After a restart (any full reload of the owned set) this node's earlier
-  ``dispatched`` executions have no sender any more: every one not in ``sent``
-  is declared lost with one ``ExecutionsLost``.
+  ``dispatched`` executions have no sender any more: one ``NodeRunsLost``
+  records lost every one not in ``sent``, decided in apply (a fire proposed
+  before a crash and committed after the restart is included). It is
+  proposed only while nothing of this node's that dispatches (a
+  ``SlotsFired``, an ``ExecutionsRedispatched``) is in flight, and nothing
+  is proposed before it: otherwise a fire applied before it, whose outcome
+  had not reached the scheduler yet, would be both sent and declared lost.
+  (What is proposed after it is applied after it, so firing goes on.)
+  Not decided (no leader yet after a whole cluster restarted), it is
+  proposed again at the next tick; it is idempotent (what was re-sent since
+  is in ``sent``, or another node's).
 * Every ``ADOPT_EVERY`` seconds, ``lost`` executions (this node's or a dead
   worker's, which the leader declared) and ``pending`` ones (run-now) of owned
   buckets whose slot is within the misfire grace are proposed in one
@@ -27,7 +36,7 @@ from collections.abc import Set as AbstractSet
 from scheduler0.daemon.scheduling.dispatch import Dispatcher
 from scheduler0.daemon.scheduling.firing import Capacity
 from scheduler0.daemon.scheduling.owned import OwnedJobs
-from scheduler0.daemon.scheduling.proposals import Outcome, Proposer, ignore
+from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries
@@ -78,20 +87,44 @@ class Adoption:
         self._grace = misfire_grace
         self._clock = clock
         self._last_adopt = 0.0
+        self.must_declare = False
+        """A full reload happened and its ``NodeRunsLost`` is not decided yet."""
+        self._declaring = False
+        self._adopting = 0
+        """``ExecutionsRedispatched`` of ``adopt`` in flight."""
         self.backfilling = False
         """A round of backfill is proposed and its outcome is not in yet."""
 
     def declare_own_lost(self) -> None:
-        """After a restart this node's earlier ``dispatched`` executions have no
-        sender any more: record them ``lost`` so that their owner re-sends them."""
-        mine = [
-            [row["job_id"], row["slot"]]
-            for row in self._queries.unsettled("dispatched", self.node_id)
-            if (row["job_id"], row["slot"]) not in self._sent
-        ]
-        if mine:
-            self._stats.lost += len(mine)
-            self._proposer.propose(c.ExecutionsLost(now=self._clock(), executions=mine), ignore)
+        """After a full reload (a restart): this node's ``dispatched``
+        executions not in ``sent`` are to be declared lost (``declare``)."""
+        self.must_declare = True
+
+    @property
+    def owes_declaration(self) -> bool:
+        """A ``NodeRunsLost`` is due and not proposed: nothing is fired or
+        adopted until it is (what is proposed after it is applied after it)."""
+        return self.must_declare and not self._declaring
+
+    def declare(self, *, firing: bool) -> None:
+        """Propose the pending ``NodeRunsLost`` unless one is in flight, or a
+        fire (``firing``) or an adoption of this node's is."""
+        if not self.must_declare or self._declaring or firing:
+            return
+        if self._adopting or self.backfilling:
+            return
+        self._declaring = True
+        keep = [list(pair) for pair in sorted(self._sent)]
+        self._proposer.propose(
+            c.NodeRunsLost(now=self._clock(), node_id=self.node_id, keep=keep), self._declared
+        )
+
+    def _declared(self, outcome: Outcome) -> None:
+        self._declaring = False
+        result, error = outcome
+        if error is None:
+            self.must_declare = False
+            self._stats.lost += result["lost"]
 
     def adopt(self) -> None:
         """Re-send, with the same execution id, ``lost`` executions of owned
@@ -113,9 +146,10 @@ class Adoption:
             if bucket_of(row["job_id"]) in buckets and now - run_second(row["slot"]) <= self._grace
         ]
         if wanted:
+            self._adopting += 1
             self._proposer.propose(
                 c.ExecutionsRedispatched(now=now, node_id=self.node_id, executions=wanted),
-                self._adopted,
+                self._adopted_lost,
             )
         self._backfill(now, buckets)
 
@@ -137,6 +171,10 @@ class Adoption:
 
     def _backfilled(self, outcome: Outcome) -> None:
         self.backfilling = False
+        self._adopted(outcome)
+
+    def _adopted_lost(self, outcome: Outcome) -> None:
+        self._adopting -= 1
         self._adopted(outcome)
 
     def _adopted(self, outcome: Outcome) -> None:

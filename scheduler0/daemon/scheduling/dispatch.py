@@ -8,19 +8,33 @@ per fire; see ``callback_body``). Each pair
 sent is recorded in ``sent`` until its result is recorded. A fire of a job
 with an ``overlap`` policy goes through ``in_flight`` (``overlap.InFlight``),
 which holds it while the job's previous execution runs.
+
+A fire decided ahead of its slot (``Firing``'s ``fire_ahead``; also an adopted
+one whose slot is still ahead) is built here at once and *held* until its
+slot: ``release`` hands it to the executor then. Its job is checked again at
+release: unchanged, it goes as built; edited, moved to another owner or
+reloaded, its row is read again and it goes with the job's current callback;
+paused or deleted meanwhile, it is not sent and its execution is recorded
+``skipped`` with the reason (``on_cancelled``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import heapq
+from collections.abc import Callable, Mapping, Sequence
 
 from scheduler0.daemon.executor.callback_body import callback_tail, payload_head
-from scheduler0.daemon.executor.http import Fire
+from scheduler0.daemon.executor.http import Fire, FireResult
 from scheduler0.daemon.scheduling.overlap import FireSubmitter, InFlight
-from scheduler0.daemon.scheduling.owned import Parked, PayloadHead
+from scheduler0.daemon.scheduling.owned import OwnedJob, Parked, PayloadHead
 from scheduler0.daemon.scheduling.policy import fire_policy_of
+from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import execution_id, run_second
+
+Held = tuple[int, int, Fire, OwnedJob | None, int | None]
+"""A fire held until its slot: (slot, order held, the fire, its job's owned
+entry when built, the job's slot before it for ``last_execution_date``)."""
 
 
 class Dispatcher:
@@ -32,6 +46,10 @@ class Dispatcher:
         payloads: dict[int, PayloadHead | Parked],
         sent: set[tuple[int, int]],
         in_flight: InFlight | None = None,
+        jobs: Mapping[int, OwnedJob] | None = None,
+        clock: Callable[[], float] | None = None,
+        stats: SchedulerStats | None = None,
+        on_cancelled: Callable[[list[FireResult]], None] | None = None,
     ) -> None:
         self._queries = queries
         self._executor = executor
@@ -41,6 +59,16 @@ class Dispatcher:
         """The owned set's cache (``OwnedJobs.payloads``); missing heads are read here."""
         self._sent = sent
         """(job, slot) pairs sent and not yet recorded (``ResultsBatcher.sent``)."""
+        self._jobs: Mapping[int, OwnedJob] = {} if jobs is None else jobs
+        """The owned set's jobs (``OwnedJobs.jobs``): a held fire's job is
+        unchanged while the same object is there."""
+        self._clock = clock
+        """None: nothing is held (every fire goes to the executor at once)."""
+        self._stats = stats
+        self._on_cancelled = on_cancelled
+        self.held: list[Held] = []
+        """Fires built ahead of their slot, a heap by slot (``release``)."""
+        self._held_seq = 0
 
     def dispatch(self, accepted: list[list[int]], previous: Mapping[int, int | None]) -> None:
         """Submit one ``Fire`` per accepted ``[job_id, slot]`` (a job deleted
@@ -85,6 +113,9 @@ class Dispatcher:
         out: list[Fire] = []
         refused: list[Fire] = []
         sent = self._sent
+        jobs = self._jobs
+        ahead_of = -1 if self._clock is None else self._clock()
+        """Slots after it are held (-1: none is; manual runs' slots are negative)."""
         earlier: dict[int, int | None] = {}
         """Jobs fired more than once here (catchup=all): the slot before."""
         for job_id, slot in accepted:
@@ -107,11 +138,88 @@ class Dispatcher:
                 fire.delivery = policy.delivery
                 if policy.overlap != "allow" and not self.in_flight.admit(fire):
                     continue  # held until the job's running execution finishes
+            if ahead_of >= 0 and slot > ahead_of:
+                self._held_seq += 1
+                heapq.heappush(self.held, (slot, self._held_seq, fire, jobs.get(job_id), last))
+                continue
             out.append(fire)
         if refused:
             executor.refuse(refused)
         if out:
             self._park(executor.submit(out))
+
+    def release(self, now: float) -> None:
+        """Hand the held fires whose slot has come to the executor (see the
+        module's docstring for a job that changed meanwhile)."""
+        held = self.held
+        if not held or held[0][0] > now:
+            return
+        jobs = self._jobs
+        out: list[Fire] = []
+        changed: list[tuple[Fire, int | None]] = []
+        while held and held[0][0] <= now:
+            _, _, fire, job, last = heapq.heappop(held)
+            if job is not None and jobs.get(fire.job_id) is job:
+                out.append(fire)
+            else:
+                changed.append((fire, last))
+        if changed:
+            out.extend(self._rebuild(changed, now))
+        if self._stats is not None:
+            self._stats.recent_lag.extend(now - fire.slot for fire in out)
+        if out:
+            self._park(self._executor.submit(out))
+
+    def _rebuild(self, changed: list[tuple[Fire, int | None]], now: float) -> list[Fire]:
+        """Fires whose job changed while they were held: built again from the
+        job's row as it is now; those of jobs paused or deleted meanwhile are
+        recorded ``skipped`` instead of sent."""
+        rows = self._queries.fire_payloads([[fire.job_id, fire.slot] for fire, _ in changed])
+        out: list[Fire] = []
+        cancelled: list[FireResult] = []
+        for fire, last in changed:
+            row = rows.get(fire.job_id)
+            if row is None or row["paused"]:
+                reason = (
+                    "job deleted before its slot" if row is None else "job paused before its slot"
+                )
+                cancelled.append(
+                    FireResult(
+                        fire.execution_id,
+                        fire.job_id,
+                        fire.slot,
+                        "skipped",
+                        None,
+                        0,
+                        0,
+                        reason,
+                        now,
+                    )
+                )
+                continue
+            head, callback_url, secret = payload_head(row)
+            policy = fire_policy_of(row["policy"])
+            body = (head, callback_tail(fire.execution_id, run_second(fire.slot), last))
+            rebuilt = Fire(
+                fire.execution_id,
+                fire.job_id,
+                fire.slot,
+                callback_url,
+                secret,
+                body,
+                method=row["method"],
+            )
+            if policy is not None:
+                rebuilt.delivery = policy.delivery
+                if policy.overlap != "allow" and not self.in_flight.admit(rebuilt):
+                    continue  # edited to wait for its running execution
+            out.append(rebuilt)
+        if cancelled:
+            if self._stats is not None:
+                self._stats.cancelled += len(cancelled)
+            if self._on_cancelled is not None:
+                self._on_cancelled(cancelled)
+        return out
 
     def _park(self, refused: Sequence[Fire]) -> None:
         """Park the jobs (without policies) of fires the executor refused."""

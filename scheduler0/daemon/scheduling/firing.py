@@ -1,7 +1,9 @@
 """One ``SlotsFired`` per tick: propose the due slots, dispatch what was accepted.
 
 Each tick pops the owned jobs whose next slot is due (as many as the executor
-has room for, and no more than ``ROWS_PER_TICK`` rows' worth), splits each
+has room for, and no more than ``ROWS_PER_TICK`` rows' worth), and the jobs
+without policies whose next slot is due within ``fire_ahead`` seconds (their
+fires are held by the dispatcher until the slot), splits each
 job's due slots with the misfire policy, and proposes ONE ``SlotsFired`` for
 all of them. Only one such proposal is in
 flight at a time. On its outcome:
@@ -70,6 +72,8 @@ class Firing:
         stats: SchedulerStats,
         misfire_grace: float,
         clock: Callable[[], float],
+        fire_ahead: float = 0.0,
+        held_back: Callable[[], bool] | None = None,
     ) -> None:
         self.node_id = node_id
         self._owned = owned
@@ -79,6 +83,11 @@ class Firing:
         self._stats = stats
         self._grace = misfire_grace
         self._clock = clock
+        self._held_back = held_back
+        """True while nothing may be fired (``Adoption.owes_declaration``)."""
+        self._ahead = fire_ahead
+        """Seconds before its slot a job without policies is proposed; the
+        dispatcher holds its fire until the slot."""
         self._in_flight = dispatcher.in_flight
         """What of the overlap-policy jobs is in flight (``overlap.InFlight``)."""
         self.in_flight = False
@@ -89,10 +98,10 @@ class Firing:
 
     def fire_due(self) -> None:
         """Propose the due slots of this tick; nothing while the last is in flight."""
-        if self.in_flight:
+        if self.in_flight or (self._held_back is not None and self._held_back()):
             return
         now = self._clock()
-        capacity = self._executor.free_capacity()
+        capacity = self._executor.free_capacity() - len(self._dispatcher.held)
         fires: list[list[int]] = []
         missed: list[list[Any]] = []
         skipped: list[list[Any]] = []
@@ -103,9 +112,14 @@ class Firing:
         if capacity > 0:
             grace = self._grace
             recent_lag = self._stats.recent_lag
-            for job in self._owned.pop_due(now):
+            later: list[OwnedJob] = []
+            """Jobs with policies popped ahead of their slot: back on the heap."""
+            for job in self._owned.pop_due(now + self._ahead):
                 slot = job.next_slot
                 if job.policy is not DEFAULT_POLICY:
+                    if job.due_at(slot) > now:  # a job with policies is decided when due
+                        later.append(job)
+                        continue
                     job.pending = True
                     room = min(capacity, budget) - len(fires)
                     n_missed, n_skipped = len(missed), len(skipped)
@@ -115,6 +129,14 @@ class Firing:
                     )
                     budget -= sum(len(e[1]) for e in missed[n_missed:])
                     budget -= sum(len(e[1]) for e in skipped[n_skipped:])
+                elif slot > now:  # ahead of its slot: held by the dispatcher until then
+                    following = following_if_on_time(job.schedule, slot, now, grace)
+                    if following is None:  # not expected: its next slot is after this one
+                        later.append(job)
+                        continue
+                    fires.append([job.id, slot])
+                    job.pending = True
+                    batch[job.id] = (job, following)
                 else:
                     following = following_if_on_time(job.schedule, slot, now, grace)
                     if following is not None:  # one slot due, on time: the common case
@@ -135,6 +157,8 @@ class Firing:
                 if len(fires) >= capacity or len(fires) >= budget:
                     self._cut = len(fires) >= budget
                     break
+            for job in later:
+                self._owned.push(job, job.next_slot)
         if not batch:
             return
         next_runs: dict[int, list[int]] = {}

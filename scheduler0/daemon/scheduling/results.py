@@ -66,6 +66,14 @@ class ResultsBatcher:
     def in_flight(self) -> bool:
         return self._in_flight
 
+    def record(self, results: list[FireResult]) -> None:
+        """Outcomes that did not come from the executor (a held fire cancelled
+        by ``Dispatcher.release``): proposed with the next flush."""
+        groups = self._pending
+        for r in results:
+            key = (r.slot, r.state, r.status_code, r.attempts, r.latency_ms, r.error)
+            groups.setdefault(key, []).append(r.job_id)
+
     def flush(self) -> None:
         """Group the executor's new results; propose them all unless a
         ``ResultsRecorded`` is in flight."""
@@ -73,9 +81,7 @@ class ResultsBatcher:
         drained = self._executor.drain_results()
         if drained and self._on_drained is not None:
             self._on_drained(drained)
-        for r in drained:
-            key = (r.slot, r.state, r.status_code, r.attempts, r.latency_ms, r.error)
-            groups.setdefault(key, []).append(r.job_id)
+        self.record(drained)
         self._stats.results_backlog = sum(len(ids) for ids in groups.values())
         if not groups or self._in_flight:
             return

@@ -5,9 +5,14 @@ Every tick (``tick``, 0.1 s) the scheduler, in this order:
 1. refreshes the owned set from change notifications (``owned``), declaring
    its own earlier ``dispatched`` executions lost after a full reload
    (``adoption``);
-2. adopts ``lost``/``pending`` executions of owned buckets (``adoption``);
-3. proposes the callback outcomes gathered so far (``results``);
-4. proposes the due slots as ONE ``SlotsFired`` and dispatches only what the
+2. hands the fires held until their slot whose slot has come to the executor
+   (``dispatch``);
+3. after a full reload, declares its own unsent ``dispatched`` executions
+   lost; once that is proposed, adopts ``lost``/``pending`` executions of
+   owned buckets (``adoption``);
+4. proposes the callback outcomes gathered so far (``results``);
+5. proposes the due slots, and those of jobs without policies due within
+   ``fire_ahead`` seconds, as ONE ``SlotsFired`` and dispatches only what the
    state machine accepted (``firing``, with ``misfire`` and ``dispatch``).
 
 See DESIGN.md, "Firing exactly once".
@@ -66,6 +71,7 @@ class Scheduler:
         queries: Queries,
         executor: ExecutorPort,
         misfire_grace: float,
+        fire_ahead: float = 0.0,
         tick: float = 0.1,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -92,7 +98,12 @@ class Scheduler:
             payloads=self._owned.payloads,
             sent=self._results.sent,
             in_flight=in_flight,
+            jobs=self._owned.jobs,
+            clock=clock if fire_ahead > 0 else None,
+            stats=self.stats,
+            on_cancelled=self._results.record,
         )
+        self._dispatcher = dispatcher
         self._firing = Firing(
             node_id=node_id,
             owned=self._owned,
@@ -102,6 +113,8 @@ class Scheduler:
             stats=self.stats,
             misfire_grace=misfire_grace,
             clock=clock,
+            fire_ahead=fire_ahead,
+            held_back=lambda: self._adoption.owes_declaration,
         )
         self._adoption = Adoption(
             node_id=node_id,
@@ -153,7 +166,11 @@ class Scheduler:
             return
         self.stats.last_tick_at = self._clock()
         self._owned.refresh(on_reload=self._adoption.declare_own_lost)
-        self._adoption.adopt()
+        self._dispatcher.release(self._clock())
+        adoption = self._adoption
+        adoption.declare(firing=self._firing.in_flight)
+        if not adoption.owes_declaration:
+            adoption.adopt()
         self._results.flush()
         self._firing.fire_due()
 

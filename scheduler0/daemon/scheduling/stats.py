@@ -15,6 +15,9 @@ class SchedulerStats:
     """Slots recorded missed by accepted ``SlotsFired`` proposals (firing)."""
     skipped: int = 0
     """Slots an overlap policy skipped, in committed ``SlotsFired`` proposals (firing)."""
+    cancelled: int = 0
+    """Fires decided ahead of their slot and not sent: their job was paused or
+    deleted before it (dispatch)."""
     lost: int = 0
     """This node's own dispatched executions it declared lost after a restart (adoption)."""
     lag_seconds: float = 0.0

@@ -51,6 +51,13 @@ a job's optional ``executor_id`` (a ``JobsCreated`` item, and
 its method, signed with its secret (the project's signing secret when it has
 none), read at each delivery. Absent, a job calls its own ``callback_url`` as
 before.
+
+Version 6 lets a ``ResultsRecorded`` group be ``skipped``: a run decided
+ahead of its slot whose job was paused or deleted before the slot, so it was
+never sent. It counts neither as a success nor as a failure (a job's
+consecutive failures stay as they are); version 5 nodes, which would count
+it failed, refuse version 6 entries instead. It also adds one command type,
+``NodeRunsLost`` (a restarted node's runs without a sender, decided in apply).
 """
 
 from __future__ import annotations
@@ -61,8 +68,8 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
-VERSION = 5
-READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5})
+VERSION = 6
+READABLE_VERSIONS = frozenset({1, 2, 3, 4, 5, 6})
 _COMPRESS_ABOVE = 4096
 
 
@@ -450,6 +457,21 @@ class ExecutionsLost(Command):
 
     now: float
     executions: list[list[int]]
+
+
+@dataclass(frozen=True)
+class NodeRunsLost(Command):
+    """(Version 6.) A node's scheduler restarted, or reloaded after a fire it
+    could not see decided: every execution ``dispatched`` by ``node_id``,
+    except ``keep`` (``[job_id, slot]``: fires it still holds or sends), has
+    no sender and is recorded ``lost``. Decided in apply: a fire of the node
+    proposed before a crash and committed after its restart is in the log
+    before this entry, so it is included (a list read at the restart missed
+    it)."""
+
+    now: float
+    node_id: int
+    keep: list[list[int]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -489,12 +489,13 @@ class Queries:
         """Job rows for accepted fires, with where their callbacks go: the
         job's executor's URL, method and secret (version 5), or else the job's
         own ``callback_url``, ``POST`` and its project's signing secret (also
-        for an executor without a secret of its own)."""
+        for an executor without a secret of its own), and whether the job is
+        paused."""
         rows = self.db.execute(
             "SELECT j.id, j.project_id, j.spec, j.timezone, j.data,"
             " COALESCE(e.webhook_url, j.callback_url) AS callback_url,"
             " COALESCE(e.webhook_method, 'POST') AS method,"
-            " j.execution_type, j.policy,"
+            " j.execution_type, j.policy, j.paused,"
             " COALESCE(e.webhook_secret, p.signing_secret) AS signing_secret"
             " FROM jobs j JOIN projects p ON p.id = j.project_id"
             " LEFT JOIN executors e ON e.id = j.executor_id"

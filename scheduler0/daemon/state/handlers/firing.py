@@ -17,6 +17,7 @@ from scheduler0.daemon.state.schema import (
     BACKFILL,
     CATCHUP,
     NO_NEXT_RUN,
+    NOT_SUCCEEDED,
     bucket_of,
     run_second,
 )
@@ -288,6 +289,7 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
             (state, code, attempts, latency, error, cmd.now, slot, listed),
         )
         ok = state == "success"
+        failed = not ok and state != "skipped"
         db.execute(
             "UPDATE jobs SET success_count = success_count + ?,"
             " failed_count = failed_count + ?,"
@@ -296,9 +298,9 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
             " CASE WHEN last_fired_slot = ? THEN ? ELSE last_status_code END,"
             f" last_finished_at = ?, consecutive_failures = {_CONSECUTIVE_FAILURES}"
             " WHERE id IN (SELECT value FROM json_each(?))",
-            (int(ok), int(not ok), slot, state, slot, code, cmd.now, int(ok), listed),
+            (int(ok), int(failed), slot, state, slot, code, cmd.now, int(ok), int(failed), listed),
         )
-        if not ok:
+        if failed:
             paused.extend(_pause_failing(db, cmd.now, error, listed))
     if paused:
         ctx.changed(Change.JOBS, paused)  # their owner stops firing them
@@ -307,10 +309,12 @@ def results_recorded(ctx: ApplyContext, cmd: c.ResultsRecorded) -> dict[str, Any
 
 _CONSECUTIVE_FAILURES = (
     "CASE WHEN policy ->> '$.pause_after_failures' IS NULL THEN consecutive_failures"
-    " WHEN ? THEN 0 ELSE consecutive_failures + 1 END"
+    " WHEN ? THEN 0 ELSE consecutive_failures + ? END"
 )
 """A job's consecutive failed executions, as each of its results sets them:
-a success resets the count, a failure adds one. Jobs without
+a success resets the count, a failure adds one, a run ``skipped`` (a fire
+decided ahead whose job was paused or deleted before its slot) leaves it.
+Such a run counts neither as a success nor as a failure. Jobs without
 ``pause_after_failures`` are left alone (their counter stays 0), so entries
 older than version 4 apply as they did. Part of the result's one update of
 each job: a second pass over the jobs to count cost every fire's result a
@@ -342,6 +346,19 @@ def executions_lost(ctx: ApplyContext, cmd: c.ExecutionsLost) -> dict[str, Any]:
         ((cmd.now, job_id, slot) for job_id, slot in cmd.executions),
     )
     return {"lost": len(cmd.executions)}
+
+
+@handles(c.NodeRunsLost)
+def node_runs_lost(ctx: ApplyContext, cmd: c.NodeRunsLost) -> dict[str, Any]:
+    """Every execution still ``dispatched`` by the node, except those it keeps,
+    becomes ``lost`` (read through the ``executions_not_succeeded`` index)."""
+    cur = ctx.db.execute(
+        "UPDATE executions SET state = 'lost', updated_at = ?"
+        f" WHERE state = 'dispatched' AND {NOT_SUCCEEDED} AND node_id = ?"
+        " AND (job_id, slot) NOT IN (SELECT value ->> 0, value ->> 1 FROM json_each(?))",
+        (cmd.now, cmd.node_id, orjson.dumps(cmd.keep).decode()),
+    )
+    return {"lost": cur.rowcount}
 
 
 @handles(c.ExecutionsRedispatched)

@@ -1,0 +1,203 @@
+"""Runs decided ahead of their slot (``fire_ahead``) and sent at it.
+
+A job without policies is proposed up to ``fire_ahead`` seconds before its
+slot; the dispatcher holds the accepted fire and hands it to the executor
+when the slot comes. A job paused or deleted meanwhile is not called, and its
+run is recorded ``skipped``; one edited meanwhile is called as it is now.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from scheduler0.daemon.scheduling.scheduler import Scheduler
+from scheduler0.daemon.state import commands as c
+from tests.unit.harness import T0, RecordingExecutor, World, fire_item, run_async, settle
+
+pytestmark = pytest.mark.unit
+
+GRACE = 60.0
+AHEAD = 2.0
+
+
+def scheduler(world: World, executor: RecordingExecutor | None = None) -> Scheduler:
+    s = Scheduler(
+        node_id=world.node_id,
+        log=world.log,
+        machine=world.machine,
+        queries=world.queries,
+        executor=executor or world.executor,
+        misfire_grace=GRACE,
+        fire_ahead=AHEAD,
+        clock=world.clock,
+    )
+    world.listeners.append(s.on_change)
+    return s
+
+
+async def tick(s: Scheduler, world: World, at: float) -> None:
+    world.clock.now = at
+    s.tick_once()
+    await settle()
+
+
+def counters(world: World, job_id: int) -> tuple[int, int, int, str | None]:
+    row = world.queries.db.execute(
+        "SELECT fired_count, success_count, failed_count, last_state FROM jobs WHERE id = ?",
+        (job_id,),
+    ).fetchone()
+    return (row[0], row[1], row[2], row[3])
+
+
+@run_async
+async def test_a_run_is_decided_ahead_and_sent_at_its_slot_not_before(world: World) -> None:
+    await world.project()
+    a, b = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 7.9)  # more than AHEAD before the slot: nothing
+    assert world.commands(c.SlotsFired) == []
+    await tick(s, world, T0 + 8.1)
+    (fired,) = world.commands(c.SlotsFired)
+    assert fired.fires == [[a, T0 + 10], [b, T0 + 10]]
+    assert world.executions() == [(a, T0 + 10, "dispatched"), (b, T0 + 10, "dispatched")]
+    assert world.executor.sent_pairs() == []
+    await tick(s, world, T0 + 9.95)
+    assert world.executor.sent_pairs() == []
+    assert len(world.commands(c.SlotsFired)) == 1  # held, not proposed again
+    await tick(s, world, T0 + 10.02)
+    assert world.executor.sent_pairs() == [(a, T0 + 10), (b, T0 + 10)]
+    assert s.lag_p99() == pytest.approx(0.02)
+    item = fire_item(world.executor.submitted[0])
+    assert item["execution_id"] == f"{a}-{T0 + 10}" and item["data"] == {"n": 0}
+    # the next slot is decided ahead again, the results of the first recorded
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 18.5)
+    assert world.executions("success") == [(a, T0 + 10, "success"), (b, T0 + 10, "success")]
+    assert world.commands(c.SlotsFired)[1].fires == [[a, T0 + 20], [b, T0 + 20]]
+    assert world.executor.sent_pairs() == [(a, T0 + 10), (b, T0 + 10)]
+
+
+@run_async
+async def test_a_job_paused_while_its_run_is_held_is_not_called_and_the_run_is_skipped(
+    world: World,
+) -> None:
+    await world.project()
+    a, b = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 8.5)
+    await world.propose(c.JobPaused(now=T0 + 9, job_id=b, paused=True))
+    await tick(s, world, T0 + 10.05)
+    assert world.executor.sent_pairs() == [(a, T0 + 10)]
+    await tick(s, world, T0 + 10.15)
+    (recorded,) = world.commands(c.ResultsRecorded)
+    assert recorded.groups == [[T0 + 10, "skipped", None, 0, 0, "job paused before its slot", [b]]]
+    assert world.executions() == [(a, T0 + 10, "dispatched"), (b, T0 + 10, "skipped")]
+    assert counters(world, b) == (1, 0, 0, "skipped")  # neither a success nor a failure
+    await tick(s, world, T0 + 30.05)
+    assert (b, T0 + 20) not in world.executor.sent_pairs()
+    assert (b, T0 + 30) not in world.executor.sent_pairs()
+
+
+@run_async
+async def test_a_job_deleted_while_its_run_is_held_is_not_called(world: World) -> None:
+    await world.project()
+    a, b = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 8.5)
+    await world.propose(c.JobDeleted(now=T0 + 9, job_id=a))
+    await tick(s, world, T0 + 10.05)
+    assert world.executor.sent_pairs() == [(b, T0 + 10)]
+    await tick(s, world, T0 + 10.15)
+    (recorded,) = world.commands(c.ResultsRecorded)
+    assert recorded.groups == [[T0 + 10, "skipped", None, 0, 0, "job deleted before its slot", [a]]]
+
+
+@run_async
+async def test_a_job_edited_while_its_run_is_held_is_called_as_it_is_now(world: World) -> None:
+    await world.project()
+    (a,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 8.5)
+    await world.propose(
+        c.JobUpdated(
+            now=T0 + 9,
+            job_id=a,
+            changes={"callback_url": "http://other.invalid/cb", "data": '{"n": 7}'},
+        )
+    )
+    await tick(s, world, T0 + 10.05)
+    (fire,) = world.executor.submitted
+    assert (fire.job_id, fire.slot, fire.callback_url) == (a, T0 + 10, "http://other.invalid/cb")
+    item = fire_item(fire)
+    assert item["data"] == {"n": 7} and item["execution_id"] == f"{a}-{T0 + 10}"
+    assert item["last_execution_date"] is None
+
+
+@run_async
+async def test_a_job_with_policies_is_decided_when_due_not_ahead(world: World) -> None:
+    await world.project()
+    (plain,) = await world.jobs("@every 10s")
+    (bounded,) = await world.jobs("@every 10s", policy={"overlap": "skip"})
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 8.5)
+    assert [cmd.fires for cmd in world.commands(c.SlotsFired)] == [[[plain, T0 + 10]]]
+    await tick(s, world, T0 + 9.5)  # popped ahead and put back: not lost, not proposed
+    assert len(world.commands(c.SlotsFired)) == 1
+    await tick(s, world, T0 + 10.05)
+    assert [cmd.fires for cmd in world.commands(c.SlotsFired)][1] == [[bounded, T0 + 10]]
+    assert sorted(world.executor.sent_pairs()) == [(plain, T0 + 10), (bounded, T0 + 10)]
+
+
+@run_async
+async def test_held_runs_count_against_the_executors_room(world: World) -> None:
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * 5)
+    await world.assign_all()
+    executor = RecordingExecutor(capacity=3)
+    s = scheduler(world, executor)
+    await tick(s, world, T0 + 8.5)
+    await tick(s, world, T0 + 8.6)  # the executor is empty, but 3 runs are held
+    assert [len(cmd.fires) for cmd in world.commands(c.SlotsFired)] == [3]
+    await tick(s, world, T0 + 10.05)  # the 3 held go; the other 2 are due now and go too
+    assert executor.sent_pairs() == [(job_id, T0 + 10) for job_id in ids]
+    assert [len(cmd.fires) for cmd in world.commands(c.SlotsFired)] == [3, 2]
+
+
+@run_async
+async def test_runs_held_at_a_crash_are_declared_lost_on_restart_and_sent_once_at_their_slot(
+    world: World,
+) -> None:
+    """A node killed while holding runs: the restarted scheduler fires
+    nothing until its ``NodeRunsLost`` is decided, then adopts them and
+    sends each once, at its slot."""
+    await world.project()
+    a, b = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    before = scheduler(world)
+    await tick(before, world, T0 + 8.5)  # decided ahead, held: then the process dies
+    world.listeners.clear()
+    assert world.executions() == [(a, T0 + 10, "dispatched"), (b, T0 + 10, "dispatched")]
+    world.log.cut_off()  # the restart finds no quorum at first
+    after = scheduler(world)
+    world.clock.now = T0 + 9
+    after.tick_once()  # the declaration is proposed, and nothing is fired meanwhile
+    await tick(after, world, T0 + 9.1)
+    assert len(world.commands(c.NodeRunsLost)) == 1  # the first scheduler's start only
+    assert world.executions("lost") == []
+    world.log.cut_off(False)
+    await tick(after, world, T0 + 9.2)  # proposed again, decided
+    lost = world.commands(c.NodeRunsLost)[-1]
+    assert (lost.now, lost.keep) == (T0 + 9.2, [])
+    assert world.executions("lost") == [(a, T0 + 10, "lost"), (b, T0 + 10, "lost")]
+    await tick(after, world, T0 + 9.8)  # adopted: held until the slot
+    assert world.executor.sent_pairs() == []
+    await tick(after, world, T0 + 10.05)
+    assert sorted(world.executor.sent_pairs()) == [(a, T0 + 10), (b, T0 + 10)]
+    await tick(after, world, T0 + 18.5)
+    assert sorted(world.executor.sent_pairs()) == [(a, T0 + 10), (b, T0 + 10)]
+    assert world.commands(c.SlotsFired)[-1].fires == [[a, T0 + 20], [b, T0 + 20]]
