@@ -14,6 +14,7 @@ import orjson
 
 from scheduler0.daemon.executor.http import Fire, FireResult
 from scheduler0.daemon.memory_log import InMemoryLog
+from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries
@@ -23,6 +24,9 @@ T0 = 1_800_000_000
 """Anchor of every job: ``@every 10s`` slots are T0 + 10k."""
 
 C = TypeVar("C", bound=c.Command)
+
+MISFIRE_GRACE = 60.0
+"""The grace of the schedulers ``scheduler`` composes."""
 
 
 class Clock:
@@ -211,3 +215,33 @@ def fire_item(fire: Fire) -> Any:
     if isinstance(payload, tuple):
         payload = b"".join(payload)
     return orjson.loads(payload) if isinstance(payload, bytes) else payload
+
+
+def scheduler(
+    world: World,
+    executor: RecordingExecutor | None = None,
+    log: Any = None,
+    *,
+    fire_ahead: float = 0.0,
+) -> Scheduler:
+    """The composed scheduler of node ``world.node_id`` in ``world``, hearing
+    its state machine's changes."""
+    s = Scheduler(
+        node_id=world.node_id,
+        log=log or world.log,
+        machine=world.machine,
+        queries=world.queries,
+        executor=executor or world.executor,
+        misfire_grace=MISFIRE_GRACE,
+        fire_ahead=fire_ahead,
+        clock=world.clock,
+    )
+    world.listeners.append(s.on_change)
+    return s
+
+
+async def tick(s: Scheduler, world: World, at: float) -> None:
+    """One tick of ``s`` at ``at``, and every proposal it made decided."""
+    world.clock.now = at
+    s.tick_once()
+    await settle()

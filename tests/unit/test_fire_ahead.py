@@ -12,33 +12,23 @@ import pytest
 
 from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
-from tests.unit.harness import T0, RecordingExecutor, World, fire_item, run_async, settle
+from tests.unit.harness import (
+    T0,
+    RecordingExecutor,
+    World,
+    fire_item,
+    run_async,
+    tick,
+)
+from tests.unit.harness import scheduler as make_scheduler
 
 pytestmark = pytest.mark.unit
 
-GRACE = 60.0
 AHEAD = 2.0
 
 
 def scheduler(world: World, executor: RecordingExecutor | None = None) -> Scheduler:
-    s = Scheduler(
-        node_id=world.node_id,
-        log=world.log,
-        machine=world.machine,
-        queries=world.queries,
-        executor=executor or world.executor,
-        misfire_grace=GRACE,
-        fire_ahead=AHEAD,
-        clock=world.clock,
-    )
-    world.listeners.append(s.on_change)
-    return s
-
-
-async def tick(s: Scheduler, world: World, at: float) -> None:
-    world.clock.now = at
-    s.tick_once()
-    await settle()
+    return make_scheduler(world, executor, fire_ahead=AHEAD)
 
 
 def counters(world: World, job_id: int) -> tuple[int, int, int, str | None]:

@@ -8,7 +8,6 @@ import pytest
 
 from scheduler0.daemon.memory_log import InMemoryLog
 from scheduler0.daemon.replication import DEFAULT_TIMEOUT
-from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import NotCommitted
 from tests.unit.harness import (
@@ -17,12 +16,11 @@ from tests.unit.harness import (
     World,
     owners_splitting,
     run_async,
-    settle,
+    scheduler,
+    tick,
 )
 
 pytestmark = pytest.mark.unit
-
-GRACE = 60.0
 
 
 class AmbiguousLog:
@@ -43,28 +41,6 @@ class AmbiguousLog:
             self.ambiguous -= 1
             raise NotCommitted("committed, but the proposer was not told")
         return result
-
-
-def scheduler(
-    world: World, executor: RecordingExecutor | None = None, log: Any = None
-) -> Scheduler:
-    s = Scheduler(
-        node_id=world.node_id,
-        log=log or world.log,
-        machine=world.machine,
-        queries=world.queries,
-        executor=executor or world.executor,
-        misfire_grace=GRACE,
-        clock=world.clock,
-    )
-    world.listeners.append(s.on_change)
-    return s
-
-
-async def tick(s: Scheduler, world: World, at: float) -> None:
-    world.clock.now = at
-    s.tick_once()
-    await settle()
 
 
 def pairs_sent_twice(executor: RecordingExecutor) -> list[tuple[int, int]]:
