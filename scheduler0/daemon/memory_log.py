@@ -6,6 +6,8 @@ applied and answered on the event loop; ``snapshot`` and ``restart`` exercise
 the snapshot-plus-journal rebuild with the same state machine code the raft
 adapter drives. ``cut_off`` makes it a member without quorum: proposals then
 wait their timeout and raise ``NotCommitted`` without being applied.
+``hold_answers`` applies a kind of command at once but answers it late, as a
+follower learns of a commit after the leader applied it.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class InMemoryLog:
         self._quorum = True
         self._members = {address}
         self.failure: str | None = None
+        self._held_answers: dict[type[c.Command], asyncio.Event] = {}
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -62,6 +65,11 @@ class InMemoryLog:
         """Lose (or regain) the quorum: nothing commits while cut off."""
         self._quorum = not cut
 
+    def hold_answers(self, kind: type[c.Command]) -> asyncio.Event:
+        """Commands of ``kind`` are applied when proposed and answered once
+        the returned event is set."""
+        return self._held_answers.setdefault(kind, asyncio.Event())
+
     # -- proposing ----------------------------------------------------------------------
 
     async def propose(self, command: c.Command, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
@@ -78,6 +86,9 @@ class InMemoryLog:
         self.entries.append(payload)
         outcome = self.machine.apply(payload, self._snapshot_index + len(self.entries))
         await asyncio.sleep(0)  # answered on the loop, after other ready callbacks
+        held = self._held_answers.get(type(command))
+        if held is not None:
+            await held.wait()
         if "error" in outcome:
             raise error_from_dict(outcome["error"])
         return outcome["ok"]

@@ -198,6 +198,15 @@ async def settle() -> None:
     raise AssertionError("proposals did not settle")
 
 
+async def until(condition: Callable[[], bool]) -> None:
+    """Run the loop until ``condition`` holds (tasks still in flight may stay)."""
+    for _ in range(1_000):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition did not come to hold")
+
+
 def run_async(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
     """Run an ``async def`` test on a fresh event loop (fixtures pass through)."""
 

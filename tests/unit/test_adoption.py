@@ -17,7 +17,15 @@ from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.schema import manual_slot
 from scheduler0.daemon.timefmt import iso
-from tests.unit.harness import T0, World, fire_item, owners_splitting, run_async, settle
+from tests.unit.harness import (
+    T0,
+    World,
+    fire_item,
+    owners_splitting,
+    run_async,
+    settle,
+    until,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -113,6 +121,34 @@ async def test_the_declaration_waits_for_fires_in_flight_and_is_proposed_again_u
     world.log.cut_off(False)
     parts.adoption.declare(firing=False)
     await settle()
+    assert not parts.adoption.must_declare
+    assert world.executions() == [(a, T0 + 10, "lost")]
+
+
+@run_async
+async def test_a_reload_while_a_declaration_is_in_flight_is_declared_again(world: World) -> None:
+    """Fires decided after a declaration was proposed, whose outcome a reload
+    gave up on, are declared by the next one: the first one's answer does
+    not stand for the reload after it."""
+    await world.project()
+    (a,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    answer = world.log.hold_answers(c.NodeRunsLost)
+    parts = Parts(world)
+    world.clock.now = NOW
+    parts.adoption.declare_own_lost()
+    parts.adoption.declare(firing=False)
+    await until(lambda: len(world.commands(c.NodeRunsLost)) == 1)
+    (first,) = world.commands(c.NodeRunsLost)
+    assert first.keep == [] and world.executions() == []
+    await fired(world, 1, (a, T0 + 10))  # after it in the log; its answer was lost
+    parts.adoption.declare_own_lost()  # the reload that gave up on it
+    answer.set()
+    await settle()
+    assert parts.adoption.must_declare
+    parts.adoption.declare(firing=False)
+    await settle()
+    assert len(world.commands(c.NodeRunsLost)) == 2
     assert not parts.adoption.must_declare
     assert world.executions() == [(a, T0 + 10, "lost")]
 

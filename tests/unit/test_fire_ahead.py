@@ -18,6 +18,7 @@ from tests.unit.harness import (
     World,
     fire_item,
     run_async,
+    settle,
     tick,
 )
 from tests.unit.harness import scheduler as make_scheduler
@@ -191,3 +192,52 @@ async def test_runs_held_at_a_crash_are_declared_lost_on_restart_and_sent_once_a
     await tick(after, world, T0 + 18.5)
     assert sorted(world.executor.sent_pairs()) == [(a, T0 + 10), (b, T0 + 10)]
     assert world.commands(c.SlotsFired)[-1].fires == [[a, T0 + 20], [b, T0 + 20]]
+
+
+@run_async
+async def test_a_job_rescheduled_off_its_held_slot_is_not_called_then(world: World) -> None:
+    """An update takes effect from the next slot after it: a held run whose
+    slot is no longer on the job's grid is recorded skipped, not sent."""
+    await world.project()
+    moved, kept = await world.jobs("@every 10s", "@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    await tick(s, world, T0 + 8.5)
+    await world.propose(c.JobUpdated(now=T0 + 9, job_id=moved, changes={"spec": "@every 15s"}))
+    await world.propose(c.JobUpdated(now=T0 + 9, job_id=kept, changes={"spec": "@every 5s"}))
+    await tick(s, world, T0 + 10.05)
+    assert world.executor.sent_pairs() == [(kept, T0 + 10)]  # T0 + 10 is on its new grid
+    await tick(s, world, T0 + 10.15)
+    (recorded,) = world.commands(c.ResultsRecorded)
+    assert recorded.groups == [
+        [T0 + 10, "skipped", None, 0, 0, "job's schedule changed before its slot", [moved]]
+    ]
+    await tick(s, world, T0 + 15.05)
+    assert (moved, T0 + 15) in world.executor.sent_pairs()
+
+
+@run_async
+async def test_a_held_run_of_a_job_given_an_overlap_policy_is_sent_at_its_slot_once(
+    world: World,
+) -> None:
+    """An overlap policy added while the run's proposal is in flight: the run
+    is held to its slot, and does not wait there for itself."""
+    await world.project()
+    (a,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    world.clock.now = T0 + 8.5
+    s.tick_once()  # proposed ahead; its outcome comes after the update
+    await world.propose(
+        c.JobUpdated(now=T0 + 8.5, job_id=a, changes={"policy": {"overlap": "skip"}})
+    )
+    await settle()  # dispatched (and held) before the next refresh sees the update
+    await tick(s, world, T0 + 9.5)
+    assert world.executor.sent_pairs() == []  # not before its slot
+    await tick(s, world, T0 + 10.05)
+    assert world.executor.sent_pairs() == [(a, T0 + 10)]
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 15)
+    await tick(s, world, T0 + 20.05)
+    assert world.executor.sent_pairs() == [(a, T0 + 10), (a, T0 + 20)]
+    assert world.executions("skipped") == []

@@ -90,6 +90,10 @@ class Adoption:
         self.must_declare = False
         """A full reload happened and its ``NodeRunsLost`` is not decided yet."""
         self._declaring = False
+        self._reloads = 0
+        """Full reloads asked for a declaration: one decided clears
+        ``must_declare`` only if no reload came after it was proposed (its
+        ``keep`` may predate fires whose outcome the reload gave up on)."""
         self._adopting = 0
         """``ExecutionsRedispatched`` of ``adopt`` in flight."""
         self.backfilling = False
@@ -99,6 +103,7 @@ class Adoption:
         """After a full reload (a restart): this node's ``dispatched``
         executions not in ``sent`` are to be declared lost (``declare``)."""
         self.must_declare = True
+        self._reloads += 1
 
     @property
     def owes_declaration(self) -> bool:
@@ -115,16 +120,19 @@ class Adoption:
             return
         self._declaring = True
         keep = [list(pair) for pair in sorted(self._sent)]
-        self._proposer.propose(
-            c.NodeRunsLost(now=self._clock(), node_id=self.node_id, keep=keep), self._declared
-        )
+        reloads = self._reloads
 
-    def _declared(self, outcome: Outcome) -> None:
-        self._declaring = False
-        result, error = outcome
-        if error is None:
-            self.must_declare = False
-            self._stats.lost += result["lost"]
+        def declared(outcome: Outcome) -> None:
+            self._declaring = False
+            result, error = outcome
+            if error is None:
+                self._stats.lost += result["lost"]
+                if self._reloads == reloads:
+                    self.must_declare = False
+
+        self._proposer.propose(
+            c.NodeRunsLost(now=self._clock(), node_id=self.node_id, keep=keep), declared
+        )
 
     def adopt(self) -> None:
         """Re-send, with the same execution id, ``lost`` executions of owned

@@ -14,13 +14,17 @@ one whose slot is still ahead) is built here at once and *held* until its
 slot: ``release`` hands it to the executor then. Its job is checked again at
 release: unchanged, it goes as built; edited, moved to another owner or
 reloaded, its row is read again and it goes with the job's current callback;
-paused or deleted meanwhile, it is not sent and its execution is recorded
-``skipped`` with the reason (``on_cancelled``).
+paused or deleted meanwhile, or rescheduled so that its slot is no longer on
+the job's grid (an update takes effect from the next slot after it), it is
+not sent and its execution is recorded ``skipped`` with the reason
+(``on_cancelled``). A held fire of a job with an overlap policy enters
+``in_flight`` at its slot, not when it is held.
 """
 
 from __future__ import annotations
 
 import heapq
+import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 
 from scheduler0.daemon.executor.callback_body import callback_tail, payload_head
@@ -32,9 +36,10 @@ from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import execution_id, run_second
 
-Held = tuple[int, int, Fire, OwnedJob | None, int | None]
+Held = tuple[int, int, Fire, OwnedJob | None, int | None, bool]
 """A fire held until its slot: (slot, order held, the fire, its job's owned
-entry when built, the job's slot before it for ``last_execution_date``)."""
+entry when built, the job's slot before it for ``last_execution_date``,
+whether its overlap policy admits it through ``in_flight`` at the slot)."""
 
 
 class Dispatcher:
@@ -134,14 +139,20 @@ class Dispatcher:
             head, callback_url, secret, policy, method = cached
             body = (head, callback_tail(exec_id, run_second(slot), last))
             fire = Fire(exec_id, job_id, slot, callback_url, secret, body, method=method)
+            gated = False
             if policy is not None:
                 fire.delivery = policy.delivery
-                if policy.overlap != "allow" and not self.in_flight.admit(fire):
-                    continue  # held until the job's running execution finishes
+                gated = policy.overlap != "allow"
             if ahead_of >= 0 and slot > ahead_of:
+                # Admitted to ``in_flight`` at its slot, not now: it must not
+                # wait for itself, nor follow a running execution before it.
                 self._held_seq += 1
-                heapq.heappush(self.held, (slot, self._held_seq, fire, jobs.get(job_id), last))
+                heapq.heappush(
+                    self.held, (slot, self._held_seq, fire, jobs.get(job_id), last, gated)
+                )
                 continue
+            if gated and not self.in_flight.admit(fire):
+                continue  # held until the job's running execution finishes
             out.append(fire)
         if refused:
             executor.refuse(refused)
@@ -155,14 +166,15 @@ class Dispatcher:
         if not held or held[0][0] > now:
             return
         jobs = self._jobs
+        in_flight = self.in_flight
         out: list[Fire] = []
-        changed: list[tuple[Fire, int | None]] = []
+        changed: list[tuple[Fire, OwnedJob | None, int | None]] = []
         while held and held[0][0] <= now:
-            _, _, fire, job, last = heapq.heappop(held)
-            if job is not None and jobs.get(fire.job_id) is job:
+            _, _, fire, job, last, gated = heapq.heappop(held)
+            if job is None or jobs.get(fire.job_id) is not job:
+                changed.append((fire, job, last))
+            elif not gated or in_flight.admit(fire):
                 out.append(fire)
-            else:
-                changed.append((fire, last))
         if changed:
             out.extend(self._rebuild(changed, now))
         if self._stats is not None:
@@ -170,19 +182,20 @@ class Dispatcher:
         if out:
             self._park(self._executor.submit(out))
 
-    def _rebuild(self, changed: list[tuple[Fire, int | None]], now: float) -> list[Fire]:
+    def _rebuild(
+        self, changed: list[tuple[Fire, OwnedJob | None, int | None]], now: float
+    ) -> list[Fire]:
         """Fires whose job changed while they were held: built again from the
-        job's row as it is now; those of jobs paused or deleted meanwhile are
-        recorded ``skipped`` instead of sent."""
-        rows = self._queries.fire_payloads([[fire.job_id, fire.slot] for fire, _ in changed])
+        job's row as it is now; those of jobs paused or deleted meanwhile, or
+        whose schedule no longer has the slot, are recorded ``skipped``
+        instead of sent."""
+        rows = self._queries.fire_payloads([[fire.job_id, fire.slot] for fire, _, _ in changed])
         out: list[Fire] = []
         cancelled: list[FireResult] = []
-        for fire, last in changed:
+        for fire, before, last in changed:
             row = rows.get(fire.job_id)
-            if row is None or row["paused"]:
-                reason = (
-                    "job deleted before its slot" if row is None else "job paused before its slot"
-                )
+            reason = self._not_sent_because(fire, before, row)
+            if reason is not None:
                 cancelled.append(
                     FireResult(
                         fire.execution_id,
@@ -197,6 +210,7 @@ class Dispatcher:
                     )
                 )
                 continue
+            assert row is not None  # a deleted job has a reason
             head, callback_url, secret = payload_head(row)
             policy = fire_policy_of(row["policy"])
             body = (head, callback_tail(fire.execution_id, run_second(fire.slot), last))
@@ -220,6 +234,23 @@ class Dispatcher:
             if self._on_cancelled is not None:
                 self._on_cancelled(cancelled)
         return out
+
+    def _not_sent_because(
+        self, fire: Fire, before: OwnedJob | None, row: sqlite3.Row | None
+    ) -> str | None:
+        """Why a held fire whose job changed is not sent at its slot, or None."""
+        if row is None:
+            return "job deleted before its slot"
+        if row["paused"]:
+            return "job paused before its slot"
+        current = self._jobs.get(fire.job_id)
+        if (
+            current is not None
+            and (before is None or current.schedule is not before.schedule)
+            and current.schedule.next_after(fire.slot - 1) != fire.slot
+        ):
+            return "job's schedule changed before its slot"
+        return None
 
     def _park(self, refused: Sequence[Fire]) -> None:
         """Park the jobs (without policies) of fires the executor refused."""
