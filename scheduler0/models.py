@@ -55,7 +55,9 @@ class ExecutionState(enum.StrEnum):
     MISSED = "missed"
     LOST = "lost"
     SKIPPED = "skipped"
-    """Not sent: the job's overlap policy skipped the slot (``error`` says why)."""
+    """Not sent: the job's overlap policy skipped the slot, or the job was
+    paused, deleted or rescheduled after the run was decided ahead of its slot
+    (``error`` says why)."""
 
 
 EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)
