@@ -137,7 +137,7 @@ async def test_a_job_with_policies_is_decided_when_due_not_ahead(world: World) -
     s = scheduler(world)
     await tick(s, world, T0 + 8.5)
     assert [cmd.fires for cmd in world.commands(c.SlotsFired)] == [[[plain, T0 + 10]]]
-    await tick(s, world, T0 + 9.5)  # popped ahead and put back: not lost, not proposed
+    await tick(s, world, T0 + 9.5)  # not yet due: not proposed
     assert len(world.commands(c.SlotsFired)) == 1
     await tick(s, world, T0 + 10.05)
     assert [cmd.fires for cmd in world.commands(c.SlotsFired)][1] == [[bounded, T0 + 10]]

@@ -12,8 +12,13 @@ from tests.unit.harness import T0, World, owners_splitting, run_async
 pytestmark = pytest.mark.unit
 
 
-def owned_set(world: World) -> OwnedJobs:
-    owned = OwnedJobs(node_id=world.node_id, machine=world.machine, queries=world.queries)
+def owned_set(world: World, fire_ahead: float = 0.0) -> OwnedJobs:
+    owned = OwnedJobs(
+        node_id=world.node_id,
+        machine=world.machine,
+        queries=world.queries,
+        fire_ahead=fire_ahead,
+    )
     world.listeners.append(owned.on_change)
     return owned
 
@@ -54,6 +59,26 @@ async def test_due_jobs_pop_earliest_first_once_each(world: World) -> None:
     assert popped(owned, T0 + 10) == []  # popped and pending: not again
     owned.push(owned.jobs[every3], T0 + 6)
     assert popped(owned, T0 + 10) == [(every3, T0 + 6)]
+
+
+@run_async
+async def test_with_fire_ahead_only_jobs_without_policies_pop_before_their_slot(
+    world: World,
+) -> None:
+    """A job with policies is popped when due, not ahead of it and put back
+    every tick (thousands due in one second cost every tick for seconds)."""
+    await world.project()
+    (plain,) = await world.jobs("@every 10s")
+    (bounded,) = await world.jobs("@every 10s", policy={"overlap": "skip"})
+    await world.assign_all()
+    owned = owned_set(world, fire_ahead=2.0)
+    owned.refresh()
+    assert popped(owned, T0 + 7.9) == []
+    assert owned.due_backlog(T0 + 8.1) == 0  # to decide ahead is not a backlog
+    assert popped(owned, T0 + 8.1) == [(plain, T0 + 10)]
+    assert popped(owned, T0 + 9.9) == []
+    assert owned.due_backlog(T0 + 10) == 1
+    assert popped(owned, T0 + 10) == [(bounded, T0 + 10)]
 
 
 @run_async

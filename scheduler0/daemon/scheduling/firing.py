@@ -2,8 +2,8 @@
 
 Each tick pops the owned jobs whose next slot is due (as many as the executor
 has room for, and no more than ``ROWS_PER_TICK`` rows' worth), and the jobs
-without policies whose next slot is due within ``fire_ahead`` seconds (their
-fires are held by the dispatcher until the slot), splits each
+without policies whose next slot is due within the owned set's ``fire_ahead``
+seconds (their fires are held by the dispatcher until the slot), splits each
 job's due slots with the misfire policy, and proposes ONE ``SlotsFired`` for
 all of them. Only one such proposal is in
 flight at a time. On its outcome:
@@ -72,7 +72,6 @@ class Firing:
         stats: SchedulerStats,
         misfire_grace: float,
         clock: Callable[[], float],
-        fire_ahead: float = 0.0,
         held_back: Callable[[], bool] | None = None,
     ) -> None:
         self.node_id = node_id
@@ -85,9 +84,6 @@ class Firing:
         self._clock = clock
         self._held_back = held_back
         """True while nothing may be fired (``Adoption.owes_declaration``)."""
-        self._ahead = fire_ahead
-        """Seconds before its slot a job without policies is proposed; the
-        dispatcher holds its fire until the slot."""
         self._in_flight = dispatcher.in_flight
         """What of the overlap-policy jobs is in flight (``overlap.InFlight``)."""
         self.in_flight = False
@@ -113,8 +109,8 @@ class Firing:
             grace = self._grace
             recent_lag = self._stats.recent_lag
             later: list[OwnedJob] = []
-            """Jobs with policies popped ahead of their slot: back on the heap."""
-            for job in self._owned.pop_due(now + self._ahead):
+            """Jobs popped ahead of a slot they cannot be decided for yet: back on the heap."""
+            for job in self._owned.pop_due(now):  # its heap has them by when to decide
                 slot = job.next_slot
                 if job.policy is not DEFAULT_POLICY:
                     if job.due_at(slot) > now:  # a job with policies is decided when due

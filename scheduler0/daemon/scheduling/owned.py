@@ -38,8 +38,8 @@ from scheduler0.daemon.state.schema import bucket_of
 
 log = logging.getLogger(__name__)
 
-DueEntry = tuple[int, int, int]
-"""A heap entry: (due time, job id, version)."""
+DueEntry = tuple[float, int, int]
+"""A heap entry: (when the job's next run is decided, job id, version)."""
 
 GAIN_PER_REFRESH = 10_000
 """Jobs of newly gained buckets loaded per refresh (one scheduler tick), and
@@ -123,8 +123,19 @@ class OwnedJobs:
     ``jobs``, ``buckets``, ``epoch`` and ``payloads`` are read by the other
     parts; only this class changes the set (``payloads`` is also filled in)."""
 
-    def __init__(self, *, node_id: int, machine: AssignmentView, queries: Queries) -> None:
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        machine: AssignmentView,
+        queries: Queries,
+        fire_ahead: float = 0.0,
+    ) -> None:
         self.node_id = node_id
+        self._ahead = fire_ahead
+        """A job without policies is decided this long before its slot; one
+        with policies when it is due: the heap is ordered by that time, so a
+        job with policies is not popped (and pushed back) ahead of it."""
         self._machine = machine
         self._queries = queries
         self.jobs: dict[int, OwnedJob] = {}
@@ -283,11 +294,13 @@ class OwnedJobs:
         job.pending = False
         self.jobs[job.id] = job
         if slot < NEVER:
-            heapq.heappush(self._heap, (job.due_at(slot), job.id, job.version))
+            decide = slot - self._ahead if job.policy is DEFAULT_POLICY else job.due_at(slot)
+            heapq.heappush(self._heap, (decide, job.id, job.version))
 
     def pop_due(self, now: float) -> Iterator[OwnedJob]:
-        """Pop the live, not pending jobs due at or before ``now``,
-        earliest first, skipping stale entries. Each pop happens only when the
+        """Pop the live, not pending jobs to decide at or before ``now`` (due,
+        or without policies and due within ``fire_ahead``), earliest first,
+        skipping stale entries. Each pop happens only when the
         consumer asks for the next job: stop iterating and the rest stay."""
         heap = self._heap
         jobs = self.jobs
@@ -299,15 +312,16 @@ class OwnedJobs:
             yield job
 
     def due_backlog(self, now: float) -> int:
-        """Live jobs due at ``now`` and not pending: what ``pop_due`` would
-        give. Stale entries (a job paused, changed, deleted or moved since)
-        are not counted: they stand for no fire."""
+        """Live jobs due at ``now`` and not pending (not those decided ahead
+        of a slot still to come). Stale entries (a job paused, changed,
+        deleted or moved since) are not counted: they stand for no fire."""
         jobs = self.jobs
         return sum(
             1
-            for due, job_id, version in self._heap
-            if due <= now
+            for decide, job_id, version in self._heap
+            if decide <= now
             and (job := jobs.get(job_id)) is not None
             and job.version == version
             and not job.pending
+            and job.due_at(job.next_slot) <= now
         )

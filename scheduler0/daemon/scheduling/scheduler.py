@@ -82,7 +82,9 @@ class Scheduler:
         self._stopping = False
         self.stats = SchedulerStats()
         proposer = Proposer(log)
-        self._owned = OwnedJobs(node_id=node_id, machine=machine, queries=queries)
+        self._owned = OwnedJobs(
+            node_id=node_id, machine=machine, queries=queries, fire_ahead=fire_ahead
+        )
         in_flight = InFlight(executor)
         self._results = ResultsBatcher(
             node_id=node_id,
@@ -113,7 +115,6 @@ class Scheduler:
             stats=self.stats,
             misfire_grace=misfire_grace,
             clock=clock,
-            fire_ahead=fire_ahead,
             held_back=lambda: self._adoption.owes_declaration,
         )
         self._adoption = Adoption(
