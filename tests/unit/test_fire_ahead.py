@@ -241,3 +241,25 @@ async def test_a_held_run_of_a_job_given_an_overlap_policy_is_sent_at_its_slot_o
     await tick(s, world, T0 + 20.05)
     assert world.executor.sent_pairs() == [(a, T0 + 10), (a, T0 + 20)]
     assert world.executions("skipped") == []
+
+
+@run_async
+async def test_a_held_run_of_a_parked_job_is_recorded_refused_at_its_slot_not_before(
+    world: World,
+) -> None:
+    """A job whose destination's backlog is full is parked; its next run,
+    decided ahead, is refused when its slot comes, as it would be if decided
+    then."""
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    world.executor.full.add("http://receiver.invalid/cb")
+    await tick(s, world, T0 + 8.5)
+    await tick(s, world, T0 + 10.05)  # submitted at its slot, refused: parked
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 18.5)
+    assert world.commands(c.SlotsFired)[-1].fires == [[job, T0 + 20]]
+    assert world.executor.refused == []
+    await tick(s, world, T0 + 20.05)
+    assert [(f.job_id, f.slot) for f in world.executor.refused] == [(job, T0 + 20)]

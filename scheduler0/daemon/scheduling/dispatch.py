@@ -18,7 +18,8 @@ paused or deleted meanwhile, or rescheduled so that its slot is no longer on
 the job's grid (an update takes effect from the next slot after it), it is
 not sent and its execution is recorded ``skipped`` with the reason
 (``on_cancelled``). A held fire of a job with an overlap policy enters
-``in_flight`` at its slot, not when it is held.
+``in_flight`` at its slot, not when it is held; one of a parked job is
+recorded refused at its slot.
 """
 
 from __future__ import annotations
@@ -36,10 +37,15 @@ from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import execution_id, run_second
 
-Held = tuple[int, int, Fire, OwnedJob | None, int | None, bool]
+SEND, ADMIT, REFUSE = 0, 1, 2
+"""What a held fire's release does when its job is unchanged: hand it to the
+executor; admit it through ``in_flight`` first (an overlap policy); record it
+refused (its job was parked: its destination's backlog was full)."""
+
+Held = tuple[int, int, Fire, OwnedJob | None, int | None, int]
 """A fire held until its slot: (slot, order held, the fire, its job's owned
 entry when built, the job's slot before it for ``last_execution_date``,
-whether its overlap policy admits it through ``in_flight`` at the slot)."""
+``SEND``, ``ADMIT`` or ``REFUSE``)."""
 
 
 class Dispatcher:
@@ -131,29 +137,29 @@ class Dispatcher:
             last = earlier[job_id] if job_id in earlier else previous.get(job_id)
             earlier[job_id] = slot
             sent.add((job_id, slot))
+            how = SEND
             if isinstance(cached, Parked):
                 fire = Fire(exec_id, job_id, slot, cached.callback_url, cached.secret, b"")
                 fire.method = cached.method
-                refused.append(fire)
-                continue
-            head, callback_url, secret, policy, method = cached
-            body = (head, callback_tail(exec_id, run_second(slot), last))
-            fire = Fire(exec_id, job_id, slot, callback_url, secret, body, method=method)
-            gated = False
-            if policy is not None:
-                fire.delivery = policy.delivery
-                gated = policy.overlap != "allow"
+                how = REFUSE
+            else:
+                head, callback_url, secret, policy, method = cached
+                body = (head, callback_tail(exec_id, run_second(slot), last))
+                fire = Fire(exec_id, job_id, slot, callback_url, secret, body, method=method)
+                if policy is not None:
+                    fire.delivery = policy.delivery
+                    if policy.overlap != "allow":
+                        how = ADMIT
             if ahead_of >= 0 and slot > ahead_of:
-                # Admitted to ``in_flight`` at its slot, not now: it must not
-                # wait for itself, nor follow a running execution before it.
+                # Admitted to ``in_flight`` or refused at its slot, not now: it
+                # must not wait for itself, nor be recorded before its slot.
                 self._held_seq += 1
-                heapq.heappush(
-                    self.held, (slot, self._held_seq, fire, jobs.get(job_id), last, gated)
-                )
-                continue
-            if gated and not self.in_flight.admit(fire):
-                continue  # held until the job's running execution finishes
-            out.append(fire)
+                heapq.heappush(self.held, (slot, self._held_seq, fire, jobs.get(job_id), last, how))
+            elif how == REFUSE:
+                refused.append(fire)
+            elif how == SEND or self.in_flight.admit(fire):
+                out.append(fire)
+            # else: held until the job's running execution finishes
         if refused:
             executor.refuse(refused)
         if out:
@@ -168,17 +174,22 @@ class Dispatcher:
         jobs = self._jobs
         in_flight = self.in_flight
         out: list[Fire] = []
+        refused: list[Fire] = []
         changed: list[tuple[Fire, OwnedJob | None, int | None]] = []
         while held and held[0][0] <= now:
-            _, _, fire, job, last, gated = heapq.heappop(held)
+            _, _, fire, job, last, how = heapq.heappop(held)
             if job is None or jobs.get(fire.job_id) is not job:
                 changed.append((fire, job, last))
-            elif not gated or in_flight.admit(fire):
+            elif how == REFUSE:
+                refused.append(fire)
+            elif how == SEND or in_flight.admit(fire):
                 out.append(fire)
         if changed:
             out.extend(self._rebuild(changed, now))
         if self._stats is not None:
             self._stats.recent_lag.extend(now - fire.slot for fire in out)
+        if refused:
+            self._executor.refuse(refused)
         if out:
             self._park(self._executor.submit(out))
 
