@@ -56,8 +56,8 @@ class ExecutionState(enum.StrEnum):
     LOST = "lost"
     SKIPPED = "skipped"
     """Not sent: the job's overlap policy skipped the slot, or the job was
-    paused, deleted or rescheduled after the run was decided ahead of its slot
-    (``error`` says why)."""
+    paused or deleted after the run was decided ahead of its slot (``error``
+    says why)."""
 
 
 EXECUTION_STATES: tuple[str, ...] = tuple(ExecutionState)

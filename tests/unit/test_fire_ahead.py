@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from scheduler0.daemon.api.jobs import first_run
 from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
 from tests.unit.harness import (
@@ -195,25 +196,55 @@ async def test_runs_held_at_a_crash_are_declared_lost_on_restart_and_sent_once_a
 
 
 @run_async
-async def test_a_job_rescheduled_off_its_held_slot_is_not_called_then(world: World) -> None:
-    """An update takes effect from the next slot after it: a held run whose
-    slot is no longer on the job's grid is recorded skipped, not sent."""
+async def test_a_job_rescheduled_while_its_run_is_held_keeps_that_run_then_follows_its_new_grid(
+    world: World,
+) -> None:
+    """The run's slot was decided before the update: it is sent at it, and the
+    job's next run is the first of the new grid after it (the update takes
+    effect from the next slot not yet decided), as the API computes it."""
     await world.project()
-    moved, kept = await world.jobs("@every 10s", "@every 10s")
+    (job,) = await world.jobs("*/10 * * * * *")
     await world.assign_all()
     s = scheduler(world)
     await tick(s, world, T0 + 8.5)
-    await world.propose(c.JobUpdated(now=T0 + 9, job_id=moved, changes={"spec": "@every 15s"}))
-    await world.propose(c.JobUpdated(now=T0 + 9, job_id=kept, changes={"spec": "@every 5s"}))
-    await tick(s, world, T0 + 10.05)
-    assert world.executor.sent_pairs() == [(kept, T0 + 10)]  # T0 + 10 is on its new grid
-    await tick(s, world, T0 + 10.15)
-    (recorded,) = world.commands(c.ResultsRecorded)
-    assert recorded.groups == [
-        [T0 + 10, "skipped", None, 0, 0, "job's schedule changed before its slot", [moved]]
-    ]
-    await tick(s, world, T0 + 15.05)
-    assert (moved, T0 + 15) in world.executor.sent_pairs()
+    last_fired, fired = world.queries.db.execute(
+        "SELECT last_fired_slot, fired_count FROM jobs WHERE id = ?", (job,)
+    ).fetchone()
+    assert last_fired == T0 + 10
+    start, spec = T0 + 8, "1-59/2 * * * * *"  # odd seconds
+    next_run = first_run(spec, "UTC", start, start, last_fired, None, fired)
+    assert next_run == T0 + 11
+    await world.propose(
+        c.JobUpdated(
+            now=T0 + 8.5,
+            job_id=job,
+            changes={"spec": spec, "anchor": start, "not_before": start, "next_run": next_run},
+        )
+    )
+    for at in (T0 + 9.05, T0 + 10.05, T0 + 11.05, T0 + 13.05):
+        await tick(s, world, at)
+    assert world.executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 11), (job, T0 + 13)]
+    assert world.commands(c.ResultsRecorded) == []  # nothing skipped
+
+
+@run_async
+async def test_a_held_run_of_a_parked_job_is_sent_if_its_destination_has_room_by_its_slot(
+    world: World,
+) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    s = scheduler(world)
+    url = "http://receiver.invalid/cb"
+    world.executor.full.add(url)
+    await tick(s, world, T0 + 8.5)
+    await tick(s, world, T0 + 10.05)  # submitted at its slot, refused: parked
+    world.executor.finish(world.executor.submitted)
+    await tick(s, world, T0 + 18.5)  # decided while its destination is full
+    world.executor.full.clear()
+    await tick(s, world, T0 + 20.05)
+    assert world.executor.refused == []
+    assert world.executor.sent_pairs() == [(job, T0 + 10), (job, T0 + 20)]
 
 
 @run_async
@@ -263,3 +294,22 @@ async def test_a_held_run_of_a_parked_job_is_recorded_refused_at_its_slot_not_be
     assert world.executor.refused == []
     await tick(s, world, T0 + 20.05)
     assert [(f.job_id, f.slot) for f in world.executor.refused] == [(job, T0 + 20)]
+
+
+@run_async
+async def test_a_due_job_with_policies_goes_before_runs_decided_ahead_when_room_is_short(
+    world: World,
+) -> None:
+    """Jobs are popped earliest due first: runs that could be decided ahead
+    do not take the executor's last room from a job due now."""
+    await world.project()
+    early, _ = await world.jobs("@every 10s", "@every 10s", anchor=T0 + 2)  # due T0 + 12
+    (bounded,) = await world.jobs("@every 10s", policy={"catchup": "all"})  # due T0 + 10
+    await world.assign_all()
+    executor = RecordingExecutor(capacity=2)
+    s = scheduler(world, executor)
+    await tick(s, world, T0 + 10.05)
+    assert world.commands(c.SlotsFired)[0].fires == [[bounded, T0 + 10], [early, T0 + 12]]
+    assert executor.sent_pairs() == [(bounded, T0 + 10)]
+    await tick(s, world, T0 + 12.05)
+    assert (early, T0 + 12) in executor.sent_pairs()

@@ -13,13 +13,13 @@ A fire decided ahead of its slot (``Firing``'s ``fire_ahead``; also an adopted
 one whose slot is still ahead) is built here at once and *held* until its
 slot: ``release`` hands it to the executor then. Its job is checked again at
 release: unchanged, it goes as built; edited, moved to another owner or
-reloaded, its row is read again and it goes with the job's current callback;
-paused or deleted meanwhile, or rescheduled so that its slot is no longer on
-the job's grid (an update takes effect from the next slot after it), it is
-not sent and its execution is recorded ``skipped`` with the reason
-(``on_cancelled``). A held fire of a job with an overlap policy enters
-``in_flight`` at its slot, not when it is held; one of a parked job is
-recorded refused at its slot.
+reloaded, its row is read again and it goes with the job's current callback
+(its slot stays: a schedule edited after the run was decided takes effect
+after it); paused or deleted meanwhile, it is not sent and its execution is
+recorded ``skipped`` with the reason (``on_cancelled``). A held fire of a
+job with an overlap policy enters ``in_flight`` at its slot, not when it is
+held; one of a parked job is recorded refused at its slot unless its
+destination has room again then.
 """
 
 from __future__ import annotations
@@ -175,13 +175,18 @@ class Dispatcher:
         in_flight = self.in_flight
         out: list[Fire] = []
         refused: list[Fire] = []
-        changed: list[tuple[Fire, OwnedJob | None, int | None]] = []
+        needed: dict[str, int] = {}
+        """Per parked destination, the bytes of the fires released to it here."""
+        changed: list[tuple[Fire, int | None]] = []
         while held and held[0][0] <= now:
             _, _, fire, job, last, how = heapq.heappop(held)
             if job is None or jobs.get(fire.job_id) is not job:
-                changed.append((fire, job, last))
+                changed.append((fire, last))
             elif how == REFUSE:
-                refused.append(fire)
+                if self._still_refused(fire, needed):
+                    refused.append(fire)
+                else:  # its destination has room again: sent, built from its row
+                    changed.append((fire, last))
             elif how == SEND or in_flight.admit(fire):
                 out.append(fire)
         if changed:
@@ -193,19 +198,26 @@ class Dispatcher:
         if out:
             self._park(self._executor.submit(out))
 
-    def _rebuild(
-        self, changed: list[tuple[Fire, OwnedJob | None, int | None]], now: float
-    ) -> list[Fire]:
+    def _still_refused(self, fire: Fire, needed: dict[str, int]) -> bool:
+        """A held fire of a parked job, at its slot: whether its destination
+        still has no room for it (with those of ``needed`` released before)."""
+        cached = self._payloads.get(fire.job_id)
+        if not isinstance(cached, Parked):
+            return False
+        url = cached.callback_url
+        needed[url] = needed.get(url, 0) + cached.size
+        return self._executor.refusing(url, needed[url])
+
+    def _rebuild(self, changed: list[tuple[Fire, int | None]], now: float) -> list[Fire]:
         """Fires whose job changed while they were held: built again from the
-        job's row as it is now; those of jobs paused or deleted meanwhile, or
-        whose schedule no longer has the slot, are recorded ``skipped``
-        instead of sent."""
-        rows = self._queries.fire_payloads([[fire.job_id, fire.slot] for fire, _, _ in changed])
+        job's row as it is now; those of jobs paused or deleted meanwhile are
+        recorded ``skipped`` instead of sent."""
+        rows = self._queries.fire_payloads([[fire.job_id, fire.slot] for fire, _ in changed])
         out: list[Fire] = []
         cancelled: list[FireResult] = []
-        for fire, before, last in changed:
+        for fire, last in changed:
             row = rows.get(fire.job_id)
-            reason = self._not_sent_because(fire, before, row)
+            reason = not_sent_because(row)
             if reason is not None:
                 cancelled.append(
                     FireResult(
@@ -246,23 +258,6 @@ class Dispatcher:
                 self._on_cancelled(cancelled)
         return out
 
-    def _not_sent_because(
-        self, fire: Fire, before: OwnedJob | None, row: sqlite3.Row | None
-    ) -> str | None:
-        """Why a held fire whose job changed is not sent at its slot, or None."""
-        if row is None:
-            return "job deleted before its slot"
-        if row["paused"]:
-            return "job paused before its slot"
-        current = self._jobs.get(fire.job_id)
-        if (
-            current is not None
-            and (before is None or current.schedule is not before.schedule)
-            and current.schedule.next_after(fire.slot - 1) != fire.slot
-        ):
-            return "job's schedule changed before its slot"
-        return None
-
     def _park(self, refused: Sequence[Fire]) -> None:
         """Park the jobs (without policies) of fires the executor refused."""
         payloads = self._payloads
@@ -272,3 +267,13 @@ class Dispatcher:
                 continue
             head, url, secret, _, method = cached
             payloads[fire.job_id] = Parked(len(head), url, secret, method)
+
+
+def not_sent_because(row: sqlite3.Row | None) -> str | None:
+    """Why a held fire whose job changed is not sent at its slot (its job's
+    row as it is now, None if deleted), or None."""
+    if row is None:
+        return "job deleted before its slot"
+    if row["paused"]:
+        return "job paused before its slot"
+    return None

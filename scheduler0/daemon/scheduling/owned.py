@@ -38,8 +38,8 @@ from scheduler0.daemon.state.schema import bucket_of
 
 log = logging.getLogger(__name__)
 
-DueEntry = tuple[float, int, int]
-"""A heap entry: (when the job's next run is decided, job id, version)."""
+DueEntry = tuple[int, int, int]
+"""A heap entry: (due time, job id, version)."""
 
 GAIN_PER_REFRESH = 10_000
 """Jobs of newly gained buckets loaded per refresh (one scheduler tick), and
@@ -134,12 +134,15 @@ class OwnedJobs:
         self.node_id = node_id
         self._ahead = fire_ahead
         """A job without policies is decided this long before its slot; one
-        with policies when it is due: the heap is ordered by that time, so a
-        job with policies is not popped (and pushed back) ahead of it."""
+        with policies when it is due. Each kind has a heap of its own, so a job
+        with policies is not popped (and pushed back) ahead of its time."""
         self._machine = machine
         self._queries = queries
         self.jobs: dict[int, OwnedJob] = {}
         self._heap: list[DueEntry] = []
+        """Jobs without policies, by due time (their slot)."""
+        self._policy_heap: list[DueEntry] = []
+        """Jobs with policies, by due time (their slot plus jitter)."""
         self._version = 0
         self.epoch = -1
         """The assignment epoch as of the last refresh (stamped on proposals)."""
@@ -208,6 +211,7 @@ class OwnedJobs:
         if reload_all:  # everything again, by the same steps
             self.jobs.clear()
             self._heap.clear()
+            self._policy_heap.clear()
             self.payloads.clear()
             self._gaining = None
             self._gain_skip.clear()
@@ -294,18 +298,26 @@ class OwnedJobs:
         job.pending = False
         self.jobs[job.id] = job
         if slot < NEVER:
-            decide = slot - self._ahead if job.policy is DEFAULT_POLICY else job.due_at(slot)
-            heapq.heappush(self._heap, (decide, job.id, job.version))
+            if job.policy is DEFAULT_POLICY:
+                heapq.heappush(self._heap, (slot, job.id, job.version))
+            else:
+                heapq.heappush(self._policy_heap, (job.due_at(slot), job.id, job.version))
 
     def pop_due(self, now: float) -> Iterator[OwnedJob]:
-        """Pop the live, not pending jobs to decide at or before ``now`` (due,
-        or without policies and due within ``fire_ahead``), earliest first,
-        skipping stale entries. Each pop happens only when the
-        consumer asks for the next job: stop iterating and the rest stay."""
-        heap = self._heap
+        """Pop the live, not pending jobs to decide at ``now``: due, or without
+        policies and due within ``fire_ahead``; earliest due first, skipping
+        stale entries. Each pop happens only when the consumer asks for the
+        next job: stop iterating and the rest stay."""
+        plain, policies = self._heap, self._policy_heap
+        ahead = now + self._ahead
         jobs = self.jobs
-        while heap and heap[0][0] <= now:
-            _slot, job_id, version = heapq.heappop(heap)
+        while True:
+            if policies and policies[0][0] <= now and (not plain or policies[0] <= plain[0]):
+                _due, job_id, version = heapq.heappop(policies)
+            elif plain and plain[0][0] <= ahead:  # also when it is due before the other
+                _due, job_id, version = heapq.heappop(plain)
+            else:
+                return
             job = jobs.get(job_id)
             if job is None or job.version != version or job.pending:
                 continue
@@ -318,10 +330,10 @@ class OwnedJobs:
         jobs = self.jobs
         return sum(
             1
-            for decide, job_id, version in self._heap
-            if decide <= now
+            for heap in (self._heap, self._policy_heap)
+            for due, job_id, version in heap
+            if due <= now
             and (job := jobs.get(job_id)) is not None
             and job.version == version
             and not job.pending
-            and job.due_at(job.next_slot) <= now
         )
