@@ -108,14 +108,10 @@ class Firing:
         if capacity > 0:
             grace = self._grace
             recent_lag = self._stats.recent_lag
-            later: list[OwnedJob] = []
-            """Jobs popped ahead of a slot they cannot be decided for yet: back on the heap."""
-            for job in self._owned.pop_due(now):  # its heap has them by when to decide
+            # Due jobs, and those without policies due within ``fire_ahead``.
+            for job in self._owned.pop_due(now):
                 slot = job.next_slot
                 if job.policy is not DEFAULT_POLICY:
-                    if job.due_at(slot) > now:  # a job with policies is decided when due
-                        later.append(job)
-                        continue
                     job.pending = True
                     room = min(capacity, budget) - len(fires)
                     n_missed, n_skipped = len(missed), len(skipped)
@@ -125,19 +121,12 @@ class Firing:
                     )
                     budget -= sum(len(e[1]) for e in missed[n_missed:])
                     budget -= sum(len(e[1]) for e in skipped[n_skipped:])
-                elif slot > now:  # ahead of its slot: held by the dispatcher until then
-                    following = following_if_on_time(job.schedule, slot, now, grace)
-                    if following is None:  # not expected: its next slot is after this one
-                        later.append(job)
-                        continue
-                    fires.append([job.id, slot])
-                    job.pending = True
-                    batch[job.id] = (job, following)
                 else:
                     following = following_if_on_time(job.schedule, slot, now, grace)
                     if following is not None:  # one slot due, on time: the common case
                         fires.append([job.id, slot])
-                        recent_lag.append(now - slot)
+                        if slot <= now:  # else held by the dispatcher until its slot
+                            recent_lag.append(now - slot)
                     else:  # several slots due, or too late: the misfire policy decides
                         fire_slot, listed, uncounted, following = due_slots(
                             job.schedule, slot, now, grace
@@ -153,8 +142,6 @@ class Firing:
                 if len(fires) >= capacity or len(fires) >= budget:
                     self._cut = len(fires) >= budget
                     break
-            for job in later:
-                self._owned.push(job, job.next_slot)
         if not batch:
             return
         next_runs: dict[int, list[int]] = {}

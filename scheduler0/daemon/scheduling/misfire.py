@@ -45,8 +45,8 @@ class DueSlots(NamedTuple):
 
 
 def following_if_on_time(schedule: Schedule, slot: int, now: float, grace: float) -> int | None:
-    """If ``slot`` (``<= now``) is the only due slot and within the grace, the
-    job's next slot after it; else None. Whenever it returns ``f``,
+    """If ``slot`` is the only due slot and within the grace (or not due yet:
+    a run decided ahead), the job's next slot after it; else None. Whenever it returns ``f``,
     ``due_slots(schedule, slot, now, grace)`` is ``DueSlots(slot, [], 0, f)``."""
     if now - slot > grace:
         return None
