@@ -6,6 +6,7 @@ import pytest
 
 from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.apply import CreatedJobs
 from scheduler0.daemon.state.schema import BUCKETS, bucket_of
 from tests.unit.harness import T0, World, owners_splitting, run_async
 
@@ -276,3 +277,111 @@ async def test_a_job_changed_while_its_bucket_loads_is_never_loaded_stale(
     assert owned.jobs[ids[4]].next_slot == T0 + 30
     slots = {ids[0]: T0 + 10, ids[1]: T0 + 10, ids[4]: T0 + 30, ids[5]: T0 + 10, ids[7]: T0 + 10}
     assert sorted(popped(owned, T0 + 30)) == sorted(slots.items())
+
+
+@run_async
+async def test_new_jobs_come_from_their_command_as_state_would_give_them(world: World) -> None:
+    """``CreatedJobs.scheduling_rows`` is a stand-in for reading the rows
+    back: for every kind of new job it gives what ``jobs_for_scheduling``
+    reads right after the insert."""
+    heard: list[CreatedJobs] = []
+    world.listeners.append(
+        lambda kind, detail: heard.append(detail) if kind == "jobs_created" else None
+    )
+    await world.project()
+    item = {
+        "project_id": 1,
+        "spec": "@every 10s",
+        "timezone": "UTC",
+        "data": '{"n": 1}',
+        "callback_url": "http://receiver.invalid/cb",
+        "execution_type": "http",
+        "anchor": T0,
+    }
+    items = [
+        {**item, "next_run": T0 + 10},
+        {**item, "spec": "0 */5 * * * *", "timezone": "Asia/Kathmandu", "next_run": None},
+        {**item, "policy": {"max_runs": 3, "jitter_seconds": 4}, "next_run": T0 + 10},
+        {**item, "paused": True, "name": "a", "labels": {"k": "v"}},
+        dict(item),  # an entry older than version 3: no next run kept
+    ]
+    await world.propose(c.JobsCreated(now=T0, jobs=items))
+    (created,) = heard
+    every = created.scheduling_rows(lambda job_id: True)
+    ids = list(created.ids())
+    assert every == list(world.queries.jobs_for_scheduling(ids, list(range(BUCKETS))))
+    assert [row["id"] for row in created.scheduling_rows(lambda job_id: job_id % 2 == 0)] == [
+        job_id for job_id in ids if job_id % 2 == 0
+    ]
+
+
+@run_async
+async def test_a_new_job_changed_before_the_refresh_is_loaded_as_it_is_now(world: World) -> None:
+    await world.project()
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    kept, changed, deleted, paused = await world.jobs(*["@every 10s"] * 4)
+    await world.propose(c.JobUpdated(now=T0, job_id=changed, changes={"spec": "@every 30s"}))
+    await world.propose(c.JobDeleted(now=T0, job_id=deleted))
+    await world.propose(c.JobPaused(now=T0, job_id=paused, paused=True))
+    owned.refresh()
+    assert sorted(owned.jobs) == [kept, changed]
+    assert sorted(popped(owned, T0 + 30)) == [(kept, T0 + 10), (changed, T0 + 30)]
+
+
+@run_async
+async def test_new_jobs_of_other_nodes_buckets_are_not_loaded(world: World) -> None:
+    await world.project()
+    first = await world.jobs("@every 10s")
+    await world.assign(owners_splitting({first[0] + 1: 2, first[0] + 3: 2}))
+    owned = owned_set(world)
+    owned.refresh()
+    ids = await world.jobs(*["@every 10s"] * 4)
+    owned.refresh()
+    assert sorted(owned.jobs) == [first[0], ids[1], ids[3]]
+
+
+@run_async
+async def test_new_jobs_past_the_held_limit_are_read_back_from_state(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "MAX_CREATED_HELD", 3)
+    await world.project()
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    held = await world.jobs(*["@every 10s"] * 2)
+    read_back = await world.jobs(*["@every 20s"] * 2)  # 2 + 2 > 3: marked changed
+    assert len(owned._created) == 1 and owned._dirty == set(read_back)
+    owned.refresh()
+    assert sorted(owned.jobs) == held + read_back
+    assert not owned._created and owned._created_held == 0
+
+
+@run_async
+async def test_new_jobs_while_a_bucket_loads_are_loaded_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
+    await world.project()
+    old = await world.jobs(*["@every 10s"] * 5)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign_all()
+    owned.refresh()  # the gain has begun: 2 of 5 loaded
+    new = await world.jobs(*["@every 10s"] * 3)
+    first_loaded: dict[int, int] = {}  # each job's version when it first appeared
+    for _ in range(5):
+        owned.refresh()
+        for job_id, job in owned.jobs.items():
+            first_loaded.setdefault(job_id, job.version)
+    assert not owned.gaining
+    assert sorted(owned.jobs) == old + new
+    assert {j: job.version for j, job in owned.jobs.items()} == first_loaded  # loaded once
+    assert sorted(popped(owned, T0 + 10)) == [(job, T0 + 10) for job in old + new]

@@ -1263,9 +1263,11 @@ def test_an_older_member_left_records_no_departure(replica: Replica) -> None:
 
 def test_listeners_hear_what_changed_after_commit_only(tmp_path: Path) -> None:
     heard: list[tuple[str, Any]] = []
-    replica = Replica(
-        tmp_path / "l.db", on_change=lambda kind, detail: heard.append((kind, detail))
-    )
+
+    def hear(kind: str, detail: Any) -> None:
+        heard.append((kind, list(detail.ids()) if kind == "jobs_created" else detail))
+
+    replica = Replica(tmp_path / "l.db", on_change=hear)
     try:
         seed(replica, jobs=2)
         replica.ok(c.JobUpdated(now=NOW, job_id=2, changes={"spec": "@every 2m"}))
@@ -1277,7 +1279,7 @@ def test_listeners_hear_what_changed_after_commit_only(tmp_path: Path) -> None:
         replica.close()
     assert heard == [
         ("assignment", 1),
-        ("jobs", [1, 2]),
+        ("jobs_created", [1, 2]),
         ("jobs", [2]),
         ("members", 3),
         ("members", 3),

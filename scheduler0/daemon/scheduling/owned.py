@@ -32,6 +32,7 @@ from scheduler0.daemon.scheduling.policy import (
     job_schedule,
     policy_of,
 )
+from scheduler0.daemon.state.apply import CreatedJobs
 from scheduler0.daemon.state.machine import AssignmentView
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import bucket_of
@@ -40,6 +41,11 @@ log = logging.getLogger(__name__)
 
 DueEntry = tuple[int, int, int]
 """A heap entry: (due time, job id, version)."""
+
+MAX_CREATED_HELD = 100_000
+"""New jobs held (their commands' items) until the next refresh loads them;
+past it, as while no scheduler refreshes (a journal replayed at start), they
+are marked changed instead and read back from state: memory stays bounded."""
 
 GAIN_PER_REFRESH = 10_000
 """Jobs of newly gained buckets loaded per refresh (one scheduler tick), and
@@ -157,6 +163,9 @@ class OwnedJobs:
         self._gain_skip: set[int] = set()
         """Jobs re-read as changed while a gain was loading: its rows of them,
         read earlier, may be older and are skipped."""
+        self._created: list[CreatedJobs] = []
+        """New jobs to load from the commands that created them (not re-read)."""
+        self._created_held = 0
 
     # -- what changed (apply thread, or outcome handlers) ------------------------------
 
@@ -165,6 +174,12 @@ class OwnedJobs:
         with self._lock:
             if kind == "jobs":
                 self._dirty.update(detail)
+            elif kind == "jobs_created":
+                if self._created_held + len(detail.jobs) > MAX_CREATED_HELD:
+                    self._dirty.update(detail.ids())  # no refresh for long: read them back
+                else:
+                    self._created.append(detail)
+                    self._created_held += len(detail.jobs)
             elif kind == "assignment":
                 self._reassigned = True
             elif kind == "reset":
@@ -188,8 +203,11 @@ class OwnedJobs:
             reload_all, self._reload_all = self._reload_all, False
             reassigned, self._reassigned = self._reassigned, False
             dirty, self._dirty = self._dirty, set()
+            created, self._created, self._created_held = self._created, [], 0
         if reload_all or reassigned:
             self._reassign(reload_all)
+        if created and not reload_all:  # a full reload reads them with the rest
+            self._add_created(created, dirty)
         if dirty:
             if self._gaining is not None:
                 self._gain_skip.update(dirty)
@@ -256,6 +274,18 @@ class OwnedJobs:
             self.jobs.pop(job_id, None)
             self.payloads.pop(job_id, None)
         self._load(sorted(dirty), self.buckets)
+
+    def _add_created(self, created: list[CreatedJobs], dirty: set[int]) -> None:
+        """Load the new jobs of owned buckets from their commands; those changed
+        since (``dirty``) are read from state instead, after."""
+        buckets = self.buckets
+        for batch in created:
+            rows = batch.scheduling_rows(
+                lambda job_id: job_id not in dirty and bucket_of(job_id) in buckets
+            )
+            if self._gaining is not None:  # the gain's own read of them may come later
+                self._gain_skip.update(row["id"] for row in rows)
+            self._add(rows)
 
     def _load(self, ids: list[int] | None, buckets: frozenset[int]) -> None:
         if not buckets:

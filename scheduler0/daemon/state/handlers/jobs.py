@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.apply import ApplyContext, Change, handles, require
+from scheduler0.daemon.state.apply import ApplyContext, Change, CreatedJobs, handles, require
 from scheduler0.daemon.state.handlers.audit import DeletedObject, record_deletions
 from scheduler0.daemon.state.schema import (
     BACKFILL,
@@ -100,9 +100,9 @@ def jobs_created(ctx: ApplyContext, cmd: c.JobsCreated) -> dict[str, Any]:
             "INSERT INTO job_labels (job_id, key, value) VALUES (?, ?, ?)",
             ((job_id, k, v) for job_id, labels in labelled for k, v in labels.items()),
         )
-    ids = list(range(first, first + len(cmd.jobs)))
-    ctx.changed(Change.JOBS, ids)
-    return {"ids": [first, first + len(cmd.jobs) - 1] if ids else []}
+    if cmd.jobs:
+        ctx.changed(Change.JOBS_CREATED, CreatedJobs(first, cmd.jobs))
+    return {"ids": [first, first + len(cmd.jobs) - 1] if cmd.jobs else []}
 
 
 def _count_created(db: sqlite3.Connection, first: int, last: int) -> None:
