@@ -2,9 +2,11 @@
 assignment gives it, with a heap of their next due slots.
 
 All of it is derived from replicated state and refreshed from the state
-machine's change notifications (``on_change``, on the apply thread): a job
-change marks the job dirty, an assignment change or a reset (snapshot load)
-asks for the buckets to be compared or everything to be reloaded. ``refresh``
+machine's change notifications (``on_change``, on the apply thread): new
+jobs come with the items of the command that created them (``CreatedJobs``),
+a job change marks the job dirty (read again), an assignment change or a
+reset (snapshot load) asks for the buckets to be compared or everything to be
+reloaded. ``refresh``
 (on the event loop, once per tick) does the work. Nothing here decides
 ownership or proposes anything.
 
