@@ -385,3 +385,103 @@ async def test_new_jobs_while_a_bucket_loads_are_loaded_once(
     assert sorted(owned.jobs) == old + new
     assert {j: job.version for j, job in owned.jobs.items()} == first_loaded  # loaded once
     assert sorted(popped(owned, T0 + 10)) == [(job, T0 + 10) for job in old + new]
+
+
+async def _created_then_fired_by_node_2(world: World, owned: OwnedJobs) -> int:
+    """A job created while node 2 owns its bucket, fired there once."""
+    (job,) = await world.jobs("@every 10s")
+    fired = await world.propose(
+        c.SlotsFired(
+            now=T0 + 10, node_id=2, epoch=2, fires=[[job, T0 + 10]], following=[[T0 + 20, [job]]]
+        )
+    )
+    assert fired["accepted"] == [[job, T0 + 10]]
+    return job
+
+
+@run_async
+async def test_a_new_job_fired_elsewhere_before_its_bucket_came_back_is_read_from_state(
+    world: World,
+) -> None:
+    """Between two refreshes the bucket goes to node 2, which fires the new
+    job, and comes back: the command's row (never fired) is out of date."""
+    await world.project()
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign(owners_splitting({1: 2}))  # the next job's bucket
+    job = await _created_then_fired_by_node_2(world, owned)
+    assert job == 1
+    await world.assign_all()
+    owned.refresh()
+    assert (owned.jobs[job].last_fired, owned.jobs[job].next_slot) == (T0 + 10, T0 + 20)
+
+
+@run_async
+async def test_a_new_job_of_a_bucket_gained_since_is_read_from_state(world: World) -> None:
+    await world.project()
+    await world.assign(owners_splitting({1: 2}))  # the next job's bucket
+    owned = owned_set(world)
+    owned.refresh()
+    job = await _created_then_fired_by_node_2(world, owned)
+    await world.assign_all()
+    for _ in range(3):
+        owned.refresh()
+    assert (owned.jobs[job].last_fired, owned.jobs[job].next_slot) == (T0 + 10, T0 + 20)
+
+
+@run_async
+async def test_nothing_is_held_while_a_full_reload_is_pending(world: World) -> None:
+    await world.project()
+    await world.assign_all()
+    owned = owned_set(world)  # not refreshed yet: its first refresh reloads everything
+    ids = await world.jobs(*["@every 10s"] * 3)
+    assert owned._created == [] and owned._dirty == set()
+    owned.refresh()
+    assert sorted(owned.jobs) == ids
+
+
+@run_async
+async def test_new_jobs_past_the_held_bytes_are_read_back_from_state(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "MAX_CREATED_HELD_BYTES", 20)  # data '{"n": i}': 8 bytes
+    await world.project()
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    held = await world.jobs(*["@every 10s"] * 2)  # 16 bytes
+    read_back = await world.jobs("@every 20s")  # 16 + 8 > 20
+    assert [list(batch.ids()) for batch in owned._created] == [held]
+    assert owned._dirty == set(read_back)
+    owned.refresh()
+    assert sorted(owned.jobs) == held + read_back
+
+
+@run_async
+async def test_a_new_job_of_a_bucket_lost_and_regained_while_loading_is_loaded(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
+    await world.project()
+    old = await world.jobs(*["@every 10s"] * 6)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign_all()
+    owned.refresh()  # gaining: 2 of 6 loaded
+    (new,) = await world.jobs("@every 10s")
+    owned.refresh()  # loaded from its command; the gain will skip its row
+    assert new in owned.jobs and owned.gaining
+    await world.assign(owners_splitting({new: 2}))
+    owned.refresh()
+    assert new not in owned.jobs
+    await world.assign_all()
+    for _ in range(6):
+        owned.refresh()
+    assert not owned.gaining
+    assert sorted(owned.jobs) == [*old, new]

@@ -46,8 +46,12 @@ DueEntry = tuple[int, int, int]
 
 MAX_CREATED_HELD = 100_000
 """New jobs held (their commands' items) until the next refresh loads them;
-past it, as while no scheduler refreshes (a journal replayed at start), they
-are marked changed instead and read back from state: memory stays bounded."""
+past it, or past ``MAX_CREATED_HELD_BYTES`` of their data (a refresh long in
+coming), they are marked changed instead and read back from state: memory
+stays bounded. Nothing is held while a full reload is pending (a start, a
+snapshot loaded): it reads them."""
+
+MAX_CREATED_HELD_BYTES = 64 * 2**20
 
 GAIN_PER_REFRESH = 10_000
 """Jobs of newly gained buckets loaded per refresh (one scheduler tick), and
@@ -166,8 +170,10 @@ class OwnedJobs:
         """Jobs re-read as changed while a gain was loading: its rows of them,
         read earlier, may be older and are skipped."""
         self._created: list[CreatedJobs] = []
-        """New jobs to load from the commands that created them (not re-read)."""
+        """New jobs to load from the commands that created them (not re-read),
+        if no assignment change came between their creation and the refresh."""
         self._created_held = 0
+        self._created_bytes = 0
 
     # -- what changed (apply thread, or outcome handlers) ------------------------------
 
@@ -177,15 +183,28 @@ class OwnedJobs:
             if kind == "jobs":
                 self._dirty.update(detail)
             elif kind == "jobs_created":
-                if self._created_held + len(detail.jobs) > MAX_CREATED_HELD:
-                    self._dirty.update(detail.ids())  # no refresh for long: read them back
-                else:
-                    self._created.append(detail)
-                    self._created_held += len(detail.jobs)
+                if self._reload_all:
+                    pass  # the full reload pending reads them with the rest
+                elif self._reassigned or not self._hold(detail):
+                    self._dirty.update(detail.ids())  # read back from state
             elif kind == "assignment":
                 self._reassigned = True
             elif kind == "reset":
                 self._reload_all = True
+
+    def _hold(self, created: CreatedJobs) -> bool:
+        """Keep ``created`` for the next refresh, if what is held stays within
+        ``MAX_CREATED_HELD`` jobs and ``MAX_CREATED_HELD_BYTES`` of their data."""
+        size = sum(len(job.get("data") or "") for job in created.jobs)
+        if (
+            self._created_held + len(created.jobs) > MAX_CREATED_HELD
+            or self._created_bytes + size > MAX_CREATED_HELD_BYTES
+        ):
+            return False
+        self._created.append(created)
+        self._created_held += len(created.jobs)
+        self._created_bytes += size
+        return True
 
     def invalidate(self, job_ids: Iterable[int], *, reload_all: bool = False) -> None:
         """Re-read ``job_ids`` from state at the next refresh (and, with
@@ -205,10 +224,16 @@ class OwnedJobs:
             reload_all, self._reload_all = self._reload_all, False
             reassigned, self._reassigned = self._reassigned, False
             dirty, self._dirty = self._dirty, set()
-            created, self._created, self._created_held = self._created, [], 0
+            created, self._created = self._created, []
+            self._created_held = self._created_bytes = 0
         if reload_all or reassigned:
+            # Held jobs were created before the change: in a bucket that
+            # moved (even away and back), another node may have fired them
+            # since. Read them from state, as the rest of a gained bucket.
+            dirty.update(job_id for batch in created for job_id in batch.ids())
+            created = []
             self._reassign(reload_all)
-        if created and not reload_all:  # a full reload reads them with the rest
+        if created:
             self._add_created(created, dirty)
         if dirty:
             if self._gaining is not None:
@@ -265,9 +290,12 @@ class OwnedJobs:
             self._gain_skip.clear()
 
     def _drop(self, lost: frozenset[int]) -> None:
-        """Forget the jobs (and payloads) of buckets no longer owned."""
+        """Forget the jobs (and payloads) of buckets no longer owned. A gain
+        still loading skips none of their jobs any more: regained, they are
+        read again (the later read loads last)."""
         for job_id in [j for j in self.jobs if bucket_of(j) in lost]:
             del self.jobs[job_id]  # its heap entries go stale
+        self._gain_skip = {j for j in self._gain_skip if bucket_of(j) not in lost}
         for job_id in [j for j in self.payloads if bucket_of(j) in lost]:
             del self.payloads[job_id]
 
