@@ -485,3 +485,55 @@ async def test_a_new_job_of_a_bucket_lost_and_regained_while_loading_is_loaded(
         owned.refresh()
     assert not owned.gaining
     assert sorted(owned.jobs) == [*old, new]
+
+
+@run_async
+async def test_a_new_job_of_a_bucket_gained_while_loading_is_loaded(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
+    await world.project()
+    old = await world.jobs(*["@every 10s"] * 6)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign(owners_splitting({7: 2}))  # all but the next job's bucket
+    (new,) = await world.jobs("@every 10s")  # assignment pending: marked dirty
+    assert new == 7
+    owned.refresh()  # the gain starts; 7, marked changed, is not this node's yet
+    assert owned.gaining and new in owned._gain_skip
+    await world.assign_all()  # its bucket is gained, chained after the first gain
+    for _ in range(8):
+        owned.refresh()
+    assert not owned.gaining
+    assert sorted(owned.jobs) == [*old, new]
+
+
+@run_async
+async def test_a_new_job_read_from_state_before_its_announcement_is_kept_as_read(
+    world: World,
+) -> None:
+    """A read of state (a gain's chunk) can see a job between its commit and
+    the announcement of its creation; the job may have fired since."""
+    await world.project()
+    await world.assign_all()
+    owned = owned_set(world)
+    owned.refresh()
+    world.listeners.remove(owned.on_change)
+    (job,) = await world.jobs("@every 10s")  # committed, not yet announced
+    world.listeners.append(owned.on_change)
+    owned.invalidate([job])
+    owned.refresh()
+    await world.propose(
+        c.SlotsFired(
+            now=T0 + 10, node_id=1, epoch=1, fires=[[job, T0 + 10]], following=[[T0 + 20, [job]]]
+        )
+    )
+    owned.push(owned.jobs[job], T0 + 20)  # as the firing part does once accepted
+    owned.jobs[job].last_fired = T0 + 10
+    (created,) = world.commands(c.JobsCreated)
+    owned.on_change("jobs_created", CreatedJobs(job, created.jobs))  # the late announcement
+    owned.refresh()
+    assert (owned.jobs[job].last_fired, owned.jobs[job].next_slot) == (T0 + 10, T0 + 20)

@@ -46,7 +46,8 @@ DueEntry = tuple[int, int, int]
 
 MAX_CREATED_HELD = 100_000
 """New jobs held (their commands' items) until the next refresh loads them;
-past it, or past ``MAX_CREATED_HELD_BYTES`` of their data (a refresh long in
+past it, or past ``MAX_CREATED_HELD_BYTES`` of their data (its JSON text's
+length; a refresh long in
 coming), they are marked changed instead and read back from state: memory
 stays bounded. Nothing is held while a full reload is pending (a start, a
 snapshot loaded): it reads them."""
@@ -266,6 +267,9 @@ class OwnedJobs:
             self._drop(self.buckets - owned)
         self.buckets = owned
         if gained:
+            # The new read of a gained bucket is the freshest: none of its jobs
+            # is skipped (ids marked changed while it was another node's).
+            self._gain_skip = {j for j in self._gain_skip if bucket_of(j) not in gained}
             rows = self._queries.jobs_for_scheduling(None, sorted(gained))
             self._gaining = rows if self._gaining is None else itertools.chain(self._gaining, rows)
 
@@ -307,11 +311,15 @@ class OwnedJobs:
 
     def _add_created(self, created: list[CreatedJobs], dirty: set[int]) -> None:
         """Load the new jobs of owned buckets from their commands; those changed
-        since (``dirty``) are read from state instead, after."""
-        buckets = self.buckets
+        since (``dirty``) are read from state instead, after, and those already
+        read from state (a gain's read between their commit and its
+        announcement) are kept as read."""
+        buckets, jobs = self.buckets, self.jobs
         for batch in created:
             rows = batch.scheduling_rows(
-                lambda job_id: job_id not in dirty and bucket_of(job_id) in buckets
+                lambda job_id: (
+                    job_id not in dirty and job_id not in jobs and bucket_of(job_id) in buckets
+                )
             )
             if self._gaining is not None:  # the gain's own read of them may come later
                 self._gain_skip.update(row["id"] for row in rows)
