@@ -361,20 +361,30 @@ async def test_new_jobs_past_the_held_limit_are_read_back_from_state(
     assert not owned._created and owned._created_held == 0
 
 
-@run_async
-async def test_new_jobs_while_a_bucket_loads_are_loaded_once(
-    world: World, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def loading(
+    world: World, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> tuple[OwnedJobs, list[int]]:
+    """An owned set gaining every bucket, 2 jobs a refresh, of ``jobs`` jobs:
+    the first step loaded, the gain still going."""
     from scheduler0.daemon.scheduling import owned as owned_module
 
     monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
     await world.project()
-    old = await world.jobs(*["@every 10s"] * 5)
+    old = await world.jobs(*["@every 10s"] * jobs)
     await world.assign_all(node_id=2)
     owned = owned_set(world)
     owned.refresh()
     await world.assign_all()
-    owned.refresh()  # the gain has begun: 2 of 5 loaded
+    owned.refresh()
+    assert len(owned.jobs) == 2 and owned.gaining
+    return owned, old
+
+
+@run_async
+async def test_new_jobs_while_a_bucket_loads_are_loaded_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owned, old = await loading(world, monkeypatch, 5)
     new = await world.jobs(*["@every 10s"] * 3)
     first_loaded: dict[int, int] = {}  # each job's version when it first appeared
     for _ in range(5):
@@ -464,16 +474,7 @@ async def test_new_jobs_past_the_held_bytes_are_read_back_from_state(
 async def test_a_new_job_of_a_bucket_lost_and_regained_while_loading_is_loaded(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scheduler0.daemon.scheduling import owned as owned_module
-
-    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
-    await world.project()
-    old = await world.jobs(*["@every 10s"] * 6)
-    await world.assign_all(node_id=2)
-    owned = owned_set(world)
-    owned.refresh()
-    await world.assign_all()
-    owned.refresh()  # gaining: 2 of 6 loaded
+    owned, old = await loading(world, monkeypatch, 6)
     (new,) = await world.jobs("@every 10s")
     owned.refresh()  # loaded from its command; the gain will skip its row
     assert new in owned.jobs and owned.gaining
