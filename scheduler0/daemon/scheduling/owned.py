@@ -47,10 +47,9 @@ DueEntry = tuple[int, int, int]
 MAX_CREATED_HELD = 100_000
 """New jobs held (their commands' items) until the next refresh loads them;
 past it, or past ``MAX_CREATED_HELD_BYTES`` of their data (its JSON text's
-length; a refresh long in
-coming), they are marked changed instead and read back from state: memory
-stays bounded. Nothing is held while a full reload is pending (a start, a
-snapshot loaded): it reads them."""
+length), as when a refresh is long in coming, they are marked changed instead
+and read back from state: memory stays bounded. Nothing is held while a full
+reload is pending (a start, a snapshot loaded): it reads them."""
 
 MAX_CREATED_HELD_BYTES = 64 * 2**20
 
@@ -268,7 +267,8 @@ class OwnedJobs:
         self.buckets = owned
         if gained:
             # The new read of a gained bucket is the freshest: none of its jobs
-            # is skipped (ids marked changed while it was another node's).
+            # is skipped (ids marked changed while it was another node's, or
+            # before it was lost, if it comes back while a gain still loads).
             self._gain_skip = {j for j in self._gain_skip if bucket_of(j) not in gained}
             rows = self._queries.jobs_for_scheduling(None, sorted(gained))
             self._gaining = rows if self._gaining is None else itertools.chain(self._gaining, rows)
@@ -294,12 +294,9 @@ class OwnedJobs:
             self._gain_skip.clear()
 
     def _drop(self, lost: frozenset[int]) -> None:
-        """Forget the jobs (and payloads) of buckets no longer owned. A gain
-        still loading skips none of their jobs any more: regained, they are
-        read again (the later read loads last)."""
+        """Forget the jobs (and payloads) of buckets no longer owned."""
         for job_id in [j for j in self.jobs if bucket_of(j) in lost]:
             del self.jobs[job_id]  # its heap entries go stale
-        self._gain_skip = {j for j in self._gain_skip if bucket_of(j) not in lost}
         for job_id in [j for j in self.payloads if bucket_of(j) in lost]:
             del self.payloads[job_id]
 
