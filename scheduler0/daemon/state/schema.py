@@ -392,6 +392,7 @@ def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     # RSS by tens of MB once payloads of 20 KB were read on a few threads.
     conn.execute(f"PRAGMA cache_size=-{WRITER_CACHE_KIB if writer else READER_CACHE_KIB}")
     if writer:
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         add_missing_columns(conn)
     else:
         conn.execute("PRAGMA query_only=ON")
@@ -400,3 +401,16 @@ def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
 
 WRITER_CACHE_KIB = 16_000
 READER_CACHE_KIB = 2_000
+
+WAL_CHECKPOINT_PAGES = 16_384
+"""Pages in the WAL (64 MB of 4 KB pages) before apply's commit copies them
+into the database file; SQLite's default is 1,000. Each tick's fires and
+results dirty the same pages again (the rows of the jobs fired, the leaves of
+the ``(job_id, slot)`` index), so at 1,000 a busy node checkpointed at
+nearly every commit and wrote each such page to the database once per
+command; now it writes it once per ~64 MB of commits. A node firing 10,000
+jobs a second spent about an eighth of its apply checkpointing (a profile of
+SQLite's own frames); 3 nodes firing 10,000 a second used 66, 65 and 66 %
+of a core against 74, 70 and 74 % in interleaved pairs. The WAL file grows
+to about that size once and is reused (a clean close checkpoints it and
+removes it)."""
