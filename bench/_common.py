@@ -101,6 +101,58 @@ def add_fire_ahead(parser: Any) -> None:
     )
 
 
+def use_checkout(repo: Path | None) -> str:
+    """Import ``scheduler0`` from ``repo`` (another checkout, for before/after:
+    ``git worktree add /tmp/old <commit>``) instead of this one, unless None.
+    Call before the first import of it; returns the checkout measured."""
+    if repo is not None:
+        sys.path.insert(0, str(repo.resolve()))
+        for module in [m for m in sys.modules if m.startswith("scheduler0")]:
+            del sys.modules[module]
+    import scheduler0
+
+    return str(Path(scheduler0.__file__).resolve().parents[1])
+
+
+def seed_replica(
+    apply: Any, jobs: int, *, spec: str = "@every 1m", timezone: str = "America/New_York"
+) -> None:
+    """On a bare state machine (``apply`` takes a command): project 1, ``jobs``
+    alike jobs in ``JobsCreated`` of 1,000, and every bucket on node 1."""
+    from scheduler0.daemon.state import commands as c
+
+    apply(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s"))
+    job = {
+        "project_id": 1,
+        "spec": spec,
+        "timezone": timezone,
+        "data": '{"jobId":1}',
+        "callback_url": "http://127.0.0.1:9/callback",
+        "execution_type": "http",
+        "anchor": 1_795_000_000,
+    }
+    for _ in range(jobs // 1000):
+        apply(c.JobsCreated(now=1.0, jobs=[job] * 1000))
+    apply(c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * 1024))
+
+
+def save_checkout_result(bench: str, args: Any, source: str, result: dict[str, Any]) -> None:
+    """Write a ``--repo`` bench's result (``--name``, else ``<bench>`` for this
+    checkout and ``<bench>_other`` for another) and say where."""
+    name = args.name or (bench if args.repo is None else f"{bench}_other")
+    path = write_result(
+        name,
+        {
+            "bench": bench,
+            "command": f"python bench/{bench}.py " + " ".join(sys.argv[1:]),
+            "params": {k: str(v) for k, v in vars(args).items()},
+            "checkout": source,
+            **result,
+        },
+    )
+    print(f"wrote {path}")
+
+
 def write_result(name: str, data: dict[str, Any]) -> Path:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"

@@ -27,7 +27,6 @@ import argparse
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import fields
@@ -129,13 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (apply_cost)")
     args = parser.parse_args(argv)
-    if args.repo is not None:
-        sys.path.insert(0, str(args.repo.resolve()))
-        for module in [m for m in sys.modules if m.startswith("scheduler0")]:
-            del sys.modules[module]
-    import scheduler0
-
-    source = str(Path(scheduler0.__file__).resolve().parents[1])
+    source = common.use_checkout(args.repo)
     result = measure(args)
     print(
         common.table(
@@ -163,18 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    name = args.name or ("apply_cost" if args.repo is None else "apply_cost_other")
-    path = common.write_result(
-        name,
-        {
-            "bench": "apply_cost",
-            "command": "python bench/apply_cost.py " + " ".join(sys.argv[1:]),
-            "params": {k: str(v) for k, v in vars(args).items()},
-            "checkout": source,
-            **result,
-        },
-    )
-    print(f"wrote {path}")
+    common.save_checkout_result("apply_cost", args, source, result)
     return 0
 
 

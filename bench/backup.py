@@ -51,19 +51,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         return elapsed
 
     try:
-        apply(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s"))
-        job = {
-            "project_id": 1,
-            "spec": "@every 1s",
-            "timezone": "UTC",
-            "data": '{"jobId":1}',
-            "callback_url": "http://127.0.0.1:9/callback",
-            "execution_type": "http",
-            "anchor": 1_795_000_000,
-        }
-        for _ in range(args.jobs // 1000):
-            apply(c.JobsCreated(now=1.0, jobs=[job] * 1000))
-        apply(c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * 1024))
+        common.seed_replica(apply, args.jobs, spec="@every 1s", timezone="UTC")
         slot = 1_795_000_000
 
         def fire_round(ids: range) -> tuple[float, float]:

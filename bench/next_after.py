@@ -52,13 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (next_after)")
     args = parser.parse_args(argv)
-    if args.repo is not None:
-        sys.path.insert(0, str(args.repo.resolve()))
-        for module in [m for m in sys.modules if m.startswith("scheduler0")]:
-            del sys.modules[module]
-    import scheduler0
-
-    source = str(Path(scheduler0.__file__).resolve().parents[1])
+    source = common.use_checkout(args.repo)
     cases: list[dict[str, Any]] = [
         {"spec": spec, "timezone": tz, "us_per_call": measure(spec, tz, args.steps, args.rounds)}
         for spec, tz in CASES

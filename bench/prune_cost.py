@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,19 +45,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             assert "ok" in result, result
             return result["ok"]
 
-        apply(c.ProjectCreated(now=1.0, name="p", description="", signing_secret="s"))
-        job = {
-            "project_id": 1,
-            "spec": "@every 1m",
-            "timezone": "America/New_York",
-            "data": '{"jobId":1}',
-            "callback_url": "http://127.0.0.1:9/callback",
-            "execution_type": "http",
-            "anchor": 1_795_000_000,
-        }
-        for _ in range(args.jobs // 1000):
-            apply(c.JobsCreated(now=1.0, jobs=[job] * 1000))
-        apply(c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * 1024))
+        common.seed_replica(apply, args.jobs)
         halves = max(1, args.jobs // args.fires)
         for r in range(args.rounds):
             slot = 1_795_000_060 + 60 * r
@@ -127,13 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (prune_cost)")
     args = parser.parse_args(argv)
-    if args.repo is not None:
-        sys.path.insert(0, str(args.repo.resolve()))
-        for module in [m for m in sys.modules if m.startswith("scheduler0")]:
-            del sys.modules[module]
-    import scheduler0
-
-    source = str(Path(scheduler0.__file__).resolve().parents[1])
+    source = common.use_checkout(args.repo)
     result = measure(args)
     rows = result["execution_rows"]
     print(
@@ -145,18 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
         )
     )
-    name = args.name or ("prune_cost" if args.repo is None else "prune_cost_other")
-    path = common.write_result(
-        name,
-        {
-            "bench": "prune_cost",
-            "command": "python bench/prune_cost.py " + " ".join(sys.argv[1:]),
-            "params": {k: str(v) for k, v in vars(args).items()},
-            "checkout": source,
-            **result,
-        },
-    )
-    print(f"wrote {path}")
+    common.save_checkout_result("prune_cost", args, source, result)
     return 0
 
 
