@@ -216,18 +216,28 @@ async def test_jobs_for_scheduling_reads_every_chunk_by_id(
     assert list(world.queries.jobs_for_scheduling([10_000], every)) == []
 
 
+async def held_elsewhere(
+    world: World, monkeypatch: pytest.MonkeyPatch, jobs: int, *, per_refresh: int
+) -> tuple[OwnedJobs, list[int]]:
+    """``jobs`` jobs ``@every 10s``, every bucket node 2's, and node 1's owned
+    set refreshed once (holding none), loading ``per_refresh`` jobs a refresh
+    of the buckets it gains."""
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", per_refresh)
+    await world.project()
+    ids = await world.jobs(*["@every 10s"] * jobs)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    return owned, ids
+
+
 @run_async
 async def test_gained_buckets_load_a_step_per_refresh(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scheduler0.daemon.scheduling import owned as owned_module
-
-    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 3)
-    await world.project()
-    ids = await world.jobs(*["@every 10s"] * 10)
-    await world.assign_all(node_id=2)
-    owned = owned_set(world)
-    owned.refresh()
+    owned, ids = await held_elsewhere(world, monkeypatch, 10, per_refresh=3)
     assert owned.jobs == {} and not owned.gaining
     await world.assign_all()
     sizes = []
@@ -253,16 +263,10 @@ async def test_a_job_changed_while_its_bucket_loads_is_never_loaded_stale(
     """The gain reads rows ahead (a chunk of 5) of what it loads (2 a refresh):
     jobs deleted, paused or changed after their chunk was read are loaded as
     they are now, or not at all; a bucket moved away meanwhile loads nothing."""
-    from scheduler0.daemon.scheduling import owned as owned_module
     from scheduler0.daemon.state import queries as q
 
-    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
     monkeypatch.setattr(q, "SCHEDULING_CHUNK", 5)
-    await world.project()
-    ids = await world.jobs(*["@every 10s"] * 8)
-    await world.assign_all(node_id=2)
-    owned = owned_set(world)
-    owned.refresh()
+    owned, ids = await held_elsewhere(world, monkeypatch, 8, per_refresh=2)
     await world.assign_all()
     owned.refresh()
     assert sorted(owned.jobs) == ids[:2]  # ids[2:5] read, not loaded yet
@@ -366,14 +370,7 @@ async def loading(
 ) -> tuple[OwnedJobs, list[int]]:
     """An owned set gaining every bucket, 2 jobs a refresh, of ``jobs`` jobs:
     the first step loaded, the gain still going."""
-    from scheduler0.daemon.scheduling import owned as owned_module
-
-    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
-    await world.project()
-    old = await world.jobs(*["@every 10s"] * jobs)
-    await world.assign_all(node_id=2)
-    owned = owned_set(world)
-    owned.refresh()
+    owned, old = await held_elsewhere(world, monkeypatch, jobs, per_refresh=2)
     await world.assign_all()
     owned.refresh()
     assert len(owned.jobs) == 2 and owned.gaining
@@ -492,14 +489,7 @@ async def test_a_new_job_of_a_bucket_lost_and_regained_while_loading_is_loaded(
 async def test_a_new_job_of_a_bucket_gained_while_loading_is_loaded(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from scheduler0.daemon.scheduling import owned as owned_module
-
-    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
-    await world.project()
-    old = await world.jobs(*["@every 10s"] * 6)
-    await world.assign_all(node_id=2)
-    owned = owned_set(world)
-    owned.refresh()
+    owned, old = await held_elsewhere(world, monkeypatch, 6, per_refresh=2)
     await world.assign(owners_splitting({7: 2}))  # all but the next job's bucket
     (new,) = await world.jobs("@every 10s")  # assignment pending: marked dirty
     assert new == 7
