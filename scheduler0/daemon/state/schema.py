@@ -409,7 +409,7 @@ results dirty the same pages again (the rows of the jobs fired, the leaves of
 the ``(job_id, slot)`` index), so at 1,000 a busy node checkpointed at
 nearly every commit and wrote each such page to the database once per
 command; now it writes it once per ~64 MB of commits. A node firing 10,000
-jobs a second spent about an eighth of its apply checkpointing (a profile of
+jobs a second spent 8 % of its apply in checkpoints (a profile of
 SQLite's own frames); 3 nodes firing 10,000 a second used 66, 65 and 66 %
 of a core against 74, 70 and 74 % in interleaved pairs. The WAL file grows
 to about that size once and is reused (a clean close checkpoints it and
