@@ -50,6 +50,8 @@ def test_metrics_count_what_the_receiver_got(tmp_path: Path) -> None:
         api = Client(node.api, create_credential(node))
         try:
             project = api.data("POST", "/projects", 201, json={"name": "metrics"})
+            # committed and refused by the state machine: the name is taken
+            assert api.call("POST", "/projects", json={"name": "metrics"}).status_code == 409
             jobs = api.data(
                 "POST",
                 "/jobs",
@@ -95,6 +97,12 @@ def test_metrics_count_what_the_receiver_got(tmp_path: Path) -> None:
             assert value(found, "scheduler0_queue_depth") == 0
             applied = value(found, "scheduler0_apply_duration_seconds_count", command="SlotsFired")
             assert applied >= 3
+            proposed = "scheduler0_propose_duration_seconds_count"
+            assert value(found, proposed, command="ProjectCreated", outcome="ok") == 1
+            assert value(found, proposed, command="ProjectCreated", outcome="refused") == 1
+            assert value(found, proposed, command="JobsCreated", outcome="ok") == 1
+            # every SlotsFired this node applied, it proposed (one node)
+            assert value(found, proposed, command="SlotsFired", outcome="ok") == applied
             names = {name for name, _ in found}
             assert all(n.startswith("scheduler0_") or n.startswith("python_") for n in names)
         finally:

@@ -36,6 +36,10 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 """Seconds of one callback attempt."""
 
 
+PROPOSE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0)
+"""Seconds from proposing a command to its outcome on the proposing node."""
+
+
 def status_class(status_code: int | None, error: str | None) -> str:
     """``2xx``..``5xx`` for an answer; ``timeout`` or ``error`` for none."""
     if status_code is not None:
@@ -110,6 +114,17 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.propose_duration = Histogram(
+            "scheduler0_propose_duration_seconds",
+            "Time from this node proposing a command to its outcome here, by command type"
+            " and outcome: ok (committed and applied on this node), refused (committed;"
+            " the state machine refused it, e.g. a conflict), not_committed (no quorum or"
+            " leader in time: it may still be applied later) or failed (this node's own"
+            " fault, or the proposer stopped waiting).",
+            ["command", "outcome"],
+            buckets=PROPOSE_BUCKETS,
+            registry=self.registry,
+        )
         self.snapshot_duration = Histogram(
             "scheduler0_snapshot_duration_seconds",
             "Time to write one raft snapshot (a backup of the database), beside apply.",
@@ -133,6 +148,10 @@ class Metrics:
     def delivered(self, lateness: Iterable[float]) -> None:
         """Seconds from slot to completed callback of fires whose callback succeeded."""
         self._lateness.observe_many(lateness)
+
+    def proposed(self, command: str, outcome: str, seconds: float) -> None:
+        """One proposal of this node decided (``raft.ProposalObserver``)."""
+        self.propose_duration.labels(command, outcome).observe(seconds)
 
     def snapshot_written(self, seconds: float, size: int, pinned: float = 0.0) -> None:
         self.snapshot_duration.observe(seconds)

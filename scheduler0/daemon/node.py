@@ -33,7 +33,13 @@ from scheduler0.daemon.executor.destinations import DestinationGuard, policy_for
 from scheduler0.daemon.executor.http import Executor
 from scheduler0.daemon.metrics import Metrics, Readings
 from scheduler0.daemon.peers import removal_witness
-from scheduler0.daemon.raft import RaftLog, RaftOptions, max_message_bytes, raft_password
+from scheduler0.daemon.raft import (
+    ProposalObserver,
+    RaftLog,
+    RaftOptions,
+    max_message_bytes,
+    raft_password,
+)
 from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
@@ -368,7 +374,9 @@ class Node:
         self.metrics = Metrics()
         self.machine = StateMachine(db_path, on_change=self._on_change, metrics=self.metrics)
         self.queries = Queries(db_path)
-        self.log: ReplicatedLog = log or _raft_log(settings, data_dir, self.machine)
+        self.log: ReplicatedLog = log or _raft_log(
+            settings, data_dir, self.machine, self.metrics.proposed
+        )
         memory = MemoryGuard(settings.max_memory)
         disk = DiskGuard(data_dir, settings.min_free_disk_mb)
         self.writes = Writes(self.log, settings.node_id, memory, disk, halted=self.halted)
@@ -500,7 +508,9 @@ class Node:
         self.machine.close()
 
 
-def _raft_log(settings: Settings, data_dir: Path, machine: StateMachine) -> RaftLog:
+def _raft_log(
+    settings: Settings, data_dir: Path, machine: StateMachine, on_proposed: ProposalObserver
+) -> RaftLog:
     assert settings.secret_key is not None
     partners = [
         r.raft_address for r in settings.replicas if r.raft_address != settings.raft_address
@@ -522,4 +532,5 @@ def _raft_log(settings: Settings, data_dir: Path, machine: StateMachine) -> Raft
             max_message_bytes=max_message_bytes(settings.max_request_body_mb),
         ),
         machine,
+        on_proposed,
     )

@@ -1145,6 +1145,11 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         return self._machine.apply(payload, self.raftLastApplied + 1)
 
 
+ProposalObserver = Callable[[str, str, float], None]
+"""Told of each decided proposal: its command type, its outcome (``ok``,
+``refused``, ``not_committed``, ``failed``) and the seconds it took."""
+
+
 class RaftLog:
     """The ``ReplicatedLog`` on pysyncobj: one raft member of the cluster.
 
@@ -1156,9 +1161,16 @@ class RaftLog:
     tick thread, in log order.
     """
 
-    def __init__(self, options: RaftOptions, machine: ReplicatedStateMachine) -> None:
+    def __init__(
+        self,
+        options: RaftOptions,
+        machine: ReplicatedStateMachine,
+        on_proposed: ProposalObserver | None = None,
+    ) -> None:
         self.options = options
         self.machine = machine
+        self._on_proposed = on_proposed
+        """Told each proposal's command type, outcome and seconds (the node's metrics)."""
         self._ready = threading.Event()
         self._sync: _ReplicatedLog | None = None
         self.failure: str | None = None
@@ -1302,6 +1314,23 @@ class RaftLog:
 
     async def propose(self, command: c.Command, timeout: float | None = DEFAULT_TIMEOUT) -> Any:
         """See ``ReplicatedLog.propose``."""
+        started = time.perf_counter()
+        verdict = "failed"
+        try:
+            result = await self._propose(command, timeout)
+            verdict = "ok"
+            return result
+        except NotCommitted:
+            verdict = "not_committed"
+            raise
+        except Scheduler0Error:
+            verdict = "refused"
+            raise
+        finally:
+            if self._on_proposed is not None:
+                self._on_proposed(command.type_name, verdict, time.perf_counter() - started)
+
+    async def _propose(self, command: c.Command, timeout: float | None) -> Any:
         limit = self.options.apply_timeout if timeout == DEFAULT_TIMEOUT else timeout
         outcome = await self._call(
             lambda sync, callback: sync.apply_command(c.encode(command), callback=callback),
