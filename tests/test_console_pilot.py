@@ -275,7 +275,10 @@ async def test_the_sparklines_move_with_the_fires_and_the_job_page_draws_its_lat
             def fires() -> list[float]:
                 return list(app.main.query_one("#activity-1 .fires", Sparkline).data or [])
 
-            await until(pilot, lambda: len(app.main.query("#activity-1")) == 1, 15, "its row")
+            # The row, mounted: its sparklines exist only once it is.
+            await until(
+                pilot, lambda: len(app.main.query("#activity-1 .fires")) == 1, 15, "its row"
+            )
             await until(pilot, lambda: len(fires()) >= 3 and max(fires()) > 0, 20, "fires/s")
             drawn = len(fires())
             await until(pilot, lambda: len(fires()) > drawn, 10, "the sparkline to move on")

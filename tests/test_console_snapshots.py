@@ -16,6 +16,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from textual.app import App, ComposeResult
+from textual.containers import Vertical
 from textual.pilot import Pilot
 from textual.widgets import (
     Collapsible,
@@ -50,7 +52,7 @@ from scheduler0.console.source import (
     Project,
     SignIn,
 )
-from scheduler0.console.widgets import ClusterBar, JobsTable
+from scheduler0.console.widgets import ClusterBar, JobsTable, NodeActivity
 from scheduler0.errors import FieldError, NotFound, Unauthorized, ValidationFailed
 
 SIZE = (140, 45)
@@ -683,6 +685,27 @@ async def test_the_activity_sparklines_draw_fires_per_second_and_delivery_latene
             not app.main.query("#activity-3 .fires")
             or not app.main.query_one("#activity-3 .fires", Sparkline).data
         )  # node 3 is unreachable: no points
+
+
+class _Host(App[None]):
+    def compose(self) -> ComposeResult:
+        yield Vertical(id="host")
+
+
+@pytest.mark.anyio
+async def test_a_node_row_shown_before_it_is_mounted_draws_the_latest_series() -> None:
+    """A refresh can reach a member's row between its mount and its children's:
+    it keeps the series instead of failing to find its sparklines."""
+    app = _Host()
+    async with app.run_test(size=SIZE) as pilot:
+        row = NodeActivity(1)
+        app.query_one("#host", Vertical).mount(row)  # not awaited: nothing composed yet
+        row.show([1.0], [0.1])
+        row.show([3.0, 4.0], [0.2])
+        await until(pilot, lambda: row.is_mounted)
+        assert list(row.query_one(".fires", Sparkline).data or []) == [3.0, 4.0]
+        assert list(row.query_one(".delivery", Sparkline).data or []) == [0.2]
+        assert str(row.query_one(".fires-now", Label).render()) == "4.0"
 
 
 @pytest.mark.anyio

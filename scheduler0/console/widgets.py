@@ -400,6 +400,8 @@ class NodeActivity(Horizontal):
     def __init__(self, node_id: int) -> None:
         super().__init__(id=f"activity-{node_id}")
         self.node_id = node_id
+        self._points: tuple[list[float], list[float]] = ([], [])
+        self._composed = False
 
     def compose(self) -> ComposeResult:
         yield Label(f"node {self.node_id}  fires/s")
@@ -409,7 +411,16 @@ class NodeActivity(Horizontal):
         yield Sparkline([], summary_function=max, classes="delivery")
         yield Label("-", classes="spark-value delivery-now")
 
+    def on_mount(self) -> None:
+        self._composed = True  # its children exist from here (``is_mounted`` comes later)
+        self.show(*self._points)
+
     def show(self, fires: Sequence[float], delivery: Sequence[float]) -> None:
+        """Draw the series; before the row is mounted (its children composed),
+        keep them for ``on_mount``: a refresh can come between the two."""
+        self._points = (list(fires), list(delivery))
+        if not self._composed:
+            return
         self.query_one(".fires", Sparkline).data = list(fires)
         self.query_one(".delivery", Sparkline).data = list(delivery)
         self.query_one(".fires-now", Label).update(f"{fires[-1]:.1f}" if fires else "-")
@@ -436,8 +447,8 @@ class ActivityPanel(Vertical):
                 present[node_id].show(*points)
             else:
                 row = NodeActivity(node_id)
+                row.show(*points)  # kept until it is mounted
                 self.mount(row)
-                row.call_after_refresh(row.show, *points)  # once its children exist
 
     def clear(self) -> None:
         self.remove_children()
