@@ -37,7 +37,9 @@ class Parts:
     def __init__(self, world: World, sent: set[tuple[int, int]] | None = None) -> None:
         self.stats = SchedulerStats()
         self.sent = sent if sent is not None else set()
-        self.owned = OwnedJobs(node_id=1, machine=world.machine, queries=world.queries)
+        self.owned = OwnedJobs(
+            node_id=1, machine=world.machine, queries=world.queries, clock=world.clock
+        )
         world.listeners.append(self.owned.on_change)
         self.owned.refresh()
         self.adoption = Adoption(

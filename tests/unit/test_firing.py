@@ -26,7 +26,9 @@ class Parts:
         self.world = world
         self.stats = SchedulerStats()
         self.sent: set[tuple[int, int]] = set()
-        self.owned = OwnedJobs(node_id=world.node_id, machine=world.machine, queries=world.queries)
+        self.owned = OwnedJobs(
+            node_id=world.node_id, machine=world.machine, queries=world.queries, clock=world.clock
+        )
         world.listeners.append(self.owned.on_change)
         self.reloads = 0
         self.firing = Firing(

@@ -19,6 +19,7 @@ def owned_set(world: World, fire_ahead: float = 0.0) -> OwnedJobs:
         machine=world.machine,
         queries=world.queries,
         fire_ahead=fire_ahead,
+        clock=world.clock,
     )
     world.listeners.append(owned.on_change)
     return owned
@@ -254,6 +255,58 @@ async def test_gained_buckets_load_a_step_per_refresh(
         owned.refresh()
         sizes.append(len(owned.jobs))
     assert sizes == [3, 6, 9, 10]
+
+
+@run_async
+async def test_a_gain_loads_the_jobs_due_soonest_first_and_each_once(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two jobs a refresh: a past-due job and one with no kept next run
+    (both due now), then the next due in 10 s, come before the jobs of lower
+    id due in an hour; every job is loaded once (its object kept, not
+    reloaded by the id-order pass); a paused job not at all."""
+    from scheduler0.daemon.scheduling import owned as owned_module
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
+    await world.project()
+    item = {
+        "project_id": 1,
+        "spec": "@every 10s",
+        "timezone": "UTC",
+        "callback_url": "http://receiver.invalid/cb",
+        "execution_type": "http",
+        "anchor": T0,
+    }
+    hourly = {**item, "spec": "@every 1h", "next_run": T0 + 3600}
+    created = await world.propose(
+        c.JobsCreated(
+            now=T0,
+            jobs=[
+                *[hourly] * 4,
+                {**item, "next_run": T0 + 10},
+                {**item, "next_run": T0 - 50},
+                {**item, "next_run": None},  # unknown: due now at the latest
+                {**item, "next_run": T0 + 10, "paused": True},
+            ],
+        )
+    )
+    *later, soon, overdue, unknown, _paused = range(created["ids"][0], created["ids"][1] + 1)
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign_all()
+    loads = []
+    for _ in range(5):
+        owned.refresh()
+        loads.append(sorted(owned.jobs))
+    assert loads[0] == sorted([unknown, overdue])
+    assert loads[1] == sorted([unknown, overdue, soon, later[0]])
+    assert loads[-1] == sorted([*later, soon, overdue, unknown]) and not owned.gaining
+    first = owned.jobs[soon]
+    owned.refresh()
+    assert owned.jobs[soon] is first
+    due = [(overdue, T0 - 50), (soon, T0 + 10), (unknown, T0 + 10)]
+    assert sorted(popped(owned, T0 + 10)) == sorted(due)
 
 
 @run_async

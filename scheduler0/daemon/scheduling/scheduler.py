@@ -83,7 +83,7 @@ class Scheduler:
         self.stats = SchedulerStats()
         proposer = Proposer(log)
         self._owned = OwnedJobs(
-            node_id=node_id, machine=machine, queries=queries, fire_ahead=fire_ahead
+            node_id=node_id, machine=machine, queries=queries, fire_ahead=fire_ahead, clock=clock
         )
         in_flight = InFlight(executor)
         self._results = ResultsBatcher(
