@@ -310,6 +310,48 @@ async def test_a_gain_loads_the_jobs_due_soonest_first_and_each_once(
 
 
 @run_async
+async def test_a_bucket_regained_while_loading_keeps_its_new_read_over_rows_read_before(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gain has read a job's row ahead (a chunk of 10, 2 loaded a
+    refresh); its bucket goes away, the job changes (a refresh sees it), the
+    bucket comes back. The new gain's read loads first (the job has no kept
+    next run now): the row read before must not be loaded over it."""
+    from scheduler0.daemon.scheduling import owned as owned_module
+    from scheduler0.daemon.state import queries as q
+
+    monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
+    monkeypatch.setattr(q, "SCHEDULING_CHUNK", 10)
+    await world.project()
+    hourly = {
+        "project_id": 1,
+        "spec": "@every 1h",
+        "timezone": "UTC",
+        "callback_url": "http://receiver.invalid/cb",
+        "execution_type": "http",
+        "anchor": T0,
+        "next_run": T0 + 3600,
+    }
+    created = await world.propose(c.JobsCreated(now=T0, jobs=[hourly] * 10))
+    ids = list(range(created["ids"][0], created["ids"][1] + 1))
+    job = ids[7]
+    await world.assign_all(node_id=2)
+    owned = owned_set(world)
+    owned.refresh()
+    await world.assign_all()
+    owned.refresh()  # all 10 rows read, ids[0:2] loaded
+    await world.assign(owners_splitting({job: 2}))
+    owned.refresh()  # the job's bucket lost
+    await world.propose(c.JobUpdated(now=T0, job_id=job, changes={"spec": "@every 30s"}))
+    owned.refresh()  # the change seen while the bucket is away
+    await world.assign_all()
+    for _ in range(6):
+        owned.refresh()
+    assert not owned.gaining and sorted(owned.jobs) == ids
+    assert owned.jobs[job].next_slot == T0 + 30
+
+
+@run_async
 async def test_a_job_changed_while_its_bucket_loads_is_never_loaded_stale(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

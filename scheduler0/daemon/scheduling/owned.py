@@ -288,7 +288,11 @@ class OwnedJobs:
             # before it was lost, if it comes back while a gain still loads).
             self._gain_skip = {j for j in self._gain_skip if bucket_of(j) not in gained}
             first, rest = self._gained_rows(sorted(gained))
-            self._gaining = itertools.chain(first, self._gaining or (), rest)
+            # A gain still loading may hold rows of these buckets read before
+            # they went away (a bucket lost and regained): the new read loads
+            # first, so those older rows must not follow it.
+            earlier = (row for row in self._gaining or () if bucket_of(row["id"]) not in gained)
+            self._gaining = itertools.chain(first, earlier, rest)
 
     def _gained_rows(
         self, gained: list[int]
