@@ -13,6 +13,17 @@ from tests.unit.harness import T0, World, owners_splitting, run_async
 pytestmark = pytest.mark.unit
 
 
+NEW_JOB = {
+    "project_id": 1,
+    "spec": "@every 10s",
+    "timezone": "UTC",
+    "callback_url": "http://receiver.invalid/cb",
+    "execution_type": "http",
+    "anchor": T0,
+}
+"""A ``JobsCreated`` item; tests add ``next_run`` (a kept next run) and the rest."""
+
+
 def owned_set(world: World, fire_ahead: float = 0.0) -> OwnedJobs:
     owned = OwnedJobs(
         node_id=world.node_id,
@@ -269,14 +280,7 @@ async def test_a_gain_loads_the_jobs_due_soonest_first_and_each_once(
 
     monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
     await world.project()
-    item = {
-        "project_id": 1,
-        "spec": "@every 10s",
-        "timezone": "UTC",
-        "callback_url": "http://receiver.invalid/cb",
-        "execution_type": "http",
-        "anchor": T0,
-    }
+    item = NEW_JOB
     hourly = {**item, "spec": "@every 1h", "next_run": T0 + 3600}
     created = await world.propose(
         c.JobsCreated(
@@ -323,15 +327,7 @@ async def test_a_bucket_regained_while_loading_keeps_its_new_read_over_rows_read
     monkeypatch.setattr(owned_module, "GAIN_PER_REFRESH", 2)
     monkeypatch.setattr(q, "SCHEDULING_CHUNK", 10)
     await world.project()
-    hourly = {
-        "project_id": 1,
-        "spec": "@every 1h",
-        "timezone": "UTC",
-        "callback_url": "http://receiver.invalid/cb",
-        "execution_type": "http",
-        "anchor": T0,
-        "next_run": T0 + 3600,
-    }
+    hourly = {**NEW_JOB, "spec": "@every 1h", "next_run": T0 + 3600}
     created = await world.propose(c.JobsCreated(now=T0, jobs=[hourly] * 10))
     ids = list(range(created["ids"][0], created["ids"][1] + 1))
     job = ids[7]
@@ -388,15 +384,7 @@ async def test_new_jobs_come_from_their_command_as_state_would_give_them(world: 
         lambda kind, detail: heard.append(detail) if kind == "jobs_created" else None
     )
     await world.project()
-    item = {
-        "project_id": 1,
-        "spec": "@every 10s",
-        "timezone": "UTC",
-        "data": '{"n": 1}',
-        "callback_url": "http://receiver.invalid/cb",
-        "execution_type": "http",
-        "anchor": T0,
-    }
+    item = {**NEW_JOB, "data": '{"n": 1}'}
     items = [
         {**item, "next_run": T0 + 10},
         {**item, "spec": "0 */5 * * * *", "timezone": "Asia/Kathmandu", "next_run": None},
