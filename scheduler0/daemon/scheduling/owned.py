@@ -69,7 +69,7 @@ the rest follow in id order. In id order alone, a job due in the first
 seconds waited for every job of lower id: at 1,000,000 jobs a node loads
 its 500,000 in 50 steps, 3-6 s, and every job of the last steps due
 meanwhile fired that late (a cold restart had every job back on its grid
-6-7 s after the last node was ready). The window is ten times such a load,
+4-10 s after the last node was ready). The window is ten times such a load,
 so no job of the rest falls due before its step."""
 
 GAIN_FIRST_MAX = 100_000
