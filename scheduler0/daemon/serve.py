@@ -15,6 +15,7 @@ from scheduler0.config import Settings
 from scheduler0.daemon import allocator, collector
 from scheduler0.daemon.api.app import create_app
 from scheduler0.daemon.node import PRIVATE_UMASK, Node
+from scheduler0.daemon.state.schema import sqlite_too_old
 from scheduler0.daemon.timefmt import iso
 
 log = logging.getLogger("scheduler0")
@@ -110,6 +111,10 @@ def run_node(settings: Settings) -> int:
     # Full garbage collections do not walk the long-lived objects again and again.
     collector.configure()
     os.umask(PRIVATE_UMASK)  # every file and directory the node makes is its own
+    too_old = sqlite_too_old()
+    if too_old is not None:
+        log.error("%s", too_old)
+        return CONFIG_EXIT_CODE
     try:
         listening = bind_http(settings.host, settings.port)
     except OSError as exc:

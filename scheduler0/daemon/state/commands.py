@@ -502,7 +502,15 @@ class ExecutionsPruned(Command):
 
 
 class UndecodableCommand(ValueError):
-    pass
+    """The entry's bytes are not a command (bad framing, compressed data or
+    JSON): every replica reads the same bytes the same way, so each skips it."""
+
+
+class CommandNotReadableHere(Exception):
+    """A well-formed entry this node's code cannot apply as written: a version
+    or command type it does not know, or a field its command lacks (written by
+    newer code). Skipping it would leave this replica behind the others, so
+    the replica halts instead (``StateMachine``): run the code that wrote it."""
 
 
 def encode(command: Command) -> bytes:
@@ -523,12 +531,25 @@ def decode(payload: bytes) -> Command:
         elif kind != b"j":
             raise UndecodableCommand(f"unknown command framing {kind!r}")
         record = orjson.loads(body)
-        if record.get("v") not in READABLE_VERSIONS:
-            raise UndecodableCommand(f"unsupported command version {record.get('v')!r}")
-        cls = COMMAND_TYPES[record["t"]]
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record["a"].items() if k in known})
-    except UndecodableCommand:
-        raise
+        version, type_name, arguments = record["v"], record["t"], record["a"]
+    except MemoryError:
+        raise  # this node's memory, not the entry: the replica halts
     except Exception as exc:  # any malformed payload is one kind of error to apply
         raise UndecodableCommand(str(exc)) from exc
+    if version not in READABLE_VERSIONS:
+        raise CommandNotReadableHere(
+            f"command version {version!r} is not one this code reads"
+            f" (it reads {sorted(READABLE_VERSIONS)})"
+        )
+    cls = COMMAND_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if cls is None:
+        raise CommandNotReadableHere(f"unknown command type {type_name!r}")
+    if not isinstance(arguments, dict):
+        raise UndecodableCommand(f"{type_name} arguments are not an object")
+    unknown = arguments.keys() - {f.name for f in fields(cls)}
+    if unknown:
+        raise CommandNotReadableHere(f"{type_name} has fields this code lacks: {sorted(unknown)}")
+    try:
+        return cls(**arguments)
+    except TypeError as exc:  # a required field missing
+        raise UndecodableCommand(f"{type_name}: {exc}") from exc

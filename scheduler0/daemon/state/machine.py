@@ -147,8 +147,13 @@ class StateMachine:
         except c.UndecodableCommand as exc:
             log.error("skipping undecodable command: %s", exc)
             return {"error": Scheduler0Error(f"undecodable command: {exc}").to_dict()}, None, ""
+        except (c.CommandNotReadableHere, MemoryError) as exc:
+            self._halt("an entry", exc)
         db = self._conn
         ctx = ApplyContext(db, self.assignment)
+        # Restored if the command rolls back: AssignmentChanged sets it before
+        # the commit, and a replica must not judge fires by owners it never stored.
+        assigned = (self.assignment.epoch, self.assignment.owners)
         started = time.perf_counter()
         try:
             handler = HANDLERS[type(command)]
@@ -168,11 +173,13 @@ class StateMachine:
                 self._applied_index = index
         except Scheduler0Error as exc:
             db.execute("ROLLBACK")
+            self.assignment.epoch, self.assignment.owners = assigned
             return {"error": exc.to_dict()}, ctx, command.type_name
         except Exception as exc:
             with contextlib.suppress(Exception):
                 if db.in_transaction:
                     db.execute("ROLLBACK")
+            self.assignment.epoch, self.assignment.owners = assigned
             if environment_failure(exc):
                 self._halt(command.type_name, exc)
             log.exception("apply of %s failed; rolled back", command.type_name)
@@ -184,12 +191,13 @@ class StateMachine:
         ctx.elapsed = time.perf_counter() - started
         return {"ok": result}, ctx, command.type_name
 
-    def _halt(self, type_name: str, exc: BaseException) -> None:
+    def _halt(self, type_name: str, exc: BaseException) -> NoReturn:
         self.applied_commands -= 1  # not applied: it comes again after the restart
         self.halted = f"{type(exc).__name__}: {exc}"
         log.critical(
             "cannot apply %s: %s. This node stops applying (the entry is neither applied"
-            " nor skipped) and exits; fix the cause (free the disk) and restart it: it"
+            " nor skipped) and exits; fix the cause (free the disk or the memory, or run the"
+            " code that wrote the entry) and restart it: it"
             " rebuilds from its snapshot and journal and catches up",
             type_name,
             self.halted,
@@ -449,12 +457,15 @@ DIGEST_EVERY = 64
 """Commands between two published state digests."""
 
 _ENVIRONMENT_CODES = {
+    5,  # SQLITE_BUSY: another process holds the database (an operator's shell)
+    6,  # SQLITE_LOCKED
     7,  # SQLITE_NOMEM
     8,  # SQLITE_READONLY
     10,  # SQLITE_IOERR
     11,  # SQLITE_CORRUPT
     13,  # SQLITE_FULL
     14,  # SQLITE_CANTOPEN
+    15,  # SQLITE_PROTOCOL
     26,  # SQLITE_NOTADB
 }
 

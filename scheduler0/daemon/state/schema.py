@@ -380,6 +380,23 @@ def add_missing_columns(conn: sqlite3.Connection) -> None:
     conn.executescript(ADDED_INDEXES)
 
 
+MIN_SQLITE = (3, 38, 0)
+"""Apply uses ``->>`` (3.38) and ``RETURNING`` (3.35). On an older SQLite those
+commands would fail on this replica alone, and it would refuse what the others
+accept; a node refuses to start on one instead."""
+
+
+def sqlite_too_old() -> str | None:
+    """Why this process's SQLite cannot run the state machine, or None."""
+    if sqlite3.sqlite_version_info >= MIN_SQLITE:
+        return None
+    return (
+        f"SQLite {sqlite3.sqlite_version} is older than"
+        f" {'.'.join(map(str, MIN_SQLITE))}, which the state machine needs"
+        " (use a Python built with a newer SQLite)"
+    )
+
+
 def connect(path: Path | str, *, writer: bool) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30.0)
     conn.row_factory = sqlite3.Row
