@@ -376,3 +376,38 @@ def test_every_route_answers_every_caller_as_its_permission_row_says(
         + f"; {len(failures)} wrong"
     )
     assert failures == [], "\n".join(failures[:40])
+
+
+def test_pausing_through_a_patch_needs_the_execute_scope_as_pause_does(node: NodeProcess) -> None:
+    """``PATCH /jobs/{id}`` with a ``status`` that pauses or resumes the job
+    is what ``/pause`` and ``/resume`` do, and needs their scope; a status the
+    job already has changes nothing and needs none."""
+    operator = Client(node.api, operator_headers())
+    try:
+        project = operator.data("POST", "/projects", 201, json={"name": "patch-status"})["id"]
+        job = operator.data("POST", "/jobs", 201, json=job_body(project))["id"]
+
+        def client(*scopes: str) -> Client:
+            made = operator.data("POST", "/credentials", 201, json={"scopes": list(scopes)})
+            return Client(
+                node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
+            )
+
+        writer, runner = client("read", "write"), client("read", "write", "execute")
+        try:
+            refused = writer.call("PATCH", f"/jobs/{job}", json={"status": "inactive"})
+            assert refused.status_code == 403, refused.text
+            assert "execute scope" in refused.text
+            assert writer.data("GET", f"/jobs/{job}")["status"] == "active"
+            same = writer.data("PATCH", f"/jobs/{job}", json={"status": "active", "data": "x"})
+            assert (same["status"], same["data"]) == ("active", "x")
+            paused = runner.data("PATCH", f"/jobs/{job}", json={"status": "inactive"})
+            assert paused["status"] == "paused"
+            assert (
+                writer.call("PATCH", f"/jobs/{job}", json={"status": "active"}).status_code == 403
+            )
+        finally:
+            writer.close()
+            runner.close()
+    finally:
+        operator.close()

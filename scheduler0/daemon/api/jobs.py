@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.audit import deleted_by
-from scheduler0.daemon.api.auth import actor, principal, visible
+from scheduler0.daemon.api.auth import actor, caller, principal, visible
 from scheduler0.daemon.api.http import (
     EXECUTIONS_ORDER,
     JOB_NAME,
@@ -70,11 +70,12 @@ from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
 from scheduler0.daemon.state.schema import encode_policy
 from scheduler0.daemon.timefmt import iso
-from scheduler0.errors import FieldError, NotFound, PayloadTooLarge, ValidationFailed
+from scheduler0.errors import FieldError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from scheduler0.models import (
     ALIAS_PAIRS,
     MAX_BACKFILL_SLOTS,
     BackfillIn,
+    CredentialScope,
     JobIn,
     JobPatch,
     PauseIn,
@@ -449,6 +450,10 @@ async def update_job(request: Request) -> Response:
         raise NotFound(f"no job with id {job_id}")
     # A client's date without offset is read in the job's timezone (the new one, if given).
     patch = parse_one(JobPatch, body, context={"timezone": current["timezone"]})
+    pausing = patch.status is not None and (patch.status == "inactive") != bool(current["paused"])
+    if pausing and not caller(request).may(CredentialScope.EXECUTE):
+        # What /pause and /resume need; a status the job already has changes nothing.
+        raise Forbidden("pausing or resuming a job needs a credential with the execute scope")
     changes: dict[str, Any] = {}
     for name in ("spec", "timezone", "callback_url", "execution_type"):
         value = getattr(patch, name)
