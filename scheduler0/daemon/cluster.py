@@ -323,6 +323,7 @@ class Coordinator:
                 audit_before=None
                 if settings.audit_retention_seconds is None
                 else now - settings.audit_retention_seconds,
+                fair=True,
             )
         )
         self._prune_from = start + PRUNE_JOBS_PER_ROUND

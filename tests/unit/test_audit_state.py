@@ -5,6 +5,7 @@ commands' stamped values, so every replica holds the same records."""
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +237,24 @@ def test_the_recording_function_serves_any_kind_of_delete(tmp_path: Path) -> Non
         (2, NOW, "deleted", "job", 4, None, None, "ana", None),
     ]
     conn.close()
+
+
+def test_a_project_deleting_much_pushes_its_own_records_out_not_another_projects(
+    tmp_path: Path,
+) -> None:
+    """A fair cap (the leader proposes it so): project 2 deleting 8 jobs past
+    a cap of 6 records drops its own oldest, and project 1's two records,
+    older than all of them, stay. Without ``fair`` (older entries) the oldest
+    records of any project went first."""
+    for fair, expected in ((True, [1, 2, 7, 8, 9, 10]), (None, [5, 6, 7, 8, 9, 10])):
+        path = tmp_path / f"{fair}.db"
+        machine = StateMachine(path)
+        apply(machine, c.ProjectCreated(now=NOW, name="a", description="", signing_secret="s"))
+        apply(machine, c.ProjectCreated(now=NOW, name="b", description="", signing_secret="s"))
+        apply(machine, c.JobsCreated(now=NOW, jobs=[job()] * 2 + [job(project_id=2)] * 8))
+        for job_id in range(1, 11):
+            apply(machine, c.JobDeleted(now=NOW + job_id, job_id=job_id, deleted_by="x"))
+        pruned = apply(machine, replace(prune(6, None), fair=fair))
+        assert pruned["audit_deleted"] == 4
+        machine.close()
+        assert [n for (n,) in rows(path, "SELECT object_id FROM audit_log ORDER BY id")] == expected

@@ -37,8 +37,11 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.handlers.audit import fair_level
 from scheduler0.daemon.state.handlers.firing import _past_per_job
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.queries import Queries
@@ -1445,3 +1448,50 @@ def test_every_command_type_has_a_test() -> None:
     unknown = sorted(set(COVERED) - set(c.COMMAND_TYPES))
     assert not missing, f"command types without a @covers test in {__name__}: {missing}"
     assert not unknown, f"@covers names types no longer registered: {unknown}"
+
+
+@covers(c.ExecutionsPruned)
+def test_executions_pruned_fairly_trims_the_project_holding_the_most_rows_first(
+    replica: Replica,
+) -> None:
+    """Over the cap, a fair prune trims the project holding the most rows down
+    to the level every smaller project stays under: project 2's two runs,
+    older than every run of project 1, stay; project 1 keeps its newest 4 of
+    10 (cap 6). An older entry (no ``fair``) drops the oldest of any project."""
+    seed(replica, jobs=1)
+    replica.ok(c.ProjectCreated(now=NOW, name="q", description="", signing_secret="s"))
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(project_id=2)]))
+    for k in range(2):
+        fire(replica, [[2, T0 + 60 * k]], now=T0 + 60 * k)
+        settle(replica, [2], T0 + 60 * k, T0 + 60 * k + 1)
+    for k in range(2, 12):
+        fire(replica, [[1, T0 + 60 * k]], now=T0 + 60 * k)
+        settle(replica, [1], T0 + 60 * k, T0 + 60 * k + 1)
+    prune = c.ExecutionsPruned(
+        now=NOW, keep_rows=6, before=0.0, per_job=NO_CAP, job_id_from=0, job_id_to=NO_CAP
+    )
+    assert replica.ok(dataclasses.replace(prune, fair=True)) == {"deleted": 6}
+    assert [(j, (s - T0) // 60) for j, s, _ in states(replica)] == [
+        (1, 8),
+        (1, 9),
+        (1, 10),
+        (1, 11),
+        (2, 0),
+        (2, 1),
+    ]
+    assert replica.ok(dataclasses.replace(prune, keep_rows=4)) == {"deleted": 2}
+    assert [j for j, _, _ in states(replica)] == [1, 1, 1, 1]  # project 2's, the oldest
+
+
+@given(
+    counts=st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=8),
+    cap=st.integers(min_value=0, max_value=400),
+)
+def test_the_fair_level_is_the_highest_that_keeps_the_projects_within_the_cap(
+    counts: list[int], cap: int
+) -> None:
+    level = fair_level(counts, cap)
+    kept = sum(min(n, level) for n in counts)
+    if sum(counts) > cap:
+        assert kept <= cap
+        assert sum(min(n, level + 1) for n in counts) > cap  # one more would not fit

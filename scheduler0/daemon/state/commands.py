@@ -489,7 +489,10 @@ class ExecutionsPruned(Command):
     """Retention: drop rows past the global cap and older than ``before``.
     ``audit_keep_rows`` and ``audit_before`` (optional; absent, as in every
     older entry: the audit log is left alone): ``audit_log`` keeps at most its
-    newest ``audit_keep_rows`` records, none recorded before ``audit_before``."""
+    newest ``audit_keep_rows`` records, none recorded before ``audit_before``.
+    ``fair`` (optional; absent, as in every older entry: the oldest rows of
+    all projects go first): over either cap, the projects holding the most
+    rows are trimmed first, so one project cannot push another's out."""
 
     now: float
     keep_rows: int
@@ -499,6 +502,7 @@ class ExecutionsPruned(Command):
     job_id_to: int
     audit_keep_rows: int | None = None
     audit_before: float | None = None
+    fair: bool | None = None
 
 
 class UndecodableCommand(ValueError):

@@ -67,14 +67,57 @@ def record_deletions(
     return len(objects)
 
 
-def prune_audit_log(db: sqlite3.Connection, keep_rows: int | None, before: float | None) -> int:
-    """Retention of the audit log: at most the newest ``keep_rows`` records,
-    none recorded before ``before`` (either None: that rule is not applied).
-    Returns the records dropped."""
+def prune_audit_log(
+    db: sqlite3.Connection, keep_rows: int | None, before: float | None, *, fair: bool = False
+) -> int:
+    """Retention of the audit log: at most ``keep_rows`` records (the newest;
+    ``fair``: shared among projects, ``trim_fairly``), none recorded before
+    ``before`` (either None: that rule is not applied). Returns the records
+    dropped."""
     dropped = 0
-    if keep_rows is not None:
+    if keep_rows is not None and fair:
+        dropped += trim_fairly(db, "audit_log", "1", keep_rows)
+    elif keep_rows is not None:
         (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM audit_log").fetchone()
         dropped += db.execute("DELETE FROM audit_log WHERE id <= ?", (top - keep_rows,)).rowcount
     if before is not None:
         dropped += db.execute("DELETE FROM audit_log WHERE at < ?", (before,)).rowcount
+    return dropped
+
+
+def fair_level(counts: list[int], cap: int) -> int:
+    """The largest level L with ``sum(min(n, L) for n in counts) <= cap``
+    (max-min fairness: every project under L keeps all it holds, the others L
+    each). Only meaningful when ``sum(counts) > cap``."""
+    remaining, left = cap, len(counts)
+    for n in sorted(counts):
+        if n * left > remaining:
+            return remaining // left
+        remaining -= n
+        left -= 1
+    return max(counts, default=0)
+
+
+def trim_fairly(db: sqlite3.Connection, table: str, droppable: str, cap: int) -> int:
+    """Keep at most ``cap`` of ``table``'s rows matching ``droppable`` (SQL),
+    shared fairly among projects: over the cap, each project holding more than
+    the fair level (``fair_level``) drops its oldest rows down to it, and no
+    other project loses one. So a project filling the cap pushes out its own
+    rows, not another's. Rows not ``droppable`` are neither counted nor
+    dropped; rows of no project (NULL) count as one project. Returns the rows
+    dropped. Deterministic: projects in id order, rows by id."""
+    counts = db.execute(
+        f"SELECT project_id, COUNT(*) FROM {table} WHERE {droppable} GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    if sum(n for _, n in counts) <= cap:
+        return 0
+    level = fair_level([n for _, n in counts], cap)
+    dropped = 0
+    for project_id, n in counts:
+        if n > level:
+            dropped += db.execute(
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}"
+                f" WHERE project_id IS ? AND {droppable} ORDER BY id LIMIT ?)",
+                (project_id, n - level),
+            ).rowcount
     return dropped

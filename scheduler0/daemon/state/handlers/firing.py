@@ -12,7 +12,7 @@ import orjson
 
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.apply import ApplyContext, Change, handles, json_ids
-from scheduler0.daemon.state.handlers.audit import prune_audit_log
+from scheduler0.daemon.state.handlers.audit import prune_audit_log, trim_fairly
 from scheduler0.daemon.state.schema import (
     BACKFILL,
     CATCHUP,
@@ -388,7 +388,8 @@ them before they are sent)."""
 
 @handles(c.ExecutionsPruned)
 def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, Any]:
-    """Retention: rows past the global cap, older than ``before``, and past
+    """Retention: rows past the global cap (with ``fair``, shared among
+    projects: ``trim_fairly``), older than ``before``, and past
     ``per_job`` rows of a job (its newest seconds kept). ``dispatched`` rows
     stay. Backfilled rows (``trigger = 'backfill'``, which no entry older than
     ``JobBackfilled`` wrote, so those apply as before) stay while unsent, and
@@ -398,11 +399,15 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
     or ``audit_before``, the audit log is bounded in the same transaction."""
     db = ctx.db
     before = db.total_changes
-    (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM executions").fetchone()
-    db.execute(
-        f"DELETE FROM executions WHERE id <= ? AND state != 'dispatched' AND {UNSENT_BACKFILL}",
-        (top - cmd.keep_rows,),
-    )
+    if not cmd.fair:  # as every older entry: the oldest rows of every project first
+        (top,) = db.execute("SELECT COALESCE(MAX(id), 0) FROM executions").fetchone()
+        db.execute(
+            f"DELETE FROM executions WHERE id <= ? AND state != 'dispatched' AND {UNSENT_BACKFILL}",
+            (top - cmd.keep_rows,),
+        )
+    elif db.execute("SELECT COUNT(*) FROM executions").fetchone()[0] > cmd.keep_rows:
+        # Counted through the narrowest index (ms); only then by project (a scan).
+        trim_fairly(db, "executions", f"state != 'dispatched' AND {UNSENT_BACKFILL}", cmd.keep_rows)
     db.execute(
         "DELETE FROM executions WHERE created_at < ? AND state != 'dispatched'"
         f" AND {UNSENT_BACKFILL}",
@@ -419,7 +424,9 @@ def executions_pruned(ctx: ApplyContext, cmd: c.ExecutionsPruned) -> dict[str, A
         return {"deleted": deleted}  # as every older entry
     return {
         "deleted": deleted,
-        "audit_deleted": prune_audit_log(db, cmd.audit_keep_rows, cmd.audit_before),
+        "audit_deleted": prune_audit_log(
+            db, cmd.audit_keep_rows, cmd.audit_before, fair=bool(cmd.fair)
+        ),
     }
 
 
