@@ -411,3 +411,37 @@ def test_pausing_through_a_patch_needs_the_execute_scope_as_pause_does(node: Nod
             runner.close()
     finally:
         operator.close()
+
+
+def test_a_credential_limited_to_projects_sees_no_other_tenants_in_the_nodes_status(
+    node: NodeProcess,
+) -> None:
+    """``/status`` and ``/cluster`` hold the cluster's totals and the callback
+    hosts in trouble, which are every project's: a credential limited to some
+    projects gets them empty; one on every project, as before."""
+    operator = Client(node.api, operator_headers())
+    try:
+        mine = operator.data("POST", "/projects", 201, json={"name": "status-mine"})["id"]
+        theirs = operator.data("POST", "/projects", 201, json={"name": "status-theirs"})["id"]
+        operator.data("POST", "/jobs", 201, json=job_body(theirs))
+
+        def client(**body: Any) -> Client:
+            made = operator.data("POST", "/credentials", 201, json={"scopes": ["read"], **body})
+            return Client(
+                node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
+            )
+
+        limited, everywhere = client(projects=[mine]), client()
+        try:
+            seen = limited.data("GET", "/status")["node"]
+            assert (seen["counts"], seen["worst_destinations"]) == ({}, [])
+            assert all(m["counts"] == {} for m in limited.data("GET", "/cluster")["members"])
+            assert everywhere.data("GET", "/status")["node"]["counts"]["jobs"] >= 1
+            assert all(
+                m["counts"]["jobs"] >= 1 for m in everywhere.data("GET", "/cluster")["members"]
+            )
+        finally:
+            limited.close()
+            everywhere.close()
+    finally:
+        operator.close()

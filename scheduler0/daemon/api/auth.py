@@ -22,6 +22,7 @@ import enum
 import time
 from dataclasses import dataclass
 from functools import wraps
+from typing import Any
 
 import orjson
 from starlette.requests import HTTPConnection, Request
@@ -277,3 +278,17 @@ async def _within_projects(request: Request, who: Caller, on: On) -> None:
         owner = services(request).queries.job_project(job_id)
         if owner is None or not who.sees(owner):
             raise NotFound(f"no job with id {job_id}")
+
+
+TENANTS_OF_THE_NODE = ("counts", "worst_destinations")
+"""Fields of a node's status about every project: the cluster's totals and the
+callback hosts in trouble. A credential limited to some projects gets them
+empty: they would show it other tenants' size and receivers."""
+
+
+def node_status_for(request: Request, node_status: dict[str, Any]) -> dict[str, Any]:
+    """``node_status`` as the caller may see it (see ``TENANTS_OF_THE_NODE``)."""
+    if caller(request).projects is None:
+        return node_status
+    hidden: dict[str, Any] = {"counts": {}, "worst_destinations": []}
+    return {**node_status, **{k: hidden[k] for k in TENANTS_OF_THE_NODE if k in node_status}}

@@ -17,6 +17,7 @@ from starlette.responses import Response
 
 from scheduler0.config import Settings
 from scheduler0.daemon import peers
+from scheduler0.daemon.api.auth import node_status_for
 from scheduler0.daemon.api.http import Services, json_body, ok, path_id, services
 from scheduler0.daemon.state import commands as c
 from scheduler0.errors import FieldError, NotFound, ValidationFailed
@@ -84,7 +85,9 @@ def digest_matches(mine: Any, leader: Any) -> bool | None:
 
 
 async def status(request: Request) -> Response:
-    return ok(await cluster_status(services(request)))
+    answer = await cluster_status(services(request))
+    answer["members"] = [node_status_for(request, member) for member in answer["members"]]
+    return ok(answer)
 
 
 async def peer_status(request: Request) -> Response:

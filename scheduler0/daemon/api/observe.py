@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
-from scheduler0.daemon.api.auth import visible
+from scheduler0.daemon.api.auth import node_status_for, visible
 from scheduler0.daemon.api.http import (
     EXECUTIONS_ORDER,
     JOB_ID,
@@ -68,7 +68,9 @@ async def healthcheck(request: Request) -> Response:
 
 
 async def status(request: Request) -> Response:
-    return ok(services(request).status.status())
+    answer = services(request).status.status()
+    answer["node"] = node_status_for(request, answer["node"])
+    return ok(answer)
 
 
 async def metrics(request: Request) -> Response:
