@@ -1139,6 +1139,12 @@ class PauseIn(_Input):
 MAX_BACKFILL_SLOTS = 10_000
 """The most slots one backfill request may cover (ask again for more)."""
 
+MAX_UNSENT_BACKFILL = 100_000
+"""Backfilled runs of one project that may wait to be sent at once: a backfill
+that would queue more is refused (409) until some have gone out. The owners
+send every project's in turn (``Queries.backfill_due``), so this bounds how
+long another project's backfill waits behind it, and what it holds on disk."""
+
 
 class BackfillIn(_Input):
     """The body of ``POST /jobs/{id}/backfill``: the range of the job's grid

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from scheduler0.daemon.scheduling.adoption import ADOPT_EVERY, BACKFILL_PER_ROUND
-from scheduler0.models import MAX_BACKFILL_SLOTS
+from scheduler0.models import MAX_BACKFILL_SLOTS, MAX_UNSENT_BACKFILL
 from tests.support.audit import all_executions
 from tests.support.nodes import Client, NodeProcess, create_credential, running_node, wait_until
 from tests.support.receiver import RunningReceiver, run_receiver
@@ -180,6 +180,39 @@ def test_a_backfill_refuses_bad_ranges_naming_the_field(client: Client, project:
     for refused in (job_id, every_second, manual):
         rows = client.data("GET", f"/jobs/{refused}/executions", params={"trigger": "backfill"})
         assert rows["total"] == 0
+
+
+def test_a_project_may_queue_only_so_many_backfilled_runs_and_others_still_may(
+    client: Client,
+) -> None:
+    """A project's queue of runs to send is bounded (``MAX_UNSENT_BACKFILL``):
+    the backfill that would pass it is refused (409) and queues nothing, and
+    another project's is accepted as before."""
+    busy = int(client.data("POST", "/projects", 201, json={"name": "backfill-busy"})["id"])
+    other = int(client.data("POST", "/projects", 201, json={"name": "backfill-other"})["id"])
+    every_second = paused_job(client, busy, "* * * * * *")
+    start = datetime(2026, 1, 1, tzinfo=UTC).timestamp()
+    parts = MAX_UNSENT_BACKFILL // MAX_BACKFILL_SLOTS
+    for part in range(parts):
+        first = start + part * MAX_BACKFILL_SLOTS
+        body = {"from": rfc3339(first), "to": rfc3339(first + MAX_BACKFILL_SLOTS - 1)}
+        queued = client.data("POST", f"/jobs/{every_second}/backfill", 202, json=body)
+        assert queued["queued"] == MAX_BACKFILL_SLOTS
+    past = start + parts * MAX_BACKFILL_SLOTS
+    full = client.call(
+        "POST",
+        f"/jobs/{every_second}/backfill",
+        json={"from": rfc3339(past), "to": rfc3339(past + 1)},
+    )
+    assert full.status_code == 409, full.text
+    assert f"at most {MAX_UNSENT_BACKFILL:,} may wait" in full.text
+    waiting = client.data(
+        "GET", f"/jobs/{every_second}/executions", params={"trigger": "backfill", "limit": 1}
+    )
+    assert waiting["total"] == MAX_UNSENT_BACKFILL
+    hourly = paused_job(client, other, "0 * * * *")
+    body = {"from": "2026-01-01T00:00:00Z", "to": "2026-01-01T05:00:00Z"}
+    assert client.data("POST", f"/jobs/{hourly}/backfill", 202, json=body)["queued"] == 6
 
 
 # -- after a gap -------------------------------------------------------------------------------

@@ -717,6 +717,32 @@ def test_job_backfilled_queues_each_unfired_past_slot_once(replica: Replica) -> 
     replica.refused(c.JobBackfilled(now=NOW, job_id=9, slots=[T0]), "not_found")
 
 
+def test_each_project_s_backfilled_runs_are_sent_in_turn_not_behind_another_s(
+    replica: Replica, tmp_path: Path
+) -> None:
+    """``Queries.backfill_due``: project 1 queued 50 runs before project 2
+    queued 5; a round of 10 takes 5 of each (oldest first within a project),
+    not project 1's first 10. With more projects than runs a round, the
+    rounds take the projects in turn."""
+    seed(replica, jobs=1)
+    replica.ok(c.ProjectCreated(now=NOW, name="q", description="", signing_secret="s"))
+    replica.ok(c.JobsCreated(now=NOW, jobs=[job(project_id=2)]))
+    replica.ok(c.JobBackfilled(now=NOW, job_id=1, slots=[T0 - 60 * k for k in range(50, 0, -1)]))
+    replica.ok(c.JobBackfilled(now=NOW, job_id=2, slots=[T0 - 60 * k for k in range(5, 0, -1)]))
+    queries = Queries(tmp_path / "state.db")
+    every = range(BUCKETS)
+    assert queries.projects_with_unsent_backfill() == [1, 2]
+    assert (queries.unsent_backfill(1), queries.unsent_backfill(2)) == (50, 5)
+    due = queries.backfill_due(every, 10)
+    assert sorted(due) == sorted(
+        [[1, T0 - 60 * k] for k in range(50, 45, -1)] + [[2, T0 - 60 * k] for k in range(5, 0, -1)]
+    )
+    assert [queries.backfill_due(every, 1)[0][0] for _ in range(4)] == [1, 2, 1, 2]
+    replica.ok(c.JobPaused(now=NOW, job_id=1, paused=True))  # a paused job's wait
+    assert {job_id for job_id, _ in queries.backfill_due(every, 10)} == {2}
+    queries.db.close()
+
+
 # -- firing --------------------------------------------------------------------------------
 
 

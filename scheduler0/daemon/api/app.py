@@ -309,7 +309,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/jobs/{id}/backfill", ("POST",), jobs.backfill, execute(On.JOB),
         "Fire every slot of the job's grid in a past range once, with the execution id its"
         " scheduled run would have had (slots already run are not run again), at a bounded pace",
-        Reply(Backfilled, 202, description="Accepted"), body=Body(BackfillIn),
+        Reply(Backfilled, 202, description="Accepted"), body=Body(BackfillIn), errors=(409,),
     ),
     RouteSpec(
         "/jobs/{id}/executions", ("GET",), jobs.job_executions, read(On.JOB),

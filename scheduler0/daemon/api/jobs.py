@@ -70,10 +70,18 @@ from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import JobSearch, Queries, Visible
 from scheduler0.daemon.state.schema import encode_policy
 from scheduler0.daemon.timefmt import iso
-from scheduler0.errors import FieldError, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from scheduler0.errors import (
+    Conflict,
+    FieldError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from scheduler0.models import (
     ALIAS_PAIRS,
     MAX_BACKFILL_SLOTS,
+    MAX_UNSENT_BACKFILL,
     BackfillIn,
     CredentialScope,
     JobIn,
@@ -666,13 +674,22 @@ def _backfill_slots(queries: Queries, job_id: int, body: BackfillIn, now: float)
         raise invalid([FieldError("spec", "an @manually job has no schedule to backfill")])
     schedule = job_schedule(job["spec"], job["timezone"], job["anchor"], job["policy"])
     try:
-        return slots_between(schedule, start, end, MAX_BACKFILL_SLOTS)
+        slots = slots_between(schedule, start, end, MAX_BACKFILL_SLOTS)
     except TooManySlots as exc:
         message = (
             f"the range holds more than {exc.limit} slots (the first {exc.limit} end at"
             f" {iso(exc.last)}); backfill it in parts"
         )
         raise invalid([FieldError("to", message)]) from None
+    waiting = queries.unsent_backfill(job["project_id"])
+    if waiting + len(slots) > MAX_UNSENT_BACKFILL:
+        # Checked here, not in apply: two requests at once may pass together.
+        raise Conflict(
+            f"project {job['project_id']} has {waiting:,} backfilled runs waiting to be sent"
+            f" and this range adds up to {len(slots):,}; at most {MAX_UNSENT_BACKFILL:,} may"
+            " wait: backfill it once more of them have gone out"
+        )
+    return slots
 
 
 async def job_executions(request: Request) -> Response:

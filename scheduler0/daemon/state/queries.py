@@ -25,8 +25,15 @@ from scheduler0.daemon.state.schema import (
     NOT_SUCCEEDED,
     RUN_SECOND_SQL,
     connect,
+    unsent_backfill_sql,
 )
 from scheduler0.errors import NotFound
+
+UNSENT = unsent_backfill_sql()
+"""Backfilled runs not sent yet (``executions_backfill_unsent``)."""
+BY_PROJECT = "executions INDEXED BY executions_backfill_unsent"
+"""Without statistics SQLite may take ``executions_by_trigger`` instead: every
+backfilled row of every project."""
 
 _EXECUTOR_JOBS = "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id) AS jobs"
 """The number of jobs calling back through executor ``e`` (``jobs_by_executor``)."""
@@ -246,6 +253,8 @@ class Queries:
 
     def __init__(self, db_path: Path) -> None:
         self._db_path = db_path
+        self._backfill_served = 0
+        """The project ``backfill_due`` served last (the next round starts after it)."""
         self._local = threading.local()
 
     @property
@@ -588,16 +597,55 @@ class Queries:
 
     def backfill_due(self, buckets: Iterable[int], limit: int) -> list[list[int]]:
         """Up to ``limit`` backfill executions still to send (``pending``, or
-        ``lost`` on the way) of active jobs in ``buckets``, oldest request
-        first: ``[job_id, slot]``. Through the ``executions_by_trigger`` index,
-        which holds only rows with a trigger."""
+        ``lost`` on the way) of active jobs in ``buckets``: ``[job_id,
+        slot]``, each project's oldest request first, and the projects in
+        turn: each of ``P`` projects with runs waiting gets at most
+        ``ceil(limit / P)`` of them, so one project's queue cannot hold
+        another's back. Through ``executions_backfill_unsent``: the projects
+        by one seek each, then each project's runs in id order."""
+        projects = self.projects_with_unsent_backfill()
+        if not projects:
+            return []
+        share = -(-limit // len(projects))
+        # More projects than runs a round: each round starts after the last served.
+        later = [p for p in projects if p > self._backfill_served]
+        turn = later + projects[: len(projects) - len(later)]
+        listed = orjson.dumps(sorted(buckets)).decode()
+        due: list[list[int]] = []
+        for project_id in turn[: max(1, limit)]:
+            self._backfill_served = project_id
+            rows = self.db.execute(
+                "SELECT e.job_id, e.slot FROM executions AS e"
+                " INDEXED BY executions_backfill_unsent JOIN jobs AS j ON j.id = e.job_id"
+                f" WHERE e.project_id = ? AND {unsent_backfill_sql('e')}"
+                " AND NOT j.paused AND j.bucket IN (SELECT value FROM json_each(?))"
+                " ORDER BY e.id LIMIT ?",
+                (project_id, listed, min(share, limit - len(due))),
+            ).fetchall()
+            due.extend([row[0], row[1]] for row in rows)
+            if len(due) >= limit:
+                break
+        return due
+
+    def projects_with_unsent_backfill(self) -> list[int]:
+        """The projects with backfilled runs not sent yet, in id order: one
+        index seek each (a loose scan of ``executions_backfill_unsent``)."""
         rows = self.db.execute(
-            "SELECT e.job_id, e.slot FROM executions AS e JOIN jobs AS j ON j.id = e.job_id"
-            " WHERE e.trigger = ? AND e.state IN ('pending', 'lost') AND NOT j.paused"
-            " AND j.bucket IN (SELECT value FROM json_each(?)) ORDER BY e.id LIMIT ?",
-            (BACKFILL, orjson.dumps(sorted(buckets)).decode(), limit),
+            "WITH RECURSIVE p(id) AS ("
+            f" SELECT MIN(project_id) FROM {BY_PROJECT} WHERE {UNSENT}"
+            f" UNION ALL SELECT (SELECT MIN(project_id) FROM {BY_PROJECT}"
+            f" WHERE {UNSENT} AND project_id > p.id) FROM p WHERE p.id IS NOT NULL"
+            ") SELECT id FROM p WHERE id IS NOT NULL"
         ).fetchall()
-        return [[row[0], row[1]] for row in rows]
+        return [row[0] for row in rows]
+
+    def unsent_backfill(self, project_id: int) -> int:
+        """The project's backfilled runs not sent yet (its queue)."""
+        (count,) = self.db.execute(
+            f"SELECT COUNT(*) FROM {BY_PROJECT} WHERE {UNSENT} AND project_id = ?",
+            (project_id,),
+        ).fetchone()
+        return int(count)
 
     # -- the audit log ----------------------------------------------------------------
 

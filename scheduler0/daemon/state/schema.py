@@ -304,9 +304,20 @@ written by an older node lacks them and gets them (NULL) when loaded. The
 ``created_by``/``modified_by`` columns: NULL is "not known" (every row made
 or last changed by an older entry)."""
 
-ADDED_INDEXES = """
+
+def unsent_backfill_sql(table: str = "") -> str:
+    """Backfilled runs not sent yet (of the executions aliased ``table``): the
+    condition of ``executions_backfill_unsent``, which a query uses only when
+    it states the condition as the index does."""
+    of = f"{table}." if table else ""
+    return f"{of}trigger = 'backfill' AND {of}state IN ('pending', 'lost')"
+
+
+ADDED_INDEXES = f"""
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_name ON jobs(name, project_id) WHERE name IS NOT NULL;
 CREATE INDEX IF NOT EXISTS executions_by_trigger ON executions(trigger) WHERE trigger IS NOT NULL;
+CREATE INDEX IF NOT EXISTS executions_backfill_unsent ON executions(project_id, id)
+    WHERE {unsent_backfill_sql()};
 CREATE INDEX IF NOT EXISTS jobs_by_executor ON jobs(executor_id) WHERE executor_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS jobs_by_name_all ON jobs(name);
 CREATE INDEX IF NOT EXISTS jobs_by_updated ON jobs(updated_at);
@@ -318,6 +329,9 @@ and ``ADDED_COLUMNS``). ``jobs_by_name`` finds a name in every project and
 backs its uniqueness within one (the handlers refuse a taken name first).
 ``executions_by_trigger`` holds only the rows with a trigger (not the
 schedule's, which leave it NULL): a fire pays nothing for it.
+``executions_backfill_unsent`` holds only the backfilled runs not sent yet,
+by project (``unsent_backfill_sql``): each project's queue, counted and drained
+in turn without reading another's.
 ``jobs_by_executor`` finds the jobs of an executor (a change of it, a refused
 delete); a job with its own ``callback_url`` (NULL) is not in it.
 ``jobs_by_name_all`` and ``jobs_by_updated`` serve ``GET /jobs`` ordered by
