@@ -445,3 +445,35 @@ def test_a_credential_limited_to_projects_sees_no_other_tenants_in_the_nodes_sta
             everywhere.close()
     finally:
         operator.close()
+
+
+def test_an_executors_job_count_shows_a_limited_credential_only_its_projects_jobs(
+    node: NodeProcess,
+) -> None:
+    operator = Client(node.api, operator_headers())
+    try:
+        mine = operator.data("POST", "/projects", 201, json={"name": "executor-mine"})["id"]
+        theirs = operator.data("POST", "/projects", 201, json={"name": "executor-theirs"})["id"]
+        body = {**executor_body(), "name": "shared-count"}
+        executor = operator.data("POST", "/executors", 201, json=body)["id"]
+        for project in (mine, theirs, theirs):
+            job = {"project_id": project, "spec": YEARLY, "executor_id": executor}
+            operator.data("POST", "/jobs", 201, json=job)
+
+        def read_key(**limits: Any) -> Client:
+            made = operator.data("POST", "/credentials", 201, json={"scopes": ["read"], **limits})
+            return Client(
+                node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
+            )
+
+        limited, everywhere = read_key(projects=[mine]), read_key()
+        try:
+            for reader, jobs in ((limited, 1), (everywhere, 3), (operator, 3)):
+                assert reader.data("GET", f"/executors/{executor}")["jobs"] == jobs
+                listed = reader.data("GET", "/executors", params={"limit": 1000})["executors"]
+                assert [e["jobs"] for e in listed if e["id"] == executor] == [jobs]
+        finally:
+            limited.close()
+            everywhere.close()
+    finally:
+        operator.close()

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.audit import deleted_by
-from scheduler0.daemon.api.auth import actor
+from scheduler0.daemon.api.auth import actor, visible
 from scheduler0.daemon.api.http import (
     EXECUTORS_ORDER,
     ORDER_BY_DIRECTION,
@@ -73,14 +73,15 @@ async def list_executors(request: Request) -> Response:
     limit, offset = paging(request)
     order = order_param(request, EXECUTORS_ORDER, ORDER_BY_DIRECTION)
     await read_barrier(request)
-    page = await off_loop(queries.executors, limit, offset, order)
+    page = await off_loop(queries.executors, limit, offset, order, visible(request))
     return ok(views.page_out(page, "executors", views.executor_out))
 
 
 async def get_executor(request: Request) -> Response:
     executor_id = path_id(request)
     await read_barrier(request)
-    return ok(views.executor_out(await off_loop(services(request).queries.executor, executor_id)))
+    queries = services(request).queries
+    return ok(views.executor_out(await off_loop(queries.executor, executor_id, visible(request))))
 
 
 async def update_executor(request: Request) -> Response:

@@ -35,8 +35,18 @@ BY_PROJECT = "executions INDEXED BY executions_backfill_unsent"
 """Without statistics SQLite may take ``executions_by_trigger`` instead: every
 backfilled row of every project."""
 
-_EXECUTOR_JOBS = "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id) AS jobs"
-"""The number of jobs calling back through executor ``e`` (``jobs_by_executor``)."""
+
+def _executor_jobs(visible: Visible) -> tuple[str, tuple[str, ...]]:
+    """The number of jobs calling back through executor ``e``
+    (``jobs_by_executor``), of the ``visible`` projects only (None: every
+    project's): a credential limited to some projects counts only theirs."""
+    if visible is None:
+        return "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id) AS jobs", ()
+    return (
+        "(SELECT COUNT(*) FROM jobs WHERE executor_id = e.id"
+        " AND project_id IN (SELECT value FROM json_each(?))) AS jobs",
+        (orjson.dumps(sorted(visible)).decode(),),
+    )
 
 
 class Page(NamedTuple):
@@ -304,21 +314,25 @@ class Queries:
 
     # -- executors -------------------------------------------------------------------
 
-    def executor(self, executor_id: int) -> sqlite3.Row:
-        """One executor with ``jobs``, the number of jobs using it."""
+    def executor(self, executor_id: int, visible: Visible = None) -> sqlite3.Row:
+        """One executor with ``jobs``, the number of jobs (of ``visible``
+        projects) using it."""
+        jobs, params = _executor_jobs(visible)
         row: sqlite3.Row | None = self.db.execute(
-            f"SELECT *, {_EXECUTOR_JOBS} FROM executors e WHERE id = ?", (executor_id,)
+            f"SELECT *, {jobs} FROM executors e WHERE id = ?", (*params, executor_id)
         ).fetchone()
         if row is None:
             raise NotFound(f"no executor with id {executor_id}")
         return row
 
-    def executors(self, limit: int, offset: int, order: Order | None = None) -> Page:
+    def executors(
+        self, limit: int, offset: int, order: Order | None = None, visible: Visible = None
+    ) -> Page:
         (total,) = self.db.execute("SELECT COUNT(*) FROM executors").fetchone()
+        jobs, params = _executor_jobs(visible)
         rows = self.db.execute(
-            f"SELECT *, {_EXECUTOR_JOBS} FROM executors e {order_by('executors', order)}"
-            " LIMIT ? OFFSET ?",
-            (limit, offset),
+            f"SELECT *, {jobs} FROM executors e {order_by('executors', order)} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
         ).fetchall()
         return Page(total, offset, limit, rows)
 
