@@ -11,6 +11,7 @@ previous node stays, a prompt asks for others); the connected member of a
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -282,8 +283,9 @@ async def test_the_sparklines_move_with_the_fires_and_the_job_page_draws_its_lat
             await until(pilot, lambda: len(fires()) >= 3 and max(fires()) > 0, 20, "fires/s")
             drawn = len(fires())
             await until(pilot, lambda: len(fires()) > drawn, 10, "the sparkline to move on")
-            # Three jobs at one fire a second: the rate is about three.
-            assert 1.0 <= sorted(fires())[len(fires()) // 2] <= 6.0, fires()
+            # Three jobs at one fire a second: the rate is about three (the median:
+            # on a loaded machine one poll may come late and count two seconds).
+            assert 1.0 <= statistics.median(fires()) <= 6.0, fires()
             delivery = app.main.query_one("#activity-1 .delivery", Sparkline)
             assert len(list(delivery.data or [])) >= drawn
 
