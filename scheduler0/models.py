@@ -1473,6 +1473,11 @@ class AuditRecordOut(_Output):
         description="deleted_by as the request gave it, else the caller: credential:<id> or"
         " operator."
     )
+    principal: str | None = Field(
+        default=None,
+        description="The authenticated caller who asked (credential:<id> or operator), which"
+        " no body can set; null for records older than it.",
+    )
     at: str = Field(description="When (RFC 3339, UTC): the time the delete was proposed.")
     detail: dict[str, Any] = Field(
         default_factory=dict,

@@ -110,6 +110,8 @@ def test_the_official_clients_bodies_are_recorded_and_shown(
         "gus",
     )
     assert (middle["kind"], middle["object_id"], middle["by"]) == ("job", other, "fay")
+    # A body may name anyone, even the operator; the record also says who asked.
+    assert {r["principal"] for r in page["records"]} == {f"credential:{credential_id}"}
     assert oldest == {
         "id": oldest["id"],
         "action": "deleted",
@@ -118,6 +120,7 @@ def test_the_official_clients_bodies_are_recorded_and_shown(
         "name": "nightly",
         "project_id": project["id"],
         "by": "eve",
+        "principal": f"credential:{credential_id}",  # who asked, whatever the body named
         "at": oldest["at"],
         "detail": {"spec": "0 3 * * *", "callback_url": CALLBACK},
     }
@@ -195,6 +198,7 @@ def test_credentials_record_who_made_changed_and_deleted_them(
             "name": "ci",
             "project_id": None,
             "by": "ops4",
+            "principal": "operator",
             "at": found[0]["at"],
             "detail": {"api_key": made["api_key"]},
         }
@@ -312,6 +316,7 @@ def test_executors_record_who_made_changed_and_deleted_them(
             "name": "audited v2",
             "project_id": None,
             "by": "ops4",
+            "principal": "operator",
             "at": found[0]["at"],
             "detail": {"webhook_url": CALLBACK, "webhook_method": "POST"},
         }

@@ -42,6 +42,7 @@ COLUMNS = (
     ("name", "name"),
     ("project", "project_id"),
     ("by", "by"),
+    ("as", "principal"),
 )
 
 

@@ -113,10 +113,12 @@ def test_an_audit_record_is_shown_with_the_fields_of_audit_record_out() -> None:
         "project_id": 3,
         "actor": "ana",
         "detail": '{"callback_url": "http://127.0.0.1:3000/cb", "spec": "* * * * *"}',
+        "principal": "credential:4",
     }
     shown = views.audit_record_out(row)
     same_fields(AuditRecordOut, shown, optional=set())
     assert shown["by"] == "ana" and shown["at"] == "2027-01-15T08:00:00.500000Z"
+    assert shown["principal"] == "credential:4"
     assert shown["detail"] == {"callback_url": "http://127.0.0.1:3000/cb", "spec": "* * * * *"}
 
 

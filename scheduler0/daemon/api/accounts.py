@@ -116,7 +116,9 @@ async def delete_project(request: Request) -> Response:
     project_id = path_id(request)
     who = await deleted_by(request)
     await services(request).writes.propose(
-        c.ProjectDeleted(now=time.time(), project_id=project_id, deleted_by=who)
+        c.ProjectDeleted(
+            now=time.time(), project_id=project_id, deleted_by=who, deleted_as=principal(request)
+        )
     )
     return ok({"id": project_id, "deleted": True})
 
@@ -198,7 +200,12 @@ async def delete_credential(request: Request) -> Response:
     credential_id = path_id(request)
     who = await deleted_by(request)
     await services(request).writes.propose(
-        c.CredentialDeleted(now=time.time(), credential_id=credential_id, deleted_by=who)
+        c.CredentialDeleted(
+            now=time.time(),
+            credential_id=credential_id,
+            deleted_by=who,
+            deleted_as=principal(request),
+        )
     )
     return ok({"id": credential_id, "deleted": True})
 

@@ -579,7 +579,7 @@ async def delete_job(request: Request) -> Response:
     job_id = path_id(request)
     who = await deleted_by(request)
     await services(request).writes.propose(
-        c.JobDeleted(now=time.time(), job_id=job_id, deleted_by=who)
+        c.JobDeleted(now=time.time(), job_id=job_id, deleted_by=who, deleted_as=principal(request))
     )
     return ok({"id": job_id, "deleted": True})
 

@@ -458,6 +458,7 @@ def audit_record_out(row: Row) -> dict[str, Any]:
         "name": row["name"],
         "project_id": row["project_id"],
         "by": row["actor"],
+        "principal": row["principal"],
         "at": iso(row["at"]),
         "detail": {} if row["detail"] is None else orjson.loads(row["detail"]),
     }

@@ -40,7 +40,9 @@ and ``CredentialArchived``, and ``deleted_by`` of ``ProjectDeleted``,
 ``JobDeleted`` and ``CredentialDeleted``: a delete that carries it leaves a
 record in ``audit_log`` (one without it, as every older entry, leaves none);
 and ``ExecutionsPruned.audit_keep_rows``/``audit_before``, the audit log's
-retention (absent: the audit log is not pruned). A node refuses commands of a
+retention (absent: the audit log is not pruned); ``deleted_as`` of the four
+deletes (the authenticated caller, beside ``deleted_by``, which the client
+names). A node refuses commands of a
 version it does not know (loudly) instead of dropping their fields: upgrade a
 cluster by stopping every node, then starting them all on the new code.
 
@@ -129,6 +131,9 @@ class ProjectDeleted(Command):
     project_id: int
     deleted_by: str | None = None
     """Who deleted it (optional): given, the delete is recorded in ``audit_log``."""
+    deleted_as: str | None = None
+    """The authenticated caller who asked (``operator``, ``credential:<id>``),
+    which a body cannot set (optional; absent, as in every older entry: NULL)."""
 
 
 @dataclass(frozen=True)
@@ -164,6 +169,9 @@ class CredentialDeleted(Command):
     credential_id: int
     deleted_by: str | None = None
     """Who deleted it (optional): given, the delete is recorded in ``audit_log``."""
+    deleted_as: str | None = None
+    """The authenticated caller who asked (``operator``, ``credential:<id>``),
+    which a body cannot set (optional; absent, as in every older entry: NULL)."""
 
 
 @dataclass(frozen=True)
@@ -218,6 +226,9 @@ class JobDeleted(Command):
     job_id: int
     deleted_by: str | None = None
     """Who deleted it (optional): given, the delete is recorded in ``audit_log``."""
+    deleted_as: str | None = None
+    """The authenticated caller who asked (``operator``, ``credential:<id>``),
+    which a body cannot set (optional; absent, as in every older entry: NULL)."""
 
 
 @dataclass(frozen=True)
@@ -305,6 +316,9 @@ class ExecutorDeleted(Command):
     now: float
     executor_id: int
     deleted_by: str | None = None
+    deleted_as: str | None = None
+    """The authenticated caller who asked (``operator``, ``credential:<id>``),
+    which a body cannot set (optional; absent, as in every older entry: NULL)."""
 
 
 class IdempotencyKey(NamedTuple):

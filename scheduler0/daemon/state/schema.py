@@ -298,6 +298,7 @@ ADDED_COLUMNS = (
     ("jobs", "created_by", "TEXT"),
     ("jobs", "modified_by", "TEXT"),
     ("credentials", "modified_by", "TEXT"),
+    ("audit_log", "principal", "TEXT"),
 )
 """Columns added to a table since its first version, in order: a snapshot
 written by an older node lacks them and gets them (NULL) when loaded. The

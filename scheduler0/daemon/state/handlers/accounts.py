@@ -73,7 +73,7 @@ def project_deleted(ctx: ApplyContext, cmd: c.ProjectDeleted) -> dict[str, Any]:
         raise Conflict(f"project {cmd.project_id} still has {jobs} job(s); delete them first")
     (name,) = db.execute("SELECT name FROM projects WHERE id = ?", (cmd.project_id,)).fetchone()
     deleted = DeletedObject("project", cmd.project_id, name, cmd.project_id)
-    record_deletions(db, cmd.now, cmd.deleted_by, [deleted])
+    record_deletions(db, cmd.now, cmd.deleted_by, [deleted], cmd.deleted_as)
     db.execute("DELETE FROM projects WHERE id = ?", (cmd.project_id,))
     return {"id": cmd.project_id}
 
@@ -124,7 +124,7 @@ def credential_deleted(ctx: ApplyContext, cmd: c.CredentialDeleted) -> dict[str,
     deleted = DeletedObject(
         "credential", cmd.credential_id, description or None, None, {"api_key": api_key}
     )
-    record_deletions(db, cmd.now, cmd.deleted_by, [deleted])
+    record_deletions(db, cmd.now, cmd.deleted_by, [deleted], cmd.deleted_as)
     db.execute("DELETE FROM credentials WHERE id = ?", (cmd.credential_id,))
     return {"id": cmd.credential_id}
 

@@ -37,17 +37,22 @@ class DeletedObject(NamedTuple):
 
 
 def record_deletions(
-    db: sqlite3.Connection, now: float, deleted_by: str | None, objects: Sequence[DeletedObject]
+    db: sqlite3.Connection,
+    now: float,
+    deleted_by: str | None,
+    objects: Sequence[DeletedObject],
+    deleted_as: str | None = None,
 ) -> int:
-    """Record ``objects`` as deleted by ``deleted_by`` at ``now`` (the command's
+    """Record ``objects`` as deleted by ``deleted_by`` (as the client named
+    it), asked by the authenticated ``deleted_as``, at ``now`` (the command's
     stamped values, never the clock); nothing when ``deleted_by`` is None.
     Returns the records written. Call it before the rows are deleted, in the
     deleting command's transaction."""
     if deleted_by is None or not objects:
         return 0
     db.executemany(
-        "INSERT INTO audit_log (at, action, kind, object_id, name, project_id, actor, detail)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, action, kind, object_id, name, project_id, actor, detail,"
+        " principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             (
                 now,
@@ -60,6 +65,7 @@ def record_deletions(
                 None
                 if not item.detail
                 else orjson.dumps(item.detail, option=orjson.OPT_SORT_KEYS).decode(),
+                deleted_as,
             )
             for item in objects
         ),

@@ -75,6 +75,7 @@ def executor_deleted(ctx: ApplyContext, cmd: c.ExecutorDeleted) -> dict[str, Any
                 {"webhook_url": row[1], "webhook_method": row[2]},
             )
         ],
+        cmd.deleted_as,
     )
     db.execute("DELETE FROM executors WHERE id = ?", (cmd.executor_id,))
     return {"id": cmd.executor_id}

@@ -252,7 +252,7 @@ def job_deleted(ctx: ApplyContext, cmd: c.JobDeleted) -> dict[str, Any]:
     deleted = DeletedObject(
         "job", cmd.job_id, name, project_id, {"spec": spec, "callback_url": callback_url}
     )
-    record_deletions(db, cmd.now, cmd.deleted_by, [deleted])
+    record_deletions(db, cmd.now, cmd.deleted_by, [deleted], cmd.deleted_as)
     db.execute("DELETE FROM jobs WHERE id = ?", (cmd.job_id,))
     db.execute("DELETE FROM executions WHERE job_id = ?", (cmd.job_id,))
     db.execute("DELETE FROM job_labels WHERE job_id = ?", (cmd.job_id,))
