@@ -101,6 +101,12 @@ def executor_body() -> dict[str, Any]:
     return {"name": "matrix", "type": "webhook_url", "webhookUrl": CALLBACK}
 
 
+def key_client(node: NodeProcess, operator: Client, **body: Any) -> Client:
+    """A client on a credential the operator makes (``body``: its scopes, projects)."""
+    made = operator.data("POST", "/credentials", 201, json=body)
+    return Client(node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]})
+
+
 @dataclass(frozen=True)
 class Request:
     path: str
@@ -387,13 +393,8 @@ def test_pausing_through_a_patch_needs_the_execute_scope_as_pause_does(node: Nod
         project = operator.data("POST", "/projects", 201, json={"name": "patch-status"})["id"]
         job = operator.data("POST", "/jobs", 201, json=job_body(project))["id"]
 
-        def client(*scopes: str) -> Client:
-            made = operator.data("POST", "/credentials", 201, json={"scopes": list(scopes)})
-            return Client(
-                node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
-            )
-
-        writer, runner = client("read", "write"), client("read", "write", "execute")
+        writer = key_client(node, operator, scopes=["read", "write"])
+        runner = key_client(node, operator, scopes=["read", "write", "execute"])
         try:
             refused = writer.call("PATCH", f"/jobs/{job}", json={"status": "inactive"})
             assert refused.status_code == 403, refused.text
@@ -425,13 +426,8 @@ def test_a_credential_limited_to_projects_sees_no_other_tenants_in_the_nodes_sta
         theirs = operator.data("POST", "/projects", 201, json={"name": "status-theirs"})["id"]
         operator.data("POST", "/jobs", 201, json=job_body(theirs))
 
-        def client(**body: Any) -> Client:
-            made = operator.data("POST", "/credentials", 201, json={"scopes": ["read"], **body})
-            return Client(
-                node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
-            )
-
-        limited, everywhere = client(projects=[mine]), client()
+        limited = key_client(node, operator, scopes=["read"], projects=[mine])
+        everywhere = key_client(node, operator, scopes=["read"])
         try:
             seen = limited.data("GET", "/status")["node"]
             assert (seen["counts"], seen["worst_destinations"]) == ({}, [])
@@ -460,13 +456,8 @@ def test_an_executors_job_count_shows_a_limited_credential_only_its_projects_job
             job = {"project_id": project, "spec": YEARLY, "executor_id": executor}
             operator.data("POST", "/jobs", 201, json=job)
 
-        def read_key(**limits: Any) -> Client:
-            made = operator.data("POST", "/credentials", 201, json={"scopes": ["read"], **limits})
-            return Client(
-                node.api, {"x-api-key": made["api_key"], "x-secret-key": made["api_secret"]}
-            )
-
-        limited, everywhere = read_key(projects=[mine]), read_key()
+        limited = key_client(node, operator, scopes=["read"], projects=[mine])
+        everywhere = key_client(node, operator, scopes=["read"])
         try:
             for reader, jobs in ((limited, 1), (everywhere, 3), (operator, 3)):
                 assert reader.data("GET", f"/executors/{executor}")["jobs"] == jobs
