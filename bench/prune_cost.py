@@ -9,11 +9,13 @@ applies one ``ExecutionsPruned`` of the first 5,000 jobs ``--repeat`` times,
 each rolled back, for each ``--per-job`` (a limit above every job's row count:
 the common case, nothing to drop per job; one below it: every job drops some),
 with the global cap and the age rule off, and reports the median
-milliseconds. ``--repo DIR`` measures another checkout (before/after:
-``git worktree add /tmp/old <commit>``).
+milliseconds; then the global cap alone at ``--caps`` (shares of the rows
+held), applied as older entries do (the oldest rows first) and as the leader
+proposes it (``fair``: shared among projects). ``--repo DIR`` measures
+another checkout (before/after: ``git worktree add /tmp/old <commit>``).
 
     python bench/prune_cost.py [--jobs 10000] [--fires 5000] [--rounds 100]
-        [--per-job 100,40] [--repeat 7] [--repo DIR]
+        [--per-job 100,40] [--caps 1.1,0.9] [--repeat 7] [--repo DIR]
 """
 
 from __future__ import annotations
@@ -90,6 +92,41 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 "median_ms": statistics.median(times) * 1000,
                 "deleted": deleted,
             }
+        # The global cap alone (per-job and age rules off), as every older entry
+        # applies it and as the leader proposes it now (``fair``: shared among
+        # projects, a GROUP BY scan when over the cap).
+        out["ms_by_cap"] = {}
+        cases = [(share, fair, 1) for share in args.caps for fair in (None, True)]
+        cases += [(share, True, 2) for share in args.caps]
+        for share, fair, tenants in cases:
+            if tenants == 2 and db.execute("SELECT COUNT(*) FROM projects").fetchone()[0] == 1:
+                # A second project with a job: the fair cap now counts by project.
+                apply(c.ProjectCreated(now=2e9, name="q", description="", signing_secret="s"))
+                job = {"project_id": 2, "spec": "@every 1m", "timezone": "UTC", "anchor": 0}
+                job.update(callback_url="http://127.0.0.1:9/cb", execution_type="http")
+                apply(c.JobsCreated(now=2e9, jobs=[job]))
+            prune = c.ExecutionsPruned(
+                now=2e9,
+                keep_rows=int(rows * share),
+                before=0.0,
+                per_job=10**9,
+                job_id_from=0,
+                job_id_to=-1,
+                fair=fair,
+            )
+            times = []
+            for _ in range(args.repeat):
+                db.execute("SAVEPOINT measured")
+                started = time.perf_counter()
+                deleted = executions_pruned(_context(machine), prune)["deleted"]
+                times.append(time.perf_counter() - started)
+                db.execute("ROLLBACK TO measured")
+                db.execute("RELEASE measured")
+            how = f"fair, {tenants} project(s) with jobs" if fair else "oldest first"
+            out["ms_by_cap"][f"{share} of the rows, {how}"] = {
+                "median_ms": statistics.median(times) * 1000,
+                "deleted": deleted,
+            }
         return out
     finally:
         machine.close()
@@ -111,6 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         "--per-job", type=lambda s: [int(x) for x in s.split(",")], default=[100, 40]
     )
     parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument(
+        "--caps",
+        type=lambda text: [float(v) for v in text.split(",")],
+        default=[1.1, 0.9],
+        help="global caps to measure, as shares of the rows held (1.1: under it)",
+    )
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (prune_cost)")
     args = parser.parse_args(argv)
@@ -124,6 +167,12 @@ def main(argv: list[str] | None = None) -> int:
                 [source, rows, int(per_job), m["deleted"], m["median_ms"]]
                 for per_job, m in result["ms_by_per_job"].items()
             ],
+        )
+    )
+    print(
+        common.table(
+            ["global cap", "rows dropped", "ms per prune (median)"],
+            [[cap, m["deleted"], m["median_ms"]] for cap, m in result["ms_by_cap"].items()],
         )
     )
     common.save_checkout_result("prune_cost", args, source, result)

@@ -1093,6 +1093,27 @@ def test_executions_pruned_global_cap_keeps_the_newest_rows(replica: Replica) ->
 
 
 @covers(c.ExecutionsPruned)
+def test_a_fair_prune_with_one_project_holding_jobs_keeps_the_newest_rows_as_before(
+    replica: Replica,
+) -> None:
+    """Every row is that project's: the cap applies as in older entries,
+    without counting by project."""
+    history_for_pruning(replica)
+    replica.ok(c.ProjectCreated(now=NOW, name="empty", description="", signing_secret="s"))
+    prune = c.ExecutionsPruned(
+        now=NOW, keep_rows=5, before=0.0, per_job=NO_CAP, job_id_from=0, job_id_to=NO_CAP, fair=True
+    )
+    assert replica.ok(prune) == {"deleted": 7}
+    assert [i for (i,) in replica.rows("SELECT id FROM executions ORDER BY id")] == [
+        8,
+        9,
+        10,
+        11,
+        12,
+    ]
+
+
+@covers(c.ExecutionsPruned)
 def test_executions_pruned_by_age_spares_dispatched_runs(replica: Replica) -> None:
     history_for_pruning(replica)
     # Created at T0+0.5, T0+60.5, T0+120.5: "before" T0+60.5 drops only the first slot.

@@ -120,10 +120,14 @@ def trim_fairly(db: sqlite3.Connection, table: str, droppable: str, cap: int) ->
     level = fair_level([n for _, n in counts], cap)
     dropped = 0
     for project_id, n in counts:
-        if n > level:
+        if n > level:  # its oldest n - level: every row up to the last of them
+            (last,) = db.execute(
+                f"SELECT id FROM {table} WHERE project_id IS ? AND {droppable}"
+                " ORDER BY id LIMIT 1 OFFSET ?",
+                (project_id, n - level - 1),
+            ).fetchone()
             dropped += db.execute(
-                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table}"
-                f" WHERE project_id IS ? AND {droppable} ORDER BY id LIMIT ?)",
-                (project_id, n - level),
+                f"DELETE FROM {table} WHERE project_id IS ? AND {droppable} AND id <= ?",
+                (project_id, last),
             ).rowcount
     return dropped
