@@ -69,6 +69,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             )
         db = machine._conn
         (rows,) = db.execute("SELECT COUNT(*) FROM executions").fetchone()
+
+        def timed(prune: Any) -> dict[str, Any]:
+            """Median ms of ``prune`` applied ``--repeat`` times, each rolled back."""
+            times: list[float] = []
+            deleted = 0
+            for _ in range(args.repeat):
+                db.execute("SAVEPOINT measured")
+                started = time.perf_counter()
+                deleted = executions_pruned(_context(machine), prune)["deleted"]
+                times.append(time.perf_counter() - started)
+                db.execute("ROLLBACK TO measured")
+                db.execute("RELEASE measured")
+            return {"median_ms": statistics.median(times) * 1000, "deleted": deleted}
+
         out: dict[str, Any] = {"execution_rows": rows, "ms_by_per_job": {}}
         for per_job in args.per_job:
             prune = c.ExecutionsPruned(
@@ -79,19 +93,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 job_id_from=1,
                 job_id_to=PRUNED_JOBS,
             )
-            times: list[float] = []
-            deleted = 0
-            for _ in range(args.repeat):
-                db.execute("SAVEPOINT measured")
-                started = time.perf_counter()
-                deleted = executions_pruned(_context(machine), prune)["deleted"]
-                times.append(time.perf_counter() - started)
-                db.execute("ROLLBACK TO measured")
-                db.execute("RELEASE measured")
-            out["ms_by_per_job"][str(per_job)] = {
-                "median_ms": statistics.median(times) * 1000,
-                "deleted": deleted,
-            }
+            out["ms_by_per_job"][str(per_job)] = timed(prune)
         # The global cap alone (per-job and age rules off), as every older entry
         # applies it and as the leader proposes it now (``fair``: shared among
         # projects, a GROUP BY scan when over the cap).
@@ -114,19 +116,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 job_id_to=-1,
                 fair=fair,
             )
-            times = []
-            for _ in range(args.repeat):
-                db.execute("SAVEPOINT measured")
-                started = time.perf_counter()
-                deleted = executions_pruned(_context(machine), prune)["deleted"]
-                times.append(time.perf_counter() - started)
-                db.execute("ROLLBACK TO measured")
-                db.execute("RELEASE measured")
             how = f"fair, {tenants} project(s) with jobs" if fair else "oldest first"
-            out["ms_by_cap"][f"{share} of the rows, {how}"] = {
-                "median_ms": statistics.median(times) * 1000,
-                "deleted": deleted,
-            }
+            out["ms_by_cap"][f"{share} of the rows, {how}"] = timed(prune)
         return out
     finally:
         machine.close()
