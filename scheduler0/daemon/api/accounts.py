@@ -116,9 +116,7 @@ async def delete_project(request: Request) -> Response:
     project_id = path_id(request)
     who = await deleted_by(request)
     await services(request).writes.propose(
-        c.ProjectDeleted(
-            now=time.time(), project_id=project_id, deleted_by=who, deleted_as=principal(request)
-        )
+        c.ProjectDeleted(now=time.time(), project_id=project_id, **who)
     )
     return ok({"id": project_id, "deleted": True})
 
@@ -203,8 +201,7 @@ async def delete_credential(request: Request) -> Response:
         c.CredentialDeleted(
             now=time.time(),
             credential_id=credential_id,
-            deleted_by=who,
-            deleted_as=principal(request),
+            **who,
         )
     )
     return ok({"id": credential_id, "deleted": True})

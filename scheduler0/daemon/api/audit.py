@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from scheduler0.daemon.api import views
-from scheduler0.daemon.api.auth import actor, is_operator, visible
+from scheduler0.daemon.api.auth import actor, is_operator, principal, visible
 from scheduler0.daemon.api.http import (
     AUDIT_ORDER,
     ORDER_BY_DIRECTION,
@@ -46,11 +46,14 @@ _DELETE_BODY = 16 * 1024
 """The largest body a delete reads (who deletes)."""
 
 
-async def deleted_by(request: Request) -> str:
-    """Who deletes: the optional body's ``deletedBy`` (``deleted_by``), else
-    the caller (``auth.actor``). A delete without a body is the same delete."""
+async def deleted_by(request: Request) -> dict[str, str]:
+    """Who deletes, as a delete command's fields: ``deleted_by``, the optional
+    body's ``deletedBy`` (``deleted_by``), else the caller (``auth.actor``);
+    ``deleted_as``, the caller the node authenticated (``auth.principal``),
+    which no body sets. A delete without a body is the same delete."""
     raw = await json_body(request, _DELETE_BODY) if has_body(request) else {}
-    return actor(request, parse_one(DeleteIn, raw).deleted_by)
+    given = parse_one(DeleteIn, raw).deleted_by
+    return {"deleted_by": actor(request, given), "deleted_as": principal(request)}
 
 
 async def list_audit(request: Request) -> Response:

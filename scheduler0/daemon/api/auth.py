@@ -280,15 +280,13 @@ async def _within_projects(request: Request, who: Caller, on: On) -> None:
             raise NotFound(f"no job with id {job_id}")
 
 
-TENANTS_OF_THE_NODE = ("counts", "worst_destinations")
-"""Fields of a node's status about every project: the cluster's totals and the
-callback hosts in trouble. A credential limited to some projects gets them
-empty: they would show it other tenants' size and receivers."""
-
-
 def node_status_for(request: Request, node_status: dict[str, Any]) -> dict[str, Any]:
-    """``node_status`` as the caller may see it (see ``TENANTS_OF_THE_NODE``)."""
+    """``node_status`` as the caller may see it. Its ``counts`` (the cluster's
+    totals) and ``worst_destinations`` (the callback hosts in trouble) are every
+    project's: a credential limited to some projects gets them empty, as they
+    would show it other tenants' size and receivers (an unreachable member's
+    entry, which has neither, stays without them)."""
     if caller(request).projects is None:
         return node_status
     hidden: dict[str, Any] = {"counts": {}, "worst_destinations": []}
-    return {**node_status, **{k: hidden[k] for k in TENANTS_OF_THE_NODE if k in node_status}}
+    return {**node_status, **{k: v for k, v in hidden.items() if k in node_status}}

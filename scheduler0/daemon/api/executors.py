@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from scheduler0.daemon.api import views
 from scheduler0.daemon.api.audit import deleted_by
-from scheduler0.daemon.api.auth import actor, principal, visible
+from scheduler0.daemon.api.auth import actor, visible
 from scheduler0.daemon.api.http import (
     EXECUTORS_ORDER,
     ORDER_BY_DIRECTION,
@@ -110,8 +110,6 @@ async def delete_executor(request: Request) -> Response:
     executor_id = path_id(request)
     who = await deleted_by(request)
     await services(request).writes.propose(
-        c.ExecutorDeleted(
-            now=time.time(), executor_id=executor_id, deleted_by=who, deleted_as=principal(request)
-        )
+        c.ExecutorDeleted(now=time.time(), executor_id=executor_id, **who)
     )
     return ok({"id": executor_id, "deleted": True})

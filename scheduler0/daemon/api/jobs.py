@@ -578,9 +578,7 @@ def _merged_policy(stored: str | None, given: dict[str, Any]) -> dict[str, Any]:
 async def delete_job(request: Request) -> Response:
     job_id = path_id(request)
     who = await deleted_by(request)
-    await services(request).writes.propose(
-        c.JobDeleted(now=time.time(), job_id=job_id, deleted_by=who, deleted_as=principal(request))
-    )
+    await services(request).writes.propose(c.JobDeleted(now=time.time(), job_id=job_id, **who))
     return ok({"id": job_id, "deleted": True})
 
 
