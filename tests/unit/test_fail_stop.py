@@ -186,8 +186,14 @@ def test_an_entry_this_code_cannot_read_as_written_halts_the_replica(
 
 @pytest.mark.parametrize(
     "payload",
-    [b"x{}", b"j{not json", b"z" + b"not zlib", entry(c.VERSION, "ProjectCreated", [1])],
-    ids=["framing", "json", "zlib", "arguments"],
+    [
+        b"x{}",
+        b"j{not json",
+        b"z" + b"not zlib",
+        entry(c.VERSION, "ProjectCreated", [1]),
+        entry([c.VERSION], "ProjectCreated", PROJECT_FIELDS),
+    ],
+    ids=["framing", "json", "zlib", "arguments", "version"],
 )
 def test_bytes_that_are_no_command_are_skipped_alike_on_every_replica(
     tmp_path: Path, payload: bytes

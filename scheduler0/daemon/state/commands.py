@@ -554,6 +554,8 @@ def decode(payload: bytes) -> Command:
         raise  # this node's memory, not the entry: the replica halts
     except Exception as exc:  # any malformed payload is one kind of error to apply
         raise UndecodableCommand(str(exc)) from exc
+    if not isinstance(version, int):  # no code writes that: not a command
+        raise UndecodableCommand(f"command version {version!r} is not a number")
     if version not in READABLE_VERSIONS:
         raise CommandNotReadableHere(
             f"command version {version!r} is not one this code reads"
