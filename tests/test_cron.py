@@ -112,13 +112,40 @@ def test_day_fields_follow_vixie_cron_and_robfig() -> None:
 
 
 def test_nth_weekday_with_a_day_of_month_needs_both() -> None:
-    # croniter reads n#k with a restricted day of month as both (Vixie cron has no #)
+    # a # (or W) form with the other day field restricted needs both (Vixie cron has no #);
+    # croniter's day_or=True would drop the day of month: every third Friday
+    assert fires("0 0 15 * 5#3", ts(2026, 1, 1), 3) == [
+        ts(2026, 5, 15),  # a 15th that is the third Friday
+        ts(2027, 1, 15),
+        ts(2027, 10, 15),
+    ]
+    assert fires("0 0 1 * mon#1", ts(2026, 1, 1), 2) == [ts(2026, 6, 1), ts(2027, 2, 1)]
+    assert fires("0 0 15W * 5", ts(2026, 1, 1), 2) == [ts(2026, 5, 15), ts(2026, 8, 14)]
     assert in_zone("7 3 29 2 mon#5", "Europe/Paris", "2025-12-01T00:00", 2) == [
         "2044-02-29T03:07:00+01:00",  # a 29 February that is a Monday
         "2072-02-29T03:07:00+01:00",
     ]
     with pytest.raises(ScheduleError, match="never fires"):
         parse_schedule("0 10 15 * 1#2", "UTC")  # a second Monday is never the 15th
+
+
+@pytest.mark.parametrize(
+    ("spec", "means"),
+    [
+        ("0 05-5 * * *", "0 5 * * *"),
+        ("0 5-05/2 * * *", "0 5 * * *"),
+        ("0 0 1 feb-2 *", "0 0 1 2 *"),
+        ("0 0 1 12-dec *", "0 0 1 12 *"),
+        ("0 0 * * sun-0", "0 0 * * 0"),
+        ("0 0 * * 7-sun", "0 0 * * 0"),
+        ("0 0 * * mon-1", "0 0 * * 1"),
+        ("0 0 * * sun-7", "0 0 * * *"),  # 0-7: the whole week, not an equal range
+    ],
+)
+def test_an_equal_range_means_its_one_value_however_its_ends_are_spelled(
+    spec: str, means: str
+) -> None:
+    assert fires(spec, ts(2026, 1, 1), 6) == fires(means, ts(2026, 1, 1), 6)
 
 
 def test_far_slots_in_a_dst_zone() -> None:
@@ -812,8 +839,12 @@ def test_last_nearest_and_nth_forms_find_croniters_slots(
             return  # a form croniter refuses (a ? outside the day fields, W in a list)
         # croniter (the same fields, the same day rule) finds no date either
         starred = dom[0] in "*?" or dow[0] in "*?"
+        both = "#" in dow or "L" in dow or "W" in dom  # these forms need both day fields
         reference = croniter(
-            spec.lower(), dt.datetime(2000, 1, 1), second_at_beginning=seconds, day_or=not starred
+            spec.lower(),
+            dt.datetime(2000, 1, 1),
+            second_at_beginning=seconds,
+            day_or=not starred and not both,
         )
         with pytest.raises(CroniterBadDateError):
             reference.get_next(dt.datetime)

@@ -92,13 +92,19 @@ def test_at_most_100_missed_slots_are_listed_the_rest_only_counted() -> None:
     assert minutes.following == T0 + 150 * 60
 
 
-def test_a_cron_backlog_beyond_the_scan_limit_resumes_after_now() -> None:
-    now = T0 + (SCAN_LIMIT + 500) * 60 + 7
-    result = due_slots(EVERY_MINUTE, T0, now, 60)
-    assert result.fire is None  # the scan stopped before reaching the latest slot
-    assert len(result.listed) == MISSED_LISTED
-    assert result.uncounted == SCAN_LIMIT - MISSED_LISTED
-    assert result.following == T0 + (SCAN_LIMIT + 501) * 60
+def test_a_cron_backlog_beyond_the_scan_limit_still_fires_and_lists_its_latest_slots() -> None:
+    latest = T0 + (SCAN_LIMIT + 500) * 60
+    result = due_slots(EVERY_MINUTE, T0, latest + 7, 60)
+    assert result.fire == latest  # 7 s old: within the grace
+    assert result.listed == [T0 + m * 60 for m in range(SCAN_LIMIT + 400, SCAN_LIMIT + 500)]
+    # walked: the limit, then 2 * (MISSED_LISTED + 1) slots up to the latest;
+    # the stretch between goes uncounted
+    assert result.uncounted == SCAN_LIMIT + 2 * (MISSED_LISTED + 1) - 1 - MISSED_LISTED
+    assert result.following == latest + 60
+    late = due_slots(EVERY_MINUTE, T0, latest + 45, 30)
+    assert late.fire is None  # 45 s old: past the grace, so the latest is missed too
+    assert late.listed[-1] == latest
+    assert late.following == latest + 60
 
 
 def test_cron_in_a_timezone_follows_its_wall_clock() -> None:

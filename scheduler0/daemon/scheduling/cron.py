@@ -40,10 +40,19 @@ matching *either* fire. ``0 0 */5 Apr,Aug,Oct Mon`` after 2012-07-09 fires
 on Monday 2012-08-06 (croniter, which ORs whenever a field is not exactly
 ``*``, says Wednesday 2012-08-01); ``0 0 13 * 5`` fires on every 13th and
 every Friday. The ``L``/``W``/``#`` forms (which Vixie cron does not have)
-keep croniter's meaning of each field and combine by the same rule
-(croniter's ``day_or``), except that croniter reads ``n#k`` with a restricted
-day of month as both: ``7 3 29 2 mon#5`` fires on a 29 February that is a
-Monday (2044-02-29), and ``0 10 15 * 1#2`` is refused as never firing.
+keep croniter's meaning of each field and combine by the same rule, except
+that a ``#`` or ``L`` weekday, or a ``W`` day, with the other day field
+restricted needs *both* (croniter's ``day_or=False``): ``0 0 15 * 5#3``
+fires on a 15th that is the third Friday (2026-05-15), ``7 3 29 2 mon#5`` on
+a 29 February that is a Monday (2044-02-29), ``0 0 15W * 5`` on a Friday
+that is the weekday nearest the 15th, and ``0 10 15 * 1#2`` is refused as
+never firing. (croniter's ``day_or=True`` keeps only the ``#``/``W`` days of
+such a spec and drops the other field: every third Friday, whatever the
+15th.)
+
+An equal range means its one value however its ends are spelled (``5-5``,
+``05-5``, ``feb-2``, ``sun-0``, ``7-sun``), as in standard cron; croniter
+reads ``a-a`` as the whole cycle.
 
 Daylight-saving time (``tests/test_cron.py``: New York, Paris, Sydney, Lord Howe)
 -------------------------------------------------------------------------------
@@ -339,7 +348,17 @@ _MAX_STEP_6: Final = (59, *_MAX_STEP_5)
 _FIELD_CHARS: Final = re.compile(r"^[0-9a-z*?,/#\-]+$")
 _HASHED: Final = re.compile(r"^[hr](?:\(|/|$)")
 _NUMBER: Final = re.compile(r"\d+")
-_EQUAL_RANGE: Final = re.compile(r"^([0-9a-z]+)-\1(?:/\d+)?$")
+_RANGE: Final = re.compile(r"^([0-9a-z]+)-([0-9a-z]+)(?:/\d+)?$")
+_NAMED: Final = {
+    "month": {
+        m: i + 1
+        for i, m in enumerate(
+            ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+        )
+    },
+    "day of week": {d: i for i, d in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))},
+}
+"""The names croniter reads in a field, as their numbers."""
 
 _EPOCH_ORDINAL: Final = _dt.date(1970, 1, 1).toordinal()
 _DAYS_IN_MONTH: Final = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
@@ -375,8 +394,9 @@ def _next_table(values: list[Any] | None, lo: int, hi: int) -> tuple[int, ...]:
 def _normalize_fields(spec: str, fields: list[str], six: bool) -> list[str]:
     """Check the fields (clear messages for common mistakes) and normalize them.
 
-    An equal range ``a-a`` (``1-1``, ``mon-mon``) means just ``a``, as in
-    standard cron and robfig/cron; croniter would read it as the whole cycle.
+    An equal range (``1-1``, ``mon-mon``, ``05-5``, ``feb-2``, ``sun-0``,
+    ``7-sun``) means just its first end, as in standard cron and robfig/cron;
+    croniter would read it as the whole cycle.
     """
     names = _FIELD_NAMES_6 if six else _FIELD_NAMES_5
     bounds = _BOUNDS_6 if six else _BOUNDS_5
@@ -387,9 +407,8 @@ def _normalize_fields(spec: str, fields: list[str], six: bool) -> list[str]:
             raise ScheduleError("spec", f"invalid {name} field {raw!r} in {spec!r}")
         parts = field.split(",")
         for i, part in enumerate(parts):
-            eq = _EQUAL_RANGE.match(part)
-            if eq:
-                parts[i] = eq.group(1)
+            if _equal_range(name, part):
+                parts[i] = part.partition("-")[0]
         out.append(",".join(parts))
         for part in parts:
             if _HASHED.match(part):
@@ -408,6 +427,27 @@ def _normalize_fields(spec: str, fields: list[str], six: bool) -> list[str]:
                         f"{name} value {num} out of range {lo}-{hi} in {spec!r}",
                     )
     return out
+
+
+def _either_form(dom: str, dow: str) -> bool:
+    """Whether the day fields use a form whose day must also match the other
+    day field when both are restricted: ``n#k`` or ``nL`` (``L5``) in the day
+    of week, ``nW`` in the day of month (no weekday name has an l, and the day
+    of month has no names)."""
+    return "#" in dow or "l" in dow or "w" in dom
+
+
+def _equal_range(name: str, part: str) -> bool:
+    """Whether ``part`` is a range whose two ends are one value (a step or not):
+    the same number or name, or a Sunday written ``7-0``."""
+    m = _RANGE.match(part)
+    if m is None:
+        return False
+    names = _NAMED.get(name, {})
+    a, b = (int(e) if e.isdigit() else names.get(e) for e in m.groups())
+    if a is None or b is None:
+        return False
+    return a == b or (name == "day of week" and (a, b) == (7, 0))
 
 
 def _check_steps(spec: str) -> None:
@@ -453,19 +493,17 @@ class _DayRule:
     """Which days of a month match the day fields of a spec with croniter's
     ``L`` (last day of the month), ``nW`` (nearest weekday) or ``n#k`` / ``nL``
     (k-th / last weekday n) forms, with croniter's meaning of each field and
-    of their combination (``CronSchedule``'s docstring): a spec whose day
-    fields are both restricted and may match either (``or_days``) matches a
-    day that satisfies the day-of-month side, with any ``#``, or the
-    day-of-week side, with any ``W`` (croniter keeps those forms on both
-    sides); otherwise both fields must match. If a side with such a form can
-    never match, croniter finds no slot at all, and neither does this.
+    of their combination (the module's docstring): a spec whose day fields
+    are both restricted (``or_days``; never with a ``#``, ``nL`` or ``W``
+    form) matches a day that satisfies either; otherwise both fields must
+    match.
 
     ``month(y, mo)`` is a table indexed by day (1..31). Rules are equal when
     their day fields are, and the tables of equal rules are computed once
     (``_rule_month``): 10,000 jobs of one day rule in as many zones and
     times of day share them."""
 
-    __slots__ = ("_dom", "_dom_last", "_dow", "_either", "_key", "_nth", "_w", "never")
+    __slots__ = ("_dom", "_dom_last", "_dow", "_either", "_key", "_nth", "_w")
 
     def __init__(
         self,
@@ -484,9 +522,6 @@ class _DayRule:
         self._w = w
         self._either = either
         self._key = (dom, dom_last, dow, tuple(sorted(nth.items())), w, either, months)
-        # croniter searches each side apart, and a side with a # or W form that
-        # finds nothing ends the search (a side without stays out of the union).
-        self.never = either and bool(nth or w) and _rule_never(self, months)
 
     @classmethod
     def of(cls, cron: croniter, or_days: bool) -> _DayRule | None:
@@ -535,17 +570,10 @@ class _DayRule:
         return isinstance(other, _DayRule) and self._key == other._key
 
     def month(self, y: int, mo: int) -> tuple[bool, ...]:
-        return _rule_month(self, y, mo, 0)
+        return _rule_month(self, y, mo)
 
-    def can(self, side: int, months: frozenset[int]) -> bool:
-        """Whether one side of an ``either`` rule matches some day of the
-        spec's months in 400 years (the Gregorian calendar's whole cycle)."""
-        return any(
-            any(_rule_month(self, y, mo, side)) for y in range(2000, 2400) for mo in sorted(months)
-        )
-
-    def table(self, y: int, mo: int, side: int) -> tuple[bool, ...]:
-        """The month's table; ``side`` 1 or 2: one side of an ``either`` rule alone."""
+    def table(self, y: int, mo: int) -> tuple[bool, ...]:
+        """The month's table."""
         dim = _days_in(y, mo)
         wd1 = (_dt.date(y, mo, 1).weekday() + 1) % 7  # cron weekday of the 1st
         # day of month: the W days replace the field's days (as croniter's search does)
@@ -569,7 +597,6 @@ class _DayRule:
                         nth_days.add(dates[-1])
                     elif k <= len(dates):
                         nth_days.add(dates[k - 1])
-        w_only = dom_days if self._w else None  # side two of an either rule keeps the W days
         out = [False] * 32
         for d in range(1, dim + 1):
             wd = (wd1 + d - 1) % 7
@@ -577,24 +604,14 @@ class _DayRule:
             dow_ok = (
                 (d in nth_days) if nth_days is not None else (self._dow is None or wd in self._dow)
             )
-            if self._either:
-                one = (dom_days is None or d in dom_days) and (nth_days is None or d in nth_days)
-                two = (w_only is None or d in w_only) and dow_ok
-                ok = one if side == 1 else two if side == 2 else one or two
-            else:
-                ok = (dom_days is None or d in dom_days) and dow_ok
-            out[d] = ok
+            dom_ok = dom_days is None or d in dom_days
+            out[d] = (dom_ok or dow_ok) if self._either else (dom_ok and dow_ok)
         return tuple(out)
 
 
 @lru_cache(maxsize=8192)
-def _rule_month(rule: _DayRule, y: int, mo: int, side: int) -> tuple[bool, ...]:
-    return rule.table(y, mo, side)
-
-
-@lru_cache(maxsize=1024)
-def _rule_never(rule: _DayRule, months: frozenset[int]) -> bool:
-    return not (rule.can(1, months) and rule.can(2, months))
+def _rule_month(rule: _DayRule, y: int, mo: int) -> tuple[bool, ...]:
+    return rule.table(y, mo)
 
 
 class _CronFields:
@@ -626,7 +643,7 @@ class _CronFields:
         # Vixie cron's rules: both day fields must match when either is starred,
         # either may match when both are restricted; an hour field that is not
         # starred names fixed wall times (which the DST rules treat apart).
-        self._or_days = not _starred(dom) and not _starred(dow)
+        self._or_days = not _starred(dom) and not _starred(dow) and not _either_form(dom, dow)
         self._fixed_hour = not _starred(hour)
         try:
             c = croniter(
@@ -856,8 +873,6 @@ class CronSchedule:
         dom_ok, dow_ok = self._dom_ok, self._dow_ok
         days_all, or_days = self._days_all, self._or_days
         rule = self._day_rule
-        if rule is not None and rule.never:
-            return None
         limit = y + _SEARCH_YEARS
         while y <= limit:
             m2 = nmon[mo]

@@ -28,7 +28,9 @@ from scheduler0.daemon.scheduling.cron import NEVER, EverySchedule, Schedule
 MISSED_LISTED = 100
 """Missed slots of one job listed one by one (as ``missed`` rows) per tick."""
 SCAN_LIMIT = 10_000
-"""Cron slots walked one by one at most; past that the backlog is not counted."""
+"""Cron slots walked one by one at most from the job's next slot; past that the
+backlog is not counted, and the walk resumes shortly before now (at most as
+many slots again) to find the latest ones."""
 
 
 class DueSlots(NamedTuple):
@@ -71,13 +73,28 @@ def due_slots(schedule: Schedule, slot: int, now: float, grace: float) -> DueSlo
         uncounted = due - 1 - len(listed)
     else:
         recent: deque[int] = deque(maxlen=MISSED_LISTED + 1)
-        count = 0
+        first, count = slot, 0
         while slot <= now and count < SCAN_LIMIT:
             recent.append(slot)
             slot = schedule.next_after(slot)
             count += 1
-        if slot <= now:  # an enormous backlog: give up counting, resume after now
-            slot = schedule.next_after(int(now))
+        if slot <= now:
+            # An enormous backlog: the rest up to a stretch before ``now`` goes
+            # uncounted, and the walk resumes there, so the latest due slot (to
+            # fire within the grace) and the missed ones listed are the latest.
+            stretch = 2 * (MISSED_LISTED + 1) * (slot - first) / count
+            resume = schedule.next_after(int(now - max(stretch, grace)))
+            if resume > slot:
+                recent.clear()
+                slot = resume
+            walked = 0
+            while slot <= now and walked < SCAN_LIMIT:
+                recent.append(slot)
+                slot = schedule.next_after(slot)
+                walked += 1
+            count += walked
+            if slot <= now:  # slots far denser near now than before: resume after now
+                slot = schedule.next_after(int(now))
         following = slot
         latest = recent.pop()
         listed = list(recent)
