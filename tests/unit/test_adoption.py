@@ -366,3 +366,25 @@ async def test_a_lost_backfill_execution_is_adopted_again_whatever_its_age(world
     await adopt_round(world, parts)
     assert world.executor.sent_pairs() == [(job, slot), (job, slot)]
     assert world.executions() == [(job, slot, "dispatched")]
+
+
+@run_async
+async def test_a_lost_run_of_a_job_paused_since_is_not_sent_but_a_manual_run_is(
+    world: World,
+) -> None:
+    await world.project()
+    (job,) = await world.jobs("@every 10s")
+    await world.assign_all()
+    await fired(world, 1, (job, NOW - 10))
+    await world.propose(c.JobTriggered(now=NOW - 1, job_id=job, slot=NOW - 1, manual=True))
+    await world.propose(c.ExecutionsLost(now=NOW - 5, executions=[[job, NOW - 10]]))
+    await world.propose(c.JobPaused(now=NOW - 2, job_id=job, paused=True, next_run=None))
+    parts = Parts(world)
+    world.clock.now = NOW
+    parts.adoption.adopt()
+    await settle()
+    manual = manual_slot(NOW - 1, 0)
+    assert world.executor.sent_pairs() == [(job, manual)]  # asked for: sent, paused or not
+    assert (job, NOW - 10, "lost") in world.executions()  # the pause stopped it: not sent
+    await adopt_round(world, parts)
+    assert world.executor.sent_pairs() == [(job, manual)]

@@ -45,6 +45,7 @@ class Parts:
             stats=self.stats,
             misfire_grace=GRACE,
             clock=world.clock,
+            queries=world.queries,
         )
 
     def _reloaded(self) -> None:

@@ -245,3 +245,74 @@ async def test_catchup_all_takes_no_more_than_the_executor_has_room_for(world: W
     await parts.tick(T0 + 60.6)
     assert fired_slots(world) == [T0 + 10, T0 + 20, T0 + 30, T0 + 40, T0 + 50, T0 + 60]
     assert world.executions("missed") == []
+
+
+async def sent_by_node_2(world: World, overlap: str) -> int:
+    """A job with ``overlap`` whose slot +10 node 2 fired (no result yet)
+    before its bucket moved to node 1 (this world's node)."""
+    await world.project()
+    (job_id,) = await world.jobs("@every 10s", policy={"overlap": overlap})
+    await world.assign_all(2)
+    accepted = await world.propose(
+        c.SlotsFired(now=T0 + 10, node_id=2, epoch=1, fires=[[job_id, T0 + 10]])
+    )
+    assert accepted == {"accepted": [[job_id, T0 + 10]]}
+    await world.assign_all(1)
+    return job_id
+
+
+@run_async
+async def test_overlap_skip_waits_for_a_run_the_previous_owner_still_sends(world: World) -> None:
+    job_id = await sent_by_node_2(world, "skip")
+    parts = Parts(world)
+    await parts.tick(T0 + 20.2)
+    assert fired_slots(world) == []  # node 2's run of +10 is still in flight
+    assert (job_id, T0 + 20, "skipped") in world.executions()
+    (error,) = world.queries.db.execute(
+        "SELECT error FROM executions WHERE job_id = ? AND slot = ?", (job_id, T0 + 20)
+    ).fetchone()
+    assert (
+        error
+        == f"overlap skip: {job_id}-{T0 + 10} is still in flight from the job's previous sender"
+    )
+    # node 2 records its result: the next slot fires, and the job is not read again
+    await world.propose(
+        c.ResultsRecorded(
+            now=T0 + 25, node_id=2, groups=[[T0 + 10, "success", 200, 1, 5, None, [job_id]]]
+        )
+    )
+    await parts.tick(T0 + 30.2)
+    assert fired_slots(world) == [T0 + 30]
+    assert not parts.owned.jobs[job_id].check_senders
+
+
+@run_async
+async def test_overlap_skip_waits_for_a_lost_run_adoption_will_send_again(world: World) -> None:
+    job_id = await sent_by_node_2(world, "skip")
+    await world.propose(c.ExecutionsLost(now=T0 + 12, executions=[[job_id, T0 + 10]]))
+    parts = Parts(world)
+    await parts.tick(T0 + 20.2)
+    assert fired_slots(world) == []  # +10 is lost within the grace: it is sent again first
+    assert (job_id, T0 + 20, "skipped") in world.executions()
+    # past the grace no adoption sends it: the job fires again
+    await parts.tick(T0 + 80.2)
+    assert fired_slots(world) == [T0 + 80]
+
+
+@run_async
+async def test_overlap_buffer_one_skips_while_the_previous_owners_run_is_in_flight(
+    world: World,
+) -> None:
+    job_id = await sent_by_node_2(world, "buffer_one")
+    parts = Parts(world)
+    await parts.tick(T0 + 20.2)
+    # this node cannot hold +20 until node 2's run ends: it is skipped, not sent beside it
+    assert fired_slots(world) == []
+    assert (job_id, T0 + 20, "skipped") in world.executions()
+    await world.propose(
+        c.ResultsRecorded(
+            now=T0 + 25, node_id=2, groups=[[T0 + 10, "failed", 500, 1, 5, "HTTP 500", [job_id]]]
+        )
+    )
+    await parts.tick(T0 + 30.2)
+    assert fired_slots(world) == [T0 + 30]

@@ -13,7 +13,9 @@
   proposed again at the next tick; it is idempotent (what was re-sent since
   is in ``sent``, or another node's).
 * Every ``ADOPT_EVERY`` seconds, ``lost`` executions (this node's or a dead
-  worker's, which the leader declared) and ``pending`` ones (run-now) of owned
+  worker's, which the leader declared; not a scheduled run of a job paused
+  since: a pause stops its callbacks, so such a run stays ``lost``) and
+  ``pending`` ones (run-now) of owned
   buckets whose slot is within the misfire grace are proposed in one
   ``ExecutionsRedispatched``. The state machine hands each to the bucket's
   current owner once, in log order; the accepted ones are dispatched again
@@ -145,7 +147,7 @@ class Adoption:
         self._last_adopt = now
         queries = self._queries
         rows = [
-            *queries.unsettled("lost", backfill=False),
+            *queries.unsettled("lost", backfill=False, paused=False),
             *queries.unsettled("pending", backfill=False),
         ]
         wanted = [

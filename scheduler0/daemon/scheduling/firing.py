@@ -33,12 +33,13 @@ from scheduler0.daemon.scheduling.misfire import (
     due_slots,
     following_if_on_time,
 )
-from scheduler0.daemon.scheduling.overlap import overlap_split, skip_reason
+from scheduler0.daemon.scheduling.overlap import SLOTS_IN_FLIGHT, overlap_split, skip_reason
 from scheduler0.daemon.scheduling.owned import OwnedJob, OwnedJobs
 from scheduler0.daemon.scheduling.policy import DEFAULT_POLICY
 from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.queries import Queries
 
 ROWS_PER_TICK = 10_000
 """Execution rows (fires, listed missed and skipped slots) one ``SlotsFired``
@@ -73,8 +74,10 @@ class Firing:
         misfire_grace: float,
         clock: Callable[[], float],
         held_back: Callable[[], bool] | None = None,
+        queries: Queries,
     ) -> None:
         self.node_id = node_id
+        self._queries = queries
         self._owned = owned
         self._executor = executor
         self._proposer = proposer
@@ -218,11 +221,17 @@ class Firing:
                 missed.append([job.id, listed, uncounted])
         if policy.overlap != "allow" and fired:
             in_flight = self._in_flight
-            fired, skip = overlap_split(policy.overlap, in_flight.busy(job.id), fired)
+            elsewhere = self._sent_elsewhere(job, now)
+            busy = in_flight.busy(job.id)
+            if elsewhere:
+                # Another sender's run: this node cannot hold a fire until it
+                # ends (its InFlight sees only its own), so none fires meanwhile.
+                busy = SLOTS_IN_FLIGHT[policy.overlap]
+            fired, skip = overlap_split(policy.overlap, busy, fired)
             if skip:
                 # what it waits on: sent earlier, or fired just before it in this tick
-                running = in_flight.in_flight(job.id) or fired
-                reason = skip_reason(policy.overlap, job.id, running)
+                running = elsewhere or in_flight.in_flight(job.id) or fired
+                reason = skip_reason(policy.overlap, job.id, running, taken_over=bool(elsewhere))
                 skipped.append([job.id, skip, reason])
                 if runs_left is not None:  # a skipped slot is not a run: more are left
                     following = job.schedule.next_after(skip[-1])
@@ -232,6 +241,18 @@ class Firing:
             fires.append([job.id, fire_slot])
             self._stats.recent_lag.append(shifted - fire_slot)
         return following
+
+    def _sent_elsewhere(self, job: OwnedJob, now: float) -> list[int]:
+        """Slots of the job's executions another sender may still be
+        delivering (a node that owned its bucket before, or this node before
+        a restart, whose lost runs adoption re-sends), read from state while
+        the job was loaded from it and until none is left: this node's
+        ``InFlight`` knows only what it sent itself."""
+        if not job.check_senders:
+            return []
+        elsewhere = self._queries.sent_elsewhere(job.id, self.node_id, now, self._grace)
+        job.check_senders = bool(elsewhere)
+        return elsewhere
 
     def _fired(
         self,

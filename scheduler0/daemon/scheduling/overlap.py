@@ -16,7 +16,11 @@ order, and the slot counts as taken (exactly once still holds).
 ``InFlight`` tracks only jobs with an overlap policy (a plain job costs
 nothing). Its counts live in memory: after a restart the node's earlier
 executions are declared lost and re-sent through the dispatcher, which
-counts them again.
+counts them again. What another sender still has in flight (the node that
+owned the bucket before a move, or this node's runs lost in a restart and not
+yet sent again) is read from state by ``Firing`` for a job loaded from it,
+until none is left: meanwhile the job's due slots are skipped, under
+``buffer_one`` too (this node cannot hold a fire until another's run ends).
 """
 
 from __future__ import annotations
@@ -61,9 +65,13 @@ def overlap_split(overlap: str, busy: int, slots: list[int]) -> tuple[list[int],
     return slots[:free], slots[free:]
 
 
-def skip_reason(overlap: str, job_id: int, running: list[int]) -> str:
-    """Why a slot was skipped, as its execution's ``error`` shows it."""
+def skip_reason(overlap: str, job_id: int, running: list[int], *, taken_over: bool = False) -> str:
+    """Why a slot was skipped, as its execution's ``error`` shows it;
+    ``taken_over``: what runs was sent by the job's sender before this node
+    (``Firing._sent_elsewhere``)."""
     previous = execution_id(job_id, running[0]) if running else "the previous execution"
+    if taken_over:
+        return f"overlap {overlap}: {previous} is still in flight from the job's previous sender"
     if overlap == "buffer_one":
         return f"overlap buffer_one: {previous} is still running and one execution already waits"
     return f"overlap skip: {previous} is still in flight"

@@ -101,6 +101,7 @@ class OwnedJob:
     (it is not on the heap meanwhile)."""
 
     __slots__ = (
+        "check_senders",
         "id",
         "last_fired",
         "next_slot",
@@ -135,6 +136,10 @@ class OwnedJob:
         """Scheduled runs its ``max_runs`` still allows (None: no limit)."""
         self.next_slot = 0
         self.pending = False
+        self.check_senders = True
+        """Loaded from state: another node (or this one before a restart) may
+        still be sending one of its executions. A job with an overlap policy
+        looks in state at its next fires (``Firing``) until none is."""
 
     def due_at(self, slot: int) -> int:
         """When ``slot`` is due: the slot itself, plus the job's jitter offset."""

@@ -116,6 +116,7 @@ class Scheduler:
             misfire_grace=misfire_grace,
             clock=clock,
             held_back=lambda: self._adoption.owes_declaration,
+            queries=queries,
         )
         self._adoption = Adoption(
             node_id=node_id,

@@ -25,12 +25,20 @@ from scheduler0.daemon.state.schema import (
     NOT_SUCCEEDED,
     RUN_SECOND_SQL,
     connect,
+    run_second,
     unsent_backfill_sql,
 )
 from scheduler0.errors import NotFound
 
 UNSENT = unsent_backfill_sql()
 """Backfilled runs not sent yet (``executions_backfill_unsent``)."""
+RECENT_RUNS = 256
+"""A job's newest executions ``sent_elsewhere`` looks at: a run still in
+flight is among them unless this many newer slots were recorded meanwhile."""
+DELIVERY_HORIZON = 3600.0
+"""A run ``dispatched`` by another node longer ago than this (seconds) is not
+waited for: every delivery's attempts end well before (timeouts and retries are
+capped), so such a row is one whose sender will never report."""
 BY_PROJECT = "executions INDEXED BY executions_backfill_unsent"
 """Without statistics SQLite may take ``executions_by_trigger`` instead: every
 backfilled row of every project."""
@@ -523,6 +531,24 @@ class Queries:
         ids: list[int] = orjson.loads(text)
         return ids
 
+    def sent_elsewhere(self, job_id: int, node_id: int, now: float, grace: float) -> list[int]:
+        """Slots of the job's newest executions (at most ``RECENT_RUNS``) that
+        a sender other than this node may still be delivering: ``dispatched``
+        by another node less than ``DELIVERY_HORIZON`` seconds ago, or
+        ``lost`` within ``grace`` of ``now`` (adoption re-sends those)."""
+        rows = self.db.execute(
+            "SELECT slot, state, node_id, updated_at FROM (SELECT slot, state, node_id,"
+            " updated_at FROM executions WHERE job_id = ? ORDER BY slot DESC LIMIT ?)"
+            " WHERE state IN ('dispatched', 'lost') ORDER BY slot",
+            (job_id, RECENT_RUNS),
+        ).fetchall()
+        return [
+            slot
+            for slot, state, sender, updated_at in rows
+            if (state == "dispatched" and sender != node_id and now - updated_at < DELIVERY_HORIZON)
+            or (state == "lost" and now - run_second(slot) <= grace)
+        ]
+
     def fire_payloads(self, fires: Sequence[Sequence[int]]) -> dict[int, sqlite3.Row]:
         """Job rows for accepted fires, with where their callbacks go: the
         job's executor's URL, method and secret (version 5), or else the job's
@@ -591,11 +617,18 @@ class Queries:
         return Page(total, offset, limit, rows)
 
     def unsettled(
-        self, state: str, node_id: int | None = None, *, backfill: bool = True
+        self,
+        state: str,
+        node_id: int | None = None,
+        *,
+        backfill: bool = True,
+        paused: bool = True,
     ) -> list[sqlite3.Row]:
         """Executions in ``state`` (``pending``, ``dispatched`` or ``lost``),
         optionally of one node; without the backfill ones when ``backfill`` is
-        False (those are sent at their own pace: ``backfill_due``)."""
+        False (those are sent at their own pace: ``backfill_due``); without
+        the scheduled runs of paused jobs when ``paused`` is False (a manual
+        run, asked for explicitly, stays)."""
         sql = (
             "SELECT job_id, slot, node_id, created_at FROM executions"
             f" WHERE state = ? AND {NOT_SUCCEEDED}"
@@ -607,6 +640,11 @@ class Queries:
         if not backfill:
             sql += " AND trigger IS NOT ?"
             args.append(BACKFILL)
+        if not paused:
+            sql += (
+                " AND NOT (slot >= 0 AND EXISTS"
+                " (SELECT 1 FROM jobs j WHERE j.id = executions.job_id AND j.paused))"
+            )
         return self.db.execute(sql, args).fetchall()
 
     def backfill_due(self, buckets: Iterable[int], limit: int) -> list[list[int]]:
