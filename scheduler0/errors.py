@@ -101,6 +101,11 @@ class ValidationFailed(Scheduler0Error):
     code = "validation_failed"
 
 
+class TooManyRequests(Scheduler0Error):
+    status = 429
+    code = "too_many_requests"
+
+
 class NoQuorum(Scheduler0Error):
     status = 503
     code = "no_quorum"

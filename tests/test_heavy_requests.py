@@ -165,3 +165,111 @@ def _deliveries(records: list[dict[str, object]]) -> list[dict[str, float]]:
 
 def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+FLOODERS = 8
+FLOOD_SECONDS = 12.0
+MAX_BATCH = 10_000
+
+
+def test_one_callers_large_creates_take_turns_with_another_callers_writes_and_fires(
+    tmp_path: Path,
+) -> None:
+    """Caller A posts batches of 10,000 jobs from 8 threads at once, for 12 s;
+    caller B meanwhile creates one job at a time, and its 20 jobs fire every
+    second. A's batches take turns (one at a time, the rest wait or get 429),
+    so every one of B's writes succeeds and B's fires keep their time."""
+    with (
+        run_receiver(tmp_path) as receiver,
+        running_node(tmp_path / "node") as node,
+    ):
+        a = Client(node.api, create_credential(node))
+        b = Client(node.api, create_credential(node))
+        try:
+            project_a = a.data("POST", "/projects", 201, json={"name": "a"})["id"]
+            project_b = b.data("POST", "/projects", 201, json={"name": "b"})["id"]
+            firing = b.data(
+                "POST",
+                "/jobs",
+                201,
+                json=[
+                    {"project_id": project_b, "spec": "@every 1s", "callback_url": receiver.url}
+                    for _ in range(FIRING_JOBS)
+                ],
+            )
+            start = _ts(firing[0]["created_at"])
+            batch = [
+                {"project_id": project_a, "spec": "0 0 1 1 *", "callback_url": f"{receiver.url}/a"}
+                for _ in range(MAX_BATCH)
+            ]
+            stop = threading.Event()
+            a_statuses: list[int] = []
+
+            def flood() -> None:
+                with httpx.Client(
+                    base_url=node.api, headers=a.http.headers, timeout=60.0, verify=node.verify
+                ) as http:
+                    while not stop.is_set():
+                        a_statuses.append(http.post("/jobs", json=batch).status_code)
+
+            flooders = [threading.Thread(target=flood) for _ in range(FLOODERS)]
+            for thread in flooders:
+                thread.start()
+            b_writes: list[tuple[int, float]] = []
+            try:
+                wait_until(lambda: a_statuses, 60, what="A's first large create")
+                until = time.time() + FLOOD_SECONDS
+                while time.time() < until:
+                    started = time.perf_counter()
+                    answer = b.call(
+                        "POST",
+                        "/jobs",
+                        json={
+                            "project_id": project_b,
+                            "spec": "0 0 1 1 *",
+                            "callback_url": f"{receiver.url}/b",
+                        },
+                    )
+                    b_writes.append((answer.status_code, time.perf_counter() - started))
+                flooded_until = time.time()
+            finally:
+                stop.set()
+                for thread in flooders:
+                    thread.join(120)
+            wait_until(
+                lambda: any(
+                    r["slot"] >= flooded_until + 1 for r in _deliveries(receiver.records())
+                ),
+                30,
+                what="deliveries after the flood",
+            )
+            missed = [
+                job["missed_count"]
+                for job in b.data("GET", "/jobs", params={"project_id": project_b})["jobs"]
+                if job["spec"] == "@every 1s"
+            ]
+        finally:
+            a.close()
+            b.close()
+
+    assert set(a_statuses) <= {201, 429}, f"A's answers: {sorted(set(a_statuses))}"
+    assert a_statuses.count(201) >= 2, "A's large creates hardly ran"
+    assert 429 in a_statuses, "8 at once from one caller: some must have found the room full"
+    statuses = [status for status, _ in b_writes]
+    assert statuses.count(201) == len(statuses), f"B's failed writes: {statuses}"
+    latencies = sorted(latency for _, latency in b_writes)
+    assert latencies[-1] <= 2.0, f"B's slowest write took {latencies[-1]:.2f} s"
+    assert missed == [0] * FIRING_JOBS, f"B's jobs missed slots: {missed}"
+    first, last = int(start) + 2, int(flooded_until)
+    window = [d for d in _deliveries(receiver.records()) if first <= d["slot"] <= last]
+    assert {d["slot"] for d in window} == set(range(first, last + 1)), "a slot of B's was not sent"
+    assert len(window) == FIRING_JOBS * (last - first + 1), "a job of B's missed or doubled a slot"
+    late = sorted(d["late"] for d in window)
+    assert late[int(len(late) * 0.99)] <= 1.0, (
+        f"B's p99 lateness {late[int(len(late) * 0.99)]:.2f} s"
+    )
+    print(
+        f"A: {a_statuses.count(201)} creates, {a_statuses.count(429)} x 429; B: {len(b_writes)}"
+        f" writes, slowest {latencies[-1] * 1000:.0f} ms; B's p99 lateness"
+        f" {late[int(len(late) * 0.99)]:.2f} s"
+    )

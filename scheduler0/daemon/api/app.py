@@ -266,7 +266,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "/jobs", ("POST",), jobs.create_jobs, write(On.JOB_ITEMS),
         "Create one job or a batch (all validated first, then created atomically)",
         Reply(JobOut, 201, many=True, description="Created: one job, or an array in order"),
-        body=Body(JobIn, many=True), errors=(409,),
+        body=Body(JobIn, many=True), errors=(409, 429),
     ),
     RouteSpec(
         "/jobs", ("GET",), jobs.list_jobs, read(On.LISTS),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, ParamSpec, TypeVar
 
@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
+from scheduler0.daemon.api.turns import Turns
 from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.node import Backups, NodeStatus, Writes
 from scheduler0.daemon.state.queries import ORDERS, Order, Queries
@@ -58,6 +59,8 @@ class Services:
     status: NodeStatus
     metrics: Metrics
     backups: Backups
+    turns: Turns = field(default_factory=Turns)
+    """Large creates take turns by caller (``api/turns.py``)."""
 
 
 def services(request: Request) -> Services:
@@ -127,6 +130,11 @@ def has_body(request: Request) -> bool:
     return request.headers.get("transfer-encoding") is not None
 
 
+PARSE_OFF_LOOP_BYTES = 1 << 20
+"""A body larger than this is parsed in a worker thread: 16 MB of JSON held the
+event loop (the scheduler's ticks, every other request) for tens of ms."""
+
+
 async def json_body(request: Request, max_bytes: int) -> Any:
     """The request's body as JSON: 415 for another content-type (a form or a
     multipart upload is never read as JSON), 413 past ``max_bytes``, 400 if
@@ -161,6 +169,8 @@ async def json_body(request: Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise BadRequest("request body is empty; expected JSON")
     try:
+        if len(raw) > PARSE_OFF_LOOP_BYTES:
+            return await off_loop(orjson.loads, raw)
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None

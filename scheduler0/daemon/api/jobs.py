@@ -7,6 +7,7 @@ applied atomically: all jobs are created or none.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -51,6 +52,7 @@ from scheduler0.daemon.api.http import (
     time_param,
 )
 from scheduler0.daemon.api.idempotent import idempotency_key, replay_headers
+from scheduler0.daemon.api.turns import LARGE_CREATE_BYTES, LARGE_CREATE_JOBS
 from scheduler0.daemon.executor.destinations import DestinationPolicy, policy_for
 from scheduler0.daemon.scheduling.cron import (
     EverySchedule,
@@ -324,6 +326,10 @@ def _max_body(request: Request) -> int:
 
 async def create_jobs(request: Request) -> Response:
     svc = services(request)
+    who = principal(request)  # each job's created_by unless the job names its own
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > LARGE_CREATE_BYTES:
+        svc.turns.check(who)  # 429 before reading a body that could only wait
     body = await json_body(request, _max_body(request))
     single = isinstance(body, dict)
     items = [body] if single else body
@@ -341,8 +347,6 @@ async def create_jobs(request: Request) -> Response:
             f"{len(items)} jobs in one request; the limit is {svc.settings.max_jobs_per_request}"
         )
 
-    who = principal(request)  # each job's created_by unless the job names its own
-
     # Validation and the answer's rows (each with its next run) are CPU work in
     # proportion to the batch: off the loop that runs the scheduler's ticks.
     def prepare() -> tuple[c.JobsCreated, list[dict[str, Any]]]:
@@ -353,9 +357,13 @@ async def create_jobs(request: Request) -> Response:
         command = c.JobsCreated(now=now, jobs=rows, idempotency=keyed, created_by=who)
         return command, rows
 
-    command, rows = await off_loop(prepare)
-    now = command.now
-    result = await svc.writes.propose(command)
+    # A large batch holds every node's apply for a while: one caller's take
+    # turns with everyone else's (``api/turns.py``).
+    large = len(items) > LARGE_CREATE_JOBS
+    async with svc.turns.take(who) if large else contextlib.nullcontext():
+        command, rows = await off_loop(prepare)
+        now = command.now
+        result = await svc.writes.propose(command)
     if result.get("replayed"):  # the first answer, as the jobs stand now
 
         def first_answer() -> Any:

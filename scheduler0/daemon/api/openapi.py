@@ -45,6 +45,11 @@ ERRORS: dict[int, tuple[str, str]] = {
         "Invalid fields, each named in details (with the item's index in a batch)"
         " (validation_failed).",
     ),
+    429: (
+        "TooManyRequests",
+        "Too many large creates of this caller already wait for their turn; retry"
+        " (too_many_requests).",
+    ),
     503: ("NoQuorum", "The cluster cannot commit or read-after-commit now; retry (no_quorum)."),
 }
 """The documented error statuses; every error answer is ``ErrorEnvelope``."""

@@ -1,0 +1,107 @@
+"""Large creates take turns: at most N at once, one per caller, callers in turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from scheduler0.daemon.api.turns import Turns
+from scheduler0.errors import TooManyRequests
+from tests.unit.harness import run_async
+
+pytestmark = pytest.mark.unit
+
+
+class Log:
+    """Which key held a turn, in the order the turns were granted."""
+
+    def __init__(self, turns: Turns) -> None:
+        self.turns = turns
+        self.order: list[str] = []
+        self.most_at_once = 0
+        self.release: dict[str, asyncio.Event] = {}
+
+    async def hold(self, key: str, name: str) -> None:
+        async with self.turns.take(key):
+            self.order.append(name)
+            self.most_at_once = max(self.most_at_once, self.turns.holders)
+            event = self.release.setdefault(name, asyncio.Event())
+            await event.wait()
+
+
+async def started(log: Log, *requests: tuple[str, str]) -> list[asyncio.Task[None]]:
+    tasks = []
+    for key, name in requests:
+        tasks.append(asyncio.create_task(log.hold(key, name)))
+        await asyncio.sleep(0)  # each arrives after the one before
+    await asyncio.sleep(0)
+    return tasks
+
+
+async def finish(log: Log, name: str) -> None:
+    log.release.setdefault(name, asyncio.Event()).set()
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+@run_async
+async def test_one_caller_holds_one_turn_and_another_caller_goes_beside_it() -> None:
+    log = Log(Turns(at_once=2, waiting_per_key=4))
+    tasks = await started(log, ("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"))
+    assert log.order == ["a1", "b1"]  # a's second waits; b does not wait behind it
+    await finish(log, "a1")
+    assert log.order == ["a1", "b1", "a2"]
+    for name in ("b1", "a2", "a3"):
+        await finish(log, name)
+    await asyncio.gather(*tasks)
+    assert log.order == ["a1", "b1", "a2", "a3"]
+    assert log.most_at_once == 2
+
+
+@run_async
+async def test_waiting_callers_take_turns_in_round_robin() -> None:
+    log = Log(Turns(at_once=1, waiting_per_key=4))
+    tasks = await started(
+        log, ("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("b", "b2"), ("c", "c1")
+    )
+    for name in ("a1", "a2", "b1", "c1", "a3", "b2"):
+        await finish(log, name)
+    await asyncio.gather(*tasks)
+    # a waited first, so a2 goes first; then b and c before a's third, and so on
+    assert log.order == ["a1", "a2", "b1", "c1", "a3", "b2"]
+    assert log.most_at_once == 1
+
+
+@run_async
+async def test_a_caller_with_a_full_waiting_room_is_refused_at_once() -> None:
+    turns = Turns(at_once=1, waiting_per_key=2)
+    log = Log(turns)
+    tasks = await started(log, ("a", "a1"), ("a", "a2"), ("a", "a3"))
+    assert turns.waiting("a") == 2
+    with pytest.raises(TooManyRequests, match="2 large creates of this caller"):
+        turns.check("a")
+    with pytest.raises(TooManyRequests):
+        async with turns.take("a"):
+            pass
+    turns.check("b")  # another caller is not refused
+    for name in ("a1", "a2", "a3"):
+        await finish(log, name)
+    await asyncio.gather(*tasks)
+
+
+@run_async
+async def test_a_waiter_that_gives_up_leaves_no_turn_taken() -> None:
+    turns = Turns(at_once=1, waiting_per_key=4)
+    log = Log(turns)
+    tasks = await started(log, ("a", "a1"), ("b", "b1"), ("c", "c1"))
+    tasks[1].cancel()  # b gives up while waiting
+    await asyncio.sleep(0)
+    assert turns.waiting("b") == 0
+    await finish(log, "a1")
+    assert log.order == ["a1", "c1"]
+    await finish(log, "c1")
+    await asyncio.gather(tasks[0], tasks[2])
+    assert turns.holders == 0
+    async with turns.take("b"):  # and b may ask again
+        assert turns.holders == 1
