@@ -105,3 +105,40 @@ async def test_a_waiter_that_gives_up_leaves_no_turn_taken() -> None:
     assert turns.holders == 0
     async with turns.take("b"):  # and b may ask again
         assert turns.holders == 1
+
+
+@run_async
+async def test_a_turn_is_passed_on_whatever_ends_the_block() -> None:
+    turns = Turns(at_once=1, waiting_per_key=4)
+    with pytest.raises(ValueError):
+        async with turns.take("a"):
+            raise ValueError
+    assert turns.holders == 0
+    log = Log(turns)
+    tasks = await started(log, ("a", "a1"), ("b", "b1"))
+    tasks[0].cancel()  # cancelled while holding its turn
+    await asyncio.gather(tasks[0], return_exceptions=True)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert log.order == ["a1", "b1"]  # b got the turn a gave up
+    await finish(log, "b1")
+    await tasks[1]
+    assert turns.holders == 0
+
+
+@run_async
+async def test_a_waiter_cancelled_as_its_turn_comes_passes_it_on() -> None:
+    turns = Turns(at_once=1, waiting_per_key=4)
+    log = Log(turns)
+    tasks = await started(log, ("a", "a1"), ("b", "b1"), ("c", "c1"))
+    log.release.setdefault("a1", asyncio.Event()).set()
+    await asyncio.sleep(0)  # a leaves its block and grants b its turn ...
+    assert turns.holders == 1 and log.order == ["a1"]
+    tasks[1].cancel()  # ... and b is cancelled before it runs
+    await asyncio.gather(tasks[1], return_exceptions=True)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert log.order == ["a1", "c1"]  # b never ran; its turn went to c
+    await finish(log, "c1")
+    await asyncio.gather(tasks[0], tasks[2])
+    assert turns.holders == 0

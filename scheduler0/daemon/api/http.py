@@ -105,8 +105,9 @@ def failure(error: Scheduler0Error) -> Response:
 
 
 class ClientGone(Scheduler0Error):
-    """The client disconnected before its body was read: nobody is left to
-    answer, and nothing was done. One INFO line, no traceback."""
+    """The client disconnected before its body was read (or while its create
+    waited for its turn): nobody is left to answer, and nothing was done. One
+    INFO line, no traceback."""
 
     status = 400
     code = "client_disconnected"
@@ -128,11 +129,6 @@ def has_body(request: Request) -> bool:
     if length is not None:
         return length != "0"
     return request.headers.get("transfer-encoding") is not None
-
-
-PARSE_OFF_LOOP_BYTES = 1 << 20
-"""A body larger than this is parsed in a worker thread: 16 MB of JSON held the
-event loop (the scheduler's ticks, every other request) for tens of ms."""
 
 
 async def json_body(request: Request, max_bytes: int) -> Any:
@@ -169,8 +165,6 @@ async def json_body(request: Request, max_bytes: int) -> Any:
     if not raw.strip():
         raise BadRequest("request body is empty; expected JSON")
     try:
-        if len(raw) > PARSE_OFF_LOOP_BYTES:
-            return await off_loop(orjson.loads, raw)
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"malformed JSON: {exc}") from None

@@ -34,6 +34,7 @@ from scheduler0.daemon.api.http import (
     SINCE,
     TRIGGER,
     UNTIL,
+    ClientGone,
     Services,
     choice_param,
     has_body,
@@ -329,7 +330,9 @@ async def create_jobs(request: Request) -> Response:
     who = principal(request)  # each job's created_by unless the job names its own
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > LARGE_CREATE_BYTES:
-        svc.turns.check(who)  # 429 before reading a body that could only wait
+        # A caller whose waiting room is full is over its share: 429 before
+        # its body is read (a large create's, or one job's with a large data).
+        svc.turns.check(who)
     body = await json_body(request, _max_body(request))
     single = isinstance(body, dict)
     items = [body] if single else body
@@ -361,6 +364,9 @@ async def create_jobs(request: Request) -> Response:
     # turns with everyone else's (``api/turns.py``).
     large = len(items) > LARGE_CREATE_JOBS
     async with svc.turns.take(who) if large else contextlib.nullcontext():
+        if large and await request.is_disconnected():
+            # it waited for its turn and its client gave up meanwhile: not created
+            raise ClientGone("the client disconnected while its create waited for its turn")
         command, rows = await off_loop(prepare)
         now = command.now
         result = await svc.writes.propose(command)

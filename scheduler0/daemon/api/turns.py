@@ -33,7 +33,8 @@ TURNS_AT_ONCE = 2
 validated while the other is applied."""
 LARGE_CREATE_BYTES = 64 * 1024
 """A ``POST /jobs`` body larger than this, from a caller whose waiting room is
-full, is answered 429 before it is read (it could only be a large create)."""
+full, is answered 429 before it is read (a large create's, or a single job's
+with a large ``data``: the caller is over its share either way)."""
 WAITING_PER_CALLER = 4
 """Large creates of one caller waiting for a turn; past it, 429. Each holds
 its parsed body while it waits."""

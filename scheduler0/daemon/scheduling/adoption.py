@@ -146,9 +146,10 @@ class Adoption:
             return
         self._last_adopt = now
         queries = self._queries
+        since = now - self._grace  # older ones stay lost: not read
         rows = [
-            *queries.unsettled("lost", backfill=False, paused=False),
-            *queries.unsettled("pending", backfill=False),
+            *queries.unsettled("lost", backfill=False, paused=False, since=since),
+            *queries.unsettled("pending", backfill=False, since=since),
         ]
         wanted = [
             [row["job_id"], row["slot"]]

@@ -35,10 +35,12 @@ UNSENT = unsent_backfill_sql()
 RECENT_RUNS = 256
 """A job's newest executions ``sent_elsewhere`` looks at: a run still in
 flight is among them unless this many newer slots were recorded meanwhile."""
-DELIVERY_HORIZON = 3600.0
+DELIVERY_HORIZON = 86_400.0
 """A run ``dispatched`` by another node longer ago than this (seconds) is not
-waited for: every delivery's attempts end well before (timeouts and retries are
-capped), so such a row is one whose sender will never report."""
+waited for. A safety net, not a bound on deliveries: a live node keeps its
+runs ``dispatched`` only while it delivers them (a job's retry policy may
+back off for hours), and the leader declares a lost member's runs ``lost``
+within seconds, so only a row whose sender will never report outlives it."""
 BY_PROJECT = "executions INDEXED BY executions_backfill_unsent"
 """Without statistics SQLite may take ``executions_by_trigger`` instead: every
 backfilled row of every project."""
@@ -623,12 +625,14 @@ class Queries:
         *,
         backfill: bool = True,
         paused: bool = True,
+        since: float | None = None,
     ) -> list[sqlite3.Row]:
         """Executions in ``state`` (``pending``, ``dispatched`` or ``lost``),
         optionally of one node; without the backfill ones when ``backfill`` is
         False (those are sent at their own pace: ``backfill_due``); without
         the scheduled runs of paused jobs when ``paused`` is False (a manual
-        run, asked for explicitly, stays)."""
+        run, asked for explicitly, stays); only runs for ``since`` or later
+        (their slot's second, or a manual run's) when given."""
         sql = (
             "SELECT job_id, slot, node_id, created_at FROM executions"
             f" WHERE state = ? AND {NOT_SUCCEEDED}"
@@ -640,6 +644,9 @@ class Queries:
         if not backfill:
             sql += " AND trigger IS NOT ?"
             args.append(BACKFILL)
+        if since is not None:
+            sql += f" AND {RUN_SECOND_SQL} >= ?"
+            args.append(since)
         if not paused:
             sql += (
                 " AND NOT (slot >= 0 AND EXISTS"
