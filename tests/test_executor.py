@@ -625,3 +625,37 @@ def test_a_jobs_retries_go_through_its_destinations_circuit() -> None:
     [result] = run(lambda ex: deliver(ex, own), max_workers=1, timeout=2.0)
     assert (result.state, result.attempts) == ("failed", 9)
     assert result.error is not None and "circuit open" in result.error
+
+
+def test_one_signers_hung_destinations_leave_workers_to_another_signer(tmp_path: Path) -> None:
+    """A tenant's receivers hang on two ports: each port may hold half of the
+    8 workers, so together they could hold them all; its signing secret may
+    hold 6, and another tenant's fires go through the 2 left."""
+    for name in ("hung1", "hung2", "ok"):
+        (tmp_path / name).mkdir()
+    with (
+        run_receiver(tmp_path / "hung1", delay=30) as hung1,
+        run_receiver(tmp_path / "hung2", delay=30) as hung2,
+        run_receiver(tmp_path / "ok") as healthy,
+    ):
+
+        async def scenario(executor: Executor) -> tuple[float, list[FireResult]]:
+            stuck = [
+                f
+                for n in range(20)
+                for hung in (hung1, hung2)
+                for f in make_fires(hung.url, 1, path=f"/{n}", secret="tenant-a")
+            ]
+            executor.submit(stuck)
+            await asyncio.sleep(0.2)  # every worker tenant A may take is taken
+            started = time.monotonic()
+            results = await deliver(
+                executor, make_fires(healthy.url, 5, secret="tenant-b"), timeout=10
+            )
+            return time.monotonic() - started, results
+
+        elapsed, results = run(scenario, max_workers=8, destination_share=0.5, timeout=20.0)
+        hung_concurrency = hung1.stats()["max_concurrency"] + hung2.stats()["max_concurrency"]
+    assert [r.state for r in results] == ["success"] * 5
+    assert elapsed < 2.0, elapsed
+    assert hung_concurrency == 6  # ceil(8 x 0.75) of tenant A's POSTs at once, no more

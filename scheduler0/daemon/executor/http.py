@@ -45,7 +45,12 @@ answer without control characters).
 Bulkheads: work is queued per destination (scheme, host, port). At most
 ``ceil(max_workers * destination_share)`` POSTs go to one destination at once,
 and destinations with work take turns for free workers, so a receiver that
-hangs holds only its share of workers. Bodies waiting for one destination
+hangs holds only its share of workers. At most ``ceil(max_workers *
+SIGNER_SHARE)`` POSTs of one signing secret (a project's, or an executor's)
+are in flight at once, whatever their destinations: a destination whose next
+chunk's signer is at its share waits, parked, until one of that signer's
+POSTs ends, so one tenant's slow receivers on many ports leave a quarter of
+the workers to the others. Bodies waiting for one destination
 (queued, in flight or between retries) are bounded by ``destination_max_bytes``;
 past it new fires for it are recorded ``failed`` with the reason. After
 ``CIRCUIT_AFTER_FAILURES`` timeouts or transport errors in a row a destination's
@@ -92,6 +97,11 @@ from scheduler0.daemon.state.schema import run_second
 log = logging.getLogger(__name__)
 
 ERROR_MAX_CHARS = 200
+SIGNER_SHARE = 0.75
+"""The share of the workers the chunks of one signing secret (a project's, or
+an executor's) may hold at once, whatever their destinations: a tenant with
+slow receivers on many ports cannot hold every worker, and a node serving one
+tenant still uses most of them."""
 CIRCUIT_AFTER_FAILURES = 5
 """Timeouts or transport errors in a row that open a destination's circuit."""
 CIRCUIT_OPEN_SECONDS = 5.0
@@ -174,6 +184,8 @@ class _Destination:
     open_until: float = 0.0
     ready: bool = False
     """In the executor's ready queue."""
+    parked_for: str | None = None
+    """The signing secret whose share of workers its next chunk waits for."""
 
 
 def destination_of(url: str) -> str:
@@ -238,6 +250,11 @@ class Executor:
         if node_id is not None:
             self._headers["x-scheduler0-node"] = str(node_id)
         self._per_destination = max(1, math.ceil(max_workers * destination_share))
+        self._per_signer = max(1, math.ceil(max_workers * SIGNER_SHARE))
+        self._signer_in_flight: dict[str, int] = {}
+        """POSTs in flight per signing secret (a project's, or an executor's)."""
+        self._parked: dict[str, list[_Destination]] = {}
+        """Destinations whose next chunk waits for its signer's share of workers."""
         self._destination_max_bytes = destination_max_bytes
         self._destinations: dict[str, _Destination] = {}
         self._ready: asyncio.Queue[_Destination] = asyncio.Queue()
@@ -393,14 +410,29 @@ class Executor:
         self._offer(destination)
 
     def _offer(self, destination: _Destination) -> None:
-        """Hand ``destination`` to a worker if it has work and room for one more POST."""
+        """Hand ``destination`` to a worker if it has work and room for one more
+        POST, and its next chunk's signer has room for one more too (else it
+        waits, parked, until that signer's next POST ends)."""
         if (
-            destination.chunks
-            and not destination.ready
-            and destination.in_flight < self._per_destination
+            not destination.chunks
+            or destination.ready
+            or destination.parked_for is not None
+            or destination.in_flight >= self._per_destination
         ):
-            destination.ready = True
-            self._ready.put_nowait(destination)
+            return
+        signer = destination.chunks[0].secret
+        if self._signer_in_flight.get(signer, 0) >= self._per_signer:
+            destination.parked_for = signer
+            self._parked.setdefault(signer, []).append(destination)
+            return
+        destination.ready = True
+        self._ready.put_nowait(destination)
+
+    def _unpark(self, signer: str) -> None:
+        """One of ``signer``'s POSTs ended: offer the destinations waiting for it."""
+        for destination in self._parked.pop(signer, ()):
+            destination.parked_for = None
+            self._offer(destination)
 
     def _requeue(self, chunk: _Chunk) -> None:
         self._retry_timers.pop(id(chunk), None)
@@ -416,12 +448,18 @@ class Executor:
             self._idle.set()
 
     async def _work(self) -> None:
+        signers = self._signer_in_flight
         while True:
             destination = await self._ready.get()
             destination.ready = False
             if not destination.chunks:
                 continue
+            signer = destination.chunks[0].secret
+            if signers.get(signer, 0) >= self._per_signer:
+                self._offer(destination)  # its signer filled its share meanwhile: parked
+                continue
             destination.in_flight += 1
+            signers[signer] = signers.get(signer, 0) + 1
             chunk = destination.chunks.popleft()
             self._offer(destination)  # its next chunk, to another worker, within its share
             # The chunk lives only in _deliver's frame: an idle worker that kept
@@ -432,7 +470,13 @@ class Executor:
                 del chunk
             finally:
                 destination.in_flight -= 1
+                left = signers[signer] - 1
+                if left:
+                    signers[signer] = left
+                else:
+                    del signers[signer]
                 self._offer(destination)
+                self._unpark(signer)
 
     async def _deliver(self, destination: _Destination, chunk: _Chunk) -> None:
         count = len(chunk.fires)
