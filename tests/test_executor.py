@@ -659,3 +659,32 @@ def test_one_signers_hung_destinations_leave_workers_to_another_signer(tmp_path:
     assert [r.state for r in results] == ["success"] * 5
     assert elapsed < 2.0, elapsed
     assert hung_concurrency == 6  # ceil(8 x 0.75) of tenant A's POSTs at once, no more
+
+
+def test_signers_sharing_a_destination_each_get_every_fire_delivered_once(
+    tmp_path: Path,
+) -> None:
+    """Two signers' chunks interleaved on one slow destination, one signer's
+    share smaller than the destination's: parked destinations are woken
+    again, every fire has exactly one result, and nothing stays counted."""
+    with run_receiver(tmp_path, delay=0.05) as receiver:
+        fires = [
+            fire
+            for n in range(20)
+            for k, signer in enumerate(("tenant-a", "tenant-b"))
+            for fire in make_fires(
+                receiver.url, 1, path=f"/{signer}/{n}", secret=signer, start=1000 * k + n
+            )
+        ]
+
+        async def scenario(executor: Executor) -> tuple[list[FireResult], int, int]:
+            results = await deliver(executor, fires, timeout=20)
+            return results, len(executor._signer_in_flight), len(executor._parked)
+
+        results, counted, parked = run(scenario, max_workers=4, destination_share=1.0)
+        stats = receiver.stats()
+    assert sorted(r.job_id for r in results) == sorted(f.job_id for f in fires)  # once each
+    assert all(r.state == "success" for r in results)
+    assert stats["requests"] == len(fires)
+    assert stats["max_concurrency"] == 4  # both signers together use every worker
+    assert (counted, parked) == (0, 0)

@@ -253,7 +253,7 @@ class Executor:
         self._per_signer = max(1, math.ceil(max_workers * SIGNER_SHARE))
         self._signer_in_flight: dict[str, int] = {}
         """POSTs in flight per signing secret (a project's, or an executor's)."""
-        self._parked: dict[str, list[_Destination]] = {}
+        self._parked: dict[str, deque[_Destination]] = {}
         """Destinations whose next chunk waits for its signer's share of workers."""
         self._destination_max_bytes = destination_max_bytes
         self._destinations: dict[str, _Destination] = {}
@@ -423,16 +423,27 @@ class Executor:
         signer = destination.chunks[0].secret
         if self._signer_in_flight.get(signer, 0) >= self._per_signer:
             destination.parked_for = signer
-            self._parked.setdefault(signer, []).append(destination)
+            self._parked.setdefault(signer, deque()).append(destination)
             return
         destination.ready = True
         self._ready.put_nowait(destination)
 
     def _unpark(self, signer: str) -> None:
-        """One of ``signer``'s POSTs ended: offer the destinations waiting for it."""
-        for destination in self._parked.pop(signer, ()):
+        """One of ``signer``'s POSTs ended: offer the destinations waiting for
+        it, as many as it has room for now (waking them all would queue every
+        one of them for one free slot, each POST's end)."""
+        parked = self._parked.get(signer)
+        if not parked:
+            return
+        free = self._per_signer - self._signer_in_flight.get(signer, 0)
+        while parked and free > 0:
+            destination = parked.popleft()
             destination.parked_for = None
             self._offer(destination)
+            if destination.ready:
+                free -= 1
+        if not parked:
+            del self._parked[signer]
 
     def _requeue(self, chunk: _Chunk) -> None:
         self._retry_timers.pop(id(chunk), None)
