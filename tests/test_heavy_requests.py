@@ -89,16 +89,7 @@ def test_a_large_create_and_a_large_list_while_fires_keep_their_time(tmp_path: P
         client = Client(node.api, create_credential(node))
         try:
             project = client.data("POST", "/projects", 201, json={"name": "heavy"})["id"]
-            firing = client.data(
-                "POST",
-                "/jobs",
-                201,
-                json=[
-                    {"project_id": project, "spec": "@every 1s", "callback_url": receiver.url}
-                    for _ in range(FIRING_JOBS)
-                ],
-            )
-            start = _ts(firing[0]["created_at"])
+            start = _firing_jobs(client, project, receiver.url)
             items = [
                 {
                     "project_id": project,
@@ -152,6 +143,20 @@ def test_a_large_create_and_a_large_list_while_fires_keep_their_time(tmp_path: P
     )
 
 
+def _firing_jobs(client: Client, project: int, url: str) -> float:
+    """``FIRING_JOBS`` jobs ``@every 1s`` calling ``url``; when they were created."""
+    firing = client.data(
+        "POST",
+        "/jobs",
+        201,
+        json=[
+            {"project_id": project, "spec": "@every 1s", "callback_url": url}
+            for _ in range(FIRING_JOBS)
+        ],
+    )
+    return _ts(firing[0]["created_at"])
+
+
 def _deliveries(records: list[dict[str, object]]) -> list[dict[str, float]]:
     out = []
     for r in records:
@@ -188,16 +193,7 @@ def test_one_callers_large_creates_take_turns_with_another_callers_writes_and_fi
         try:
             project_a = a.data("POST", "/projects", 201, json={"name": "a"})["id"]
             project_b = b.data("POST", "/projects", 201, json={"name": "b"})["id"]
-            firing = b.data(
-                "POST",
-                "/jobs",
-                201,
-                json=[
-                    {"project_id": project_b, "spec": "@every 1s", "callback_url": receiver.url}
-                    for _ in range(FIRING_JOBS)
-                ],
-            )
-            start = _ts(firing[0]["created_at"])
+            start = _firing_jobs(b, project_b, receiver.url)
             batch = [
                 {"project_id": project_a, "spec": "0 0 1 1 *", "callback_url": f"{receiver.url}/a"}
                 for _ in range(MAX_BATCH)
