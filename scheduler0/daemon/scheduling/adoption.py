@@ -42,7 +42,7 @@ from scheduler0.daemon.scheduling.proposals import Outcome, Proposer
 from scheduler0.daemon.scheduling.stats import SchedulerStats
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.queries import Queries
-from scheduler0.daemon.state.schema import bucket_of, run_second
+from scheduler0.daemon.state.schema import bucket_of
 
 ADOPT_EVERY = 0.5
 """Seconds between looks for ``lost`` or ``pending`` (run-now) executions to send."""
@@ -152,9 +152,7 @@ class Adoption:
             *queries.unsettled("pending", backfill=False, since=since),
         ]
         wanted = [
-            [row["job_id"], row["slot"]]
-            for row in rows
-            if bucket_of(row["job_id"]) in buckets and now - run_second(row["slot"]) <= self._grace
+            [row["job_id"], row["slot"]] for row in rows if bucket_of(row["job_id"]) in buckets
         ]
         if wanted:
             self._adopting += 1

@@ -73,11 +73,8 @@ def due_slots(schedule: Schedule, slot: int, now: float, grace: float) -> DueSlo
         uncounted = due - 1 - len(listed)
     else:
         recent: deque[int] = deque(maxlen=MISSED_LISTED + 1)
-        first, count = slot, 0
-        while slot <= now and count < SCAN_LIMIT:
-            recent.append(slot)
-            slot = schedule.next_after(slot)
-            count += 1
+        first = slot
+        slot, count = _walk(schedule, slot, now, recent)
         if slot <= now:
             # An enormous backlog: the rest up to a stretch before ``now`` goes
             # uncounted, and the walk resumes there, so the latest due slot (to
@@ -87,11 +84,7 @@ def due_slots(schedule: Schedule, slot: int, now: float, grace: float) -> DueSlo
             if resume > slot:
                 recent.clear()
                 slot = resume
-            walked = 0
-            while slot <= now and walked < SCAN_LIMIT:
-                recent.append(slot)
-                slot = schedule.next_after(slot)
-                walked += 1
+            slot, walked = _walk(schedule, slot, now, recent)
             count += walked
             if slot <= now:  # slots far denser near now than before: resume after now
                 slot = schedule.next_after(int(now))
@@ -108,6 +101,17 @@ def due_slots(schedule: Schedule, slot: int, now: float, grace: float) -> DueSlo
             following,
         )
     return DueSlots(latest, listed, uncounted, following)
+
+
+def _walk(schedule: Schedule, slot: int, now: float, recent: deque[int]) -> tuple[int, int]:
+    """Walk the slots from ``slot`` up to ``now``, at most ``SCAN_LIMIT`` of
+    them, into ``recent``; returns the slot it stopped at and how many it took."""
+    count = 0
+    while slot <= now and count < SCAN_LIMIT:
+        recent.append(slot)
+        slot = schedule.next_after(slot)
+        count += 1
+    return slot, count
 
 
 CATCHUP_FIRES = 100
