@@ -269,3 +269,107 @@ def test_one_callers_large_creates_take_turns_with_another_callers_writes_and_fi
         f" writes, slowest {latencies[-1] * 1000:.0f} ms; B's p99 lateness"
         f" {late[int(len(late) * 0.99)]:.2f} s"
     )
+
+
+READERS = 16
+READ_SECONDS = 8.0
+READ_JOBS = 30_000
+
+
+def test_one_callers_deep_reads_leave_the_node_to_another_callers_reads_and_fires(
+    tmp_path: Path,
+) -> None:
+    """Caller A reads pages of 10,000 jobs from 16 threads at once; caller B
+    meanwhile reads one of its jobs at a time, and its 20 jobs fire every
+    second. A's reads take at most two of the node's threads at once (the
+    rest wait their turn), so B's reads stay close to their pace without A
+    and B's fires keep their time; A's reads all succeed."""
+    with (
+        run_receiver(tmp_path) as receiver,
+        running_node(tmp_path / "node") as node,
+    ):
+        a = Client(node.api, create_credential(node))
+        b = Client(node.api, create_credential(node))
+        try:
+            project_a = a.data("POST", "/projects", 201, json={"name": "a"})["id"]
+            project_b = b.data("POST", "/projects", 201, json={"name": "b"})["id"]
+            for _ in range(READ_JOBS // MAX_BATCH):
+                a.data(
+                    "POST",
+                    "/jobs",
+                    201,
+                    json=[
+                        {
+                            "project_id": project_a,
+                            "spec": "0 0 1 1 *",
+                            "callback_url": "http://127.0.0.1:9/a",
+                        }
+                        for _ in range(MAX_BATCH)
+                    ],
+                )
+            start = _firing_jobs(b, project_b, receiver.url)
+            job_b = b.data("GET", "/jobs", params={"project_id": project_b, "limit": 1})["jobs"][0]
+
+            def b_reads(seconds: float) -> list[float]:
+                latencies = []
+                until = time.time() + seconds
+                while time.time() < until:
+                    started = time.perf_counter()
+                    b.data("GET", f"/jobs/{job_b['id']}")
+                    latencies.append(time.perf_counter() - started)
+                return latencies
+
+            alone = b_reads(4.0)
+            stop = threading.Event()
+            a_statuses: list[int] = []
+
+            def read_deep(offset: int) -> None:
+                with httpx.Client(
+                    base_url=node.api, headers=a.http.headers, timeout=120.0, verify=node.verify
+                ) as http:
+                    while not stop.is_set():
+                        params = {"project_id": project_a, "limit": MAX_PAGE, "offset": offset}
+                        a_statuses.append(http.get("/jobs", params=params).status_code)
+
+            readers = [
+                threading.Thread(target=read_deep, args=(i * 1_000 % (READ_JOBS - MAX_PAGE),))
+                for i in range(READERS)
+            ]
+            for thread in readers:
+                thread.start()
+            try:
+                wait_until(lambda: a_statuses, 60, what="A's first deep read")
+                beside_a = b_reads(READ_SECONDS)
+                read_until = time.time()
+            finally:
+                stop.set()
+                for thread in readers:
+                    thread.join(120)
+            wait_until(
+                lambda: any(r["slot"] >= read_until + 1 for r in _deliveries(receiver.records())),
+                30,
+                what="deliveries after the reads",
+            )
+        finally:
+            a.close()
+            b.close()
+
+    assert set(a_statuses) == {200}, f"A's answers: {sorted(set(a_statuses))}"
+    assert len(a_statuses) >= READERS, "A's deep reads hardly ran"
+    alone_p90 = sorted(alone)[int(len(alone) * 0.9)]
+    beside_p90 = sorted(beside_a)[int(len(beside_a) * 0.9)]
+    assert beside_p90 <= 3 * alone_p90 + 0.05, (
+        f"B's reads: p90 {beside_p90 * 1000:.0f} ms beside A's, {alone_p90 * 1000:.0f} ms alone"
+    )
+    first, last = int(start) + 2, int(read_until)
+    window = [d for d in _deliveries(receiver.records()) if first <= d["slot"] <= last]
+    assert len(window) == FIRING_JOBS * (last - first + 1), "a job of B's missed or doubled a slot"
+    late = sorted(d["late"] for d in window)
+    assert late[int(len(late) * 0.99)] <= 1.0, (
+        f"B's p99 lateness {late[int(len(late) * 0.99)]:.2f} s"
+    )
+    print(
+        f"A: {len(a_statuses)} deep reads; B: p90 {beside_p90 * 1000:.0f} ms beside A over"
+        f" {len(beside_a)} reads, {alone_p90 * 1000:.0f} ms alone; B's p99 lateness"
+        f" {late[int(len(late) * 0.99)]:.2f} s"
+    )

@@ -142,3 +142,34 @@ async def test_a_waiter_cancelled_as_its_turn_comes_passes_it_on() -> None:
     await finish(log, "c1")
     await asyncio.gather(tasks[0], tasks[2])
     assert turns.holders == 0
+
+
+@run_async
+async def test_a_caller_holds_at_most_its_share_and_callers_take_the_rest_in_turn() -> None:
+    log = Log(Turns(at_once=3, waiting_per_key=8, per_key=2, what="requests"))
+    tasks = await started(
+        log, ("a", "a1"), ("a", "a2"), ("a", "a3"), ("a", "a4"), ("b", "b1"), ("c", "c1")
+    )
+    assert log.order == ["a1", "a2", "b1"]  # a's third waits at its share; b goes beside
+    await finish(log, "b1")
+    assert log.order == ["a1", "a2", "b1", "c1"]  # c, not a, which holds its share
+    await finish(log, "a1")
+    assert log.order == ["a1", "a2", "b1", "c1", "a3"]
+    for name in ("a2", "c1", "a3", "a4"):
+        await finish(log, name)
+    await asyncio.gather(*tasks)
+    assert log.order == ["a1", "a2", "b1", "c1", "a3", "a4"]
+    assert log.most_at_once == 3
+    assert log.turns.holders == 0
+
+
+@run_async
+async def test_requests_past_a_callers_waiting_room_are_refused_by_name() -> None:
+    turns = Turns(at_once=1, waiting_per_key=1, per_key=1, what="requests")
+    log = Log(turns)
+    tasks = await started(log, ("a", "a1"), ("a", "a2"))
+    with pytest.raises(TooManyRequests, match="1 requests of this caller"):
+        turns.check("a")
+    for name in ("a1", "a2"):
+        await finish(log, name)
+    await asyncio.gather(*tasks)

@@ -38,6 +38,7 @@ from scheduler0.daemon.api.http import (
     read_barrier,
     services,
 )
+from scheduler0.daemon.api.turns import share_off_loop
 from scheduler0.daemon.security import same_text, secret_matches
 from scheduler0.errors import Forbidden, NoQuorum, NotFound, Scheduler0Error, Unauthorized
 from scheduler0.models import CredentialScope
@@ -175,15 +176,29 @@ def _projects(stored: str | None) -> frozenset[int] | None:
 class AuthMiddleware:
     """Identify the caller of every HTTP request into ``scope["user"]``: a
     ``Caller``, or the error that refuses its credentials (raised only by a
-    route that needs a caller)."""
+    route that needs a caller). The request's work off the event loop takes
+    that caller's share (``share_key``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            scope["user"] = identify(HTTPConnection(scope))
-        await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        user = scope["user"] = identify(HTTPConnection(scope))
+        svc: Services = scope["app"].state.services
+        with share_off_loop(svc.shares, share_key(user, scope)):
+            await self.app(scope, receive, send)
+
+
+def share_key(user: Caller | Scheduler0Error, scope: Scope) -> str:
+    """Whose share a request's work off the loop takes: its credential, the
+    operator, or, without good credentials, its peer's address."""
+    if isinstance(user, Caller):
+        return principal_of(user)
+    client = scope.get("client")
+    return f"anonymous:{client[0] if client else ''}"
 
 
 def caller(request: Request) -> Caller:
@@ -204,7 +219,10 @@ def principal(request: Request) -> str:
     """The caller as the audit fields record it when a body names nobody:
     ``credential:<id>`` for a client credential (the id of ``GET
     /credentials/{id}``), ``operator`` for an operator."""
-    who = caller(request)
+    return principal_of(caller(request))
+
+
+def principal_of(who: Caller) -> str:
     if who.kind is CallerKind.CLIENT:
         return f"credential:{who.credential_id}"
     return OPERATOR_PRINCIPAL

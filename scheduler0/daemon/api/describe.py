@@ -70,7 +70,9 @@ class RouteSpec(NamedTuple):
 
     def error_statuses(self) -> tuple[int, ...]:
         """Every error status the route may answer, from what it declares."""
-        found = set(self.errors)
+        # 429: too many of the caller's requests already wait for their share
+        # of the work off the event loop (``api/turns.py``).
+        found = set(self.errors) | {429}
         if self.access is not Access.PUBLIC:
             # 403: a kind or scope too weak; 503: a node still catching up
             # cannot check a key yet.

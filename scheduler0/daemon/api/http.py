@@ -20,7 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from scheduler0.config import Settings
-from scheduler0.daemon.api.turns import Turns
+from scheduler0.daemon.api.turns import Turns, off_loop_share, off_loop_shares
 from scheduler0.daemon.metrics import Metrics
 from scheduler0.daemon.node import Backups, NodeStatus, Writes
 from scheduler0.daemon.state.queries import ORDERS, Order, Queries
@@ -61,6 +61,8 @@ class Services:
     backups: Backups
     turns: Turns = field(default_factory=Turns)
     """Large creates take turns by caller (``api/turns.py``)."""
+    shares: Turns = field(default_factory=off_loop_shares)
+    """Work off the event loop takes each caller's share (``api/turns.py``)."""
 
 
 def services(request: Request) -> Services:
@@ -70,8 +72,15 @@ def services(request: Request) -> Services:
 
 async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking read (SQLite, presenting many rows) in a worker thread, so
-    that the event loop, which also runs the scheduler and the executor, is free."""
-    return await run_in_threadpool(fn, *args, **kwargs)
+    that the event loop, which also runs the scheduler and the executor, is free.
+    Within a request, the thread is one of its caller's share (429 if too many
+    of them wait already; ``api/turns.py``)."""
+    share = off_loop_share()
+    if share is None:
+        return await run_in_threadpool(fn, *args, **kwargs)
+    shares, key = share
+    async with shares.take(key):
+        return await run_in_threadpool(fn, *args, **kwargs)
 
 
 MAX_ID = 2**63 - 1

@@ -47,8 +47,8 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     429: (
         "TooManyRequests",
-        "Too many large creates of this caller already wait for their turn; retry"
-        " (too_many_requests).",
+        "Too many of this caller's requests (large creates, or any work done off the"
+        " node's event loop) already wait for their turn; retry (too_many_requests).",
     ),
     503: ("NoQuorum", "The cluster cannot commit or read-after-commit now; retry (no_quorum)."),
 }
