@@ -101,6 +101,11 @@ class ValidationFailed(Scheduler0Error):
     code = "validation_failed"
 
 
+class RequestTimeout(Scheduler0Error):
+    status = 408
+    code = "request_timeout"
+
+
 class TooManyRequests(Scheduler0Error):
     status = 429
     code = "too_many_requests"

@@ -1,6 +1,6 @@
 """The perimeter of a real node: where callbacks may go, the modes of its
-files, what its answers can put on an operator's terminal, and bodies that
-are not JSON, too large, or never finished.
+files, what its answers can put on an operator's terminal, bodies that are
+not JSON, too large, or never finished, and request heads never finished.
 
 Two nodes: ``node`` with the defaults, started with umask 0o022; ``strict``
 with ``CallbackDenyNetworks`` covering loopback, started with umask 0o000.
@@ -8,9 +8,11 @@ with ``CallbackDenyNetworks`` covering loopback, started with umask 0o000.
 
 from __future__ import annotations
 
+import select
 import socket
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -313,3 +315,57 @@ def test_an_aborted_upload_is_one_quiet_line_and_no_traceback(node: NodeProcess)
     assert len(quiet_lines()) == 5
     assert all(" INFO " in line for line in quiet_lines()), quiet_lines()
     assert "Traceback" not in added and " ERROR " not in added, added
+
+
+def test_a_request_whose_head_or_body_stops_coming_is_closed(
+    node: NodeProcess, client: Client
+) -> None:
+    """One connection sends nothing; one sends a request line and then a
+    header byte every half second (slow loris); one sends a whole head and 10
+    of the 1,000 body bytes it promised. Each is answered or closed after 10 s
+    without progress: the first closed, the second closed with a 408, the
+    third answered 408 ``request_timeout``. The node serves others meanwhile."""
+    credential = create_credential(node)
+    port = node.port
+    silent = socket.create_connection(("127.0.0.1", port), timeout=5)
+    loris = socket.create_connection(("127.0.0.1", port), timeout=5)
+    stalled = socket.create_connection(("127.0.0.1", port), timeout=5)
+    opened = time.monotonic()
+    loris.sendall(f"GET /api/v1/healthcheck HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\nx-a: ".encode())
+    head = [
+        "POST /api/v1/projects HTTP/1.1",
+        f"host: 127.0.0.1:{port}",
+        "content-type: application/json",
+        "content-length: 1000",
+        *(f"{k}: {v}" for k, v in credential.items()),
+    ]
+    stalled.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b'{"name": "')
+    answers = {silent: b"", loris: b"", stalled: b""}
+    closed_after: dict[socket.socket, float] = {}
+    served = 0
+    try:
+        while len(closed_after) < 3 and time.monotonic() - opened < 30:
+            open_ = [sock for sock in answers if sock not in closed_after]
+            readable, _, _ = select.select(open_, [], [], 0.5)
+            for sock in readable:
+                data = sock.recv(4096)
+                answers[sock] += data
+                if not data:
+                    closed_after[sock] = time.monotonic() - opened
+            if loris not in closed_after:
+                try:
+                    loris.sendall(b"a")
+                except OSError:
+                    closed_after.setdefault(loris, time.monotonic() - opened)
+            client.data("GET", "/jobs", params={"limit": 1})
+            served += 1
+    finally:
+        for sock in answers:
+            sock.close()
+    assert set(closed_after) == set(answers), f"closed by 30 s: {len(closed_after)} of 3"
+    assert all(9.0 <= after <= 15.0 for after in closed_after.values()), closed_after
+    assert answers[silent] == b""
+    assert answers[loris].startswith(b"HTTP/1.1 408 "), answers[loris][:80]
+    assert answers[stalled].startswith(b"HTTP/1.1 408 "), answers[stalled][:80]
+    assert b'"code":"request_timeout"' in answers[stalled], answers[stalled]
+    assert served >= 10

@@ -132,6 +132,8 @@ def _serve(settings: Settings, listening: socket.socket) -> int:
     """Run the node on the bound ``listening`` socket."""
     import uvicorn
 
+    from scheduler0.daemon.http_protocol import HeadTimeoutProtocol
+
     node = Node(settings)
     try:
         node.start_log()
@@ -148,6 +150,8 @@ def _serve(settings: Settings, listening: socket.socket) -> int:
         access_log=settings.access_log,
         log_config=None,
         lifespan="on",
+        # A request head must arrive within 10 s (http_protocol.py).
+        http=HeadTimeoutProtocol,
         timeout_graceful_shutdown=5,
         # Config validation made sure both files are there and belong together.
         ssl_certfile=str(settings.tls_cert_file) if tls else None,

@@ -86,7 +86,7 @@ class RouteSpec(NamedTuple):
         if CONSISTENCY in self.query:
             found.add(503)
         if self.body is not None:
-            found |= {400, 413, 415, 422}
+            found |= {400, 408, 413, 415, 422}
         if set(self.methods) - {"GET"}:
             found.add(503)  # a write needs a quorum
         return tuple(sorted(found))

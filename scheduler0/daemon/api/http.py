@@ -7,6 +7,7 @@ Every answer is an envelope: ``{"success": true, "data": ...}`` or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from scheduler0.errors import (
     BadRequest,
     FieldError,
     PayloadTooLarge,
+    RequestTimeout,
     Scheduler0Error,
     UnsupportedMediaType,
     ValidationFailed,
@@ -110,6 +112,8 @@ def failure(error: Scheduler0Error) -> Response:
         orjson.dumps({"success": False, "data": None, "error": error.to_dict()}),
         status_code=error.status,
         media_type="application/json",
+        # the rest of a stalled body is not waited for: the connection ends
+        headers={"connection": "close"} if isinstance(error, RequestTimeout) else None,
     )
 
 
@@ -140,10 +144,16 @@ def has_body(request: Request) -> bool:
     return request.headers.get("transfer-encoding") is not None
 
 
+BODY_IDLE_SECONDS = 10.0
+"""How long a request's body may pause between two of its parts; past it,
+408 (a body trickled in forever would hold its request, and its place in a
+caller's waiting room, as long as its client likes)."""
+
+
 async def json_body(request: Request, max_bytes: int) -> Any:
     """The request's body as JSON: 415 for another content-type (a form or a
-    multipart upload is never read as JSON), 413 past ``max_bytes``, 400 if
-    malformed or empty."""
+    multipart upload is never read as JSON), 413 past ``max_bytes``, 408 if
+    it pauses for ``BODY_IDLE_SECONDS``, 400 if malformed or empty."""
     _declared(request, None)
     content_type = request.headers.get("content-type")
     if not is_json(content_type):
@@ -155,8 +165,26 @@ async def json_body(request: Request, max_bytes: int) -> Any:
         raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")
     chunks = []
     size = 0
+    parts = request.stream()
     try:
-        async for chunk in request.stream():
+        while True:
+            try:
+                async with asyncio.timeout(BODY_IDLE_SECONDS):
+                    chunk = await anext(parts)
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                log.info(
+                    "%s %s: no body bytes for %.0f s after %d of %s; refused",
+                    request.method,
+                    request.url.path,
+                    BODY_IDLE_SECONDS,
+                    size,
+                    declared or "?",
+                )
+                raise RequestTimeout(
+                    f"the request body paused for {BODY_IDLE_SECONDS:.0f} s after {size} bytes"
+                ) from None
             size += len(chunk)
             if size > max_bytes:
                 raise PayloadTooLarge(f"request body is over the {max_bytes} byte limit")

@@ -34,6 +34,7 @@ ERRORS: dict[int, tuple[str, str]] = {
     401: ("Unauthorized", "Missing, wrong or archived credentials (unauthorized)."),
     403: ("Forbidden", "A client key on an operator route (forbidden)."),
     404: ("NotFound", "Unknown id (not_found)."),
+    408: ("RequestTimeout", "The request body paused for 10 s (request_timeout)."),
     409: ("Conflict", "Duplicate name, project still has jobs, run already there (conflict)."),
     413: ("PayloadTooLarge", "Body or batch over the node's limit (payload_too_large)."),
     415: (
