@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -193,14 +193,36 @@ class TwoCallers:
     project_b: int
     start: float
 
-    def a_http(self, timeout: float) -> httpx.Client:
-        """A client of its own with A's credential (for one of A's threads)."""
-        return httpx.Client(
-            base_url=self.node.api,
-            headers=self.a.http.headers,
-            timeout=timeout,
-            verify=self.node.verify,
-        )
+    @contextlib.contextmanager
+    def a_threads(
+        self, count: int, request: Callable[[httpx.Client, int], httpx.Response], timeout: float
+    ) -> Iterator[list[int]]:
+        """``count`` threads of A, thread ``i`` sending ``request(http, i)``
+        again and again with A's credential, until the block ends; yields the
+        statuses of their answers (once the first came)."""
+        stop = threading.Event()
+        statuses: list[int] = []
+
+        def run(i: int) -> None:
+            with httpx.Client(
+                base_url=self.node.api,
+                headers=self.a.http.headers,
+                timeout=timeout,
+                verify=self.node.verify,
+            ) as http:
+                while not stop.is_set():
+                    statuses.append(request(http, i).status_code)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+        for thread in threads:
+            thread.start()
+        try:
+            wait_until(lambda: statuses, 60, what="A's first answer")
+            yield statuses
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join(120)
 
     def b_on_time(self, until: float) -> float:
         """Wait for B's deliveries past ``until``, check that every slot of
@@ -251,20 +273,9 @@ def test_one_callers_large_creates_take_turns_with_another_callers_writes_and_fi
             {"project_id": t.project_a, "spec": "0 0 1 1 *", "callback_url": f"{t.receiver.url}/a"}
             for _ in range(MAX_BATCH)
         ]
-        stop = threading.Event()
-        a_statuses: list[int] = []
-
-        def flood() -> None:
-            with t.a_http(timeout=60.0) as http:
-                while not stop.is_set():
-                    a_statuses.append(http.post("/jobs", json=batch).status_code)
-
-        flooders = [threading.Thread(target=flood) for _ in range(FLOODERS)]
-        for thread in flooders:
-            thread.start()
         b_writes: list[tuple[int, float]] = []
-        try:
-            wait_until(lambda: a_statuses, 60, what="A's first large create")
+        flood = t.a_threads(FLOODERS, lambda http, _: http.post("/jobs", json=batch), 60.0)
+        with flood as a_statuses:
             until = time.time() + FLOOD_SECONDS
             while time.time() < until:
                 started = time.perf_counter()
@@ -279,10 +290,6 @@ def test_one_callers_large_creates_take_turns_with_another_callers_writes_and_fi
                 )
                 b_writes.append((answer.status_code, time.perf_counter() - started))
             flooded_until = time.time()
-        finally:
-            stop.set()
-            for thread in flooders:
-                thread.join(120)
         p99 = t.b_on_time(flooded_until)
         missed = [
             job["missed_count"]
@@ -340,29 +347,15 @@ def test_one_callers_deep_reads_leave_the_node_to_another_callers_reads_and_fire
             return latencies
 
         alone = b_reads(4.0)
-        stop = threading.Event()
-        a_statuses: list[int] = []
 
-        def read_deep(offset: int) -> None:
-            with t.a_http(timeout=120.0) as http:
-                while not stop.is_set():
-                    params = {"project_id": t.project_a, "limit": MAX_PAGE, "offset": offset}
-                    a_statuses.append(http.get("/jobs", params=params).status_code)
+        def read_deep(http: httpx.Client, i: int) -> httpx.Response:
+            offset = i * 1_000 % (READ_JOBS - MAX_PAGE)
+            params = {"project_id": t.project_a, "limit": MAX_PAGE, "offset": offset}
+            return http.get("/jobs", params=params)
 
-        readers = [
-            threading.Thread(target=read_deep, args=(i * 1_000 % (READ_JOBS - MAX_PAGE),))
-            for i in range(READERS)
-        ]
-        for thread in readers:
-            thread.start()
-        try:
-            wait_until(lambda: a_statuses, 60, what="A's first deep read")
+        with t.a_threads(READERS, read_deep, 120.0) as a_statuses:
             beside_a = b_reads(READ_SECONDS)
             read_until = time.time()
-        finally:
-            stop.set()
-            for thread in readers:
-                thread.join(120)
         p99 = t.b_on_time(read_until)
 
     assert set(a_statuses) == {200}, f"A's answers: {sorted(set(a_statuses))}"
