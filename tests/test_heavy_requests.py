@@ -369,3 +369,34 @@ def test_one_callers_deep_reads_leave_the_node_to_another_callers_reads_and_fire
         f"A: {len(a_statuses)} deep reads; B: p90 {beside_p90 * 1000:.0f} ms beside A over"
         f" {len(beside_a)} reads, {alone_p90 * 1000:.0f} ms alone; B's p99 lateness {p99:.2f} s"
     )
+
+
+WAITING_READERS = 80
+
+
+def test_a_callers_writes_are_never_refused_for_its_own_waiting_reads(tmp_path: Path) -> None:
+    """Caller A keeps 80 page reads in flight, more than its waiting room
+    holds: some are refused 429 (retry: nothing was done). A's project
+    creates meanwhile wait their turn behind its own reads but are never
+    refused: a write's read-back comes after its command committed, and a 429
+    there would have its client retry what is done."""
+    with two_callers(tmp_path) as t:
+        items = [
+            {"project_id": t.project_a, "spec": "0 0 1 1 *", "callback_url": "http://127.0.0.1:9/a"}
+            for _ in range(MAX_BATCH)
+        ]
+        t.a.data("POST", "/jobs", 201, json=items)
+
+        def read(http: httpx.Client, _: int) -> httpx.Response:
+            return http.get("/jobs", params={"project_id": t.project_a, "limit": 2_000})
+
+        creates = []
+        with t.a_threads(WAITING_READERS, read, 120.0) as a_statuses:
+            wait_until(lambda: 429 in a_statuses, 60, what="a read refused 429")
+            for i in range(3):
+                creates.append(t.a.call("POST", "/projects", json={"name": f"a-{i}"}).status_code)
+        names = {p["name"] for p in t.a.data("GET", "/projects", params={"limit": 100})["projects"]}
+
+    assert set(a_statuses) == {200, 429}, sorted(set(a_statuses))
+    assert creates == [201] * 3
+    assert {f"a-{i}" for i in range(3)} <= names

@@ -8,6 +8,7 @@ with ``CallbackDenyNetworks`` covering loopback, started with umask 0o000.
 
 from __future__ import annotations
 
+import re
 import select
 import socket
 import stat
@@ -369,3 +370,65 @@ def test_a_request_whose_head_or_body_stops_coming_is_closed(
     assert answers[stalled].startswith(b"HTTP/1.1 408 "), answers[stalled][:80]
     assert b'"code":"request_timeout"' in answers[stalled], answers[stalled]
     assert served >= 10
+
+
+def test_a_request_still_coming_is_not_cut_by_the_head_deadline(node: NodeProcess) -> None:
+    """Bytes that keep coming are not a stalled head: a request pipelined
+    behind another, its body a byte every 2 s for 14 s, is answered; an
+    upload refused before its body came (401) may finish sending it, 12 s
+    at 128 KB a second, and gets no second answer."""
+    credential = create_credential(node)
+    port = node.port
+    body = b'{"name": "pipelined-behind-a-health-check"}'
+    pipelined = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head = [
+        "POST /api/v1/projects HTTP/1.1",
+        f"host: 127.0.0.1:{port}",
+        "content-type: application/json",
+        f"content-length: {len(body)}",
+        *(f"{k}: {v}" for k, v in credential.items()),
+    ]
+    pipelined.sendall(
+        f"GET /api/v1/healthcheck HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n".encode()
+        + ("\r\n".join(head) + "\r\n\r\n").encode()
+        + body[:1]
+    )
+    upload_size = 24 * 64 * 1024
+    refused = socket.create_connection(("127.0.0.1", port), timeout=5)
+    refused.sendall(
+        f"POST /api/v1/projects HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n"
+        f"content-type: application/json\r\ncontent-length: {upload_size}\r\n\r\n".encode()
+    )
+    answers = {pipelined: b"", refused: b""}
+    closed: set[socket.socket] = set()
+    opened = time.monotonic()
+    body_sent, uploaded = 1, 0
+    try:
+        while time.monotonic() - opened < 16:
+            readable, _, _ = select.select([s for s in answers if s not in closed], [], [], 0.1)
+            for sock in readable:
+                data = sock.recv(65536)
+                answers[sock] += data
+                if not data:
+                    closed.add(sock)
+            elapsed = time.monotonic() - opened
+            if body_sent < len(body) and elapsed >= 2 * min(body_sent, 7):
+                # a byte every 2 s for 14 s, then the rest
+                end = body_sent + 1 if body_sent < 7 else len(body)
+                pipelined.sendall(body[body_sent:end])
+                body_sent = end
+            if uploaded < upload_size and elapsed >= uploaded / (128 * 1024):
+                refused.sendall(b" " * 65536)
+                uploaded += 65536
+    finally:
+        for sock in answers:
+            sock.close()
+    assert closed == set(), "the node closed a connection that kept sending"
+    assert status_lines(answers[pipelined]) == [b"HTTP/1.1 200 OK", b"HTTP/1.1 201 Created"]
+    assert uploaded == upload_size
+    assert status_lines(answers[refused]) == [b"HTTP/1.1 401 Unauthorized"]
+
+
+def status_lines(stream: bytes) -> list[bytes]:
+    """The status lines of the answers on one connection (bodies have no CRLF)."""
+    return re.findall(rb"HTTP/1\.1 \d{3} [^\r]*", stream)

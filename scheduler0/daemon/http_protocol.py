@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 log = logging.getLogger(__name__)
@@ -50,29 +51,40 @@ class HeadTimeoutProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
+        self._arm(None)
 
     def data_received(self, data: bytes) -> None:
-        if self._head_timer is not None:
+        # Bytes that come while an answered request's body is still arriving
+        # (an early answer: 401, 413, ...) are progress, not a head's first.
+        draining = self._head_timer is not None and self.conn.their_state is h11.SEND_BODY
+        if self._head_timer is not None and not draining:
             self._partial = True
         super().data_received(data)
-        if self._head_timer is not None and self.cycle is not self._waiting_for:
-            self._disarm()
+        if self._head_timer is None:
+            return
+        if self.cycle is not self._waiting_for:
+            self._disarm()  # the head came
+        elif draining:
+            self._arm(self._waiting_for)  # 10 s more for the rest of that body
 
     def on_response_complete(self) -> None:
+        answered = self.cycle
+        # Picks up a pipelined request whose head is already here.
         super().on_response_complete()
-        if not self.transport.is_closing() and self.cycle is not None:
-            self._arm()
-            if self.cycle is not self._waiting_for:  # a pipelined head was waiting
+        if not self.transport.is_closing():
+            self._arm(answered)
+            if self.cycle is not answered:
                 self._disarm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
         super().connection_lost(exc)
 
-    def _arm(self) -> None:
+    def _arm(self, waiting_for: object) -> None:
+        """Give the head of the request after ``waiting_for`` (a request
+        cycle; None: the connection's first) ``head_timeout`` seconds."""
         self._disarm()
-        self._waiting_for = self.cycle
+        self._waiting_for = waiting_for
         self._partial = False
         self._head_timer = self.loop.call_later(self.head_timeout, self._head_too_slow)
 

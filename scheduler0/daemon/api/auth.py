@@ -38,7 +38,7 @@ from scheduler0.daemon.api.http import (
     read_barrier,
     services,
 )
-from scheduler0.daemon.api.turns import share_off_loop
+from scheduler0.daemon.api.turns import Share, share_off_loop
 from scheduler0.daemon.security import same_text, secret_matches
 from scheduler0.errors import Forbidden, NoQuorum, NotFound, Scheduler0Error, Unauthorized
 from scheduler0.models import CredentialScope
@@ -188,17 +188,21 @@ class AuthMiddleware:
             return
         user = scope["user"] = identify(HTTPConnection(scope))
         svc: Services = scope["app"].state.services
-        with share_off_loop(svc.shares, share_key(user, scope)):
+        read = scope["method"] in ("GET", "HEAD")
+        with share_off_loop(Share(svc.shares, share_key(user, scope), refuse=read)):
             await self.app(scope, receive, send)
 
 
 def share_key(user: Caller | Scheduler0Error, scope: Scope) -> str:
-    """Whose share a request's work off the loop takes: its credential, the
-    operator, or, without good credentials, its peer's address."""
-    if isinstance(user, Caller):
-        return principal_of(user)
+    """Whose share a request's work off the loop takes: its credential's; an
+    operator's or an unidentified caller's by its peer address (the CLI, the
+    console and a metrics scraper all authenticate as the operator)."""
     client = scope.get("client")
-    return f"anonymous:{client[0] if client else ''}"
+    address = client[0] if client else ""
+    if isinstance(user, Caller):
+        who = principal_of(user)
+        return f"{who}:{address}" if user.kind is CallerKind.OPERATOR else who
+    return f"anonymous:{address}"
 
 
 def caller(request: Request) -> Caller:

@@ -75,13 +75,12 @@ def services(request: Request) -> Services:
 async def off_loop(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
     """Run a blocking read (SQLite, presenting many rows) in a worker thread, so
     that the event loop, which also runs the scheduler and the executor, is free.
-    Within a request, the thread is one of its caller's share (429 if too many
-    of them wait already; ``api/turns.py``)."""
+    Within a request, the thread is one of its caller's share (a read gets
+    429 if too many of them wait already; ``api/turns.py``)."""
     share = off_loop_share()
     if share is None:
         return await run_in_threadpool(fn, *args, **kwargs)
-    shares, key = share
-    async with shares.take(key):
+    async with share.shares.take(share.key, refuse=share.refuse):
         return await run_in_threadpool(fn, *args, **kwargs)
 
 

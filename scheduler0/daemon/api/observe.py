@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -21,7 +22,6 @@ from scheduler0.daemon.api.http import (
     UNTIL,
     choice_param,
     id_param,
-    off_loop,
     ok,
     ok_off_loop,
     order_param,
@@ -74,6 +74,8 @@ async def status(request: Request) -> Response:
 
 
 async def metrics(request: Request) -> Response:
-    """Prometheus exposition (operator auth: it shows the cluster's shape and load)."""
-    exposition = await off_loop(services(request).metrics.exposition)
+    """Prometheus exposition (operator auth: it shows the cluster's shape and load).
+    Built in a thread outside the operator's share of work off the loop
+    (``api/turns.py``): monitoring answers while the operator's tools are busy."""
+    exposition = await run_in_threadpool(services(request).metrics.exposition)
     return Response(exposition, media_type=CONTENT_TYPE)

@@ -18,13 +18,15 @@ in well under a tick.
 Work done off the event loop (``http.off_loop``: reads of many rows, the
 JSON of a page, a batch's validation) takes a *share* the same way, in
 ``off_loop_shares``: at most ``OFF_LOOP_PER_CALLER`` of one caller's at once,
-``OFF_LOOP_AT_ONCE`` on the node, callers in turn. Every such thread holds
+``OFF_LOOP_AT_ONCE`` on the node, callers in turn; a read is refused (429)
+past ``OFF_LOOP_WAITING_PER_CALLER`` of its caller's waiting, a write waits. Every such thread holds
 the GIL while it works, and each one more slows the event loop that serves
 every other caller and fires every job: sixteen deep reads of one
 credential at once made another credential's light requests 12 times
-slower (p99 61 ms to 723 ms). The caller is who the request authenticated
-as, or its peer address when it sent no good credential
-(``share_off_loop``, set for each request by the auth middleware).
+slower (p99 61 ms to 723 ms). The caller is the credential the request
+authenticated with; an operator, or a request without good credentials,
+is told apart by its peer address (``share_off_loop``, set for each
+request by the auth middleware).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import contextlib
 from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
+from dataclasses import dataclass
 
 from scheduler0.errors import TooManyRequests
 
@@ -102,11 +105,12 @@ class Turns:
             )
 
     @contextlib.asynccontextmanager
-    async def take(self, key: str) -> AsyncIterator[None]:
+    async def take(self, key: str, *, refuse: bool = True) -> AsyncIterator[None]:
         """Wait for ``key``'s turn, hold it for the block, then pass it on.
         Raises ``TooManyRequests`` if ``key`` already has
-        ``waiting_per_key`` requests waiting."""
-        self.check(key)
+        ``waiting_per_key`` requests waiting, unless not to ``refuse``."""
+        if refuse:
+            self.check(key)
         granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, deque()).append(granted)
         self._grant()
@@ -177,20 +181,32 @@ def off_loop_shares() -> Turns:
     )
 
 
-_SHARE: ContextVar[tuple[Turns, str] | None] = ContextVar("off_loop_share", default=None)
+@dataclass(frozen=True, slots=True)
+class Share:
+    """Whose share a request's work off the loop takes, and whether it may be
+    refused (429) when too many of that caller's wait: only a read's. A
+    write's work off the loop may come after its command committed (reading
+    back what it made), and a 429 there would tell its client to retry what
+    is done."""
+
+    shares: Turns
+    key: str
+    refuse: bool
+
+
+_SHARE: ContextVar[Share | None] = ContextVar("off_loop_share", default=None)
 
 
 @contextlib.contextmanager
-def share_off_loop(shares: Turns, key: str) -> Iterator[None]:
-    """Within the block (one request), work off the loop takes ``key``'s
-    share of ``shares`` (``off_loop_share``)."""
-    token = _SHARE.set((shares, key))
+def share_off_loop(share: Share) -> Iterator[None]:
+    """Within the block (one request), work off the loop takes ``share``."""
+    token = _SHARE.set(share)
     try:
         yield
     finally:
         _SHARE.reset(token)
 
 
-def off_loop_share() -> tuple[Turns, str] | None:
-    """The shares and the caller's key of the request being served, if any."""
+def off_loop_share() -> Share | None:
+    """The share of the request being served, if any."""
     return _SHARE.get()
