@@ -466,3 +466,92 @@ def test_a_replica_down_when_the_cluster_forms_joins_when_it_comes_up(tmp_path: 
     assert result["holes"] == 0, result
     assert result["duplicate_deliveries"] == 0, result
     assert result["lost"] == 0, result  # nothing died
+
+
+def test_a_removed_worker_leaves_no_run_unsent(tmp_path: Path) -> None:
+    """A worker removed while its jobs fire every second has decided its next
+    runs ahead (``FireAheadSeconds``) and stops without sending them: once it
+    has left, the leader declares them lost and their new owner sends them.
+    No run stays ``dispatched``, and no job has a hole in its grid."""
+    with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        credential, ids = setup_jobs(leader, receiver.url, 200)
+        wait_fires(receiver, 400)
+        leaving = next(n for n in cl.nodes if n is not leader)
+        response = httpx.delete(
+            f"{leader.api}/cluster/members/{leaving.node_id}",
+            headers=operator_headers(),
+            timeout=20,
+        )
+        assert response.status_code == 200, response.text
+        wait_until(
+            lambda: leaving.proc is not None and leaving.proc.poll() is not None,
+            timeout=20,
+            what="the removed node to stop by itself",
+        )
+        client = Client(leader.api, credential)
+
+        def unsent() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in all_executions(client)
+                if e["state"] == "dispatched" and e["node_id"] == leaving.node_id
+            ]
+
+        wait_until(lambda: not unsent(), 20, what="the removed node's runs declared lost")
+        wait_fires(receiver, 400)
+        executions = all_executions(client)
+        client.close()
+        records = receiver.records()
+
+    result = audit(records, executions, ids)
+    print(summary(result))
+    assert result["holes"] == 0, result
+    assert result["states"].get("lost", 0) == 0, result  # each lost run was sent again
+
+
+def test_removing_the_leader_hands_its_leadership_over_and_takes_it_out_of_raft(
+    tmp_path: Path,
+) -> None:
+    """raft's leader cannot remove itself: it hands the leadership to a
+    caught-up follower first, which takes it out of the configuration. The
+    two nodes left are each other's only raft partner (a quorum of 2 of 2,
+    not of 3 with a ghost), the removed node stops by itself, and writes go on."""
+    with running_cluster(tmp_path, 3, extra_env=ENV) as cl:
+        leader = cl.wait_leader()
+        wait_until(
+            lambda: len(cl.status(leader)["members"]) == 3, 20, what="three registered members"
+        )
+        response = httpx.delete(
+            f"{leader.api}/cluster/members/{leader.node_id}",
+            headers=operator_headers(),
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        wait_until(
+            lambda: leader.proc is not None and leader.proc.poll() is not None,
+            timeout=20,
+            what="the removed leader to stop by itself",
+        )
+        rest = [n for n in cl.nodes if n is not leader]
+        new_leader = cl.wait_leader()
+        assert new_leader in rest
+
+        def partners(node: NodeProcess) -> set[str]:
+            answer = httpx.get(
+                f"{node.api}/peer/status",
+                headers=operator_headers(),
+                timeout=10,
+                verify=node.verify,
+            )
+            answer.raise_for_status()
+            return set(answer.json()["data"]["raft"]["partners_connected"])
+
+        for node in rest:
+            (other,) = (n for n in rest if n is not node)
+            assert partners(node) == {other.raft_address}
+        members = cl.status(new_leader)["members"]
+        assert sorted(m["node_id"] for m in members) == sorted(n.node_id for n in rest)
+        client = Client(new_leader.api, create_credential(new_leader))
+        client.data("POST", "/projects", 201, json={"name": "after the leader left"})
+        client.close()

@@ -191,6 +191,10 @@ class Coordinator:
         self._was_leader = False
         self.lost_declared = 0
         """Dispatched executions of dead workers this node declared lost as leader."""
+        self._departed_since: dict[int, float] = {}
+        """Removed nodes, by when this leader first saw them removed."""
+        self._departed_settled: set[int] = set()
+        """Removed nodes whose dispatched executions this leader has settled."""
 
     def stop(self) -> None:
         self._stopping = True
@@ -201,6 +205,8 @@ class Coordinator:
                 leading = self._log.ready and self._log.is_leader()
                 if leading and not self._was_leader:
                     self.health.forget()  # views from an earlier term are stale
+                    self._departed_since.clear()
+                    self._departed_settled.clear()
                 self._was_leader = leading
                 if leading:
                     await self.lead_once()
@@ -298,13 +304,33 @@ class Coordinator:
             address = member["raft_address"]
             if address in connected and not self.health.unreachable(address, now):
                 continue
-            orphans = [
-                [r["job_id"], r["slot"]] for r in self._queries.unsettled("dispatched", node_id)
-            ]
-            if orphans:
-                log.info("node %s is down: %d dispatched executions lost", node_id, len(orphans))
-                await self._writes.propose(c.ExecutionsLost(now=time.time(), executions=orphans))
-                self.lost_declared += len(orphans)
+            await self._declare_lost(node_id, "is down")
+        await self._declare_departed_lost(own_id, now)
+
+    async def _declare_departed_lost(self, own_id: int, now: float) -> None:
+        """A node removed from the cluster sends nothing more: the runs it
+        had decided ahead (``FireAheadSeconds``) and those still in flight
+        when it stopped stay ``dispatched`` for good, unless declared
+        ``lost`` for their new owner to re-send. Once per removed node and
+        leadership, ``HEARTBEAT_DEADLINE`` after this leader first saw it
+        removed (the fires it proposed before it stopped have committed by
+        then); a node added back is a member again and left alone."""
+        departed = set(self._queries.departed_member_ids()) - {own_id}
+        for gone in set(self._departed_since) - departed:  # added back since
+            del self._departed_since[gone]
+            self._departed_settled.discard(gone)
+        for node_id in sorted(departed - self._departed_settled):
+            if now - self._departed_since.setdefault(node_id, now) < HEARTBEAT_DEADLINE:
+                continue
+            self._departed_settled.add(node_id)
+            await self._declare_lost(node_id, "left the cluster")
+
+    async def _declare_lost(self, node_id: int, why: str) -> None:
+        orphans = [[r["job_id"], r["slot"]] for r in self._queries.unsettled("dispatched", node_id)]
+        if orphans:
+            log.info("node %s %s: %d dispatched executions lost", node_id, why, len(orphans))
+            await self._writes.propose(c.ExecutionsLost(now=time.time(), executions=orphans))
+            self.lost_declared += len(orphans)
 
     async def prune(self) -> None:
         settings = self._settings

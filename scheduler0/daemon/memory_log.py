@@ -153,3 +153,6 @@ class InMemoryLog:
         if not self._quorum:
             raise NotCommitted(f"the membership change (remove {address}) timed out")
         self._members.discard(address)
+
+    async def hand_over_leadership(self, timeout: float) -> None:
+        raise NotCommitted("no follower is connected and caught up to take over the leadership")

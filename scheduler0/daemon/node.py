@@ -174,6 +174,12 @@ class Writes:
     async def remove_member(self, raft_address: str) -> None:
         await self._log.remove_member(raft_address)
 
+    async def hand_over_leadership(self, timeout: float) -> None:
+        await self._log.hand_over_leadership(timeout)
+
+    def leads(self) -> bool:
+        return self._log.is_leader()
+
 
 class Backups:
     """Online backups of this node's replica (``GET /backup``).
@@ -428,6 +434,7 @@ class Node:
             raft=self.log.status,
             buckets=lambda: (self.scheduler.owned_buckets, self.machine.epoch),
             members=self.queries.members,
+            departed=self.queries.departed_member_ids,
             over_memory=memory.over,
             halted=self.halted,
             low_disk=disk.low,

@@ -36,6 +36,7 @@ import hashlib
 import logging
 import mmap
 import os
+import queue
 import select
 import socket
 import struct
@@ -1001,6 +1002,9 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         self.max_message_bytes = max_message_bytes
         """Read by the transport, which pysyncobj builds in ``__init__``."""
         self._has_partners = bool(partners)
+        self.tick_calls: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        """Calls to make on the tick thread, at the start of its next tick
+        (pysyncobj's state is that thread's alone)."""
         self._transfer_acked: dict[Any, float] = {}
         """When this follower last told a leader sending it a snapshot that it is there."""
         load = conf.deserializer
@@ -1102,6 +1106,11 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         # before its callbacks ran, this keeps the leader's unflushed entries
         # from counting toward the commit index computed next.
         self._flush_journal()
+        while True:
+            try:
+                self.tick_calls.get_nowait()()
+            except queue.Empty:
+                break
         started = raft_clock()
         try:
             super()._onTick(timeToWait)
@@ -1357,6 +1366,27 @@ class RaftLog:
 
     async def remove_member(self, address: str) -> None:
         await self._change_membership("remove", address)
+
+    async def hand_over_leadership(self, timeout: float) -> None:
+        """Make the most caught-up connected follower leader (raft's
+        TimeoutNow), and wait until this node no longer leads and another
+        does. Raises ``NotCommitted`` if no follower is caught up and
+        connected, or if no other leader is seen within ``timeout``."""
+
+        def transfer(sync: _ReplicatedLog, callback: Callable[[Any, int], None]) -> None:
+            sync.tick_calls.put(lambda: sync.transferLeadership(None, callback))
+
+        _, fail = await self._call(transfer, timeout, "the leadership hand-over timed out")
+        if fail != FAIL_REASON.SUCCESS:
+            raise NotCommitted(
+                "no follower is connected and caught up to take over the leadership"
+                f" ({_FAIL_NAMES.get(fail, fail)}); retry shortly"
+            )
+        deadline = time.monotonic() + timeout
+        while self.is_leader() or self.leader_address() in (None, self.options.self_address):
+            if time.monotonic() >= deadline:
+                raise NotCommitted(f"no other node took over the leadership within {timeout:g} s")
+            await asyncio.sleep(0.05)
 
     async def _change_membership(self, action: str, address: str) -> None:
         def change(sync: _ReplicatedLog, callback: Callable[[Any, int], None]) -> None:

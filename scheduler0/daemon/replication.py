@@ -144,3 +144,8 @@ class ReplicatedLog(Protocol):
     async def remove_member(self, address: str) -> None:
         """Remove a member (one at a time); ``NotCommitted`` if not done in time."""
         ...
+
+    async def hand_over_leadership(self, timeout: float) -> None:
+        """Make another member the leader and wait until it leads; ``NotCommitted``
+        if no member can take over, or none does within ``timeout``."""
+        ...

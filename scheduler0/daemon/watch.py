@@ -48,6 +48,7 @@ class Watch:
         buckets: Callable[[], tuple[int, int]],
         members: Callable[[], list[dict[str, Any]]],
         over_memory: Callable[[], bool],
+        departed: Callable[[], list[int]] = list,
         halted: Callable[[], str | None] = lambda: None,
         low_disk: Callable[[], bool] = lambda: False,
         stop_node: Callable[[], None] | None = None,
@@ -60,6 +61,7 @@ class Watch:
         self._raft = raft
         self._buckets = buckets
         self._members = members
+        self._departed = departed
         self._over_memory = over_memory
         self._halted = halted
         self._low_disk = low_disk
@@ -174,7 +176,9 @@ class Watch:
         seen.members = members
         if self._node_id in members:
             self._was_member = True
-        elif self._was_member and members:
+        elif members and (self._was_member or self._node_id in self._departed()):
+            # (departed: removed before this watch saw it a member, such as a
+            # leader removed right after it registered the members)
             log.warning("this node (%d) was removed from the cluster; stopping", self._node_id)
             self._stopping = True
             self._stop_node()

@@ -154,6 +154,13 @@ def test_a_single_member_leads_and_says_so(member: Member) -> None:
     assert status["partners_connected"] == {}
 
 
+def test_a_single_member_has_no_one_to_hand_its_leadership_to(member: Member) -> None:
+    with pytest.raises(NotCommitted, match="no follower"):
+        run(member.log.hand_over_leadership(1.0))
+    assert member.log.is_leader()
+    assert run(member.log.propose(project("still leading")))["id"] == 1
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_without_quorum_a_write_is_not_committed_within_its_timeout(
     kind: str, tmp_path: Path

@@ -343,6 +343,7 @@ def test_only_a_member_unreachable_past_the_deadline_has_its_executions_declared
 
     queries = SimpleNamespace(
         members=lambda: MEMBERS,
+        departed_member_ids=list,
         unsettled=lambda state, node_id: [
             {"job_id": j, "slot": s} for j, s in dispatched.get(node_id, [])
         ],
@@ -369,3 +370,49 @@ def test_only_a_member_unreachable_past_the_deadline_has_its_executions_declared
     # Back before the deadline: nothing.
     status["partners_connected"]["n2:7070"] = True
     assert declared() == []
+
+
+def test_a_removed_nodes_dispatched_executions_are_declared_lost_once_past_the_deadline() -> None:
+    """Node 5 was removed (departed, no longer a member): the runs it held
+    stay ``dispatched`` until declared lost, once, the heartbeat deadline
+    after this leader first saw it removed. Added back, it is left alone."""
+    clock = FakeClock()
+    status: dict[str, Any] = {
+        "commit_index": 10,
+        "partners_connected": {"n2:7070": True, "n3:7070": True},
+        "partners_match_index": {"n2:7070": 10, "n3:7070": 10},
+    }
+    departed = [5]
+    dispatched = {5: [(11, 200), (12, 201)]}
+    proposed: list[Any] = []
+
+    async def propose(command: Any) -> None:
+        proposed.append(command)
+
+    queries = SimpleNamespace(
+        members=lambda: MEMBERS[:3],
+        departed_member_ids=lambda: list(departed),
+        unsettled=lambda state, node_id: [
+            {"job_id": j, "slot": s} for j, s in dispatched.get(node_id, [])
+        ],
+    )
+    coord = coordinator(
+        status, [3] * BUCKETS, clock, writes=SimpleNamespace(propose=propose), queries=queries
+    )
+
+    def declared() -> list[list[list[int]]]:
+        asyncio.run(coord.declare_dead_workers_lost(coord.workers()))
+        out = [command.executions for command in proposed]
+        proposed.clear()
+        return out
+
+    assert declared() == []  # just seen removed: its last fires may still commit
+    clock.mono += HEARTBEAT_DEADLINE
+    assert declared() == [[[11, 200], [12, 201]]]
+    assert declared() == []  # once
+    departed.clear()  # added back: a member again
+    assert declared() == []
+    departed.append(5)  # and removed again: a new deadline
+    assert declared() == []
+    clock.mono += HEARTBEAT_DEADLINE
+    assert declared() == [[[11, 200], [12, 201]]]

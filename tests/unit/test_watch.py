@@ -23,6 +23,7 @@ class Fixture:
         self.ready = True
         self.members = [{"node_id": n, "address": f"http://n{n}"} for n in (1, 2, 3)]
         self.witness: int | None = None
+        self.departed: list[int] = []
         self.asked = 0
         self.stopped = 0
         self.watch = Watch(
@@ -30,6 +31,7 @@ class Fixture:
             raft=lambda: {"ready": self.ready, "leader": self.leader, "state": "follower"},
             buckets=lambda: (0, 1),
             members=lambda: self.members,
+            departed=lambda: self.departed,
             over_memory=lambda: False,
             stop_node=self._stop,
             removal_witness=self._ask,
@@ -54,6 +56,17 @@ def test_a_node_that_applies_its_own_removal_stops() -> None:
     f = Fixture()
     f.step()
     f.members = [m for m in f.members if m["node_id"] != ME]
+    f.step()
+    assert f.stopped == 1
+    assert f.asked == 0
+
+
+def test_a_node_removed_before_it_saw_itself_a_member_stops_by_its_departure() -> None:
+    f = Fixture()
+    f.members = [m for m in f.members if m["node_id"] != ME]
+    f.step()
+    assert f.stopped == 0  # not registered yet: a new node waits to be added
+    f.departed = [ME]  # its MemberLeft applied, without a look at it as a member
     f.step()
     assert f.stopped == 1
     assert f.asked == 0

@@ -20,7 +20,7 @@ from scheduler0.daemon import peers
 from scheduler0.daemon.api.auth import node_status_for
 from scheduler0.daemon.api.http import Services, json_body, ok, path_id, services
 from scheduler0.daemon.state import commands as c
-from scheduler0.errors import FieldError, NotFound, ValidationFailed
+from scheduler0.errors import FieldError, NotCommitted, NotFound, ValidationFailed
 
 
 async def cluster_status(svc: Services) -> dict[str, Any]:
@@ -114,15 +114,57 @@ async def remove_member(request: Request) -> Response:
     member = next((m for m in svc.queries.members() if m["node_id"] == node_id), None)
     if member is None:
         raise NotFound(f"no member with node id {node_id}")
+    if node_id == svc.settings.node_id and svc.writes.leads():
+        # raft's leader cannot take itself out of the configuration: another
+        # node leads first, and this one, now a follower, asks it to.
+        await svc.writes.hand_over_leadership(HAND_OVER_SECONDS)
     # MemberLeft first, while the leaving node still receives the log: it sees
     # itself removed, says so and stops (raft alone would leave it campaigning).
     await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id, remember=True))
     if node_id != svc.settings.node_id:
         applied_here = svc.status.local_status()["state_digest"]["index"]
         await _until_applied(svc.settings, member, applied_here, LEAVE_NOTICE_SECONDS)
-    await svc.writes.remove_member(member["raft_address"])
+        await svc.writes.remove_member(member["raft_address"])
+    else:
+        await _remove_self(svc, member["raft_address"])
     return ok({"node_id": node_id, "removed": True})
 
+
+async def _remove_self(svc: Services, raft_address: str) -> None:
+    """Ask the leader to take this node out of raft. The leader drops its
+    link to this node as it applies the change, so the answer to the request
+    may never come: past ``SELF_REMOVAL_SECONDS`` without one, the removal
+    is done if the leader no longer lists this node among its partners."""
+    removal = asyncio.ensure_future(svc.writes.remove_member(raft_address))
+    try:
+        await asyncio.wait_for(asyncio.shield(removal), SELF_REMOVAL_SECONDS)
+        return
+    except TimeoutError:
+        pass
+    finally:
+        if not removal.done():
+            removal.cancel()
+    others = [m for m in svc.queries.members() if m["node_id"] != svc.settings.node_id]
+    async with peers.peer_client(svc.settings, 1.0) as client:
+        answers = await asyncio.gather(
+            *(peers.peer_status(client, m, svc.settings) for m in others)
+        )
+    for answer in answers:
+        raft = answer.get("raft") or {}
+        leads = answer.get("reachable") and raft.get("state") == "leader"
+        if leads and raft_address not in raft.get("partners_connected", {}):
+            return
+    raise NotCommitted(
+        f"the leader did not confirm removing {raft_address} within {SELF_REMOVAL_SECONDS:g} s"
+    )
+
+
+HAND_OVER_SECONDS = 5.0
+"""How long removing the leader waits for another node to take over."""
+
+SELF_REMOVAL_SECONDS = 2.0
+"""How long a node removing itself waits for the leader's answer before it
+asks the leader whether the removal is done."""
 
 LEAVE_NOTICE_SECONDS = 5.0
 """How long a removal waits for the leaving node to apply its MemberLeft."""
