@@ -468,11 +468,13 @@ def test_a_replica_down_when_the_cluster_forms_joins_when_it_comes_up(tmp_path: 
     assert result["lost"] == 0, result  # nothing died
 
 
-def test_a_removed_worker_leaves_no_run_unsent(tmp_path: Path) -> None:
+def test_a_removed_worker_leaves_no_run_unsent_and_none_sent_twice(tmp_path: Path) -> None:
     """A worker removed while its jobs fire every second has decided its next
     runs ahead (``FireAheadSeconds``) and stops without sending them: once it
     has left, the leader declares them lost and their new owner sends them.
-    No run stays ``dispatched``, and no job has a hole in its grid."""
+    The runs it did send have their results recorded as it stops, before raft
+    lets it go, so none is sent again. No run stays ``dispatched``, no job
+    has a hole in its grid, no execution is delivered twice."""
     with run_receiver(tmp_path) as receiver, running_cluster(tmp_path, 3, extra_env=ENV) as cl:
         leader = cl.wait_leader()
         credential, ids = setup_jobs(leader, receiver.url, 200)
@@ -508,6 +510,7 @@ def test_a_removed_worker_leaves_no_run_unsent(tmp_path: Path) -> None:
     print(summary(result))
     assert result["holes"] == 0, result
     assert result["states"].get("lost", 0) == 0, result  # each lost run was sent again
+    assert result["duplicate_deliveries"] == 0, result
 
 
 def test_removing_the_leader_hands_its_leadership_over_and_takes_it_out_of_raft(

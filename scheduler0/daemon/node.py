@@ -509,6 +509,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.executor.stop(drain_timeout=2.0)
+        if not await self.scheduler.record_last_results(timeout=2.0):
+            log.info("stopping with results not recorded: their runs will be sent again")
 
     def close(self) -> None:
         self.log.stop()

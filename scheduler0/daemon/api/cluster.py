@@ -18,8 +18,9 @@ from starlette.responses import Response
 from scheduler0.config import Settings
 from scheduler0.daemon import peers
 from scheduler0.daemon.api.auth import node_status_for
-from scheduler0.daemon.api.http import Services, json_body, ok, path_id, services
+from scheduler0.daemon.api.http import Services, json_body, off_loop, ok, path_id, services
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.schema import run_second
 from scheduler0.errors import FieldError, NotCommitted, NotFound, ValidationFailed
 
 
@@ -124,10 +125,27 @@ async def remove_member(request: Request) -> Response:
     if node_id != svc.settings.node_id:
         applied_here = svc.status.local_status()["state_digest"]["index"]
         await _until_applied(svc.settings, member, applied_here, LEAVE_NOTICE_SECONDS)
+        await _until_results_recorded(svc, node_id, LEAVE_NOTICE_SECONDS)
         await svc.writes.remove_member(member["raft_address"])
     else:
         await _remove_self(svc, member["raft_address"])
     return ok({"node_id": node_id, "removed": True})
+
+
+async def _until_results_recorded(svc: Services, node_id: int, timeout: float) -> None:
+    """Wait (at most ``timeout``) until the leaving node has recorded the
+    results of the runs it sent: it stops on its ``MemberLeft`` and proposes
+    its last results as it stops, which it can only do while still in raft.
+    A run still ``dispatched`` afterwards is declared lost by the leader and
+    sent again (``Coordinator``): once if it was never sent, twice if its
+    result was lost."""
+    stopped_by = time.time()  # it applied its MemberLeft: it sends nothing due later
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = await off_loop(svc.queries.unsettled, "dispatched", node_id)
+        if all(run_second(row["slot"]) > stopped_by for row in rows):  # decided ahead only
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _remove_self(svc: Services, raft_address: str) -> None:

@@ -66,6 +66,11 @@ class ResultsBatcher:
     def in_flight(self) -> bool:
         return self._in_flight
 
+    @property
+    def settled(self) -> bool:
+        """Nothing waits to be proposed and no proposal is in flight."""
+        return not self._pending and not self._in_flight
+
     def record(self, results: list[FireResult]) -> None:
         """Outcomes that did not come from the executor (a held fire cancelled
         by ``Dispatcher.release``): proposed with the next flush."""

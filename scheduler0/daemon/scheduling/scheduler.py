@@ -163,6 +163,23 @@ class Scheduler:
     def stop(self) -> None:
         self._stopping = True
 
+    async def record_last_results(self, timeout: float) -> bool:
+        """After the executor stopped (a graceful stop, a removal): propose
+        the results it has left, until they are recorded or ``timeout``
+        seconds pass. Their fires were sent: unrecorded, a restart (or the
+        leader, for a removed node) would declare them lost and send them
+        again. Returns whether everything was recorded."""
+        if not self._log.ready:
+            return False
+        deadline = time.monotonic() + timeout
+        while True:
+            self._results.flush()
+            if self._results.settled:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+
     def tick_once(self) -> None:
         if not self._log.ready:
             return
