@@ -349,7 +349,10 @@ def test_a_request_whose_head_or_body_stops_coming_is_closed(
             open_ = [sock for sock in answers if sock not in closed_after]
             readable, _, _ = select.select(open_, [], [], 0.5)
             for sock in readable:
-                data = sock.recv(4096)
+                try:
+                    data = sock.recv(4096)
+                except ConnectionResetError:  # closed with the loris's last bytes unread
+                    data = b""
                 answers[sock] += data
                 if not data:
                     closed_after[sock] = time.monotonic() - opened
@@ -366,7 +369,9 @@ def test_a_request_whose_head_or_body_stops_coming_is_closed(
     assert set(closed_after) == set(answers), f"closed by 30 s: {len(closed_after)} of 3"
     assert all(9.0 <= after <= 15.0 for after in closed_after.values()), closed_after
     assert answers[silent] == b""
-    assert answers[loris].startswith(b"HTTP/1.1 408 "), answers[loris][:80]
+    # The 408 written to the loris may be lost to the reset its unread bytes cause.
+    loris_answer = answers[loris]
+    assert loris_answer == b"" or loris_answer.startswith(b"HTTP/1.1 408 "), loris_answer[:80]
     assert answers[stalled].startswith(b"HTTP/1.1 408 "), answers[stalled][:80]
     assert b'"code":"request_timeout"' in answers[stalled], answers[stalled]
     assert served >= 10
