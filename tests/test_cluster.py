@@ -57,6 +57,20 @@ def wait_fires(receiver: Any, count: int, timeout: float = 30) -> None:
     )
 
 
+def remove_member(via: NodeProcess, node: NodeProcess) -> None:
+    """``DELETE /cluster/members/{id}`` of ``node`` through ``via`` (200), and
+    ``node`` stopping by itself, as a removed node does."""
+    response = httpx.delete(
+        f"{via.api}/cluster/members/{node.node_id}", headers=operator_headers(), timeout=30
+    )
+    assert response.status_code == 200, response.text
+    wait_until(
+        lambda: node.proc is not None and node.proc.poll() is not None,
+        timeout=20,
+        what=f"the removed node {node.node_id} to stop by itself",
+    )
+
+
 def first_write_ok(nodes: list[NodeProcess], credential: dict[str, str], name: str) -> float:
     """Seconds until some live node accepts a write."""
     start = time.monotonic()
@@ -480,17 +494,7 @@ def test_a_removed_worker_leaves_no_run_unsent_and_none_sent_twice(tmp_path: Pat
         credential, ids = setup_jobs(leader, receiver.url, 200)
         wait_fires(receiver, 400)
         leaving = next(n for n in cl.nodes if n is not leader)
-        response = httpx.delete(
-            f"{leader.api}/cluster/members/{leaving.node_id}",
-            headers=operator_headers(),
-            timeout=20,
-        )
-        assert response.status_code == 200, response.text
-        wait_until(
-            lambda: leaving.proc is not None and leaving.proc.poll() is not None,
-            timeout=20,
-            what="the removed node to stop by itself",
-        )
+        remove_member(leader, leaving)
         client = Client(leader.api, credential)
 
         def unsent() -> list[dict[str, Any]]:
@@ -525,17 +529,7 @@ def test_removing_the_leader_hands_its_leadership_over_and_takes_it_out_of_raft(
         wait_until(
             lambda: len(cl.status(leader)["members"]) == 3, 20, what="three registered members"
         )
-        response = httpx.delete(
-            f"{leader.api}/cluster/members/{leader.node_id}",
-            headers=operator_headers(),
-            timeout=30,
-        )
-        assert response.status_code == 200, response.text
-        wait_until(
-            lambda: leader.proc is not None and leader.proc.poll() is not None,
-            timeout=20,
-            what="the removed leader to stop by itself",
-        )
+        remove_member(leader, leader)
         rest = [n for n in cl.nodes if n is not leader]
         new_leader = cl.wait_leader()
         assert new_leader in rest
