@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.support.audit import all_executions, audit, summary
 from tests.support.nodes import (
@@ -517,19 +518,23 @@ def test_a_removed_worker_leaves_no_run_unsent_and_none_sent_twice(tmp_path: Pat
     assert result["duplicate_deliveries"] == 0, result
 
 
+@pytest.mark.parametrize("via", ["the leader", "a follower"])
 def test_removing_the_leader_hands_its_leadership_over_and_takes_it_out_of_raft(
-    tmp_path: Path,
+    tmp_path: Path, via: str
 ) -> None:
     """raft's leader cannot remove itself: it hands the leadership to a
     caught-up follower first, which takes it out of the configuration. The
     two nodes left are each other's only raft partner (a quorum of 2 of 2,
-    not of 3 with a ghost), the removed node stops by itself, and writes go on."""
+    not of 3 with a ghost), the removed node stops by itself, and writes go on.
+    Asked of a follower, the removal is passed to the leader (a follower's
+    raft removal of the leader was refused and left the same ghost)."""
     with running_cluster(tmp_path, 3, extra_env=ENV) as cl:
         leader = cl.wait_leader()
         wait_until(
             lambda: len(cl.status(leader)["members"]) == 3, 20, what="three registered members"
         )
-        remove_member(leader, leader)
+        asked = leader if via == "the leader" else next(n for n in cl.nodes if n is not leader)
+        remove_member(asked, leader)
         rest = [n for n in cl.nodes if n is not leader]
         new_leader = cl.wait_leader()
         assert new_leader in rest

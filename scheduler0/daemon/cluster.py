@@ -195,6 +195,8 @@ class Coordinator:
         """Removed nodes, by when this leader first saw them removed."""
         self._departed_settled: set[int] = set()
         """Removed nodes whose dispatched executions this leader has settled."""
+        self._raft_addresses: dict[int, str] = {}
+        """Members' raft addresses as last seen (a removed node's is needed after)."""
 
     def stop(self) -> None:
         self._stopping = True
@@ -299,27 +301,34 @@ class Coordinator:
         now = self._clock()
         for member in self._queries.members():
             node_id = member["node_id"]
+            address = self._raft_addresses[node_id] = member["raft_address"]
             if node_id in workers or node_id == own_id:
                 continue
-            address = member["raft_address"]
             if address in connected and not self.health.unreachable(address, now):
                 continue
             await self._declare_lost(node_id, "is down")
-        await self._declare_departed_lost(own_id, now)
+        await self._declare_departed_lost(own_id, connected, now)
 
-    async def _declare_departed_lost(self, own_id: int, now: float) -> None:
-        """A node removed from the cluster sends nothing more: the runs it
-        had decided ahead (``FireAheadSeconds``) and those still in flight
-        when it stopped stay ``dispatched`` for good, unless declared
-        ``lost`` for their new owner to re-send. Once per removed node and
-        leadership, ``HEARTBEAT_DEADLINE`` after this leader first saw it
-        removed (the fires it proposed before it stopped have committed by
-        then); a node added back is a member again and left alone."""
+    async def _declare_departed_lost(
+        self, own_id: int, connected: dict[str, bool], now: float
+    ) -> None:
+        """A removed node hands its unsent runs over as it stops
+        (``NodeRunsLost``); one killed first, or stopped too slowly, leaves
+        them ``dispatched`` for good unless declared ``lost`` here for their
+        new owner to send. Once per removed node and leadership, once it has
+        been out of raft's reach for ``HEARTBEAT_DEADLINE`` (a removed node
+        still connected is alive and recording what it sent: declaring its
+        runs lost then would have them sent twice); a node added back is a
+        member again and left alone."""
         departed = set(self._queries.departed_member_ids()) - {own_id}
         for gone in set(self._departed_since) - departed:  # added back since
             del self._departed_since[gone]
             self._departed_settled.discard(gone)
         for node_id in sorted(departed - self._departed_settled):
+            address = self._raft_addresses.get(node_id)
+            if address is not None and connected.get(address):
+                self._departed_since[node_id] = now  # still there, draining
+                continue
             if now - self._departed_since.setdefault(node_id, now) < HEARTBEAT_DEADLINE:
                 continue
             self._departed_settled.add(node_id)

@@ -511,6 +511,8 @@ class Node:
         await self.executor.stop(drain_timeout=2.0)
         if not await self.scheduler.record_last_results(timeout=2.0):
             log.info("stopping with results not recorded: their runs will be sent again")
+        if not await self.scheduler.declare_unsent_lost(timeout=2.0):
+            log.info("stopping without handing over the runs not sent: the leader will")
 
     def close(self) -> None:
         self.log.stop()

@@ -372,17 +372,20 @@ def test_only_a_member_unreachable_past_the_deadline_has_its_executions_declared
     assert declared() == []
 
 
-def test_a_removed_nodes_dispatched_executions_are_declared_lost_once_past_the_deadline() -> None:
-    """Node 5 was removed (departed, no longer a member): the runs it held
-    stay ``dispatched`` until declared lost, once, the heartbeat deadline
-    after this leader first saw it removed. Added back, it is left alone."""
+def test_a_removed_nodes_dispatched_executions_are_declared_lost_once_it_is_gone() -> None:
+    """Node 5 was removed (departed, no longer a member): while raft still
+    reaches it, it is alive and settling its runs itself, and nothing is
+    declared; once it has been out of reach for the heartbeat deadline, the
+    runs it left ``dispatched`` are declared lost, once. Added back, it is
+    left alone."""
     clock = FakeClock()
     status: dict[str, Any] = {
         "commit_index": 10,
-        "partners_connected": {"n2:7070": True, "n3:7070": True},
-        "partners_match_index": {"n2:7070": 10, "n3:7070": 10},
+        "partners_connected": {"n2:7070": True, "n3:7070": True, "n5:7070": True},
+        "partners_match_index": {"n2:7070": 10, "n3:7070": 10, "n5:7070": 10},
     }
-    departed = [5]
+    members = [*MEMBERS[:3], {"node_id": 5, "raft_address": "n5:7070"}]
+    departed: list[int] = []
     dispatched = {5: [(11, 200), (12, 201)]}
     proposed: list[Any] = []
 
@@ -390,7 +393,7 @@ def test_a_removed_nodes_dispatched_executions_are_declared_lost_once_past_the_d
         proposed.append(command)
 
     queries = SimpleNamespace(
-        members=lambda: MEMBERS[:3],
+        members=lambda: list(members),
         departed_member_ids=lambda: list(departed),
         unsettled=lambda state, node_id: [
             {"job_id": j, "slot": s} for j, s in dispatched.get(node_id, [])
@@ -406,13 +409,19 @@ def test_a_removed_nodes_dispatched_executions_are_declared_lost_once_past_the_d
         proposed.clear()
         return out
 
-    assert declared() == []  # just seen removed: its last fires may still commit
+    assert declared() == []  # a member, connected
+    members.pop()
+    departed.append(5)
+    clock.mono += 10 * HEARTBEAT_DEADLINE
+    assert declared() == []  # removed, but still connected: it settles its own runs
+    status["partners_connected"]["n5:7070"] = False
+    assert declared() == []  # just gone
     clock.mono += HEARTBEAT_DEADLINE
     assert declared() == [[[11, 200], [12, 201]]]
     assert declared() == []  # once
     departed.clear()  # added back: a member again
     assert declared() == []
-    departed.append(5)  # and removed again: a new deadline
+    departed.append(5)  # and removed again, while down: a new deadline
     assert declared() == []
     clock.mono += HEARTBEAT_DEADLINE
     assert declared() == [[[11, 200], [12, 201]]]

@@ -12,6 +12,7 @@ import asyncio
 import time
 from typing import Any
 
+import httpx
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,7 +21,6 @@ from scheduler0.daemon import peers
 from scheduler0.daemon.api.auth import node_status_for
 from scheduler0.daemon.api.http import Services, json_body, off_loop, ok, path_id, services
 from scheduler0.daemon.state import commands as c
-from scheduler0.daemon.state.schema import run_second
 from scheduler0.errors import FieldError, NotCommitted, NotFound, ValidationFailed
 
 
@@ -115,6 +115,10 @@ async def remove_member(request: Request) -> Response:
     member = next((m for m in svc.queries.members() if m["node_id"] == node_id), None)
     if member is None:
         raise NotFound(f"no member with node id {node_id}")
+    leader = svc.status.local_status()["raft"].get("leader")
+    if node_id != svc.settings.node_id and member["raft_address"] == leader:
+        # Only the leader can hand its own leadership over: it removes itself.
+        return await _removed_by_itself(svc, member)
     if node_id == svc.settings.node_id and svc.writes.leads():
         # raft's leader cannot take itself out of the configuration: another
         # node leads first, and this one, now a follower, asks it to.
@@ -124,26 +128,43 @@ async def remove_member(request: Request) -> Response:
     await svc.writes.propose(c.MemberLeft(now=time.time(), node_id=node_id, remember=True))
     if node_id != svc.settings.node_id:
         applied_here = svc.status.local_status()["state_digest"]["index"]
-        await _until_applied(svc.settings, member, applied_here, LEAVE_NOTICE_SECONDS)
-        await _until_results_recorded(svc, node_id, LEAVE_NOTICE_SECONDS)
+        if await _until_applied(svc.settings, member, applied_here, LEAVE_NOTICE_SECONDS):
+            await _until_settled(svc, node_id, SETTLE_SECONDS)
         await svc.writes.remove_member(member["raft_address"])
     else:
         await _remove_self(svc, member["raft_address"])
     return ok({"node_id": node_id, "removed": True})
 
 
-async def _until_results_recorded(svc: Services, node_id: int, timeout: float) -> None:
-    """Wait (at most ``timeout``) until the leaving node has recorded the
-    results of the runs it sent: it stops on its ``MemberLeft`` and proposes
-    its last results as it stops, which it can only do while still in raft.
-    A run still ``dispatched`` afterwards is declared lost by the leader and
-    sent again (``Coordinator``): once if it was never sent, twice if its
-    result was lost."""
-    stopped_by = time.time()  # it applied its MemberLeft: it sends nothing due later
+async def _removed_by_itself(svc: Services, member: dict[str, Any]) -> Response:
+    """Send the removal of the leader to the leader (over peer auth) and
+    relay its answer."""
+    settings = svc.settings
+    async with peers.peer_client(settings, HAND_OVER_SECONDS + SETTLE_SECONDS + 10) as client:
+        try:
+            answer = await client.delete(
+                f"{member['address']}/api/v1/cluster/members/{member['node_id']}",
+                auth=(settings.auth_username or "", settings.auth_password or ""),
+                headers={"x-peer": "peer"},
+            )
+        except httpx.HTTPError as exc:
+            raise NotCommitted(
+                f"node {member['node_id']} leads and removes itself, but could not be asked"
+                f" ({type(exc).__name__}); retry"
+            ) from None
+    return Response(answer.content, answer.status_code, media_type="application/json")
+
+
+async def _until_settled(svc: Services, node_id: int, timeout: float) -> None:
+    """Wait (at most ``timeout``) until the leaving node has no run left
+    ``dispatched``: it stops on its ``MemberLeft``, records the results of
+    the runs it sent and hands the others over (``NodeRunsLost``), which it
+    can do only while raft still has it. What is left after ``timeout`` is
+    declared lost by the leader once the node is gone (``Coordinator``) and
+    sent again: once if never sent, twice if its result was lost."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        rows = await off_loop(svc.queries.unsettled, "dispatched", node_id)
-        if all(run_second(row["slot"]) > stopped_by for row in rows):  # decided ahead only
+        if not await off_loop(svc.queries.unsettled, "dispatched", node_id):
             return
         await asyncio.sleep(0.1)
 
@@ -183,6 +204,11 @@ HAND_OVER_SECONDS = 5.0
 SELF_REMOVAL_SECONDS = 2.0
 """How long a node removing itself waits for the leader's answer before it
 asks the leader whether the removal is done."""
+
+SETTLE_SECONDS = 12.0
+"""How long a removal waits for the leaving node to settle its runs: its
+watch notices its removal (0.5 s), its API drains (up to 5 s), its
+executor (2 s), its last results and its hand-over (2 s each)."""
 
 LEAVE_NOTICE_SECONDS = 5.0
 """How long a removal waits for the leaving node to apply its MemberLeft."""

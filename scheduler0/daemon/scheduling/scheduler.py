@@ -35,8 +35,10 @@ from scheduler0.daemon.scheduling.owned import OwnedJobs
 from scheduler0.daemon.scheduling.proposals import Proposer
 from scheduler0.daemon.scheduling.results import ResultsBatcher, ResultSource
 from scheduler0.daemon.scheduling.stats import SchedulerStats
+from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.machine import AssignmentView
 from scheduler0.daemon.state.queries import Queries
+from scheduler0.errors import Scheduler0Error
 
 __all__ = ["ExecutorPort", "Scheduler", "SchedulerStats"]
 
@@ -162,6 +164,22 @@ class Scheduler:
 
     def stop(self) -> None:
         self._stopping = True
+
+    async def declare_unsent_lost(self, timeout: float) -> bool:
+        """After the executor stopped and the last results were recorded:
+        every run this node still has ``dispatched`` was never sent (or its
+        result could not be recorded in time): one ``NodeRunsLost`` hands it
+        to its bucket's next owner now, rather than at this node's restart
+        or when the leader finds it gone (a removed node never restarts).
+        Returns whether it was committed within ``timeout`` seconds."""
+        if not self._log.ready:
+            return False
+        command = c.NodeRunsLost(now=time.time(), node_id=self._results.node_id, keep=[])
+        try:
+            await self._log.propose(command, timeout)
+        except Scheduler0Error:
+            return False
+        return True
 
     async def record_last_results(self, timeout: float) -> bool:
         """After the executor stopped (a graceful stop, a removal): propose
