@@ -101,6 +101,11 @@ class ValidationFailed(Scheduler0Error):
     code = "validation_failed"
 
 
+class InsufficientStorage(Scheduler0Error):
+    status = 507
+    code = "insufficient_storage"
+
+
 class RequestTimeout(Scheduler0Error):
     status = 408
     code = "request_timeout"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.nodes import Client, Cluster, NodeProcess, create_credential, wait_until
+from tests.support.nodes import (
+    Client,
+    Cluster,
+    NodeProcess,
+    create_credential,
+    operator_headers,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -131,3 +139,63 @@ def test_a_full_disk_stops_one_node_cleanly_and_it_converges_after_a_restart(
             assert sets[0] and sets[0] == sets[1] == sets[2]
         finally:
             cluster.kill_all()
+
+
+def test_on_a_nearly_full_disk_a_backup_is_refused_and_snapshots_back_off(
+    tmp_path: Path,
+) -> None:
+    """One node on a 40 MB tmpfs keeping 15 MB free (MinFreeDiskMb), filled
+    with large jobs until the guard refuses writes: its database is then
+    larger than the free space. ``GET /backup``, whose copy would not fit,
+    is refused 507 naming the reason (it was a 500 and a traceback); the
+    raft snapshots that cannot be written are tried again after 1, 2, 4, ...
+    seconds, with one traceback (they were tried on every tick: ~27
+    tracebacks in a burst, 700 log lines in 40 s)."""
+    node = NodeProcess(
+        tmp_path / "node",
+        extra_env={
+            "SCHEDULER0_MIN_FREE_DISK_MB": "15",
+            "SCHEDULER0_RAFT_SNAPSHOT_INTERVAL": "1",
+            "SCHEDULER0_RAFT_SNAPSHOT_THRESHOLD": "5",
+        },
+    )
+    with small_tmpfs(node.workdir / "data", "40m"):
+        try:
+            node.start()
+            client = Client(node.api, create_credential(node), verify=node.verify)
+            project = client.data("POST", "/projects", 201, json={"name": "full"})["id"]
+            batch = [
+                {
+                    "project_id": project,
+                    "spec": "0 0 1 1 *",
+                    "callback_url": "http://127.0.0.1:9/a",
+                    "data": "x" * 60_000,
+                }
+                for _ in range(10)
+            ]
+            statuses: Counter[int] = Counter()
+            while statuses[503] < 3 and statuses[201] < 200:
+                statuses[client.call("POST", "/jobs", json=batch).status_code] += 1
+            assert statuses[503] == 3, statuses  # the disk guard
+            backup = httpx.get(
+                f"{node.api}/backup", headers=operator_headers(), timeout=60, verify=node.verify
+            )
+            assert backup.status_code == 507, backup.text[:300]
+            assert backup.json()["error"]["code"] == "insufficient_storage"
+            assert "MinFreeDiskMb" in backup.json()["error"]["message"]
+            log = node.workdir / "node.log"
+            wait_until(
+                lambda: "cannot write the raft snapshot" in log.read_text(errors="replace"),
+                30,
+                what="a snapshot that cannot be written",
+            )
+            first = log.read_text(errors="replace").count("cannot write the raft snapshot")
+            time.sleep(10)  # how often they are tried is what is measured
+            text = log.read_text(errors="replace")
+            client.close()
+        finally:
+            node.stop()
+    failures = text.count("cannot write the raft snapshot") - first
+    assert 1 <= failures <= 5, f"{failures} snapshot failures in 10 s"
+    assert text.count("Traceback") == 1, text[-3000:]
+    assert node.proc is not None and node.proc.returncode == 0

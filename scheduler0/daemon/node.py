@@ -44,11 +44,11 @@ from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.copy import copy_replica
-from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state.machine import StateMachine, environment_failure
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import remove_database
 from scheduler0.daemon.watch import Watch
-from scheduler0.errors import NoQuorum, NotCommitted
+from scheduler0.errors import InsufficientStorage, NoQuorum, NotCommitted
 
 log = logging.getLogger(__name__)
 
@@ -211,12 +211,17 @@ class Backups:
                 if time.monotonic() >= deadline:
                     raise
                 await asyncio.sleep(0.2)
+        self._check_room()
         tmp = self._work_dir / f"backup-{uuid.uuid4().hex}.tmp"
         try:
             copy = await asyncio.to_thread(copy_replica, self._db_path, tmp)
             sha256, size = await asyncio.to_thread(file_sha256, tmp)
-        except BaseException:
+        except BaseException as exc:
             tmp.unlink(missing_ok=True)
+            if environment_failure(exc):  # the disk filled while copying
+                raise InsufficientStorage(
+                    f"the backup's copy could not be written in {self._work_dir}: {exc}"
+                ) from None
             raise
         settings = self._settings
         assert settings.secret_key is not None
@@ -239,6 +244,24 @@ class Backups:
             copy.seconds,
         )
         return header, tmp
+
+    def _check_room(self) -> None:
+        """Refuse (507) a backup whose copy would eat into the free space
+        ``MinFreeDiskMb`` keeps for the replica: the copy is about as large
+        as the database and its WAL."""
+        needed = sum(
+            path.stat().st_size
+            for path in (self._db_path, self._db_path.with_name(self._db_path.name + "-wal"))
+            if path.exists()
+        )
+        free = shutil.disk_usage(self._work_dir).free
+        reserve = self._settings.min_free_disk_mb * 2**20
+        if free - needed < reserve:
+            raise InsufficientStorage(
+                f"a backup needs about {needed // 2**20} MB in {self._work_dir}, which has"
+                f" {free // 2**20} MB free and keeps {reserve // 2**20} MB (MinFreeDiskMb)"
+                " for the replica: free some space, or back up another node"
+            )
 
 
 class NodeStatus:

@@ -676,6 +676,14 @@ _BACKGROUND = -3
 so pysyncobj starts no other and sends no snapshot (``getTransmissionData``)."""
 
 
+SAVE_RETRY_FIRST = 1.0
+SAVE_RETRY_MAX = 60.0
+"""After this node's own snapshot failed (a full disk: each attempt copies the
+whole database, and pysyncobj asked again every tick, ~27 tracebacks in a
+burst), the next waits 1 s, then twice as long after each failure in a
+row, up to 60 s; the traceback is logged for the first failure only."""
+
+
 class _BackgroundSave:
     """One snapshot of this node's own, written beside the raft thread.
 
@@ -689,8 +697,16 @@ class _BackgroundSave:
     leaves the snapshot and the journal as they were."""
 
     def __init__(
-        self, pin: SnapshotPin, tmp: str, final: str, durable: bool, rename_lock: threading.Lock
+        self,
+        pin: SnapshotPin,
+        tmp: str,
+        final: str,
+        durable: bool,
+        rename_lock: threading.Lock,
+        failed_before: int = 0,
     ) -> None:
+        self.failed_before = failed_before
+        """Saves that failed in a row before this one (their traceback is logged once)."""
         self.pin = pin
         self.tmp = tmp
         self.final = final
@@ -724,10 +740,18 @@ class _BackgroundSave:
         except Exception as exc:
             if self.pin.cancelled:
                 log.info("raft snapshot not kept: cancelled (%s)", type(exc).__name__)
+            elif self.failed_before:
+                log.warning(
+                    "cannot write the raft snapshot %s, again (%d failed in a row): %s",
+                    self.tmp,
+                    self.failed_before + 1,
+                    exc,
+                )
             else:
                 log.exception("cannot write the raft snapshot %s", self.tmp)
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(self.tmp)
+            for leftover in (self.tmp, self.tmp + "-journal"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(leftover)
 
 
 class _Superseded(Exception):
@@ -769,6 +793,11 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
     """Held around every rename over the snapshot file (each node's own, set
     when built)."""
 
+    _failed_saves = 0
+    """This node's own snapshots that failed in a row (a full disk, ...)."""
+    _retry_at = 0.0
+    """Monotonic time before which no new snapshot is started after a failure."""
+
     on_saved: Callable[[float], None] = staticmethod(lambda seconds: None)
     """Called on the raft thread with the duration of each snapshot of this
     node's own once it is in place (set when built: ``_space_snapshots``)."""
@@ -792,6 +821,8 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
         ``id``) or FAILED. pysyncobj's own ``serialize`` writes synchronously."""
         if self._pid != 0:
             return
+        if self._failed_saves and time.monotonic() < self._retry_at:
+            return  # backing off: each attempt copies the whole database
         self._Serializer__currentID = id
         final: str = self._Serializer__fileName
         try:
@@ -801,7 +832,12 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
             self._pid = -2  # FAILED, reported by checkSerializing
             return
         save = _BackgroundSave(
-            pin, outgoing_snapshot_path(final), final, self.durable, self._rename_lock
+            pin,
+            outgoing_snapshot_path(final),
+            final,
+            self.durable,
+            self._rename_lock,
+            failed_before=self._failed_saves,
         )
         self._background = save
         self._pid = _BACKGROUND
@@ -814,10 +850,15 @@ class _CheckedSerializer(Serializer):  # type: ignore[misc]
                 return SERIALIZER_STATE.SERIALIZING, self._Serializer__currentID
             self._background = None
             if save.renamed:
+                self._failed_saves = 0
                 self.cancel_outgoing()  # transfers of the previous file start anew
                 self._pid = -1  # SUCCESS
                 self.on_saved(save.seconds)
             else:
+                if not save.pin.cancelled:
+                    self._failed_saves += 1
+                    backoff = min(SAVE_RETRY_MAX, SAVE_RETRY_FIRST * 2 ** (self._failed_saves - 1))
+                    self._retry_at = time.monotonic() + backoff
                 self._pid = -2  # FAILED
         state: tuple[int, Any] = super().checkSerializing()
         return state

@@ -367,6 +367,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         " magic SCHED0BK, format version, JSON header, SQLite database; see"
         " `scheduler0 backup`)",
         Reply(None, media_type="application/octet-stream", enveloped=False),
+        errors=(507,),
     ),
     RouteSpec(
         "/openapi.json", ("GET",), openapi.openapi_json, PUBLIC,

@@ -52,6 +52,10 @@ ERRORS: dict[int, tuple[str, str]] = {
         " node's event loop) already wait for their turn; retry (too_many_requests).",
     ),
     503: ("NoQuorum", "The cluster cannot commit or read-after-commit now; retry (no_quorum)."),
+    507: (
+        "InsufficientStorage",
+        "A backup's copy would not fit beside the replica (insufficient_storage).",
+    ),
 }
 """The documented error statuses; every error answer is ``ErrorEnvelope``."""
 
