@@ -32,6 +32,7 @@ node for ``GET /backup``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -282,8 +283,10 @@ def restore_into(
             f"{data_dir} already holds raft state ({', '.join(found)}): restore seeds a new"
             " node only; give it an empty DataDir"
         )
+    made = not data_dir.exists()
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = data_dir / f"{SNAPSHOT_FILE}.restore-tmp"
+    restored = False
     try:
         digest = hashlib.sha256()
         with open(path, "rb") as src, open(tmp, "wb") as out:
@@ -297,8 +300,12 @@ def restore_into(
             raise BackupFileError("checksum mismatch: the backup changed while it was read")
         counts, lost = _prepare_snapshot(tmp, header)
         os.replace(tmp, data_dir / SNAPSHOT_FILE)
+        restored = True
     finally:
         tmp.unlink(missing_ok=True)
+        if made and not restored:
+            with contextlib.suppress(OSError):
+                data_dir.rmdir()  # the data dir it made, left empty
     return RestoreSummary(header, data_dir / SNAPSHOT_FILE, counts, lost)
 
 
@@ -317,24 +324,30 @@ def _prepare_snapshot(db_path: Path, header: BackupHeader) -> tuple[dict[str, in
             raise BackupFileError(
                 f"the database in the backup lacks tables: {', '.join(sorted(missing))}"
             )
-        conn.execute("BEGIN")
-        lost = conn.execute(
-            "UPDATE executions SET state = 'lost', updated_at = ?, error = COALESCE(error, ?)"
-            " WHERE state = 'dispatched'",
-            (header.created_at, RESTORED_LOST_ERROR),
-        ).rowcount
-        conn.execute("DELETE FROM members")
-        conn.execute("DROP TABLE IF EXISTS _raft")
-        conn.execute("CREATE TABLE _raft (data BLOB NOT NULL)")
-        conn.execute(
-            "INSERT INTO _raft (data) VALUES (?)", (pickle.dumps(seed_marker(header.raft_index)),)
-        )
-        conn.execute("COMMIT")
-        counts = {
-            table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            for table in ("projects", "credentials", "jobs", "executions")
-        }
-        conn.execute("PRAGMA journal_mode=DELETE")
+        try:
+            conn.execute("BEGIN")
+            lost = conn.execute(
+                "UPDATE executions SET state = 'lost', updated_at = ?, error = COALESCE(error, ?)"
+                " WHERE state = 'dispatched'",
+                (header.created_at, RESTORED_LOST_ERROR),
+            ).rowcount
+            conn.execute("DELETE FROM members")
+            conn.execute("DROP TABLE IF EXISTS _raft")
+            conn.execute("CREATE TABLE _raft (data BLOB NOT NULL)")
+            conn.execute(
+                "INSERT INTO _raft (data) VALUES (?)",
+                (pickle.dumps(seed_marker(header.raft_index)),),
+            )
+            conn.execute("COMMIT")
+            counts = {
+                table: conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                for table in ("projects", "credentials", "jobs", "executions")
+            }
+            conn.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.DatabaseError as exc:  # tables of the right names, not ours
+            raise BackupFileError(
+                f"the database in the backup is not a scheduler0 state: {exc}"
+            ) from None
     finally:
         conn.close()
     return counts, lost

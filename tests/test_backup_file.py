@@ -277,3 +277,25 @@ def test_the_seed_marker_is_plain_data(tmp_path: Path) -> None:
     db.close()
     assert pickle.loads(blob) == {"kind": "scheduler0-restore-seed", "raft_index": 8}
     assert b"scheduler0." not in blob
+
+
+def test_restore_refuses_a_database_that_is_not_a_scheduler0_state(tmp_path: Path) -> None:
+    """A well-formed container (magic, version, checksum) around a database
+    with the right table names and other columns: refused with exit code 2
+    naming why, no traceback, and no data dir left behind."""
+    foreign = tmp_path / "foreign.db"
+    conn = sqlite3.connect(foreign)
+    for table in ("meta", "projects", "credentials", "jobs", "executions", "members"):
+        conn.execute(f"CREATE TABLE {table} (x INTEGER)")
+    conn.commit()
+    conn.close()
+    _, header = make_backup(tmp_path)
+    sha256, size = file_sha256(foreign)
+    fake = BackupHeader(**{**header.__dict__, "payload_sha256": sha256, "payload_bytes": size})
+    path = tmp_path / "foreign.s0backup"
+    write_container(path, fake, foreign)
+    result = restore(tmp_path, str(path))
+    assert result.exit_code == 2, result.output
+    assert "is not a scheduler0 state" in " ".join(result.output.split()), result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "new-node").exists()
