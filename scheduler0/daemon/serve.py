@@ -176,7 +176,7 @@ def _serve(settings: Settings, listening: socket.socket) -> int:
         node.close()
     reason = node.halted()
     if reason is not None:
-        log.critical("node %s stopped: %s", settings.node_id, reason)
+        log.error("node %s stopped: %s", settings.node_id, reason)
         return HALTED_EXIT_CODE
     log.info("node %s stopped", settings.node_id)
     return 0 if server.started else 1

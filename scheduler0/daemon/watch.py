@@ -93,7 +93,8 @@ class Watch:
     def check(self) -> None:
         reason = self._halted()
         if reason is not None:
-            log.critical("node %d stopped applying (%s); exiting", self._node_id, reason)
+            # The cause was the one CRITICAL line; this and the exit say what follows.
+            log.error("node %d stopped applying (%s); exiting", self._node_id, reason)
             self._stopping = True
             self._stop_node()
             return
