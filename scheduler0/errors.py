@@ -40,6 +40,8 @@ class FieldError:
 class Scheduler0Error(Exception):
     status = 500
     code = "internal_error"
+    closes_connection = False
+    """The answer ends its connection (the rest of the request is not waited for)."""
 
     def __init__(
         self, message: str, details: list[FieldError] | None = None, omitted: int = 0
@@ -109,6 +111,7 @@ class InsufficientStorage(Scheduler0Error):
 class RequestTimeout(Scheduler0Error):
     status = 408
     code = "request_timeout"
+    closes_connection = True  # the rest of a stalled body is not waited for
 
 
 class TooManyRequests(Scheduler0Error):

@@ -191,9 +191,12 @@ class Backups:
 
     TMP_GLOB = "backup-*.tmp"
 
-    def __init__(self, settings: Settings, writes: Writes, db_path: Path, work_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, writes: Writes, disk: DiskGuard, db_path: Path, work_dir: Path
+    ) -> None:
         self._settings = settings
         self._writes = writes
+        self._disk = disk
         self._db_path = db_path
         self._work_dir = work_dir
         for stale in work_dir.glob(self.TMP_GLOB):  # left by a node stopped mid-backup
@@ -254,8 +257,8 @@ class Backups:
             for path in (self._db_path, self._db_path.with_name(self._db_path.name + "-wal"))
             if path.exists()
         )
-        free = shutil.disk_usage(self._work_dir).free
-        reserve = self._settings.min_free_disk_mb * 2**20
+        free = self._disk.free_bytes()
+        reserve = self._disk.min_free_mb * 2**20
         if free - needed < reserve:
             raise InsufficientStorage(
                 f"a backup needs about {needed // 2**20} MB in {self._work_dir}, which has"
@@ -409,7 +412,7 @@ class Node:
         memory = MemoryGuard(settings.max_memory)
         disk = DiskGuard(data_dir, settings.min_free_disk_mb)
         self.writes = Writes(self.log, settings.node_id, memory, disk, halted=self.halted)
-        self.backups = Backups(settings, self.writes, db_path, data_dir)
+        self.backups = Backups(settings, self.writes, disk, db_path, data_dir)
         self.executor = Executor(
             max_workers=settings.max_workers,
             max_queue=settings.max_queue,

@@ -111,8 +111,7 @@ def failure(error: Scheduler0Error) -> Response:
         orjson.dumps({"success": False, "data": None, "error": error.to_dict()}),
         status_code=error.status,
         media_type="application/json",
-        # the rest of a stalled body is not waited for: the connection ends
-        headers={"connection": "close"} if isinstance(error, RequestTimeout) else None,
+        headers={"connection": "close"} if error.closes_connection else None,
     )
 
 

@@ -174,7 +174,7 @@ class Scheduler:
         Returns whether it was committed within ``timeout`` seconds."""
         if not self._log.ready:
             return False
-        command = c.NodeRunsLost(now=time.time(), node_id=self._results.node_id, keep=[])
+        command = c.NodeRunsLost(now=time.time(), node_id=self.node_id, keep=[])
         try:
             await self._log.propose(command, timeout)
         except Scheduler0Error:
