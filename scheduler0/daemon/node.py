@@ -44,7 +44,7 @@ from scheduler0.daemon.replication import ReplicatedLog
 from scheduler0.daemon.scheduling.scheduler import Scheduler
 from scheduler0.daemon.state import commands as c
 from scheduler0.daemon.state.copy import copy_replica
-from scheduler0.daemon.state.machine import StateMachine, environment_failure
+from scheduler0.daemon.state.machine import FIRE_BUFFER_SECONDS, StateMachine, environment_failure
 from scheduler0.daemon.state.queries import Queries
 from scheduler0.daemon.state.schema import remove_database
 from scheduler0.daemon.watch import Watch
@@ -404,8 +404,13 @@ class Node:
         # the journal replay at start never applies a command twice.
         remove_database(db_path)
         self.metrics = Metrics()
-        self.machine = StateMachine(db_path, on_change=self._on_change, metrics=self.metrics)
-        self.queries = Queries(db_path)
+        self.machine = StateMachine(
+            db_path,
+            on_change=self._on_change,
+            metrics=self.metrics,
+            fire_buffer_seconds=FIRE_BUFFER_SECONDS,
+        )
+        self.queries = Queries(db_path, settle=self.machine.settle)
         self.log: ReplicatedLog = log or _raft_log(
             settings, data_dir, self.machine, self.metrics.proposed
         )

@@ -1155,6 +1155,7 @@ class _ReplicatedLog(SyncObj):  # type: ignore[misc]
         started = raft_clock()
         try:
             super()._onTick(timeToWait)
+            self._machine.flush_due()
         finally:
             self._SyncObj__transport.release()
             self._after_stall(raft_clock() - started - timeToWait)

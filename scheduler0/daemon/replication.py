@@ -75,6 +75,10 @@ class ReplicatedStateMachine(Protocol):
 
     def load_snapshot(self, path: str) -> Any: ...
 
+    def flush_due(self) -> None:
+        """Write what ``apply`` holds in memory once it is due (the log calls
+        it on its apply thread, between applies, every tick)."""
+
 
 class ReplicatedLog(Protocol):
     """The node's replicated log (cf. hashicorp/raft's ``Raft``: Apply, Barrier,

@@ -106,6 +106,7 @@ def explain_queries(queries: Queries, monkeypatch: pytest.MonkeyPatch) -> list[s
             return real.execute(sql, args)
 
     monkeypatch.setattr(Queries, "db", property(lambda self: Explaining()))
+    monkeypatch.setattr(Queries, "db_as_is", property(lambda self: Explaining()))
     return plans
 
 

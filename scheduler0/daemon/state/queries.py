@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -269,16 +269,28 @@ def _page_ids_by_block(
 
 
 class Queries:
-    """One read-only connection per thread."""
+    """One read-only connection per thread.
 
-    def __init__(self, db_path: Path) -> None:
+    ``settle`` (the state machine's) writes the fires and results it holds in
+    memory (``state/fire_buffer.py``): ``db`` calls it first, so a read sees
+    every command applied. The scheduler's own frequent reads that never look
+    at what a fire or a result writes (a job's payload, runs ``lost`` or
+    ``pending``, members) use ``db_as_is`` and leave the fires held."""
+
+    def __init__(self, db_path: Path, settle: Callable[[], None] | None = None) -> None:
         self._db_path = db_path
+        self._settle = settle or (lambda: None)
         self._backfill_served = 0
         """The project ``backfill_due`` served last (the next round starts after it)."""
         self._local = threading.local()
 
     @property
     def db(self) -> sqlite3.Connection:
+        self._settle()
+        return self.db_as_is
+
+    @property
+    def db_as_is(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = connect(self._db_path, writer=False)
@@ -557,7 +569,7 @@ class Queries:
         own ``callback_url``, ``POST`` and its project's signing secret (also
         for an executor without a secret of its own), and whether the job is
         paused."""
-        rows = self.db.execute(
+        rows = self.db_as_is.execute(
             "SELECT j.id, j.project_id, j.spec, j.timezone, j.data,"
             " COALESCE(e.webhook_url, j.callback_url) AS callback_url,"
             " COALESCE(e.webhook_method, 'POST') AS method,"
@@ -652,7 +664,11 @@ class Queries:
                 " AND NOT (slot >= 0 AND EXISTS"
                 " (SELECT 1 FROM jobs j WHERE j.id = executions.job_id AND j.paused))"
             )
-        return self.db.execute(sql, args).fetchall()
+        # Held fires and results make no row ``lost`` or ``pending`` (a held
+        # result may settle one): adoption's reads of those, twice a second,
+        # go as written, and apply judges the proposals they lead to.
+        db = self.db if state == "dispatched" else self.db_as_is
+        return db.execute(sql, args).fetchall()
 
     def backfill_due(self, buckets: Iterable[int], limit: int) -> list[list[int]]:
         """Up to ``limit`` backfill executions still to send (``pending``, or
@@ -673,7 +689,7 @@ class Queries:
         due: list[list[int]] = []
         for project_id in turn[: max(1, limit)]:
             self._backfill_served = project_id
-            rows = self.db.execute(
+            rows = self.db_as_is.execute(
                 "SELECT e.job_id, e.slot FROM executions AS e"
                 " INDEXED BY executions_backfill_unsent JOIN jobs AS j ON j.id = e.job_id"
                 f" WHERE e.project_id = ? AND {unsent_backfill_sql('e')}"
@@ -689,7 +705,7 @@ class Queries:
     def projects_with_unsent_backfill(self) -> list[int]:
         """The projects with backfilled runs not sent yet, in id order: one
         index seek each (a loose scan of ``executions_backfill_unsent``)."""
-        rows = self.db.execute(
+        rows = self.db_as_is.execute(
             "WITH RECURSIVE p(id) AS ("
             f" SELECT MIN(project_id) FROM {BY_PROJECT} WHERE {UNSENT}"
             f" UNION ALL SELECT (SELECT MIN(project_id) FROM {BY_PROJECT}"
@@ -750,12 +766,14 @@ class Queries:
         return out
 
     def max_job_id(self) -> int:
-        (top,) = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
+        (top,) = self.db_as_is.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()
         return int(top)
 
     def members(self) -> list[dict[str, Any]]:
-        return [dict(r) for r in self.db.execute("SELECT * FROM members ORDER BY node_id")]
+        return [dict(r) for r in self.db_as_is.execute("SELECT * FROM members ORDER BY node_id")]
 
     def departed_member_ids(self) -> list[int]:
         """Nodes removed from the cluster (and not added back since)."""
-        return [r[0] for r in self.db.execute("SELECT node_id FROM departed_members ORDER BY 1")]
+        return [
+            r[0] for r in self.db_as_is.execute("SELECT node_id FROM departed_members ORDER BY 1")
+        ]

@@ -35,6 +35,8 @@ class _FiringJob:
     revision: int
     runs_left: int | None
     """Scheduled runs its ``max_runs`` still allows (None: no limit)."""
+    pauses: bool = False
+    """It has ``pause_after_failures`` (read for ``fire_buffer``)."""
 
 
 Run = tuple[int, int, list[int]]
@@ -95,24 +97,33 @@ def slots_fired(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any]:
     return {"accepted": accepted}
 
 
-def _firing_jobs(ctx: ApplyContext, cmd: c.SlotsFired) -> dict[int, _FiringJob]:
-    """The command's jobs that exist, are active and are the proposer's now.
-    Read as one JSON array: building a Python row per job cost about as much
-    as SQLite's finding it."""
-    ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
-    ids.update(entry[0] for entry in cmd.skipped)
+def _firing_jobs(
+    ctx: ApplyContext, cmd: c.SlotsFired, ids: set[int] | None = None
+) -> dict[int, _FiringJob]:
+    """The command's jobs (or those of ``ids``) that exist, are active and
+    are the proposer's now. Read as one JSON array: building a Python row per
+    job cost about as much as SQLite's finding it."""
+    if ids is None:
+        ids = {entry[0] for entry in cmd.fires} | {entry[0] for entry in cmd.missed}
+        ids.update(entry[0] for entry in cmd.skipped)
     owners, node_id = ctx.assignment.owners, cmd.node_id
     (listed,) = ctx.db.execute(
         "SELECT json_group_array(json_array(id, project_id, last_fired_slot, revision,"
-        " policy ->> '$.max_runs', fired_count)) FROM jobs"
-        " WHERE id IN (SELECT value FROM json_each(?)) AND NOT paused",
+        " policy ->> '$.max_runs', fired_count, policy ->> '$.pause_after_failures' IS NOT NULL))"
+        " FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND NOT paused",
         (orjson.dumps(sorted(ids)).decode(),),
     ).fetchone()
     return {
         job_id: _FiringJob(
-            project_id, last_fired, revision, None if max_runs is None else max_runs - fired
+            project_id,
+            last_fired,
+            revision,
+            None if max_runs is None else max_runs - fired,
+            bool(pauses),
         )
-        for job_id, project_id, last_fired, revision, max_runs, fired in orjson.loads(listed)
+        for job_id, project_id, last_fired, revision, max_runs, fired, pauses in orjson.loads(
+            listed
+        )
         if owners[bucket_of(job_id)] == node_id
     }
 

@@ -1,0 +1,328 @@
+"""Fires and results held in memory, written to SQLite together.
+
+Every node applies every fire and its result. Applied one command at a time,
+a fire inserts an ``executions`` row and updates its job, its result updates
+both again: four row writes a fire, each in its own transaction, so the pages
+of the ``(job_id, slot)`` index and of the jobs fired are written to the WAL
+four times a second. That was most of what a fire cost a cluster (DESIGN.md,
+"Fires are written in batches").
+
+``FireBuffer`` applies ``SlotsFired`` and ``ResultsRecorded`` to memory: it
+decides what they accept from the database plus what it holds (the same
+rules, the same outcome as ``handlers/firing.py``), and ``flush`` writes what
+it holds in one transaction: each new ``executions`` row once, with its
+result when the result came before the flush, and each job's row once, with
+its counters summed. The database after a flush is the one the commands would
+have left applied one by one, row ids included (rows are inserted in log
+order); ``tests/unit/test_fire_buffer.py`` holds the two side by side.
+
+What it takes is what the common fire is: a ``SlotsFired`` with no missed,
+skipped or caught-up slots of jobs without ``max_runs``, and a
+``ResultsRecorded`` of groups whose jobs have no ``pause_after_failures``.
+``take_*`` return None for anything else, and the state machine then flushes
+and applies that command as before. If a flush finds what it did not expect
+(a row it inserts already there), it rolls back and applies the commands it
+holds one by one through their handlers (``replay``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.apply import ApplyContext, json_ids
+from scheduler0.daemon.state.handlers.firing import _accept, _firing_jobs, _FiringJob
+from scheduler0.daemon.state.schema import bucket_of
+
+UNSET: Any = object()
+"""A job column the buffer has not set (its value in the database stands)."""
+
+
+@dataclass(slots=True)
+class _Job:
+    """What the buffer changed of one job since the last flush."""
+
+    last_fired: int | None
+    """The job's last fired slot as the commands held leave it."""
+    plain: bool | None = None
+    """No ``pause_after_failures`` (None: not read yet)."""
+    firing: _FiringJob | None = None
+    """What ``_firing_jobs`` read of it (None: not read): only commands that
+    flush first change a job's project, revision, policies, pause or owner."""
+    fired: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    next_run: Any = UNSET
+    """Set, with ``last_fired``, by each accepted fire."""
+    last_state: Any = UNSET
+    last_status_code: Any = UNSET
+    last_finished_at: Any = None
+
+    def change(self) -> tuple[Any, ...]:
+        """The job's update, as ``_JOB_UPDATE``'s parameters before its ids."""
+        fired, state, code = self.next_run is not UNSET, self.last_state, self.last_status_code
+        return (
+            self.fired,
+            self.succeeded,
+            self.failed,
+            fired,
+            self.last_fired if fired else None,
+            fired,
+            self.next_run if fired else None,
+            state is not UNSET,
+            None if state is UNSET else state,
+            code is not UNSET,
+            None if code is UNSET else code,
+            self.last_finished_at,
+        )
+
+
+FireMeta = tuple[int, int, int, float]
+"""What the rows of one run of a ``SlotsFired`` share: (project id, node id, epoch, now)."""
+
+Outcome = tuple[str, Any, Any, Any, Any, float]
+"""What the fires of one result group share: (state, status_code, attempts,
+latency_ms, error, now)."""
+
+_INSERT = (
+    "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch, attempts,"
+    " status_code, latency_ms, error, created_at, updated_at)"
+)
+_INSERT_RUN = (
+    _INSERT + " SELECT value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?) ORDER BY key"
+)
+_INSERT_ROWS = (
+    _INSERT + " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
+    " value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,"
+    " value ->> 11 FROM json_each(?) ORDER BY key"
+)
+_UPDATE_RUNS = (
+    "UPDATE executions SET state = ?, status_code = ?, attempts = ?, latency_ms = ?, error = ?,"
+    " updated_at = ? WHERE slot = ? AND job_id IN (SELECT value FROM json_each(?))"
+)
+_JOB_UPDATE = (
+    "UPDATE jobs SET fired_count = fired_count + ?, success_count = success_count + ?,"
+    " failed_count = failed_count + ?,"
+    " last_fired_slot = CASE WHEN ? THEN ? ELSE last_fired_slot END,"
+    " next_run = CASE WHEN ? THEN ? ELSE next_run END,"
+    " last_state = CASE WHEN ? THEN ? ELSE last_state END,"
+    " last_status_code = CASE WHEN ? THEN ? ELSE last_status_code END,"
+    " last_finished_at = COALESCE(?, last_finished_at)"
+    " WHERE id IN (SELECT value FROM json_each(?))"
+)
+_DISPATCHED: Outcome | None = None
+
+
+@dataclass(slots=True)
+class FireBuffer:
+    """Fires and results applied to memory since the last ``flush``."""
+
+    jobs: dict[int, _Job] = field(default_factory=dict)
+    runs: list[tuple[FireMeta, int, list[int]]] = field(default_factory=list)
+    """New ``executions`` rows in log order: runs of job ids sharing a slot."""
+    rows: int = 0
+    fired: set[tuple[int, int]] = field(default_factory=set)
+    """The (job, slot) of the rows in ``runs``."""
+    outcome_of: dict[tuple[int, int], Outcome] = field(default_factory=dict)
+    """Results of rows in ``runs``, the latest in log order."""
+    updates: dict[tuple[int, int], Outcome] = field(default_factory=dict)
+    """Results of executions not in ``runs`` (inserted before), the latest."""
+    held: list[tuple[c.Command, int | None, Any]] = field(default_factory=list)
+    """The commands applied here: (command, log index, outcome), for ``replay``."""
+    since: float | None = None
+    """When the first command now held was taken (the node's monotonic clock)."""
+
+    @property
+    def size(self) -> int:
+        """Executions held: new rows and results of older ones."""
+        return self.rows + len(self.updates)
+
+    @property
+    def last_index(self) -> int | None:
+        indexes = [index for _, index, _ in self.held if index is not None]
+        return indexes[-1] if indexes else None
+
+    # -- taking commands ---------------------------------------------------------------
+
+    def take_fired(self, ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any] | None:
+        """``slots_fired``'s outcome, with its rows and job changes held here;
+        None (nothing held) for a command the buffer does not take."""
+        if cmd.missed or cmd.skipped or cmd.caught_up:
+            return None
+        held, owners, node_id = self.jobs, ctx.assignment.owners, cmd.node_id
+        jobs: dict[int, _FiringJob] = {}
+        unread = set()
+        for job_id, _ in cmd.fires:
+            mine = held.get(job_id)
+            if mine is None or mine.firing is None:
+                unread.add(job_id)
+            elif owners[bucket_of(job_id)] == node_id:
+                read_before = mine.firing
+                jobs[job_id] = _FiringJob(
+                    read_before.project_id, mine.last_fired, read_before.revision, None
+                )
+        if unread:
+            read = _firing_jobs(ctx, cmd, unread)
+            for job_id, job in read.items():
+                if job.runs_left is not None:
+                    return None
+                mine = held.get(job_id)
+                if mine is not None:
+                    job.last_fired = mine.last_fired
+                    mine.firing = job
+            jobs.update(read)
+        loaded = cmd.revision_of()
+        next_runs = {
+            job_id: slot
+            for slot, job_ids in cmd.following
+            for job_id in job_ids
+            if (firing := jobs.get(job_id)) is not None and firing.revision == loaded.get(job_id, 0)
+        }
+        accepted, runs, _ = _accept(cmd, jobs, next_runs)
+        fired = self.fired
+        metas: dict[int, FireMeta] = {}
+        for project_id, slot, group in runs:
+            meta = metas.get(project_id)
+            if meta is None:
+                meta = metas[project_id] = (project_id, cmd.node_id, cmd.epoch, cmd.now)
+            self.runs.append((meta, slot, group))
+            self.rows += len(group)
+            for job_id in group:
+                fired.add((job_id, slot))
+                mine = held.get(job_id)
+                if mine is None:
+                    firing = jobs[job_id]
+                    mine = held[job_id] = _Job(None, not firing.pauses, firing)
+                mine.last_fired = slot
+                mine.fired += 1
+                mine.next_run = next_runs.get(job_id)
+                mine.last_state = "dispatched"
+        return {"accepted": accepted}
+
+    def take_results(self, db: sqlite3.Connection, cmd: c.ResultsRecorded) -> dict[str, Any] | None:
+        """``results_recorded``'s outcome, held here; None for a command the
+        buffer does not take (version-1 ``results``, or a job of it with
+        ``pause_after_failures``, whose failures may pause it)."""
+        if cmd.results:
+            return None
+        held = self.jobs
+        unread = set()
+        for group in cmd.groups:
+            for job_id in group[6]:
+                mine = held.get(job_id)
+                if mine is None or mine.plain is None:
+                    unread.add(job_id)
+                elif not mine.plain:
+                    return None
+        if unread:
+            (text,) = db.execute(
+                "SELECT json_group_array(json_array(id, last_fired_slot,"
+                " policy ->> '$.pause_after_failures' IS NULL)) FROM jobs"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (json_ids(sorted(unread)),),
+            ).fetchone()
+            read = orjson.loads(text)
+            if not all(plain for _, _, plain in read):
+                return None
+            for job_id, last_fired, _ in read:
+                mine = held.get(job_id)
+                if mine is None:
+                    held[job_id] = _Job(last_fired, True)
+                else:
+                    mine.plain = True
+        now, fired, outcome_of, updates = cmd.now, self.fired, self.outcome_of, self.updates
+        for slot, state, code, attempts, latency, error, ids in cmd.groups:
+            ok = state == "success"
+            failed = not ok and state != "skipped"
+            outcome: Outcome = (state, code, attempts, latency, error, now)
+            for job_id in dict.fromkeys(ids):  # within a group a job counts once
+                key = (job_id, slot)
+                if key in fired:
+                    outcome_of[key] = outcome
+                else:
+                    updates[key] = outcome
+                mine = held.get(job_id)
+                if mine is None:  # no such job: its executions are updated all the same
+                    continue
+                mine.succeeded += ok
+                mine.failed += failed
+                if mine.last_fired == slot:
+                    mine.last_state, mine.last_status_code = state, code
+                mine.last_finished_at = now
+        return {"recorded": sum(len(group[6]) for group in cmd.groups)}
+
+    # -- writing ---------------------------------------------------------------------
+
+    def write(self, db: sqlite3.Connection) -> bool:
+        """Write what is held, inside the caller's transaction. False when a row
+        to insert was already there (the caller rolls back and replays): the
+        commands applied one by one would have kept that row and updated it.
+
+        Results of older rows first (a result held for a row not inserted
+        yet updated nothing then), then the new rows in log order, each with
+        its latest result, then each job once. Rows and jobs sharing every
+        value go as one statement over their ids."""
+        self._write_updates(db)
+        before = db.total_changes
+        self._write_rows(db)
+        if db.total_changes - before != self.rows:
+            return False
+        by_change: dict[tuple[Any, ...], list[int]] = {}
+        for job_id, job in self.jobs.items():
+            if job.fired or job.last_finished_at is not None:
+                by_change.setdefault(job.change(), []).append(job_id)
+        for change, ids in by_change.items():
+            db.execute(_JOB_UPDATE, (*change, json_ids(ids)))
+        return True
+
+    def _write_updates(self, db: sqlite3.Connection) -> None:
+        by_outcome: dict[tuple[int, Outcome], list[int]] = {}
+        for (job_id, slot), outcome in self.updates.items():
+            by_outcome.setdefault((slot, outcome), []).append(job_id)
+        for (slot, outcome), ids in by_outcome.items():
+            db.execute(_UPDATE_RUNS, (*outcome, slot, json_ids(ids)))
+
+    def _write_rows(self, db: sqlite3.Connection) -> None:
+        """The new rows in log order: one statement a run of rows sharing
+        their fire and their outcome, or, when runs are short, one for all."""
+        outcome_of = self.outcome_of
+        runs: list[tuple[FireMeta, int, Outcome | None, list[int]]] = []
+        for meta, slot, group in self.runs:
+            current: list[int] = []
+            last: Outcome | None = _DISPATCHED
+            for job_id in group:
+                outcome = outcome_of.get((job_id, slot))
+                if outcome != last and current:
+                    runs.append((meta, slot, last, current))
+                    current = []
+                last = outcome
+                current.append(job_id)
+            if current:
+                runs.append((meta, slot, last, current))
+        if len(runs) * SHORT_RUN > self.rows:
+            rows = [
+                [job_id, *_row(meta, slot, outcome)]
+                for meta, slot, outcome, ids in runs
+                for job_id in ids
+            ]
+            db.execute(_INSERT_ROWS, (orjson.dumps(rows).decode(),))
+            return
+        for meta, slot, outcome, ids in runs:
+            db.execute(_INSERT_RUN, (*_row(meta, slot, outcome), json_ids(ids)))
+
+
+SHORT_RUN = 8
+"""Rows per run below which ``_write_rows`` sends one statement for all rows."""
+
+
+def _row(meta: FireMeta, slot: int, outcome: Outcome | None) -> tuple[Any, ...]:
+    """A new row's columns after ``job_id``."""
+    project_id, node_id, epoch, now = meta
+    if outcome is None:
+        return (project_id, slot, "dispatched", node_id, epoch, 0, None, None, None, now, now)
+    state, code, attempts, latency, error, updated = outcome
+    return (project_id, slot, state, node_id, epoch, attempts, code, latency, error, now, updated)

@@ -1,0 +1,216 @@
+"""Fires held in memory leave the database the commands applied one by one leave.
+
+Two state machines apply the same random stream of commands: one writes each
+command as it is applied, the other holds fires and results
+(``fire_buffer_seconds``) and writes them when the test flushes, at random
+points, or when another command comes. Every outcome and, after a final
+flush, every row of ``jobs``, ``executions`` and ``meta`` must be the same.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.machine import StateMachine
+from scheduler0.daemon.state.schema import BUCKETS
+
+JOBS = 40
+START = 1_795_000_000
+
+
+def _job(i: int, draw: random.Random) -> dict[str, Any]:
+    job: dict[str, Any] = {
+        "project_id": 1 + i % 2,
+        "spec": "@every 1s",
+        "timezone": "UTC",
+        "data": f'{{"n":{i}}}',
+        "callback_url": "http://127.0.0.1:9/callback",
+        "execution_type": "http",
+        "anchor": START,
+        "next_run": START + 1,
+    }
+    kind = draw.random()
+    if kind < 0.1:
+        job["policy"] = {"max_runs": draw.randint(1, 6)}
+    elif kind < 0.2:
+        job["policy"] = {"pause_after_failures": draw.randint(1, 3)}
+    return job
+
+
+def _stream(seed: int) -> list[c.Command]:
+    draw = random.Random(seed)
+    owners = [1 if b % 3 else 2 for b in range(BUCKETS)]
+    commands: list[c.Command] = [
+        c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
+        c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
+        c.JobsCreated(now=1.0, jobs=[_job(i, draw) for i in range(JOBS)]),
+        c.AssignmentChanged(now=1.0, epoch=1, owners=owners),
+    ]
+    slot = START
+    fired: list[tuple[int, int]] = []
+    for _ in range(400):
+        now = slot + draw.random()
+        roll = draw.random()
+        if roll < 0.45:
+            slot += draw.choice((1, 1, 1, 2))
+            ids = draw.sample(range(1, JOBS + 3), draw.randint(1, 12))  # 41, 42: no such job
+            fires = [[j, slot] for j in ids]
+            if draw.random() < 0.15:  # an old slot, or the same fire twice
+                fires.append([draw.choice(ids), slot - draw.randint(0, 3)])
+            if draw.random() < 0.2:  # a slot past another of the same job in one tick
+                fires.append([ids[0], slot + 1])
+            fired.extend((j, s) for j, s in fires)
+            extra: dict[str, Any] = {}
+            if draw.random() < 0.1:
+                extra["missed"] = [[ids[0], [slot - 1], 0]]
+            if draw.random() < 0.05:
+                extra["caught_up"] = [fires[0]]
+            if draw.random() < 0.05:
+                extra["skipped"] = [[ids[-1], [slot], "overlap"]]
+            if draw.random() < 0.2:
+                extra["revisions"] = [[ids[0], 1]]
+            commands.append(
+                c.SlotsFired(
+                    now=now,
+                    node_id=draw.choice((1, 1, 1, 2)),
+                    epoch=1,
+                    fires=fires,
+                    following=[[slot + 1, ids]],
+                    **extra,
+                )
+            )
+        elif roll < 0.85 and fired:
+            groups = []
+            for _ in range(draw.randint(1, 3)):
+                picked = [draw.choice(fired) for _ in range(draw.randint(1, 6))]
+                at = draw.choice(picked)[1]
+                ids = [j for j, s in picked if s == at] + draw.sample(range(1, JOBS + 3), 1)
+                state = draw.choice(("success", "success", "failed", "timeout", "skipped"))
+                code = 200 if state == "success" else draw.choice((500, None))
+                groups.append(
+                    [at, state, code, draw.randint(1, 3), draw.randint(1, 900), None, ids]
+                )
+            commands.append(c.ResultsRecorded(now=now, node_id=1, groups=groups))
+        elif roll < 0.9:
+            job_id = draw.randint(1, JOBS)
+            commands.append(c.JobPaused(now=now, job_id=job_id, paused=draw.random() < 0.5))
+        elif roll < 0.93:  # the slot a fire may take next: the fire's row is there already
+            commands.append(c.JobTriggered(now=now, job_id=draw.randint(1, 12), slot=slot + 1))
+        elif roll < 0.96:
+            commands.append(c.NodeRunsLost(now=now, node_id=2))
+        elif roll < 0.98 and fired:
+            commands.append(c.ExecutionsLost(now=now, executions=[list(draw.choice(fired))]))
+        else:
+            commands.append(
+                c.ExecutionsPruned(
+                    now=now,
+                    keep_rows=10_000,
+                    before=0.0,
+                    per_job=draw.randint(2, 8),
+                    job_id_from=1,
+                    job_id_to=JOBS,
+                )
+            )
+    return commands
+
+
+def _rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    db = sqlite3.connect(path)
+    try:
+        return {
+            table: db.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()
+            for table in ("jobs", "executions", "meta")
+        }
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_held_fires_leave_the_database_the_commands_one_by_one_leave(
+    tmp_path: Path, seed: int
+) -> None:
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    flushes = random.Random(seed + 1000)
+    try:
+        for index, command in enumerate(_stream(seed), 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index), (index, command)
+            if flushes.random() < 0.1:
+                held.settle()
+        held.settle()
+        assert now.digest() == held.digest()
+        expected, got = _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
+        assert len(expected["executions"]) > 50
+        for table in expected:
+            assert got[table] == expected[table], table
+    finally:
+        now.close()
+        held.close()
+
+
+def test_a_fire_held_and_its_result_are_one_row_written_once(tmp_path: Path) -> None:
+    machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(_stream(0)[:4], 1):
+            machine.apply(c.encode(command), index)
+        fire = c.SlotsFired(now=START + 1.1, node_id=1, epoch=1, fires=[[1, START + 1]])
+        assert machine.apply(c.encode(fire), 5) == {"ok": {"accepted": [[1, START + 1]]}}
+        result = c.ResultsRecorded(
+            now=START + 1.5, node_id=1, groups=[[START + 1, "success", 200, 1, 12, None, [1]]]
+        )
+        machine.apply(c.encode(result), 6)
+        db = sqlite3.connect(tmp_path / "a.db")
+        assert db.execute("SELECT COUNT(*) FROM executions").fetchone() == (0,)  # held
+        machine.settle()
+        assert db.execute("SELECT state, status_code FROM executions").fetchall() == [
+            ("success", 200)
+        ]
+        assert db.execute(
+            "SELECT fired_count, success_count, last_state FROM jobs WHERE id = 1"
+        ).fetchone() == (1, 1, "success")
+        assert db.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone() == ("6",)
+    finally:
+        machine.close()
+
+
+def test_a_held_fire_of_a_slot_already_taken_is_applied_as_one_by_one(tmp_path: Path) -> None:
+    """A run-now row already holds the slot a fire then takes: the insert keeps
+    that row and the result updates it. The held write finds the row there,
+    rolls back and applies the commands one by one."""
+    first = _stream(0)[:4]
+    slot = START + 1
+    commands = [
+        *first,
+        c.JobTriggered(now=START + 0.5, job_id=1, slot=slot),
+        c.SlotsFired(now=START + 0.9, node_id=1, epoch=1, fires=[[1, slot], [3, slot]]),
+        c.ResultsRecorded(
+            now=START + 1.5, node_id=1, groups=[[slot, "failed", 500, 2, 7, "x", [1, 3]]]
+        ),
+        # a result before its fire updates no row; the fire's row stays dispatched
+        c.ResultsRecorded(
+            now=START + 1.6, node_id=1, groups=[[slot + 1, "success", 200, 1, 5, None, [3]]]
+        ),
+        c.SlotsFired(now=START + 1.9, node_id=1, epoch=1, fires=[[3, slot + 1]]),
+    ]
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(commands, 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index)
+            if index == 7:  # the replayed write; then the result before its fire
+                held.settle()
+        held.settle()
+        expected, got = _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
+        assert [row[4] for row in got["executions"]] == ["failed", "failed", "dispatched"]
+        assert got == expected
+    finally:
+        now.close()
+        held.close()
