@@ -440,7 +440,16 @@ def create_app(node: Node) -> Starlette:
             await node.stop_background()
 
     return build_app(
-        Services(node.settings, node.queries, node.writes, node.status, node.metrics, node.backups),
+        Services(
+            node.settings,
+            node.queries,
+            node.writes,
+            node.status,
+            node.metrics,
+            node.backups,
+            holding=node.machine.holding,
+            settle=node.machine.settle,
+        ),
         lifespan=lifespan,
     )
 

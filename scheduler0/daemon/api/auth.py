@@ -25,6 +25,7 @@ from functools import wraps
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -186,8 +187,10 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        user = scope["user"] = identify(HTTPConnection(scope))
         svc: Services = scope["app"].state.services
+        if svc.holding():  # the request's reads would write them first: not on the loop
+            await run_in_threadpool(svc.settle)
+        user = scope["user"] = identify(HTTPConnection(scope))
         read = scope["method"] in ("GET", "HEAD")
         with share_off_loop(Share(svc.shares, share_key(user, scope), refuse=read)):
             await self.app(scope, receive, send)

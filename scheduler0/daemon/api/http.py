@@ -65,6 +65,10 @@ class Services:
     """Large creates take turns by caller (``api/turns.py``)."""
     shares: Turns = field(default_factory=off_loop_shares)
     """Work off the event loop takes each caller's share (``api/turns.py``)."""
+    holding: Callable[[], bool] = lambda: False
+    """Whether the state machine holds fires not written yet; a request then
+    writes them (``settle``) off the event loop before it reads."""
+    settle: Callable[[], None] = lambda: None
 
 
 def services(request: Request) -> Services:
