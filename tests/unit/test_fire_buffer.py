@@ -214,3 +214,39 @@ def test_a_held_fire_of_a_slot_already_taken_is_applied_as_one_by_one(tmp_path: 
     finally:
         now.close()
         held.close()
+
+
+def test_a_flush_the_disk_refuses_halts_the_replica_and_nothing_is_half_written(
+    tmp_path: Path,
+) -> None:
+    """SQLite refuses the held rows (the database may not grow: SQLITE_FULL,
+    as on a full disk): the replica halts as an apply would, with the rows
+    neither written nor dropped from the journal's point of view."""
+    from scheduler0.daemon.state.machine import ApplyHalted
+
+    machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
+    try:
+        plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
+        setup = [
+            c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
+            c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
+            c.JobsCreated(now=1.0, jobs=plain),
+            c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
+        ]
+        for index, command in enumerate(setup, 1):
+            machine.apply(c.encode(command), index)
+        fires = [[j, START + 1] for j in range(1, JOBS + 1)]
+        taken = machine.apply(c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=fires)), 5)
+        assert len(taken["ok"]["accepted"]) == JOBS
+        assert machine.holding()
+        (pages,) = machine._conn.execute("PRAGMA page_count").fetchone()
+        machine._conn.execute(f"PRAGMA max_page_count = {pages}")
+        machine.settle()
+        assert machine.halted is not None and "full" in machine.halted
+        with pytest.raises(ApplyHalted):
+            machine.apply(c.encode(c.Noop(now=START)), 6)
+        db = sqlite3.connect(tmp_path / "a.db")
+        assert db.execute("SELECT COUNT(*) FROM executions").fetchone() == (0,)
+        assert db.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone() == ("4",)
+    finally:
+        machine.close()

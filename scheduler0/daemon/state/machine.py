@@ -166,7 +166,7 @@ class StateMachine:
             held = self._hold(ctx, command, index)
             if held is not None:
                 return held, ctx, command.type_name
-            self._flush()
+            self._flush(applying=True)
         return self._apply_now(ctx, command, index), ctx, command.type_name
 
     def _apply_now(
@@ -240,13 +240,14 @@ class StateMachine:
         ctx.elapsed = time.perf_counter() - started
         full = buffer.size >= MAX_HELD_ROWS
         if full or time.monotonic() - buffer.since >= self.fire_buffer_seconds:
-            self._flush()
+            self._flush(applying=True)
         return outcome
 
-    def _flush(self) -> None:
-        """Write what the buffer holds in one transaction (under ``_lock``).
-        A write that finds what it did not expect is rolled back and the held
-        commands are applied one by one, as without the buffer."""
+    def _flush(self, *, applying: bool = False) -> None:
+        """Write what the buffer holds in one transaction (under ``_lock``;
+        ``applying``: before the entry being applied). A write that finds what
+        it did not expect is rolled back and the held commands are applied one
+        by one, as without the buffer."""
         buffer = self._buffer
         if not buffer.held:
             return
@@ -271,7 +272,7 @@ class StateMachine:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
             if environment_failure(exc):
-                self._halt("the fires held in memory", exc)
+                self._halt("the fires held in memory", exc, applying=applying)
             log.exception("writing the fires held in memory failed; applying them one by one")
         self._replay(buffer)
 
@@ -308,8 +309,9 @@ class StateMachine:
                 with contextlib.suppress(ApplyHalted):
                     self._flush()
 
-    def _halt(self, type_name: str, exc: BaseException) -> NoReturn:
-        self.applied_commands -= 1  # not applied: it comes again after the restart
+    def _halt(self, type_name: str, exc: BaseException, *, applying: bool = True) -> NoReturn:
+        if applying:  # the entry being applied is not: it comes again after the restart
+            self.applied_commands -= 1
         self.halted = f"{type(exc).__name__}: {exc}"
         log.critical(
             "cannot apply %s: %s. This node stops applying (the entry is neither applied"
