@@ -17,8 +17,12 @@ many of its pages), not ``--fires`` consecutive ids; ``--fresh`` with it
 draws other jobs each round (as each second fires others), so no round
 finds its pages in SQLite's cache from the round before.
 
+``--held N``: the node's way since fires are held in memory
+(``state/fire_buffer.py``): the machine holds fires and results and writes
+them every ``N`` rounds (the flush's time counted in the rounds it ends).
+
     python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--spread [--fresh]]
-        [--repo DIR]
+        [--held N] [--repo DIR]
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     from scheduler0.daemon.state.machine import StateMachine
 
     workdir = Path(tempfile.mkdtemp(prefix="s0-apply-"))
-    machine = StateMachine(workdir / "state.db")
+    held = {"fire_buffer_seconds": 3600.0} if args.held else {}
+    machine = StateMachine(workdir / "state.db", **held)
     try:
 
         def apply(command: Any) -> Any:
@@ -103,7 +108,20 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 results = [[j, slot, "success", 200, 1, 12, None] for j in ids]
                 recorded_command = c.ResultsRecorded(now=slot + 0.5, node_id=1, results=results)
             _, seconds = apply(recorded_command)
+            if args.held and (r + 1) % args.held == 0:
+                started = time.perf_counter()
+                machine.settle()
+                seconds += time.perf_counter() - started
             recorded.append(seconds)
+        if args.held:  # every round's share of the flushes, not the median round's
+            per_round = (sum(fired) + sum(recorded)) / len(fired)
+            return {
+                "jobs_created_ms": statistics.median(created) * 1000,
+                "us_per_created_job": sum(created) * 1e6 / (len(created) * 1000),
+                "slots_fired_ms": statistics.mean(fired) * 1000,
+                "results_recorded_ms": statistics.mean(recorded) * 1000,
+                "us_per_fire": per_round * 1e6 / args.fires,
+            }
         return {
             "jobs_created_ms": statistics.median(created) * 1000,
             "us_per_created_job": sum(created) * 1e6 / (len(created) * 1000),
@@ -125,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--spread", action="store_true", help="the same random jobs each round")
     parser.add_argument("--fresh", action="store_true", help="with --spread: others each round")
+    parser.add_argument("--held", type=int, default=0, help="hold fires, write every N rounds")
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (apply_cost)")
     args = parser.parse_args(argv)

@@ -89,16 +89,21 @@ Outcome = tuple[str, Any, Any, Any, Any, float]
 latency_ms, error, now)."""
 
 _INSERT = (
-    "INSERT OR IGNORE INTO executions (job_id, project_id, slot, state, node_id, epoch, attempts,"
-    " status_code, latency_ms, error, created_at, updated_at)"
+    "INSERT OR IGNORE INTO executions (id, job_id, project_id, slot, state, node_id, epoch,"
+    " attempts, status_code, latency_ms, error, created_at, updated_at)"
 )
-_INSERT_RUN = (
-    _INSERT + " SELECT value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?) ORDER BY key"
-)
+_INSERT_RUN = _INSERT + " SELECT ? + key, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)"
 _INSERT_ROWS = (
-    _INSERT + " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
+    _INSERT + " SELECT ? + key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
     " value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,"
-    " value ->> 11 FROM json_each(?) ORDER BY key"
+    " value ->> 11 FROM json_each(?)"
+)
+"""Rows with the ids ``AUTOINCREMENT`` gives them inserted one by one in log
+order (the next id, plus each row's place in the array): no ``ORDER BY key``,
+whose sort cost a third of the insert."""
+_NEXT_ID = (
+    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0),"
+    " COALESCE((SELECT MAX(id) FROM executions), 0)) + 1"
 )
 _UPDATE_RUNS = (
     "UPDATE executions SET state = ?, status_code = ?, attempts = ?, latency_ms = ?, error = ?,"
@@ -290,8 +295,10 @@ class FireBuffer:
             db.execute(_UPDATE_RUNS, (*outcome, slot, json_ids(ids)))
 
     def _write_rows(self, db: sqlite3.Connection) -> None:
-        """The new rows in log order: one statement a run of rows sharing
-        their fire and their outcome, or, when runs are short, one for all."""
+        """The new rows, with the ids they get in log order: one statement a
+        run of rows sharing their fire and their outcome, or, when runs are
+        short, one for all. (A row already there makes the caller replay, so
+        every row is inserted and the ids are those of one by one.)"""
         outcome_of = self.outcome_of
         runs: list[tuple[FireMeta, int, Outcome | None, list[int]]] = []
         for meta, slot, group in self.runs:
@@ -306,16 +313,18 @@ class FireBuffer:
                 current.append(job_id)
             if current:
                 runs.append((meta, slot, last, current))
+        (next_id,) = db.execute(_NEXT_ID).fetchone()
         if len(runs) * SHORT_RUN > self.rows:
             rows = [
                 [job_id, *_row(meta, slot, outcome)]
                 for meta, slot, outcome, ids in runs
                 for job_id in ids
             ]
-            db.execute(_INSERT_ROWS, (orjson.dumps(rows).decode(),))
+            db.execute(_INSERT_ROWS, (next_id, orjson.dumps(rows).decode()))
             return
         for meta, slot, outcome, ids in runs:
-            db.execute(_INSERT_RUN, (*_row(meta, slot, outcome), json_ids(ids)))
+            db.execute(_INSERT_RUN, (next_id, *_row(meta, slot, outcome), json_ids(ids)))
+            next_id += len(ids)
 
 
 SHORT_RUN = 8
