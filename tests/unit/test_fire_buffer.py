@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from scheduler0.daemon.state import commands as c
+from scheduler0.daemon.state.fire_buffer import FireBuffer
 from scheduler0.daemon.state.machine import StateMachine
 from scheduler0.daemon.state.schema import BUCKETS
 
@@ -252,3 +253,93 @@ def test_a_flush_the_disk_refuses_halts_the_replica_and_nothing_is_half_written(
         assert db.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone() == ("4",)
     finally:
         machine.close()
+
+
+def test_a_read_while_another_thread_writes_the_held_fires_waits_for_them(
+    tmp_path: Path,
+) -> None:
+    """One reader's read writes what is held; a second reader that comes while
+    that write runs must not find the buffer empty and read without them."""
+    import threading
+
+    from scheduler0.daemon.state.queries import Queries
+
+    machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
+    try:
+        plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
+        setup = [
+            c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
+            c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
+            c.JobsCreated(now=1.0, jobs=plain),
+            c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
+        ]
+        for index, command in enumerate(setup, 1):
+            machine.apply(c.encode(command), index)
+        for n in range(1, 11):
+            fires = [[j, START + n] for j in range(1, JOBS + 1)]
+            machine.apply(c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=fires)), 4 + n)
+        writing, go_on = threading.Event(), threading.Event()
+        original = FireBuffer.write
+
+        def slow_write(self: FireBuffer, db: sqlite3.Connection) -> bool:
+            writing.set()
+            go_on.wait(10)
+            return original(self, db)
+
+        FireBuffer.write = slow_write  # type: ignore[method-assign]
+        try:
+            first = threading.Thread(target=machine.settle)
+            first.start()
+            assert writing.wait(10)
+            counted: list[int] = []
+            second = threading.Thread(
+                target=lambda: counted.append(
+                    Queries(tmp_path / "a.db", settle=machine.settle)
+                    .db.execute("SELECT COUNT(*) FROM executions")
+                    .fetchone()[0]
+                )
+            )
+            second.start()
+            second.join(0.2)
+            assert second.is_alive()  # waiting for the write under way
+            go_on.set()
+            first.join(10)
+            second.join(10)
+        finally:
+            FireBuffer.write = original  # type: ignore[method-assign]
+        assert counted == [10 * JOBS]
+    finally:
+        machine.close()
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        [START + 1, "failed", None, 1, 9, "boom\x00tail", [1]],  # SQLite's JSON cuts at NUL
+        [str(START + 1), "success", 200, 1, 9, None, [1]],  # a slot as text: SQLite's meaning
+        [START + 1, None, 200, 1, 9, None, [1]],  # no state: the handler refuses it
+    ],
+)
+def test_a_result_not_of_the_proposers_shape_is_applied_as_one_by_one(
+    tmp_path: Path, group: list[Any]
+) -> None:
+    plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
+    commands = [
+        c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
+        c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
+        c.JobsCreated(now=1.0, jobs=plain),
+        c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
+        c.SlotsFired(now=START, node_id=1, epoch=1, fires=[[1, START + 1]]),
+        c.ResultsRecorded(now=START + 1.5, node_id=1, groups=[group]),
+    ]
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(commands, 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index)
+        held.settle()
+        assert _rows(tmp_path / "held.db") == _rows(tmp_path / "now.db")
+    finally:
+        now.close()
+        held.close()

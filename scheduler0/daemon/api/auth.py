@@ -187,10 +187,11 @@ class AuthMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        svc: Services = scope["app"].state.services
-        if svc.holding():  # the request's reads would write them first: not on the loop
-            await run_in_threadpool(svc.settle)
         user = scope["user"] = identify(HTTPConnection(scope))
+        svc: Services = scope["app"].state.services
+        if isinstance(user, Caller) and svc.holding():
+            # Its reads would write the held fires first: here, off the loop.
+            await run_in_threadpool(svc.settle)
         read = scope["method"] in ("GET", "HEAD")
         with share_off_loop(Share(svc.shares, share_key(user, scope), refuse=read)):
             await self.app(scope, receive, send)

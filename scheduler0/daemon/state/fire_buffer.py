@@ -162,7 +162,7 @@ class FireBuffer:
         ``_firing_jobs`` read of it the first time (read again only for a job
         not read yet: at 10,000 fires a second that read was a fifth of a
         node's apply)."""
-        if cmd.missed or cmd.skipped or cmd.caught_up:
+        if cmd.missed or cmd.skipped or cmd.caught_up or not _plain_fires(cmd):
             return None
         held = self.jobs
         unread = set()
@@ -215,7 +215,7 @@ class FireBuffer:
         """``results_recorded``'s outcome, held here; None for a command the
         buffer does not take (version-1 ``results``, or a job of it with
         ``pause_after_failures``, whose failures may pause it)."""
-        if cmd.results:
+        if cmd.results or not all(_plain_group(group) for group in cmd.groups):
             return None
         held = self.jobs
         unread = set()
@@ -325,6 +325,38 @@ class FireBuffer:
         for meta, slot, outcome, ids in runs:
             db.execute(_INSERT_RUN, (next_id, *_row(meta, slot, outcome), json_ids(ids)))
             next_id += len(ids)
+
+
+def _plain_fires(cmd: c.SlotsFired) -> bool:
+    """Fires and next runs of the shape nodes propose (integers): anything
+    else goes to the handler, which gives it SQLite's meaning."""
+    return all(
+        len(fire) == 2 and type(fire[0]) is int and type(fire[1]) is int for fire in cmd.fires
+    ) and all(
+        len(entry) == 2
+        and type(entry[0]) is int
+        and all(type(job_id) is int for job_id in entry[1])
+        for entry in cmd.following
+    )
+
+
+def _plain_group(group: list[Any]) -> bool:
+    """A result group of the shape nodes propose: integers where the handler
+    compares, text without NUL (SQLite's JSON functions cut text at one)."""
+    if len(group) != 7:
+        return False
+    slot, state, code, attempts, latency, error, ids = group
+    return (
+        type(slot) is int
+        and type(state) is str
+        and "\0" not in state
+        and (code is None or type(code) is int)
+        and type(attempts) is int
+        and (latency is None or type(latency) is int)
+        and (error is None or (type(error) is str and "\0" not in error))
+        and type(ids) is list
+        and all(type(job_id) is int for job_id in ids)
+    )
 
 
 SHORT_RUN = 8

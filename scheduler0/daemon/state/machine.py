@@ -109,6 +109,10 @@ class StateMachine:
         self._applied_index = 0
         """``meta.applied_index``: the index of the last command committed."""
         self._buffer = FireBuffer()
+        self._taken = 0
+        """Commands held so far (``_hold``)."""
+        self._written = 0
+        """Of those, the ones written (or replayed) when a flush ended."""
         self.fire_buffer_seconds = fire_buffer_seconds
         """How long fires and results may be held before they are written
         (``fire_buffer.py``); 0: each command is written as it is applied."""
@@ -170,9 +174,10 @@ class StateMachine:
         return self._apply_now(ctx, command, index), ctx, command.type_name
 
     def _apply_now(
-        self, ctx: ApplyContext, command: c.Command, index: int | None
+        self, ctx: ApplyContext, command: c.Command, index: int | None, *, applying: bool = True
     ) -> dict[str, Any]:
-        """Apply ``command`` in its own transaction: its outcome."""
+        """Apply ``command`` in its own transaction: its outcome (``applying``:
+        it is the entry being applied, not one held and replayed)."""
         db = self._conn
         # Restored if the command rolls back: AssignmentChanged sets it before
         # the commit, and a replica must not judge fires by owners it never stored.
@@ -204,7 +209,7 @@ class StateMachine:
                     db.execute("ROLLBACK")
             self.assignment.epoch, self.assignment.owners = assigned
             if environment_failure(exc):
-                self._halt(command.type_name, exc)
+                self._halt(command.type_name, exc, applying=applying)
             log.exception("apply of %s failed; rolled back", command.type_name)
             return {"error": Scheduler0Error(f"apply failed: {exc}").to_dict()}
         ctx.elapsed = time.perf_counter() - started
@@ -237,6 +242,7 @@ class StateMachine:
         if buffer.since is None:
             buffer.since = time.monotonic()
         buffer.held.append((command, index, outcome))
+        self._taken += 1
         ctx.elapsed = time.perf_counter() - started
         full = buffer.size >= MAX_HELD_ROWS
         if full or time.monotonic() - buffer.since >= self.fire_buffer_seconds:
@@ -247,11 +253,22 @@ class StateMachine:
         """Write what the buffer holds in one transaction (under ``_lock``;
         ``applying``: before the entry being applied). A write that finds what
         it did not expect is rolled back and the held commands are applied one
-        by one, as without the buffer."""
+        by one, as without the buffer. The buffer stays until its commands are
+        written (``settle`` waits for ``_written``), and is dropped if this
+        replica halts (the restart applies them again from the journal)."""
         buffer = self._buffer
-        if not buffer.held:
+        if not buffer.held or self.halted is not None:
             return
-        self._buffer = FireBuffer()
+        taken = self._taken
+        try:
+            if not self._write(buffer, applying):
+                self._replay(buffer, applying)
+        finally:
+            self._buffer = FireBuffer()
+            self._written = taken
+
+    def _write(self, buffer: FireBuffer, applying: bool) -> bool:
+        """One transaction for the held commands; False: replay them."""
         db = self._conn
         try:
             db.execute("BEGIN")
@@ -265,7 +282,7 @@ class StateMachine:
                 db.execute("COMMIT")
                 if index is not None:
                     self._applied_index = index
-                return
+                return True
             db.execute("ROLLBACK")
         except Exception as exc:
             with contextlib.suppress(Exception):
@@ -274,11 +291,12 @@ class StateMachine:
             if environment_failure(exc):
                 self._halt("the fires held in memory", exc, applying=applying)
             log.exception("writing the fires held in memory failed; applying them one by one")
-        self._replay(buffer)
+        return False
 
-    def _replay(self, buffer: FireBuffer) -> None:
+    def _replay(self, buffer: FireBuffer, applying: bool) -> None:
         for command, index, outcome in buffer.held:
-            again = self._apply_now(ApplyContext(self._conn, self.assignment), command, index)
+            ctx = ApplyContext(self._conn, self.assignment)
+            again = self._apply_now(ctx, command, index, applying=applying)
             if again != outcome:
                 log.error(
                     "%s at index %s applied one by one gave %s, held in memory %s",
@@ -297,17 +315,25 @@ class StateMachine:
 
     def holding(self) -> bool:
         """Whether fires and results are held, not written yet (any thread)."""
-        return bool(self._buffer.held)
+        return self._written < self._taken
 
     def settle(self) -> None:
-        """Write the held fires now, so that a read sees every command
-        applied (any thread; readers call it through ``Queries``)."""
-        if not self._buffer.held:
-            return
-        with self._lock:
-            if self.halted is None:
-                with contextlib.suppress(ApplyHalted):
-                    self._flush()
+        """Return once every command applied before the call is written, so
+        that a read sees it (any thread; readers call it through
+        ``Queries``). It writes them itself when the apply thread is not
+        busy; when it is (applying, or writing them already), it waits, but
+        only until they are written: an apply of another command writes them
+        before anything else."""
+        target = self._taken
+        while self._written < target and self.halted is None:
+            if self._lock.acquire(timeout=SETTLE_POLL_SECONDS):
+                try:
+                    if self._written < target:
+                        with contextlib.suppress(ApplyHalted):
+                            self._flush()
+                finally:
+                    self._lock.release()
+                return
 
     def _halt(self, type_name: str, exc: BaseException, *, applying: bool = True) -> NoReturn:
         if applying:  # the entry being applied is not: it comes again after the restart
@@ -371,6 +397,8 @@ class StateMachine:
         ``meta.applied_index`` is the last index this machine committed."""
         started = time.perf_counter()
         with self._lock:
+            if self.halted is not None:  # what it held is not written: no state to pin
+                raise ApplyHalted(self.halted)
             self._flush()
             reader = connect(self.db_path, writer=False)
             try:
@@ -588,6 +616,9 @@ log (a restart rebuilds the database from snapshot and journal anyway). A
 fire is decided ``FireAheadSeconds`` before its slot and its result comes
 after: in 10 s about three in four results land on rows not yet written, and
 a job fired every second has its row written once for ten fires."""
+
+SETTLE_POLL_SECONDS = 0.005
+"""How often a reader waiting for held fires to be written looks again."""
 
 MAX_HELD_ROWS = 100_000
 """Executions held in memory (new rows, and results of rows written before)

@@ -273,9 +273,10 @@ class Queries:
 
     ``settle`` (the state machine's) writes the fires and results it holds in
     memory (``state/fire_buffer.py``): ``db`` calls it first, so a read sees
-    every command applied. The scheduler's own frequent reads that never look
-    at what a fire or a result writes (a job's payload, runs ``lost`` or
-    ``pending``, members) use ``db_as_is`` and leave the fires held."""
+    every command applied. The reads that never look at what a fire or a
+    result writes (a job's payload, runs ``lost`` or ``pending``, members, a
+    credential by its key: every request's first read) use ``db_as_is`` and
+    leave the fires held."""
 
     def __init__(self, db_path: Path, settle: Callable[[], None] | None = None) -> None:
         self._db_path = db_path
@@ -378,7 +379,7 @@ class Queries:
         return row
 
     def credential_by_key(self, api_key: str) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self.db.execute(
+        row: sqlite3.Row | None = self.db_as_is.execute(
             "SELECT id, secret_hash, archived, scopes, projects, expires_at FROM credentials"
             " WHERE api_key = ?",
             (api_key,),
