@@ -27,10 +27,12 @@ effect outside the replicated state and may lag it.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import pickle
+import shutil
 import sqlite3
 import threading
 import time
@@ -419,6 +421,7 @@ class StateMachine:
         return PinnedSnapshot(
             reader,
             raft_data,
+            db_path=self.db_path,
             index=pinned,
             chain=chain,
             pinned_seconds=time.perf_counter() - started,
@@ -500,6 +503,9 @@ class SnapshotCancelled(Exception):
     """A snapshot being written was cancelled (``PinnedSnapshot.cancel``)."""
 
 
+SNAPSHOT_HEADROOM_BYTES = 8 * 2**20
+"""Free space a raft snapshot's copy must leave on its disk."""
+
 BACKUP_STEP_PAGES = 4096
 """Pages copied per step of a snapshot's backup (16 MiB at SQLite's default
 4 KiB page): a cancelled snapshot stops within one step."""
@@ -524,6 +530,7 @@ class PinnedSnapshot:
         reader: sqlite3.Connection,
         raft_data: Any,
         *,
+        db_path: Path | None = None,
         index: int,
         chain: tuple[int, bytes],
         pinned_seconds: float,
@@ -531,6 +538,8 @@ class PinnedSnapshot:
     ) -> None:
         self._reader: sqlite3.Connection | None = reader
         self.raft_data = raft_data
+        self._db_path = db_path
+        """The replica's file: a copy about its size (and its WAL's) must fit."""
         self.index = index
         """``meta.applied_index`` of the pinned state."""
         self.applied, self.digest = chain
@@ -554,6 +563,23 @@ class PinnedSnapshot:
         if reader is not None:
             reader.close()
 
+    def _check_room(self, path: str) -> None:
+        """Refuse (ENOSPC, before writing) a copy that would leave less than
+        ``SNAPSHOT_HEADROOM_BYTES`` free: a copy that fills the disk to its
+        last byte fails anyway, and while it lasts the journal, raft's
+        metadata and the replica itself cannot grow."""
+        if self._db_path is None:
+            return
+        files = (self._db_path, self._db_path.with_name(self._db_path.name + "-wal"))
+        needed = sum(f.stat().st_size for f in files if f.exists())
+        free = shutil.disk_usage(Path(path).resolve().parent).free
+        if free < needed + SNAPSHOT_HEADROOM_BYTES:
+            raise OSError(
+                errno.ENOSPC,
+                f"a copy of ~{needed / 1e6:.1f} MB would leave less than"
+                f" {SNAPSHOT_HEADROOM_BYTES / 1e6:.0f} MB free ({free / 1e6:.1f} MB free)",
+            )
+
     def _progress(self, status: int, remaining: int, total: int) -> None:
         if self._cancelled.is_set():
             raise SnapshotCancelled("the snapshot was cancelled")
@@ -572,6 +598,7 @@ class PinnedSnapshot:
             self._progress(0, 0, 0)
             for leftover in (path, path + "-journal"):  # of a write that died
                 Path(leftover).unlink(missing_ok=True)
+            self._check_room(path)
             dest = sqlite3.connect(path)
             try:
                 dest.execute("PRAGMA synchronous=OFF")
