@@ -123,6 +123,38 @@ def _stream(seed: int) -> list[c.Command]:
     return commands
 
 
+def _plain_setup() -> list[c.Command]:
+    """Two projects, ``JOBS`` jobs without policies, every bucket node 1's."""
+    plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
+    return [
+        c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
+        c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
+        c.JobsCreated(now=1.0, jobs=plain),
+        c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
+    ]
+
+
+def _side_by_side(
+    tmp_path: Path, commands: list[c.Command], settle_after: tuple[int, ...] = ()
+) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
+    """Apply ``commands`` one by one and held (written after the indexes of
+    ``settle_after`` and at the end), asserting equal outcomes: both
+    databases' rows."""
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(commands, 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index), command
+            if index in settle_after:
+                held.settle()
+        held.settle()
+    finally:
+        now.close()
+        held.close()
+    return _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
+
+
 def _rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
     db = sqlite3.connect(path)
     try:
@@ -202,21 +234,10 @@ def test_a_held_fire_of_a_slot_already_taken_is_applied_as_one_by_one(tmp_path: 
         ),
         c.SlotsFired(now=START + 1.9, node_id=1, epoch=1, fires=[[3, slot + 1]]),
     ]
-    now = StateMachine(tmp_path / "now.db")
-    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
-    try:
-        for index, command in enumerate(commands, 1):
-            payload = c.encode(command)
-            assert held.apply(payload, index) == now.apply(payload, index)
-            if index == 7:  # the replayed write; then the result before its fire
-                held.settle()
-        held.settle()
-        expected, got = _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
-        assert [row[4] for row in got["executions"]] == ["failed", "failed", "dispatched"]
-        assert got == expected
-    finally:
-        now.close()
-        held.close()
+    # index 7: the replayed write; then the result before its fire
+    expected, got = _side_by_side(tmp_path, commands, settle_after=(7,))
+    assert [row[4] for row in got["executions"]] == ["failed", "failed", "dispatched"]
+    assert got == expected
 
 
 def test_a_flush_the_disk_refuses_halts_the_replica_and_nothing_is_half_written(
@@ -229,14 +250,7 @@ def test_a_flush_the_disk_refuses_halts_the_replica_and_nothing_is_half_written(
 
     machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
     try:
-        plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
-        setup = [
-            c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
-            c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
-            c.JobsCreated(now=1.0, jobs=plain),
-            c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
-        ]
-        for index, command in enumerate(setup, 1):
+        for index, command in enumerate(_plain_setup(), 1):
             machine.apply(c.encode(command), index)
         fires = [[j, START + 1] for j in range(1, JOBS + 1)]
         taken = machine.apply(c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=fires)), 5)
@@ -266,14 +280,7 @@ def test_a_read_while_another_thread_writes_the_held_fires_waits_for_them(
 
     machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
     try:
-        plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
-        setup = [
-            c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
-            c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
-            c.JobsCreated(now=1.0, jobs=plain),
-            c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
-        ]
-        for index, command in enumerate(setup, 1):
+        for index, command in enumerate(_plain_setup(), 1):
             machine.apply(c.encode(command), index)
         for n in range(1, 11):
             fires = [[j, START + n] for j in range(1, JOBS + 1)]
@@ -323,23 +330,10 @@ def test_a_read_while_another_thread_writes_the_held_fires_waits_for_them(
 def test_a_result_not_of_the_proposers_shape_is_applied_as_one_by_one(
     tmp_path: Path, group: list[Any]
 ) -> None:
-    plain = [{**_job(i, random.Random(0)), "policy": None} for i in range(JOBS)]
     commands = [
-        c.ProjectCreated(now=1.0, name="a", description="", signing_secret="s"),
-        c.ProjectCreated(now=1.0, name="b", description="", signing_secret="s"),
-        c.JobsCreated(now=1.0, jobs=plain),
-        c.AssignmentChanged(now=1.0, epoch=1, owners=[1] * BUCKETS),
+        *_plain_setup(),
         c.SlotsFired(now=START, node_id=1, epoch=1, fires=[[1, START + 1]]),
         c.ResultsRecorded(now=START + 1.5, node_id=1, groups=[group]),
     ]
-    now = StateMachine(tmp_path / "now.db")
-    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
-    try:
-        for index, command in enumerate(commands, 1):
-            payload = c.encode(command)
-            assert held.apply(payload, index) == now.apply(payload, index)
-        held.settle()
-        assert _rows(tmp_path / "held.db") == _rows(tmp_path / "now.db")
-    finally:
-        now.close()
-        held.close()
+    expected, got = _side_by_side(tmp_path, commands)
+    assert got == expected

@@ -193,14 +193,7 @@ class StateMachine:
                 result = apply_once(ctx, command.now, key, lambda: handler(ctx, command))
             else:
                 result = handler(ctx, command)
-            if index is not None:
-                db.execute(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied_index', ?)",
-                    (str(index),),
-                )
-            db.execute("COMMIT")
-            if index is not None:
-                self._applied_index = index
+            self._commit(index)
         except Scheduler0Error as exc:
             db.execute("ROLLBACK")
             self.assignment.epoch, self.assignment.owners = assigned
@@ -216,6 +209,18 @@ class StateMachine:
             return {"error": Scheduler0Error(f"apply failed: {exc}").to_dict()}
         ctx.elapsed = time.perf_counter() - started
         return {"ok": result}
+
+    def _commit(self, index: int | None) -> None:
+        """Record ``index`` (the last entry written) with the open
+        transaction's changes, and commit."""
+        if index is not None:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied_index', ?)",
+                (str(index),),
+            )
+        self._conn.execute("COMMIT")
+        if index is not None:
+            self._applied_index = index
 
     # -- fires held in memory (fire_buffer.py) ----------------------------------------------
 
@@ -275,15 +280,7 @@ class StateMachine:
         try:
             db.execute("BEGIN")
             if buffer.write(db):
-                index = buffer.last_index
-                if index is not None:
-                    db.execute(
-                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied_index', ?)",
-                        (str(index),),
-                    )
-                db.execute("COMMIT")
-                if index is not None:
-                    self._applied_index = index
+                self._commit(buffer.last_index)
                 return True
             db.execute("ROLLBACK")
         except Exception as exc:
