@@ -42,10 +42,45 @@ SEND, ADMIT, REFUSE = 0, 1, 2
 executor; admit it through ``in_flight`` first (an overlap policy); record it
 refused (its job was parked: its destination's backlog was full)."""
 
-Held = tuple[int, int, Fire, OwnedJob | None, int | None, int]
-"""A fire held until its slot: (slot, order held, the fire, its job's owned
-entry when built, the job's slot before it for ``last_execution_date``,
-``SEND``, ``ADMIT`` or ``REFUSE``)."""
+Held = tuple[Fire, OwnedJob | None, int | None, int]
+"""A fire held until its slot: (the fire, its job's owned entry when built,
+the job's slot before it for ``last_execution_date``, ``SEND``, ``ADMIT`` or
+``REFUSE``)."""
+
+
+class HeldFires:
+    """Fires held until their slot, released by slot and, within a slot, in
+    the order held: a list per slot and a heap of the slots (a heap of every
+    fire cost a push and a pop of ~log2(20,000) tuple comparisons each, at
+    10,000 fires a second decided 2 s ahead)."""
+
+    def __init__(self) -> None:
+        self._by_slot: dict[int, list[Held]] = {}
+        self._slots: list[int] = []
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def push(self, slot: int, held: Held) -> None:
+        waiting = self._by_slot.get(slot)
+        if waiting is None:
+            waiting = self._by_slot[slot] = []
+            heapq.heappush(self._slots, slot)
+        waiting.append(held)
+        self._count += 1
+
+    def next_slot(self) -> int | None:
+        return self._slots[0] if self._slots else None
+
+    def pop_due(self, now: float) -> list[Held]:
+        """Every fire whose slot is at or before ``now``, in release order."""
+        due: list[Held] = []
+        slots = self._slots
+        while slots and slots[0] <= now:
+            due.extend(self._by_slot.pop(heapq.heappop(slots)))
+        self._count -= len(due)
+        return due
 
 
 class Dispatcher:
@@ -77,9 +112,8 @@ class Dispatcher:
         """None: nothing is held (every fire goes to the executor at once)."""
         self._stats = stats
         self._on_cancelled = on_cancelled
-        self.held: list[Held] = []
-        """Fires built ahead of their slot, a heap by slot (``release``)."""
-        self._held_seq = 0
+        self.held = HeldFires()
+        """Fires built ahead of their slot (``release``)."""
 
     def dispatch(self, accepted: list[list[int]], previous: Mapping[int, int | None]) -> None:
         """Submit one ``Fire`` per accepted ``[job_id, slot]`` (a job deleted
@@ -153,8 +187,7 @@ class Dispatcher:
             if ahead_of >= 0 and slot > ahead_of:
                 # Admitted to ``in_flight`` or refused at its slot, not now: it
                 # must not wait for itself, nor be recorded before its slot.
-                self._held_seq += 1
-                heapq.heappush(self.held, (slot, self._held_seq, fire, jobs.get(job_id), last, how))
+                self.held.push(slot, (fire, jobs.get(job_id), last, how))
             elif how == REFUSE:
                 refused.append(fire)
             elif how == SEND or self.in_flight.admit(fire):
@@ -169,7 +202,8 @@ class Dispatcher:
         """Hand the held fires whose slot has come to the executor (see the
         module's docstring for a job that changed meanwhile)."""
         held = self.held
-        if not held or held[0][0] > now:
+        first = held.next_slot()
+        if first is None or first > now:
             return
         jobs = self._jobs
         in_flight = self.in_flight
@@ -178,8 +212,7 @@ class Dispatcher:
         needed: dict[str, int] = {}
         """Per parked destination, the bytes of the fires released to it here."""
         changed: list[tuple[Fire, int | None]] = []
-        while held and held[0][0] <= now:
-            _, _, fire, job, last, how = heapq.heappop(held)
+        for fire, job, last, how in held.pop_due(now):
             if job is None or jobs.get(fire.job_id) is not job:
                 changed.append((fire, last))
             elif how == REFUSE:
