@@ -136,8 +136,9 @@ class FireBuffer:
     """Results of rows in ``runs``, the latest in log order."""
     updates: dict[tuple[int, int], Outcome] = field(default_factory=dict)
     """Results of executions not in ``runs`` (inserted before), the latest."""
-    held: list[tuple[c.Command, int | None, Any]] = field(default_factory=list)
-    """The commands applied here: (command, log index, outcome), for ``replay``."""
+    held: list[tuple[bytes, int | None, bytes]] = field(default_factory=list)
+    """The entries applied here: (the entry, its log index, its outcome's
+    digest), for ``replay``."""
     since: float | None = None
     """When the first command now held was taken (the node's monotonic clock)."""
 
