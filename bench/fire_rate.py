@@ -22,7 +22,7 @@ the leader, and sums the nodes' CPU.
 
     python bench/fire_rate.py [--nodes 1|3] [--jobs 1000,2000,5000,10000,20000] [--duration 20]
         [--receiver lean|starlette] [--warmup 5] [--drain 5] [--flush-before-ack on|off]
-        [--policies off|on|compare]
+        [--policies off|on|compare] [--node-env KEY=VALUE ...]
 
 ``--policies on`` gives every job every policy (``POLICIES``: values that
 change nothing a run of this length fires, so the figures compare like with
@@ -96,6 +96,7 @@ def one_step(jobs: int, args: argparse.Namespace, with_policies: bool = False) -
     workdir = Path(tempfile.mkdtemp(prefix=f"s0-fire-{args.nodes}x{jobs}-"))
     env = common.flush_env(getattr(args, "flush_before_ack", None))
     env.update(common.fire_ahead_env(getattr(args, "fire_ahead", None)))
+    env.update(dict(item.split("=", 1) for item in getattr(args, "node_env", None) or []))
     cluster = Cluster(workdir, args.nodes, extra_env=env) if args.nodes > 1 else None
     nodes = cluster.nodes if cluster is not None else [NodeProcess(workdir / "node", extra_env=env)]
     receiver: subprocess.Popen[bytes] | None = None
@@ -287,6 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         help="skip higher steps after this many failed steps",
     )
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument(
+        "--node-env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a setting for every node's environment (repeatable),"
+        " e.g. SCHEDULER0_RAFT_SNAPSHOT_INTERVAL=60",
+    )
     parser.add_argument("--name", default=None, help="result name (fire_rate or fire_rate_3n)")
     common.add_fire_ahead(parser)
     parser.add_argument(

@@ -120,6 +120,8 @@ _JOB_UPDATE = (
     " WHERE id IN (SELECT value FROM json_each(?))"
 )
 _DISPATCHED: Outcome | None = None
+_NO_ROWS: dict[int, Outcome | None] = {}
+"""What ``fired`` holds of a slot it has no rows of (never written to)."""
 
 
 @dataclass(slots=True)
@@ -130,12 +132,15 @@ class FireBuffer:
     runs: list[tuple[FireMeta, int, list[int]]] = field(default_factory=list)
     """New ``executions`` rows in log order: runs of job ids sharing a slot."""
     rows: int = 0
-    fired: set[tuple[int, int]] = field(default_factory=set)
-    """The (job, slot) of the rows in ``runs``."""
-    outcome_of: dict[tuple[int, int], Outcome] = field(default_factory=dict)
-    """Results of rows in ``runs``, the latest in log order."""
-    updates: dict[tuple[int, int], Outcome] = field(default_factory=dict)
-    """Results of executions not in ``runs`` (inserted before), the latest."""
+    fired: dict[int, dict[int, Outcome | None]] = field(default_factory=dict)
+    """The rows in ``runs`` by slot, then job: each one's latest result in log
+    order (None: none yet). Keyed by slot, then job, not by (job, slot): no
+    tuple made and hashed for each fire and each result."""
+    updates: dict[int, dict[int, Outcome]] = field(default_factory=dict)
+    """Results of executions not in ``runs`` (inserted before), by slot, then
+    job: the latest."""
+    updated: int = 0
+    """Executions in ``updates``."""
     held: list[tuple[bytes, int | None, bytes]] = field(default_factory=list)
     """The entries applied here: (the entry, its log index, its outcome's
     digest), for ``replay``."""
@@ -145,12 +150,11 @@ class FireBuffer:
     @property
     def size(self) -> int:
         """Executions held: new rows and results of older ones."""
-        return self.rows + len(self.updates)
+        return self.rows + self.updated
 
     @property
     def last_index(self) -> int | None:
-        indexes = [index for _, index, _ in self.held if index is not None]
-        return indexes[-1] if indexes else None
+        return next((index for _, index, _ in reversed(self.held) if index is not None), None)
 
     # -- taking commands ---------------------------------------------------------------
 
@@ -188,7 +192,10 @@ class FireBuffer:
         fired, runs = self.fired, self.runs
         meta: FireMeta | None = None
         group: list[int] = []
-        for job_id, slot in cmd.fires:
+        rows_slot: int | None = None
+        rows: dict[int, Outcome | None] = {}
+        for fire in cmd.fires:
+            job_id, slot = fire
             mine = held.get(job_id)
             if mine is None or (firing := mine.firing) is None:
                 continue  # no such job, paused, or another node's (read just now)
@@ -202,8 +209,11 @@ class FireBuffer:
             mine.fired += 1
             mine.next_run = next_run
             mine.last_state = "dispatched"
-            accepted.append([job_id, slot])
-            fired.add((job_id, slot))
+            accepted.append(fire)  # a [job_id, slot] list, as the handler's (_plain_fires)
+            if slot != rows_slot:
+                rows_slot = slot
+                rows = fired.setdefault(slot, {})
+            rows[job_id] = None
             if meta is None or meta[0] != firing.project_id or runs[-1][1] != slot:
                 meta = (firing.project_id, node_id, cmd.epoch, cmd.now)
                 group = []
@@ -243,17 +253,21 @@ class FireBuffer:
                     held[job_id] = _Job(last_fired, True)
                 else:
                     mine.plain = True
-        now, fired, outcome_of, updates = cmd.now, self.fired, self.outcome_of, self.updates
+        now, fired, updates = cmd.now, self.fired, self.updates
         for slot, state, code, attempts, latency, error, ids in cmd.groups:
             ok = state == "success"
             failed = not ok and state != "skipped"
             outcome: Outcome = (state, code, attempts, latency, error, now)
+            rows = fired.get(slot, _NO_ROWS)
+            older: dict[int, Outcome] | None = None
             for job_id in dict.fromkeys(ids):  # within a group a job counts once
-                key = (job_id, slot)
-                if key in fired:
-                    outcome_of[key] = outcome
+                if job_id in rows:
+                    rows[job_id] = outcome
                 else:
-                    updates[key] = outcome
+                    if older is None:
+                        older = updates.setdefault(slot, {})
+                    self.updated += job_id not in older
+                    older[job_id] = outcome
                 mine = held.get(job_id)
                 if mine is None:  # no such job: its executions are updated all the same
                     continue
@@ -290,8 +304,9 @@ class FireBuffer:
 
     def _write_updates(self, db: sqlite3.Connection) -> None:
         by_outcome: dict[tuple[int, Outcome], list[int]] = {}
-        for (job_id, slot), outcome in self.updates.items():
-            by_outcome.setdefault((slot, outcome), []).append(job_id)
+        for slot, outcomes in self.updates.items():
+            for job_id, outcome in outcomes.items():
+                by_outcome.setdefault((slot, outcome), []).append(job_id)
         for (slot, outcome), ids in by_outcome.items():
             db.execute(_UPDATE_RUNS, (*outcome, slot, json_ids(ids)))
 
@@ -300,13 +315,14 @@ class FireBuffer:
         run of rows sharing their fire and their outcome, or, when runs are
         short, one for all. (A row already there makes the caller replay, so
         every row is inserted and the ids are those of one by one.)"""
-        outcome_of = self.outcome_of
+        fired = self.fired
         runs: list[tuple[FireMeta, int, Outcome | None, list[int]]] = []
         for meta, slot, group in self.runs:
             current: list[int] = []
             last: Outcome | None = _DISPATCHED
+            outcomes = fired[slot]
             for job_id in group:
-                outcome = outcome_of.get((job_id, slot))
+                outcome = outcomes[job_id]
                 if outcome != last and current:
                     runs.append((meta, slot, last, current))
                     current = []
@@ -329,10 +345,12 @@ class FireBuffer:
 
 
 def _plain_fires(cmd: c.SlotsFired) -> bool:
-    """Fires and next runs of the shape nodes propose (integers): anything
-    else goes to the handler, which gives it SQLite's meaning."""
+    """Fires and next runs of the shape nodes propose (``[job_id, slot]``
+    lists of integers, as decoded): anything else goes to the handler, which
+    gives it SQLite's meaning."""
     return all(
-        len(fire) == 2 and type(fire[0]) is int and type(fire[1]) is int for fire in cmd.fires
+        type(fire) is list and len(fire) == 2 and type(fire[0]) is int and type(fire[1]) is int
+        for fire in cmd.fires
     ) and all(
         len(entry) == 2
         and type(entry[0]) is int

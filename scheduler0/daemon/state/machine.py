@@ -146,8 +146,8 @@ class StateMachine:
         with self._lock:
             if self.halted is not None:
                 raise ApplyHalted(self.halted)
-            outcome, ctx, type_name = self._apply(payload, index)
-            self._chain(payload, outcome)
+            outcome, ctx, type_name, dumped = self._apply(payload, index)
+            self._chain(payload, _dumped(outcome) if dumped is None else dumped)
         if ctx is not None:
             if self._metrics is not None and type_name:
                 self._metrics.apply_duration.labels(type_name).observe(ctx.elapsed)
@@ -158,22 +158,25 @@ class StateMachine:
 
     def _apply(
         self, payload: bytes, index: int | None
-    ) -> tuple[dict[str, Any], ApplyContext | None, str]:
+    ) -> tuple[dict[str, Any], ApplyContext | None, str, bytes | None]:
+        """The outcome, and its ``_dumped`` form when it was made already."""
         self.applied_commands += 1
         try:
             command = c.decode(payload)
         except c.UndecodableCommand as exc:
             log.error("skipping undecodable command: %s", exc)
-            return {"error": Scheduler0Error(f"undecodable command: {exc}").to_dict()}, None, ""
+            error = Scheduler0Error(f"undecodable command: {exc}").to_dict()
+            return {"error": error}, None, "", None
         except (c.CommandNotReadableHere, MemoryError) as exc:
             self._halt("an entry", exc)
         ctx = ApplyContext(self._conn, self.assignment)
         if self.fire_buffer_seconds > 0:
             held = self._hold(ctx, command, index, payload)
             if held is not None:
-                return held, ctx, command.type_name
+                outcome, dumped = held
+                return outcome, ctx, command.type_name, dumped
             self._flush(applying=True)
-        return self._apply_now(ctx, command, index), ctx, command.type_name
+        return self._apply_now(ctx, command, index), ctx, command.type_name, None
 
     def _apply_now(
         self, ctx: ApplyContext, command: c.Command, index: int | None, *, applying: bool = True
@@ -226,9 +229,9 @@ class StateMachine:
 
     def _hold(
         self, ctx: ApplyContext, command: c.Command, index: int | None, payload: bytes
-    ) -> dict[str, Any] | None:
-        """The outcome of a fire or result command the buffer took, or None
-        (the caller flushes and applies it now)."""
+    ) -> tuple[dict[str, Any], bytes] | None:
+        """The outcome of a fire or result command the buffer took, and its
+        ``_dumped`` form; or None (the caller flushes and applies it now)."""
         buffer = self._buffer
         started = time.perf_counter()
         try:
@@ -246,17 +249,18 @@ class StateMachine:
         if result is None:
             return None
         outcome = {"ok": result}
+        dumped = _dumped(outcome)
         if buffer.since is None:
             buffer.since = time.monotonic()
         # The entry as it came (compressed), not the decoded command and its
         # outcome: at 100,000 held fires those were ~40 MB more at the peak.
-        buffer.held.append((payload, index, _outcome_digest(outcome)))
+        buffer.held.append((payload, index, hashlib.sha256(dumped).digest()))
         self._taken += 1
         ctx.elapsed = time.perf_counter() - started
         full = buffer.size >= MAX_HELD_ROWS
         if full or time.monotonic() - buffer.since >= self.fire_buffer_seconds:
             self._flush(applying=True)
-        return outcome
+        return outcome, dumped
 
     def _flush(self, *, applying: bool = False) -> None:
         """Write what the buffer holds in one transaction (under ``_lock``;
@@ -299,7 +303,7 @@ class StateMachine:
             command = c.decode(payload)
             ctx = ApplyContext(self._conn, self.assignment)
             again = self._apply_now(ctx, command, index, applying=applying)
-            if _outcome_digest(again) != digest:
+            if hashlib.sha256(_dumped(again)).digest() != digest:
                 log.error(
                     "%s at index %s applied one by one gave %s, not what it gave held in memory",
                     command.type_name,
@@ -351,11 +355,10 @@ class StateMachine:
         self._notify(Change.HALTED, self.halted)
         raise ApplyHalted(self.halted) from exc
 
-    def _chain(self, payload: bytes, outcome: dict[str, Any]) -> None:
-        """Fold this entry and its outcome into the state digest (see ``digest``)."""
-        self._digest = hashlib.sha256(
-            self._digest + payload + orjson.dumps(outcome, option=orjson.OPT_SORT_KEYS)
-        ).digest()
+    def _chain(self, payload: bytes, dumped: bytes) -> None:
+        """Fold this entry and its outcome (``_dumped``) into the state digest
+        (see ``digest``)."""
+        self._digest = hashlib.sha256(self._digest + payload + dumped).digest()
         if self.applied_commands % DIGEST_EVERY == 0:
             self.checkpoints.append((self.applied_commands, self._digest.hex()))
 
@@ -644,9 +647,10 @@ after: in 10 s about three in four results land on rows not yet written, and
 a job fired every second has its row written once for ten fires."""
 
 
-def _outcome_digest(outcome: dict[str, Any]) -> bytes:
-    """What a held command's outcome is checked by when it is replayed."""
-    return hashlib.sha256(orjson.dumps(outcome, option=orjson.OPT_SORT_KEYS)).digest()
+def _dumped(outcome: dict[str, Any]) -> bytes:
+    """An outcome as the state digest folds it in (and as a held command's
+    outcome is checked when it is replayed: by its SHA-256)."""
+    return orjson.dumps(outcome, option=orjson.OPT_SORT_KEYS)
 
 
 SETTLE_POLL_SECONDS = 0.005
