@@ -256,7 +256,7 @@ class Settings(BaseModel):
         " leader, shorter fails over sooner",
     )
     raft_snapshot_interval: PositiveFloat = _setting(
-        15.0,
+        60.0,
         alias="RaftSnapshotInterval",
         description="Seconds after which a Raft snapshot is taken even below the threshold"
         " (bounds the journal replayed at restart)",
