@@ -337,3 +337,50 @@ def test_a_result_not_of_the_proposers_shape_is_applied_as_one_by_one(
     ]
     expected, got = _side_by_side(tmp_path, commands)
     assert got == expected
+
+
+def test_what_a_flush_read_of_its_jobs_is_kept_until_another_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a flush the jobs it fired are not read again for the next fires
+    (their counters start from zero); a command the buffer does not take
+    (here a pause) makes the next fires read them again, and the paused job
+    fires nothing, as one by one."""
+    from scheduler0.daemon.state import fire_buffer
+
+    reads: list[set[int]] = []
+    real = fire_buffer._firing_jobs
+
+    def counted(ctx: Any, cmd: Any, ids: Any = None) -> Any:
+        reads.append(set(ids))
+        return real(ctx, cmd, ids)
+
+    monkeypatch.setattr(fire_buffer, "_firing_jobs", counted)
+
+    def fired(slot: int) -> c.SlotsFired:
+        return c.SlotsFired(
+            now=slot - 0.5, node_id=1, epoch=1, fires=[[1, slot], [2, slot]], following=[]
+        )
+
+    machine = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(_plain_setup(), 1):
+            machine.apply(c.encode(command), index)
+        machine.apply(c.encode(fired(START + 1)), 5)
+        machine.settle()
+        assert reads == [{1, 2}]
+        carried = machine._buffer.jobs
+        assert set(carried) == {1, 2} and carried[1].fired == 0
+        machine.apply(c.encode(fired(START + 2)), 6)
+        assert reads == [{1, 2}]  # not read again
+        machine.apply(c.encode(c.JobPaused(now=START + 2.5, job_id=2, paused=True)), 7)
+        outcome = machine.apply(c.encode(fired(START + 3)), 8)
+        assert reads == [{1, 2}, {1, 2}]
+        assert outcome == {"ok": {"accepted": [[1, START + 3]]}}
+    finally:
+        machine.close()
+    db = sqlite3.connect(tmp_path / "held.db")
+    assert db.execute(
+        "SELECT fired_count, last_fired_slot FROM jobs WHERE id IN (1, 2) ORDER BY id"
+    ).fetchall() == [(3, START + 3), (2, START + 2)]
+    db.close()

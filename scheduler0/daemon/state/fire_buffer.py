@@ -156,6 +156,25 @@ class FireBuffer:
     def last_index(self) -> int | None:
         return next((index for _, index, _ in reversed(self.held) if index is not None), None)
 
+    def carried(self) -> FireBuffer:
+        """An empty buffer for the commands after this one was written, which
+        keeps what this one read of each job it fired or recorded: its last
+        fired slot (now written), whether it is ``plain`` and what
+        ``_firing_jobs`` read. Those stay true until a command the buffer does
+        not take is applied, and the state machine starts a new buffer before
+        applying one. The same objects, their counters zeroed: at 10,000 fires
+        a second every job was read again, and 20,000 objects made, after
+        each flush. A job not fired or recorded since the last flush is not
+        kept (a million jobs fired once an hour are not all held)."""
+        jobs: dict[int, _Job] = {}
+        for job_id, job in self.jobs.items():
+            if job.fired or job.last_finished_at is not None:
+                job.fired = job.succeeded = job.failed = 0
+                job.next_run = job.last_state = job.last_status_code = UNSET
+                job.last_finished_at = None
+                jobs[job_id] = job
+        return FireBuffer(jobs=jobs)
+
     # -- taking commands ---------------------------------------------------------------
 
     def take_fired(self, ctx: ApplyContext, cmd: c.SlotsFired) -> dict[str, Any] | None:

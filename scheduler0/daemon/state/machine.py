@@ -176,6 +176,7 @@ class StateMachine:
                 outcome, dumped = held
                 return outcome, ctx, command.type_name, dumped
             self._flush(applying=True)
+            self._buffer = FireBuffer()  # this command may change what it knew of jobs
         return self._apply_now(ctx, command, index), ctx, command.type_name, None
 
     def _apply_now(
@@ -273,11 +274,13 @@ class StateMachine:
         if not buffer.held or self.halted is not None:
             return
         taken = self._taken
+        written = False
         try:
-            if not self._write(buffer, applying):
+            written = self._write(buffer, applying)
+            if not written:
                 self._replay(buffer, applying)
         finally:
-            self._buffer = FireBuffer()
+            self._buffer = buffer.carried() if written else FireBuffer()
             self._written = taken
 
     def _write(self, buffer: FireBuffer, applying: bool) -> bool:
