@@ -50,7 +50,7 @@ second or two, and the window's p99 lateness is how late that bunch goes out.
   node's ``/healthcheck`` role every 0.5 s (a leader change is an election);
   ``/status`` ``term`` before and after. Each node's log line ``snapshot
   written: X MB in Y s`` (the raft thread's snapshot, taken every
-  ``RaftSnapshotInterval`` = 15 s or ``RaftSnapshotThreshold`` entries)
+  ``RaftSnapshotInterval`` (60 s; 15 s before) or ``RaftSnapshotThreshold`` entries)
   gives the snapshot's size, duration and end instant; per snapshot: the
   writes whose request overlapped ``[end - Y, end]``, their max latency, and
   whether a role change (or a health check unanswered in 0.5 s, role null)
