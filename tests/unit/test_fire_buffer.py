@@ -384,3 +384,71 @@ def test_what_a_flush_read_of_its_jobs_is_kept_until_another_command(
         "SELECT fired_count, last_fired_slot FROM jobs WHERE id IN (1, 2) ORDER BY id"
     ).fetchall() == [(3, START + 3), (2, START + 2)]
     db.close()
+
+
+def test_a_snapshot_loaded_after_a_flush_is_judged_on_its_own_state(tmp_path: Path) -> None:
+    """What a flush kept of its jobs (job 1 fired at a slot) is dropped when a
+    snapshot from before that fire replaces the state: the same fire is
+    accepted again, as one by one."""
+    raft_data = {"r": 1}
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(_plain_setup(), 1):
+            payload = c.encode(command)
+            held.apply(payload, index)
+            now.apply(payload, index)
+        held.save_snapshot(str(tmp_path / "before"), raft_data)
+        fire = c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=[[1, START + 1]]))
+        assert held.apply(fire, 5) == now.apply(fire, 5)
+        held.settle()
+        assert 1 in held._buffer.jobs  # kept by the flush
+        held.load_snapshot(str(tmp_path / "before"))
+        now.load_snapshot(str(tmp_path / "before"))
+        assert held.apply(fire, 5) == now.apply(fire, 5) == {"ok": {"accepted": [[1, START + 1]]}}
+        held.settle()
+    finally:
+        now.close()
+        held.close()
+    assert _rows(tmp_path / "now.db") == _rows(tmp_path / "held.db")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_flushes_when_the_buffer_is_full_or_a_snapshot_is_pinned_leave_the_same_database(
+    tmp_path: Path, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flushes of ``MAX_HELD_ROWS`` (here 7 rows) and of ``pin_snapshot``
+    keep what they read of their jobs as ``settle``'s do."""
+    from scheduler0.daemon.state import machine as state_machine
+
+    monkeypatch.setattr(state_machine, "MAX_HELD_ROWS", 7)
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    pins = random.Random(seed + 77)
+    try:
+        for index, command in enumerate(_stream(seed), 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index), (index, command)
+            if pins.random() < 0.1:
+                held.pin_snapshot({"r": 1}).close()
+        held.settle()
+        assert now.digest() == held.digest()
+    finally:
+        now.close()
+        held.close()
+    assert _rows(tmp_path / "now.db") == _rows(tmp_path / "held.db")
+
+
+def test_a_time_that_is_not_a_number_is_applied_as_one_by_one(tmp_path: Path) -> None:
+    """A ``now`` of null fails one by one (the rows' ``NOT NULL``): the
+    buffer does not take it, so the outcome is that error there too."""
+    group = [START + 1, "success", 200, 1, 9, None, [1]]
+    commands: list[c.Command] = [
+        *_plain_setup(),
+        c.SlotsFired(now=START, node_id=1, epoch=1, fires=[[1, START + 1]]),
+        c.ResultsRecorded(now=START + 1.5, node_id=1, groups=[group]),
+        c.ResultsRecorded(now=None, node_id=1, groups=[group]),  # type: ignore[arg-type]
+        c.SlotsFired(now=None, node_id=1, epoch=1, fires=[[2, START + 2]]),  # type: ignore[arg-type]
+    ]
+    expected, got = _side_by_side(tmp_path, commands, settle_after=(6,))
+    assert got == expected

@@ -245,7 +245,11 @@ class FireBuffer:
         """``results_recorded``'s outcome, held here; None for a command the
         buffer does not take (version-1 ``results``, or a job of it with
         ``pause_after_failures``, whose failures may pause it)."""
-        if cmd.results or not all(_plain_group(group) for group in cmd.groups):
+        if (
+            cmd.results
+            or type(cmd.now) not in _NUMBERS
+            or not all(_plain_group(group) for group in cmd.groups)
+        ):
             return None
         held = self.jobs
         unread = set()
@@ -365,17 +369,26 @@ class FireBuffer:
 
 def _plain_fires(cmd: c.SlotsFired) -> bool:
     """Fires and next runs of the shape nodes propose (``[job_id, slot]``
-    lists of integers, as decoded): anything else goes to the handler, which
-    gives it SQLite's meaning."""
-    return all(
-        type(fire) is list and len(fire) == 2 and type(fire[0]) is int and type(fire[1]) is int
-        for fire in cmd.fires
-    ) and all(
-        len(entry) == 2
-        and type(entry[0]) is int
-        and all(type(job_id) is int for job_id in entry[1])
-        for entry in cmd.following
+    lists of integers, as decoded), at a time that is a number: anything else
+    goes to the handler, which gives it SQLite's meaning (a ``now`` of null
+    fails there, on the rows' ``NOT NULL``)."""
+    return (
+        type(cmd.now) in _NUMBERS
+        and all(
+            type(fire) is list and len(fire) == 2 and type(fire[0]) is int and type(fire[1]) is int
+            for fire in cmd.fires
+        )
+        and all(
+            len(entry) == 2
+            and type(entry[0]) is int
+            and all(type(job_id) is int for job_id in entry[1])
+            for entry in cmd.following
+        )
     )
+
+
+_NUMBERS = (int, float)
+"""The types of a ``now`` the buffer takes (not ``bool``, not null)."""
 
 
 def _plain_group(group: list[Any]) -> bool:
