@@ -20,9 +20,14 @@ finds its pages in SQLite's cache from the round before.
 ``--held N``: the node's way since fires are held in memory
 (``state/fire_buffer.py``): the machine holds fires and results and writes
 them every ``N`` rounds (the flush's time counted in the rounds it ends).
+``--late K`` with it: each round's results are applied ``K`` rounds after
+its fires (as a node decides a fire ``FireAheadSeconds`` before its slot and
+its result comes after it), and the writes are the flushes that are due
+(``flush_due``, as the log's tick calls it), not a read's; the results
+still outstanding at the end are applied and written, and counted.
 
     python bench/apply_cost.py [--jobs 100000] [--fires 10000] [--rounds 7] [--spread [--fresh]]
-        [--held N] [--repo DIR]
+        [--held N [--late K]] [--repo DIR]
 """
 
 from __future__ import annotations
@@ -76,6 +81,19 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         grouped = "groups" in {f.name for f in fields(c.ResultsRecorded)}
         keeps_next = "following" in {f.name for f in fields(c.SlotsFired)}
         blocks = max(1, args.jobs // args.fires)
+        late: list[Any] = []
+        """Results not applied yet (``--late``)."""
+
+        def flush() -> float:
+            started = time.perf_counter()
+            if args.late:
+                wait, machine.fire_buffer_seconds = machine.fire_buffer_seconds, 1e-9
+                machine.flush_due()
+                machine.fire_buffer_seconds = wait
+            else:
+                machine.settle()
+            return time.perf_counter() - started
+
         draw = random.Random(7)
         spread = sorted(draw.sample(range(1, args.jobs + 1), args.fires))
         for r in range(args.rounds):
@@ -107,12 +125,18 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 results = [[j, slot, "success", 200, 1, 12, None] for j in ids]
                 recorded_command = c.ResultsRecorded(now=slot + 0.5, node_id=1, results=results)
-            _, seconds = apply(recorded_command)
+            late.append(recorded_command)
+            seconds = 0.0
+            if len(late) > args.late:
+                seconds = apply(late.pop(0))[1]
             if args.held and (r + 1) % args.held == 0:
-                started = time.perf_counter()
-                machine.settle()
-                seconds += time.perf_counter() - started
+                seconds += flush()
             recorded.append(seconds)
+        if late:  # the results still outstanding, and a read's write of all
+            recorded[-1] += sum(apply(command)[1] for command in late)
+            started = time.perf_counter()
+            machine.settle()
+            recorded[-1] += time.perf_counter() - started
         if args.held:  # every round's share of the flushes, not the median round's
             per_round = (sum(fired) + sum(recorded)) / len(fired)
             return {
@@ -144,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread", action="store_true", help="the same random jobs each round")
     parser.add_argument("--fresh", action="store_true", help="with --spread: others each round")
     parser.add_argument("--held", type=int, default=0, help="hold fires, write every N rounds")
+    parser.add_argument("--late", type=int, default=0, help="results K rounds after their fires")
     parser.add_argument("--repo", type=Path, default=None, help="measure this checkout instead")
     parser.add_argument("--name", default=None, help="result name (apply_cost)")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ import logging
 import os
 import resource
 import shutil
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -186,18 +187,26 @@ class Backups:
 
     ``take`` commits a barrier (so the copy holds every write committed before
     the request), then copies the replica in a worker thread from a read
-    transaction (``state/copy.py``): the copy is the state at one raft index,
-    and apply never waits for it."""
+    transaction opened with every held fire written (``state/copy.py``): the
+    copy is the state at one raft index, and apply waits only while that
+    transaction is opened, not for the copy."""
 
     TMP_GLOB = "backup-*.tmp"
 
     def __init__(
-        self, settings: Settings, writes: Writes, disk: DiskGuard, db_path: Path, work_dir: Path
+        self,
+        settings: Settings,
+        writes: Writes,
+        disk: DiskGuard,
+        db_path: Path,
+        work_dir: Path,
+        pinned: Callable[[], sqlite3.Connection],
     ) -> None:
         self._settings = settings
         self._writes = writes
         self._disk = disk
         self._db_path = db_path
+        self._pinned = pinned
         self._work_dir = work_dir
         for stale in work_dir.glob(self.TMP_GLOB):  # left by a node stopped mid-backup
             stale.unlink(missing_ok=True)
@@ -217,7 +226,7 @@ class Backups:
         self._check_room()
         tmp = self._work_dir / f"backup-{uuid.uuid4().hex}.tmp"
         try:
-            copy = await asyncio.to_thread(copy_replica, self._db_path, tmp)
+            copy = await asyncio.to_thread(copy_replica, self._db_path, tmp, self._pinned)
             sha256, size = await asyncio.to_thread(file_sha256, tmp)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
@@ -417,7 +426,9 @@ class Node:
         memory = MemoryGuard(settings.max_memory)
         disk = DiskGuard(data_dir, settings.min_free_disk_mb)
         self.writes = Writes(self.log, settings.node_id, memory, disk, halted=self.halted)
-        self.backups = Backups(settings, self.writes, disk, db_path, data_dir)
+        self.backups = Backups(
+            settings, self.writes, disk, db_path, data_dir, self.machine.pinned_reader
+        )
         self.executor = Executor(
             max_workers=settings.max_workers,
             max_queue=settings.max_queue,

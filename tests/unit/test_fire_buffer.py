@@ -198,6 +198,127 @@ def test_held_fires_leave_the_database_the_commands_one_by_one_leave(
     _random_side_by_side(tmp_path, seed, StateMachine.settle)
 
 
+def _due(held: StateMachine) -> None:
+    """The flush of a buffer whose age is due, which keeps the new rows
+    without a result (``flush_due``, as the log's tick calls it)."""
+    wait = held.fire_buffer_seconds
+    held.fire_buffer_seconds = 1e-9
+    try:
+        held.flush_due()
+    finally:
+        held.fire_buffer_seconds = wait
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_flushes_that_keep_rows_without_a_result_leave_the_same_database(
+    tmp_path: Path, seed: int
+) -> None:
+    _random_side_by_side(tmp_path, seed, _due)
+
+
+def test_a_due_flush_keeps_a_row_until_its_result_with_its_id(tmp_path: Path) -> None:
+    """A due flush writes the job's update and the row that has its result;
+    the row without one is kept (not in the database yet: the machine says
+    it holds something, so a read writes it first); its result then lands on
+    it held, and the next flush inserts it with that result and the id it
+    would have had. A row kept and no result: a read writes it dispatched."""
+    machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
+    db = sqlite3.connect(tmp_path / "a.db")
+    try:
+        for index, command in enumerate(_stream(0)[:4], 1):
+            machine.apply(c.encode(command), index)
+        fires = [[1, START + 1], [2, START + 2]]
+        machine.apply(c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=fires)), 5)
+        done = [[START + 1, "success", 200, 1, 12, None, [1]]]
+        machine.apply(c.encode(c.ResultsRecorded(now=START + 1.5, node_id=1, groups=done)), 6)
+        _due(machine)
+        assert db.execute("SELECT id, job_id, state FROM executions").fetchall() == [
+            (1, 1, "success")
+        ]
+        assert db.execute("SELECT fired_count, last_state FROM jobs WHERE id = 2").fetchone() == (
+            1,
+            "dispatched",
+        )
+        assert machine.holding()  # the kept row: a read writes it first
+        done = [[START + 2, "failed", 500, 1, 7, "x", [2]]]
+        machine.apply(c.encode(c.ResultsRecorded(now=START + 2.5, node_id=1, groups=done)), 7)
+        _due(machine)
+        assert db.execute("SELECT id, job_id, state FROM executions ORDER BY id").fetchall() == [
+            (1, 1, "success"),
+            (2, 2, "failed"),
+        ]
+        assert not machine.holding()
+        fires = [[1, START + 3]]
+        machine.apply(c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=fires)), 8)
+        _due(machine)  # kept, its id the third
+        assert db.execute("SELECT COUNT(*) FROM executions").fetchone() == (2,)
+        machine.settle()
+        assert db.execute(
+            "SELECT id, state FROM executions WHERE slot = ?", (START + 3,)
+        ).fetchone() == (
+            3,
+            "dispatched",
+        )
+    finally:
+        db.close()
+        machine.close()
+
+
+def test_a_copy_of_the_replica_after_a_due_flush_holds_the_rows_it_kept(tmp_path: Path) -> None:
+    """A backup copies the replica at its ``meta.applied_index``: after a due
+    flush kept a row, the file alone lacks it; the copy through
+    ``pinned_reader`` has it."""
+    from scheduler0.daemon.state.copy import copy_replica
+
+    machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(_stream(0)[:4], 1):
+            machine.apply(c.encode(command), index)
+        fires = [[1, START + 1]]
+        machine.apply(c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=fires)), 5)
+        _due(machine)
+        as_is = copy_replica(tmp_path / "a.db", tmp_path / "as_is.db")
+        pinned = copy_replica(tmp_path / "a.db", tmp_path / "pinned.db", machine.pinned_reader)
+    finally:
+        machine.close()
+    assert as_is.raft_index == pinned.raft_index == 5
+    assert (as_is.counts["executions"], pinned.counts["executions"]) == (0, 1)
+    assert pinned.counts["dispatched"] == 1
+
+
+def test_a_replay_after_a_due_flush_writes_the_rows_it_kept(tmp_path: Path) -> None:
+    """A due flush keeps job 1's row (no result yet); the next write finds
+    the slot job 3 then fires taken by a run-now row and replays: the kept
+    row is written before the held commands are applied one by one, so
+    nothing the first flush's commands fired is lost."""
+    slot = START + 1
+    commands = [
+        *_stream(0)[:4],
+        c.JobTriggered(now=START + 0.5, job_id=3, slot=slot + 1),
+        c.SlotsFired(now=START + 0.9, node_id=1, epoch=1, fires=[[1, slot]]),
+        c.SlotsFired(now=START + 1.9, node_id=1, epoch=1, fires=[[3, slot + 1]]),
+        c.ResultsRecorded(
+            now=START + 2.5, node_id=1, groups=[[slot + 1, "success", 200, 1, 5, None, [3]]]
+        ),
+    ]
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(commands, 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index), command
+            if index == 6:
+                _due(held)
+                assert held._buffer.kept  # job 1's row
+        held.settle()
+    finally:
+        now.close()
+        held.close()
+    expected, got = _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
+    assert [(row[1], row[4]) for row in got["executions"]] == [(3, "success"), (1, "dispatched")]
+    assert got == expected
+
+
 def test_a_fire_held_and_its_result_are_one_row_written_once(tmp_path: Path) -> None:
     machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
     try:
@@ -296,10 +417,10 @@ def test_a_read_while_another_thread_writes_the_held_fires_waits_for_them(
         writing, go_on = threading.Event(), threading.Event()
         original = FireBuffer.write
 
-        def slow_write(self: FireBuffer, db: sqlite3.Connection) -> bool:
+        def slow_write(self: FireBuffer, db: sqlite3.Connection, keep: bool = False) -> bool:
             writing.set()
             go_on.wait(10)
-            return original(self, db)
+            return original(self, db, keep)
 
         FireBuffer.write = slow_write  # type: ignore[method-assign]
         try:

@@ -2,20 +2,23 @@
 
 The replica is in WAL mode, so a reader never blocks the writer (apply) and
 sees one committed state for as long as its read transaction lasts. The copy
-opens its own read-only connection, starts a read transaction, reads
-``meta.applied_index`` (written by every command in its own transaction, see
+reads, in one read transaction, ``meta.applied_index`` (written by every
+command, or with the fires held in memory when they are written, see
 ``StateMachine.apply``) and the row counts, and runs SQLite's online backup
 from that same connection: ``sqlite3_backup_step`` uses the read transaction
 already open on its source, so the pages copied are the state at exactly that
-index, whatever apply commits meanwhile. Apply never waits for the copy (it
-does not take the state machine's lock); it only shares the CPU and the disk,
-and the WAL cannot be checkpointed past the copy's snapshot until it ends.
+index, whatever apply commits meanwhile. A node opens that transaction through
+``StateMachine.pinned_reader`` (every held fire written first, under the
+state machine's lock, for milliseconds); apply does not wait for the copy
+itself: it only shares the CPU and the disk, and the WAL cannot be
+checkpointed past the copy's snapshot until it ends.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,12 +37,19 @@ class ReplicaCopy:
     """How long the copy took (the read transaction was open that long)."""
 
 
-def copy_replica(db_path: Path, dest: Path) -> ReplicaCopy:
-    """Copy the replica at ``db_path`` into a new standalone SQLite file ``dest``."""
+def copy_replica(
+    db_path: Path, dest: Path, pinned: Callable[[], sqlite3.Connection] | None = None
+) -> ReplicaCopy:
+    """Copy the replica at ``db_path`` into a new standalone SQLite file
+    ``dest``: as ``pinned`` (a connection with its read transaction open)
+    sees it, or else as a read transaction opened here sees it."""
     started = time.perf_counter()
-    src = connect(db_path, writer=False)
-    try:
+    if pinned is not None:
+        src = pinned()
+    else:
+        src = connect(db_path, writer=False)
         src.execute("BEGIN")  # a read transaction: pinned at the first read below
+    try:
         meta = dict(src.execute("SELECT key, value FROM meta").fetchall())
         pinned_at = time.time()
         counts = {

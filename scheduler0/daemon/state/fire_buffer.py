@@ -14,7 +14,9 @@ it holds in one transaction: each new ``executions`` row once, with its
 result when the result came before the flush, and each job's row once, with
 its counters summed. The database after a flush is the one the commands would
 have left applied one by one, row ids included (rows are inserted in log
-order); ``tests/unit/test_fire_buffer.py`` holds the two side by side.
+order), except for the rows a due flush keeps for their results (``write``
+with ``keep``), which the next flush writes with the ids they would have had;
+``tests/unit/test_fire_buffer.py`` holds the two side by side.
 
 What it takes is what the common fire is: a ``SlotsFired`` with no missed,
 skipped or caught-up slots of jobs without ``max_runs``, and a
@@ -94,13 +96,14 @@ _INSERT = (
 )
 _INSERT_RUN = _INSERT + " SELECT ? + key, value, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? FROM json_each(?)"
 _INSERT_ROWS = (
-    _INSERT + " SELECT ? + key, value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
+    _INSERT + " SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4,"
     " value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,"
-    " value ->> 11 FROM json_each(?)"
+    " value ->> 11, value ->> 12 FROM json_each(?)"
 )
 """Rows with the ids ``AUTOINCREMENT`` gives them inserted one by one in log
-order (the next id, plus each row's place in the array): no ``ORDER BY key``,
-whose sort cost a third of the insert."""
+order (``_INSERT_RUN``: the run's first id, plus each row's place in it;
+here each row's id is its first value): no ``ORDER BY key``, whose sort cost
+a third of the insert."""
 _NEXT_ID = (
     "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'executions'), 0),"
     " COALESCE((SELECT MAX(id) FROM executions), 0)) + 1"
@@ -146,10 +149,22 @@ class FireBuffer:
     digest), for ``replay``."""
     since: float | None = None
     """When the first command now held was taken (the node's monotonic clock)."""
+    kept: list[tuple[FireMeta, int, int, list[int]]] = field(default_factory=list)
+    """New rows of commands written already, not written with them (``write``
+    with ``keep``): runs of (what they share, slot, the first one's id, job
+    ids), their ids consecutive, in ``fired`` as well. Written by the next
+    ``write``, whatever their result."""
+    next_id: int | None = None
+    """The id of the first row of ``runs``, when the database cannot say it
+    (rows of ``kept`` have ids past its last); None: read at ``write``."""
+    _keeping: list[tuple[FireMeta, int, int, list[int]]] = field(default_factory=list)
+    """What the last ``write`` kept (``carried`` hands it on)."""
+    _after: int | None = None
+    """The id after the last row the last ``write`` placed, kept or written."""
 
     @property
     def size(self) -> int:
-        """Executions held: new rows and results of older ones."""
+        """Executions held: new rows (kept ones too) and results of older ones."""
         return self.rows + self.updated
 
     @property
@@ -165,7 +180,10 @@ class FireBuffer:
         applying one. The same objects, their counters zeroed: at 10,000 fires
         a second every job was read again, and 20,000 objects made, after
         each flush. A job not fired or recorded since the last flush is not
-        kept (a million jobs fired once an hour are not all held)."""
+        kept (a million jobs fired once an hour are not all held).
+
+        The rows the write kept (``write`` with ``keep``) are held on, with
+        their ids, for their results to land on them."""
         jobs: dict[int, _Job] = {}
         for job_id, job in self.jobs.items():
             if job.fired or job.last_finished_at is not None:
@@ -173,7 +191,23 @@ class FireBuffer:
                 job.next_run = job.last_state = job.last_status_code = UNSET
                 job.last_finished_at = None
                 jobs[job_id] = job
-        return FireBuffer(jobs=jobs)
+        return FireBuffer(jobs=jobs)._holding(self._keeping, self._after)
+
+    def kept_only(self) -> FireBuffer:
+        """A buffer of the rows ``kept`` alone, as their fires left them (no
+        result): what the commands before the held ones wrote one by one."""
+        return FireBuffer()._holding(self.kept, self.next_id)
+
+    def _holding(
+        self, kept: list[tuple[FireMeta, int, int, list[int]]], next_id: int | None
+    ) -> FireBuffer:
+        if kept:
+            self.kept, self.next_id = kept, next_id
+            fired = self.fired
+            for _, slot, _, ids in kept:
+                fired.setdefault(slot, {}).update(dict.fromkeys(ids))
+                self.rows += len(ids)
+        return self
 
     # -- taking commands ---------------------------------------------------------------
 
@@ -303,7 +337,7 @@ class FireBuffer:
 
     # -- writing ---------------------------------------------------------------------
 
-    def write(self, db: sqlite3.Connection) -> bool:
+    def write(self, db: sqlite3.Connection, keep: bool = False) -> bool:
         """Write what is held, inside the caller's transaction. False when a row
         to insert was already there (the caller rolls back and replays): the
         commands applied one by one would have kept that row and updated it.
@@ -311,11 +345,20 @@ class FireBuffer:
         Results of older rows first (a result held for a row not inserted
         yet updated nothing then), then the new rows in log order, each with
         its latest result, then each job once. Rows and jobs sharing every
-        value go as one statement over their ids."""
+        value go as one statement over their ids.
+
+        With ``keep``, the new rows without a result yet are not written but
+        kept (``carried``), with the ids they would have had: a fire is held
+        ``FireAheadSeconds`` before its slot, so a flush found about one row
+        in five without its result, wrote it, and wrote it again when the
+        result came (an update through the ``(job_id, slot)`` index, and the
+        row in and out of ``executions_not_succeeded``): those updates were a
+        twentieth of a node's work at 10,000 fires a second. A row is kept
+        once: the next write writes it, result or not."""
         self._write_updates(db)
         before = db.total_changes
-        self._write_rows(db)
-        if db.total_changes - before != self.rows:
+        inserted = self._write_rows(db, keep)
+        if db.total_changes - before != inserted or self._keeping_taken(db):
             return False
         by_change: dict[tuple[Any, ...], list[int]] = {}
         for job_id, job in self.jobs.items():
@@ -333,38 +376,81 @@ class FireBuffer:
         for (slot, outcome), ids in by_outcome.items():
             db.execute(_UPDATE_RUNS, (*outcome, slot, json_ids(ids)))
 
-    def _write_rows(self, db: sqlite3.Connection) -> None:
+    def _write_rows(self, db: sqlite3.Connection, keep: bool) -> int:
         """The new rows, with the ids they get in log order: one statement a
         run of rows sharing their fire and their outcome, or, when runs are
-        short, one for all. (A row already there makes the caller replay, so
-        every row is inserted and the ids are those of one by one.)"""
+        short, one for all; how many were inserted. (A row already there
+        makes the caller replay, so every row is inserted and the ids are
+        those of one by one.) Rows kept before come first, with their ids;
+        with ``keep``, runs of new rows without a result are kept
+        (``_keeping``), not inserted."""
         fired = self.fired
-        runs: list[tuple[FireMeta, int, Outcome | None, list[int]]] = []
-        for meta, slot, group in self.runs:
+        runs: list[tuple[FireMeta, int, Outcome | None, int, list[int]]] = []
+        keeping: list[tuple[FireMeta, int, int, list[int]]] = []
+
+        def split(meta: FireMeta, slot: int, first: int, group: list[int], may_keep: bool) -> None:
             current: list[int] = []
             last: Outcome | None = _DISPATCHED
             outcomes = fired[slot]
             for job_id in group:
                 outcome = outcomes[job_id]
                 if outcome != last and current:
-                    runs.append((meta, slot, last, current))
+                    place(meta, slot, last, first, current, may_keep)
+                    first += len(current)
                     current = []
                 last = outcome
                 current.append(job_id)
             if current:
-                runs.append((meta, slot, last, current))
-        (next_id,) = db.execute(_NEXT_ID).fetchone()
-        if len(runs) * SHORT_RUN > self.rows:
+                place(meta, slot, last, first, current, may_keep)
+
+        def place(
+            meta: FireMeta,
+            slot: int,
+            outcome: Outcome | None,
+            first: int,
+            ids: list[int],
+            may_keep: bool,
+        ) -> None:
+            if may_keep and outcome is None:
+                keeping.append((meta, slot, first, ids))
+            else:
+                runs.append((meta, slot, outcome, first, ids))
+
+        for meta, slot, first, group in self.kept:
+            split(meta, slot, first, group, False)
+        next_id = self.next_id
+        if next_id is None:
+            (next_id,) = db.execute(_NEXT_ID).fetchone()
+        for meta, slot, group in self.runs:
+            split(meta, slot, next_id, group, keep)
+            next_id += len(group)
+        self._keeping, self._after = keeping, next_id
+        inserted = sum(len(ids) for *_, ids in runs)
+        if len(runs) * SHORT_RUN > inserted:
             rows = [
-                [job_id, *_row(meta, slot, outcome)]
-                for meta, slot, outcome, ids in runs
-                for job_id in ids
+                [first + i, job_id, *_row(meta, slot, outcome)]
+                for meta, slot, outcome, first, ids in runs
+                for i, job_id in enumerate(ids)
             ]
-            db.execute(_INSERT_ROWS, (next_id, orjson.dumps(rows).decode()))
-            return
-        for meta, slot, outcome, ids in runs:
-            db.execute(_INSERT_RUN, (next_id, *_row(meta, slot, outcome), json_ids(ids)))
-            next_id += len(ids)
+            db.execute(_INSERT_ROWS, (orjson.dumps(rows).decode(),))
+        else:
+            for meta, slot, outcome, first, ids in runs:
+                db.execute(_INSERT_RUN, (first, *_row(meta, slot, outcome), json_ids(ids)))
+        return inserted
+
+    def _keeping_taken(self, db: sqlite3.Connection) -> bool:
+        """Whether a row ``_write_rows`` kept is there already: written now,
+        it would be refused as such a row is, so the commands are replayed
+        now, while they are held."""
+        return any(
+            db.execute(_TAKEN, (slot, json_ids(ids))).fetchone() is not None
+            for _, slot, _, ids in self._keeping
+        )
+
+
+_TAKEN = (
+    "SELECT 1 FROM executions WHERE slot = ? AND job_id IN (SELECT value FROM json_each(?)) LIMIT 1"
+)
 
 
 def _plain_fires(cmd: c.SlotsFired) -> bool:

@@ -16,8 +16,10 @@ Rules every handler keeps (the raft log depends on them):
 With ``fire_buffer_seconds`` (a node's: ``FIRE_BUFFER_SECONDS``), fires and
 results are applied to a ``FireBuffer`` and written together (``flush``):
 before any other command, before a snapshot is pinned, before a read through
-``Queries`` (``settle``), and once due on the log's tick (``flush_due``). The
-database after a flush is the one the commands applied one by one leave.
+``Queries`` (``settle``), and once due on the log's tick (``flush_due``) or by
+its size. The database after a flush is the one the commands applied one by
+one leave; a flush that is due may keep the newest rows without a result
+for the next one (``FireBuffer.write``), and every other flush writes them.
 
 After a command commits, ``on_change`` hears which jobs or which assignment
 changed, so the scheduler can refresh what it holds in memory. That is a side
@@ -260,35 +262,43 @@ class StateMachine:
         ctx.elapsed = time.perf_counter() - started
         full = buffer.size >= MAX_HELD_ROWS
         if full or time.monotonic() - buffer.since >= self.fire_buffer_seconds:
-            self._flush(applying=True)
+            self._flush(applying=True, keep=True)
         return outcome, dumped
 
-    def _flush(self, *, applying: bool = False) -> None:
+    def _flush(self, *, applying: bool = False, keep: bool = False) -> None:
         """Write what the buffer holds in one transaction (under ``_lock``;
         ``applying``: before the entry being applied). A write that finds what
         it did not expect is rolled back and the held commands are applied one
         by one, as without the buffer. The buffer stays until its commands are
         written (``settle`` waits for ``_written``), and is dropped if this
-        replica halts (the restart applies them again from the journal)."""
+        replica halts (the restart applies them again from the journal).
+
+        ``keep``: a flush because the buffer is due (its age or its size) may
+        keep the new rows whose result has not come (``FireBuffer.write``);
+        every other flush (a read's, a snapshot's, another command's) writes
+        them all, so a reader, a snapshot and every other command see the
+        state the commands applied leave."""
         buffer = self._buffer
-        if not buffer.held or self.halted is not None:
+        if not (buffer.held or buffer.kept) or self.halted is not None:
             return
         taken = self._taken
         written = False
         try:
-            written = self._write(buffer, applying)
+            written = self._write(buffer, applying, keep)
             if not written:
                 self._replay(buffer, applying)
         finally:
             self._buffer = buffer.carried() if written else FireBuffer()
+            if self._buffer.kept:
+                self._buffer.since = time.monotonic()
             self._written = taken
 
-    def _write(self, buffer: FireBuffer, applying: bool) -> bool:
+    def _write(self, buffer: FireBuffer, applying: bool, keep: bool = False) -> bool:
         """One transaction for the held commands; False: replay them."""
         db = self._conn
         try:
             db.execute("BEGIN")
-            if buffer.write(db):
+            if buffer.write(db, keep):
                 self._commit(buffer.last_index)
                 return True
             db.execute("ROLLBACK")
@@ -302,6 +312,9 @@ class StateMachine:
         return False
 
     def _replay(self, buffer: FireBuffer, applying: bool) -> None:
+        if buffer.kept and not self._write(buffer.kept_only(), applying):
+            # Rows of commands before the held ones, each new when it was kept.
+            log.error("the runs kept from the last write of held fires could not be written")
         for payload, index, digest in buffer.held:
             command = c.decode(payload)
             ctx = ApplyContext(self._conn, self.assignment)
@@ -319,11 +332,14 @@ class StateMachine:
         (the log calls this on its apply thread, every tick)."""
         since = self._buffer.since
         if since is not None and time.monotonic() - since >= self.fire_buffer_seconds:
-            self.settle()
+            with self._lock:
+                if self.halted is None:
+                    with contextlib.suppress(ApplyHalted):
+                        self._flush(keep=True)
 
     def holding(self) -> bool:
         """Whether fires and results are held, not written yet (any thread)."""
-        return self._written < self._taken
+        return self._written < self._taken or bool(self._buffer.kept)
 
     def settle(self) -> None:
         """Return once every command applied before the call is written, so
@@ -333,10 +349,10 @@ class StateMachine:
         only until they are written: an apply of another command writes them
         before anything else."""
         target = self._taken
-        while self._written < target and self.halted is None:
+        while (self._written < target or self._buffer.kept) and self.halted is None:
             if self._lock.acquire(timeout=SETTLE_POLL_SECONDS):
                 try:
-                    if self._written < target:
+                    if self._written < target or self._buffer.kept:
                         with contextlib.suppress(ApplyHalted):
                             self._flush()
                 finally:
@@ -404,24 +420,7 @@ class StateMachine:
         ``meta.applied_index`` is the last index this machine committed."""
         started = time.perf_counter()
         with self._lock:
-            if self.halted is not None:  # what it held is not written: no state to pin
-                raise ApplyHalted(self.halted)
-            self._flush()
-            reader = connect(self.db_path, writer=False)
-            try:
-                reader.execute("BEGIN")  # a read transaction: pinned at the first read below
-                row = reader.execute(
-                    "SELECT value FROM meta WHERE key = 'applied_index'"
-                ).fetchone()
-                pinned = int(row[0]) if row else 0
-                if pinned != self._applied_index:
-                    raise RuntimeError(
-                        f"the snapshot's read transaction sees applied_index {pinned},"
-                        f" the state machine committed {self._applied_index}"
-                    )
-            except BaseException:
-                reader.close()
-                raise
+            reader, pinned = self._pin()
             chain = (self.applied_commands, self._digest)
         return PinnedSnapshot(
             reader,
@@ -432,6 +431,37 @@ class StateMachine:
             pinned_seconds=time.perf_counter() - started,
             metrics=self._metrics,
         )
+
+    def pinned_reader(self) -> sqlite3.Connection:
+        """A read-only connection with a read transaction open on the state as
+        applied so far, every held fire written (any thread; the caller
+        commits or closes it): a flush due may keep rows of commands it
+        writes (``_flush``), so the file alone is not always the state at its
+        ``meta.applied_index``."""
+        with self._lock:
+            reader, _ = self._pin()
+        return reader
+
+    def _pin(self) -> tuple[sqlite3.Connection, int]:
+        """Under ``_lock``: write what is held, open a read transaction, and
+        check that it sees the last index this machine committed."""
+        if self.halted is not None:  # what it held is not written: no state to pin
+            raise ApplyHalted(self.halted)
+        self._flush()
+        reader = connect(self.db_path, writer=False)
+        try:
+            reader.execute("BEGIN")  # a read transaction: pinned at the first read below
+            row = reader.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
+            pinned = int(row[0]) if row else 0
+            if pinned != self._applied_index:
+                raise RuntimeError(
+                    f"the snapshot's read transaction sees applied_index {pinned},"
+                    f" the state machine committed {self._applied_index}"
+                )
+        except BaseException:
+            reader.close()
+            raise
+        return reader, pinned
 
     def load_snapshot(self, path: str) -> Any:
         """Replace the database with the snapshot at ``path``; return pysyncobj's data.
@@ -647,7 +677,8 @@ this bounds only what one flush writes and how far a replica's file lags its
 log (a restart rebuilds the database from snapshot and journal anyway). A
 fire is decided ``FireAheadSeconds`` before its slot and its result comes
 after: in 10 s about three in four results land on rows not yet written, and
-a job fired every second has its row written once for ten fires."""
+the fourth on rows a due flush kept for them; a job fired every second has
+its row written once for ten fires."""
 
 
 def _dumped(outcome: dict[str, Any]) -> bytes:
