@@ -567,3 +567,220 @@ def test_a_time_that_is_not_a_number_is_applied_as_one_by_one(tmp_path: Path) ->
     ]
     expected, got = _side_by_side(tmp_path, commands, settle_after=(6,))
     assert got == expected
+
+
+# -- rows kept by due flushes: what every other flush, a replay and a load owe them ------
+
+
+def _fire(now: float, fires: list[list[int]]) -> c.SlotsFired:
+    return c.SlotsFired(now=now, node_id=1, epoch=1, fires=fires)
+
+
+def _count(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        (rows,) = db.execute("SELECT COUNT(*) FROM executions").fetchone()
+        return int(rows)
+    finally:
+        db.close()
+
+
+def _with_sequence(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    rows = _rows(path)
+    db = sqlite3.connect(path)
+    try:
+        rows["sqlite_sequence"] = db.execute("SELECT * FROM sqlite_sequence ORDER BY 1").fetchall()
+    finally:
+        db.close()
+    return rows
+
+
+def _held_machine(tmp_path: Path) -> StateMachine:
+    machine = StateMachine(tmp_path / "a.db", fire_buffer_seconds=3600.0)
+    for index, command in enumerate(_plain_setup(), 1):
+        machine.apply(c.encode(command), index)
+    return machine
+
+
+def test_a_snapshot_or_a_backup_after_a_due_flush_holds_every_row(tmp_path: Path) -> None:
+    """Job 1's row is kept by a due flush, job 2's fire is held after it:
+    a backup's copy and a snapshot write both (a due flush alone keeps a row,
+    a snapshot's or a backup's never)."""
+    from scheduler0.daemon.state.copy import copy_replica
+
+    machine = _held_machine(tmp_path)
+    try:
+        machine.apply(c.encode(_fire(START, [[1, START + 1]])), 5)
+        _due(machine)
+        machine.apply(c.encode(_fire(START + 1, [[2, START + 2]])), 6)
+        copy = copy_replica(tmp_path / "a.db", tmp_path / "copy.db", machine.pinned_reader)
+        assert (copy.raft_index, copy.counts["executions"]) == (6, 2)
+        machine.apply(c.encode(_fire(START + 2, [[3, START + 3]])), 7)
+        machine.save_snapshot(str(tmp_path / "snap"), {"r": 1})
+    finally:
+        machine.close()
+    assert _count(tmp_path / "snap") == 3
+
+
+def test_close_writes_the_kept_rows_and_the_held_ones(tmp_path: Path) -> None:
+    machine = _held_machine(tmp_path)
+    machine.apply(c.encode(_fire(START, [[1, START + 1]])), 5)
+    _due(machine)
+    machine.apply(c.encode(_fire(START + 1, [[2, START + 2]])), 6)
+    machine.close()
+    assert _count(tmp_path / "a.db") == 2
+
+
+def test_a_row_is_kept_once_and_rows_kept_alone_are_written_when_due(tmp_path: Path) -> None:
+    """The next due flush writes a kept row (dispatched: no result came),
+    with nothing else held: the buffer of kept rows has its own age."""
+    machine = _held_machine(tmp_path)
+    try:
+        machine.apply(c.encode(_fire(START, [[1, START + 1]])), 5)
+        _due(machine)
+        assert _count(tmp_path / "a.db") == 0
+        _due(machine)
+        assert _count(tmp_path / "a.db") == 1
+        assert not machine.holding()
+    finally:
+        machine.close()
+
+
+def test_a_replay_writes_the_kept_rows_before_the_held_commands(tmp_path: Path) -> None:
+    """The kept row (job 1, id 2) comes before the held commands in the log:
+    replayed after them, job 2's fire would take its id and job 1's result
+    would update nothing."""
+    slot = START + 1
+    commands = [
+        *_plain_setup(),
+        c.JobTriggered(now=START + 0.5, job_id=3, slot=slot + 1),  # row 1
+        _fire(START + 0.9, [[1, slot]]),  # 6: kept by a due flush, row 2
+        _fire(START + 1.9, [[2, slot + 1], [3, slot + 1]]),  # job 3's slot taken: a replay
+        c.ResultsRecorded(
+            now=START + 2.5, node_id=1, groups=[[slot, "success", 200, 1, 5, None, [1]]]
+        ),
+    ]
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(commands, 1):
+            payload = c.encode(command)
+            assert held.apply(payload, index) == now.apply(payload, index), command
+            if index == 6:
+                _due(held)
+                assert held._buffer.kept
+        held.settle()
+    finally:
+        now.close()
+        held.close()
+    expected, got = _with_sequence(tmp_path / "now.db"), _with_sequence(tmp_path / "held.db")
+    assert [(row[0], row[1], row[4]) for row in got["executions"]] == [
+        (1, 3, "pending"),
+        (2, 1, "success"),
+        (3, 2, "dispatched"),
+    ]
+    assert got == expected
+
+
+def test_rows_kept_when_a_snapshot_is_loaded_are_not_written_into_it(tmp_path: Path) -> None:
+    now = StateMachine(tmp_path / "now.db")
+    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
+    try:
+        for index, command in enumerate(_plain_setup(), 1):
+            payload = c.encode(command)
+            held.apply(payload, index)
+            now.apply(payload, index)
+        held.save_snapshot(str(tmp_path / "before"), {"r": 1})
+        fire = c.encode(_fire(START, [[1, START + 1]]))
+        assert held.apply(fire, 5) == now.apply(fire, 5)
+        _due(held)
+        assert held._buffer.kept
+        held.load_snapshot(str(tmp_path / "before"))
+        now.load_snapshot(str(tmp_path / "before"))
+        held.settle()
+    finally:
+        now.close()
+        held.close()
+    assert _with_sequence(tmp_path / "now.db") == _with_sequence(tmp_path / "held.db")
+
+
+def test_a_flush_by_size_keeps_the_rows_without_a_result_and_counts_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scheduler0.daemon.state import machine as state_machine
+
+    monkeypatch.setattr(state_machine, "MAX_HELD_ROWS", 5)
+    machine = _held_machine(tmp_path)
+    try:
+        machine.apply(c.encode(_fire(START, [[j, START + 1] for j in range(1, 6)])), 5)
+        assert _count(tmp_path / "a.db") == 0  # full: flushed, all five kept
+        assert machine._buffer.size == 5  # kept rows count toward the bound
+        machine.apply(c.encode(_fire(START + 1, [[6, START + 2]])), 6)  # full again
+        assert _count(tmp_path / "a.db") == 5
+    finally:
+        machine.close()
+
+
+def test_a_backup_while_a_snapshot_loads_sees_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup's ``pinned_reader`` on another thread, while ``load_snapshot``
+    is between its copy and closing the snapshot file: it sees the
+    snapshot's state with the snapshot's index (the copy and what it names
+    are set under one hold of the lock)."""
+    import threading
+
+    from scheduler0.daemon.state import machine as state_machine
+
+    leader = StateMachine(tmp_path / "leader.db")
+    for index, command in enumerate(_plain_setup(), 1):
+        leader.apply(c.encode(command), index)
+    leader.apply(c.encode(c.Noop(now=START)), 9)
+    leader.save_snapshot(str(tmp_path / "snap"), {"r": 1})
+    leader.close()
+    follower = StateMachine(tmp_path / "f.db", fire_buffer_seconds=3600.0)
+    for index, command in enumerate(_plain_setup()[:2], 1):
+        follower.apply(c.encode(command), index)
+
+    closing, go_on = threading.Event(), threading.Event()
+    real_connect = sqlite3.connect
+
+    class Snapshot:
+        """The snapshot file's connection, which waits when it is closed."""
+
+        def __init__(self, conn: sqlite3.Connection) -> None:
+            self._conn = conn
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._conn, name)
+
+        def close(self) -> None:
+            closing.set()
+            go_on.wait(10)
+            self._conn.close()
+
+    class Sqlite:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(sqlite3, name)
+
+        @staticmethod
+        def connect(*args: Any, **kwargs: Any) -> Snapshot:
+            return Snapshot(real_connect(*args, **kwargs))
+
+    monkeypatch.setattr(state_machine, "sqlite3", Sqlite())
+    loader = threading.Thread(target=follower.load_snapshot, args=(str(tmp_path / "snap"),))
+    loader.start()
+    try:
+        assert closing.wait(10)
+        reader = follower.pinned_reader()
+        try:
+            index = reader.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
+            tables = {row[0] for row in reader.execute("SELECT name FROM sqlite_master")}
+        finally:
+            reader.close()
+    finally:
+        go_on.set()
+        loader.join(10)
+        follower.close()
+    assert index[0] == "9"
+    assert "_raft" not in tables

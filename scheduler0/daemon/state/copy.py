@@ -9,7 +9,7 @@ from that same connection: ``sqlite3_backup_step`` uses the read transaction
 already open on its source, so the pages copied are the state at exactly that
 index, whatever apply commits meanwhile. A node opens that transaction through
 ``StateMachine.pinned_reader`` (every held fire written first, under the
-state machine's lock, for milliseconds); apply does not wait for the copy
+state machine's lock: up to ~0.25 s); apply does not wait for the copy
 itself: it only shares the CPU and the disk, and the WAL cannot be
 checkpointed past the copy's snapshot until it ends.
 """

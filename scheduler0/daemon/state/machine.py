@@ -313,8 +313,13 @@ class StateMachine:
 
     def _replay(self, buffer: FireBuffer, applying: bool) -> None:
         if buffer.kept and not self._write(buffer.kept_only(), applying):
-            # Rows of commands before the held ones, each new when it was kept.
-            log.error("the runs kept from the last write of held fires could not be written")
+            # Rows of commands before the held ones, each new when it was kept
+            # (``_keeping_taken``): not written, this replica would differ.
+            self._halt(
+                "the fires held in memory",
+                RuntimeError("the rows a flush kept for their results could not be written"),
+                applying=applying,
+            )
         for payload, index, digest in buffer.held:
             command = c.decode(payload)
             ctx = ApplyContext(self._conn, self.assignment)
@@ -435,9 +440,11 @@ class StateMachine:
     def pinned_reader(self) -> sqlite3.Connection:
         """A read-only connection with a read transaction open on the state as
         applied so far, every held fire written (any thread; the caller
-        commits or closes it): a flush due may keep rows of commands it
-        writes (``_flush``), so the file alone is not always the state at its
-        ``meta.applied_index``."""
+        commits or closes it; it waits for the lock and the flush, up to
+        ~0.25 s with ``MAX_HELD_ROWS`` held): a flush due may keep rows of
+        commands it writes (``_flush``), so the file alone is not always the
+        state at its ``meta.applied_index``. Raises ``ApplyHalted`` on a
+        halted replica, whose file may lack what it held."""
         with self._lock:
             reader, _ = self._pin()
         return reader
@@ -487,21 +494,23 @@ class StateMachine:
                 row = src.execute("SELECT data FROM _raft").fetchone()
                 raft_data = pickle.loads(row[0])
                 chain = _read_digest(src)
+                # One hold of the lock from the copy to the state it names:
+                # a reader between the two (a backup's pinned_reader) would
+                # find the snapshot's tables with the replaced state's index.
                 with self._lock:
                     self._buffer = FireBuffer()  # of the state the snapshot replaces
                     src.backup(self._conn)
+                    self._conn.execute("PRAGMA journal_mode=WAL")
+                    add_missing_columns(self._conn)
+                    self._conn.execute("DROP TABLE IF EXISTS _raft")
+                    self._conn.execute("DROP TABLE IF EXISTS _digest")
+                    self.applied_commands, self._digest = chain
+                    self.checkpoints.clear()
+                    self._load_assignment()
             finally:
                 src.close()
         except Exception as exc:
             self._refuse_snapshot(path, exc)
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            add_missing_columns(self._conn)
-            self._conn.execute("DROP TABLE IF EXISTS _raft")
-            self._conn.execute("DROP TABLE IF EXISTS _digest")
-            self.applied_commands, self._digest = chain
-            self.checkpoints.clear()
-            self._load_assignment()
         self._notify(Change.RESET, None)
         return raft_data
 

@@ -273,7 +273,11 @@ class Queries:
 
     ``settle`` (the state machine's) writes the fires and results it holds in
     memory (``state/fire_buffer.py``): ``db`` calls it first, so a read sees
-    every command applied. The reads that never look at what a fire or a
+    every command applied before it. (Applied after it, fires may be written
+    by a due flush before the read's statement runs, which keeps the rows
+    still waiting for their result: one statement may then count a fire on
+    its job that it does not find among the executions. The next ``db``
+    writes it.) The reads that never look at what a fire or a
     result writes (a job's payload, runs ``lost`` or ``pending``, members, a
     credential by its key: every request's first read) use ``db_as_is`` and
     leave the fires held."""
