@@ -136,11 +136,15 @@ def _plain_setup() -> list[c.Command]:
 
 
 def _side_by_side(
-    tmp_path: Path, commands: list[c.Command], settle_after: tuple[int, ...] = ()
+    tmp_path: Path,
+    commands: list[c.Command],
+    settle_after: tuple[int, ...] = (),
+    keep_after: tuple[int, ...] = (),
 ) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, list[tuple[Any, ...]]]]:
     """Apply ``commands`` one by one and held (written after the indexes of
-    ``settle_after`` and at the end), asserting equal outcomes: both
-    databases' rows."""
+    ``settle_after``, by a due flush that keeps a row after those of
+    ``keep_after``, and at the end), asserting equal outcomes: both
+    databases' rows and ``sqlite_sequence``."""
     now = StateMachine(tmp_path / "now.db")
     held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
     try:
@@ -149,11 +153,14 @@ def _side_by_side(
             assert held.apply(payload, index) == now.apply(payload, index), command
             if index in settle_after:
                 held.settle()
+            if index in keep_after:
+                _due(held)
+                assert held._buffer.kept, index
         held.settle()
     finally:
         now.close()
         held.close()
-    return _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
+    return _with_sequence(tmp_path / "now.db"), _with_sequence(tmp_path / "held.db")
 
 
 def _rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -165,6 +172,16 @@ def _rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         }
     finally:
         db.close()
+
+
+def _with_sequence(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    rows = _rows(path)
+    db = sqlite3.connect(path)
+    try:
+        rows["sqlite_sequence"] = db.execute("SELECT * FROM sqlite_sequence ORDER BY 1").fetchall()
+    finally:
+        db.close()
+    return rows
 
 
 def _random_side_by_side(tmp_path: Path, seed: int, flush: Callable[[StateMachine], None]) -> None:
@@ -284,39 +301,6 @@ def test_a_copy_of_the_replica_after_a_due_flush_holds_the_rows_it_kept(tmp_path
     assert as_is.raft_index == pinned.raft_index == 5
     assert (as_is.counts["executions"], pinned.counts["executions"]) == (0, 1)
     assert pinned.counts["dispatched"] == 1
-
-
-def test_a_replay_after_a_due_flush_writes_the_rows_it_kept(tmp_path: Path) -> None:
-    """A due flush keeps job 1's row (no result yet); the next write finds
-    the slot job 3 then fires taken by a run-now row and replays: the kept
-    row is written before the held commands are applied one by one, so
-    nothing the first flush's commands fired is lost."""
-    slot = START + 1
-    commands = [
-        *_stream(0)[:4],
-        c.JobTriggered(now=START + 0.5, job_id=3, slot=slot + 1),
-        c.SlotsFired(now=START + 0.9, node_id=1, epoch=1, fires=[[1, slot]]),
-        c.SlotsFired(now=START + 1.9, node_id=1, epoch=1, fires=[[3, slot + 1]]),
-        c.ResultsRecorded(
-            now=START + 2.5, node_id=1, groups=[[slot + 1, "success", 200, 1, 5, None, [3]]]
-        ),
-    ]
-    now = StateMachine(tmp_path / "now.db")
-    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
-    try:
-        for index, command in enumerate(commands, 1):
-            payload = c.encode(command)
-            assert held.apply(payload, index) == now.apply(payload, index), command
-            if index == 6:
-                _due(held)
-                assert held._buffer.kept  # job 1's row
-        held.settle()
-    finally:
-        now.close()
-        held.close()
-    expected, got = _rows(tmp_path / "now.db"), _rows(tmp_path / "held.db")
-    assert [(row[1], row[4]) for row in got["executions"]] == [(3, "success"), (1, "dispatched")]
-    assert got == expected
 
 
 def test_a_fire_held_and_its_result_are_one_row_written_once(tmp_path: Path) -> None:
@@ -515,10 +499,14 @@ def test_what_a_flush_read_of_its_jobs_is_kept_until_another_command(
     db.close()
 
 
-def test_a_snapshot_loaded_after_a_flush_is_judged_on_its_own_state(tmp_path: Path) -> None:
-    """What a flush kept of its jobs (job 1 fired at a slot) is dropped when a
-    snapshot from before that fire replaces the state: the same fire is
-    accepted again, as one by one."""
+@pytest.mark.parametrize("flush", [StateMachine.settle, _due], ids=["read", "due"])
+def test_a_snapshot_loaded_after_a_flush_is_judged_on_its_own_state(
+    tmp_path: Path, flush: Callable[[StateMachine], None]
+) -> None:
+    """What a flush kept of its jobs (job 1 fired at a slot), and the row a
+    due flush kept for its result, are dropped when a snapshot from before
+    that fire replaces the state: the same fire is accepted again, as one by
+    one, and the kept row is not written into the snapshot's state."""
     raft_data = {"r": 1}
     now = StateMachine(tmp_path / "now.db")
     held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
@@ -530,8 +518,9 @@ def test_a_snapshot_loaded_after_a_flush_is_judged_on_its_own_state(tmp_path: Pa
         held.save_snapshot(str(tmp_path / "before"), raft_data)
         fire = c.encode(c.SlotsFired(now=START, node_id=1, epoch=1, fires=[[1, START + 1]]))
         assert held.apply(fire, 5) == now.apply(fire, 5)
-        held.settle()
+        flush(held)
         assert 1 in held._buffer.jobs  # kept by the flush
+        assert bool(held._buffer.kept) == (flush is _due)  # job 1's row, no result yet
         held.load_snapshot(str(tmp_path / "before"))
         now.load_snapshot(str(tmp_path / "before"))
         assert held.apply(fire, 5) == now.apply(fire, 5) == {"ok": {"accepted": [[1, START + 1]]}}
@@ -539,7 +528,7 @@ def test_a_snapshot_loaded_after_a_flush_is_judged_on_its_own_state(tmp_path: Pa
     finally:
         now.close()
         held.close()
-    assert _rows(tmp_path / "now.db") == _rows(tmp_path / "held.db")
+    assert _with_sequence(tmp_path / "now.db") == _with_sequence(tmp_path / "held.db")
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -583,16 +572,6 @@ def _count(path: Path) -> int:
         return int(rows)
     finally:
         db.close()
-
-
-def _with_sequence(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    rows = _rows(path)
-    db = sqlite3.connect(path)
-    try:
-        rows["sqlite_sequence"] = db.execute("SELECT * FROM sqlite_sequence ORDER BY 1").fetchall()
-    finally:
-        db.close()
-    return rows
 
 
 def _held_machine(tmp_path: Path) -> StateMachine:
@@ -660,48 +639,13 @@ def test_a_replay_writes_the_kept_rows_before_the_held_commands(tmp_path: Path) 
             now=START + 2.5, node_id=1, groups=[[slot, "success", 200, 1, 5, None, [1]]]
         ),
     ]
-    now = StateMachine(tmp_path / "now.db")
-    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
-    try:
-        for index, command in enumerate(commands, 1):
-            payload = c.encode(command)
-            assert held.apply(payload, index) == now.apply(payload, index), command
-            if index == 6:
-                _due(held)
-                assert held._buffer.kept
-        held.settle()
-    finally:
-        now.close()
-        held.close()
-    expected, got = _with_sequence(tmp_path / "now.db"), _with_sequence(tmp_path / "held.db")
+    expected, got = _side_by_side(tmp_path, commands, keep_after=(6,))
     assert [(row[0], row[1], row[4]) for row in got["executions"]] == [
         (1, 3, "pending"),
         (2, 1, "success"),
         (3, 2, "dispatched"),
     ]
     assert got == expected
-
-
-def test_rows_kept_when_a_snapshot_is_loaded_are_not_written_into_it(tmp_path: Path) -> None:
-    now = StateMachine(tmp_path / "now.db")
-    held = StateMachine(tmp_path / "held.db", fire_buffer_seconds=3600.0)
-    try:
-        for index, command in enumerate(_plain_setup(), 1):
-            payload = c.encode(command)
-            held.apply(payload, index)
-            now.apply(payload, index)
-        held.save_snapshot(str(tmp_path / "before"), {"r": 1})
-        fire = c.encode(_fire(START, [[1, START + 1]]))
-        assert held.apply(fire, 5) == now.apply(fire, 5)
-        _due(held)
-        assert held._buffer.kept
-        held.load_snapshot(str(tmp_path / "before"))
-        now.load_snapshot(str(tmp_path / "before"))
-        held.settle()
-    finally:
-        now.close()
-        held.close()
-    assert _with_sequence(tmp_path / "now.db") == _with_sequence(tmp_path / "held.db")
 
 
 def test_a_flush_by_size_keeps_the_rows_without_a_result_and_counts_them(
