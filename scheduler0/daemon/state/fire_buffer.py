@@ -30,6 +30,7 @@ holds one by one through their handlers (``replay``).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -385,44 +386,21 @@ class FireBuffer:
         with ``keep``, runs of new rows without a result are kept
         (``_keeping``), not inserted."""
         fired = self.fired
-        runs: list[tuple[FireMeta, int, Outcome | None, int, list[int]]] = []
+        runs: list[tuple[FireMeta, int, Outcome | None, int, list[int]]] = [
+            (meta, slot, outcome, first, ids)
+            for meta, slot, start, group in self.kept
+            for outcome, first, ids in _by_outcome(fired[slot], start, group)
+        ]
         keeping: list[tuple[FireMeta, int, int, list[int]]] = []
-
-        def split(meta: FireMeta, slot: int, first: int, group: list[int], may_keep: bool) -> None:
-            current: list[int] = []
-            last: Outcome | None = _DISPATCHED
-            outcomes = fired[slot]
-            for job_id in group:
-                outcome = outcomes[job_id]
-                if outcome != last and current:
-                    place(meta, slot, last, first, current, may_keep)
-                    first += len(current)
-                    current = []
-                last = outcome
-                current.append(job_id)
-            if current:
-                place(meta, slot, last, first, current, may_keep)
-
-        def place(
-            meta: FireMeta,
-            slot: int,
-            outcome: Outcome | None,
-            first: int,
-            ids: list[int],
-            may_keep: bool,
-        ) -> None:
-            if may_keep and outcome is None:
-                keeping.append((meta, slot, first, ids))
-            else:
-                runs.append((meta, slot, outcome, first, ids))
-
-        for meta, slot, first, group in self.kept:
-            split(meta, slot, first, group, False)
         next_id = self.next_id
         if next_id is None:
             (next_id,) = db.execute(_NEXT_ID).fetchone()
         for meta, slot, group in self.runs:
-            split(meta, slot, next_id, group, keep)
+            for outcome, first, ids in _by_outcome(fired[slot], next_id, group):
+                if keep and outcome is None:
+                    keeping.append((meta, slot, first, ids))
+                else:
+                    runs.append((meta, slot, outcome, first, ids))
             next_id += len(group)
         self._keeping, self._after = keeping, next_id
         inserted = sum(len(ids) for *_, ids in runs)
@@ -446,6 +424,25 @@ class FireBuffer:
             db.execute(_TAKEN, (slot, json_ids(ids))).fetchone() is not None
             for _, slot, _, ids in self._keeping
         )
+
+
+def _by_outcome(
+    outcomes: dict[int, Outcome | None], first: int, group: list[int]
+) -> Iterator[tuple[Outcome | None, int, list[int]]]:
+    """The rows of ``group`` (ids from ``first``, in order) cut where their
+    outcome changes: (outcome, the first row's id, job ids)."""
+    current: list[int] = []
+    last: Outcome | None = _DISPATCHED
+    for job_id in group:
+        outcome = outcomes[job_id]
+        if outcome != last and current:
+            yield last, first, current
+            first += len(current)
+            current = []
+        last = outcome
+        current.append(job_id)
+    if current:
+        yield last, first, current
 
 
 _TAKEN = (

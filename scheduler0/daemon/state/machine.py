@@ -344,7 +344,12 @@ class StateMachine:
 
     def holding(self) -> bool:
         """Whether fires and results are held, not written yet (any thread)."""
-        return self._written < self._taken or bool(self._buffer.kept)
+        return self._unwritten(self._taken)
+
+    def _unwritten(self, target: int) -> bool:
+        """Whether a command up to ``target`` taken is not written yet (any
+        thread): held, or its rows kept by a due flush."""
+        return self._written < target or bool(self._buffer.kept)
 
     def settle(self) -> None:
         """Return once every command applied before the call is written, so
@@ -354,10 +359,10 @@ class StateMachine:
         only until they are written: an apply of another command writes them
         before anything else."""
         target = self._taken
-        while (self._written < target or self._buffer.kept) and self.halted is None:
+        while self._unwritten(target) and self.halted is None:
             if self._lock.acquire(timeout=SETTLE_POLL_SECONDS):
                 try:
-                    if self._written < target or self._buffer.kept:
+                    if self._unwritten(target):
                         with contextlib.suppress(ApplyHalted):
                             self._flush()
                 finally:
